@@ -1,0 +1,639 @@
+//! Events: the signed envelope, every client-submitted kind, and the derived events
+//! the chain owner writes during execution.
+
+use crate::codec;
+use crate::hash::{hash, Domain, Hash32};
+use crate::ids::{CheckCode, EventId, InvoiceNumber, MemberCode, NetworkId, Timestamp};
+use crate::money::{Fen, Quantity, TaxRate};
+use crate::sig::{self, PublicKey, SecretKey, SigError, Signature};
+use serde::{Deserialize, Serialize};
+
+/// What an author signs: which network and chain, who, when, and what.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct EventBody {
+    /// The network this event belongs to (hash of genesis).
+    pub network: NetworkId,
+    /// The chain (owner's member code) the event is for.
+    pub chain: MemberCode,
+    /// The signing key: the chain owner, an authorised client key, the operator or a
+    /// verifier member, depending on the kind.
+    pub author: PublicKey,
+    /// When the author created the event (author's clock; informational).
+    pub timestamp: Timestamp,
+    /// The business fact.
+    pub kind: EventKind,
+}
+
+impl EventBody {
+    /// The event id: `H_event(canonical(body))`. It is also the digest the author signs.
+    pub fn id(&self) -> EventId {
+        EventId(hash(Domain::EventBody, &codec::to_bytes(self)))
+    }
+
+    /// Signs the body with `key` (which must be the `author`).
+    pub fn sign(self, key: &SecretKey) -> Event {
+        debug_assert_eq!(key.public(), self.author, "signing key is not the event's author");
+        let signature = key.sign(&self.id().0);
+        Event { body: self, signature }
+    }
+}
+
+/// A signed event.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Event {
+    /// The signed body.
+    pub body: EventBody,
+    /// The author's signature on the event id.
+    pub signature: Signature,
+}
+
+/// Why an event's envelope is not acceptable on a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Signed for another network.
+    #[error("event is for network {found}, this network is {expected}")]
+    WrongNetwork {
+        /// This network.
+        expected: NetworkId,
+        /// The event's network.
+        found: NetworkId,
+    },
+    /// The signature is invalid under the rule.
+    #[error("event signature invalid: {0}")]
+    Signature(#[from] SigError),
+}
+
+impl Event {
+    /// The event id (hash of the signed body, not of the signature).
+    pub fn id(&self) -> EventId {
+        self.body.id()
+    }
+
+    /// Checks the network id and the signature.
+    pub fn verify(&self, network: &NetworkId) -> Result<EventId, EnvelopeError> {
+        if self.body.network != *network {
+            return Err(EnvelopeError::WrongNetwork {
+                expected: *network,
+                found: self.body.network,
+            });
+        }
+        let id = self.id();
+        sig::verify(&self.body.author, &id.0, &self.signature)?;
+        Ok(id)
+    }
+}
+
+/// Every event a client, the chain owner, the operator or a verifier can submit.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A payment was taken.
+    PaymentRecorded(PaymentRecorded),
+    /// Part or all of a payment was returned to the payer.
+    PaymentRefunded(PaymentRefunded),
+    /// A payment was entered wrongly and is void.
+    PaymentReversed(PaymentReversed),
+    /// An invoice is requested for one or more payments.
+    InvoiceRequested(InvoiceRequested),
+    /// An issued invoice is to be reversed with a red-letter invoice.
+    InvoiceRedLetterRequested(RedLetterRequested),
+    /// A verifier registers a reimbursement claim of an invoice.
+    InvoiceClaimRequested(ClaimRequested),
+    /// The operator credits the merchant's fee balance.
+    FeeDeposited(FeeDeposited),
+    /// The operator replaces the merchant's invoicing policy.
+    MerchantPolicySet(MerchantPolicy),
+    /// The chain owner authorises a client key (a POS terminal, a back-office app).
+    ClientKeyAuthorized(ClientKeyAuthorized),
+    /// The chain owner revokes a client key.
+    ClientKeyRevoked(ClientKeyRevoked),
+}
+
+impl EventKind {
+    /// A stable snake_case name, used in APIs, metrics and exports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::PaymentRecorded(_) => "payment_recorded",
+            EventKind::PaymentRefunded(_) => "payment_refunded",
+            EventKind::PaymentReversed(_) => "payment_reversed",
+            EventKind::InvoiceRequested(_) => "invoice_requested",
+            EventKind::InvoiceRedLetterRequested(_) => "invoice_red_letter_requested",
+            EventKind::InvoiceClaimRequested(_) => "invoice_claim_requested",
+            EventKind::FeeDeposited(_) => "fee_deposited",
+            EventKind::MerchantPolicySet(_) => "merchant_policy_set",
+            EventKind::ClientKeyAuthorized(_) => "client_key_authorized",
+            EventKind::ClientKeyRevoked(_) => "client_key_revoked",
+        }
+    }
+}
+
+/// How a payment was made.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum PaymentMethod {
+    /// Bank card.
+    Card,
+    /// Alipay.
+    Alipay,
+    /// WeChat Pay.
+    Wechat,
+    /// Huabei (Alipay credit).
+    Huabei,
+    /// UnionPay QR code.
+    UnionpayQr,
+    /// Cash.
+    Cash,
+}
+
+impl PaymentMethod {
+    /// Every method, in canonical order.
+    pub const ALL: [PaymentMethod; 6] = [
+        PaymentMethod::Card,
+        PaymentMethod::Alipay,
+        PaymentMethod::Wechat,
+        PaymentMethod::Huabei,
+        PaymentMethod::UnionpayQr,
+        PaymentMethod::Cash,
+    ];
+
+    /// The snake_case name (`unionpay_qr`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PaymentMethod::Card => "card",
+            PaymentMethod::Alipay => "alipay",
+            PaymentMethod::Wechat => "wechat",
+            PaymentMethod::Huabei => "huabei",
+            PaymentMethod::UnionpayQr => "unionpay_qr",
+            PaymentMethod::Cash => "cash",
+        }
+    }
+
+    /// Parses a snake_case name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
+
+/// The currency of a payment. Fapiao are issued in renminbi; the enum leaves room.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum Currency {
+    /// Chinese yuan renminbi.
+    Cny,
+}
+
+/// A payment was taken.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PaymentRecorded {
+    /// The merchant's payment id, unique on its chain.
+    pub payment_id: String,
+    /// Amount paid, positive.
+    pub amount: Fen,
+    /// Currency.
+    pub currency: Currency,
+    /// How it was paid.
+    pub method: PaymentMethod,
+    /// The terminal (POS) or channel that took it.
+    pub terminal_id: String,
+    /// The payment processor's reference.
+    pub external_ref: String,
+}
+
+/// Part or all of a payment was refunded.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    /// The payment.
+    pub payment_id: String,
+    /// The merchant's refund id, unique on its chain.
+    pub refund_id: String,
+    /// Amount returned, positive, at most what is left to refund.
+    pub amount: Fen,
+    /// Free text.
+    pub reason: String,
+}
+
+/// A payment entered wrongly is void.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PaymentReversed {
+    /// The payment.
+    pub payment_id: String,
+    /// Free text.
+    pub reason: String,
+}
+
+/// The kinds of invoice.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum InvoiceType {
+    /// Ordinary VAT invoice (普通发票); buyer tax id optional.
+    Normal,
+    /// Special VAT invoice (增值税专用发票); buyer tax id required, lets the buyer deduct
+    /// input VAT.
+    SpecialVat,
+}
+
+impl InvoiceType {
+    /// Every type, in canonical order.
+    pub const ALL: [InvoiceType; 2] = [InvoiceType::Normal, InvoiceType::SpecialVat];
+
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            InvoiceType::Normal => "normal",
+            InvoiceType::SpecialVat => "special_vat",
+        }
+    }
+
+    /// Parses a snake_case name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+/// The buyer as printed on the invoice.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Buyer {
+    /// Registered name (company or person).
+    pub name: String,
+    /// Unified social credit code, 18 characters; required for a special VAT invoice.
+    pub tax_id: Option<String>,
+}
+
+/// One invoice line. Amounts are tax-exclusive; see `docs/FORMAT.md` for the rounding.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct LineItem {
+    /// What was sold.
+    pub description: String,
+    /// How many, in thousandths.
+    pub quantity: Quantity,
+    /// Tax-exclusive price of one unit.
+    pub unit_price: Fen,
+    /// The VAT rate.
+    pub tax_rate: TaxRate,
+}
+
+/// An invoice is requested.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct InvoiceRequested {
+    /// The merchant's request id, unique on its chain.
+    pub request_id: String,
+    /// Which kind of invoice.
+    pub invoice_type: InvoiceType,
+    /// The buyer.
+    pub buyer: Buyer,
+    /// The lines.
+    pub lines: Vec<LineItem>,
+    /// The payments the invoice covers, in the order their amounts are used.
+    pub payment_ids: Vec<String>,
+    /// The earlier failed request this one corrects, if any.
+    pub retry_of: Option<String>,
+}
+
+/// Why an invoice is reversed.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum RedLetterReason {
+    /// The invoice was issued with wrong content.
+    IssueError,
+    /// The goods were returned.
+    SalesReturn,
+    /// The service was terminated.
+    ServiceTermination,
+    /// A discount was granted after issue.
+    SalesDiscount,
+}
+
+impl RedLetterReason {
+    /// Every reason, in canonical order.
+    pub const ALL: [RedLetterReason; 4] = [
+        RedLetterReason::IssueError,
+        RedLetterReason::SalesReturn,
+        RedLetterReason::ServiceTermination,
+        RedLetterReason::SalesDiscount,
+    ];
+
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            RedLetterReason::IssueError => "issue_error",
+            RedLetterReason::SalesReturn => "sales_return",
+            RedLetterReason::ServiceTermination => "service_termination",
+            RedLetterReason::SalesDiscount => "sales_discount",
+        }
+    }
+
+    /// Parses a snake_case name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
+/// How much of an invoice a red-letter reverses.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RedLetterScope {
+    /// Everything not yet reversed.
+    Full,
+    /// These lines (positive quantities and prices; each rate must appear on the
+    /// original, and per rate at most what is left).
+    Partial(Vec<LineItem>),
+}
+
+/// A red-letter reversal is requested.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RedLetterRequested {
+    /// The merchant's request id for the reversal, unique among request ids on its chain.
+    pub request_id: String,
+    /// The invoice to reverse.
+    pub invoice_number: InvoiceNumber,
+    /// Why.
+    pub reason: RedLetterReason,
+    /// How much.
+    pub scope: RedLetterScope,
+}
+
+/// A verifier registers a reimbursement claim.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClaimRequested {
+    /// The invoice.
+    pub invoice_number: InvoiceNumber,
+    /// Its check code, which proves the claimant holds the invoice.
+    pub check_code: CheckCode,
+    /// The claimant's own reference (expense report number).
+    pub claim_ref: String,
+}
+
+/// The operator credits the merchant's fee balance.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct FeeDeposited {
+    /// Unique per chain.
+    pub deposit_id: String,
+    /// Positive.
+    pub amount: Fen,
+}
+
+/// A merchant's invoicing policy: in genesis, then replaced by operator events.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MerchantPolicy {
+    /// Invoice types the merchant may issue (sorted, distinct).
+    pub permitted_types: Vec<InvoiceType>,
+    /// Largest total (tax included) of one invoice.
+    pub max_invoice_total: Fen,
+}
+
+/// What a client key may sign.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Permissions {
+    /// Payment events (record, refund, reverse).
+    pub payments: bool,
+    /// Invoice events (request, red-letter).
+    pub invoices: bool,
+}
+
+/// The chain owner authorises a client key.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClientKeyAuthorized {
+    /// The key.
+    pub key: PublicKey,
+    /// A name for people ("POS 3, Nanjing Rd store").
+    pub label: String,
+    /// What it may sign.
+    pub permissions: Permissions,
+}
+
+/// The chain owner revokes a client key.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClientKeyRevoked {
+    /// The key.
+    pub key: PublicKey,
+}
+
+/// An event written by the chain owner while executing a block, re-derived by every
+/// validator. It is not signed on its own: the owner's header signature covers it
+/// through the block's events root.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Derived {
+    /// The input event whose execution produced it.
+    pub cause: EventId,
+    /// What happened.
+    pub kind: DerivedKind,
+}
+
+impl Derived {
+    /// `H_derived(canonical(self))`.
+    pub fn id(&self) -> EventId {
+        EventId(hash(Domain::DerivedEvent, &codec::to_bytes(self)))
+    }
+}
+
+/// The derived event kinds.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum DerivedKind {
+    /// An invoice was issued.
+    InvoiceIssued(InvoiceIssued),
+    /// An invoice (or red-letter) request failed.
+    InvoiceFailed(InvoiceFailed),
+    /// An invoice was (partly) reversed by a red-letter invoice.
+    InvoiceReversed(InvoiceReversed),
+    /// A reimbursement claim was recorded.
+    ClaimRecorded(ClaimRecorded),
+    /// A reimbursement claim was refused.
+    ClaimRefused(ClaimRefused),
+}
+
+/// A line as issued, with its computed amounts.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct IssuedLine {
+    /// The requested line.
+    pub item: LineItem,
+    /// `round_half_up(quantity * unit_price / 1000)`.
+    pub net: Fen,
+    /// `round_half_up(net * rate / 10000)`.
+    pub tax: Fen,
+}
+
+/// How much of an invoice's total is drawn from one payment.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Allocation {
+    /// The payment.
+    pub payment_id: String,
+    /// The amount of the invoice total covered by it.
+    pub amount: Fen,
+}
+
+/// An invoice was issued.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct InvoiceIssued {
+    /// The request it answers.
+    pub request_id: String,
+    /// Its number.
+    pub number: InvoiceNumber,
+    /// Its check code.
+    pub check_code: CheckCode,
+    /// Its type.
+    pub invoice_type: InvoiceType,
+    /// The buyer.
+    pub buyer: Buyer,
+    /// Lines with amounts.
+    pub lines: Vec<IssuedLine>,
+    /// Sum of line nets.
+    pub net: Fen,
+    /// Sum of line taxes.
+    pub tax: Fen,
+    /// `net + tax`.
+    pub total: Fen,
+    /// The fee deducted from the merchant's balance.
+    pub fee: Fen,
+    /// How the total is drawn from the payments.
+    pub allocations: Vec<Allocation>,
+    /// The block time of issue.
+    pub issued_at: Timestamp,
+}
+
+/// A failure reason code. The catalogue (remedy text, retryable flag) lives in
+/// `fapiao-domain`; the ledger records the code and the detail.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum FailureReason {
+    /// No buyer name.
+    BuyerNameMissing,
+    /// The buyer tax id is not a valid unified social credit code.
+    BuyerTaxIdInvalid,
+    /// A special VAT invoice needs the buyer's tax id.
+    BuyerTaxIdRequired,
+    /// No lines.
+    NoLines,
+    /// A line's tax rate is not allowed by genesis.
+    TaxRateNotAllowed,
+    /// A line's quantity is zero or negative.
+    LineQuantityNotPositive,
+    /// A line's unit price is zero or negative.
+    LinePriceNotPositive,
+    /// No payments referenced, or one referenced twice.
+    PaymentsInvalid,
+    /// A referenced payment is not on this chain.
+    PaymentNotFound,
+    /// A referenced payment was reversed.
+    PaymentReversed,
+    /// A referenced payment has nothing left to invoice.
+    PaymentFullyInvoiced,
+    /// The total is above what the payments can still cover.
+    TotalAboveInvoiceable,
+    /// The merchant's policy does not permit this invoice type.
+    InvoiceTypeNotPermitted,
+    /// The total is above the merchant's per-invoice limit.
+    TotalAboveMerchantLimit,
+    /// The fee balance is below the per-invoice fee.
+    FeeBalanceTooLow,
+    /// `retry_of` names a request that does not exist or did not fail.
+    RetryOfInvalid,
+    /// A line's amounts overflow.
+    AmountOverflow,
+    /// Red-letter: no such invoice on this chain.
+    InvoiceNotFound,
+    /// Red-letter: the invoice is already fully reversed.
+    InvoiceAlreadyReversed,
+    /// Red-letter: the partial lines exceed what is left, or use a rate not on the
+    /// original.
+    RedLetterExceedsRemaining,
+}
+
+/// An invoice or red-letter request failed. The payment record is untouched.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct InvoiceFailed {
+    /// The failed request.
+    pub request_id: String,
+    /// Why.
+    pub reason: FailureReason,
+    /// The request field at fault (`buyer.tax_id`, `lines[2].tax_rate`, ...).
+    pub field: String,
+    /// The specifics, for people.
+    pub detail: String,
+}
+
+/// An invoice was reversed, in full or in part, by a red-letter invoice.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct InvoiceReversed {
+    /// The red-letter request.
+    pub request_id: String,
+    /// The invoice reversed.
+    pub original: InvoiceNumber,
+    /// The red-letter invoice's number.
+    pub red_number: InvoiceNumber,
+    /// The red-letter invoice's check code.
+    pub red_check_code: CheckCode,
+    /// Why.
+    pub reason: RedLetterReason,
+    /// Reversed lines with their (positive) amounts.
+    pub lines: Vec<IssuedLine>,
+    /// Net reversed.
+    pub net: Fen,
+    /// Tax reversed.
+    pub tax: Fen,
+    /// Total reversed.
+    pub total: Fen,
+    /// Whether the original is now fully reversed.
+    pub fully_reversed: bool,
+    /// How the reversed total returns to the payments.
+    pub allocations: Vec<Allocation>,
+    /// The block time.
+    pub reversed_at: Timestamp,
+}
+
+/// A reimbursement claim was recorded.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClaimRecorded {
+    /// The invoice.
+    pub invoice_number: InvoiceNumber,
+    /// The claiming member.
+    pub claimant: MemberCode,
+    /// Their reference.
+    pub claim_ref: String,
+    /// The block time.
+    pub claimed_at: Timestamp,
+}
+
+/// Why a claim was refused.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ClaimRefusal {
+    /// Already claimed, by this member at this time.
+    AlreadyClaimed {
+        /// The first claimant.
+        claimant: MemberCode,
+        /// When.
+        claimed_at: Timestamp,
+    },
+    /// The invoice is fully reversed.
+    Reversed,
+    /// No such invoice, or the check code is wrong (deliberately indistinguishable).
+    NotFound,
+}
+
+/// A reimbursement claim was refused.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClaimRefused {
+    /// The invoice named in the claim.
+    pub invoice_number: InvoiceNumber,
+    /// The member that asked.
+    pub claimant: MemberCode,
+    /// Why.
+    pub refusal: ClaimRefusal,
+}
+
+/// One entry of a block: an input event, or an event derived from executing it.
+/// Derived entries follow the input that caused them.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Entry {
+    /// A signed input event.
+    Event(Event),
+    /// A derived event.
+    Derived(Derived),
+}
+
+impl Entry {
+    /// The entry's id: the event id, or the derived event's id.
+    pub fn id(&self) -> EventId {
+        match self {
+            Entry::Event(e) => e.id(),
+            Entry::Derived(d) => d.id(),
+        }
+    }
+
+    /// The RFC 6962 leaf hash of the entry's canonical bytes.
+    pub fn leaf_hash(&self) -> Hash32 {
+        crate::merkle::leaf_hash(&codec::to_bytes(self))
+    }
+}

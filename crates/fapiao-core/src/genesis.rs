@@ -1,0 +1,415 @@
+//! The genesis: who the members are and the network's rules. Written by people as TOML,
+//! identified by the hash of its canonical encoding (the network id).
+
+use crate::codec;
+use crate::event::{InvoiceType, MerchantPolicy};
+use crate::hash::{hash, Domain};
+use crate::ids::{MemberCode, NetworkId, Timestamp};
+use crate::money::{Fen, TaxRate};
+use crate::sig::PublicKey;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The genesis format this code reads and writes.
+pub const GENESIS_FORMAT_VERSION: u16 = 1;
+
+/// The largest number of members; bounds certificate size.
+pub const MEMBERS_MAX: usize = 64;
+
+/// A member's role.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum Role {
+    /// Runs a node, owns a chain, issues invoices.
+    Merchant,
+    /// A buyer's finance department or a tax office: claims invoices and witnesses.
+    Verifier,
+    /// The consortium operator: credits fees, sets merchant policy, witnesses.
+    Operator,
+}
+
+impl Role {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Merchant => "merchant",
+            Role::Verifier => "verifier",
+            Role::Operator => "operator",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Self> {
+        [Role::Merchant, Role::Verifier, Role::Operator]
+            .into_iter()
+            .find(|r| r.name() == s)
+    }
+}
+
+/// A consortium member.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Member {
+    /// The 6-digit code; a merchant's chain id.
+    pub code: MemberCode,
+    /// The registered name.
+    pub name: String,
+    /// The role.
+    pub role: Role,
+    /// The member's ed25519 key: signs blocks, attestations and its own events, and is
+    /// its network identity.
+    pub key: PublicKey,
+    /// Network addresses (multiaddr text) where its node listens.
+    pub addresses: Vec<String>,
+    /// A merchant's initial invoicing policy; `None` for other roles.
+    pub policy: Option<MerchantPolicy>,
+    /// A merchant's opening fee balance.
+    pub initial_fee_balance: Fen,
+}
+
+/// A validated genesis in canonical form: members sorted by code, tax rates sorted.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Genesis {
+    format_version: u16,
+    network_name: String,
+    created_at: Timestamp,
+    quorum: u32,
+    fee_per_invoice: Fen,
+    allowed_tax_rates: Vec<TaxRate>,
+    members: Vec<Member>,
+}
+
+/// Why a genesis is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisError {
+    /// Not TOML of the expected shape.
+    #[error("genesis is not valid TOML: {0}")]
+    Toml(String),
+    /// Not a canonical encoding.
+    #[error("genesis bytes do not decode: {0}")]
+    Codec(#[from] codec::CodecError),
+    /// A field is wrong; the message names it.
+    #[error("genesis field `{field}`: {message}")]
+    Field {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn field_err(field: impl Into<String>, message: impl Into<String>) -> GenesisError {
+    GenesisError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The default quorum for `n` members: `floor(2n/3) + 1`.
+pub fn default_quorum(n: usize) -> u32 {
+    (2 * n / 3 + 1) as u32
+}
+
+impl Genesis {
+    /// Validates and canonicalises (sorts members by code and tax rates ascending).
+    /// `quorum` defaults to `floor(2n/3)+1`.
+    pub fn new(
+        network_name: String,
+        created_at: Timestamp,
+        quorum: Option<u32>,
+        fee_per_invoice: Fen,
+        mut allowed_tax_rates: Vec<TaxRate>,
+        mut members: Vec<Member>,
+    ) -> Result<Genesis, GenesisError> {
+        if network_name.trim().is_empty() || network_name.len() > 128 {
+            return Err(field_err("network_name", "must be 1 to 128 characters"));
+        }
+        if members.is_empty() || members.len() > MEMBERS_MAX {
+            return Err(field_err("members", format!("must list 1 to {MEMBERS_MAX} members")));
+        }
+        if fee_per_invoice.0 < 0 {
+            return Err(field_err("fee_per_invoice_fen", "must not be negative"));
+        }
+        if allowed_tax_rates.is_empty() {
+            return Err(field_err("allowed_tax_rates_bp", "must allow at least one rate"));
+        }
+        if allowed_tax_rates.iter().any(|r| r.0 > 10_000) {
+            return Err(field_err("allowed_tax_rates_bp", "a rate is at most 10000 bp (100%)"));
+        }
+        allowed_tax_rates.sort();
+        if allowed_tax_rates.windows(2).any(|w| w[0] == w[1]) {
+            return Err(field_err("allowed_tax_rates_bp", "rates must be distinct"));
+        }
+        members.sort_by_key(|m| m.code);
+        let mut keys = BTreeSet::new();
+        for (i, m) in members.iter_mut().enumerate() {
+            let f = |name: &str| format!("members[{i}].{name}");
+            if m.name.trim().is_empty() || m.name.len() > 256 {
+                return Err(field_err(f("name"), "must be 1 to 256 characters"));
+            }
+            m.key.check().map_err(|e| field_err(f("public_key"), e.to_string()))?;
+            if !keys.insert(m.key) {
+                return Err(field_err(f("public_key"), "two members share a key"));
+            }
+            if m.addresses.len() > 16 || m.addresses.iter().any(|a| a.is_empty() || a.len() > 256) {
+                return Err(field_err(f("addresses"), "at most 16 addresses of 1 to 256 characters"));
+            }
+            if m.initial_fee_balance.0 < 0 {
+                return Err(field_err(f("initial_fee_balance_fen"), "must not be negative"));
+            }
+            match (&mut m.policy, m.role) {
+                (Some(p), Role::Merchant) => {
+                    p.permitted_types.sort();
+                    p.permitted_types.dedup();
+                    if p.max_invoice_total.0 < 0 {
+                        return Err(field_err(f("max_invoice_total_fen"), "must not be negative"));
+                    }
+                }
+                (None, Role::Merchant) => {
+                    return Err(field_err(f("permitted_invoice_types"), "a merchant needs a policy"));
+                }
+                (Some(_), _) => {
+                    return Err(field_err(f("permitted_invoice_types"), "only merchants have a policy"));
+                }
+                (None, _) => {
+                    if m.initial_fee_balance.0 != 0 {
+                        return Err(field_err(
+                            f("initial_fee_balance_fen"),
+                            "only merchants have a fee balance",
+                        ));
+                    }
+                }
+            }
+        }
+        if members.windows(2).any(|w| w[0].code == w[1].code) {
+            return Err(field_err("members", "two members share a code"));
+        }
+        let n = members.len();
+        let quorum = quorum.unwrap_or_else(|| default_quorum(n));
+        // Any two quorums must share a member, or two blocks could be certified at one
+        // height with no member at fault. Tolerating f faulty members needs
+        // floor(2n/3)+1, the default; docs/PROTOCOL.md has the arithmetic.
+        if (quorum as usize) <= n / 2 || quorum as usize > n {
+            return Err(field_err(
+                "quorum",
+                format!(
+                    "must be more than half the members and at most {n} (default {})",
+                    default_quorum(n)
+                ),
+            ));
+        }
+        Ok(Genesis {
+            format_version: GENESIS_FORMAT_VERSION,
+            network_name,
+            created_at,
+            quorum,
+            fee_per_invoice,
+            allowed_tax_rates,
+            members,
+        })
+    }
+
+    /// The network id: `H_genesis(canonical(self))`.
+    pub fn network_id(&self) -> NetworkId {
+        NetworkId(hash(Domain::Genesis, &codec::to_bytes(self)))
+    }
+
+    /// The network's name.
+    pub fn network_name(&self) -> &str {
+        &self.network_name
+    }
+
+    /// When the genesis was made.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// Attestations needed for a certificate.
+    pub fn quorum(&self) -> u32 {
+        self.quorum
+    }
+
+    /// Fee charged per issued invoice.
+    pub fn fee_per_invoice(&self) -> Fen {
+        self.fee_per_invoice
+    }
+
+    /// Allowed tax rates, ascending.
+    pub fn allowed_tax_rates(&self) -> &[TaxRate] {
+        &self.allowed_tax_rates
+    }
+
+    /// Members, by code.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The member with this code.
+    pub fn member(&self, code: MemberCode) -> Option<&Member> {
+        self.members
+            .binary_search_by_key(&code, |m| m.code)
+            .ok()
+            .map(|i| &self.members[i])
+    }
+
+    /// The merchant with this code (the owner of chain `code`).
+    pub fn merchant(&self, code: MemberCode) -> Option<&Member> {
+        self.member(code).filter(|m| m.role == Role::Merchant)
+    }
+
+    /// The member with this key.
+    pub fn member_by_key(&self, key: &PublicKey) -> Option<&Member> {
+        self.members.iter().find(|m| m.key == *key)
+    }
+
+    /// Decodes canonical bytes and re-validates; the result must re-encode to `bytes`.
+    pub fn from_canonical(bytes: &[u8]) -> Result<Genesis, GenesisError> {
+        let g: Genesis = codec::decode(bytes)?;
+        if g.format_version != GENESIS_FORMAT_VERSION {
+            return Err(field_err(
+                "format_version",
+                format!("unsupported version {}", g.format_version),
+            ));
+        }
+        let again = Genesis::new(
+            g.network_name.clone(),
+            g.created_at,
+            Some(g.quorum),
+            g.fee_per_invoice,
+            g.allowed_tax_rates.clone(),
+            g.members.clone(),
+        )?;
+        if again != g {
+            return Err(field_err("members", "not in canonical order"));
+        }
+        Ok(g)
+    }
+
+    /// Parses and validates the TOML form.
+    pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
+        let file: GenesisFile = toml::from_str(text).map_err(|e| GenesisError::Toml(e.to_string()))?;
+        if file.format_version != GENESIS_FORMAT_VERSION {
+            return Err(field_err(
+                "format_version",
+                format!("this build reads version {GENESIS_FORMAT_VERSION}"),
+            ));
+        }
+        let mut members = Vec::with_capacity(file.members.len());
+        for (i, m) in file.members.into_iter().enumerate() {
+            let f = |name: &str| format!("members[{i}].{name}");
+            let code: MemberCode = m
+                .code
+                .parse()
+                .map_err(|e: crate::ids::ParseError| field_err(f("code"), e.0))?;
+            let role = Role::from_name(&m.role)
+                .ok_or_else(|| field_err(f("role"), "must be merchant, verifier or operator"))?;
+            let key = PublicKey::from_hex(&m.public_key).map_err(|e| field_err(f("public_key"), e.to_string()))?;
+            let policy = match (m.permitted_invoice_types, m.max_invoice_total_fen) {
+                (None, None) => None,
+                (Some(types), Some(max)) => {
+                    let mut permitted = Vec::new();
+                    for t in types {
+                        permitted.push(InvoiceType::from_name(&t).ok_or_else(|| {
+                            field_err(
+                                f("permitted_invoice_types"),
+                                format!("unknown invoice type `{t}` (normal, special_vat)"),
+                            )
+                        })?);
+                    }
+                    Some(MerchantPolicy {
+                        permitted_types: permitted,
+                        max_invoice_total: Fen(max),
+                    })
+                }
+                _ => {
+                    return Err(field_err(
+                        f("permitted_invoice_types"),
+                        "set both permitted_invoice_types and max_invoice_total_fen, or neither",
+                    ))
+                }
+            };
+            members.push(Member {
+                code,
+                name: m.name,
+                role,
+                key,
+                addresses: m.addresses,
+                policy,
+                initial_fee_balance: Fen(m.initial_fee_balance_fen.unwrap_or(0)),
+            });
+        }
+        Genesis::new(
+            file.network_name,
+            Timestamp(file.created_at_ms),
+            file.quorum,
+            Fen(file.fee_per_invoice_fen),
+            file.allowed_tax_rates_bp.into_iter().map(TaxRate).collect(),
+            members,
+        )
+    }
+
+    /// The TOML form, in canonical order, with the quorum written out.
+    pub fn to_toml(&self) -> String {
+        let file = GenesisFile {
+            format_version: self.format_version,
+            network_name: self.network_name.clone(),
+            created_at_ms: self.created_at.0,
+            quorum: Some(self.quorum),
+            fee_per_invoice_fen: self.fee_per_invoice.0,
+            allowed_tax_rates_bp: self.allowed_tax_rates.iter().map(|r| r.0).collect(),
+            members: self
+                .members
+                .iter()
+                .map(|m| MemberFile {
+                    code: m.code.to_string(),
+                    name: m.name.clone(),
+                    role: m.role.name().to_string(),
+                    public_key: m.key.to_hex(),
+                    addresses: m.addresses.clone(),
+                    permitted_invoice_types: m
+                        .policy
+                        .as_ref()
+                        .map(|p| p.permitted_types.iter().map(|t| t.name().to_string()).collect()),
+                    max_invoice_total_fen: m.policy.as_ref().map(|p| p.max_invoice_total.0),
+                    initial_fee_balance_fen: (m.role == Role::Merchant).then_some(m.initial_fee_balance.0),
+                })
+                .collect(),
+        };
+        let body = match toml::to_string_pretty(&file) {
+            Ok(s) => s,
+            Err(e) => panic!("genesis always serialises to TOML: {e}"),
+        };
+        format!(
+            "# Fapiao consortium genesis. Network id: {}\n# Editing anything changes the network id.\n{body}",
+            self.network_id()
+        )
+    }
+}
+
+/// The TOML shape of the genesis file (documented in `docs/FORMAT.md`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisFile {
+    format_version: u16,
+    network_name: String,
+    created_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    quorum: Option<u32>,
+    fee_per_invoice_fen: i64,
+    allowed_tax_rates_bp: Vec<u16>,
+    members: Vec<MemberFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberFile {
+    code: String,
+    name: String,
+    role: String,
+    public_key: String,
+    #[serde(default)]
+    addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    permitted_invoice_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    max_invoice_total_fen: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    initial_fee_balance_fen: Option<i64>,
+}

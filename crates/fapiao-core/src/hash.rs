@@ -1,0 +1,148 @@
+//! Domain-separated SHA-256.
+//!
+//! Every hashed type has its own tag, so a hash of one type can never be presented as a
+//! hash of another: `H_tag(data) = SHA-256(tag || data)`, where each tag is an ASCII
+//! string ending in a NUL byte and no tag is a prefix of another. The RFC 6962 Merkle
+//! hashes (see [`crate::merkle`]) use their own one-byte prefixes `0x00` and `0x01`,
+//! which no tag starts with.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct Hash32(pub [u8; 32]);
+
+impl Hash32 {
+    /// The all-zero value, used as the parent of a chain's first block.
+    pub const ZERO: Hash32 = Hash32([0; 32]);
+
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Result<Self, hex::FromHexError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(Hash32(out))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Hash32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_hex())
+    }
+}
+
+impl fmt::Display for Hash32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_hex())
+    }
+}
+
+/// The domain-separation tags, one per hashed type. Documented in `docs/FORMAT.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// The canonical genesis; its hash is the network id.
+    Genesis,
+    /// A signed event body; its hash is the event id.
+    EventBody,
+    /// A derived event, written by the chain owner during execution.
+    DerivedEvent,
+    /// A block header body; its hash is the block hash.
+    Header,
+    /// An attestation body.
+    Attestation,
+    /// A leaf of a chain's state tree.
+    StateLeaf,
+    /// An invoice check code.
+    CheckCode,
+}
+
+impl Domain {
+    /// The tag bytes, NUL terminated.
+    pub const fn tag(self) -> &'static [u8] {
+        match self {
+            Domain::Genesis => b"fapiao/v1/genesis\0",
+            Domain::EventBody => b"fapiao/v1/event\0",
+            Domain::DerivedEvent => b"fapiao/v1/derived\0",
+            Domain::Header => b"fapiao/v1/header\0",
+            Domain::Attestation => b"fapiao/v1/attestation\0",
+            Domain::StateLeaf => b"fapiao/v1/state-leaf\0",
+            Domain::CheckCode => b"fapiao/v1/check-code\0",
+        }
+    }
+
+    /// Every tag, for tests that check they are distinct and prefix-free.
+    pub const ALL: [Domain; 7] = [
+        Domain::Genesis,
+        Domain::EventBody,
+        Domain::DerivedEvent,
+        Domain::Header,
+        Domain::Attestation,
+        Domain::StateLeaf,
+        Domain::CheckCode,
+    ];
+}
+
+/// `SHA-256(tag || data)`.
+pub fn hash(domain: Domain, data: &[u8]) -> Hash32 {
+    let mut h = Sha256::new();
+    h.update(domain.tag());
+    h.update(data);
+    Hash32(h.finalize().into())
+}
+
+/// `SHA-256(tag || part_0 || part_1 || ...)`, for hashing without concatenating first.
+pub fn hash_parts(domain: Domain, parts: &[&[u8]]) -> Hash32 {
+    let mut h = Sha256::new();
+    h.update(domain.tag());
+    for p in parts {
+        h.update(p);
+    }
+    Hash32(h.finalize().into())
+}
+
+/// Plain SHA-256 with no tag (used only by the RFC 6962 Merkle tree).
+pub fn sha256(parts: &[&[u8]]) -> Hash32 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    Hash32(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_distinct_prefix_free_and_never_start_with_merkle_prefixes() {
+        for a in Domain::ALL {
+            assert!(a.tag()[0] != 0x00 && a.tag()[0] != 0x01);
+            assert_eq!(*a.tag().last().unwrap(), 0);
+            for b in Domain::ALL {
+                if a != b {
+                    assert!(!b.tag().starts_with(a.tag()), "{a:?} prefixes {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_data_different_domain_different_hash() {
+        assert_ne!(hash(Domain::EventBody, b"x"), hash(Domain::Header, b"x"));
+        assert_eq!(
+            hash(Domain::EventBody, b"xy"),
+            hash_parts(Domain::EventBody, &[b"x", b"y"])
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Money in integer fen, tax rates in basis points, quantities in thousandths.
+//! Never floating point.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// An amount of money in fen (1 yuan = 100 fen). Arithmetic is checked.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug, Default)]
+pub struct Fen(pub i64);
+
+impl Fen {
+    /// Zero.
+    pub const ZERO: Fen = Fen(0);
+
+    /// `self + other`, or `None` on overflow.
+    pub fn checked_add(self, other: Fen) -> Option<Fen> {
+        self.0.checked_add(other.0).map(Fen)
+    }
+
+    /// `self - other`, or `None` on overflow.
+    pub fn checked_sub(self, other: Fen) -> Option<Fen> {
+        self.0.checked_sub(other.0).map(Fen)
+    }
+
+    /// Strictly above zero.
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+}
+
+impl fmt::Display for Fen {
+    /// Yuan with two decimals, e.g. `-12.05`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+impl FromStr for Fen {
+    type Err = crate::ids::ParseError;
+    /// Parses yuan with at most two decimals (`12`, `12.5`, `12.05`, `-3.10`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const MSG: &str = "an amount is yuan with at most two decimals, e.g. 12.50";
+        let (neg, body) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+        if whole.is_empty()
+            || frac.len() > 2
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(crate::ids::ParseError(MSG));
+        }
+        let whole: i64 = whole.parse().map_err(|_| crate::ids::ParseError(MSG))?;
+        let frac: i64 = format!("{frac:0<2}").parse().map_err(|_| crate::ids::ParseError(MSG))?;
+        let fen = whole
+            .checked_mul(100)
+            .and_then(|w| w.checked_add(frac))
+            .ok_or(crate::ids::ParseError(MSG))?;
+        Ok(Fen(if neg { -fen } else { fen }))
+    }
+}
+
+/// A tax rate in basis points (1300 = 13%).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub struct TaxRate(pub u16);
+
+impl fmt::Display for TaxRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bp = self.0;
+        if bp % 100 == 0 {
+            write!(f, "{}%", bp / 100)
+        } else {
+            write!(f, "{}.{:02}%", bp / 100, bp % 100)
+        }
+    }
+}
+
+/// A quantity in thousandths of a unit (1500 = 1.5 units).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub struct Quantity(pub i64);
+
+impl Quantity {
+    /// One whole unit.
+    pub const ONE: Quantity = Quantity(1000);
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        if abs % 1000 == 0 {
+            write!(f, "{sign}{}", abs / 1000)
+        } else {
+            let frac = format!("{:03}", abs % 1000);
+            write!(f, "{sign}{}.{}", abs / 1000, frac.trim_end_matches('0'))
+        }
+    }
+}
+
+/// `round_half_up(numerator / denominator)` for a non-negative numerator and positive
+/// denominator, computed in `i128` so no intermediate overflows. `None` if the result
+/// does not fit in `i64`.
+pub fn div_round_half_up(numerator: i128, denominator: i128) -> Option<i64> {
+    debug_assert!(numerator >= 0 && denominator > 0);
+    let q = (numerator + denominator / 2) / denominator;
+    i64::try_from(q).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fen_text() {
+        assert_eq!(Fen(1205).to_string(), "12.05");
+        assert_eq!(Fen(-5).to_string(), "-0.05");
+        assert_eq!("12.5".parse::<Fen>().unwrap(), Fen(1250));
+        assert_eq!("12".parse::<Fen>().unwrap(), Fen(1200));
+        assert_eq!("-3.10".parse::<Fen>().unwrap(), Fen(-310));
+        for bad in ["", "1.234", "1e3", "abc", ".5", "1.-5"] {
+            assert!(bad.parse::<Fen>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rounding_half_up() {
+        assert_eq!(div_round_half_up(5, 10), Some(1));
+        assert_eq!(div_round_half_up(4, 10), Some(0));
+        assert_eq!(div_round_half_up(15, 10), Some(2));
+        assert_eq!(div_round_half_up(i128::from(i64::MAX) * 3, 1), None);
+    }
+
+    #[test]
+    fn display_rates_and_quantities() {
+        assert_eq!(TaxRate(1300).to_string(), "13%");
+        assert_eq!(TaxRate(150).to_string(), "1.50%");
+        assert_eq!(Quantity(1500).to_string(), "1.5");
+        assert_eq!(Quantity(2000).to_string(), "2");
+    }
+}

@@ -1,0 +1,270 @@
+//! The hex test vectors in `docs/FORMAT.md` are computed here from fixed seeds and
+//! compared with the document, so the document cannot drift from the code.
+//!
+//! To print the current vectors (after a deliberate format change):
+//! `FAPIAO_PRINT_VECTORS=1 cargo test -p fapiao-core --test format_vectors -- --nocapture`
+
+use fapiao_core::block::{AttestationBody, WitnessSignature};
+use fapiao_core::codec::to_bytes;
+use fapiao_core::event::*;
+use fapiao_core::genesis::Role;
+use fapiao_core::hash::{hash, Domain};
+use fapiao_core::*;
+
+fn key(n: u8) -> SecretKey {
+    SecretKey::from_seed(&[n; 32])
+}
+
+fn genesis() -> Genesis {
+    Genesis::new(
+        "vectors".into(),
+        Timestamp(1_767_225_600_000),
+        None,
+        Fen(10),
+        vec![TaxRate(600), TaxRate(1300)],
+        vec![Member {
+            code: MemberCode::new(110_001).unwrap(),
+            name: "Tea".into(),
+            role: Role::Merchant,
+            key: key(1).public(),
+            addresses: vec!["/ip4/127.0.0.1/tcp/7001".into()],
+            policy: Some(MerchantPolicy {
+                permitted_types: vec![InvoiceType::Normal],
+                max_invoice_total: Fen(100_000),
+            }),
+            initial_fee_balance: Fen(500),
+        }],
+    )
+    .unwrap()
+}
+
+fn vectors() -> Vec<(&'static str, String)> {
+    let g = genesis();
+    let net = g.network_id();
+    let chain = MemberCode::new(110_001).unwrap();
+    let mut v: Vec<(&'static str, String)> = Vec::new();
+    v.push(("genesis.canonical", hex::encode(to_bytes(&g))));
+    v.push(("genesis.network_id", net.0.to_hex()));
+    v.push(("key.public", key(1).public().to_hex()));
+
+    let pay = EventBody {
+        network: net,
+        chain,
+        author: key(1).public(),
+        timestamp: Timestamp(1_767_225_601_000),
+        kind: EventKind::PaymentRecorded(PaymentRecorded {
+            payment_id: "P1".into(),
+            amount: Fen(5300),
+            currency: Currency::Cny,
+            method: PaymentMethod::Wechat,
+            terminal_id: "T".into(),
+            external_ref: "".into(),
+        }),
+    };
+    v.push(("payment.body", hex::encode(to_bytes(&pay))));
+    v.push(("payment.event_id", pay.id().0.to_hex()));
+    let pay_event = pay.clone().sign(&key(1));
+    v.push(("payment.signature", hex::encode(pay_event.signature.to_bytes())));
+    v.push(("payment.event", hex::encode(to_bytes(&pay_event))));
+
+    let req = EventBody {
+        network: net,
+        chain,
+        author: key(1).public(),
+        timestamp: Timestamp(1_767_225_602_000),
+        kind: EventKind::InvoiceRequested(InvoiceRequested {
+            request_id: "R1".into(),
+            invoice_type: InvoiceType::Normal,
+            buyer: Buyer {
+                name: "B".into(),
+                tax_id: Some("91110000600037341L".into()),
+            },
+            lines: vec![LineItem {
+                description: "Tea".into(),
+                quantity: Quantity(1000),
+                unit_price: Fen(5000),
+                tax_rate: TaxRate(600),
+            }],
+            payment_ids: vec!["P1".into()],
+            retry_of: None,
+        }),
+    };
+    v.push(("request.body", hex::encode(to_bytes(&req))));
+    v.push(("request.event_id", req.id().0.to_hex()));
+    let req_event = req.clone().sign(&key(1));
+
+    let number = InvoiceNumber::new(26, chain, 1).unwrap();
+    let check = CheckCode::from_digest(&hash(Domain::CheckCode, &to_bytes(&(net, number, req.id()))));
+    v.push(("check_code.input", hex::encode(to_bytes(&(net, number, req.id())))));
+    v.push(("check_code", check.to_string()));
+    let issued = Derived {
+        cause: req.id(),
+        kind: DerivedKind::InvoiceIssued(InvoiceIssued {
+            request_id: "R1".into(),
+            number,
+            check_code: check,
+            invoice_type: InvoiceType::Normal,
+            buyer: Buyer {
+                name: "B".into(),
+                tax_id: Some("91110000600037341L".into()),
+            },
+            lines: vec![IssuedLine {
+                item: LineItem {
+                    description: "Tea".into(),
+                    quantity: Quantity(1000),
+                    unit_price: Fen(5000),
+                    tax_rate: TaxRate(600),
+                },
+                net: Fen(5000),
+                tax: Fen(300),
+            }],
+            net: Fen(5000),
+            tax: Fen(300),
+            total: Fen(5300),
+            fee: Fen(10),
+            allocations: vec![Allocation {
+                payment_id: "P1".into(),
+                amount: Fen(5300),
+            }],
+            issued_at: Timestamp(1_767_225_603_000),
+        }),
+    };
+    v.push(("issued.derived", hex::encode(to_bytes(&issued))));
+    v.push(("issued.id", issued.id().0.to_hex()));
+
+    let entries = vec![Entry::Event(pay_event), Entry::Event(req_event), Entry::Derived(issued)];
+    let leaves: Vec<Hash32> = entries.iter().map(Entry::leaf_hash).collect();
+    v.push(("entries.leaf0", leaves[0].to_hex()));
+    let root = block::entries_root(&entries);
+    v.push(("entries.root", root.to_hex()));
+    let proof = merkle::inclusion_proof(&leaves, 2).unwrap();
+    v.push((
+        "entries.proof2",
+        proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>().join(""),
+    ));
+
+    let header = HeaderBody {
+        network: net,
+        chain,
+        height: 1,
+        parent: BlockHash(Hash32::ZERO),
+        timestamp: Timestamp(1_767_225_603_000),
+        events_root: root,
+        event_count: 3,
+        state_root: Hash32([0x11; 32]),
+    };
+    v.push(("header.body", hex::encode(to_bytes(&header))));
+    v.push(("header.hash", header.hash().0.to_hex()));
+    let signed = header.clone().sign(&key(1));
+    v.push(("header.signature", hex::encode(signed.signature.to_bytes())));
+
+    let att = AttestationBody {
+        network: net,
+        chain,
+        height: 1,
+        block: header.hash(),
+        witness: chain,
+    };
+    v.push(("attestation.body", hex::encode(to_bytes(&att))));
+    v.push(("attestation.digest", att.digest().to_hex()));
+    let att = att.sign(&key(1));
+    let cert = Certificate {
+        network: net,
+        chain,
+        height: 1,
+        block: header.hash(),
+        signatures: vec![WitnessSignature {
+            witness: chain,
+            signature: att.signature,
+        }],
+    };
+    cert.verify(&g, &net).unwrap();
+    v.push(("certificate", hex::encode(to_bytes(&cert))));
+    v
+}
+
+fn doc_vectors() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md");
+    let text = std::fs::read_to_string(path).expect("docs/FORMAT.md is readable");
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if let Some(name) = l
+            .trim()
+            .strip_prefix("<!-- vector: ")
+            .and_then(|s| s.strip_suffix(" -->"))
+        {
+            assert_eq!(
+                lines.next().map(str::trim),
+                Some("```text"),
+                "vector {name}: a ```text block must follow"
+            );
+            let mut value = String::new();
+            for l in lines.by_ref() {
+                if l.trim() == "```" {
+                    break;
+                }
+                value.push_str(l.trim());
+            }
+            out.push((name.to_string(), value));
+        }
+    }
+    out
+}
+
+#[test]
+fn format_md_vectors_match_the_code() {
+    let computed = vectors();
+    if std::env::var_os("FAPIAO_PRINT_VECTORS").is_some() {
+        for (name, value) in &computed {
+            println!("<!-- vector: {name} -->\n```text");
+            for chunk in value.as_bytes().chunks(64) {
+                println!("{}", std::str::from_utf8(chunk).unwrap());
+            }
+            println!("```\n");
+        }
+    }
+    let documented = doc_vectors();
+    for (name, value) in &computed {
+        let doc = documented
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("docs/FORMAT.md has no vector {name}"));
+        assert_eq!(&doc.1, value, "docs/FORMAT.md vector {name} differs from the code");
+    }
+    assert_eq!(
+        documented.len(),
+        computed.len(),
+        "docs/FORMAT.md has vectors the test does not check"
+    );
+}
+
+#[test]
+fn signatures_in_vectors_verify() {
+    let g = genesis();
+    let body = HeaderBody {
+        network: g.network_id(),
+        chain: MemberCode::new(110_001).unwrap(),
+        height: 1,
+        parent: BlockHash(Hash32::ZERO),
+        timestamp: Timestamp(0),
+        events_root: merkle::empty_root(),
+        event_count: 0,
+        state_root: Hash32::ZERO,
+    };
+    let h = body.sign(&key(1));
+    assert_eq!(h.verify(&g, &g.network_id()).unwrap(), h.hash());
+    let other = Genesis::new(
+        "other".into(),
+        Timestamp(0),
+        None,
+        Fen(0),
+        vec![TaxRate(0)],
+        g.members().to_vec(),
+    )
+    .unwrap();
+    assert!(
+        h.verify(&other, &other.network_id()).is_err(),
+        "a header of another network is refused"
+    );
+}

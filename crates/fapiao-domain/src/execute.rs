@@ -1,0 +1,1166 @@
+//! Deterministic execution of one event against one chain's state.
+//!
+//! [`execute`] first checks who may write what ([`Rejection`]s: the event must not enter
+//! a block, nothing is written), then applies the business rules. Invoice, red-letter
+//! and claim outcomes, good or bad, are recorded as derived events; payment events
+//! either apply or are rejected. Signatures are checked by the caller (batched) before.
+//!
+//! Every input is explicit (genesis, block time, state), every collection is ordered,
+//! so every validator derives the same events and writes.
+
+use crate::amounts;
+use crate::state::{
+    alloc, BlueInvoice, ClaimInfo, ClientKeyRecord, DepositRecord, ExecError, InvoiceRecord, MerchantMeta, Overlay,
+    PaymentRecord, PaymentReversal, RateAmounts, RefundRecord, RequestBody, RequestOutcome, RequestRecord, StateKey,
+    StateRead, StateValue,
+};
+use crate::uscc;
+use fapiao_core::event::{
+    Allocation, ClaimRecorded, ClaimRefusal, ClaimRefused, ClaimRequested, ClientKeyAuthorized, ClientKeyRevoked,
+    FailureReason, FeeDeposited, InvoiceFailed, InvoiceIssued, InvoiceRequested, InvoiceReversed, InvoiceType,
+    IssuedLine, LineItem, MerchantPolicy, PaymentRecorded, PaymentRefunded, PaymentReversed, RedLetterRequested,
+    RedLetterScope,
+};
+use fapiao_core::genesis::Role;
+use fapiao_core::hash::{hash, Domain};
+use fapiao_core::{
+    codec, CheckCode, Derived, DerivedKind, Entry, Event, EventId, EventKind, Fen, Genesis, InvoiceNumber, MemberCode,
+    NetworkId, PublicKey, Quantity, Timestamp,
+};
+use std::collections::BTreeMap;
+
+/// Longest id (payment, refund, request, deposit, terminal), in bytes.
+pub const ID_BYTES_MAX: usize = 64;
+/// Longest free text (names, descriptions, reasons, labels), in bytes.
+pub const TEXT_BYTES_MAX: usize = 256;
+/// Most lines on one invoice or red-letter.
+pub const LINES_MAX: usize = 100;
+/// Most payments one invoice may cover.
+pub const PAYMENTS_PER_INVOICE_MAX: usize = 100;
+
+/// The chain being executed and the rules it runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainContext<'g> {
+    genesis: &'g Genesis,
+    network: NetworkId,
+    chain: MemberCode,
+    owner: PublicKey,
+}
+
+impl<'g> ChainContext<'g> {
+    /// The context of merchant `chain`'s chain, or `None` if it is not a merchant.
+    pub fn new(genesis: &'g Genesis, chain: MemberCode) -> Option<Self> {
+        let owner = genesis.merchant(chain)?.key;
+        Some(ChainContext {
+            genesis,
+            network: genesis.network_id(),
+            chain,
+            owner,
+        })
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> MemberCode {
+        self.chain
+    }
+
+    /// The network id.
+    pub fn network(&self) -> NetworkId {
+        self.network
+    }
+
+    /// The chain owner's key.
+    pub fn owner(&self) -> PublicKey {
+        self.owner
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &'g Genesis {
+        self.genesis
+    }
+
+    /// The merchant meta implied by genesis, before any event changed it.
+    pub fn genesis_meta(&self) -> MerchantMeta {
+        let m = self.genesis.merchant(self.chain);
+        MerchantMeta {
+            fee_balance: m.map(|m| m.initial_fee_balance).unwrap_or(Fen::ZERO),
+            policy: m.and_then(|m| m.policy.clone()).unwrap_or(MerchantPolicy {
+                permitted_types: Vec::new(),
+                max_invoice_total: Fen::ZERO,
+            }),
+            next_sequence: 1,
+        }
+    }
+}
+
+/// The block being built or validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockContext {
+    /// Its height.
+    pub height: u64,
+    /// Its timestamp (the owner's clock; the year goes into invoice numbers).
+    pub timestamp: Timestamp,
+}
+
+/// Why an event may not enter a block. Nothing is recorded for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Signed for another network.
+    #[error("event is for another network")]
+    WrongNetwork,
+    /// Sent to the wrong chain.
+    #[error("event is for chain {found}, this is chain {expected}")]
+    WrongChain {
+        /// This chain.
+        expected: MemberCode,
+        /// The event's chain.
+        found: MemberCode,
+    },
+    /// The author may not sign this kind of event on this chain.
+    #[error("key {author} is not authorised to sign {kind} on this chain")]
+    Unauthorized {
+        /// The author.
+        author: PublicKey,
+        /// The event kind.
+        kind: &'static str,
+    },
+    /// A field is malformed or out of bounds.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The payment id is already used on this chain.
+    #[error("payment id {0} is already recorded")]
+    DuplicatePaymentId(String),
+    /// The refund id is already used.
+    #[error("refund id {0} is already recorded")]
+    DuplicateRefundId(String),
+    /// The request id is already used.
+    #[error("request id {0} is already recorded")]
+    DuplicateRequestId(String),
+    /// The deposit id is already used.
+    #[error("deposit id {0} is already recorded")]
+    DuplicateDepositId(String),
+    /// No such payment.
+    #[error("payment {0} is not recorded on this chain")]
+    PaymentUnknown(String),
+    /// The payment was reversed.
+    #[error("payment {0} was reversed")]
+    PaymentAlreadyReversed(String),
+    /// The refund is larger than what is left.
+    #[error("refund exceeds what is left to refund of payment {payment_id} ({refundable})")]
+    RefundExceedsRefundable {
+        /// The payment.
+        payment_id: String,
+        /// What can still be refunded.
+        refundable: Fen,
+    },
+    /// The payment is covered by issued, unreversed invoices.
+    #[error("payment {payment_id} is covered by issued invoices; red-letter them first")]
+    PaymentInvoiced {
+        /// The payment.
+        payment_id: String,
+        /// Invoices still drawing on it.
+        invoices: Vec<InvoiceNumber>,
+    },
+    /// The client key is not (or no longer) authorised.
+    #[error("client key {0} is not authorised on this chain")]
+    KeyNotAuthorized(PublicKey),
+    /// An amount would overflow.
+    #[error("{0} would overflow")]
+    Overflow(&'static str),
+}
+
+impl Rejection {
+    /// A stable code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::WrongNetwork => "WRONG_NETWORK",
+            Rejection::WrongChain { .. } => "WRONG_CHAIN",
+            Rejection::Unauthorized { .. } => "UNAUTHORIZED_KEY",
+            Rejection::Invalid { .. } => "INVALID_FIELD",
+            Rejection::DuplicatePaymentId(_) => "DUPLICATE_PAYMENT_ID",
+            Rejection::DuplicateRefundId(_) => "DUPLICATE_REFUND_ID",
+            Rejection::DuplicateRequestId(_) => "DUPLICATE_REQUEST_ID",
+            Rejection::DuplicateDepositId(_) => "DUPLICATE_DEPOSIT_ID",
+            Rejection::PaymentUnknown(_) => "PAYMENT_UNKNOWN",
+            Rejection::PaymentAlreadyReversed(_) => "PAYMENT_ALREADY_REVERSED",
+            Rejection::RefundExceedsRefundable { .. } => "REFUND_EXCEEDS_REFUNDABLE",
+            Rejection::PaymentInvoiced { .. } => "PAYMENT_INVOICED",
+            Rejection::KeyNotAuthorized(_) => "KEY_NOT_AUTHORIZED",
+            Rejection::Overflow(_) => "AMOUNT_OVERFLOW",
+        }
+    }
+
+    /// The offending field, if one.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            Rejection::WrongNetwork => Some("network".into()),
+            Rejection::WrongChain { .. } => Some("chain".into()),
+            Rejection::Unauthorized { .. } => Some("author".into()),
+            Rejection::Invalid { field, .. } => Some(field.clone()),
+            Rejection::DuplicatePaymentId(_) | Rejection::PaymentUnknown(_) | Rejection::PaymentAlreadyReversed(_) => {
+                Some("payment_id".into())
+            }
+            Rejection::PaymentInvoiced { .. } => Some("payment_id".into()),
+            Rejection::DuplicateRefundId(_) => Some("refund_id".into()),
+            Rejection::DuplicateRequestId(_) => Some("request_id".into()),
+            Rejection::DuplicateDepositId(_) => Some("deposit_id".into()),
+            Rejection::RefundExceedsRefundable { .. } => Some("amount".into()),
+            Rejection::KeyNotAuthorized(_) => Some("key".into()),
+            Rejection::Overflow(f) => Some((*f).into()),
+        }
+    }
+}
+
+/// Internal control flow: stop with a rejection or a state error.
+enum Stop<E> {
+    Reject(Rejection),
+    Exec(ExecError<E>),
+}
+
+impl<E> From<ExecError<E>> for Stop<E> {
+    fn from(e: ExecError<E>) -> Self {
+        Stop::Exec(e)
+    }
+}
+
+impl<E> From<Rejection> for Stop<E> {
+    fn from(r: Rejection) -> Self {
+        Stop::Reject(r)
+    }
+}
+
+type Step<T, E> = Result<T, Stop<E>>;
+
+/// Executes one event (whose signature the caller has verified). On `Ok(Ok(derived))`
+/// the writes stay in `state`; on `Ok(Err(rejection))` nothing is written.
+pub fn execute<S: StateRead>(
+    ctx: &ChainContext<'_>,
+    block: &BlockContext,
+    state: &mut Overlay<'_, S>,
+    event: &Event,
+) -> Result<Result<Vec<Derived>, Rejection>, ExecError<S::Error>> {
+    let id = event.id();
+    let mut ex = Exec {
+        ctx,
+        block,
+        state,
+        id,
+        author: event.body.author,
+    };
+    match ex.run(event) {
+        Ok(kinds) => {
+            ex.state.commit_event();
+            Ok(Ok(kinds.into_iter().map(|kind| Derived { cause: id, kind }).collect()))
+        }
+        Err(Stop::Reject(r)) => {
+            ex.state.discard_event();
+            Ok(Err(r))
+        }
+        Err(Stop::Exec(e)) => {
+            ex.state.discard_event();
+            Err(e)
+        }
+    }
+}
+
+/// The result of executing a list of events as one block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// Accepted input events, each followed by its derived events.
+    pub entries: Vec<Entry>,
+    /// Input events that were rejected, by their index in the input, with why.
+    pub rejected: Vec<(usize, Rejection)>,
+    /// The state writes of the whole block, sorted by key.
+    pub writes: BTreeMap<StateKey, StateValue>,
+}
+
+/// Executes `events` in order as the block `block` on top of `base`.
+pub fn execute_block<S: StateRead>(
+    ctx: &ChainContext<'_>,
+    block: &BlockContext,
+    base: &S,
+    events: &[Event],
+) -> Result<Executed, ExecError<S::Error>> {
+    let mut overlay = Overlay::new(base);
+    let mut entries = Vec::with_capacity(events.len() * 2);
+    let mut rejected = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        match execute(ctx, block, &mut overlay, e)? {
+            Ok(derived) => {
+                entries.push(Entry::Event(e.clone()));
+                entries.extend(derived.into_iter().map(Entry::Derived));
+            }
+            Err(r) => rejected.push((i, r)),
+        }
+    }
+    Ok(Executed {
+        entries,
+        rejected,
+        writes: overlay.into_writes(),
+    })
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> Rejection {
+    Rejection::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn check_id(field: &str, id: &str) -> Result<(), Rejection> {
+    if id.is_empty() || id.len() > ID_BYTES_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            field,
+            format!("must be 1 to {ID_BYTES_MAX} printable ASCII characters without spaces"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, text: &str) -> Result<(), Rejection> {
+    if text.len() > TEXT_BYTES_MAX || text.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("must be at most {TEXT_BYTES_MAX} bytes without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_positive(field: &str, amount: Fen) -> Result<(), Rejection> {
+    if !amount.is_positive() {
+        return Err(invalid(field, "must be above zero"));
+    }
+    Ok(())
+}
+
+fn check_lines_shape(lines: &[LineItem]) -> Result<(), Rejection> {
+    if lines.len() > LINES_MAX {
+        return Err(invalid("lines", format!("at most {LINES_MAX} lines")));
+    }
+    for (i, l) in lines.iter().enumerate() {
+        check_text(&format!("lines[{i}].description"), &l.description)?;
+    }
+    Ok(())
+}
+
+/// A business failure of an invoice or red-letter request.
+struct Failure {
+    reason: FailureReason,
+    field: String,
+    detail: String,
+}
+
+fn fail(reason: FailureReason, field: impl Into<String>, detail: impl Into<String>) -> Failure {
+    Failure {
+        reason,
+        field: field.into(),
+        detail: detail.into(),
+    }
+}
+
+struct Exec<'c, 'g, 's, 'b, S> {
+    ctx: &'c ChainContext<'g>,
+    block: &'c BlockContext,
+    state: &'s mut Overlay<'b, S>,
+    id: EventId,
+    author: PublicKey,
+}
+
+impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
+    fn run(&mut self, event: &Event) -> Step<Vec<DerivedKind>, S::Error> {
+        if event.body.network != self.ctx.network {
+            return Err(Rejection::WrongNetwork.into());
+        }
+        if event.body.chain != self.ctx.chain {
+            return Err(Rejection::WrongChain {
+                expected: self.ctx.chain,
+                found: event.body.chain,
+            }
+            .into());
+        }
+        let kind = &event.body.kind;
+        match kind {
+            EventKind::PaymentRecorded(p) => {
+                self.authorize_client(kind.name(), |p| p.payments)?;
+                self.record_payment(p).map(|()| vec![])
+            }
+            EventKind::PaymentRefunded(r) => {
+                self.authorize_client(kind.name(), |p| p.payments)?;
+                self.refund(r).map(|()| vec![])
+            }
+            EventKind::PaymentReversed(r) => {
+                self.authorize_client(kind.name(), |p| p.payments)?;
+                self.reverse(r).map(|()| vec![])
+            }
+            EventKind::InvoiceRequested(r) => {
+                self.authorize_client(kind.name(), |p| p.invoices)?;
+                self.request_invoice(r).map(|d| vec![d])
+            }
+            EventKind::InvoiceRedLetterRequested(r) => {
+                self.authorize_client(kind.name(), |p| p.invoices)?;
+                self.red_letter(r).map(|d| vec![d])
+            }
+            EventKind::InvoiceClaimRequested(c) => {
+                let claimant = self.authorize_member(kind.name(), Role::Verifier)?;
+                self.claim(c, claimant).map(|d| vec![d])
+            }
+            EventKind::FeeDeposited(d) => {
+                self.authorize_member(kind.name(), Role::Operator)?;
+                self.deposit(d).map(|()| vec![])
+            }
+            EventKind::MerchantPolicySet(p) => {
+                self.authorize_member(kind.name(), Role::Operator)?;
+                self.set_policy(p).map(|()| vec![])
+            }
+            EventKind::ClientKeyAuthorized(a) => {
+                self.authorize_owner(kind.name())?;
+                self.authorize_key(a).map(|()| vec![])
+            }
+            EventKind::ClientKeyRevoked(r) => {
+                self.authorize_owner(kind.name())?;
+                self.revoke_key(r).map(|()| vec![])
+            }
+        }
+    }
+
+    // ---- authorisation -------------------------------------------------------------
+
+    fn unauthorized(&self, kind: &'static str) -> Rejection {
+        Rejection::Unauthorized {
+            author: self.author,
+            kind,
+        }
+    }
+
+    fn authorize_owner(&self, kind: &'static str) -> Step<(), S::Error> {
+        if self.author == self.ctx.owner {
+            Ok(())
+        } else {
+            Err(self.unauthorized(kind).into())
+        }
+    }
+
+    /// The owner, or a client key authorised (and not revoked) with the permission.
+    fn authorize_client(
+        &self,
+        kind: &'static str,
+        allowed: impl Fn(&fapiao_core::event::Permissions) -> bool,
+    ) -> Step<(), S::Error> {
+        if self.author == self.ctx.owner {
+            return Ok(());
+        }
+        match self.state.client_key(&self.author)? {
+            Some(k) if k.revoked_at.is_none() && allowed(&k.permissions) => Ok(()),
+            _ => Err(self.unauthorized(kind).into()),
+        }
+    }
+
+    /// A genesis member of `role` whose member key is the author.
+    fn authorize_member(&self, kind: &'static str, role: Role) -> Step<MemberCode, S::Error> {
+        match self.ctx.genesis.member_by_key(&self.author) {
+            Some(m) if m.role == role => Ok(m.code),
+            _ => Err(self.unauthorized(kind).into()),
+        }
+    }
+
+    // ---- payments --------------------------------------------------------------------
+
+    fn record_payment(&mut self, p: &PaymentRecorded) -> Step<(), S::Error> {
+        check_id("payment_id", &p.payment_id)?;
+        check_positive("amount", p.amount)?;
+        check_text("terminal_id", &p.terminal_id)?;
+        check_text("external_ref", &p.external_ref)?;
+        if self.state.payment(&p.payment_id)?.is_some() {
+            return Err(Rejection::DuplicatePaymentId(p.payment_id.clone()).into());
+        }
+        self.state.put(
+            StateKey::Payment(p.payment_id.clone()),
+            StateValue::Payment(PaymentRecord {
+                recorded: p.clone(),
+                event: self.id,
+                recorded_at: self.block.timestamp,
+                refunded: Fen::ZERO,
+                refund_ids: Vec::new(),
+                reversed: None,
+            }),
+        );
+        Ok(())
+    }
+
+    fn live_payment(&self, payment_id: &str) -> Step<PaymentRecord, S::Error> {
+        let p = self
+            .state
+            .payment(payment_id)?
+            .ok_or_else(|| Rejection::PaymentUnknown(payment_id.to_owned()))?;
+        if p.reversed.is_some() {
+            return Err(Rejection::PaymentAlreadyReversed(payment_id.to_owned()).into());
+        }
+        Ok(p)
+    }
+
+    fn refund(&mut self, r: &PaymentRefunded) -> Step<(), S::Error> {
+        check_id("payment_id", &r.payment_id)?;
+        check_id("refund_id", &r.refund_id)?;
+        check_positive("amount", r.amount)?;
+        check_text("reason", &r.reason)?;
+        if self.state.refund(&r.refund_id)?.is_some() {
+            return Err(Rejection::DuplicateRefundId(r.refund_id.clone()).into());
+        }
+        let mut p = self.live_payment(&r.payment_id)?;
+        // A refund is a payment fact: it is recorded even when the payment is invoiced
+        // (the payment record never depends on invoicing). Reconciliation then shows
+        // the invoice as needing a red-letter reversal.
+        let refundable = p.net_paid();
+        if r.amount > refundable {
+            return Err(Rejection::RefundExceedsRefundable {
+                payment_id: r.payment_id.clone(),
+                refundable,
+            }
+            .into());
+        }
+        p.refunded = Fen(p.refunded.0 + r.amount.0);
+        p.refund_ids.push(r.refund_id.clone());
+        self.state
+            .put(StateKey::Payment(r.payment_id.clone()), StateValue::Payment(p));
+        self.state.put(
+            StateKey::Refund(r.refund_id.clone()),
+            StateValue::Refund(RefundRecord {
+                payment_id: r.payment_id.clone(),
+                amount: r.amount,
+                event: self.id,
+            }),
+        );
+        Ok(())
+    }
+
+    fn reverse(&mut self, r: &PaymentReversed) -> Step<(), S::Error> {
+        check_id("payment_id", &r.payment_id)?;
+        check_text("reason", &r.reason)?;
+        let mut p = self.live_payment(&r.payment_id)?;
+        if let Some(inv) = self.state.payment_invoicing(&r.payment_id)? {
+            if inv.invoiced.is_positive() {
+                let mut covering = Vec::new();
+                for n in &inv.invoices {
+                    if let Some(InvoiceRecord::Blue(b)) = self.state.invoice(n)? {
+                        if b.standing
+                            .iter()
+                            .any(|a| a.payment_id == r.payment_id && a.amount.is_positive())
+                        {
+                            covering.push(*n);
+                        }
+                    }
+                }
+                return Err(Rejection::PaymentInvoiced {
+                    payment_id: r.payment_id.clone(),
+                    invoices: covering,
+                }
+                .into());
+            }
+        }
+        p.reversed = Some(PaymentReversal {
+            event: self.id,
+            at: self.block.timestamp,
+            reason: r.reason.clone(),
+        });
+        self.state
+            .put(StateKey::Payment(r.payment_id.clone()), StateValue::Payment(p));
+        Ok(())
+    }
+
+    // ---- invoices --------------------------------------------------------------------
+
+    fn meta(&self) -> Step<MerchantMeta, S::Error> {
+        Ok(self.state.meta(|| self.ctx.genesis_meta())?)
+    }
+
+    fn request_invoice(&mut self, r: &InvoiceRequested) -> Step<DerivedKind, S::Error> {
+        check_id("request_id", &r.request_id)?;
+        if let Some(prev) = &r.retry_of {
+            check_id("retry_of", prev)?;
+        }
+        check_text("buyer.name", &r.buyer.name)?;
+        if let Some(t) = &r.buyer.tax_id {
+            if t.len() > ID_BYTES_MAX {
+                return Err(invalid("buyer.tax_id", format!("at most {ID_BYTES_MAX} bytes")).into());
+            }
+        }
+        check_lines_shape(&r.lines)?;
+        if r.payment_ids.len() > PAYMENTS_PER_INVOICE_MAX {
+            return Err(invalid("payment_ids", format!("at most {PAYMENTS_PER_INVOICE_MAX} payments")).into());
+        }
+        for (i, p) in r.payment_ids.iter().enumerate() {
+            check_id(&format!("payment_ids[{i}]"), p)?;
+        }
+        if self.state.request(&r.request_id)?.is_some() {
+            return Err(Rejection::DuplicateRequestId(r.request_id.clone()).into());
+        }
+
+        let mut retried = None;
+        let outcome = match self.check_retry(r)? {
+            Err(f) => Err(f),
+            Ok(prev) => {
+                retried = prev;
+                self.validate_and_issue(r)?
+            }
+        };
+        if let Some(mut prev) = retried {
+            prev.1.retried_by = Some(r.request_id.clone());
+            self.state.put(StateKey::Request(prev.0), StateValue::Request(prev.1));
+        }
+        let (record_outcome, derived) = match outcome {
+            Ok(issued) => (
+                RequestOutcome::Issued(issued.number),
+                DerivedKind::InvoiceIssued(issued),
+            ),
+            Err(f) => (
+                RequestOutcome::Failed {
+                    reason: f.reason,
+                    field: f.field.clone(),
+                    detail: f.detail.clone(),
+                },
+                DerivedKind::InvoiceFailed(InvoiceFailed {
+                    request_id: r.request_id.clone(),
+                    reason: f.reason,
+                    field: f.field,
+                    detail: f.detail,
+                }),
+            ),
+        };
+        self.state.put(
+            StateKey::Request(r.request_id.clone()),
+            StateValue::Request(RequestRecord {
+                event: self.id,
+                requested_at: self.block.timestamp,
+                body: RequestBody::Invoice(r.clone()),
+                outcome: record_outcome,
+                retried_by: None,
+            }),
+        );
+        Ok(derived)
+    }
+
+    /// `retry_of` must name an earlier failed invoice request not retried yet.
+    #[allow(clippy::type_complexity)]
+    fn check_retry(&self, r: &InvoiceRequested) -> Step<Result<Option<(String, RequestRecord)>, Failure>, S::Error> {
+        let Some(prev_id) = &r.retry_of else {
+            return Ok(Ok(None));
+        };
+        let f = |d: String| Ok(Err(fail(FailureReason::RetryOfInvalid, "retry_of", d)));
+        let Some(prev) = self.state.request(prev_id)? else {
+            return f(format!("no request {prev_id} on this chain"));
+        };
+        if !matches!(prev.body, RequestBody::Invoice(_)) {
+            return f(format!("{prev_id} is a red-letter request"));
+        }
+        if !matches!(prev.outcome, RequestOutcome::Failed { .. }) {
+            return f(format!("{prev_id} did not fail"));
+        }
+        if let Some(by) = &prev.retried_by {
+            return f(format!("{prev_id} was already retried by {by}"));
+        }
+        Ok(Ok(Some((prev_id.clone(), prev))))
+    }
+
+    fn validate_lines(&self, lines: &[LineItem]) -> Result<amounts::Totals, Failure> {
+        if lines.is_empty() {
+            return Err(fail(FailureReason::NoLines, "lines", "the request has no lines"));
+        }
+        let allowed = self.ctx.genesis.allowed_tax_rates();
+        for (i, l) in lines.iter().enumerate() {
+            if l.quantity.0 <= 0 {
+                return Err(fail(
+                    FailureReason::LineQuantityNotPositive,
+                    format!("lines[{i}].quantity"),
+                    format!("quantity is {}", l.quantity),
+                ));
+            }
+            if l.unit_price.0 <= 0 {
+                return Err(fail(
+                    FailureReason::LinePriceNotPositive,
+                    format!("lines[{i}].unit_price"),
+                    format!("unit price is {}", l.unit_price),
+                ));
+            }
+            if !allowed.contains(&l.tax_rate) {
+                let list: Vec<String> = allowed.iter().map(|r| r.to_string()).collect();
+                return Err(fail(
+                    FailureReason::TaxRateNotAllowed,
+                    format!("lines[{i}].tax_rate"),
+                    format!("rate {} is not allowed; allowed: {}", l.tax_rate, list.join(", ")),
+                ));
+            }
+        }
+        amounts::totals(lines).ok_or_else(|| fail(FailureReason::AmountOverflow, "lines", "line amounts overflow"))
+    }
+
+    /// Validates in the documented order; issues if everything passes.
+    fn validate_and_issue(&mut self, r: &InvoiceRequested) -> Step<Result<InvoiceIssued, Failure>, S::Error> {
+        if r.buyer.name.trim().is_empty() {
+            return Ok(Err(fail(
+                FailureReason::BuyerNameMissing,
+                "buyer.name",
+                "the buyer name is empty",
+            )));
+        }
+        let meta = self.meta()?;
+        if !meta.policy.permitted_types.contains(&r.invoice_type) {
+            return Ok(Err(fail(
+                FailureReason::InvoiceTypeNotPermitted,
+                "invoice_type",
+                format!("{} invoices are not permitted for this merchant", r.invoice_type.name()),
+            )));
+        }
+        match &r.buyer.tax_id {
+            Some(t) => {
+                if let Err(e) = uscc::validate(t) {
+                    return Ok(Err(fail(
+                        FailureReason::BuyerTaxIdInvalid,
+                        "buyer.tax_id",
+                        format!("{t}: {e}"),
+                    )));
+                }
+            }
+            None if r.invoice_type == InvoiceType::SpecialVat => {
+                return Ok(Err(fail(
+                    FailureReason::BuyerTaxIdRequired,
+                    "buyer.tax_id",
+                    "a special VAT invoice needs the buyer's tax id",
+                )));
+            }
+            None => {}
+        }
+        let totals = match self.validate_lines(&r.lines) {
+            Ok(t) => t,
+            Err(f) => return Ok(Err(f)),
+        };
+        // Payments: present, listed once, live, with something left to invoice.
+        let mut seen = std::collections::BTreeSet::new();
+        if r.payment_ids.is_empty() || !r.payment_ids.iter().all(|p| seen.insert(p.as_str())) {
+            return Ok(Err(fail(
+                FailureReason::PaymentsInvalid,
+                "payment_ids",
+                "list at least one payment, each once",
+            )));
+        }
+        let mut available = Vec::with_capacity(r.payment_ids.len());
+        for (i, pid) in r.payment_ids.iter().enumerate() {
+            let field = format!("payment_ids[{i}]");
+            let Some(p) = self.state.payment(pid)? else {
+                return Ok(Err(fail(
+                    FailureReason::PaymentNotFound,
+                    field,
+                    format!("payment {pid} is not recorded"),
+                )));
+            };
+            if p.reversed.is_some() {
+                return Ok(Err(fail(
+                    FailureReason::PaymentReversed,
+                    field,
+                    format!("payment {pid} was reversed"),
+                )));
+            }
+            let invoiced = self.state.payment_invoicing(pid)?.unwrap_or_default();
+            let left = p.net_paid().0 - invoiced.invoiced.0;
+            if left <= 0 {
+                return Ok(Err(fail(
+                    FailureReason::PaymentFullyInvoiced,
+                    field,
+                    format!(
+                        "payment {pid} has nothing left to invoice (paid {}, refunded {}, invoiced {})",
+                        p.recorded.amount, p.refunded, invoiced.invoiced
+                    ),
+                )));
+            }
+            available.push((pid.as_str(), left, invoiced));
+        }
+        let invoiceable: i64 = available.iter().map(|a| a.1).sum();
+        if totals.total.0 > invoiceable {
+            return Ok(Err(fail(
+                FailureReason::TotalAboveInvoiceable,
+                "lines",
+                format!(
+                    "total {} is above the {} the payments still cover",
+                    totals.total,
+                    Fen(invoiceable)
+                ),
+            )));
+        }
+        if totals.total > meta.policy.max_invoice_total {
+            return Ok(Err(fail(
+                FailureReason::TotalAboveMerchantLimit,
+                "lines",
+                format!(
+                    "total {} is above this merchant's limit of {}",
+                    totals.total, meta.policy.max_invoice_total
+                ),
+            )));
+        }
+        let fee = self.ctx.genesis.fee_per_invoice();
+        if meta.fee_balance < fee {
+            return Ok(Err(fail(
+                FailureReason::FeeBalanceTooLow,
+                "fee_balance",
+                format!("fee balance {} is below the fee of {}", meta.fee_balance, fee),
+            )));
+        }
+
+        // Issue.
+        let mut meta = meta;
+        let number = self.next_number(&mut meta)?;
+        meta.fee_balance = Fen(meta.fee_balance.0 - fee.0);
+        let mut allocations = Vec::new();
+        let mut left = totals.total.0;
+        for (pid, avail, mut inv) in available {
+            if left == 0 {
+                break;
+            }
+            let take = avail.min(left);
+            left -= take;
+            allocations.push(alloc(pid, Fen(take)));
+            inv.invoiced = Fen(inv.invoiced.0 + take);
+            inv.invoices.push(number);
+            self.state.put(
+                StateKey::PaymentInvoicing(pid.to_owned()),
+                StateValue::PaymentInvoicing(inv),
+            );
+        }
+        assert_eq!(
+            left, 0,
+            "allocation must cover the total: it was checked against the invoiceable amount"
+        );
+        let issued = InvoiceIssued {
+            request_id: r.request_id.clone(),
+            number,
+            check_code: self.check_code(&number),
+            invoice_type: r.invoice_type,
+            buyer: r.buyer.clone(),
+            net: totals.net,
+            tax: totals.tax,
+            total: totals.total,
+            fee,
+            allocations: allocations.clone(),
+            issued_at: self.block.timestamp,
+            lines: totals.lines,
+        };
+        self.state.put(
+            StateKey::Invoice(number),
+            StateValue::Invoice(InvoiceRecord::Blue(BlueInvoice {
+                remaining: amounts::by_rate(&issued.lines),
+                standing: allocations,
+                red_letters: Vec::new(),
+                claim: None,
+                issued: issued.clone(),
+            })),
+        );
+        self.state.put(StateKey::Meta, StateValue::Meta(meta));
+        Ok(Ok(issued))
+    }
+
+    fn next_number(&self, meta: &mut MerchantMeta) -> Step<InvoiceNumber, S::Error> {
+        let year = self.block.timestamp.utc_year().rem_euclid(100) as u8;
+        let number = InvoiceNumber::new(year, self.ctx.chain, meta.next_sequence)
+            .ok_or(Rejection::Overflow("invoice sequence"))?;
+        meta.next_sequence += 1;
+        Ok(number)
+    }
+
+    /// `H_check(canonical((network, number, cause event id)))`, see `docs/FORMAT.md`.
+    fn check_code(&self, number: &InvoiceNumber) -> CheckCode {
+        let d = hash(
+            Domain::CheckCode,
+            &codec::to_bytes(&(self.ctx.network, number, self.id)),
+        );
+        CheckCode::from_digest(&d)
+    }
+
+    fn red_letter(&mut self, r: &RedLetterRequested) -> Step<DerivedKind, S::Error> {
+        check_id("request_id", &r.request_id)?;
+        if let RedLetterScope::Partial(lines) = &r.scope {
+            check_lines_shape(lines)?;
+        }
+        if self.state.request(&r.request_id)?.is_some() {
+            return Err(Rejection::DuplicateRequestId(r.request_id.clone()).into());
+        }
+        let outcome = self.try_red_letter(r)?;
+        let (record_outcome, derived) = match outcome {
+            Ok(rev) => (
+                RequestOutcome::Reversed(rev.red_number),
+                DerivedKind::InvoiceReversed(rev),
+            ),
+            Err(f) => (
+                RequestOutcome::Failed {
+                    reason: f.reason,
+                    field: f.field.clone(),
+                    detail: f.detail.clone(),
+                },
+                DerivedKind::InvoiceFailed(InvoiceFailed {
+                    request_id: r.request_id.clone(),
+                    reason: f.reason,
+                    field: f.field,
+                    detail: f.detail,
+                }),
+            ),
+        };
+        self.state.put(
+            StateKey::Request(r.request_id.clone()),
+            StateValue::Request(RequestRecord {
+                event: self.id,
+                requested_at: self.block.timestamp,
+                body: RequestBody::RedLetter(r.clone()),
+                outcome: record_outcome,
+                retried_by: None,
+            }),
+        );
+        Ok(derived)
+    }
+
+    fn try_red_letter(&mut self, r: &RedLetterRequested) -> Step<Result<InvoiceReversed, Failure>, S::Error> {
+        let n = r.invoice_number;
+        let blue = match self.state.invoice(&n)? {
+            Some(InvoiceRecord::Blue(b)) if n.member() == self.ctx.chain => b,
+            _ => {
+                return Ok(Err(fail(
+                    FailureReason::InvoiceNotFound,
+                    "invoice_number",
+                    format!("{n} is not an issued invoice of this merchant"),
+                )))
+            }
+        };
+        if blue.fully_reversed() {
+            return Ok(Err(fail(
+                FailureReason::InvoiceAlreadyReversed,
+                "invoice_number",
+                format!("{n} is already fully reversed"),
+            )));
+        }
+        let lines: Vec<IssuedLine> = match &r.scope {
+            RedLetterScope::Full => {
+                if blue.remaining == amounts::by_rate(&blue.issued.lines) {
+                    blue.issued.lines.clone()
+                } else {
+                    blue.remaining
+                        .iter()
+                        .filter(|ra| ra.net.0 != 0 || ra.tax.0 != 0)
+                        .map(|ra| IssuedLine {
+                            item: LineItem {
+                                description: format!("Remaining amount of invoice {n}"),
+                                quantity: Quantity::ONE,
+                                unit_price: ra.net,
+                                tax_rate: ra.rate,
+                            },
+                            net: ra.net,
+                            tax: ra.tax,
+                        })
+                        .collect()
+                }
+            }
+            RedLetterScope::Partial(items) => match self.validate_lines(items) {
+                Ok(t) => t.lines,
+                Err(f) => return Ok(Err(f)),
+            },
+        };
+        let reversing = amounts::by_rate(&lines);
+        let mut remaining: Vec<RateAmounts> = blue.remaining.clone();
+        for rv in &reversing {
+            match remaining.iter_mut().find(|x| x.rate == rv.rate) {
+                Some(x) if rv.net <= x.net && rv.tax <= x.tax => {
+                    x.net = Fen(x.net.0 - rv.net.0);
+                    x.tax = Fen(x.tax.0 - rv.tax.0);
+                }
+                Some(x) => {
+                    return Ok(Err(fail(
+                        FailureReason::RedLetterExceedsRemaining,
+                        "scope",
+                        format!(
+                            "at {}: reversing net {} tax {}, but only net {} tax {} is left",
+                            rv.rate, rv.net, rv.tax, x.net, x.tax
+                        ),
+                    )))
+                }
+                None => {
+                    return Ok(Err(fail(
+                        FailureReason::RedLetterExceedsRemaining,
+                        "scope",
+                        format!("rate {} does not appear on invoice {n}", rv.rate),
+                    )))
+                }
+            }
+        }
+        let net = Fen(reversing.iter().map(|x| x.net.0).sum());
+        let tax = Fen(reversing.iter().map(|x| x.tax.0).sum());
+        let total = Fen(net.0 + tax.0);
+
+        // Return the reversed total to the payments, last allocated first.
+        let mut standing = blue.standing.clone();
+        let mut to_return = total.0;
+        let mut returned: Vec<Allocation> = Vec::new();
+        for a in standing.iter_mut().rev() {
+            if to_return == 0 {
+                break;
+            }
+            let take = a.amount.0.min(to_return);
+            if take == 0 {
+                continue;
+            }
+            a.amount = Fen(a.amount.0 - take);
+            to_return -= take;
+            returned.push(alloc(&a.payment_id, Fen(take)));
+            let mut inv = self.state.payment_invoicing(&a.payment_id)?.unwrap_or_default();
+            inv.invoiced = Fen(inv.invoiced.0 - take);
+            assert!(inv.invoiced.0 >= 0, "a payment's invoiced amount went negative");
+            self.state.put(
+                StateKey::PaymentInvoicing(a.payment_id.clone()),
+                StateValue::PaymentInvoicing(inv),
+            );
+        }
+        assert_eq!(to_return, 0, "standing allocations always cover the remaining total");
+
+        let mut meta = self.meta()?;
+        let red_number = self.next_number(&mut meta)?;
+        let fully_reversed = remaining.iter().all(|x| x.net.0 == 0 && x.tax.0 == 0);
+        let rev = InvoiceReversed {
+            request_id: r.request_id.clone(),
+            original: n,
+            red_number,
+            red_check_code: self.check_code(&red_number),
+            reason: r.reason,
+            lines,
+            net,
+            tax,
+            total,
+            fully_reversed,
+            allocations: returned,
+            reversed_at: self.block.timestamp,
+        };
+        let mut blue = blue;
+        blue.remaining = remaining;
+        blue.standing = standing;
+        blue.red_letters.push(red_number);
+        self.state
+            .put(StateKey::Invoice(n), StateValue::Invoice(InvoiceRecord::Blue(blue)));
+        self.state.put(
+            StateKey::Invoice(red_number),
+            StateValue::Invoice(InvoiceRecord::Red(rev.clone())),
+        );
+        self.state.put(StateKey::Meta, StateValue::Meta(meta));
+        Ok(Ok(rev))
+    }
+
+    fn claim(&mut self, c: &ClaimRequested, claimant: MemberCode) -> Step<DerivedKind, S::Error> {
+        check_text("claim_ref", &c.claim_ref)?;
+        if !c.check_code.is_well_formed() || !c.invoice_number.is_well_formed() {
+            return Err(invalid("invoice_number", "malformed invoice number or check code").into());
+        }
+        let refused = |refusal| {
+            Ok(DerivedKind::ClaimRefused(ClaimRefused {
+                invoice_number: c.invoice_number,
+                claimant,
+                refusal,
+            }))
+        };
+        let mut blue = match self.state.invoice(&c.invoice_number)? {
+            Some(InvoiceRecord::Blue(b)) if b.issued.check_code == c.check_code => b,
+            // A wrong check code looks exactly like an unknown invoice.
+            _ => return refused(ClaimRefusal::NotFound),
+        };
+        if let Some(first) = &blue.claim {
+            return refused(ClaimRefusal::AlreadyClaimed {
+                claimant: first.claimant,
+                claimed_at: first.claimed_at,
+            });
+        }
+        if blue.fully_reversed() {
+            return refused(ClaimRefusal::Reversed);
+        }
+        blue.claim = Some(ClaimInfo {
+            claimant,
+            claim_ref: c.claim_ref.clone(),
+            claimed_at: self.block.timestamp,
+            event: self.id,
+        });
+        self.state.put(
+            StateKey::Invoice(c.invoice_number),
+            StateValue::Invoice(InvoiceRecord::Blue(blue)),
+        );
+        Ok(DerivedKind::ClaimRecorded(ClaimRecorded {
+            invoice_number: c.invoice_number,
+            claimant,
+            claim_ref: c.claim_ref.clone(),
+            claimed_at: self.block.timestamp,
+        }))
+    }
+
+    // ---- fees, policy, keys ----------------------------------------------------------
+
+    fn deposit(&mut self, d: &FeeDeposited) -> Step<(), S::Error> {
+        check_id("deposit_id", &d.deposit_id)?;
+        check_positive("amount", d.amount)?;
+        if self.state.deposit(&d.deposit_id)?.is_some() {
+            return Err(Rejection::DuplicateDepositId(d.deposit_id.clone()).into());
+        }
+        let mut meta = self.meta()?;
+        meta.fee_balance = meta
+            .fee_balance
+            .checked_add(d.amount)
+            .ok_or(Rejection::Overflow("fee_balance"))?;
+        self.state.put(StateKey::Meta, StateValue::Meta(meta));
+        self.state.put(
+            StateKey::Deposit(d.deposit_id.clone()),
+            StateValue::Deposit(DepositRecord {
+                amount: d.amount,
+                event: self.id,
+            }),
+        );
+        Ok(())
+    }
+
+    fn set_policy(&mut self, p: &MerchantPolicy) -> Step<(), S::Error> {
+        if p.permitted_types.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(invalid("permitted_types", "must be sorted and distinct").into());
+        }
+        if p.max_invoice_total.0 < 0 {
+            return Err(invalid("max_invoice_total", "must not be negative").into());
+        }
+        let mut meta = self.meta()?;
+        meta.policy = p.clone();
+        self.state.put(StateKey::Meta, StateValue::Meta(meta));
+        Ok(())
+    }
+
+    fn authorize_key(&mut self, a: &ClientKeyAuthorized) -> Step<(), S::Error> {
+        a.key.check().map_err(|e| invalid("key", e.to_string()))?;
+        check_text("label", &a.label)?;
+        if self.ctx.genesis.member_by_key(&a.key).is_some() {
+            return Err(invalid("key", "a member key cannot be a client key").into());
+        }
+        if !a.permissions.payments && !a.permissions.invoices {
+            return Err(invalid("permissions", "grant at least one permission").into());
+        }
+        self.state.put(
+            StateKey::ClientKey(a.key),
+            StateValue::ClientKey(ClientKeyRecord {
+                label: a.label.clone(),
+                permissions: a.permissions,
+                authorized_at: self.block.timestamp,
+                revoked_at: None,
+            }),
+        );
+        Ok(())
+    }
+
+    fn revoke_key(&mut self, r: &ClientKeyRevoked) -> Step<(), S::Error> {
+        let mut k = match self.state.client_key(&r.key)? {
+            Some(k) if k.revoked_at.is_none() => k,
+            _ => return Err(Rejection::KeyNotAuthorized(r.key).into()),
+        };
+        k.revoked_at = Some(self.block.timestamp);
+        self.state.put(StateKey::ClientKey(r.key), StateValue::ClientKey(k));
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! Property tests over random event sequences: execution is deterministic, money is
+//! conserved per payment, fees are conserved, invoice numbers are gap-free.
+// Amounts are written yuan_fen (100_00 is 100.00 yuan), on purpose.
+#![allow(clippy::inconsistent_digit_grouping)]
+
+mod world;
+
+use fapiao_core::event::*;
+use fapiao_core::*;
+use fapiao_domain::state::{InvoiceRecord, StateKey, StateValue};
+use proptest::prelude::*;
+use world::*;
+
+const RATES: [u16; 7] = [0, 100, 300, 600, 900, 1300, 700]; // the last is not allowed
+
+#[derive(Debug, Clone)]
+enum Op {
+    Pay(u8, i64),
+    Refund(u8, u8, i64),
+    Reverse(u8),
+    Request {
+        id: u8,
+        payments: Vec<u8>,
+        lines: Vec<(i64, i64, usize)>,
+        special: bool,
+        tax_id: u8,
+        retry_of: Option<u8>,
+    },
+    RedLetter {
+        id: u8,
+        seq: u64,
+        partial: Option<(i64, i64, usize)>,
+    },
+    Deposit(u8, i64),
+    Policy(bool, i64),
+    Claim(u64, bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let line = (0i64..3000, -100i64..8000, 0usize..7);
+    prop_oneof![
+        4 => (0u8..8, 1i64..20_000).prop_map(|(p, a)| Op::Pay(p, a)),
+        1 => (0u8..8, 0u8..8, 1i64..10_000).prop_map(|(r, p, a)| Op::Refund(r, p, a)),
+        1 => (0u8..8).prop_map(Op::Reverse),
+        5 => (0u8..16, prop::collection::vec(0u8..8, 0..3), prop::collection::vec(line.clone(), 0..3), any::<bool>(), 0u8..3, prop::option::of(0u8..16))
+            .prop_map(|(id, payments, lines, special, tax_id, retry_of)| Op::Request { id, payments, lines, special, tax_id, retry_of }),
+        2 => (16u8..32, 1u64..8, prop::option::of(line)).prop_map(|(id, seq, partial)| Op::RedLetter { id, seq, partial }),
+        1 => (0u8..4, 1i64..50).prop_map(|(d, a)| Op::Deposit(d, a)),
+        1 => (any::<bool>(), 0i64..30_000).prop_map(|(s, m)| Op::Policy(s, m)),
+        1 => (1u64..8, any::<bool>()).prop_map(|(s, ok)| Op::Claim(s, ok)),
+    ]
+}
+
+fn to_line((q, p, r): (i64, i64, usize)) -> LineItem {
+    line(q, p, RATES[r])
+}
+
+/// The event an op stands for, and who signs it.
+fn event(w: &World, op: &Op) -> Event {
+    let owner = w.owner.clone();
+    let (author, kind) = match op.clone() {
+        Op::Pay(p, a) => (owner, EventKind::PaymentRecorded(payment(&format!("P{p}"), a))),
+        Op::Refund(r, p, a) => (
+            owner,
+            EventKind::PaymentRefunded(PaymentRefunded {
+                payment_id: format!("P{p}"),
+                refund_id: format!("F{r}"),
+                amount: Fen(a),
+                reason: String::new(),
+            }),
+        ),
+        Op::Reverse(p) => (
+            owner,
+            EventKind::PaymentReversed(PaymentReversed {
+                payment_id: format!("P{p}"),
+                reason: String::new(),
+            }),
+        ),
+        Op::Request {
+            id,
+            payments,
+            lines,
+            special,
+            tax_id,
+            retry_of,
+        } => {
+            let mut r = request(&format!("R{id}"), &[]);
+            r.payment_ids = payments.iter().map(|p| format!("P{p}")).collect();
+            r.lines = lines.into_iter().map(to_line).collect();
+            r.invoice_type = if special {
+                InvoiceType::SpecialVat
+            } else {
+                InvoiceType::Normal
+            };
+            r.buyer.tax_id = match tax_id {
+                0 => None,
+                1 => Some(VALID_TAX_ID.into()),
+                _ => Some("91110000600037341X".into()),
+            };
+            r.retry_of = retry_of.map(|x| format!("R{x}"));
+            (owner, EventKind::InvoiceRequested(r))
+        }
+        Op::RedLetter { id, seq, partial } => (
+            owner,
+            EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+                request_id: format!("R{id}"),
+                invoice_number: InvoiceNumber::new(26, w.chain, seq).unwrap(),
+                reason: RedLetterReason::SalesReturn,
+                scope: match partial {
+                    None => RedLetterScope::Full,
+                    Some(l) => RedLetterScope::Partial(vec![to_line(l)]),
+                },
+            }),
+        ),
+        Op::Deposit(d, a) => (
+            w.operator.clone(),
+            EventKind::FeeDeposited(FeeDeposited {
+                deposit_id: format!("D{d}"),
+                amount: Fen(a),
+            }),
+        ),
+        Op::Policy(special, max) => (
+            w.operator.clone(),
+            EventKind::MerchantPolicySet(MerchantPolicy {
+                permitted_types: if special {
+                    vec![InvoiceType::Normal, InvoiceType::SpecialVat]
+                } else {
+                    vec![InvoiceType::Normal]
+                },
+                max_invoice_total: Fen(max),
+            }),
+        ),
+        Op::Claim(seq, ok) => {
+            let n = InvoiceNumber::new(26, w.chain, seq).unwrap();
+            let code = match w.invoice(n) {
+                Some(InvoiceRecord::Blue(b)) if ok => b.issued.check_code,
+                _ => "12345678901234567890".parse().unwrap(),
+            };
+            (
+                w.verifier.clone(),
+                EventKind::InvoiceClaimRequested(ClaimRequested {
+                    invoice_number: n,
+                    check_code: code,
+                    claim_ref: "EXP".into(),
+                }),
+            )
+        }
+    };
+    w.event(&author, kind)
+}
+
+/// Runs ops in blocks of the given sizes; returns every block's entries and the world.
+fn run(ops: &[Op], chunks: &[usize]) -> (Vec<Vec<Entry>>, World) {
+    let mut w = World::new();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut c = 0;
+    while i < ops.len() {
+        let n = chunks[c % chunks.len()].max(1).min(ops.len() - i);
+        c += 1;
+        let events: Vec<Event> = ops[i..i + n].iter().map(|o| event(&w, o)).collect();
+        i += n;
+        out.push(w.block(&events).entries);
+    }
+    (out, w)
+}
+
+/// Invariants over the whole state.
+fn check_state(w: &World, deposits: i64) {
+    let mut invoiced_by_payment = std::collections::BTreeMap::<String, i64>::new();
+    let mut sequences = Vec::new();
+    let mut blue_issued = 0i64;
+    for (k, v) in &w.state.0 {
+        match (k, v) {
+            (StateKey::Invoice(n), StateValue::Invoice(rec)) => {
+                sequences.push(n.sequence());
+                if let InvoiceRecord::Blue(b) = rec {
+                    blue_issued += 1;
+                    let standing: i64 = b.standing.iter().map(|a| a.amount.0).sum();
+                    assert_eq!(
+                        standing,
+                        b.remaining_total().0,
+                        "standing allocations cover what is left"
+                    );
+                    for a in &b.standing {
+                        assert!(a.amount.0 >= 0);
+                        *invoiced_by_payment.entry(a.payment_id.clone()).or_default() += a.amount.0;
+                    }
+                    for r in &b.remaining {
+                        assert!(r.net.0 >= 0 && r.tax.0 >= 0, "never reverse more than issued");
+                    }
+                }
+            }
+            (StateKey::PaymentInvoicing(p), StateValue::PaymentInvoicing(inv)) => {
+                let pay = w.payment(p).expect("invoicing only for recorded payments");
+                assert!(inv.invoiced.0 >= 0);
+                assert!(inv.invoiced <= pay.recorded.amount, "never invoice more than was paid");
+            }
+            (StateKey::Payment(_), StateValue::Payment(p)) => {
+                assert!(
+                    p.refunded.0 >= 0 && p.refunded <= p.recorded.amount,
+                    "never refund more than paid"
+                );
+            }
+            _ => {}
+        }
+    }
+    for (p, sum) in invoiced_by_payment {
+        assert_eq!(
+            w.invoicing(&p).invoiced.0,
+            sum,
+            "payment {p}: invoiced equals the invoices' standing allocations"
+        );
+    }
+    sequences.sort();
+    let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
+    assert_eq!(sequences, expected, "invoice numbers are gap-free");
+    let initial = w.genesis.merchant(w.chain).unwrap().initial_fee_balance.0;
+    assert_eq!(
+        w.fee_balance().0,
+        initial + deposits - blue_issued * w.genesis.fee_per_invoice().0,
+        "fees are conserved"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn execution_is_deterministic(ops in prop::collection::vec(op(), 1..60), chunks in prop::collection::vec(1usize..6, 1..4)) {
+        let (a, wa) = run(&ops, &chunks);
+        let (b, wb) = run(&ops, &chunks);
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(wa.state, wb.state);
+    }
+
+    #[test]
+    fn money_is_conserved(ops in prop::collection::vec(op(), 1..80)) {
+        let mut w = World::new();
+        let mut deposits = 0;
+        for op in &ops {
+            let e = event(&w, op);
+            let before = w.state.clone();
+            let ex = w.block(std::slice::from_ref(&e));
+            if ex.rejected.is_empty() {
+                if let Op::Deposit(_, a) = op { deposits += a; }
+            }
+            for entry in &ex.entries {
+                if let Entry::Derived(d) = entry {
+                    match &d.kind {
+                        // Issue never takes a payment above what is paid minus refunded.
+                        DerivedKind::InvoiceIssued(i) => {
+                            for a in &i.allocations {
+                                let p = w.payment(&a.payment_id).unwrap();
+                                prop_assert!(w.invoicing(&a.payment_id).invoiced <= p.net_paid());
+                            }
+                        }
+                        // Reversal only returns money, and never more than was drawn.
+                        DerivedKind::InvoiceReversed(r) => {
+                            for a in &r.allocations {
+                                let mut old = World::new();
+                                old.state = before.clone();
+                                prop_assert_eq!(w.invoicing(&a.payment_id).invoiced.0, old.invoicing(&a.payment_id).invoiced.0 - a.amount.0);
+                            }
+                        }
+                        _ => {}
+                    }
+                    // Invoice outcomes never write a payment record.
+                    prop_assert!(!ex.writes.keys().any(|k| matches!(k, StateKey::Payment(_))));
+                }
+            }
+            check_state(&w, deposits);
+        }
+    }
+}

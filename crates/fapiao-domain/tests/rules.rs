@@ -1,0 +1,973 @@
+//! One table-driven test per rule and per failure reason, all through [`check`].
+// Amounts are written yuan_fen (100_00 is 100.00 yuan), on purpose.
+#![allow(clippy::inconsistent_digit_grouping)]
+
+mod world;
+
+use fapiao_core::event::*;
+use fapiao_core::*;
+use fapiao_domain::state::{InvoiceRecord, RequestOutcome};
+use world::*;
+
+/// Who signs the event under test.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Owner,
+    Operator,
+    Verifier,
+    /// Client key `key(n)` (authorised or not, depending on the setup).
+    Client(u8),
+    /// Another merchant's member key.
+    OtherMerchant,
+}
+
+/// What the event under test must do.
+#[derive(Debug, PartialEq)]
+enum Expect {
+    /// Applied with no derived events.
+    Applied,
+    /// Issued an invoice.
+    Issued,
+    /// Recorded an invoice failure with this reason.
+    Failed(FailureReason),
+    /// Recorded a red-letter reversal.
+    Reversed,
+    /// Recorded a claim.
+    Claimed,
+    /// Recorded a claim refusal.
+    ClaimRefused,
+    /// Rejected with this code; nothing is recorded.
+    Rejected(&'static str),
+}
+
+fn signer(w: &World, who: Who) -> SecretKey {
+    match who {
+        Who::Owner => w.owner.clone(),
+        Who::Operator => w.operator.clone(),
+        Who::Verifier => w.verifier.clone(),
+        Who::Client(n) => key(n),
+        Who::OtherMerchant => key(2),
+    }
+}
+
+/// Runs `setup`, then submits `kind` signed by `who`, and compares the outcome with
+/// `expected`. A rejection must leave the state exactly as it was.
+fn check(setup: impl FnOnce(&mut World), who: Who, kind: EventKind, expected: Expect) -> World {
+    let mut w = World::new();
+    setup(&mut w);
+    let before = w.state.clone();
+    let author = signer(&w, who);
+    let outcome = w.submit_as(&author, kind.clone());
+    let got = match &outcome {
+        Err(r) => Expect::Rejected(r.code()),
+        Ok(d) => match d.as_slice() {
+            [] => Expect::Applied,
+            [DerivedKind::InvoiceIssued(_)] => Expect::Issued,
+            [DerivedKind::InvoiceFailed(f)] => Expect::Failed(f.reason),
+            [DerivedKind::InvoiceReversed(_)] => Expect::Reversed,
+            [DerivedKind::ClaimRecorded(_)] => Expect::Claimed,
+            [DerivedKind::ClaimRefused(_)] => Expect::ClaimRefused,
+            other => panic!("unexpected derived events {other:?}"),
+        },
+    };
+    assert_eq!(got, expected, "event {kind:?} by {who:?}: outcome {outcome:?}");
+    if matches!(got, Expect::Rejected(_)) {
+        assert_eq!(w.state, before, "a rejected event must not change the state");
+    }
+    w
+}
+
+fn invoice(r: InvoiceRequested) -> EventKind {
+    EventKind::InvoiceRequested(r)
+}
+
+fn base(w: &mut World) {
+    w.pay("P1", 100_00).unwrap();
+    w.pay("P2", 30_00).unwrap();
+}
+
+fn with(f: impl FnOnce(&mut InvoiceRequested)) -> EventKind {
+    let mut r = request("R1", &["P1"]);
+    f(&mut r);
+    invoice(r)
+}
+
+fn set_policy(w: &mut World, types: Vec<InvoiceType>, max: i64) {
+    let op = w.operator.clone();
+    w.submit_as(
+        &op,
+        EventKind::MerchantPolicySet(MerchantPolicy {
+            permitted_types: types,
+            max_invoice_total: Fen(max),
+        }),
+    )
+    .unwrap();
+}
+
+#[test]
+fn every_invoice_failure_reason() {
+    use FailureReason as F;
+    check(base, Who::Owner, with(|_| {}), Expect::Issued);
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.buyer.name = "  ".into()),
+        Expect::Failed(F::BuyerNameMissing),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.buyer.tax_id = Some("91110000600037341M".into())),
+        Expect::Failed(F::BuyerTaxIdInvalid),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| {
+            r.invoice_type = InvoiceType::SpecialVat;
+            r.buyer.tax_id = None
+        }),
+        Expect::Failed(F::BuyerTaxIdRequired),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.buyer.tax_id = None),
+        Expect::Issued, // a normal invoice to a person needs no tax id
+    );
+    check(base, Who::Owner, with(|r| r.lines.clear()), Expect::Failed(F::NoLines));
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.lines[0].tax_rate = TaxRate(700)),
+        Expect::Failed(F::TaxRateNotAllowed),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.lines[0].quantity = Quantity(0)),
+        Expect::Failed(F::LineQuantityNotPositive),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.lines[0].unit_price = Fen(-5)),
+        Expect::Failed(F::LinePriceNotPositive),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.payment_ids.clear()),
+        Expect::Failed(F::PaymentsInvalid),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.payment_ids = vec!["P1".into(), "P1".into()]),
+        Expect::Failed(F::PaymentsInvalid),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.payment_ids = vec!["NOPE".into()]),
+        Expect::Failed(F::PaymentNotFound),
+    );
+    check(
+        |w| {
+            base(w);
+            w.submit(EventKind::PaymentReversed(PaymentReversed {
+                payment_id: "P2".into(),
+                reason: "typo".into(),
+            }))
+            .unwrap();
+        },
+        Who::Owner,
+        with(|r| r.payment_ids = vec!["P2".into()]),
+        Expect::Failed(F::PaymentReversed),
+    );
+    check(
+        |w| {
+            base(w);
+            // 28.30 at 6% = 28.30 + 1.70 = 30.00: all of P2.
+            let mut r = request("R0", &["P2"]);
+            r.lines = vec![line(1000, 2830, 600)];
+            issued(&w.submit(invoice(r)));
+        },
+        Who::Owner,
+        with(|r| r.payment_ids = vec!["P2".into()]),
+        Expect::Failed(F::PaymentFullyInvoiced),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.lines = vec![line(1000, 100_00, 1300)]), // 113.00 > 100.00
+        Expect::Failed(F::TotalAboveInvoiceable),
+    );
+    check(
+        |w| {
+            base(w);
+            set_policy(w, vec![InvoiceType::Normal], 1_000_000_00);
+        },
+        Who::Owner,
+        with(|r| r.invoice_type = InvoiceType::SpecialVat),
+        Expect::Failed(F::InvoiceTypeNotPermitted),
+    );
+    check(
+        |w| {
+            base(w);
+            set_policy(w, vec![InvoiceType::Normal, InvoiceType::SpecialVat], 10_00);
+        },
+        Who::Owner,
+        with(|_| {}),
+        Expect::Failed(F::TotalAboveMerchantLimit),
+    );
+    check(
+        |w| {
+            // The opening balance of 1.00 pays for ten invoices at 0.10.
+            w.pay("BIG", 1000_00).unwrap();
+            for i in 0..10 {
+                issued(&w.submit(invoice(request(&format!("F{i}"), &["BIG"]))));
+            }
+            assert_eq!(w.fee_balance(), Fen(0));
+            base(w);
+        },
+        Who::Owner,
+        with(|_| {}),
+        Expect::Failed(F::FeeBalanceTooLow),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.retry_of = Some("NOPE".into())),
+        Expect::Failed(F::RetryOfInvalid),
+    );
+    check(
+        base,
+        Who::Owner,
+        with(|r| r.lines = vec![line(i64::MAX / 2, i64::MAX / 2, 1300)]),
+        Expect::Failed(F::AmountOverflow),
+    );
+}
+
+#[test]
+fn validation_order_is_documented_order() {
+    // Several faults at once: the first in the documented order is reported.
+    let w = check(
+        base,
+        Who::Owner,
+        with(|r| {
+            r.buyer.name = String::new();
+            r.lines.clear();
+            r.payment_ids.clear();
+        }),
+        Expect::Failed(FailureReason::BuyerNameMissing),
+    );
+    let rec = w.request("R1").unwrap();
+    assert!(matches!(
+        rec.outcome,
+        RequestOutcome::Failed {
+            reason: FailureReason::BuyerNameMissing,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn issuance_numbers_amounts_fee_and_allocation() {
+    let mut w = World::new();
+    base(&mut w);
+    // A failure consumes no number: numbers stay gap-free.
+    failed(&w.submit(with(|r| r.buyer.name = String::new())));
+    // 2 lines: 1.5 x 33.33 at 6% and 1 x 60.00 at 13%, over P2 (30.00) then P1.
+    let mut r = request("R2", &["P2", "P1"]);
+    r.lines = vec![line(1500, 3333, 600), line(1000, 6000, 1300)];
+    let inv = issued(&w.submit(invoice(r)));
+    // 1.5 x 33.33 = 49.995 -> 50.00 (half up); tax 3.00. 60.00 + 7.80.
+    assert_eq!(inv.lines[0].net, Fen(5000));
+    assert_eq!(inv.lines[0].tax, Fen(300));
+    assert_eq!((inv.net, inv.tax, inv.total), (Fen(11000), Fen(1080), Fen(12080)));
+    assert_eq!(inv.number.to_string(), "26110001000000000001");
+    assert_eq!(inv.check_code.to_string().len(), 20);
+    assert_eq!(inv.fee, Fen(10));
+    assert_eq!(w.fee_balance(), Fen(90));
+    assert_eq!(
+        inv.allocations
+            .iter()
+            .map(|a| (a.payment_id.as_str(), a.amount))
+            .collect::<Vec<_>>(),
+        vec![("P2", Fen(3000)), ("P1", Fen(9080))]
+    );
+    assert_eq!(w.invoicing("P1").invoiced, Fen(9080));
+    // P1 has 9.20 left: 53.00 is too much, 8.68 + 0.52 fits exactly.
+    let too_much = failed(&w.submit(invoice(request("R3", &["P1"]))));
+    assert_eq!(too_much.reason, FailureReason::TotalAboveInvoiceable);
+    let mut exact = request("R4", &["P1"]);
+    exact.lines = vec![line(1000, 868, 600)];
+    let inv2 = issued(&w.submit(invoice(exact)));
+    assert_eq!(inv2.total, Fen(920));
+    assert_eq!(inv2.number.sequence(), 2, "failures consume no invoice number");
+    assert_eq!(
+        failed(&w.submit(invoice(request("R5", &["P1"])))).reason,
+        FailureReason::PaymentFullyInvoiced
+    );
+}
+
+#[test]
+fn second_invoice_on_exhausted_payment_fails_then_red_letter_frees_it() {
+    let mut w = World::new();
+    w.pay("P", 53_00).unwrap();
+    let first = issued(&w.submit(invoice(request("A", &["P"]))));
+    assert_eq!(
+        failed(&w.submit(invoice(request("B", &["P"])))).reason,
+        FailureReason::PaymentFullyInvoiced
+    );
+    // Partial red-letter of 10.00 net at 6% (0.60 tax) frees 10.60.
+    let rev = reversed(&w.submit(EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: "RL1".into(),
+        invoice_number: first.number,
+        reason: RedLetterReason::SalesDiscount,
+        scope: RedLetterScope::Partial(vec![line(1000, 1000, 600)]),
+    })));
+    assert_eq!(
+        (rev.net, rev.tax, rev.total, rev.fully_reversed),
+        (Fen(1000), Fen(60), Fen(1060), false)
+    );
+    assert_eq!(rev.red_number.sequence(), 2);
+    assert_eq!(w.invoicing("P").invoiced, Fen(53_00 - 10_60));
+    let mut r = request("C", &["P"]);
+    r.lines = vec![line(1000, 1000, 600)];
+    issued(&w.submit(invoice(r)));
+    // The red invoice is recorded and linked both ways.
+    match w.invoice(first.number).unwrap() {
+        InvoiceRecord::Blue(b) => assert_eq!(b.red_letters, vec![rev.red_number]),
+        other => panic!("{other:?}"),
+    }
+    match w.invoice(rev.red_number).unwrap() {
+        InvoiceRecord::Red(r) => assert_eq!(r.original, first.number),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn red_letter_rules() {
+    use FailureReason as F;
+    let setup = |w: &mut World| {
+        base(w);
+        issued(&w.submit(invoice(request("R1", &["P1"]))));
+    };
+    let number = {
+        let mut w = World::new();
+        setup(&mut w);
+        InvoiceNumber::new(26, w.chain, 1).unwrap()
+    };
+    let red = |id: &str, n: InvoiceNumber, scope: RedLetterScope| {
+        EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+            request_id: id.into(),
+            invoice_number: n,
+            reason: RedLetterReason::IssueError,
+            scope,
+        })
+    };
+    for reason in RedLetterReason::ALL {
+        check(
+            setup,
+            Who::Owner,
+            EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+                request_id: "X".into(),
+                invoice_number: number,
+                reason,
+                scope: RedLetterScope::Full,
+            }),
+            Expect::Reversed,
+        );
+    }
+    let unknown = InvoiceNumber::new(26, number.member(), 99).unwrap();
+    check(
+        setup,
+        Who::Owner,
+        red("X", unknown, RedLetterScope::Full),
+        Expect::Failed(F::InvoiceNotFound),
+    );
+    let foreign = InvoiceNumber::new(26, MemberCode::new(OTHER_MERCHANT).unwrap(), 1).unwrap();
+    check(
+        setup,
+        Who::Owner,
+        red("X", foreign, RedLetterScope::Full),
+        Expect::Failed(F::InvoiceNotFound),
+    );
+    check(
+        |w| {
+            setup(w);
+            reversed(&w.submit(red(
+                "X0",
+                InvoiceNumber::new(26, w.chain, 1).unwrap(),
+                RedLetterScope::Full,
+            )));
+        },
+        Who::Owner,
+        red("X", number, RedLetterScope::Full),
+        Expect::Failed(F::InvoiceAlreadyReversed),
+    );
+    // Red invoices cannot themselves be reversed.
+    check(
+        |w| {
+            setup(w);
+            reversed(&w.submit(red(
+                "X0",
+                InvoiceNumber::new(26, w.chain, 1).unwrap(),
+                RedLetterScope::Full,
+            )));
+        },
+        Who::Owner,
+        red(
+            "X",
+            InvoiceNumber::new(26, number.member(), 2).unwrap(),
+            RedLetterScope::Full,
+        ),
+        Expect::Failed(F::InvoiceNotFound),
+    );
+    check(
+        setup,
+        Who::Owner,
+        red("X", number, RedLetterScope::Partial(vec![line(1000, 6000, 600)])),
+        Expect::Failed(F::RedLetterExceedsRemaining),
+    );
+    check(
+        setup,
+        Who::Owner,
+        red("X", number, RedLetterScope::Partial(vec![line(1000, 100, 1300)])),
+        Expect::Failed(F::RedLetterExceedsRemaining),
+    );
+    check(
+        setup,
+        Who::Owner,
+        red("X", number, RedLetterScope::Partial(vec![])),
+        Expect::Failed(F::NoLines),
+    );
+    // Request ids are shared between invoice and red-letter requests.
+    check(
+        setup,
+        Who::Owner,
+        red("R1", number, RedLetterScope::Full),
+        Expect::Rejected("DUPLICATE_REQUEST_ID"),
+    );
+    // A partial then a full reversal reverses exactly the rest.
+    let mut w = World::new();
+    setup(&mut w);
+    reversed(&w.submit(red("A", number, RedLetterScope::Partial(vec![line(1000, 2000, 600)]))));
+    let rest = reversed(&w.submit(red("B", number, RedLetterScope::Full)));
+    assert_eq!((rest.net, rest.tax, rest.fully_reversed), (Fen(3000), Fen(180), true));
+    assert_eq!(w.invoicing("P1").invoiced, Fen(0));
+}
+
+#[test]
+fn payment_rules() {
+    let pay = |id: &str, fen: i64| EventKind::PaymentRecorded(payment(id, fen));
+    let refund = |rid: &str, pid: &str, fen: i64| {
+        EventKind::PaymentRefunded(PaymentRefunded {
+            payment_id: pid.into(),
+            refund_id: rid.into(),
+            amount: Fen(fen),
+            reason: "customer".into(),
+        })
+    };
+    let reverse = |pid: &str| {
+        EventKind::PaymentReversed(PaymentReversed {
+            payment_id: pid.into(),
+            reason: "entered twice".into(),
+        })
+    };
+    check(|_| {}, Who::Owner, pay("P1", 1), Expect::Applied);
+    check(|_| {}, Who::Owner, pay("P1", 0), Expect::Rejected("INVALID_FIELD"));
+    check(|_| {}, Who::Owner, pay("P1", -5), Expect::Rejected("INVALID_FIELD"));
+    check(
+        |_| {},
+        Who::Owner,
+        pay("has space", 5),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    check(|_| {}, Who::Owner, pay("", 5), Expect::Rejected("INVALID_FIELD"));
+    check(
+        |_| {},
+        Who::Owner,
+        pay(&"x".repeat(65), 5),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    check(
+        base,
+        Who::Owner,
+        pay("P1", 100_00),
+        Expect::Rejected("DUPLICATE_PAYMENT_ID"),
+    );
+    check(base, Who::Owner, refund("F1", "P1", 40_00), Expect::Applied);
+    check(
+        base,
+        Who::Owner,
+        refund("F1", "P1", 100_01),
+        Expect::Rejected("REFUND_EXCEEDS_REFUNDABLE"),
+    );
+    check(
+        base,
+        Who::Owner,
+        refund("F1", "NOPE", 1),
+        Expect::Rejected("PAYMENT_UNKNOWN"),
+    );
+    check(
+        |w| {
+            base(w);
+            w.submit(refund("F1", "P1", 60_00)).unwrap();
+        },
+        Who::Owner,
+        refund("F2", "P1", 40_01),
+        Expect::Rejected("REFUND_EXCEEDS_REFUNDABLE"),
+    );
+    check(
+        |w| {
+            base(w);
+            w.submit(refund("F1", "P1", 1_00)).unwrap();
+        },
+        Who::Owner,
+        refund("F1", "P2", 1_00),
+        Expect::Rejected("DUPLICATE_REFUND_ID"),
+    );
+    check(base, Who::Owner, reverse("P1"), Expect::Applied);
+    check(base, Who::Owner, reverse("NOPE"), Expect::Rejected("PAYMENT_UNKNOWN"));
+    check(
+        |w| {
+            base(w);
+            w.submit(reverse("P1")).unwrap();
+        },
+        Who::Owner,
+        refund("F1", "P1", 1),
+        Expect::Rejected("PAYMENT_ALREADY_REVERSED"),
+    );
+    check(
+        |w| {
+            base(w);
+            w.submit(reverse("P1")).unwrap();
+        },
+        Who::Owner,
+        reverse("P1"),
+        Expect::Rejected("PAYMENT_ALREADY_REVERSED"),
+    );
+    // A refund is a payment fact: recorded even after the payment is invoiced.
+    check(
+        |w| {
+            base(w);
+            issued(&w.submit(invoice(request("R1", &["P1"]))));
+        },
+        Who::Owner,
+        refund("F1", "P1", 100_00),
+        Expect::Applied,
+    );
+}
+
+#[test]
+fn a_payment_is_reversed_only_after_its_invoice_is_red_lettered() {
+    let mut w = World::new();
+    base(&mut w);
+    let inv = issued(&w.submit(invoice(request("R1", &["P1"]))));
+    let reverse = || {
+        EventKind::PaymentReversed(PaymentReversed {
+            payment_id: "P1".into(),
+            reason: "wrong terminal".into(),
+        })
+    };
+    match w.submit(reverse()) {
+        Err(fapiao_domain::Rejection::PaymentInvoiced { invoices, .. }) => assert_eq!(invoices, vec![inv.number]),
+        other => panic!("{other:?}"),
+    }
+    // Partially red-lettered is still covered.
+    reversed(&w.submit(EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: "RL1".into(),
+        invoice_number: inv.number,
+        reason: RedLetterReason::IssueError,
+        scope: RedLetterScope::Partial(vec![line(1000, 100, 600)]),
+    })));
+    assert_eq!(w.submit(reverse()).unwrap_err().code(), "PAYMENT_INVOICED");
+    reversed(&w.submit(EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: "RL2".into(),
+        invoice_number: inv.number,
+        reason: RedLetterReason::IssueError,
+        scope: RedLetterScope::Full,
+    })));
+    assert_eq!(w.submit(reverse()), Ok(vec![]));
+    assert!(w.payment("P1").unwrap().reversed.is_some());
+}
+
+#[test]
+fn an_invoice_outcome_never_changes_a_payment() {
+    let mut w = World::new();
+    base(&mut w);
+    let before = (w.payment("P1").unwrap(), w.payment("P2").unwrap());
+    let kinds = vec![
+        with(|r| r.buyer.tax_id = Some("BAD".into())),
+        with(|r| r.lines[0].tax_rate = TaxRate(700)),
+        invoice(request("OK", &["P1", "P2"])),
+        with(|r| r.request_id = "R9".into()),
+    ];
+    for (i, mut kind) in kinds.into_iter().enumerate() {
+        if let EventKind::InvoiceRequested(r) = &mut kind {
+            r.request_id = format!("{}-{i}", r.request_id);
+        }
+        let e = w.event(&w.owner.clone(), kind);
+        let ex = w.block(&[e]);
+        assert!(
+            !ex.writes
+                .keys()
+                .any(|k| matches!(k, fapiao_domain::StateKey::Payment(_))),
+            "an invoice event wrote a payment record"
+        );
+    }
+    let number = InvoiceNumber::new(26, w.chain, 1).unwrap();
+    let e = w.event(
+        &w.owner.clone(),
+        EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+            request_id: "RL".into(),
+            invoice_number: number,
+            reason: RedLetterReason::SalesReturn,
+            scope: RedLetterScope::Full,
+        }),
+    );
+    let ex = w.block(&[e]);
+    assert!(!ex
+        .writes
+        .keys()
+        .any(|k| matches!(k, fapiao_domain::StateKey::Payment(_))));
+    assert_eq!((w.payment("P1").unwrap(), w.payment("P2").unwrap()), before);
+}
+
+#[test]
+fn retries() {
+    let mut w = World::new();
+    base(&mut w);
+    let f = failed(&w.submit(with(|r| r.buyer.tax_id = Some("91110000600037341M".into()))));
+    assert_eq!(f.reason, FailureReason::BuyerTaxIdInvalid);
+    assert_eq!(f.field, "buyer.tax_id");
+    // Retrying an issued request, or the same failed one twice, is refused.
+    let mut fix = request("R2", &["P1"]);
+    fix.retry_of = Some("R1".into());
+    let inv = issued(&w.submit(invoice(fix.clone())));
+    assert_eq!(w.request("R1").unwrap().retried_by.as_deref(), Some("R2"));
+    fix.request_id = "R3".into();
+    assert_eq!(
+        failed(&w.submit(invoice(fix.clone()))).reason,
+        FailureReason::RetryOfInvalid
+    );
+    fix.request_id = "R4".into();
+    fix.retry_of = Some("R2".into());
+    assert_eq!(failed(&w.submit(invoice(fix))).reason, FailureReason::RetryOfInvalid);
+    assert_eq!(inv.number.sequence(), 1);
+}
+
+#[test]
+fn fee_failures_are_retryable_after_a_deposit() {
+    let mut w = World::new();
+    w.pay("BIG", 1000_00).unwrap();
+    for i in 0..10 {
+        issued(&w.submit(invoice(request(&format!("F{i}"), &["BIG"]))));
+    }
+    let f = failed(&w.submit(invoice(request("LOW", &["BIG"]))));
+    assert_eq!(f.reason, FailureReason::FeeBalanceTooLow);
+    assert!(fapiao_domain::catalogue::info(f.reason).retryable);
+    let deposit = |id: &str, fen: i64| {
+        EventKind::FeeDeposited(FeeDeposited {
+            deposit_id: id.into(),
+            amount: Fen(fen),
+        })
+    };
+    check(
+        |_| {},
+        Who::Owner,
+        deposit("D1", 500),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(
+        |_| {},
+        Who::Operator,
+        deposit("D1", 0),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    let op = w.operator.clone();
+    w.submit_as(&op, deposit("D1", 5_00)).unwrap();
+    assert_eq!(
+        w.submit_as(&op, deposit("D1", 5_00)).unwrap_err().code(),
+        "DUPLICATE_DEPOSIT_ID"
+    );
+    assert_eq!(w.fee_balance(), Fen(500));
+    let mut again = request("LOW2", &["BIG"]);
+    again.retry_of = Some("LOW".into());
+    issued(&w.submit(invoice(again)));
+    assert_eq!(w.fee_balance(), Fen(490));
+}
+
+#[test]
+fn policy_changes_override_genesis_and_need_the_operator() {
+    let policy = |types: Vec<InvoiceType>| {
+        EventKind::MerchantPolicySet(MerchantPolicy {
+            permitted_types: types,
+            max_invoice_total: Fen(500_00),
+        })
+    };
+    check(
+        |_| {},
+        Who::Owner,
+        policy(vec![InvoiceType::Normal]),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(
+        |_| {},
+        Who::Verifier,
+        policy(vec![InvoiceType::Normal]),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(
+        |_| {},
+        Who::Operator,
+        policy(vec![InvoiceType::Normal]),
+        Expect::Applied,
+    );
+    check(
+        |_| {},
+        Who::Operator,
+        policy(vec![InvoiceType::SpecialVat, InvoiceType::Normal]),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    // Type not permitted, then permitted after a policy event; the failed request is
+    // re-issued unchanged through retry_of.
+    let mut w = World::new();
+    base(&mut w);
+    set_policy(&mut w, vec![InvoiceType::Normal], 1_000_00);
+    let mut r = request("R1", &["P1"]);
+    r.invoice_type = InvoiceType::SpecialVat;
+    assert_eq!(
+        failed(&w.submit(invoice(r.clone()))).reason,
+        FailureReason::InvoiceTypeNotPermitted
+    );
+    set_policy(&mut w, vec![InvoiceType::Normal, InvoiceType::SpecialVat], 1_000_00);
+    r.request_id = "R2".into();
+    r.retry_of = Some("R1".into());
+    issued(&w.submit(invoice(r)));
+}
+
+#[test]
+fn client_keys() {
+    let authorize = |n: u8, payments: bool, invoices: bool| {
+        EventKind::ClientKeyAuthorized(ClientKeyAuthorized {
+            key: key(n).public(),
+            label: format!("POS {n}"),
+            permissions: Permissions { payments, invoices },
+        })
+    };
+    let pay = EventKind::PaymentRecorded(payment("C1", 5_00));
+    check(
+        |_| {},
+        Who::Client(50),
+        pay.clone(),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(
+        |w| w.submit(authorize(50, true, false)).map(drop).unwrap(),
+        Who::Client(50),
+        pay.clone(),
+        Expect::Applied,
+    );
+    check(
+        |w| {
+            base(w);
+            w.submit(authorize(50, true, false)).unwrap();
+        },
+        Who::Client(50),
+        invoice(request("R1", &["P1"])),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(
+        |w| {
+            base(w);
+            w.submit(authorize(50, false, true)).unwrap();
+        },
+        Who::Client(50),
+        invoice(request("R1", &["P1"])),
+        Expect::Issued,
+    );
+    check(
+        |w| {
+            w.submit(authorize(50, true, true)).unwrap();
+            w.submit(EventKind::ClientKeyRevoked(ClientKeyRevoked { key: key(50).public() }))
+                .unwrap();
+        },
+        Who::Client(50),
+        pay.clone(),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    // Only the owner manages keys; member keys and weak keys cannot be client keys.
+    check(
+        |_| {},
+        Who::Operator,
+        authorize(50, true, true),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(
+        |w| w.submit(authorize(50, true, true)).map(drop).unwrap(),
+        Who::Client(50),
+        authorize(51, true, true),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(
+        |_| {},
+        Who::Owner,
+        authorize(3, true, true),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    check(
+        |_| {},
+        Who::Owner,
+        authorize(50, false, false),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    let mut weak = [0u8; 32];
+    weak[0] = 1; // the identity point: small order
+    check(
+        |_| {},
+        Who::Owner,
+        EventKind::ClientKeyAuthorized(ClientKeyAuthorized {
+            key: PublicKey(weak),
+            label: "weak".into(),
+            permissions: Permissions {
+                payments: true,
+                invoices: true,
+            },
+        }),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    check(
+        |_| {},
+        Who::Owner,
+        EventKind::ClientKeyRevoked(ClientKeyRevoked { key: key(50).public() }),
+        Expect::Rejected("KEY_NOT_AUTHORIZED"),
+    );
+    // Another merchant's member key cannot write on this chain, nor can the operator
+    // or a verifier record payments.
+    check(
+        |_| {},
+        Who::OtherMerchant,
+        pay.clone(),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(|_| {}, Who::Operator, pay.clone(), Expect::Rejected("UNAUTHORIZED_KEY"));
+    check(|_| {}, Who::Verifier, pay, Expect::Rejected("UNAUTHORIZED_KEY"));
+}
+
+#[test]
+fn claims() {
+    let mut w = World::new();
+    base(&mut w);
+    let inv = issued(&w.submit(invoice(request("R1", &["P1"]))));
+    let claim = |code: CheckCode, r: &str| {
+        EventKind::InvoiceClaimRequested(ClaimRequested {
+            invoice_number: inv.number,
+            check_code: code,
+            claim_ref: r.into(),
+        })
+    };
+    let owner = w.owner.clone();
+    assert_eq!(
+        w.submit_as(&owner, claim(inv.check_code, "x")).unwrap_err().code(),
+        "UNAUTHORIZED_KEY"
+    );
+    let v = w.verifier.clone();
+    let wrong: CheckCode = "00000000000000000000".parse().unwrap();
+    let refused_wrong = w.submit_as(&v, claim(wrong, "EXP-1")).unwrap();
+    let first = w.submit_as(&v, claim(inv.check_code, "EXP-1")).unwrap();
+    let at = match first.as_slice() {
+        [DerivedKind::ClaimRecorded(c)] => c.claimed_at,
+        other => panic!("{other:?}"),
+    };
+    let second = w.submit_as(&v, claim(inv.check_code, "EXP-2")).unwrap();
+    match second.as_slice() {
+        [DerivedKind::ClaimRefused(r)] => assert_eq!(
+            r.refusal,
+            ClaimRefusal::AlreadyClaimed {
+                claimant: MemberCode::new(VERIFIER).unwrap(),
+                claimed_at: at
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    // A wrong check code is answered exactly like an unknown invoice.
+    let unknown = w
+        .submit_as(
+            &v,
+            EventKind::InvoiceClaimRequested(ClaimRequested {
+                invoice_number: InvoiceNumber::new(26, w.chain, 999).unwrap(),
+                check_code: wrong,
+                claim_ref: "EXP-1".into(),
+            }),
+        )
+        .unwrap();
+    match (refused_wrong.as_slice(), unknown.as_slice()) {
+        ([DerivedKind::ClaimRefused(a)], [DerivedKind::ClaimRefused(b)]) => {
+            assert_eq!(a.refusal, ClaimRefusal::NotFound);
+            assert_eq!(b.refusal, ClaimRefusal::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A fully reversed invoice cannot be claimed.
+    let mut w = World::new();
+    base(&mut w);
+    let inv = issued(&w.submit(invoice(request("R1", &["P1"]))));
+    reversed(&w.submit(EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: "RL".into(),
+        invoice_number: inv.number,
+        reason: RedLetterReason::SalesReturn,
+        scope: RedLetterScope::Full,
+    })));
+    let v = w.verifier.clone();
+    let out = w
+        .submit_as(
+            &v,
+            EventKind::InvoiceClaimRequested(ClaimRequested {
+                invoice_number: inv.number,
+                check_code: inv.check_code,
+                claim_ref: "EXP".into(),
+            }),
+        )
+        .unwrap();
+    assert!(matches!(
+        out.as_slice(),
+        [DerivedKind::ClaimRefused(ClaimRefused {
+            refusal: ClaimRefusal::Reversed,
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn envelope_network_and_chain() {
+    let mut w = World::new();
+    let mut e = w.event(&w.owner.clone(), EventKind::PaymentRecorded(payment("P", 1)));
+    e.body.network = NetworkId(Hash32([7; 32]));
+    let e = e.body.sign(&w.owner.clone());
+    assert_eq!(w.block(&[e]).rejected[0].1.code(), "WRONG_NETWORK");
+    let mut e = w.event(&w.owner.clone(), EventKind::PaymentRecorded(payment("P", 1)));
+    e.body.chain = MemberCode::new(OTHER_MERCHANT).unwrap();
+    let e = e.body.sign(&w.owner.clone());
+    assert_eq!(w.block(&[e]).rejected[0].1.code(), "WRONG_CHAIN");
+}
+
+#[test]
+fn a_rejected_event_in_a_block_does_not_affect_the_others() {
+    let mut w = World::new();
+    let owner = w.owner.clone();
+    let events = vec![
+        w.event(&owner, EventKind::PaymentRecorded(payment("A", 5))),
+        w.event(&owner, EventKind::PaymentRecorded(payment("A", 6))),
+        w.event(&owner, EventKind::PaymentRecorded(payment("B", 7))),
+    ];
+    let ex = w.block(&events);
+    assert_eq!(ex.rejected.len(), 1);
+    assert_eq!(ex.rejected[0].0, 1);
+    assert_eq!(ex.entries.len(), 2);
+    assert_eq!(w.payment("A").unwrap().recorded.amount, Fen(5));
+    assert!(w.payment("B").is_some());
+}

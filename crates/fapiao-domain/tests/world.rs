@@ -1,0 +1,240 @@
+//! A small test world: a genesis with one merchant, an operator and a verifier, and a
+//! chain state executed one block at a time. Shared by the rule and property tests.
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::new_without_default)]
+
+use fapiao_core::event::*;
+use fapiao_core::genesis::Role;
+use fapiao_core::*;
+use fapiao_domain::state::{InvoiceRecord, PaymentInvoicing, PaymentRecord, RequestRecord};
+use fapiao_domain::*;
+
+pub const MERCHANT: u32 = 110_001;
+pub const OTHER_MERCHANT: u32 = 110_002;
+pub const OPERATOR: u32 = 900_001;
+pub const VERIFIER: u32 = 800_001;
+pub const VALID_TAX_ID: &str = "91110000600037341L";
+/// 2026-03-01T00:00:00Z.
+pub const T0: u64 = 1_772_323_200_000;
+
+pub fn key(n: u8) -> SecretKey {
+    SecretKey::from_seed(&[n; 32])
+}
+
+pub fn member(code: u32, name: &str, role: Role, k: &SecretKey) -> Member {
+    let policy = (role == Role::Merchant).then(|| MerchantPolicy {
+        permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
+        max_invoice_total: Fen(100_000_000),
+    });
+    Member {
+        code: MemberCode::new(code).unwrap(),
+        name: name.into(),
+        role,
+        key: k.public(),
+        addresses: vec![],
+        initial_fee_balance: if role == Role::Merchant { Fen(100) } else { Fen(0) },
+        policy,
+    }
+}
+
+pub fn genesis() -> Genesis {
+    Genesis::new(
+        "test".into(),
+        Timestamp(T0),
+        None,
+        Fen(10),
+        [0, 100, 300, 600, 900, 1300].into_iter().map(TaxRate).collect(),
+        vec![
+            member(MERCHANT, "Tea House", Role::Merchant, &key(1)),
+            member(OTHER_MERCHANT, "Noodle Bar", Role::Merchant, &key(2)),
+            member(OPERATOR, "Operator", Role::Operator, &key(3)),
+            member(VERIFIER, "Tax Office", Role::Verifier, &key(4)),
+        ],
+    )
+    .unwrap()
+}
+
+pub struct World {
+    pub genesis: Genesis,
+    pub owner: SecretKey,
+    pub operator: SecretKey,
+    pub verifier: SecretKey,
+    pub state: MemState,
+    pub height: u64,
+    pub time: u64,
+    pub chain: MemberCode,
+}
+
+/// What one submitted event did.
+pub type Outcome = Result<Vec<DerivedKind>, Rejection>;
+
+impl World {
+    pub fn new() -> World {
+        World {
+            genesis: genesis(),
+            owner: key(1),
+            operator: key(3),
+            verifier: key(4),
+            state: MemState::default(),
+            height: 0,
+            time: T0,
+            chain: MemberCode::new(MERCHANT).unwrap(),
+        }
+    }
+
+    pub fn event(&self, author: &SecretKey, kind: EventKind) -> Event {
+        EventBody {
+            network: self.genesis.network_id(),
+            chain: self.chain,
+            author: author.public(),
+            timestamp: Timestamp(self.time),
+            kind,
+        }
+        .sign(author)
+    }
+
+    /// Executes `events` as one block and applies its writes.
+    pub fn block(&mut self, events: &[Event]) -> Executed {
+        self.height += 1;
+        self.time += 1000;
+        let ctx = ChainContext::new(&self.genesis, self.chain).unwrap();
+        let bc = BlockContext {
+            height: self.height,
+            timestamp: Timestamp(self.time),
+        };
+        let ex = execute_block(&ctx, &bc, &self.state, events).unwrap();
+        self.state.apply(ex.writes.clone());
+        ex
+    }
+
+    /// Submits one event by `author` in its own block.
+    pub fn submit_as(&mut self, author: &SecretKey, kind: EventKind) -> Outcome {
+        let e = self.event(author, kind);
+        let ex = self.block(std::slice::from_ref(&e));
+        if let Some((_, r)) = ex.rejected.into_iter().next() {
+            return Err(r);
+        }
+        Ok(ex
+            .entries
+            .into_iter()
+            .filter_map(|en| match en {
+                Entry::Derived(d) => Some(d.kind),
+                Entry::Event(_) => None,
+            })
+            .collect())
+    }
+
+    pub fn submit(&mut self, kind: EventKind) -> Outcome {
+        let owner = self.owner.clone();
+        self.submit_as(&owner, kind)
+    }
+
+    pub fn pay(&mut self, id: &str, fen: i64) -> Outcome {
+        self.submit(EventKind::PaymentRecorded(payment(id, fen)))
+    }
+
+    pub fn get(&self, key: StateKey) -> Option<StateValue> {
+        self.state.0.get(&key).cloned()
+    }
+
+    pub fn payment(&self, id: &str) -> Option<PaymentRecord> {
+        match self.get(StateKey::Payment(id.into())) {
+            Some(StateValue::Payment(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn invoicing(&self, id: &str) -> PaymentInvoicing {
+        match self.get(StateKey::PaymentInvoicing(id.into())) {
+            Some(StateValue::PaymentInvoicing(p)) => p,
+            _ => PaymentInvoicing::default(),
+        }
+    }
+
+    pub fn request(&self, id: &str) -> Option<RequestRecord> {
+        match self.get(StateKey::Request(id.into())) {
+            Some(StateValue::Request(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn invoice(&self, n: InvoiceNumber) -> Option<InvoiceRecord> {
+        match self.get(StateKey::Invoice(n)) {
+            Some(StateValue::Invoice(i)) => Some(i),
+            _ => None,
+        }
+    }
+
+    pub fn fee_balance(&self) -> Fen {
+        match self.get(StateKey::Meta) {
+            Some(StateValue::Meta(m)) => m.fee_balance,
+            _ => self.genesis.merchant(self.chain).unwrap().initial_fee_balance,
+        }
+    }
+}
+
+pub fn payment(id: &str, fen: i64) -> PaymentRecorded {
+    PaymentRecorded {
+        payment_id: id.into(),
+        amount: Fen(fen),
+        currency: Currency::Cny,
+        method: PaymentMethod::Wechat,
+        terminal_id: "POS-1".into(),
+        external_ref: format!("wx-{id}"),
+    }
+}
+
+pub fn line(qty_thousandths: i64, unit_price: i64, rate: u16) -> LineItem {
+    LineItem {
+        description: "Oolong tea".into(),
+        quantity: Quantity(qty_thousandths),
+        unit_price: Fen(unit_price),
+        tax_rate: TaxRate(rate),
+    }
+}
+
+/// A valid request for 88.50 net + 11.50 tax ... on payment `p`: one line of 1 x 88.50
+/// at 13% = 88.50 + 11.51 (rounded half up) = 100.01; tests use round figures below.
+pub fn request(id: &str, payments: &[&str]) -> InvoiceRequested {
+    InvoiceRequested {
+        request_id: id.into(),
+        invoice_type: InvoiceType::Normal,
+        buyer: Buyer {
+            name: "Shanghai Trading Co".into(),
+            tax_id: Some(VALID_TAX_ID.into()),
+        },
+        // 1 x 50.00 at 6% = 50.00 + 3.00 = 53.00
+        lines: vec![line(1000, 5000, 600)],
+        payment_ids: payments.iter().map(|p| p.to_string()).collect(),
+        retry_of: None,
+    }
+}
+
+pub fn issued(outcome: &Outcome) -> InvoiceIssued {
+    match outcome {
+        Ok(d) => match d.as_slice() {
+            [DerivedKind::InvoiceIssued(i)] => i.clone(),
+            other => panic!("expected one InvoiceIssued, got {other:?}"),
+        },
+        Err(r) => panic!("expected an issued invoice, got rejection {r}"),
+    }
+}
+
+pub fn failed(outcome: &Outcome) -> InvoiceFailed {
+    match outcome {
+        Ok(d) => match d.as_slice() {
+            [DerivedKind::InvoiceFailed(f)] => f.clone(),
+            other => panic!("expected one InvoiceFailed, got {other:?}"),
+        },
+        Err(r) => panic!("expected a failure, got rejection {r}"),
+    }
+}
+
+pub fn reversed(outcome: &Outcome) -> InvoiceReversed {
+    match outcome {
+        Ok(d) => match d.as_slice() {
+            [DerivedKind::InvoiceReversed(r)] => r.clone(),
+            other => panic!("expected one InvoiceReversed, got {other:?}"),
+        },
+        Err(r) => panic!("expected a reversal, got rejection {r}"),
+    }
+}

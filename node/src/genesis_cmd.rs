@@ -1,0 +1,223 @@
+//! `fapiao genesis init | add-member | show`.
+
+use crate::files;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use fapiao_core::event::{InvoiceType, MerchantPolicy};
+use fapiao_core::genesis::{Member, Role};
+use fapiao_core::{Fen, Genesis, MemberCode, PublicKey, TaxRate, Timestamp};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub(crate) enum GenesisCommand {
+    /// Create a genesis file with its first member.
+    Init {
+        /// Where to write the genesis (TOML).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// The network's name.
+        #[arg(long)]
+        network_name: String,
+        /// Fee per issued invoice, in fen.
+        #[arg(long, default_value_t = 10)]
+        fee_per_invoice_fen: i64,
+        /// Allowed VAT rates in basis points, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,100,300,500,600,900,1300")]
+        tax_rates_bp: Vec<u16>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        member: MemberArgs,
+    },
+    /// Add a member to a genesis file (this changes the network id).
+    AddMember {
+        /// The genesis file to extend.
+        #[arg(long, short)]
+        genesis: PathBuf,
+        /// Set the quorum explicitly (default floor(2n/3)+1).
+        #[arg(long)]
+        quorum: Option<u32>,
+        #[command(flatten)]
+        member: MemberArgs,
+    },
+    /// Print a genesis file's members, rules and network id.
+    Show {
+        /// The genesis file.
+        genesis: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct MemberArgs {
+    /// The member's 6-digit code.
+    #[arg(long)]
+    code: String,
+    /// The member's registered name.
+    #[arg(long)]
+    name: String,
+    /// merchant, verifier or operator.
+    #[arg(long, default_value = "merchant")]
+    role: String,
+    /// The member's key file (its public key goes into genesis).
+    #[arg(long, conflicts_with = "public_key")]
+    key: Option<PathBuf>,
+    /// The member's public key in hex, instead of --key.
+    #[arg(long)]
+    public_key: Option<String>,
+    /// Network addresses (multiaddr), repeatable.
+    #[arg(long = "address")]
+    addresses: Vec<String>,
+    /// Merchants: invoice types permitted, comma separated (normal, special_vat).
+    #[arg(long, value_delimiter = ',', default_value = "normal,special_vat")]
+    permitted_types: Vec<String>,
+    /// Merchants: largest invoice total in fen.
+    #[arg(long, default_value_t = 100_000_000)]
+    max_invoice_total_fen: i64,
+    /// Merchants: opening fee balance in fen.
+    #[arg(long, default_value_t = 10_000)]
+    initial_fee_balance_fen: i64,
+}
+
+fn parse_member(a: MemberArgs) -> Result<Member> {
+    let code: MemberCode = a.code.parse().map_err(|e| anyhow!("--code: {e}"))?;
+    let role = match a.role.as_str() {
+        "merchant" => Role::Merchant,
+        "verifier" => Role::Verifier,
+        "operator" => Role::Operator,
+        other => bail!("--role: `{other}` is not merchant, verifier or operator"),
+    };
+    let key = match (a.key, a.public_key) {
+        (Some(path), None) => files::read_key_file(&path)?.public(),
+        (None, Some(hex)) => PublicKey::from_hex(&hex).map_err(|e| anyhow!("--public-key: {e}"))?,
+        _ => bail!("give the member's key with --key FILE or --public-key HEX"),
+    };
+    let merchant = role == Role::Merchant;
+    let policy = if merchant {
+        let mut permitted = Vec::new();
+        for t in &a.permitted_types {
+            permitted.push(InvoiceType::from_name(t).ok_or_else(|| anyhow!("--permitted-types: unknown type `{t}`"))?);
+        }
+        Some(MerchantPolicy {
+            permitted_types: permitted,
+            max_invoice_total: Fen(a.max_invoice_total_fen),
+        })
+    } else {
+        None
+    };
+    Ok(Member {
+        code,
+        name: a.name,
+        role,
+        key,
+        addresses: a.addresses,
+        policy,
+        initial_fee_balance: Fen(if merchant { a.initial_fee_balance_fen } else { 0 }),
+    })
+}
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
+    match cmd {
+        GenesisCommand::Init {
+            out,
+            network_name,
+            fee_per_invoice_fen,
+            tax_rates_bp,
+            force,
+            member,
+        } => {
+            if out.exists() && !force {
+                bail!("{} exists; pass --force to overwrite it", out.display());
+            }
+            let g = Genesis::new(
+                network_name,
+                now(),
+                None,
+                Fen(fee_per_invoice_fen),
+                tax_rates_bp.into_iter().map(TaxRate).collect(),
+                vec![parse_member(member)?],
+            )?;
+            files::write_atomic(&out, &g.to_toml())?;
+            println!("wrote {} (network id {})", out.display(), g.network_id());
+            Ok(())
+        }
+        GenesisCommand::AddMember {
+            genesis,
+            quorum,
+            member,
+        } => {
+            let g = files::read_genesis(&genesis)?;
+            let mut members = g.members().to_vec();
+            members.push(parse_member(member)?);
+            // The quorum follows the member count unless given explicitly.
+            let g = Genesis::new(
+                g.network_name().to_string(),
+                g.created_at(),
+                quorum,
+                g.fee_per_invoice(),
+                g.allowed_tax_rates().to_vec(),
+                members,
+            )
+            .context("the new member makes the genesis invalid")?;
+            files::write_atomic(&genesis, &g.to_toml())?;
+            println!(
+                "wrote {} ({} members, quorum {}, network id {})",
+                genesis.display(),
+                g.members().len(),
+                g.quorum(),
+                g.network_id()
+            );
+            Ok(())
+        }
+        GenesisCommand::Show { genesis } => {
+            print!("{}", show(&genesis)?);
+            Ok(())
+        }
+    }
+}
+
+fn show(path: &Path) -> Result<String> {
+    use std::fmt::Write;
+    let g = files::read_genesis(path)?;
+    let mut s = String::new();
+    writeln!(s, "network      {}", g.network_name())?;
+    writeln!(s, "network id   {}", g.network_id())?;
+    writeln!(s, "members      {} (quorum {})", g.members().len(), g.quorum())?;
+    writeln!(s, "fee/invoice  {} yuan", g.fee_per_invoice())?;
+    let rates: Vec<String> = g.allowed_tax_rates().iter().map(|r| r.to_string()).collect();
+    writeln!(s, "tax rates    {}", rates.join(", "))?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "{:<8} {:<9} {:<24} {:<18} PUBLIC KEY",
+        "CODE", "ROLE", "NAME", "POLICY"
+    )?;
+    for m in g.members() {
+        let policy = m
+            .policy
+            .as_ref()
+            .map(|p| {
+                let t: Vec<&str> = p.permitted_types.iter().map(|t| t.name()).collect();
+                format!("{} <= {}", t.join("+"), p.max_invoice_total)
+            })
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            s,
+            "{:<8} {:<9} {:<24} {:<18} {}",
+            m.code,
+            m.role.name(),
+            m.name,
+            policy,
+            m.key
+        )?;
+    }
+    Ok(s)
+}
