@@ -28,6 +28,32 @@ pub(crate) fn write_key_file(path: &Path, key: &SecretKey, force: bool) -> Resul
     Ok(())
 }
 
+/// Writes a small secret file (a token, a client profile) with mode 0600, atomically.
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
 /// Reads a key file, refusing files that others can read.
 pub(crate) fn read_key_file(path: &Path) -> Result<SecretKey> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading key file {}", path.display()))?;

@@ -2,11 +2,18 @@
 //! error chain and exits non-zero on failure. This is the only crate that wires the
 //! library crates together.
 
+mod audit;
+mod bench;
+mod client_cmd;
+mod config;
+mod dev;
 mod files;
 mod genesis_cmd;
+mod run;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use client_cmd::{ClientOpts, FeeCommand, InvoiceCommand, KeyCommand};
 use std::path::PathBuf;
 
 /// Fapiao: a consortium invoice ledger.
@@ -33,6 +40,185 @@ enum Command {
         #[command(subcommand)]
         command: Box<genesis_cmd::GenesisCommand>,
     },
+    /// Run a node.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Run a local one-member network with generated genesis and keys (created on the
+    /// first start, reused afterwards).
+    Dev {
+        /// Where the network lives.
+        #[arg(long, default_value = "data/dev")]
+        data: PathBuf,
+        /// HTTP port on 127.0.0.1 (first start only; default: a free port).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Record a payment.
+    Pay {
+        /// Amount in yuan, e.g. 12.50.
+        #[arg(long)]
+        amount: String,
+        /// card, alipay, wechat, huabei, unionpay_qr or cash.
+        #[arg(long)]
+        method: String,
+        /// Payment id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// Terminal id.
+        #[arg(long, default_value = "CLI")]
+        terminal: String,
+        /// The processor's reference.
+        #[arg(long, default_value = "")]
+        reference: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Refund part or all of a payment.
+    Refund {
+        /// The payment.
+        #[arg(long)]
+        payment: String,
+        /// Amount in yuan.
+        #[arg(long)]
+        amount: String,
+        /// Refund id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Reverse a wrongly entered payment (only while no issued invoice covers it).
+    Reverse {
+        /// The payment.
+        #[arg(long)]
+        payment: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Request, show and list invoices.
+    Invoice {
+        #[command(subcommand)]
+        command: InvoiceCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Invoicing fees.
+    Fee {
+        #[command(subcommand)]
+        command: FeeCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Client keys of this chain.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// The node's status.
+    Status {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Rebuild every chain's state from the block log into a fresh store, checking every
+    /// hash, root, signature and certificate, and report.
+    Replay {
+        /// The node's data directory (holding node.toml), or a ledger directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The genesis (default: the one node.toml names).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// Also verify every event signature.
+        #[arg(long)]
+        verify_signatures: bool,
+        /// Write the report as JSON.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Keep the replayed store here (default: a temporary directory, removed).
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+    /// Replace the live state with the one replayed from the blocks (node stopped).
+    RebuildState {
+        /// The node's config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write a chain's entries as JSON lines for auditors.
+    Export {
+        /// The node's data directory (holding node.toml), or a ledger directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The genesis (default: the one node.toml names).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// The chain (member code).
+        #[arg(long)]
+        chain: String,
+        /// jsonl.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Measure one node's throughput with pre-signed events (a fresh network in --data).
+    Bench {
+        /// A new directory for the benchmark network (kept for replay measurements).
+        #[arg(long)]
+        data: PathBuf,
+        /// How many events.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Events per submission.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Submit over HTTP (batch endpoint) instead of in process.
+        #[arg(long)]
+        http: bool,
+        /// Concurrent submitters.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+    /// Take a RocksDB checkpoint of a stopped node's ledger.
+    Backup {
+        /// The node's config.
+        #[arg(long)]
+        config: PathBuf,
+        /// A new directory for the checkpoint.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Run the node described by a config file.
+    Run {
+        /// node.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Wall-clock now, the rim's only clock.
+pub(crate) fn now() -> fapiao_core::Timestamp {
+    fapiao_core::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
 }
 
 fn main() {
@@ -46,6 +232,18 @@ fn main() {
     }
 }
 
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAPIAO_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out, force } => {
@@ -55,5 +253,69 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Genesis { command } => genesis_cmd::run(*command),
+        Command::Node {
+            command: NodeCommand::Run { config: path },
+        } => {
+            init_tracing();
+            let cfg = config::load(&path)?;
+            runtime()?.block_on(async {
+                let running = run::start(&cfg).await?;
+                println!("fapiao node listening on http://{}", running.addr);
+                running.serve().await
+            })
+        }
+        Command::Dev { data, port } => {
+            init_tracing();
+            runtime()?.block_on(dev::run(&data, port))
+        }
+        Command::Pay {
+            amount,
+            method,
+            id,
+            terminal,
+            reference,
+            opts,
+        } => client_cmd::pay(&opts, &amount, &method, id, terminal, reference),
+        Command::Refund {
+            payment,
+            amount,
+            id,
+            reason,
+            opts,
+        } => client_cmd::refund(&opts, payment, &amount, id, reason),
+        Command::Reverse { payment, reason, opts } => client_cmd::reverse(&opts, payment, reason),
+        Command::Invoice { command, opts } => client_cmd::invoice(&opts, command),
+        Command::Fee { command, opts } => client_cmd::fee(&opts, command),
+        Command::Key { command, opts } => client_cmd::key(&opts, command),
+        Command::Status { opts } => client_cmd::status(&opts),
+        Command::Replay {
+            data,
+            genesis,
+            verify_signatures,
+            report,
+            into,
+        } => audit::run_replay(
+            &data,
+            genesis.as_deref(),
+            verify_signatures,
+            report.as_deref(),
+            into.as_deref(),
+        ),
+        Command::RebuildState { config } => audit::rebuild_state(&config),
+        Command::Export {
+            data,
+            genesis,
+            chain,
+            format,
+            out,
+        } => audit::export(&data, genesis.as_deref(), &chain, &format, out.as_deref()),
+        Command::Backup { config, out } => audit::backup(&config, &out),
+        Command::Bench {
+            data,
+            events,
+            batch,
+            http,
+            clients,
+        } => bench::run(&data, events, batch, http, clients),
     }
 }

@@ -63,6 +63,12 @@ pub enum Domain {
     Attestation,
     /// A leaf of a chain's state tree.
     StateLeaf,
+    /// A state key, hashed to its path in the state tree.
+    StateKey,
+    /// A state value, hashed into its leaf.
+    StateValue,
+    /// An inner node of the state tree.
+    StateNode,
     /// An invoice check code.
     CheckCode,
 }
@@ -77,18 +83,24 @@ impl Domain {
             Domain::Header => b"fapiao/v1/header\0",
             Domain::Attestation => b"fapiao/v1/attestation\0",
             Domain::StateLeaf => b"fapiao/v1/state-leaf\0",
+            Domain::StateKey => b"fapiao/v1/state-key\0",
+            Domain::StateValue => b"fapiao/v1/state-value\0",
+            Domain::StateNode => b"fapiao/v1/state-node\0",
             Domain::CheckCode => b"fapiao/v1/check-code\0",
         }
     }
 
     /// Every tag, for tests that check they are distinct and prefix-free.
-    pub const ALL: [Domain; 7] = [
+    pub const ALL: [Domain; 10] = [
         Domain::Genesis,
         Domain::EventBody,
         Domain::DerivedEvent,
         Domain::Header,
         Domain::Attestation,
         Domain::StateLeaf,
+        Domain::StateKey,
+        Domain::StateValue,
+        Domain::StateNode,
         Domain::CheckCode,
     ];
 }

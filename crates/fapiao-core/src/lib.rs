@@ -15,6 +15,7 @@ pub mod keyfile;
 pub mod merkle;
 pub mod money;
 pub mod sig;
+pub mod smt;
 
 pub use block::{Attestation, AttestationBody, Block, Certificate, Equivocation, Header, HeaderBody};
 pub use event::{Derived, DerivedKind, Entry, Event, EventBody, EventKind};

@@ -1,0 +1,203 @@
+//! A typed, blocking client for the node API (used by the CLI and the tests).
+
+use crate::dto::*;
+use fapiao_core::{codec, Event, EventId};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// A client call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node answered with an error.
+    #[error("{status} {}: {}{}", .error.code, .error.message, .error.field.as_ref().map(|f| format!(" (field {f})")).unwrap_or_default())]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error body.
+        error: ApiError,
+    },
+    /// The node could not be reached, or answered something unreadable.
+    #[error("cannot reach the node at {url}: {message}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// The API error code, if the node answered.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } => Some(&error.code),
+            ClientError::Transport { .. } => None,
+        }
+    }
+
+    /// True when retrying later can help (unreachable, busy, maintenance).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Api { status, .. } => *status == 503,
+        }
+    }
+}
+
+/// The client.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// A client for the node at `base` (e.g. `http://127.0.0.1:7000`), with the read
+    /// token if reads are needed.
+    pub fn new(base: &str, token: Option<String>) -> Client {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|_| reqwest::blocking::Client::new());
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn finish<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        r: reqwest::Result<reqwest::blocking::Response>,
+    ) -> Result<(u16, T), ClientError> {
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: url.to_string(),
+            message: e.to_string(),
+        };
+        let resp = r.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().map_err(transport)?;
+        if status >= 400 {
+            let error = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| ApiError {
+                code: format!("HTTP_{status}"),
+                message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+                field: None,
+            });
+            return Err(ClientError::Api { status, error });
+        }
+        serde_json::from_slice(&body)
+            .map(|v| (status, v))
+            .map_err(|e| ClientError::Transport {
+                url: url.to_string(),
+                message: format!("unreadable answer: {e}"),
+            })
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        self.finish(&url, req.send()).map(|(_, v)| v)
+    }
+
+    /// Submits one event.
+    pub fn submit(&self, event: &Event) -> Result<SubmitResult, ClientError> {
+        let url = self.url("/v1/events");
+        let body = SubmitRequest {
+            event: hex::encode(codec::to_bytes(event)),
+        };
+        self.finish(&url, self.http.post(&url).json(&body).send())
+            .map(|(_, v)| v)
+    }
+
+    /// Submits several events.
+    pub fn submit_batch(&self, events: &[Event]) -> Result<BatchResponse, ClientError> {
+        let url = self.url("/v1/events/batch");
+        let body = SubmitBatchRequest {
+            events: events.iter().map(|e| hex::encode(codec::to_bytes(e))).collect(),
+        };
+        self.finish(&url, self.http.post(&url).json(&body).send())
+            .map(|(_, v)| v)
+    }
+
+    /// An event's status.
+    pub fn event_status(&self, id: &EventId) -> Result<EventStatusDto, ClientError> {
+        self.get(&format!("/v1/events/{id}"))
+    }
+
+    /// Waits until the event is committed (or certified, or rejected), polling.
+    pub fn wait_committed(&self, id: &EventId, timeout: Duration) -> Result<EventStatusDto, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.event_status(id)?;
+            if s.status != "pending" || start.elapsed() > timeout {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One payment.
+    pub fn payment(&self, id: &str) -> Result<PaymentDto, ClientError> {
+        self.get(&format!("/v1/payments/{}", enc(id)))
+    }
+
+    /// Payments.
+    pub fn payments(&self, after: Option<&str>, limit: usize) -> Result<Vec<PaymentDto>, ClientError> {
+        let mut q = format!("/v1/payments?limit={limit}");
+        if let Some(a) = after {
+            q.push_str(&format!("&after={}", enc(a)));
+        }
+        self.get(&q)
+    }
+
+    /// One invoice.
+    pub fn invoice(&self, number: &str) -> Result<InvoiceDto, ClientError> {
+        self.get(&format!("/v1/invoices/{}", enc(number)))
+    }
+
+    /// Invoices of a request (and its retries).
+    pub fn invoices_for_request(&self, request_id: &str) -> Result<Vec<InvoiceDto>, ClientError> {
+        self.get(&format!("/v1/invoices?request_id={}", enc(request_id)))
+    }
+
+    /// A request's history.
+    pub fn request(&self, id: &str) -> Result<RequestHistoryDto, ClientError> {
+        self.get(&format!("/v1/requests/{}", enc(id)))
+    }
+
+    /// Failed requests.
+    pub fn failures(&self, reason: Option<&str>, open: bool) -> Result<FailureListDto, ClientError> {
+        let mut q = format!("/v1/failures?open={open}");
+        if let Some(r) = reason {
+            q.push_str(&format!("&reason={}", enc(r)));
+        }
+        self.get(&q)
+    }
+
+    /// Node status.
+    pub fn status(&self) -> Result<StatusDto, ClientError> {
+        self.get("/v1/status")
+    }
+}
+
+/// Percent-encodes a path or query component.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,695 @@
+//! The API's JSON shapes and their conversions from ledger types. Internal types are
+//! not serialised for the API's sake; these are.
+
+use fapiao_core::event::{Buyer, DerivedKind, EventKind, IssuedLine, LineItem, RedLetterScope};
+use fapiao_core::{Entry, Header};
+use fapiao_domain::catalogue;
+use fapiao_domain::state::{InvoiceRecord, RequestBody, RequestOutcome, RequestRecord};
+use fapiao_engine::{FailureRow, NodeStatus, PaymentView};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+/// Every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ApiError {
+    /// Stable code, e.g. `BAD_SIGNATURE`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The offending field, if one.
+    pub field: Option<String>,
+}
+
+/// Submit one signed event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The event's canonical bytes (see docs/FORMAT.md), hex.
+    pub event: String,
+}
+
+/// Submit several signed events.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatchRequest {
+    /// Canonical bytes of each event, hex.
+    pub events: Vec<String>,
+}
+
+/// The outcome of one submitted event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct SubmitResult {
+    /// The event id, hex.
+    pub event_id: String,
+    /// `pending`, `committed` or `rejected`.
+    pub status: String,
+    /// The block height when committed.
+    pub height: Option<u64>,
+    /// True when the same event was submitted before: nothing new was stored and this is
+    /// its original outcome.
+    pub duplicate: bool,
+    /// For `rejected`: the code.
+    pub code: Option<String>,
+    /// For `rejected`: why.
+    pub message: Option<String>,
+}
+
+/// One element of a batch answer: a result or an error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BatchItemResult {
+    /// The result, when admitted (or a duplicate).
+    pub ok: Option<SubmitResult>,
+    /// The error, when refused.
+    pub error: Option<ApiError>,
+}
+
+/// A batch answer, in submission order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    /// One per submitted event.
+    pub results: Vec<BatchItemResult>,
+    /// Events admitted or already known.
+    pub accepted: usize,
+    /// Events refused.
+    pub refused: usize,
+}
+
+/// An event's status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct EventStatusDto {
+    /// The event id.
+    pub event_id: String,
+    /// `pending`, `committed`, `certified`, `rejected` or `unknown`.
+    pub status: String,
+    /// Block height.
+    pub height: Option<u64>,
+    /// Entry index in the block.
+    pub index: Option<u32>,
+    /// For `rejected`: code.
+    pub code: Option<String>,
+    /// For `rejected`: why.
+    pub message: Option<String>,
+    /// For `rejected`: field.
+    pub field: Option<String>,
+}
+
+/// A payment's reversal.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ReversalDto {
+    /// When.
+    pub at_ms: u64,
+    /// Why.
+    pub reason: String,
+    /// The reversing event.
+    pub event_id: String,
+}
+
+/// A payment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct PaymentDto {
+    /// Merchant's id.
+    pub payment_id: String,
+    /// Paid, fen.
+    pub amount_fen: i64,
+    /// Currency.
+    pub currency: String,
+    /// Method.
+    pub method: String,
+    /// Terminal.
+    pub terminal_id: String,
+    /// Processor reference.
+    pub external_ref: String,
+    /// Block time recorded.
+    pub recorded_at_ms: u64,
+    /// Recording event.
+    pub event_id: String,
+    /// Refunded, fen.
+    pub refunded_fen: i64,
+    /// Refund ids.
+    pub refund_ids: Vec<String>,
+    /// Reversal, if reversed.
+    pub reversed: Option<ReversalDto>,
+    /// Covered by issued, unreversed invoices, fen.
+    pub invoiced_fen: i64,
+    /// Still invoiceable, fen (paid - refunded - invoiced, at least 0; 0 if reversed).
+    pub invoiceable_fen: i64,
+    /// Invoices that drew on it.
+    pub invoices: Vec<String>,
+    /// Refunded after invoicing: an invoice must be red-lettered.
+    pub needs_red_letter: bool,
+}
+
+impl From<&PaymentView> for PaymentDto {
+    fn from(v: &PaymentView) -> Self {
+        let r = &v.record;
+        let net = r.net_paid().0;
+        let invoiced = v.invoicing.invoiced.0;
+        PaymentDto {
+            payment_id: r.recorded.payment_id.clone(),
+            amount_fen: r.recorded.amount.0,
+            currency: "CNY".into(),
+            method: r.recorded.method.name().into(),
+            terminal_id: r.recorded.terminal_id.clone(),
+            external_ref: r.recorded.external_ref.clone(),
+            recorded_at_ms: r.recorded_at.0,
+            event_id: r.event.to_string(),
+            refunded_fen: r.refunded.0,
+            refund_ids: r.refund_ids.clone(),
+            reversed: r.reversed.as_ref().map(|x| ReversalDto {
+                at_ms: x.at.0,
+                reason: x.reason.clone(),
+                event_id: x.event.to_string(),
+            }),
+            invoiced_fen: invoiced,
+            invoiceable_fen: if r.reversed.is_some() {
+                0
+            } else {
+                (net - invoiced).max(0)
+            },
+            invoices: v.invoicing.invoices.iter().map(|n| n.to_string()).collect(),
+            needs_red_letter: invoiced > net,
+        }
+    }
+}
+
+/// An invoice line.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct LineDto {
+    /// What.
+    pub description: String,
+    /// Quantity in thousandths.
+    pub quantity_thousandths: i64,
+    /// Tax-exclusive unit price, fen.
+    pub unit_price_fen: i64,
+    /// Rate, basis points.
+    pub tax_rate_bp: u16,
+    /// Net, fen.
+    pub net_fen: i64,
+    /// Tax, fen.
+    pub tax_fen: i64,
+}
+
+impl From<&IssuedLine> for LineDto {
+    fn from(l: &IssuedLine) -> Self {
+        LineDto {
+            description: l.item.description.clone(),
+            quantity_thousandths: l.item.quantity.0,
+            unit_price_fen: l.item.unit_price.0,
+            tax_rate_bp: l.item.tax_rate.0,
+            net_fen: l.net.0,
+            tax_fen: l.tax.0,
+        }
+    }
+}
+
+/// A reimbursement claim.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ClaimDto {
+    /// Claiming member.
+    pub claimant: String,
+    /// Their reference.
+    pub claim_ref: String,
+    /// When.
+    pub claimed_at_ms: u64,
+}
+
+/// A payment's share of an invoice.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AllocationDto {
+    /// Payment.
+    pub payment_id: String,
+    /// Fen.
+    pub amount_fen: i64,
+}
+
+/// An invoice, blue (issued) or red (red-letter).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct InvoiceDto {
+    /// 20-digit number.
+    pub number: String,
+    /// `blue` or `red`.
+    pub kind: String,
+    /// 20-digit check code.
+    pub check_code: String,
+    /// `normal` or `special_vat` (blue only).
+    pub invoice_type: Option<String>,
+    /// The request it answers.
+    pub request_id: String,
+    /// Buyer name (blue only).
+    pub buyer_name: Option<String>,
+    /// Buyer tax id.
+    pub buyer_tax_id: Option<String>,
+    /// Lines.
+    pub lines: Vec<LineDto>,
+    /// Net, fen.
+    pub net_fen: i64,
+    /// Tax, fen.
+    pub tax_fen: i64,
+    /// Total, fen.
+    pub total_fen: i64,
+    /// Fee charged, fen (blue only).
+    pub fee_fen: i64,
+    /// Block time of issue.
+    pub issued_at_ms: u64,
+    /// Blue: `issued`, `partially_reversed`, `reversed`; red: `red_letter`.
+    pub status: String,
+    /// Blue: total still standing, fen.
+    pub remaining_total_fen: i64,
+    /// Blue: red-letter invoices against it.
+    pub red_letters: Vec<String>,
+    /// Red: the invoice it reverses.
+    pub original: Option<String>,
+    /// Red: the reason.
+    pub red_letter_reason: Option<String>,
+    /// Blue: the claim, if claimed.
+    pub claim: Option<ClaimDto>,
+    /// How the total is drawn from payments (blue: standing; red: returned).
+    pub allocations: Vec<AllocationDto>,
+}
+
+impl From<&InvoiceRecord> for InvoiceDto {
+    fn from(r: &InvoiceRecord) -> Self {
+        match r {
+            InvoiceRecord::Blue(b) => {
+                let i = &b.issued;
+                let status = if b.fully_reversed() {
+                    "reversed"
+                } else if b.red_letters.is_empty() {
+                    "issued"
+                } else {
+                    "partially_reversed"
+                };
+                InvoiceDto {
+                    number: i.number.to_string(),
+                    kind: "blue".into(),
+                    check_code: i.check_code.to_string(),
+                    invoice_type: Some(i.invoice_type.name().into()),
+                    request_id: i.request_id.clone(),
+                    buyer_name: Some(i.buyer.name.clone()),
+                    buyer_tax_id: i.buyer.tax_id.clone(),
+                    lines: i.lines.iter().map(LineDto::from).collect(),
+                    net_fen: i.net.0,
+                    tax_fen: i.tax.0,
+                    total_fen: i.total.0,
+                    fee_fen: i.fee.0,
+                    issued_at_ms: i.issued_at.0,
+                    status: status.into(),
+                    remaining_total_fen: b.remaining_total().0,
+                    red_letters: b.red_letters.iter().map(|n| n.to_string()).collect(),
+                    original: None,
+                    red_letter_reason: None,
+                    claim: b.claim.as_ref().map(|c| ClaimDto {
+                        claimant: c.claimant.to_string(),
+                        claim_ref: c.claim_ref.clone(),
+                        claimed_at_ms: c.claimed_at.0,
+                    }),
+                    allocations: b
+                        .standing
+                        .iter()
+                        .map(|a| AllocationDto {
+                            payment_id: a.payment_id.clone(),
+                            amount_fen: a.amount.0,
+                        })
+                        .collect(),
+                }
+            }
+            InvoiceRecord::Red(r) => InvoiceDto {
+                number: r.red_number.to_string(),
+                kind: "red".into(),
+                check_code: r.red_check_code.to_string(),
+                invoice_type: None,
+                request_id: r.request_id.clone(),
+                buyer_name: None,
+                buyer_tax_id: None,
+                lines: r.lines.iter().map(LineDto::from).collect(),
+                net_fen: -r.net.0,
+                tax_fen: -r.tax.0,
+                total_fen: -r.total.0,
+                fee_fen: 0,
+                issued_at_ms: r.reversed_at.0,
+                status: "red_letter".into(),
+                remaining_total_fen: 0,
+                red_letters: Vec::new(),
+                original: Some(r.original.to_string()),
+                red_letter_reason: Some(r.reason.name().into()),
+                claim: None,
+                allocations: r
+                    .allocations
+                    .iter()
+                    .map(|a| AllocationDto {
+                        payment_id: a.payment_id.clone(),
+                        amount_fen: a.amount.0,
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// A failure reason with its catalogue entry.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct FailureInfoDto {
+    /// Stable code.
+    pub code: String,
+    /// Whether the unchanged request can succeed later.
+    pub retryable: bool,
+    /// What the merchant should do.
+    pub remedy: String,
+    /// The field at fault.
+    pub field: String,
+    /// Specifics.
+    pub detail: String,
+}
+
+/// A request and its outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct RequestDto {
+    /// The request id.
+    pub request_id: String,
+    /// `invoice` or `red_letter`.
+    pub kind: String,
+    /// Block time.
+    pub requested_at_ms: u64,
+    /// The request event.
+    pub event_id: String,
+    /// `issued`, `reversed` or `failed`.
+    pub outcome: String,
+    /// The invoice issued (or red-letter number).
+    pub invoice_number: Option<String>,
+    /// The failure, if failed.
+    pub failure: Option<FailureInfoDto>,
+    /// The request it retried.
+    pub retry_of: Option<String>,
+    /// The request that retried it.
+    pub retried_by: Option<String>,
+}
+
+impl RequestDto {
+    /// From a request record.
+    pub fn new(id: &str, r: &RequestRecord) -> Self {
+        let (kind, retry_of) = match &r.body {
+            RequestBody::Invoice(i) => ("invoice", i.retry_of.clone()),
+            RequestBody::RedLetter(_) => ("red_letter", None),
+        };
+        let (outcome, number, failure) = match &r.outcome {
+            RequestOutcome::Issued(n) => ("issued", Some(n.to_string()), None),
+            RequestOutcome::Reversed(n) => ("reversed", Some(n.to_string()), None),
+            RequestOutcome::Failed { reason, field, detail } => {
+                let info = catalogue::info(*reason);
+                (
+                    "failed",
+                    None,
+                    Some(FailureInfoDto {
+                        code: info.code.into(),
+                        retryable: info.retryable,
+                        remedy: info.remedy.into(),
+                        field: field.clone(),
+                        detail: detail.clone(),
+                    }),
+                )
+            }
+        };
+        RequestDto {
+            request_id: id.into(),
+            kind: kind.into(),
+            requested_at_ms: r.requested_at.0,
+            event_id: r.event.to_string(),
+            outcome: outcome.into(),
+            invoice_number: number,
+            failure,
+            retry_of,
+            retried_by: r.retried_by.clone(),
+        }
+    }
+}
+
+/// A request with the requests it retried and that retried it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequestHistoryDto {
+    /// The request asked for.
+    pub request_id: String,
+    /// Oldest first.
+    pub history: Vec<RequestDto>,
+}
+
+/// A failed request in the failures list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct FailureDto {
+    /// The request.
+    pub request_id: String,
+    /// Code.
+    pub code: String,
+    /// Retryable unchanged.
+    pub retryable: bool,
+    /// What to do.
+    pub remedy: String,
+    /// Field at fault.
+    pub field: String,
+    /// Specifics.
+    pub detail: String,
+    /// Block time.
+    pub requested_at_ms: u64,
+    /// The request that retried it.
+    pub retried_by: Option<String>,
+    /// The invoice its retries ended in.
+    pub resolved_by_invoice: Option<String>,
+}
+
+impl From<&FailureRow> for FailureDto {
+    fn from(f: &FailureRow) -> Self {
+        let info = catalogue::info(f.reason);
+        FailureDto {
+            request_id: f.request_id.clone(),
+            code: info.code.into(),
+            retryable: info.retryable,
+            remedy: info.remedy.into(),
+            field: f.field.clone(),
+            detail: f.detail.clone(),
+            requested_at_ms: f.record.requested_at.0,
+            retried_by: f.record.retried_by.clone(),
+            resolved_by_invoice: f.resolved_by.as_ref().map(|(_, n)| n.to_string()),
+        }
+    }
+}
+
+/// Failed requests and their counts by code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FailureListDto {
+    /// The failures.
+    pub failures: Vec<FailureDto>,
+    /// Count per code.
+    pub counts: std::collections::BTreeMap<String, u64>,
+}
+
+/// One catalogue entry.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CatalogueEntryDto {
+    /// Code.
+    pub code: String,
+    /// Retryable unchanged.
+    pub retryable: bool,
+    /// Remedy.
+    pub remedy: String,
+}
+
+/// A block header.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeaderDto {
+    /// Chain.
+    pub chain: String,
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub hash: String,
+    /// Parent hash.
+    pub parent: String,
+    /// Block time.
+    pub timestamp_ms: u64,
+    /// Events root.
+    pub events_root: String,
+    /// Entries.
+    pub event_count: u32,
+    /// State root.
+    pub state_root: String,
+    /// Whether certified.
+    pub certified: bool,
+}
+
+impl HeaderDto {
+    /// From a header.
+    pub fn new(h: &Header, certified: bool) -> Self {
+        let b = &h.body;
+        HeaderDto {
+            chain: b.chain.to_string(),
+            height: b.height,
+            hash: h.hash().to_string(),
+            parent: b.parent.to_string(),
+            timestamp_ms: b.timestamp.0,
+            events_root: b.events_root.to_string(),
+            event_count: b.event_count,
+            state_root: b.state_root.to_string(),
+            certified,
+        }
+    }
+}
+
+/// A block with its entries and certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlockDto {
+    /// Header.
+    pub header: HeaderDto,
+    /// Entries as JSON objects (see `entry_json`).
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<Value>,
+    /// Witnesses that signed the certificate.
+    pub certificate_witnesses: Vec<String>,
+}
+
+/// Node status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusDto {
+    /// Network id.
+    pub network_id: String,
+    /// Network name.
+    pub network_name: String,
+    /// This node's chain.
+    pub chain: String,
+    /// Head height (0 before the first block).
+    pub head_height: u64,
+    /// Head hash.
+    pub head_hash: Option<String>,
+    /// Highest certified height.
+    pub certified_height: u64,
+    /// Events waiting for a block.
+    pub pending: u64,
+    /// Members in genesis.
+    pub members: usize,
+    /// Quorum.
+    pub quorum: u32,
+    /// Software version.
+    pub version: String,
+}
+
+impl From<&NodeStatus> for StatusDto {
+    fn from(s: &NodeStatus) -> Self {
+        StatusDto {
+            network_id: s.network.to_string(),
+            network_name: s.network_name.clone(),
+            chain: s.chain.to_string(),
+            head_height: s.head.map(|h| h.height).unwrap_or(0),
+            head_hash: s.head.map(|h| h.hash.to_string()),
+            certified_height: s.certified_height,
+            pending: s.pending,
+            members: s.members,
+            quorum: s.quorum,
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+fn line_json(l: &LineItem) -> Value {
+    json!({
+        "description": l.description,
+        "quantity_thousandths": l.quantity.0,
+        "unit_price_fen": l.unit_price.0,
+        "tax_rate_bp": l.tax_rate.0,
+    })
+}
+
+fn buyer_json(b: &Buyer) -> Value {
+    json!({"name": b.name, "tax_id": b.tax_id})
+}
+
+/// An entry as JSON, for blocks and exports: `{"id", "type": "event" | "derived", ...}`.
+pub fn entry_json(e: &Entry) -> Value {
+    match e {
+        Entry::Event(ev) => {
+            let b = &ev.body;
+            let data = match &b.kind {
+                EventKind::PaymentRecorded(p) => json!({
+                    "payment_id": p.payment_id, "amount_fen": p.amount.0, "currency": "CNY",
+                    "method": p.method.name(), "terminal_id": p.terminal_id, "external_ref": p.external_ref,
+                }),
+                EventKind::PaymentRefunded(r) => json!({
+                    "payment_id": r.payment_id, "refund_id": r.refund_id, "amount_fen": r.amount.0, "reason": r.reason,
+                }),
+                EventKind::PaymentReversed(r) => json!({"payment_id": r.payment_id, "reason": r.reason}),
+                EventKind::InvoiceRequested(r) => json!({
+                    "request_id": r.request_id, "invoice_type": r.invoice_type.name(), "buyer": buyer_json(&r.buyer),
+                    "lines": r.lines.iter().map(line_json).collect::<Vec<_>>(), "payment_ids": r.payment_ids,
+                    "retry_of": r.retry_of,
+                }),
+                EventKind::InvoiceRedLetterRequested(r) => json!({
+                    "request_id": r.request_id, "invoice_number": r.invoice_number.to_string(),
+                    "reason": r.reason.name(),
+                    "scope": match &r.scope {
+                        RedLetterScope::Full => json!("full"),
+                        RedLetterScope::Partial(lines) => json!({"partial": lines.iter().map(line_json).collect::<Vec<_>>()}),
+                    },
+                }),
+                EventKind::InvoiceClaimRequested(c) => json!({
+                    "invoice_number": c.invoice_number.to_string(), "claim_ref": c.claim_ref,
+                }),
+                EventKind::FeeDeposited(d) => json!({"deposit_id": d.deposit_id, "amount_fen": d.amount.0}),
+                EventKind::MerchantPolicySet(p) => json!({
+                    "permitted_types": p.permitted_types.iter().map(|t| t.name()).collect::<Vec<_>>(),
+                    "max_invoice_total_fen": p.max_invoice_total.0,
+                }),
+                EventKind::ClientKeyAuthorized(a) => json!({
+                    "key": a.key.to_hex(), "label": a.label,
+                    "payments": a.permissions.payments, "invoices": a.permissions.invoices,
+                }),
+                EventKind::ClientKeyRevoked(r) => json!({"key": r.key.to_hex()}),
+            };
+            json!({
+                "id": ev.id().to_string(), "type": "event", "kind": b.kind.name(), "chain": b.chain.to_string(),
+                "author": b.author.to_hex(), "timestamp_ms": b.timestamp.0, "signature": hex::encode(ev.signature.to_bytes()),
+                "data": data,
+            })
+        }
+        Entry::Derived(d) => {
+            let (kind, data) = match &d.kind {
+                DerivedKind::InvoiceIssued(i) => (
+                    "invoice_issued",
+                    json!({
+                        "request_id": i.request_id, "number": i.number.to_string(), "check_code": i.check_code.to_string(),
+                        "invoice_type": i.invoice_type.name(), "buyer": buyer_json(&i.buyer),
+                        "lines": i.lines.iter().map(|l| serde_json::to_value(LineDto::from(l)).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+                        "net_fen": i.net.0, "tax_fen": i.tax.0, "total_fen": i.total.0, "fee_fen": i.fee.0,
+                        "allocations": i.allocations.iter().map(|a| json!({"payment_id": a.payment_id, "amount_fen": a.amount.0})).collect::<Vec<_>>(),
+                        "issued_at_ms": i.issued_at.0,
+                    }),
+                ),
+                DerivedKind::InvoiceFailed(f) => {
+                    let info = catalogue::info(f.reason);
+                    (
+                        "invoice_failed",
+                        json!({"request_id": f.request_id, "reason": info.code, "retryable": info.retryable,
+                               "remedy": info.remedy, "field": f.field, "detail": f.detail}),
+                    )
+                }
+                DerivedKind::InvoiceReversed(r) => (
+                    "invoice_reversed",
+                    json!({
+                        "request_id": r.request_id, "original": r.original.to_string(), "red_number": r.red_number.to_string(),
+                        "red_check_code": r.red_check_code.to_string(), "reason": r.reason.name(),
+                        "net_fen": r.net.0, "tax_fen": r.tax.0, "total_fen": r.total.0, "fully_reversed": r.fully_reversed,
+                        "reversed_at_ms": r.reversed_at.0,
+                    }),
+                ),
+                DerivedKind::ClaimRecorded(c) => (
+                    "claim_recorded",
+                    json!({"invoice_number": c.invoice_number.to_string(), "claimant": c.claimant.to_string(),
+                           "claim_ref": c.claim_ref, "claimed_at_ms": c.claimed_at.0}),
+                ),
+                DerivedKind::ClaimRefused(c) => (
+                    "claim_refused",
+                    json!({"invoice_number": c.invoice_number.to_string(), "claimant": c.claimant.to_string(),
+                           "refusal": format!("{:?}", c.refusal)}),
+                ),
+            };
+            json!({"id": d.id().to_string(), "type": "derived", "kind": kind, "cause": d.cause.to_string(), "data": data})
+        }
+    }
+}

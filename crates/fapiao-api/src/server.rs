@@ -1,0 +1,707 @@
+//! The HTTP server: routes, bearer-token reads, JSON errors, body limits.
+
+use crate::dto::*;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fapiao_core::{EventId, Hash32, InvoiceNumber};
+use fapiao_engine::{AdmitError, AdmitOutcome, AdmitStatus, Engine, EventStatus};
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Bearer token for reads that expose business data.
+    pub read_token: String,
+    /// Largest request body, bytes.
+    pub body_bytes_max: usize,
+    /// Largest page of a list.
+    pub page_max: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            read_token: String::new(),
+            body_bytes_max: 4 * 1024 * 1024,
+            page_max: 1000,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    engine: Engine,
+    config: Arc<ApiConfig>,
+}
+
+/// An error answer.
+pub(crate) struct Failure(StatusCode, ApiError);
+
+impl Failure {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>, field: Option<&str>) -> Self {
+        Failure(
+            status,
+            ApiError {
+                code: code.into(),
+                message: message.into(),
+                field: field.map(Into::into),
+            },
+        )
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(self.1)).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    tracing::error!(error = %e, "request failed inside the node");
+    Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), None)
+}
+
+fn json_rejection(r: JsonRejection) -> Failure {
+    let status = r.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return Failure::new(status, "BODY_TOO_LARGE", r.body_text(), None);
+    }
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return Failure::new(
+            status,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send Content-Type: application/json",
+            None,
+        );
+    }
+    // Name the field when serde says which.
+    let text = r.body_text();
+    let field = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|p| text.split_once(p))
+        .and_then(|(_, rest)| rest.split('`').next())
+        .map(str::to_string);
+    Failure(
+        StatusCode::BAD_REQUEST,
+        ApiError {
+            code: "MALFORMED_JSON".into(),
+            message: text,
+            field,
+        },
+    )
+}
+
+fn admit_status(e: &AdmitError) -> StatusCode {
+    match e {
+        AdmitError::Malformed(_) | AdmitError::WrongNetwork { .. } | AdmitError::WrongChain { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+        AdmitError::TooLarge { .. } | AdmitError::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        AdmitError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+        AdmitError::Unauthorized { .. } => StatusCode::FORBIDDEN,
+        AdmitError::Conflict { .. } => StatusCode::CONFLICT,
+        AdmitError::Busy { .. } | AdmitError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn admit_error(e: &AdmitError) -> ApiError {
+    ApiError {
+        code: e.code().into(),
+        message: e.to_string(),
+        field: e.field().map(Into::into),
+    }
+}
+
+fn submit_result(o: &AdmitOutcome) -> SubmitResult {
+    let (status, height, code, message) = match &o.status {
+        AdmitStatus::Pending => ("pending", None, None, None),
+        AdmitStatus::Committed { height } => ("committed", Some(*height), None, None),
+        AdmitStatus::Rejected { code, message } => ("rejected", None, Some(code.clone()), Some(message.clone())),
+    };
+    SubmitResult {
+        event_id: o.event_id.to_string(),
+        status: status.into(),
+        height,
+        duplicate: o.duplicate,
+        code,
+        message,
+    }
+}
+
+fn decode_hex(i: Option<usize>, s: &str, limit: usize) -> Result<Vec<u8>, Failure> {
+    let field = match i {
+        Some(i) => format!("events[{i}]"),
+        None => "event".into(),
+    };
+    if s.len() > limit * 2 {
+        return Err(Failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError {
+                code: "EVENT_TOO_LARGE".into(),
+                message: format!("event is over {limit} bytes"),
+                field: Some(field),
+            },
+        ));
+    }
+    hex::decode(s.trim()).map_err(|e| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            ApiError {
+                code: "MALFORMED_EVENT".into(),
+                message: format!("not hex: {e}"),
+                field: Some(field),
+            },
+        )
+    })
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Failure> {
+    let token = &state.config.read_token;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = match given {
+        // Compare without an early exit on the first different byte.
+        Some(g) if !token.is_empty() && g.len() == token.len() => {
+            g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "this read needs `Authorization: Bearer <read token>`",
+            Some("authorization"),
+        ))
+    }
+}
+
+/// Submit one signed event.
+#[utoipa::path(post, path = "/v1/events", request_body = SubmitRequest,
+    responses((status = 202, description = "Admitted: durable, waiting for a block", body = SubmitResult),
+              (status = 200, description = "Already known: its original outcome", body = SubmitResult),
+              (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+              (status = 409, description = "A business id is used by another event", body = ApiError),
+              (status = 413, body = ApiError), (status = 503, body = ApiError)))]
+async fn submit(
+    State(s): State<AppState>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<Response, Failure> {
+    let Json(req) = body.map_err(json_rejection)?;
+    let bytes = decode_hex(None, &req.event, s.engine.config().event_bytes_max)?;
+    let mut answers = s
+        .engine
+        .admit(vec![bytes])
+        .await
+        .map_err(|e| Failure(admit_status(&e), admit_error(&e)))?;
+    match answers.pop() {
+        Some(Ok(o)) => {
+            let status = if o.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok((status, Json(submit_result(&o))).into_response())
+        }
+        Some(Err(e)) => {
+            s.engine.metrics().events_refused.fetch_add(1, Ordering::Relaxed);
+            Err(Failure(admit_status(&e), admit_error(&e)))
+        }
+        None => Err(internal("no answer")),
+    }
+}
+
+/// Submit several signed events; each gets its own answer.
+#[utoipa::path(post, path = "/v1/events/batch", request_body = SubmitBatchRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = ApiError), (status = 413, body = ApiError),
+              (status = 503, body = ApiError)))]
+async fn submit_batch(
+    State(s): State<AppState>,
+    body: Result<Json<SubmitBatchRequest>, JsonRejection>,
+) -> Result<Json<BatchResponse>, Failure> {
+    let Json(req) = body.map_err(json_rejection)?;
+    let limit = s.engine.config().event_bytes_max;
+    let mut decoded: Vec<Result<Vec<u8>, ApiError>> = Vec::with_capacity(req.events.len());
+    for (i, e) in req.events.iter().enumerate() {
+        decoded.push(decode_hex(Some(i), e, limit).map_err(|f| f.1));
+    }
+    let good: Vec<Vec<u8>> = decoded.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();
+    let mut answers = s
+        .engine
+        .admit(good)
+        .await
+        .map_err(|e| Failure(admit_status(&e), admit_error(&e)))?
+        .into_iter();
+    let mut results = Vec::with_capacity(decoded.len());
+    for d in decoded {
+        results.push(match d {
+            Err(e) => BatchItemResult {
+                ok: None,
+                error: Some(e),
+            },
+            Ok(_) => match answers.next() {
+                Some(Ok(o)) => BatchItemResult {
+                    ok: Some(submit_result(&o)),
+                    error: None,
+                },
+                Some(Err(e)) => BatchItemResult {
+                    ok: None,
+                    error: Some(admit_error(&e)),
+                },
+                None => return Err(internal("missing answer")),
+            },
+        });
+    }
+    let accepted = results.iter().filter(|r| r.ok.is_some()).count();
+    let refused = results.len() - accepted;
+    s.engine
+        .metrics()
+        .events_refused
+        .fetch_add(refused as u64, Ordering::Relaxed);
+    Ok(Json(BatchResponse {
+        results,
+        accepted,
+        refused,
+    }))
+}
+
+fn parse_event_id(s: &str) -> Result<EventId, Failure> {
+    Hash32::from_hex(s).map(EventId).map_err(|_| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_ID",
+            "an event id is 64 hex digits",
+            Some("id"),
+        )
+    })
+}
+
+fn path_rejection(r: PathRejection) -> Failure {
+    Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_PATH", r.body_text(), None)
+}
+
+fn query_rejection(r: QueryRejection) -> Failure {
+    Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", r.body_text(), None)
+}
+
+/// An event's status: pending, committed, certified, rejected or unknown. Public: an
+/// event id is unguessable and the answer holds no business data.
+#[utoipa::path(get, path = "/v1/events/{id}", params(("id" = String, Path, description = "Event id, hex")),
+    responses((status = 200, body = EventStatusDto), (status = 404, body = ApiError)))]
+async fn event_status(
+    State(s): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<EventStatusDto>, Failure> {
+    let Path(id) = id.map_err(path_rejection)?;
+    let id = parse_event_id(&id)?;
+    let st = s.engine.event_status(&id).map_err(internal)?;
+    let mut dto = EventStatusDto {
+        event_id: id.to_string(),
+        status: String::new(),
+        height: None,
+        index: None,
+        code: None,
+        message: None,
+        field: None,
+    };
+    match st {
+        EventStatus::Pending => dto.status = "pending".into(),
+        EventStatus::Committed {
+            height,
+            index,
+            certified,
+        } => {
+            dto.status = if certified { "certified" } else { "committed" }.into();
+            dto.height = Some(height);
+            dto.index = Some(index);
+        }
+        EventStatus::Rejected { code, message, field } => {
+            dto.status = "rejected".into();
+            dto.code = Some(code);
+            dto.message = Some(message);
+            dto.field = field;
+        }
+        EventStatus::Unknown => {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "this node has never seen that event",
+                Some("id"),
+            ))
+        }
+    }
+    Ok(Json(dto))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    /// Start after this id.
+    after: Option<String>,
+    /// Page size.
+    limit: Option<usize>,
+}
+
+/// Payments, by payment id.
+#[utoipa::path(get, path = "/v1/payments", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Vec<PaymentDto>), (status = 401, body = ApiError)))]
+async fn payments(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Vec<PaymentDto>>, Failure> {
+    authorize(&s, &headers)?;
+    let Query(q) = q.map_err(query_rejection)?;
+    let limit = q.limit.unwrap_or(100).min(s.config.page_max);
+    let rows = s.engine.payments(q.after.as_deref(), limit).map_err(internal)?;
+    Ok(Json(rows.iter().map(PaymentDto::from).collect()))
+}
+
+/// One payment.
+#[utoipa::path(get, path = "/v1/payments/{id}", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = PaymentDto), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+async fn payment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<PaymentDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Path(id) = id.map_err(path_rejection)?;
+    match s.engine.payment(&id).map_err(internal)? {
+        Some(p) => Ok(Json(PaymentDto::from(&p))),
+        None => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no payment {id}"),
+            Some("id"),
+        )),
+    }
+}
+
+/// One invoice by number.
+#[utoipa::path(get, path = "/v1/invoices/{number}", params(("number" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = InvoiceDto), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+async fn invoice(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    number: Result<Path<String>, PathRejection>,
+) -> Result<Json<InvoiceDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Path(number) = number.map_err(path_rejection)?;
+    let n: InvoiceNumber = number.parse().map_err(|e: fapiao_core::ids::ParseError| {
+        Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_NUMBER", e.0, Some("number"))
+    })?;
+    match s.engine.invoice(&n).map_err(internal)? {
+        Some(i) => Ok(Json(InvoiceDto::from(&i))),
+        None => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no invoice {n}"),
+            Some("number"),
+        )),
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct InvoiceQuery {
+    /// The invoices issued for this request and its retries.
+    request_id: Option<String>,
+    /// The invoices drawing on this payment.
+    payment_id: Option<String>,
+}
+
+/// Invoices by request id or by payment id.
+#[utoipa::path(get, path = "/v1/invoices", params(InvoiceQuery), security(("bearer" = [])),
+    responses((status = 200, body = Vec<InvoiceDto>), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+async fn invoices(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<InvoiceQuery>, QueryRejection>,
+) -> Result<Json<Vec<InvoiceDto>>, Failure> {
+    authorize(&s, &headers)?;
+    let Query(q) = q.map_err(query_rejection)?;
+    let numbers: Vec<InvoiceNumber> = match (q.request_id, q.payment_id) {
+        (Some(r), None) => {
+            s.engine
+                .request_history(&r)
+                .map_err(internal)?
+                .into_iter()
+                .filter_map(|(_, rec)| match rec.outcome {
+                    fapiao_domain::state::RequestOutcome::Issued(n)
+                    | fapiao_domain::state::RequestOutcome::Reversed(n) => Some(n),
+                    _ => None,
+                })
+                .collect()
+        }
+        (None, Some(p)) => s
+            .engine
+            .payment(&p)
+            .map_err(internal)?
+            .map(|v| v.invoicing.invoices)
+            .unwrap_or_default(),
+        _ => {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "MALFORMED_QUERY",
+                "give exactly one of request_id and payment_id",
+                None,
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    for n in numbers {
+        if let Some(i) = s.engine.invoice(&n).map_err(internal)? {
+            out.push(InvoiceDto::from(&i));
+        }
+    }
+    Ok(Json(out))
+}
+
+/// A request with its whole retry history.
+#[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = RequestHistoryDto), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+async fn request(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<RequestHistoryDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Path(id) = id.map_err(path_rejection)?;
+    let history = s.engine.request_history(&id).map_err(internal)?;
+    if history.is_empty() {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no request {id}"),
+            Some("id"),
+        ));
+    }
+    Ok(Json(RequestHistoryDto {
+        request_id: id,
+        history: history.iter().map(|(i, r)| RequestDto::new(i, r)).collect(),
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct FailureQuery {
+    /// Only this reason code.
+    reason: Option<String>,
+    /// Leave out failures whose retries ended in an issued invoice (default true).
+    open: Option<bool>,
+    /// Page size.
+    limit: Option<usize>,
+}
+
+/// Failed requests with reasons and remedies, and counts per reason.
+#[utoipa::path(get, path = "/v1/failures", params(FailureQuery), security(("bearer" = [])),
+    responses((status = 200, body = FailureListDto), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+async fn failures(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<FailureQuery>, QueryRejection>,
+) -> Result<Json<FailureListDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Query(q) = q.map_err(query_rejection)?;
+    let reason = match &q.reason {
+        None => None,
+        Some(code) => Some(fapiao_domain::catalogue::from_code(code).ok_or_else(|| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "UNKNOWN_REASON",
+                format!("no failure reason {code}"),
+                Some("reason"),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(s.config.page_max).min(s.config.page_max);
+    let rows = s
+        .engine
+        .failures(reason, q.open.unwrap_or(true), limit)
+        .map_err(internal)?;
+    let failures: Vec<FailureDto> = rows.iter().map(FailureDto::from).collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for f in &failures {
+        *counts.entry(f.code.clone()).or_insert(0u64) += 1;
+    }
+    Ok(Json(FailureListDto { failures, counts }))
+}
+
+/// Every failure reason with its remedy. Public.
+#[utoipa::path(get, path = "/v1/failure-catalogue", responses((status = 200, body = Vec<CatalogueEntryDto>)))]
+async fn catalogue() -> Json<Vec<CatalogueEntryDto>> {
+    Json(
+        fapiao_domain::catalogue::ALL
+            .iter()
+            .map(|r| {
+                let i = fapiao_domain::catalogue::info(*r);
+                CatalogueEntryDto {
+                    code: i.code.into(),
+                    retryable: i.retryable,
+                    remedy: i.remedy.into(),
+                }
+            })
+            .collect(),
+    )
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct BlocksQuery {
+    /// First height (default 1).
+    from: Option<u64>,
+    /// Page size.
+    limit: Option<usize>,
+}
+
+/// Block headers of this node's chain.
+#[utoipa::path(get, path = "/v1/blocks", params(BlocksQuery), security(("bearer" = [])),
+    responses((status = 200, body = Vec<HeaderDto>), (status = 401, body = ApiError)))]
+async fn blocks(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<BlocksQuery>, QueryRejection>,
+) -> Result<Json<Vec<HeaderDto>>, Failure> {
+    authorize(&s, &headers)?;
+    let Query(q) = q.map_err(query_rejection)?;
+    let rows = s
+        .engine
+        .blocks(q.from.unwrap_or(1), q.limit.unwrap_or(100).min(s.config.page_max))
+        .map_err(internal)?;
+    Ok(Json(rows.iter().map(|(h, c)| HeaderDto::new(h, *c)).collect()))
+}
+
+/// One block with its entries.
+#[utoipa::path(get, path = "/v1/blocks/{height}", params(("height" = u64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = BlockDto), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+async fn block(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    height: Result<Path<u64>, PathRejection>,
+) -> Result<Json<BlockDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Path(height) = height.map_err(path_rejection)?;
+    match s.engine.block(height).map_err(internal)? {
+        Some((b, cert)) => Ok(Json(BlockDto {
+            header: HeaderDto::new(&b.header, cert.is_some()),
+            entries: b.entries.iter().map(entry_json).collect(),
+            certificate_witnesses: cert
+                .map(|c| c.signatures.iter().map(|w| w.witness.to_string()).collect())
+                .unwrap_or_default(),
+        })),
+        None => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no block {height}"),
+            Some("height"),
+        )),
+    }
+}
+
+/// Node status. Public: heights and counts, no business data.
+#[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusDto)))]
+async fn status(State(s): State<AppState>) -> Result<Json<StatusDto>, Failure> {
+    let st = s.engine.status().map_err(internal)?;
+    Ok(Json(StatusDto::from(&st)))
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.engine.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    if s.engine.failed() {
+        (StatusCode::SERVICE_UNAVAILABLE, "failed").into_response()
+    } else {
+        (StatusCode::OK, "ok").into_response()
+    }
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such endpoint; see /openapi.json",
+        None,
+    )
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
+    paths(submit, submit_batch, event_status, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, status),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// The router for `engine`.
+pub fn router(engine: Engine, config: ApiConfig) -> Router {
+    let body_max = config.body_bytes_max;
+    let state = AppState {
+        engine,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/v1/events", post(submit))
+        .route("/v1/events/batch", post(submit_batch))
+        .route("/v1/events/{id}", get(event_status))
+        .route("/v1/payments", get(payments))
+        .route("/v1/payments/{id}", get(payment))
+        .route("/v1/invoices", get(invoices))
+        .route("/v1/invoices/{number}", get(invoice))
+        .route("/v1/requests/{id}", get(request))
+        .route("/v1/failures", get(failures))
+        .route("/v1/failure-catalogue", get(catalogue))
+        .route("/v1/blocks", get(blocks))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(state)
+}

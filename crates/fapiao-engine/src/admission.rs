@@ -1,0 +1,603 @@
+//! Admission: from bytes to durable pending events.
+
+use crate::{Engine, Shared};
+use fapiao_core::event::EventKind;
+use fapiao_core::sig::{self, BatchItem};
+use fapiao_core::{codec, Event, EventId, Hash32};
+use fapiao_domain::StateKey;
+use fapiao_store::{Store, StoreError};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where an admitted (or previously admitted) event stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdmitStatus {
+    /// Durable, waiting for a block.
+    Pending,
+    /// In a block.
+    Committed {
+        /// The block height.
+        height: u64,
+    },
+    /// Admitted earlier but dropped when its block was built.
+    Rejected {
+        /// Stable code.
+        code: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The answer for one event of a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmitOutcome {
+    /// The event id.
+    pub event_id: EventId,
+    /// Its status.
+    pub status: AdmitStatus,
+    /// Whether the same event had been submitted before (nothing new was stored).
+    pub duplicate: bool,
+}
+
+/// Why an event was not admitted. Nothing is stored for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The bytes are not a canonical event.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    /// Larger than the limit.
+    #[error("event is {len} bytes, the limit is {limit}")]
+    TooLarge {
+        /// Size.
+        len: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// Too many events in one submission.
+    #[error("a submission holds at most {limit} events, this one {len}")]
+    BatchTooLarge {
+        /// Count.
+        len: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// Signed for another network.
+    #[error("event is for network {found}, this network is {expected}")]
+    WrongNetwork {
+        /// This network.
+        expected: String,
+        /// The event's.
+        found: String,
+    },
+    /// For a chain this node does not own.
+    #[error("event is for chain {found}; this node writes chain {expected}")]
+    WrongChain {
+        /// This chain.
+        expected: String,
+        /// The event's.
+        found: String,
+    },
+    /// The signature is invalid.
+    #[error("signature invalid: {0}")]
+    BadSignature(String),
+    /// The author may not sign this kind on this chain.
+    #[error("key {author} is not authorised to sign {kind} on this chain")]
+    Unauthorized {
+        /// The author key.
+        author: String,
+        /// The kind.
+        kind: &'static str,
+    },
+    /// A business id is already used by a different event.
+    #[error("{field} {id} is already used by event {original}")]
+    Conflict {
+        /// `payment_id`, `request_id`, `refund_id` or `deposit_id`.
+        field: &'static str,
+        /// The id.
+        id: String,
+        /// The event that holds it.
+        original: EventId,
+    },
+    /// Too many events are waiting for a block.
+    #[error("the node has {pending} events waiting for a block; retry shortly")]
+    Busy {
+        /// Pending count.
+        pending: usize,
+    },
+    /// The node is stopping or failed.
+    #[error("the node is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl AdmitError {
+    /// A stable code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdmitError::Malformed(_) => "MALFORMED_EVENT",
+            AdmitError::TooLarge { .. } => "EVENT_TOO_LARGE",
+            AdmitError::BatchTooLarge { .. } => "BATCH_TOO_LARGE",
+            AdmitError::WrongNetwork { .. } => "WRONG_NETWORK",
+            AdmitError::WrongChain { .. } => "WRONG_CHAIN",
+            AdmitError::BadSignature(_) => "BAD_SIGNATURE",
+            AdmitError::Unauthorized { .. } => "UNAUTHORIZED_KEY",
+            AdmitError::Conflict { field, .. } => match *field {
+                "payment_id" => "DUPLICATE_PAYMENT_ID",
+                "request_id" => "DUPLICATE_REQUEST_ID",
+                "refund_id" => "DUPLICATE_REFUND_ID",
+                _ => "DUPLICATE_DEPOSIT_ID",
+            },
+            AdmitError::Busy { .. } => "BUSY",
+            AdmitError::Unavailable(_) => "UNAVAILABLE",
+        }
+    }
+
+    /// The offending field, if one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            AdmitError::WrongNetwork { .. } => Some("network"),
+            AdmitError::WrongChain { .. } => Some("chain"),
+            AdmitError::BadSignature(_) => Some("signature"),
+            AdmitError::Unauthorized { .. } => Some("author"),
+            AdmitError::Conflict { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// A business id an event claims (unique per chain).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum BusinessId {
+    Payment(String),
+    Refund(String),
+    Request(String),
+    Deposit(String),
+}
+
+impl BusinessId {
+    fn of(kind: &EventKind) -> Option<BusinessId> {
+        match kind {
+            EventKind::PaymentRecorded(p) => Some(BusinessId::Payment(p.payment_id.clone())),
+            EventKind::PaymentRefunded(r) => Some(BusinessId::Refund(r.refund_id.clone())),
+            EventKind::InvoiceRequested(r) => Some(BusinessId::Request(r.request_id.clone())),
+            EventKind::InvoiceRedLetterRequested(r) => Some(BusinessId::Request(r.request_id.clone())),
+            EventKind::FeeDeposited(d) => Some(BusinessId::Deposit(d.deposit_id.clone())),
+            _ => None,
+        }
+    }
+
+    fn field(&self) -> &'static str {
+        match self {
+            BusinessId::Payment(_) => "payment_id",
+            BusinessId::Refund(_) => "refund_id",
+            BusinessId::Request(_) => "request_id",
+            BusinessId::Deposit(_) => "deposit_id",
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            BusinessId::Payment(s) | BusinessId::Refund(s) | BusinessId::Request(s) | BusinessId::Deposit(s) => s,
+        }
+    }
+}
+
+/// The in-memory mirror of the pending table.
+pub(crate) struct PendingSet {
+    pub(crate) by_seq: BTreeMap<u64, (EventId, Event)>,
+    pub(crate) ids: HashMap<EventId, u64>,
+    business: HashMap<BusinessId, EventId>,
+    next_seq: u64,
+    /// When the oldest pending event was admitted (for the block interval).
+    pub(crate) oldest: Option<Instant>,
+}
+
+impl PendingSet {
+    pub(crate) fn load(store: &Store) -> Result<PendingSet, StoreError> {
+        let mut p = PendingSet {
+            by_seq: BTreeMap::new(),
+            ids: HashMap::new(),
+            business: HashMap::new(),
+            next_seq: 1,
+            oldest: None,
+        };
+        for (seq, e) in store.pending()? {
+            p.next_seq = p.next_seq.max(seq + 1);
+            p.insert(seq, e.id(), e);
+        }
+        if !p.by_seq.is_empty() {
+            p.oldest = Some(Instant::now());
+        }
+        Ok(p)
+    }
+
+    fn insert(&mut self, seq: u64, id: EventId, e: Event) {
+        if let Some(b) = BusinessId::of(&e.body.kind) {
+            self.business.insert(b, id);
+        }
+        self.ids.insert(id, seq);
+        self.by_seq.insert(seq, (id, e));
+    }
+
+    pub(crate) fn remove(&mut self, seq: u64) {
+        if let Some((id, e)) = self.by_seq.remove(&seq) {
+            self.ids.remove(&id);
+            if let Some(b) = BusinessId::of(&e.body.kind) {
+                if self.business.get(&b) == Some(&id) {
+                    self.business.remove(&b);
+                }
+            }
+        }
+        if self.by_seq.is_empty() {
+            self.oldest = None;
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+}
+
+pub(crate) enum Job {
+    Admit {
+        events: Vec<(EventId, Event)>,
+        reply: tokio::sync::oneshot::Sender<Vec<Result<AdmitOutcome, AdmitError>>>,
+    },
+    Stop,
+}
+
+impl Engine {
+    /// Admits a submission of encoded events. Each event gets its own answer; the
+    /// answers are given only once every admitted event is durable.
+    pub async fn admit(&self, encoded: Vec<Vec<u8>>) -> Result<Vec<Result<AdmitOutcome, AdmitError>>, AdmitError> {
+        let cfg = &self.shared.config;
+        if encoded.len() > cfg.batch_events_max {
+            return Err(AdmitError::BatchTooLarge {
+                len: encoded.len(),
+                limit: cfg.batch_events_max,
+            });
+        }
+        let shared = self.shared.clone();
+        // Decoding and signature checks are CPU work: off the async threads, batched,
+        // and spread over all cores.
+        let checked = tokio::task::spawn_blocking(move || check_envelopes(&shared, encoded))
+            .await
+            .map_err(|_| AdmitError::Unavailable("admission check failed".into()))?;
+        let mut answers: Vec<Option<Result<AdmitOutcome, AdmitError>>> = Vec::with_capacity(checked.len());
+        let mut to_write = Vec::new();
+        let mut slots = Vec::new();
+        for (i, c) in checked.into_iter().enumerate() {
+            match c {
+                Ok((id, e)) => {
+                    answers.push(None);
+                    slots.push(i);
+                    to_write.push((id, e));
+                }
+                Err(err) => answers.push(Some(Err(err))),
+            }
+        }
+        if !to_write.is_empty() {
+            if self.shared.stopping.load(Ordering::SeqCst) || self.failed() {
+                return Err(AdmitError::Unavailable("the node is stopping".into()));
+            }
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            self.admit_tx
+                .send(Job::Admit {
+                    events: to_write,
+                    reply,
+                })
+                .await
+                .map_err(|_| AdmitError::Unavailable("the admission writer stopped".into()))?;
+            let written = rx
+                .await
+                .map_err(|_| AdmitError::Unavailable("the admission writer stopped".into()))?;
+            for (slot, answer) in slots.into_iter().zip(written) {
+                answers[slot] = Some(answer);
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(AdmitError::Unavailable("no answer".into()))))
+            .collect())
+    }
+
+    pub(crate) fn stop_writer(&self) {
+        for _ in 0..100 {
+            match self.admit_tx.try_send(Job::Stop) {
+                Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+            }
+        }
+    }
+}
+
+/// Decode, size, network, chain, authorisation and signatures, per event.
+fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventId, Event), AdmitError>> {
+    let limit = shared.config.event_bytes_max;
+    let mut out: Vec<Result<(EventId, Event), AdmitError>> = encoded
+        .par_iter()
+        .map(|bytes| {
+            if bytes.len() > limit {
+                return Err(AdmitError::TooLarge {
+                    len: bytes.len(),
+                    limit,
+                });
+            }
+            let e: Event = codec::decode_limited(bytes, limit).map_err(|e| AdmitError::Malformed(e.to_string()))?;
+            if e.body.network != shared.network {
+                return Err(AdmitError::WrongNetwork {
+                    expected: shared.network.to_string(),
+                    found: e.body.network.to_string(),
+                });
+            }
+            if e.body.chain != shared.chain {
+                return Err(AdmitError::WrongChain {
+                    expected: shared.chain.to_string(),
+                    found: e.body.chain.to_string(),
+                });
+            }
+            Ok((e.id(), e))
+        })
+        .collect();
+    // Signatures in batches of 64 on all cores; a failed batch names its bad members.
+    let ok: Vec<usize> = out
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    let bad: Vec<(usize, String)> = ok
+        .par_chunks(64)
+        .flat_map(|chunk| {
+            let items: Vec<BatchItem<'_>> = chunk
+                .iter()
+                .filter_map(|&i| match &out[i] {
+                    Ok((id, e)) => Some(BatchItem {
+                        key: &e.body.author,
+                        digest: &id.0,
+                        signature: &e.signature,
+                    }),
+                    Err(_) => None,
+                })
+                .collect();
+            match sig::verify_batch(&items) {
+                Ok(()) => Vec::new(),
+                Err(err) => err.bad.into_iter().map(|(j, e)| (chunk[j], e.to_string())).collect(),
+            }
+        })
+        .collect();
+    shared
+        .metrics
+        .signatures_verified
+        .fetch_add(ok.len() as u64, Ordering::Relaxed);
+    for (i, msg) in bad {
+        out[i] = Err(AdmitError::BadSignature(msg));
+    }
+    // Authorisation against the committed state.
+    for r in out.iter_mut() {
+        if let Ok((_, e)) = r {
+            if let Err(err) = authorized(shared, e) {
+                *r = Err(err);
+            }
+        }
+    }
+    out
+}
+
+fn authorized(shared: &Shared, e: &Event) -> Result<(), AdmitError> {
+    use fapiao_core::Role;
+    let author = &e.body.author;
+    let owner = author == &shared.key.public();
+    let member_role = shared.genesis.member_by_key(author).map(|m| m.role);
+    let client = || -> Result<Option<fapiao_core::event::Permissions>, AdmitError> {
+        match fapiao_domain::StateRead::get(&shared.store.state(shared.chain), &StateKey::ClientKey(*author)) {
+            Ok(Some(fapiao_domain::StateValue::ClientKey(k))) if k.revoked_at.is_none() => Ok(Some(k.permissions)),
+            Ok(_) => Ok(None),
+            Err(err) => Err(AdmitError::Unavailable(err.to_string())),
+        }
+    };
+    let allowed = match &e.body.kind {
+        EventKind::PaymentRecorded(_) | EventKind::PaymentRefunded(_) | EventKind::PaymentReversed(_) => {
+            owner || client()?.is_some_and(|p| p.payments)
+        }
+        EventKind::InvoiceRequested(_) | EventKind::InvoiceRedLetterRequested(_) => {
+            owner || client()?.is_some_and(|p| p.invoices)
+        }
+        EventKind::InvoiceClaimRequested(_) => member_role == Some(Role::Verifier),
+        EventKind::FeeDeposited(_) | EventKind::MerchantPolicySet(_) => member_role == Some(Role::Operator),
+        EventKind::ClientKeyAuthorized(_) | EventKind::ClientKeyRevoked(_) => owner,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(AdmitError::Unauthorized {
+            author: author.to_hex(),
+            kind: e.body.kind.name(),
+        })
+    }
+}
+
+/// The admission writer: one thread, so dedupe and sequence numbers are serial; it
+/// takes every queued submission at once and makes them durable with one synced write
+/// (group commit), then answers.
+pub(crate) fn writer_loop(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
+        let Some(first) = rx.blocking_recv() else { return };
+        let mut jobs = vec![first];
+        while jobs.len() < 256 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut stop = false;
+        let mut work = Vec::new();
+        for j in jobs {
+            match j {
+                Job::Stop => stop = true,
+                Job::Admit { events, reply } => work.push((events, reply)),
+            }
+        }
+        admit_group(&shared, work);
+        if stop || shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+    }));
+    if result.is_err() {
+        tracing::error!("admission writer panicked; the node must stop");
+        shared.metrics.thread_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn admit_group(
+    shared: &Shared,
+    work: Vec<(
+        Vec<(EventId, Event)>,
+        tokio::sync::oneshot::Sender<Vec<Result<AdmitOutcome, AdmitError>>>,
+    )>,
+) {
+    let started = Instant::now();
+    let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+    let mut answers: Vec<Vec<Result<AdmitOutcome, AdmitError>>> = Vec::with_capacity(work.len());
+    let mut new: Vec<(u64, EventId, Event)> = Vec::new();
+    let mut claimed: HashMap<BusinessId, EventId> = HashMap::new();
+    let mut next = pending.next_seq;
+    for (events, _) in &work {
+        let mut a = Vec::with_capacity(events.len());
+        for (id, e) in events {
+            let r = classify(shared, &pending, &claimed, &new, *id, e);
+            match r {
+                Ok(None) => {
+                    if pending.len() + new.len() >= shared.config.pending_max {
+                        a.push(Err(AdmitError::Busy { pending: pending.len() }));
+                        continue;
+                    }
+                    if let Some(b) = BusinessId::of(&e.body.kind) {
+                        claimed.insert(b, *id);
+                    }
+                    new.push((next, *id, e.clone()));
+                    next += 1;
+                    a.push(Ok(AdmitOutcome {
+                        event_id: *id,
+                        status: AdmitStatus::Pending,
+                        duplicate: false,
+                    }));
+                }
+                Ok(Some(outcome)) => a.push(Ok(outcome)),
+                Err(err) => a.push(Err(err)),
+            }
+        }
+        answers.push(a);
+    }
+    if !new.is_empty() {
+        let refs: Vec<(u64, &Event)> = new.iter().map(|(s, _, e)| (*s, e)).collect();
+        if let Err(err) = shared.store.add_pending(&refs) {
+            tracing::error!(error = %err, "pending write failed; nothing in this group was acknowledged");
+            let msg = err.to_string();
+            for (a, (_, reply)) in answers.into_iter().zip(work) {
+                let failed = a
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(o) if o.status == AdmitStatus::Pending && !o.duplicate => {
+                            Err(AdmitError::Unavailable(msg.clone()))
+                        }
+                        other => other,
+                    })
+                    .collect();
+                let _ = reply.send(failed);
+            }
+            return;
+        }
+        pending.next_seq = next;
+        if pending.oldest.is_none() {
+            pending.oldest = Some(Instant::now());
+        }
+        let n = new.len() as u64;
+        for (seq, id, e) in new {
+            pending.insert(seq, id, e);
+        }
+        shared.metrics.events_admitted.fetch_add(n, Ordering::Relaxed);
+        shared.metrics.pending.store(pending.len() as u64, Ordering::Relaxed);
+        shared.metrics.admission_groups.fetch_add(1, Ordering::Relaxed);
+        shared.wake.notify_all();
+    }
+    drop(pending);
+    shared
+        .metrics
+        .admission_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    for (a, (_, reply)) in answers.into_iter().zip(work) {
+        let _ = reply.send(a);
+    }
+}
+
+/// `Ok(None)`: new. `Ok(Some(..))`: a duplicate of a known event. `Err`: a conflict.
+fn classify(
+    shared: &Shared,
+    pending: &PendingSet,
+    claimed: &HashMap<BusinessId, EventId>,
+    new: &[(u64, EventId, Event)],
+    id: EventId,
+    e: &Event,
+) -> Result<Option<AdmitOutcome>, AdmitError> {
+    let dup = |status| {
+        Ok(Some(AdmitOutcome {
+            event_id: id,
+            status,
+            duplicate: true,
+        }))
+    };
+    // Pending first, then the store: an event leaves pending only after its block is
+    // committed, so one of the two always sees it.
+    if pending.ids.contains_key(&id) || new.iter().any(|(_, n, _)| *n == id) {
+        shared.metrics.events_duplicate.fetch_add(1, Ordering::Relaxed);
+        return dup(AdmitStatus::Pending);
+    }
+    let unavailable = |err: StoreError| AdmitError::Unavailable(err.to_string());
+    if let Some(loc) = shared.store.locate(&id).map_err(unavailable)? {
+        shared.metrics.events_duplicate.fetch_add(1, Ordering::Relaxed);
+        return dup(AdmitStatus::Committed { height: loc.height });
+    }
+    if let Some(r) = shared.store.rejected(&id).map_err(unavailable)? {
+        shared.metrics.events_duplicate.fetch_add(1, Ordering::Relaxed);
+        return dup(AdmitStatus::Rejected {
+            code: r.code,
+            message: r.message,
+        });
+    }
+    let Some(b) = BusinessId::of(&e.body.kind) else {
+        return Ok(None);
+    };
+    let conflict = |original: EventId| AdmitError::Conflict {
+        field: b.field(),
+        id: b.id().to_string(),
+        original,
+    };
+    if let Some(other) = pending.business.get(&b).or_else(|| claimed.get(&b)) {
+        return Err(conflict(*other));
+    }
+    // Committed: the state record names the event that created it.
+    let view = shared.store.state(shared.chain);
+    let key = match &b {
+        BusinessId::Payment(p) => StateKey::Payment(p.clone()),
+        BusinessId::Refund(r) => StateKey::Refund(r.clone()),
+        BusinessId::Request(r) => StateKey::Request(r.clone()),
+        BusinessId::Deposit(d) => StateKey::Deposit(d.clone()),
+    };
+    use fapiao_domain::StateValue as V;
+    let existing = fapiao_domain::StateRead::get(&view, &key).map_err(unavailable)?;
+    let original = match existing {
+        None => return Ok(None),
+        Some(V::Payment(p)) => p.event,
+        Some(V::Refund(r)) => r.event,
+        Some(V::Request(r)) => r.event,
+        Some(V::Deposit(d)) => d.event,
+        Some(_) => EventId(Hash32::ZERO),
+    };
+    Err(conflict(original))
+}

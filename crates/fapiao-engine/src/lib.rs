@@ -1,0 +1,208 @@
+//! The merchant engine: what a node does with events between the API and the store.
+//!
+//! Admission (`admit`): decode, size limit, network id, chain, signatures (batched and
+//! spread over all cores), author authorised for the chain and kind, dedupe by event id
+//! and by business id (payment, refund, request, deposit ids), then one synced write of
+//! the whole admission group to the pending table before anything is acknowledged.
+//!
+//! Production (a dedicated thread): group commit of pending events into blocks of at
+//! most `block_events_max` events or every `block_interval_ms`, deterministic execution
+//! (`fapiao-domain`), state root (`fapiao-store`'s tree), header signed by the member
+//! key, self-attestation, one atomic synced block write.
+//!
+//! Architecture invariant: no HTTP, no libp2p; the API and the network call in. Time is
+//! read here (the rim), never in the domain.
+
+mod admission;
+mod metrics;
+mod producer;
+mod queries;
+
+pub use admission::{AdmitError, AdmitOutcome, AdmitStatus};
+pub use metrics::Metrics;
+pub use queries::{EventStatus, FailureRow, NodeStatus, PaymentView};
+
+use fapiao_core::{Genesis, MemberCode, NetworkId, SecretKey};
+use fapiao_store::{Store, StoreError};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Limits and timing.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most events in one block.
+    pub block_events_max: usize,
+    /// Longest an admitted event waits before a block is cut.
+    pub block_interval_ms: u64,
+    /// Most admitted events waiting for a block; beyond it admission answers "busy".
+    pub pending_max: usize,
+    /// Largest encoded event accepted.
+    pub event_bytes_max: usize,
+    /// Most events in one submission.
+    pub batch_events_max: usize,
+    /// Most submissions queued for the admission writer.
+    pub admission_queue_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            block_events_max: 2000,
+            block_interval_ms: 100,
+            pending_max: 200_000,
+            event_bytes_max: 64 * 1024,
+            batch_events_max: 2000,
+            admission_queue_max: 1024,
+        }
+    }
+}
+
+/// An engine failure that is not the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// This node's key is not a merchant member of genesis.
+    #[error("the node key {0} is not a merchant member of this genesis")]
+    NotAMerchant(String),
+    /// The engine is shutting down.
+    #[error("the engine is stopping")]
+    Stopped,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<Store>,
+    pub(crate) genesis: Arc<Genesis>,
+    pub(crate) network: NetworkId,
+    pub(crate) chain: MemberCode,
+    pub(crate) key: SecretKey,
+    pub(crate) config: EngineConfig,
+    pub(crate) pending: Mutex<admission::PendingSet>,
+    /// Signalled when events are admitted or the engine stops.
+    pub(crate) wake: Condvar,
+    pub(crate) metrics: Metrics,
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
+}
+
+/// The engine handle; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    admit_tx: tokio::sync::mpsc::Sender<admission::Job>,
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl Engine {
+    /// Starts the engine for the merchant whose member key is `key`: loads the durable
+    /// pending events and starts the admission writer and block producer threads.
+    pub fn start(
+        store: Arc<Store>,
+        genesis: Arc<Genesis>,
+        key: SecretKey,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let member = genesis
+            .member_by_key(&key.public())
+            .filter(|m| m.role == fapiao_core::Role::Merchant)
+            .ok_or_else(|| EngineError::NotAMerchant(key.public().to_hex()))?;
+        let chain = member.code;
+        let pending = admission::PendingSet::load(&store)?;
+        let (admit_tx, admit_rx) = tokio::sync::mpsc::channel(config.admission_queue_max);
+        let shared = Arc::new(Shared {
+            network: genesis.network_id(),
+            chain,
+            store,
+            genesis,
+            key,
+            config,
+            pending: Mutex::new(pending),
+            wake: Condvar::new(),
+            metrics: Metrics::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+        });
+        if let Some(h) = shared.store.head(chain)? {
+            shared
+                .metrics
+                .head_height
+                .store(h.height, std::sync::atomic::Ordering::Relaxed);
+        }
+        let certs = shared
+            .store
+            .last::<fapiao_store::tables::Certs>(&fapiao_store::tables::chain_prefix(chain))?;
+        if let Some((_, c)) = certs {
+            shared
+                .metrics
+                .certified_height
+                .store(c.height, std::sync::atomic::Ordering::Relaxed);
+        }
+        shared.metrics.pending.store(
+            shared.pending.lock().map(|p| p.len()).unwrap_or(0) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let s1 = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("admission".into())
+            .spawn(move || admission::writer_loop(s1, admit_rx))
+            .map_err(|_| EngineError::Stopped)?;
+        let s2 = shared.clone();
+        let producer = std::thread::Builder::new()
+            .name("producer".into())
+            .spawn(move || producer::producer_loop(s2))
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(Engine {
+            shared,
+            admit_tx,
+            threads: Arc::new(Mutex::new(vec![writer, producer])),
+        })
+    }
+
+    /// This node's chain.
+    pub fn chain(&self) -> MemberCode {
+        self.shared.chain
+    }
+
+    /// The network id.
+    pub fn network(&self) -> NetworkId {
+        self.shared.network
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.shared.genesis
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Stops the threads after the block in progress; pending events stay durable.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        self.stop_writer();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Whether a critical thread has died (the node should exit).
+    pub fn failed(&self) -> bool {
+        self.shared
+            .metrics
+            .thread_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    }
+}

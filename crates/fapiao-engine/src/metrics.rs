@@ -1,0 +1,151 @@
+//! Counters and gauges, rendered in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The engine's metrics.
+#[derive(Default, Debug)]
+pub struct Metrics {
+    /// Events admitted (durable pending).
+    pub events_admitted: AtomicU64,
+    /// Submissions of an already known event.
+    pub events_duplicate: AtomicU64,
+    /// Events refused at admission.
+    pub events_refused: AtomicU64,
+    /// Admitted events dropped at execution.
+    pub events_rejected_execution: AtomicU64,
+    /// Input events committed in blocks.
+    pub events_committed: AtomicU64,
+    /// Derived events committed.
+    pub derived_committed: AtomicU64,
+    /// Blocks committed.
+    pub blocks_committed: AtomicU64,
+    /// Current pending events.
+    pub pending: AtomicU64,
+    /// Head height of this node's chain.
+    pub head_height: AtomicU64,
+    /// Highest certified height of this node's chain.
+    pub certified_height: AtomicU64,
+    /// Signatures checked at admission.
+    pub signatures_verified: AtomicU64,
+    /// Admission groups written (one synced write each).
+    pub admission_groups: AtomicU64,
+    /// Time in admission writes, microseconds.
+    pub admission_micros: AtomicU64,
+    /// Time building and committing blocks, microseconds.
+    pub block_micros: AtomicU64,
+    /// Critical threads that died.
+    pub thread_failures: AtomicU64,
+    /// HTTP requests answered with an error.
+    pub http_errors: AtomicU64,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let rows: [(&str, &str, &str, u64); 16] = [
+            (
+                "fapiao_events_admitted_total",
+                "counter",
+                "Events admitted (durable, acknowledged).",
+                g(&self.events_admitted),
+            ),
+            (
+                "fapiao_events_duplicate_total",
+                "counter",
+                "Submissions of an already known event.",
+                g(&self.events_duplicate),
+            ),
+            (
+                "fapiao_events_refused_total",
+                "counter",
+                "Events refused at admission.",
+                g(&self.events_refused),
+            ),
+            (
+                "fapiao_events_rejected_execution_total",
+                "counter",
+                "Admitted events dropped when executed.",
+                g(&self.events_rejected_execution),
+            ),
+            (
+                "fapiao_events_committed_total",
+                "counter",
+                "Input events committed in blocks.",
+                g(&self.events_committed),
+            ),
+            (
+                "fapiao_derived_committed_total",
+                "counter",
+                "Derived events committed in blocks.",
+                g(&self.derived_committed),
+            ),
+            (
+                "fapiao_blocks_committed_total",
+                "counter",
+                "Blocks committed.",
+                g(&self.blocks_committed),
+            ),
+            (
+                "fapiao_pending_events",
+                "gauge",
+                "Admitted events waiting for a block.",
+                g(&self.pending),
+            ),
+            (
+                "fapiao_head_height",
+                "gauge",
+                "Height of this node's chain.",
+                g(&self.head_height),
+            ),
+            (
+                "fapiao_certified_height",
+                "gauge",
+                "Highest certified height of this node's chain.",
+                g(&self.certified_height),
+            ),
+            (
+                "fapiao_signatures_verified_total",
+                "counter",
+                "Event signatures verified at admission.",
+                g(&self.signatures_verified),
+            ),
+            (
+                "fapiao_admission_groups_total",
+                "counter",
+                "Synced admission writes.",
+                g(&self.admission_groups),
+            ),
+            (
+                "fapiao_admission_seconds_total",
+                "counter",
+                "Seconds spent in admission writes.",
+                g(&self.admission_micros) / 1_000_000,
+            ),
+            (
+                "fapiao_block_seconds_total",
+                "counter",
+                "Seconds spent building and committing blocks.",
+                g(&self.block_micros) / 1_000_000,
+            ),
+            (
+                "fapiao_thread_failures_total",
+                "counter",
+                "Critical threads that died.",
+                g(&self.thread_failures),
+            ),
+            (
+                "fapiao_http_errors_total",
+                "counter",
+                "HTTP requests answered with an error.",
+                g(&self.http_errors),
+            ),
+        ];
+        let mut s = String::new();
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        s
+    }
+}

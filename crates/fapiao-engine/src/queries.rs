@@ -1,0 +1,306 @@
+//! Reads for the API and the CLI.
+
+use crate::Engine;
+use fapiao_core::event::FailureReason;
+use fapiao_core::{Block, Certificate, EventId, Header, InvoiceNumber, MemberCode, NetworkId};
+use fapiao_domain::state::{InvoiceRecord, PaymentInvoicing, PaymentRecord, RequestOutcome, RequestRecord};
+use fapiao_domain::{StateKey, StateRead, StateValue};
+use fapiao_store::tables::{self, IdxFailure, State};
+use fapiao_store::{failure_index, Head, StoreError};
+use std::sync::atomic::Ordering;
+
+/// Where an event stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Durable, waiting for a block.
+    Pending,
+    /// In a block.
+    Committed {
+        /// Height.
+        height: u64,
+        /// Index among the block's entries.
+        index: u32,
+        /// Whether the block has a certificate.
+        certified: bool,
+    },
+    /// Admitted, then dropped at execution.
+    Rejected {
+        /// Code.
+        code: String,
+        /// Why.
+        message: String,
+        /// Field.
+        field: Option<String>,
+    },
+    /// Never seen by this node.
+    Unknown,
+}
+
+/// A payment with its invoicing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentView {
+    /// The payment facts.
+    pub record: PaymentRecord,
+    /// How much of it is invoiced.
+    pub invoicing: PaymentInvoicing,
+}
+
+/// A failed request, for the failures list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureRow {
+    /// The request.
+    pub request_id: String,
+    /// Why it failed.
+    pub reason: FailureReason,
+    /// The field at fault.
+    pub field: String,
+    /// Specifics.
+    pub detail: String,
+    /// The request record.
+    pub record: RequestRecord,
+    /// The invoice its retries ended in, if they did.
+    pub resolved_by: Option<(String, InvoiceNumber)>,
+}
+
+/// Node status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Network id.
+    pub network: NetworkId,
+    /// Network name.
+    pub network_name: String,
+    /// This node's chain.
+    pub chain: MemberCode,
+    /// Its head.
+    pub head: Option<Head>,
+    /// Highest certified height of this chain.
+    pub certified_height: u64,
+    /// Pending events.
+    pub pending: u64,
+    /// Members in genesis.
+    pub members: usize,
+    /// Quorum.
+    pub quorum: u32,
+}
+
+fn variant_prefix(chain: MemberCode, sample: &StateKey) -> Vec<u8> {
+    let mut p = tables::chain_prefix(chain);
+    p.extend_from_slice(&sample.to_bytes()[..4]);
+    p
+}
+
+impl Engine {
+    fn view(&self) -> fapiao_store::ChainView<'_> {
+        self.store().state(self.chain())
+    }
+
+    fn get_state(&self, key: StateKey) -> Result<Option<StateValue>, StoreError> {
+        self.view().get(&key)
+    }
+
+    /// An event's status.
+    pub fn event_status(&self, id: &EventId) -> Result<EventStatus, StoreError> {
+        if self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ids
+            .contains_key(id)
+        {
+            return Ok(EventStatus::Pending);
+        }
+        if let Some(loc) = self.store().locate(id)? {
+            let certified = self.store().certificate(loc.chain, loc.height)?.is_some();
+            return Ok(EventStatus::Committed {
+                height: loc.height,
+                index: loc.index,
+                certified,
+            });
+        }
+        if let Some(r) = self.store().rejected(id)? {
+            return Ok(EventStatus::Rejected {
+                code: r.code,
+                message: r.message,
+                field: r.field,
+            });
+        }
+        Ok(EventStatus::Unknown)
+    }
+
+    /// One payment.
+    pub fn payment(&self, id: &str) -> Result<Option<PaymentView>, StoreError> {
+        let Some(StateValue::Payment(record)) = self.get_state(StateKey::Payment(id.into()))? else {
+            return Ok(None);
+        };
+        let invoicing = match self.get_state(StateKey::PaymentInvoicing(id.into()))? {
+            Some(StateValue::PaymentInvoicing(i)) => i,
+            _ => PaymentInvoicing::default(),
+        };
+        Ok(Some(PaymentView { record, invoicing }))
+    }
+
+    /// Payments in id order, after `after`, at most `limit`.
+    pub fn payments(&self, after: Option<&str>, limit: usize) -> Result<Vec<PaymentView>, StoreError> {
+        let chain = self.chain();
+        let prefix = variant_prefix(chain, &StateKey::Payment(String::new()));
+        let start = after.map(|a| {
+            let mut k = tables::chain_prefix(chain);
+            k.extend_from_slice(&StateKey::Payment(a.into()).to_bytes());
+            k.push(0); // strictly after
+            k
+        });
+        let rows = self.store().scan::<State>(&prefix, start.as_deref(), limit)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, v) in rows {
+            if let StateValue::Payment(p) = v {
+                let id = p.recorded.payment_id.clone();
+                let invoicing = match self.get_state(StateKey::PaymentInvoicing(id))? {
+                    Some(StateValue::PaymentInvoicing(i)) => i,
+                    _ => PaymentInvoicing::default(),
+                };
+                out.push(PaymentView { record: p, invoicing });
+            }
+        }
+        Ok(out)
+    }
+
+    /// One invoice (blue or red) of this chain.
+    pub fn invoice(&self, number: &InvoiceNumber) -> Result<Option<InvoiceRecord>, StoreError> {
+        match self.get_state(StateKey::Invoice(*number))? {
+            Some(StateValue::Invoice(i)) => Ok(Some(i)),
+            _ => Ok(None),
+        }
+    }
+
+    /// One request.
+    pub fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        match self.get_state(StateKey::Request(id.into()))? {
+            Some(StateValue::Request(r)) => Ok(Some(r)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A request's whole history: the requests it retried (oldest first), itself, and
+    /// the requests that retried it.
+    pub fn request_history(&self, id: &str) -> Result<Vec<(String, RequestRecord)>, StoreError> {
+        let Some(me) = self.request(id)? else {
+            return Ok(Vec::new());
+        };
+        let mut back = Vec::new();
+        let mut cur = me.clone();
+        for _ in 0..1000 {
+            let prev = match &cur.body {
+                fapiao_domain::state::RequestBody::Invoice(r) => r.retry_of.clone(),
+                _ => None,
+            };
+            let Some(p) = prev else { break };
+            let Some(rec) = self.request(&p)? else { break };
+            back.push((p, rec.clone()));
+            cur = rec;
+        }
+        back.reverse();
+        back.push((id.to_string(), me.clone()));
+        let mut next = me.retried_by.clone();
+        for _ in 0..1000 {
+            let Some(n) = next else { break };
+            let Some(rec) = self.request(&n)? else { break };
+            next = rec.retried_by.clone();
+            back.push((n, rec));
+        }
+        Ok(back)
+    }
+
+    /// Failed requests, optionally of one reason; `open_only` leaves out those whose
+    /// retries ended in an issued invoice.
+    pub fn failures(
+        &self,
+        reason: Option<FailureReason>,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<FailureRow>, StoreError> {
+        let mut prefix = tables::chain_prefix(self.chain());
+        if let Some(r) = reason {
+            prefix.extend_from_slice(&failure_index(r).to_be_bytes());
+        }
+        let mut out = Vec::new();
+        for (k, _) in self.store().scan::<IdxFailure>(&prefix, None, usize::MAX)? {
+            if out.len() >= limit {
+                break;
+            }
+            let request_id = String::from_utf8_lossy(&k[8..]).into_owned();
+            let Some(record) = self.request(&request_id)? else {
+                continue;
+            };
+            let RequestOutcome::Failed { reason, field, detail } = record.outcome.clone() else {
+                continue;
+            };
+            let resolved_by = self.resolution(&record)?;
+            if open_only && resolved_by.is_some() {
+                continue;
+            }
+            out.push(FailureRow {
+                request_id,
+                reason,
+                field,
+                detail,
+                record,
+                resolved_by,
+            });
+        }
+        Ok(out)
+    }
+
+    fn resolution(&self, r: &RequestRecord) -> Result<Option<(String, InvoiceNumber)>, StoreError> {
+        let mut next = r.retried_by.clone();
+        for _ in 0..1000 {
+            let Some(n) = next else { return Ok(None) };
+            let Some(rec) = self.request(&n)? else { return Ok(None) };
+            if let RequestOutcome::Issued(num) = rec.outcome {
+                return Ok(Some((n, num)));
+            }
+            next = rec.retried_by;
+        }
+        Ok(None)
+    }
+
+    /// Headers from `from` upward with whether each is certified.
+    pub fn blocks(&self, from: u64, limit: usize) -> Result<Vec<(Header, bool)>, StoreError> {
+        let chain = self.chain();
+        let head = self.store().head(chain)?.map(|h| h.height).unwrap_or(0);
+        let mut out = Vec::new();
+        let mut h = from.max(1);
+        while h <= head && out.len() < limit {
+            if let Some(header) = self.store().header(chain, h)? {
+                let c = self.store().certificate(chain, h)?.is_some();
+                out.push((header, c));
+            }
+            h += 1;
+        }
+        Ok(out)
+    }
+
+    /// One block with its certificate.
+    pub fn block(&self, height: u64) -> Result<Option<(Block, Option<Certificate>)>, StoreError> {
+        let chain = self.chain();
+        let Some(b) = self.store().block(chain, height)? else {
+            return Ok(None);
+        };
+        Ok(Some((b, self.store().certificate(chain, height)?)))
+    }
+
+    /// The node's status.
+    pub fn status(&self) -> Result<NodeStatus, StoreError> {
+        let g = self.genesis();
+        Ok(NodeStatus {
+            network: self.network(),
+            network_name: g.network_name().to_string(),
+            chain: self.chain(),
+            head: self.store().head(self.chain())?,
+            certified_height: self.metrics().certified_height.load(Ordering::Relaxed),
+            pending: self.metrics().pending.load(Ordering::Relaxed),
+            members: g.members().len(),
+            quorum: g.quorum(),
+        })
+    }
+}

@@ -1,0 +1,570 @@
+//! The RocksDB store: typed reads, atomic block commits, durable pending events.
+
+use crate::tables::{self, *};
+use crate::StoreError;
+use fapiao_core::event::{DerivedKind, EventKind};
+use fapiao_core::smt::{self, Node, NodeKey, NodeStore, TreeUpdate};
+use fapiao_core::{codec, Block, BlockHash, Certificate, Entry, Event, EventId, Hash32, Header, MemberCode};
+use fapiao_domain::{StateKey, StateRead, StateValue};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Tuning for opening the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// RocksDB block cache, in bytes.
+    pub block_cache_bytes: usize,
+    /// Open read-only (replay and export of a live node's data).
+    pub read_only: bool,
+    /// Skip the head consistency check at open (only `rebuild-state` does this).
+    pub skip_check: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            block_cache_bytes: 256 * 1024 * 1024,
+            read_only: false,
+            skip_check: false,
+        }
+    }
+}
+
+/// The node's database.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    read_only: bool,
+}
+
+/// State writes and state tree changes for one block, prepared before the header is
+/// signed (the header carries the resulting root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedState {
+    /// The chain.
+    pub chain: MemberCode,
+    /// State records written.
+    pub writes: BTreeMap<StateKey, StateValue>,
+    /// Tree nodes changed (`None` = deleted).
+    pub tree: BTreeMap<NodeKey, Option<Node>>,
+    /// The state root after the block.
+    pub root: Hash32,
+}
+
+/// Everything one block commit writes, atomically.
+pub struct BlockCommit<'a> {
+    /// The block.
+    pub block: &'a Block,
+    /// Its state changes (root must equal the header's state root).
+    pub state: &'a PreparedState,
+    /// Pending sequence numbers now in this block or dropped.
+    pub pending_done: &'a [u64],
+    /// Admitted events dropped at execution.
+    pub rejected: &'a [(EventId, RejectedInfo)],
+    /// This node's vote for the block, if it votes.
+    pub vote: Option<BlockHash>,
+    /// The block's certificate, if already known.
+    pub certificate: Option<&'a Certificate>,
+}
+
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o
+}
+
+impl Store {
+    /// Opens (creating if missing) the store at `path`, then checks every chain's head:
+    /// the head block's hash, its parent link, and that the stored state tree's root is
+    /// the head's state root. A mismatch refuses to open with the repair command.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(!options.read_only);
+        db_opts.create_missing_column_families(!options.read_only);
+        db_opts.set_paranoid_checks(true);
+        let mut table_opts = BlockBasedOptions::default();
+        table_opts.set_block_cache(&Cache::new_lru_cache(options.block_cache_bytes));
+        table_opts.set_bloom_filter(10.0, false);
+        db_opts.set_block_based_table_factory(&table_opts);
+        db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        db_opts.increase_parallelism(2);
+        let db = if options.read_only {
+            DB::open_cf_for_read_only(&db_opts, path, tables::ALL, false)
+        } else {
+            let cfs = tables::ALL
+                .iter()
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options()));
+            DB::open_cf_descriptors(&db_opts, path, cfs)
+        }
+        .map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            read_only: options.read_only,
+        };
+        if !options.skip_check {
+            store.check_heads()?;
+        }
+        Ok(store)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
+        match self.db.cf_handle(name) {
+            Some(cf) => cf,
+            None => panic!("column family {name} is created at open"),
+        }
+    }
+
+    /// Reads a typed value.
+    pub fn get<T: Table>(&self, key: &T::Key) -> Result<Option<T::Value>, StoreError> {
+        let k = T::key(key);
+        match self.db.get_pinned_cf(self.cf(T::NAME), &k).map_err(StoreError::rocks)? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
+                table: T::NAME,
+                key: hex_key(&k),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Typed values whose keys start with `prefix`, in key order, from `start` (a full
+    /// key at or after the prefix), at most `limit`.
+    pub fn scan<T: Table>(
+        &self,
+        prefix: &[u8],
+        start: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T::Value)>, StoreError> {
+        let from = start.unwrap_or(prefix);
+        let iter = self
+            .db
+            .iterator_cf(self.cf(T::NAME), IteratorMode::From(from, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(StoreError::rocks)?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            let value = codec::decode(&v).map_err(|e| StoreError::Corrupt {
+                table: T::NAME,
+                key: hex_key(&k),
+                message: e.to_string(),
+            })?;
+            out.push((k.to_vec(), value));
+        }
+        Ok(out)
+    }
+
+    /// The last typed value whose key starts with `prefix`.
+    pub fn last<T: Table>(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, T::Value)>, StoreError> {
+        let mut upper = prefix.to_vec();
+        upper.extend_from_slice(&[0xff; 24]);
+        let mut iter = self
+            .db
+            .iterator_cf(self.cf(T::NAME), IteratorMode::From(&upper, Direction::Reverse));
+        match iter.next() {
+            Some(item) => {
+                let (k, v) = item.map_err(StoreError::rocks)?;
+                if !k.starts_with(prefix) {
+                    return Ok(None);
+                }
+                let value = codec::decode(&v).map_err(|e| StoreError::Corrupt {
+                    table: T::NAME,
+                    key: hex_key(&k),
+                    message: e.to_string(),
+                })?;
+                Ok(Some((k.to_vec(), value)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn put<T: Table>(&self, batch: &mut WriteBatch, key: &T::Key, value: &T::Value) {
+        batch.put_cf(self.cf(T::NAME), T::key(key), codec::to_bytes(value));
+    }
+
+    fn delete<T: Table>(&self, batch: &mut WriteBatch, key: &T::Key) {
+        batch.delete_cf(self.cf(T::NAME), T::key(key));
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(StoreError::rocks)
+    }
+
+    /// A chain's head.
+    pub fn head(&self, chain: MemberCode) -> Result<Option<Head>, StoreError> {
+        self.get::<Heads>(&chain)
+    }
+
+    /// Every chain with at least one block, with its head.
+    pub fn heads(&self) -> Result<Vec<(MemberCode, Head)>, StoreError> {
+        let rows = self.scan::<Heads>(&[], None, usize::MAX)?;
+        rows.into_iter()
+            .map(|(k, h)| {
+                let code = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
+                MemberCode::new(code)
+                    .map(|c| (c, h))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        table: Heads::NAME,
+                        key: hex_key(&k),
+                        message: "member code out of range".into(),
+                    })
+            })
+            .collect()
+    }
+
+    /// A block header.
+    pub fn header(&self, chain: MemberCode, height: u64) -> Result<Option<Header>, StoreError> {
+        self.get::<Headers>(&(chain, height))
+    }
+
+    /// A whole block (header and entries), checked against its header's count and root.
+    pub fn block(&self, chain: MemberCode, height: u64) -> Result<Option<Block>, StoreError> {
+        let Some(header) = self.header(chain, height)? else {
+            return Ok(None);
+        };
+        let entries: Vec<Entry> = self
+            .scan::<Entries>(&tables::block_prefix(chain, height), None, usize::MAX)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        let block = Block { header, entries };
+        block.check_entries().map_err(|_| StoreError::Inconsistent {
+            chain,
+            detail: format!("block {height}'s stored entries do not match its header"),
+        })?;
+        Ok(Some(block))
+    }
+
+    /// One entry.
+    pub fn entry(&self, loc: &EntryLoc) -> Result<Option<Entry>, StoreError> {
+        self.get::<Entries>(&(loc.chain, loc.height, loc.index))
+    }
+
+    /// A block's certificate, if it has one.
+    pub fn certificate(&self, chain: MemberCode, height: u64) -> Result<Option<Certificate>, StoreError> {
+        self.get::<Certs>(&(chain, height))
+    }
+
+    /// This node's vote at (chain, height), if it voted.
+    pub fn vote(&self, chain: MemberCode, height: u64) -> Result<Option<BlockHash>, StoreError> {
+        self.get::<Votes>(&(chain, height))
+    }
+
+    /// Persists a vote (synced) before the attestation is sent.
+    pub fn put_vote(&self, chain: MemberCode, height: u64, block: BlockHash) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        self.put::<Votes>(&mut b, &(chain, height), &block);
+        self.write_synced(b)
+    }
+
+    /// Stores a certificate (synced).
+    pub fn put_certificate(&self, cert: &Certificate) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        self.put::<Certs>(&mut b, &(cert.chain, cert.height), cert);
+        self.write_synced(b)
+    }
+
+    /// Makes admitted events durable (one synced batch), under the given sequences.
+    pub fn add_pending(&self, events: &[(u64, &Event)]) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        for (seq, e) in events {
+            self.put::<Pending>(&mut b, seq, e);
+        }
+        self.write_synced(b)
+    }
+
+    /// Every pending event, in admission order.
+    pub fn pending(&self) -> Result<Vec<(u64, Event)>, StoreError> {
+        self.scan::<Pending>(&[], None, usize::MAX)?
+            .into_iter()
+            .map(|(k, e)| {
+                let seq = u64::from_be_bytes(k.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                    table: Pending::NAME,
+                    key: hex_key(&k),
+                    message: "key is not 8 bytes".into(),
+                })?);
+                Ok((seq, e))
+            })
+            .collect()
+    }
+
+    /// The state view of one chain (implements the domain's `StateRead`).
+    pub fn state(&self, chain: MemberCode) -> ChainView<'_> {
+        ChainView { store: self, chain }
+    }
+
+    /// Computes the tree changes and new root for a block's state writes.
+    pub fn prepare_state(
+        &self,
+        chain: MemberCode,
+        writes: BTreeMap<StateKey, StateValue>,
+    ) -> Result<PreparedState, StoreError> {
+        let view = self.state(chain);
+        let mut update = TreeUpdate::new(&view);
+        for (k, v) in &writes {
+            let kh = smt::key_hash(&k.to_bytes());
+            let vh = smt::value_hash(&v.to_bytes());
+            update.set(&kh, Some(&vh)).map_err(|e| tree_err(chain, e))?;
+        }
+        let root = update.root().map_err(|e| tree_err(chain, e))?;
+        Ok(PreparedState {
+            chain,
+            writes,
+            tree: update.into_changes(),
+            root,
+        })
+    }
+
+    /// The stored state root of a chain (the empty root for a chain with no state).
+    pub fn state_root(&self, chain: MemberCode) -> Result<Hash32, StoreError> {
+        let root = self.get::<Tree>(&(chain, NodeKey::on_path(0, &smt::EMPTY)))?;
+        Ok(root.map(|n| n.hash()).unwrap_or(smt::EMPTY))
+    }
+
+    /// A proof of `key`'s current value in `chain`'s state.
+    pub fn prove(&self, chain: MemberCode, key: &StateKey) -> Result<smt::StateProof, StoreError> {
+        smt::prove(&self.state(chain), &smt::key_hash(&key.to_bytes())).map_err(|e| tree_err(chain, e))
+    }
+
+    /// Commits one block atomically (one synced WriteBatch): header, entries, entry
+    /// index, business indexes, state, tree, head, and the pending events it consumed.
+    /// Checks the chain invariants right before writing.
+    pub fn commit_block(&self, c: &BlockCommit<'_>) -> Result<(), StoreError> {
+        let h = &c.block.header.body;
+        let chain = h.chain;
+        // Invariants: these are programming errors if they fail, not bad input.
+        let head = self.head(chain)?;
+        let (expect_height, expect_parent) = match head {
+            Some(hd) => (hd.height + 1, hd.hash),
+            None => (1, BlockHash(Hash32::ZERO)),
+        };
+        assert_eq!(h.height, expect_height, "block height must follow the head");
+        assert_eq!(h.parent, expect_parent, "block parent must be the head");
+        assert_eq!(c.state.chain, chain, "state prepared for another chain");
+        assert_eq!(
+            c.state.root, h.state_root,
+            "header state root must be the prepared root"
+        );
+        if let Some(hd) = head {
+            assert!(h.timestamp >= hd.timestamp, "block timestamps never go back");
+        }
+        c.block.check_entries().map_err(|_| StoreError::Inconsistent {
+            chain,
+            detail: format!("block {} entries do not match its header", h.height),
+        })?;
+
+        let mut b = WriteBatch::default();
+        let hash = c.block.header.hash();
+        self.put::<Headers>(&mut b, &(chain, h.height), &c.block.header);
+        for (i, entry) in c.block.entries.iter().enumerate() {
+            let loc = EntryLoc {
+                chain,
+                height: h.height,
+                index: i as u32,
+            };
+            self.put::<Entries>(&mut b, &(chain, h.height, loc.index), entry);
+            self.index_entry(&mut b, entry, loc);
+        }
+        for (k, v) in &c.state.writes {
+            self.put::<State>(&mut b, &(chain, k.clone()), v);
+        }
+        for (k, v) in &c.state.tree {
+            match v {
+                Some(n) => self.put::<Tree>(&mut b, &(chain, *k), n),
+                None => self.delete::<Tree>(&mut b, &(chain, *k)),
+            }
+        }
+        self.put::<Heads>(
+            &mut b,
+            &chain,
+            &Head {
+                height: h.height,
+                hash,
+                state_root: h.state_root,
+                timestamp: h.timestamp,
+            },
+        );
+        for seq in c.pending_done {
+            self.delete::<Pending>(&mut b, seq);
+        }
+        for (id, info) in c.rejected {
+            self.put::<Rejected>(&mut b, id, info);
+        }
+        if let Some(v) = c.vote {
+            self.put::<Votes>(&mut b, &(chain, h.height), &v);
+        }
+        if let Some(cert) = c.certificate {
+            assert_eq!(cert.block, hash, "certificate for another block");
+            self.put::<Certs>(&mut b, &(chain, h.height), cert);
+        }
+        self.write_synced(b)
+    }
+
+    fn index_entry(&self, b: &mut WriteBatch, entry: &Entry, loc: EntryLoc) {
+        self.put::<Events>(b, &entry.id(), &loc);
+        let chain = loc.chain;
+        match entry {
+            Entry::Event(e) => match &e.body.kind {
+                EventKind::PaymentRecorded(p) => self.put::<IdxPayment>(b, &(chain, p.payment_id.clone()), &loc),
+                EventKind::InvoiceRequested(r) => self.put::<IdxRequest>(b, &(chain, r.request_id.clone()), &loc),
+                EventKind::InvoiceRedLetterRequested(r) => {
+                    self.put::<IdxRequest>(b, &(chain, r.request_id.clone()), &loc)
+                }
+                _ => {}
+            },
+            Entry::Derived(d) => match &d.kind {
+                DerivedKind::InvoiceIssued(i) => self.put::<IdxInvoice>(b, &i.number, &loc),
+                DerivedKind::InvoiceReversed(r) => self.put::<IdxInvoice>(b, &r.red_number, &loc),
+                DerivedKind::InvoiceFailed(f) => {
+                    self.put::<IdxFailure>(b, &(chain, failure_index(f.reason), f.request_id.clone()), &loc)
+                }
+                _ => {}
+            },
+        }
+    }
+
+    /// Removes pending events that did not make it into a block, recording why.
+    pub fn drop_pending(&self, seqs: &[u64], rejected: &[(EventId, RejectedInfo)]) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        for s in seqs {
+            self.delete::<Pending>(&mut b, s);
+        }
+        for (id, info) in rejected {
+            self.put::<Rejected>(&mut b, id, info);
+        }
+        self.write_synced(b)
+    }
+
+    /// Where an entry is, by id.
+    pub fn locate(&self, id: &EventId) -> Result<Option<EntryLoc>, StoreError> {
+        self.get::<Events>(id)
+    }
+
+    /// Why an admitted event was dropped, if it was.
+    pub fn rejected(&self, id: &EventId) -> Result<Option<RejectedInfo>, StoreError> {
+        self.get::<Rejected>(id)
+    }
+
+    /// Checks every head (see [`Store::open`]).
+    pub fn check_heads(&self) -> Result<(), StoreError> {
+        for (chain, head) in self.heads()? {
+            let bad = |detail: String| StoreError::Inconsistent { chain, detail };
+            let header = self
+                .header(chain, head.height)?
+                .ok_or_else(|| bad(format!("head block {} is missing", head.height)))?;
+            if header.hash() != head.hash {
+                return Err(bad(format!(
+                    "head block {} does not hash to the recorded head",
+                    head.height
+                )));
+            }
+            if head.height > 1 {
+                let parent = self
+                    .header(chain, head.height - 1)?
+                    .ok_or_else(|| bad(format!("block {} is missing", head.height - 1)))?;
+                if parent.hash() != header.body.parent {
+                    return Err(bad(format!(
+                        "block {} does not link to block {}",
+                        head.height,
+                        head.height - 1
+                    )));
+                }
+            }
+            let root = self.state_root(chain)?;
+            if root != header.body.state_root {
+                return Err(bad(format!(
+                    "stored state root {} is not head block {}'s state root {}",
+                    root, head.height, header.body.state_root
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every block-derived table (state, tree, indexes) so they can be rebuilt
+    /// from the blocks. Blocks, certificates, votes and pending events are kept.
+    pub fn clear_derived(&self) -> Result<(), StoreError> {
+        for name in tables::DERIVED {
+            let cf = self.cf(name);
+            let mut b = WriteBatch::default();
+            b.delete_range_cf(cf, [0u8; 0].as_slice(), [0xffu8; 64].as_slice());
+            self.write_synced(b)?;
+        }
+        let mut b = WriteBatch::default();
+        for (chain, _) in self.heads()? {
+            self.delete::<Heads>(&mut b, &chain);
+        }
+        self.write_synced(b)
+    }
+
+    /// Puts a head back after `clear_derived` without touching anything else.
+    pub fn set_head(&self, chain: MemberCode, head: &Head) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        self.put::<Heads>(&mut b, &chain, head);
+        self.write_synced(b)
+    }
+
+    /// A RocksDB checkpoint (a consistent copy, hard-linked where possible) at `dir`.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(StoreError::rocks)?;
+        cp.create_checkpoint(dir).map_err(StoreError::rocks)
+    }
+}
+
+/// The failure index's reason number (the enum index in the canonical encoding).
+pub fn failure_index(reason: fapiao_core::event::FailureReason) -> u32 {
+    let bytes = codec::to_bytes(&reason);
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+fn tree_err(chain: MemberCode, e: smt::TreeError<StoreError>) -> StoreError {
+    match e {
+        smt::TreeError::Read(e) => e,
+        smt::TreeError::Corrupt(depth) => StoreError::Inconsistent {
+            chain,
+            detail: format!("state tree is malformed at depth {depth}"),
+        },
+    }
+}
+
+fn hex_key(k: &[u8]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One chain's state, read from the store.
+pub struct ChainView<'a> {
+    store: &'a Store,
+    chain: MemberCode,
+}
+
+impl StateRead for ChainView<'_> {
+    type Error = StoreError;
+    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        self.store.get::<State>(&(self.chain, key.clone()))
+    }
+}
+
+impl NodeStore for ChainView<'_> {
+    type Error = StoreError;
+    fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
+        self.store.get::<Tree>(&(self.chain, *at))
+    }
+}

@@ -1,0 +1,204 @@
+//! Typed column families: each table has a name, a key type with an order-preserving
+//! byte encoding, and a value type in the canonical encoding.
+
+use fapiao_core::smt::{Node, NodeKey};
+use fapiao_core::{
+    codec, BlockHash, Certificate, Entry, Event, EventId, Hash32, Header, InvoiceNumber, MemberCode, Timestamp,
+};
+use fapiao_domain::{StateKey, StateValue};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// A column family with typed keys and values.
+pub trait Table {
+    /// The column family name.
+    const NAME: &'static str;
+    /// The key type.
+    type Key;
+    /// The value type (canonical encoding).
+    type Value: Serialize + DeserializeOwned;
+    /// The key's bytes; big-endian numbers so RocksDB order is numeric order.
+    fn key(key: &Self::Key) -> Vec<u8>;
+}
+
+fn ch(chain: MemberCode) -> [u8; 4] {
+    chain.get().to_be_bytes()
+}
+
+fn chain_height(chain: MemberCode, height: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12);
+    k.extend_from_slice(&ch(chain));
+    k.extend_from_slice(&height.to_be_bytes());
+    k
+}
+
+fn chain_text(chain: MemberCode, text: &str) -> Vec<u8> {
+    let mut v = ch(chain).to_vec();
+    v.extend_from_slice(text.as_bytes());
+    v
+}
+
+/// Where an entry is: chain, height, index in the block.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct EntryLoc {
+    /// The chain.
+    pub chain: MemberCode,
+    /// The block height.
+    pub height: u64,
+    /// The index among the block's entries.
+    pub index: u32,
+}
+
+/// A chain's head.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Head {
+    /// Height of the last block.
+    pub height: u64,
+    /// Its hash.
+    pub hash: BlockHash,
+    /// Its state root.
+    pub state_root: Hash32,
+    /// Its timestamp.
+    pub timestamp: Timestamp,
+}
+
+/// Why an admitted event did not make it into a block (node-local).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RejectedInfo {
+    /// Stable code.
+    pub code: String,
+    /// Human message.
+    pub message: String,
+    /// Offending field.
+    pub field: Option<String>,
+    /// When the block that dropped it was built.
+    pub at: Timestamp,
+}
+
+macro_rules! table {
+    ($(#[$doc:meta])* $name:ident, $cf:literal, $key:ty, $value:ty, |$k:ident| $enc:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl Table for $name {
+            const NAME: &'static str = $cf;
+            type Key = $key;
+            type Value = $value;
+            fn key($k: &Self::Key) -> Vec<u8> {
+                $enc
+            }
+        }
+    };
+}
+
+table!(
+    /// Block headers by (chain, height).
+    Headers, "headers", (MemberCode, u64), Header, |k| chain_height(k.0, k.1)
+);
+table!(
+    /// Block entries by (chain, height, index).
+    Entries, "entries", (MemberCode, u64, u32), Entry, |k| {
+        let mut v = chain_height(k.0, k.1);
+        v.extend_from_slice(&k.2.to_be_bytes());
+        v
+    }
+);
+table!(
+    /// Certificates by (chain, height).
+    Certs, "certs", (MemberCode, u64), Certificate, |k| chain_height(k.0, k.1)
+);
+table!(
+    /// Where every entry (input or derived) is, by id.
+    Events, "events", EventId, EntryLoc, |k| k.0 .0.to_vec()
+);
+table!(
+    /// Issued and red-letter invoices by number: where the issuing entry is.
+    IdxInvoice, "idx_invoice", InvoiceNumber, EntryLoc, |k| codec::to_bytes(k)
+);
+table!(
+    /// Payments by (chain, payment id): where the recording event is.
+    IdxPayment, "idx_payment", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1)
+);
+table!(
+    /// Invoice and red-letter requests by (chain, request id).
+    IdxRequest, "idx_request", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1)
+);
+table!(
+    /// Failures by (chain, reason index, request id): where the failure entry is.
+    IdxFailure, "idx_failure", (MemberCode, u32, String), EntryLoc, |k| {
+        let mut v = ch(k.0).to_vec();
+        v.extend_from_slice(&k.1.to_be_bytes());
+        v.extend_from_slice(k.2.as_bytes());
+        v
+    }
+);
+table!(
+    /// Chain state records by (chain, key).
+    State, "state", (MemberCode, StateKey), StateValue, |k| {
+        let mut v = ch(k.0).to_vec();
+        v.extend_from_slice(&k.1.to_bytes());
+        v
+    }
+);
+table!(
+    /// State tree nodes by (chain, node position).
+    Tree, "tree", (MemberCode, NodeKey), Node, |k| {
+        let mut v = ch(k.0).to_vec();
+        v.push(k.1.depth);
+        v.extend_from_slice(k.1.prefix.as_bytes());
+        v
+    }
+);
+table!(
+    /// Admitted events not yet in a block, by admission sequence (node-local).
+    Pending, "pending", u64, Event, |k| k.to_be_bytes().to_vec()
+);
+table!(
+    /// This node's attestation votes by (chain, height): persisted before sending.
+    Votes, "votes", (MemberCode, u64), BlockHash, |k| chain_height(k.0, k.1)
+);
+table!(
+    /// Admitted events dropped at execution, with why (node-local).
+    Rejected, "rejected", EventId, RejectedInfo, |k| k.0 .0.to_vec()
+);
+table!(
+    /// Each chain's head.
+    Heads, "heads", MemberCode, Head, |k| ch(*k).to_vec()
+);
+
+/// Every column family, for opening.
+pub const ALL: [&str; 14] = [
+    Headers::NAME,
+    Entries::NAME,
+    Certs::NAME,
+    Events::NAME,
+    IdxInvoice::NAME,
+    IdxPayment::NAME,
+    IdxRequest::NAME,
+    IdxFailure::NAME,
+    State::NAME,
+    Tree::NAME,
+    Pending::NAME,
+    Votes::NAME,
+    Rejected::NAME,
+    Heads::NAME,
+];
+
+/// The column families derived from blocks (rebuilt by `rebuild-state`).
+pub const DERIVED: [&str; 7] = [
+    Events::NAME,
+    IdxInvoice::NAME,
+    IdxPayment::NAME,
+    IdxRequest::NAME,
+    IdxFailure::NAME,
+    State::NAME,
+    Tree::NAME,
+];
+
+/// The (chain, height) key prefix, for scans.
+pub fn chain_prefix(chain: MemberCode) -> Vec<u8> {
+    ch(chain).to_vec()
+}
+
+/// The (chain, height) prefix of a block's entries.
+pub fn block_prefix(chain: MemberCode, height: u64) -> Vec<u8> {
+    chain_height(chain, height)
+}

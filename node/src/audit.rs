@@ -1,0 +1,288 @@
+//! Operator commands: replay, rebuild-state, export, backup.
+
+use crate::config;
+use crate::files;
+use anyhow::{bail, Context, Result};
+use fapiao_core::{Genesis, MemberCode};
+use fapiao_store::replay::{replay, ReplayOptions, ReplayReport};
+use fapiao_store::{Store, StoreOptions};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Finds the ledger directory and genesis of a node data directory (one holding
+/// `node.toml`, as `fapiao dev` makes) or of explicit paths.
+pub(crate) fn locate(data: &Path, genesis: Option<&Path>) -> Result<(PathBuf, Genesis)> {
+    let node_toml = data.join("node.toml");
+    if node_toml.exists() {
+        let cfg = config::load(&node_toml)?;
+        let g = match genesis {
+            Some(g) => files::read_genesis(g)?,
+            None => files::read_genesis(&cfg.path(&cfg.config.genesis))?,
+        };
+        return Ok((cfg.ledger_dir(), g));
+    }
+    let Some(g) = genesis else {
+        bail!("{} has no node.toml; pass --genesis FILE", data.display());
+    };
+    let ledger = if data.join("ledger").exists() {
+        data.join("ledger")
+    } else {
+        data.to_path_buf()
+    };
+    Ok((ledger, files::read_genesis(g)?))
+}
+
+fn total_blocks(store: &Store, genesis: &Genesis) -> Result<u64> {
+    Ok(fapiao_store::replay::chain_heights(store, genesis)?
+        .iter()
+        .map(|(_, h)| h)
+        .sum())
+}
+
+pub(crate) fn run_replay(
+    data: &Path,
+    genesis: Option<&Path>,
+    verify_signatures: bool,
+    report: Option<&Path>,
+    into: Option<&Path>,
+) -> Result<()> {
+    let (ledger, genesis) = locate(data, genesis)?;
+    let source = Store::open(
+        &ledger,
+        &StoreOptions {
+            read_only: true,
+            skip_check: true,
+            ..StoreOptions::default()
+        },
+    )?;
+    let tmp;
+    let target_dir = match into {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(d)?.next().is_some() {
+                bail!("{} is not empty; replay writes a fresh store", d.display());
+            }
+            d.to_path_buf()
+        }
+        None => {
+            tmp = std::env::temp_dir().join(format!("fapiao-replay-{}", std::process::id()));
+            tmp
+        }
+    };
+    let target = Store::open(&target_dir, &StoreOptions::default())?;
+    let total = total_blocks(&source, &genesis)?;
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} blocks {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let started = std::time::Instant::now();
+    let r = replay(
+        &source,
+        &target,
+        &genesis,
+        ReplayOptions { verify_signatures },
+        &mut |n| {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        },
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    drop(target);
+    if into.is_none() {
+        let _ = std::fs::remove_dir_all(&target_dir);
+    }
+    print_report(&r, secs);
+    if let Some(path) = report {
+        let text = serde_json::to_string_pretty(&report_json(&r, secs))?;
+        files::write_atomic(path, &text)?;
+        println!("report written to {}", path.display());
+    }
+    if !r.is_clean() {
+        bail!("replay found {} anomalies", r.anomalies.len().max(1));
+    }
+    Ok(())
+}
+
+fn print_report(r: &ReplayReport, secs: f64) {
+    let c = &r.counts;
+    println!(
+        "replayed {} blocks, {} events ({} entries) in {:.2} s: {:.0} events/s",
+        c.blocks,
+        c.events,
+        c.entries,
+        secs,
+        c.events as f64 / secs.max(1e-9)
+    );
+    if c.signatures_verified > 0 {
+        println!("signatures verified: {}", c.signatures_verified);
+    }
+    println!(
+        "{:<8} {:>8} {:>8} {:>10} {:<66} {}",
+        "CHAIN", "HEIGHT", "OF", "CERTIFIED", "STATE ROOT", "LIVE STATE"
+    );
+    for ch in &r.chains {
+        println!(
+            "{:<8} {:>8} {:>8} {:>10} {:<66} {}",
+            ch.chain.to_string(),
+            ch.height,
+            ch.source_height,
+            ch.certified,
+            ch.state_root.to_string(),
+            if ch.matches_live_state { "matches" } else { "DIFFERS" }
+        );
+    }
+    println!(
+        "payments {} (paid {}), refunds {} (refunded {}), payment reversals {}",
+        c.payments,
+        fapiao_core::Fen(c.paid_fen),
+        c.refunds,
+        fapiao_core::Fen(c.refunded_fen),
+        c.payment_reversals
+    );
+    println!(
+        "invoices issued {}, red-letter {}, claims {} (refused {})",
+        c.invoices_issued, c.red_letters, c.claims, c.claims_refused
+    );
+    let statuses: Vec<String> = c.invoices_by_status.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!(
+        "invoices by status: {}",
+        if statuses.is_empty() {
+            "none".into()
+        } else {
+            statuses.join(", ")
+        }
+    );
+    let failures: Vec<String> = c.failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!(
+        "failures by reason: {}",
+        if failures.is_empty() {
+            "none".into()
+        } else {
+            failures.join(", ")
+        }
+    );
+    if r.anomalies.is_empty() {
+        println!("anomalies: none");
+    } else {
+        println!("anomalies: {}", r.anomalies.len());
+        for a in &r.anomalies {
+            println!("  chain {} height {}: {} — {}", a.chain, a.height, a.kind, a.detail);
+        }
+    }
+}
+
+fn report_json(r: &ReplayReport, secs: f64) -> serde_json::Value {
+    let c = &r.counts;
+    json!({
+        "seconds": secs,
+        "clean": r.is_clean(),
+        "chains": r.chains.iter().map(|ch| json!({
+            "chain": ch.chain.to_string(), "height": ch.height, "source_height": ch.source_height,
+            "certified": ch.certified, "state_root": ch.state_root.to_string(), "matches_live_state": ch.matches_live_state,
+        })).collect::<Vec<_>>(),
+        "counts": {
+            "blocks": c.blocks, "entries": c.entries, "events": c.events, "signatures_verified": c.signatures_verified,
+            "payments": c.payments, "paid_fen": c.paid_fen, "refunds": c.refunds, "refunded_fen": c.refunded_fen,
+            "payment_reversals": c.payment_reversals, "invoices_issued": c.invoices_issued, "red_letters": c.red_letters,
+            "claims": c.claims, "claims_refused": c.claims_refused,
+            "invoices_by_status": c.invoices_by_status, "failures_by_reason": c.failures,
+        },
+        "anomalies": r.anomalies.iter().map(|a| json!({
+            "chain": a.chain.to_string(), "height": a.height, "kind": a.kind, "detail": a.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn rebuild_state(config_path: &Path) -> Result<()> {
+    let cfg = config::load(config_path)?;
+    let genesis = files::read_genesis(&cfg.path(&cfg.config.genesis))?;
+    let store = Store::open(
+        &cfg.ledger_dir(),
+        &StoreOptions {
+            skip_check: true,
+            ..StoreOptions::default()
+        },
+    )
+    .context("opening the ledger (is the node still running? stop it first)")?;
+    println!("clearing state, state tree and indexes; replaying every block");
+    store.clear_derived()?;
+    let started = std::time::Instant::now();
+    let r = replay(&store, &store, &genesis, ReplayOptions::default(), &mut |_| {})?;
+    print_report(&r, started.elapsed().as_secs_f64());
+    if !r.anomalies.is_empty() {
+        bail!("the block log itself has anomalies; restore a checkpoint");
+    }
+    store.check_heads()?;
+    println!("state rebuilt; the node can start");
+    Ok(())
+}
+
+pub(crate) fn export(data: &Path, genesis: Option<&Path>, chain: &str, format: &str, out: Option<&Path>) -> Result<()> {
+    if format != "jsonl" {
+        bail!("--format: only jsonl is supported");
+    }
+    let chain: MemberCode = chain
+        .parse()
+        .map_err(|e: fapiao_core::ids::ParseError| anyhow::anyhow!("--chain: {e}"))?;
+    let (ledger, _) = locate(data, genesis)?;
+    let store = Store::open(
+        &ledger,
+        &StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )?;
+    let head = store.head(chain)?.map(|h| h.height).unwrap_or(0);
+    let mut w: Box<dyn Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut n = 0u64;
+    for h in 1..=head {
+        let Some(block) = store.block(chain, h)? else {
+            bail!("block {h} of chain {chain} is missing");
+        };
+        let certified = store.certificate(chain, h)?.is_some();
+        for (i, e) in block.entries.iter().enumerate() {
+            let mut v = fapiao_api::dto::entry_json(e);
+            v["height"] = json!(h);
+            v["index"] = json!(i);
+            v["block_hash"] = json!(block.header.hash().to_string());
+            v["certified"] = json!(certified);
+            writeln!(w, "{}", serde_json::to_string(&v)?)?;
+            n += 1;
+        }
+    }
+    w.flush()?;
+    eprintln!("exported {n} entries of chain {chain} ({head} blocks)");
+    Ok(())
+}
+
+pub(crate) fn backup(config_path: &Path, out: &Path) -> Result<()> {
+    let cfg = config::load(config_path)?;
+    if out.exists() {
+        bail!("{} exists; a checkpoint goes into a new directory", out.display());
+    }
+    let store =
+        Store::open(&cfg.ledger_dir(), &StoreOptions::default()).context("opening the ledger (stop the node first)")?;
+    store.checkpoint(out)?;
+    println!(
+        "checkpoint written to {} (open it as a ledger directory to restore)",
+        out.display()
+    );
+    Ok(())
+}

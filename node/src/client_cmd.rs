@@ -1,0 +1,641 @@
+//! Client commands: sign locally, call the node's API, print a table or JSON.
+
+use crate::config::{load_profile, ClientProfile};
+use crate::files;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use fapiao_api::dto::{FailureListDto, InvoiceDto, SubmitResult};
+use fapiao_api::Client;
+use fapiao_core::event::*;
+use fapiao_core::{
+    EventBody, EventId, Fen, Hash32, InvoiceNumber, MemberCode, NetworkId, PublicKey, Quantity, SecretKey, TaxRate,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Options every client command takes.
+#[derive(Args, Clone)]
+pub(crate) struct ClientOpts {
+    /// Client profile (node URL, token, key files).
+    #[arg(long, global = true, env = "FAPIAO_CLIENT", default_value = "data/dev/client.toml")]
+    client: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Return as soon as the event is durable, without waiting for its block.
+    #[arg(long, global = true)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum InvoiceCommand {
+    /// Request an invoice for one or more payments.
+    Request(RequestArgs),
+    /// Show an invoice.
+    Show {
+        /// The 20-digit number.
+        number: String,
+    },
+    /// List invoices of a payment or request, or failed requests.
+    List {
+        /// List failed requests, grouped by reason.
+        #[arg(long)]
+        failed: bool,
+        /// Only this failure reason code.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Include failures already resolved by a retry.
+        #[arg(long)]
+        all: bool,
+        /// The invoices drawing on this payment.
+        #[arg(long)]
+        payment: Option<String>,
+        /// The invoices of this request and its retries.
+        #[arg(long)]
+        request: Option<String>,
+    },
+    /// Show a request with its retries.
+    History {
+        /// The request id.
+        request: String,
+    },
+    /// Reverse an issued invoice with a red-letter invoice.
+    RedLetter {
+        /// The invoice to reverse.
+        number: String,
+        /// issue_error, sales_return, service_termination or sales_discount.
+        #[arg(long)]
+        reason: String,
+        /// Lines to reverse ("DESCRIPTION|QTY|UNIT_PRICE|RATE%"); none = the whole rest.
+        #[arg(long = "line")]
+        lines: Vec<String>,
+        /// The red-letter request id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct RequestArgs {
+    /// Request id (default: generated).
+    #[arg(long)]
+    id: Option<String>,
+    /// Payment ids the invoice covers, in order.
+    #[arg(long = "payment", required = true)]
+    payments: Vec<String>,
+    /// Buyer's registered name.
+    #[arg(long)]
+    buyer_name: String,
+    /// Buyer's unified social credit code.
+    #[arg(long)]
+    buyer_tax_id: Option<String>,
+    /// normal or special_vat.
+    #[arg(long = "type", default_value = "normal")]
+    invoice_type: String,
+    /// A line: "DESCRIPTION|QTY|UNIT_PRICE|RATE%" (unit price tax-exclusive, yuan).
+    #[arg(long = "line", required = true)]
+    lines: Vec<String>,
+    /// The failed request this one corrects.
+    #[arg(long)]
+    retry_of: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum FeeCommand {
+    /// Credit the merchant's invoicing fee balance (operator key).
+    Deposit {
+        /// Amount in yuan.
+        #[arg(long)]
+        amount: String,
+        /// Deposit id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Authorise a client key to sign on this chain (member key).
+    Authorize {
+        /// The client's public key, hex.
+        #[arg(long)]
+        public_key: String,
+        /// A name for people.
+        #[arg(long)]
+        label: String,
+        /// May sign payment events.
+        #[arg(long)]
+        payments: bool,
+        /// May sign invoice events.
+        #[arg(long)]
+        invoices: bool,
+    },
+    /// Revoke a client key (member key).
+    Revoke {
+        /// The client's public key, hex.
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+pub(crate) struct Ctx {
+    opts: ClientOpts,
+    profile: ClientProfile,
+    dir: PathBuf,
+    client: Client,
+    network: NetworkId,
+    chain: MemberCode,
+}
+
+impl Ctx {
+    pub(crate) fn new(opts: &ClientOpts) -> Result<Ctx> {
+        let (profile, dir) = load_profile(&opts.client)?;
+        let client = Client::new(&profile.node_url, profile.read_token.clone());
+        let status = client.status().context("asking the node for its network")?;
+        let network =
+            NetworkId(Hash32::from_hex(&status.network_id).map_err(|_| anyhow!("the node sent a bad network id"))?);
+        let chain: MemberCode = status
+            .chain
+            .parse()
+            .map_err(|e: fapiao_core::ids::ParseError| anyhow!("{e}"))?;
+        Ok(Ctx {
+            opts: opts.clone(),
+            profile,
+            dir,
+            client,
+            network,
+            chain,
+        })
+    }
+
+    fn key(&self, which: Option<&Path>, what: &str) -> Result<SecretKey> {
+        let p = which.ok_or_else(|| anyhow!("the client profile has no {what} key"))?;
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        };
+        files::read_key_file(&p)
+    }
+
+    fn sign(&self, key: &SecretKey, kind: EventKind) -> fapiao_core::Event {
+        EventBody {
+            network: self.network,
+            chain: self.chain,
+            author: key.public(),
+            timestamp: crate::now(),
+            kind,
+        }
+        .sign(key)
+    }
+
+    /// Submits and (unless --no-wait) waits for the block; errors are the node's.
+    fn submit(&self, key: &SecretKey, kind: EventKind) -> Result<(EventId, SubmitResult)> {
+        let e = self.sign(key, kind);
+        let id = e.id();
+        let mut r = self.client.submit(&e)?;
+        if !self.opts.no_wait && r.status == "pending" {
+            let s = self.client.wait_committed(&id, Duration::from_secs(30))?;
+            r.status = s.status.clone();
+            r.height = s.height;
+            r.code = s.code;
+            r.message = s.message;
+        }
+        if r.status == "rejected" {
+            bail!(
+                "the node dropped the event when building its block: {} {}",
+                r.code.clone().unwrap_or_default(),
+                r.message.clone().unwrap_or_default()
+            );
+        }
+        Ok((id, r))
+    }
+
+    fn client_key(&self) -> Result<SecretKey> {
+        self.key(Some(&self.profile.key), "client")
+    }
+
+    fn print_submitted(&self, what: &str, r: &SubmitResult) -> Result<()> {
+        if self.opts.json {
+            println!("{}", serde_json::to_string_pretty(r)?);
+        } else {
+            let dup = if r.duplicate {
+                " (already submitted: original outcome)"
+            } else {
+                ""
+            };
+            let h = r.height.map(|h| format!(" at height {h}")).unwrap_or_default();
+            println!("{what}: {}{h}{dup}\nevent {}", r.status, r.event_id);
+        }
+        Ok(())
+    }
+}
+
+fn gen_id(prefix: &str) -> String {
+    let mut b = [0u8; 6];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    format!("{prefix}-{}", hex::encode(b))
+}
+
+fn money(s: &str, field: &str) -> Result<Fen> {
+    s.parse::<Fen>().map_err(|e| anyhow!("{field}: {e}"))
+}
+
+/// Parses "DESCRIPTION|QTY|UNIT_PRICE|RATE%".
+pub(crate) fn parse_line(s: &str) -> Result<LineItem> {
+    let parts: Vec<&str> = s.split('|').collect();
+    let [description, qty, price, rate] = parts.as_slice() else {
+        bail!("--line \"{s}\": write DESCRIPTION|QTY|UNIT_PRICE|RATE%, e.g. \"Oolong tea|2|88.00|13\"");
+    };
+    let quantity = parse_decimal(qty, 3)
+        .ok_or_else(|| anyhow!("--line \"{s}\": quantity `{qty}` is not a number with at most 3 decimals"))?;
+    let unit_price = money(price.trim(), "--line unit price")?;
+    let bp = parse_decimal(rate.trim().trim_end_matches('%'), 2)
+        .and_then(|v| u16::try_from(v).ok())
+        .ok_or_else(|| anyhow!("--line \"{s}\": rate `{rate}` is not a percentage like 13 or 1.5"))?;
+    Ok(LineItem {
+        description: description.trim().to_string(),
+        quantity: Quantity(quantity),
+        unit_price,
+        tax_rate: TaxRate(bp),
+    })
+}
+
+/// "1.5" with 3 decimals → 1500.
+fn parse_decimal(s: &str, decimals: u32) -> Option<i64> {
+    let s = s.trim();
+    let (w, f) = s.split_once('.').unwrap_or((s, ""));
+    if w.is_empty()
+        || f.len() > decimals as usize
+        || !w.bytes().all(|b| b.is_ascii_digit())
+        || !f.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let scale = 10i64.pow(decimals);
+    let frac = if f.is_empty() {
+        0
+    } else {
+        f.parse::<i64>().ok()? * 10i64.pow(decimals - f.len() as u32)
+    };
+    w.parse::<i64>().ok()?.checked_mul(scale)?.checked_add(frac)
+}
+
+pub(crate) fn pay(
+    opts: &ClientOpts,
+    amount: &str,
+    method: &str,
+    id: Option<String>,
+    terminal: String,
+    reference: String,
+) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    let method = PaymentMethod::from_name(method)
+        .ok_or_else(|| anyhow!("--method: one of card, alipay, wechat, huabei, unionpay_qr, cash"))?;
+    let id = id.unwrap_or_else(|| gen_id("PAY"));
+    let key = ctx.client_key()?;
+    let (_, r) = ctx.submit(
+        &key,
+        EventKind::PaymentRecorded(PaymentRecorded {
+            payment_id: id.clone(),
+            amount: money(amount, "--amount")?,
+            currency: Currency::Cny,
+            method,
+            terminal_id: terminal,
+            external_ref: reference,
+        }),
+    )?;
+    ctx.print_submitted(&format!("payment {id}"), &r)
+}
+
+pub(crate) fn refund(
+    opts: &ClientOpts,
+    payment: String,
+    amount: &str,
+    id: Option<String>,
+    reason: String,
+) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    let id = id.unwrap_or_else(|| gen_id("REF"));
+    let key = ctx.client_key()?;
+    let (_, r) = ctx.submit(
+        &key,
+        EventKind::PaymentRefunded(PaymentRefunded {
+            payment_id: payment,
+            refund_id: id.clone(),
+            amount: money(amount, "--amount")?,
+            reason,
+        }),
+    )?;
+    ctx.print_submitted(&format!("refund {id}"), &r)
+}
+
+pub(crate) fn reverse(opts: &ClientOpts, payment: String, reason: String) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    let key = ctx.client_key()?;
+    let (_, r) = ctx.submit(
+        &key,
+        EventKind::PaymentReversed(PaymentReversed {
+            payment_id: payment.clone(),
+            reason,
+        }),
+    )?;
+    ctx.print_submitted(&format!("reversal of payment {payment}"), &r)
+}
+
+pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    match cmd {
+        InvoiceCommand::Request(a) => {
+            let invoice_type =
+                InvoiceType::from_name(&a.invoice_type).ok_or_else(|| anyhow!("--type: normal or special_vat"))?;
+            let lines = a.lines.iter().map(|l| parse_line(l)).collect::<Result<Vec<_>>>()?;
+            let id = a.id.unwrap_or_else(|| gen_id("REQ"));
+            let key = ctx.client_key()?;
+            let (_, r) = ctx.submit(
+                &key,
+                EventKind::InvoiceRequested(InvoiceRequested {
+                    request_id: id.clone(),
+                    invoice_type,
+                    buyer: Buyer {
+                        name: a.buyer_name,
+                        tax_id: a.buyer_tax_id,
+                    },
+                    lines,
+                    payment_ids: a.payments,
+                    retry_of: a.retry_of,
+                }),
+            )?;
+            if opts.no_wait {
+                return ctx.print_submitted(&format!("invoice request {id}"), &r);
+            }
+            print_request(&ctx, &id)
+        }
+        InvoiceCommand::Show { number } => {
+            let inv = ctx.client.invoice(&number)?;
+            if opts.json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+            } else {
+                print_invoice(&inv);
+            }
+            Ok(())
+        }
+        InvoiceCommand::List {
+            failed,
+            reason,
+            all,
+            payment,
+            request,
+        } => {
+            if failed || reason.is_some() {
+                let list = ctx.client.failures(reason.as_deref(), !all)?;
+                if opts.json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    print_failures(&list);
+                }
+                return Ok(());
+            }
+            let invoices = match (payment, request) {
+                (Some(p), None) => {
+                    let pay = ctx.client.payment(&p)?;
+                    pay.invoices
+                        .iter()
+                        .map(|n| ctx.client.invoice(n))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                (None, Some(r)) => ctx.client.invoices_for_request(&r)?,
+                _ => bail!("give --failed, --payment ID or --request ID"),
+            };
+            if opts.json {
+                println!("{}", serde_json::to_string_pretty(&invoices)?);
+            } else {
+                println!(
+                    "{:<22} {:<5} {:<19} {:>12} {}",
+                    "NUMBER", "KIND", "STATUS", "TOTAL", "REQUEST"
+                );
+                for i in &invoices {
+                    println!(
+                        "{:<22} {:<5} {:<19} {:>12} {}",
+                        i.number,
+                        i.kind,
+                        i.status,
+                        Fen(i.total_fen).to_string(),
+                        i.request_id
+                    );
+                }
+            }
+            Ok(())
+        }
+        InvoiceCommand::History { request } => print_request(&ctx, &request),
+        InvoiceCommand::RedLetter {
+            number,
+            reason,
+            lines,
+            id,
+        } => {
+            let invoice_number: InvoiceNumber = number
+                .parse()
+                .map_err(|e: fapiao_core::ids::ParseError| anyhow!("{e}"))?;
+            let reason = RedLetterReason::from_name(&reason)
+                .ok_or_else(|| anyhow!("--reason: issue_error, sales_return, service_termination or sales_discount"))?;
+            let scope = if lines.is_empty() {
+                RedLetterScope::Full
+            } else {
+                RedLetterScope::Partial(lines.iter().map(|l| parse_line(l)).collect::<Result<Vec<_>>>()?)
+            };
+            let id = id.unwrap_or_else(|| gen_id("RED"));
+            let key = ctx.client_key()?;
+            ctx.submit(
+                &key,
+                EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+                    request_id: id.clone(),
+                    invoice_number,
+                    reason,
+                    scope,
+                }),
+            )?;
+            print_request(&ctx, &id)
+        }
+    }
+}
+
+fn print_request(ctx: &Ctx, id: &str) -> Result<()> {
+    let h = ctx.client.request(id)?;
+    if ctx.opts.json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+        return Ok(());
+    }
+    for r in &h.history {
+        let mark = if r.request_id == id { "*" } else { " " };
+        match (&r.invoice_number, &r.failure) {
+            (Some(n), _) => println!("{mark} {} {}: {} {n}", r.request_id, r.kind, r.outcome.to_uppercase()),
+            (None, Some(f)) => {
+                println!("{mark} {} {}: FAILED {} ({})", r.request_id, r.kind, f.code, f.field);
+                println!("    {}", f.detail);
+                println!(
+                    "    remedy: {}{}",
+                    f.remedy,
+                    if f.retryable { " [retryable unchanged]" } else { "" }
+                );
+            }
+            _ => println!("{mark} {} {}: {}", r.request_id, r.kind, r.outcome),
+        }
+    }
+    if let Some(n) = h.history.iter().rev().find_map(|r| r.invoice_number.clone()) {
+        if h.history.last().is_some_and(|r| r.invoice_number.is_some()) {
+            print_invoice(&ctx.client.invoice(&n)?);
+        }
+    }
+    Ok(())
+}
+
+fn print_invoice(i: &InvoiceDto) {
+    println!(
+        "invoice {} ({}, {})  check code {}",
+        i.number, i.kind, i.status, i.check_code
+    );
+    if let Some(b) = &i.buyer_name {
+        println!("  buyer  {} {}", b, i.buyer_tax_id.clone().unwrap_or_default());
+    }
+    if let Some(o) = &i.original {
+        println!("  reverses {} ({})", o, i.red_letter_reason.clone().unwrap_or_default());
+    }
+    for l in &i.lines {
+        println!(
+            "  {:<30} {:>8} x {:>10} @ {:>6}  net {:>10}  tax {:>9}",
+            l.description,
+            Quantity(l.quantity_thousandths).to_string(),
+            Fen(l.unit_price_fen).to_string(),
+            TaxRate(l.tax_rate_bp).to_string(),
+            Fen(l.net_fen).to_string(),
+            Fen(l.tax_fen).to_string()
+        );
+    }
+    println!(
+        "  net {}  tax {}  total {}{}",
+        Fen(i.net_fen),
+        Fen(i.tax_fen),
+        Fen(i.total_fen),
+        if i.kind == "blue" {
+            format!("  fee {}", Fen(i.fee_fen))
+        } else {
+            String::new()
+        }
+    );
+    if !i.red_letters.is_empty() {
+        println!("  red-letter invoices: {}", i.red_letters.join(", "));
+    }
+    if let Some(c) = &i.claim {
+        println!("  claimed by member {} ({})", c.claimant, c.claim_ref);
+    }
+}
+
+fn print_failures(list: &FailureListDto) {
+    if list.failures.is_empty() {
+        println!("no failed requests");
+        return;
+    }
+    for (code, count) in &list.counts {
+        let first = list.failures.iter().find(|f| &f.code == code);
+        println!(
+            "{code}: {count}{}",
+            if first.is_some_and(|f| f.retryable) {
+                "  [retryable]"
+            } else {
+                ""
+            }
+        );
+        if let Some(f) = first {
+            println!("  remedy: {}", f.remedy);
+        }
+        for f in list.failures.iter().filter(|f| &f.code == code) {
+            let resolved = match (&f.resolved_by_invoice, &f.retried_by) {
+                (Some(n), _) => format!("  -> issued {n}"),
+                (None, Some(r)) => format!("  -> retried by {r}"),
+                _ => String::new(),
+            };
+            println!("  {:<24} {:<16} {}{resolved}", f.request_id, f.field, f.detail);
+        }
+    }
+}
+
+pub(crate) fn fee(opts: &ClientOpts, cmd: FeeCommand) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    match cmd {
+        FeeCommand::Deposit { amount, id } => {
+            let key = ctx.key(ctx.profile.operator_key.as_deref(), "operator")?;
+            let id = id.unwrap_or_else(|| gen_id("DEP"));
+            let (_, r) = ctx.submit(
+                &key,
+                EventKind::FeeDeposited(FeeDeposited {
+                    deposit_id: id.clone(),
+                    amount: money(&amount, "--amount")?,
+                }),
+            )?;
+            ctx.print_submitted(&format!("fee deposit {id}"), &r)
+        }
+    }
+}
+
+pub(crate) fn key(opts: &ClientOpts, cmd: KeyCommand) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    let member = ctx.key(ctx.profile.member_key.as_deref(), "member")?;
+    let parse = |s: &str| PublicKey::from_hex(s).map_err(|e| anyhow!("--public-key: {e}"));
+    let (what, kind) = match cmd {
+        KeyCommand::Authorize {
+            public_key,
+            label,
+            payments,
+            invoices,
+        } => (
+            "key authorisation",
+            EventKind::ClientKeyAuthorized(ClientKeyAuthorized {
+                key: parse(&public_key)?,
+                label,
+                permissions: Permissions { payments, invoices },
+            }),
+        ),
+        KeyCommand::Revoke { public_key } => (
+            "key revocation",
+            EventKind::ClientKeyRevoked(ClientKeyRevoked {
+                key: parse(&public_key)?,
+            }),
+        ),
+    };
+    let (_, r) = ctx.submit(&member, kind)?;
+    ctx.print_submitted(what, &r)
+}
+
+pub(crate) fn status(opts: &ClientOpts) -> Result<()> {
+    let (profile, _) = load_profile(&opts.client)?;
+    let client = Client::new(&profile.node_url, profile.read_token.clone());
+    let s = client.status()?;
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("network   {} ({})", s.network_name, s.network_id);
+        println!(
+            "chain     {}  head {}  certified {}  pending {}",
+            s.chain, s.head_height, s.certified_height, s.pending
+        );
+        println!("members   {} (quorum {})  version {}", s.members, s.quorum, s.version);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        let l = parse_line("Oolong tea|1.5|88.00|13").unwrap();
+        assert_eq!((l.quantity.0, l.unit_price.0, l.tax_rate.0), (1500, 8800, 1300));
+        let l = parse_line("x|2|0.5|1.5%").unwrap();
+        assert_eq!((l.quantity.0, l.unit_price.0, l.tax_rate.0), (2000, 50, 150));
+        assert!(parse_line("x|2|0.5").is_err());
+        assert!(parse_line("x|a|0.5|13").is_err());
+        assert!(parse_line("x|1|0.555|13").is_err());
+    }
+}
