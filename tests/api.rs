@@ -100,7 +100,7 @@ fn every_endpoint_refuses_bad_input_cleanly() {
     let client_api = fapiao_api::Client::new(&node.url(), Some(node.token()));
 
     // A good payment first (the bootstrap authorised the client key).
-    let good = payment_event(net, &client, "P1", 100_00);
+    let good = payment_event(net, &client, "P1", 10_000);
     let (s, body) = api.post("/v1/events", json!({"event": hexed(&good)}));
     assert_eq!(s, 202, "{body}");
     client_api.wait_committed(&good.id(), Duration::from_secs(10)).unwrap();
@@ -251,7 +251,7 @@ fn every_endpoint_refuses_bad_input_cleanly() {
         .map(|p| p.payment_id)
         .collect();
     assert_eq!(ids, vec!["P1", "P6"]);
-    assert_eq!(client_api.payment("P1").unwrap().amount_fen, 100_00);
+    assert_eq!(client_api.payment("P1").unwrap().amount_fen, 10_000);
 
     // Reads: token required; bad parameters are 400; unknown things are 404.
     for path in [

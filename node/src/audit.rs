@@ -129,8 +129,8 @@ fn print_report(r: &ReplayReport, secs: f64) {
         println!("signatures verified: {}", c.signatures_verified);
     }
     println!(
-        "{:<8} {:>8} {:>8} {:>10} {:<66} {}",
-        "CHAIN", "HEIGHT", "OF", "CERTIFIED", "STATE ROOT", "LIVE STATE"
+        "{:<8} {:>8} {:>8} {:>10} {:<66} LIVE STATE",
+        "CHAIN", "HEIGHT", "OF", "CERTIFIED", "STATE ROOT"
     );
     for ch in &r.chains {
         println!(

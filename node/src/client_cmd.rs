@@ -411,8 +411,8 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&invoices)?);
             } else {
                 println!(
-                    "{:<22} {:<5} {:<19} {:>12} {}",
-                    "NUMBER", "KIND", "STATUS", "TOTAL", "REQUEST"
+                    "{:<22} {:<5} {:<19} {:>12} REQUEST",
+                    "NUMBER", "KIND", "STATUS", "TOTAL"
                 );
                 for i in &invoices {
                     println!(

@@ -10,7 +10,7 @@ pub mod replay;
 mod store;
 pub mod tables;
 
-pub use store::{failure_index, BlockCommit, ChainView, PreparedState, Store, StoreOptions};
+pub use store::{failure_index, BlockCommit, ChainView, PreparedState, Row, Store, StoreOptions};
 pub use tables::{EntryLoc, Head, RejectedInfo};
 
 use fapiao_core::MemberCode;

@@ -12,6 +12,9 @@ use rocksdb::{
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// A stored row: its raw key and typed value.
+pub type Row<T> = (Vec<u8>, <T as Table>::Value);
+
 /// Tuning for opening the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -141,12 +144,7 @@ impl Store {
 
     /// Typed values whose keys start with `prefix`, in key order, from `start` (a full
     /// key at or after the prefix), at most `limit`.
-    pub fn scan<T: Table>(
-        &self,
-        prefix: &[u8],
-        start: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, T::Value)>, StoreError> {
+    pub fn scan<T: Table>(&self, prefix: &[u8], start: Option<&[u8]>, limit: usize) -> Result<Vec<Row<T>>, StoreError> {
         let from = start.unwrap_or(prefix);
         let iter = self
             .db
@@ -168,7 +166,7 @@ impl Store {
     }
 
     /// The last typed value whose key starts with `prefix`.
-    pub fn last<T: Table>(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, T::Value)>, StoreError> {
+    pub fn last<T: Table>(&self, prefix: &[u8]) -> Result<Option<Row<T>>, StoreError> {
         let mut upper = prefix.to_vec();
         upper.extend_from_slice(&[0xff; 24]);
         let mut iter = self
