@@ -61,7 +61,9 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
     }
     // An opening fee balance that covers every invoice of the run.
     dev::init_with(data, None, Fen(1_000_000_000_000))?;
-    let cfg = crate::config::load(&data.join("node.toml"))?;
+    let mut cfg = crate::config::load(&data.join("node.toml"))?;
+    // Measure throughput, not the admission cap: let every event wait for a block.
+    cfg.config.engine.pending_max = events + 10_000;
     let g = crate::files::read_genesis(&cfg.path(&cfg.config.genesis))?;
     let client_key = crate::files::read_key_file(&data.join("client.key"))?;
     let t0 = Instant::now();

@@ -6,26 +6,12 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Writes a key file readable only by its owner, and syncs it to disk.
+/// Writes a key file readable only by its owner (mode 0600), atomically and synced.
 pub(crate) fn write_key_file(path: &Path, key: &SecretKey, force: bool) -> Result<()> {
     if path.exists() && !force {
         bail!("{} exists; pass --force to overwrite it", path.display());
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    // An existing file keeps its mode on open: force 0600 either way.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(keyfile::to_key_file(key).as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    write_private(path, &keyfile::to_key_file(key))
 }
 
 /// Writes a small secret file (a token, a client profile) with mode 0600, atomically.
