@@ -184,8 +184,11 @@ fn vectors() -> Vec<(&'static str, String)> {
 }
 
 fn doc_vectors() -> Vec<(String, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/FORMAT.md");
-    let text = std::fs::read_to_string(path).expect("docs/FORMAT.md is readable");
+    // Read at run time: cargo sets CARGO_MANIFEST_DIR for the test process, while a
+    // compile-time path could name another clone that shared the build cache.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let path = std::path::Path::new(&dir).join("../../docs/FORMAT.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} is readable: {e}", path.display()));
     let mut out = Vec::new();
     let mut lines = text.lines();
     while let Some(l) = lines.next() {
