@@ -16,6 +16,12 @@ pub(crate) fn write_key_file(path: &Path, key: &SecretKey, force: bool) -> Resul
 
 /// Writes a small secret file (a token, a client profile) with mode 0600, atomically.
 pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
+    write_with_mode(path, contents, 0o600)
+}
+
+/// Writes `contents` to a temporary file created with `mode`, syncs it, and renames it
+/// over `path`, so readers see the old file or the whole new one.
+fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -30,7 +36,7 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(contents.as_bytes())?;
@@ -61,24 +67,9 @@ pub(crate) fn read_genesis(path: &Path) -> Result<Genesis> {
     Genesis::from_toml(&text).with_context(|| format!("in genesis {}", path.display()))
 }
 
-/// Writes a file atomically (temporary file, fsync, rename).
+/// Writes a file atomically (temporary file, fsync, rename), readable by everyone.
 pub(crate) fn write_atomic(path: &Path, contents: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
+    write_with_mode(path, contents, 0o644)
 }
 
 #[cfg(test)]

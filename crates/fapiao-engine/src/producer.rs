@@ -87,14 +87,9 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
     };
     let timestamp = Timestamp(now_ms().max(last_time));
     let seqs: Vec<u64> = batch.iter().map(|(s, _, _)| *s).collect();
-    // An event already in a block (a restart between a block commit and its pending
-    // cleanup cannot happen, the commit removes it atomically; this is defence in depth).
-    let mut events = Vec::with_capacity(batch.len());
-    for (_, id, e) in batch {
-        if store.locate(&id)?.is_none() {
-            events.push(e);
-        }
-    }
+    // No event here is already in a block: a block commit removes its pending events
+    // in the same atomic write, and admission dedupes against committed events first.
+    let events: Vec<Event> = batch.into_iter().map(|(_, _, e)| e).collect();
     let ctx = match ChainContext::new(&shared.genesis, chain) {
         Some(c) => c,
         None => unreachable!("the engine starts only for a merchant of genesis"),
