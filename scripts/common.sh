@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # Debian packages the build needs: libclang for RocksDB's bindgen, a C++ compiler for
-# RocksDB itself, pkg-config and protoc-free builds of libp2p.
-FAPIAO_APT_PACKAGES=(libclang-dev clang build-essential pkg-config)
+# RocksDB itself, pkg-config; iptables for the replication test that cuts one node's
+# peer traffic.
+FAPIAO_APT_PACKAGES=(libclang-dev clang build-essential pkg-config iptables)
 
 fapiao_install_missing() {
   local missing=()

@@ -13,12 +13,29 @@ use std::time::{Duration, Instant};
 /// Pre-signs `n` events: four payments then an invoice request for the last of them,
 /// repeating, so a fifth of the events derive an issued invoice.
 fn presign(key: &SecretKey, network: fapiao_core::NetworkId, n: usize) -> Vec<Event> {
+    presign_for(
+        key,
+        network,
+        MemberCode::new(dev::DEV_CHAIN).unwrap_or_else(|| unreachable!()),
+        n,
+        "B",
+    )
+}
+
+/// As [`presign`], for `chain`, with business ids prefixed by `tag`.
+pub(crate) fn presign_for(
+    key: &SecretKey,
+    network: fapiao_core::NetworkId,
+    chain: MemberCode,
+    n: usize,
+    tag: &str,
+) -> Vec<Event> {
     (0..n)
         .into_par_iter()
         .map(|i| {
             let kind = if i % 5 == 4 {
                 EventKind::InvoiceRequested(InvoiceRequested {
-                    request_id: format!("B-R{i}"),
+                    request_id: format!("{tag}-R{i}"),
                     invoice_type: InvoiceType::Normal,
                     buyer: Buyer {
                         name: "Bench Buyer Co".into(),
@@ -30,12 +47,12 @@ fn presign(key: &SecretKey, network: fapiao_core::NetworkId, n: usize) -> Vec<Ev
                         unit_price: Fen(1000),
                         tax_rate: TaxRate(600),
                     }],
-                    payment_ids: vec![format!("B-P{}", i - 1)],
+                    payment_ids: vec![format!("{tag}-P{}", i - 1)],
                     retry_of: None,
                 })
             } else {
                 EventKind::PaymentRecorded(PaymentRecorded {
-                    payment_id: format!("B-P{i}"),
+                    payment_id: format!("{tag}-P{i}"),
                     amount: Fen(5000),
                     currency: Currency::Cny,
                     method: PaymentMethod::Wechat,
@@ -45,7 +62,7 @@ fn presign(key: &SecretKey, network: fapiao_core::NetworkId, n: usize) -> Vec<Ev
             };
             EventBody {
                 network,
-                chain: MemberCode::new(dev::DEV_CHAIN).unwrap_or_else(|| unreachable!()),
+                chain,
                 author: key.public(),
                 timestamp: Timestamp(1),
                 kind,

@@ -620,6 +620,28 @@ pub(crate) fn status(opts: &ClientOpts) -> Result<()> {
             s.chain, s.head_height, s.certified_height, s.pending
         );
         println!("members   {} (quorum {})  version {}", s.members, s.quorum, s.version);
+        if s.members > 1 {
+            let peers = if s.peers.is_empty() {
+                "none".to_string()
+            } else {
+                s.peers.join(", ")
+            };
+            println!("peers     {peers}");
+            println!("{:<8} {:>8} {:>10} {:>6}  state", "chain", "head", "certified", "lag");
+            for c in &s.chains {
+                let state = if c.frozen {
+                    "FROZEN (equivocation evidence; see /v1/evidence)"
+                } else if c.certified == c.height {
+                    "in sync"
+                } else {
+                    "certifying"
+                };
+                println!(
+                    "{:<8} {:>8} {:>10} {:>6}  {state}",
+                    c.chain, c.height, c.certified, c.lag
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -18,10 +18,20 @@ pub(crate) struct NodeConfig {
     pub(crate) http_listen: String,
     /// File holding the bearer token for reads.
     pub(crate) read_token_file: PathBuf,
+    /// The peer-to-peer transport; required when genesis has more than one member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) p2p: Option<P2pSection>,
     #[serde(default)]
     pub(crate) engine: EngineSection,
     #[serde(default)]
     pub(crate) api: ApiSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct P2pSection {
+    /// Multiaddr to listen on, e.g. `/ip4/127.0.0.1/tcp/7001`.
+    pub(crate) listen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

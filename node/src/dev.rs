@@ -29,35 +29,62 @@ pub(crate) fn init(dir: &Path, port: Option<u16>) -> Result<bool> {
 
 /// As [`init`], with the merchant's opening fee balance.
 pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Result<bool> {
-    let node_toml = dir.join("node.toml");
-    if node_toml.exists() {
+    if dir.join("node.toml").exists() {
         return Ok(false);
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let member = SecretKey::generate();
-    let client = SecretKey::generate();
-    files::write_key_file(&dir.join("node.key"), &member, true)?;
-    files::write_key_file(&dir.join("client.key"), &client, true)?;
-    let now = crate::now();
-    let genesis = Genesis::new(
+    let genesis = dev_genesis(&[(DEV_CHAIN, &member, None)], fee_balance)?;
+    write_node(dir, &genesis, DEV_CHAIN, &member, port, None)?;
+    Ok(true)
+}
+
+/// A dev genesis of merchants `(code, key, p2p address)`.
+fn dev_genesis(members: &[(u32, &SecretKey, Option<String>)], fee_balance: Fen) -> Result<Genesis> {
+    Ok(Genesis::new(
         "fapiao-dev".into(),
-        now,
+        crate::now(),
         None,
         Fen(10),
         [0, 100, 300, 500, 600, 900, 1300].into_iter().map(TaxRate).collect(),
-        vec![Member {
-            code: MemberCode::new(DEV_CHAIN).unwrap_or_else(|| unreachable!()),
-            name: "Dev Merchant".into(),
-            role: Role::Merchant,
-            key: member.public(),
-            addresses: vec![],
-            policy: Some(MerchantPolicy {
-                permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
-                max_invoice_total: Fen(100_000_000),
-            }),
-            initial_fee_balance: fee_balance,
-        }],
-    )?;
+        members
+            .iter()
+            .enumerate()
+            .map(|(i, (code, key, addr))| Member {
+                code: MemberCode::new(*code).unwrap_or_else(|| unreachable!()),
+                name: if members.len() == 1 {
+                    "Dev Merchant".into()
+                } else {
+                    format!("Dev Merchant {}", i + 1)
+                },
+                role: Role::Merchant,
+                key: key.public(),
+                addresses: addr.iter().cloned().collect(),
+                policy: Some(MerchantPolicy {
+                    permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
+                    max_invoice_total: Fen(100_000_000),
+                }),
+                initial_fee_balance: fee_balance,
+            })
+            .collect(),
+    )?)
+}
+
+/// Writes one member's node directory: keys, genesis, node.toml, read token, client
+/// profile and the bootstrap event that authorises the client key.
+fn write_node(
+    dir: &Path,
+    genesis: &Genesis,
+    code: u32,
+    member: &SecretKey,
+    port: Option<u16>,
+    p2p_listen: Option<String>,
+) -> Result<()> {
+    let node_toml = dir.join("node.toml");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let client = SecretKey::generate();
+    files::write_key_file(&dir.join("node.key"), member, true)?;
+    files::write_key_file(&dir.join("client.key"), &client, true)?;
+    let now = crate::now();
     files::write_atomic(&dir.join("genesis.toml"), &genesis.to_toml())?;
     let token = random_token();
     files::write_private(&dir.join("read.token"), &format!("{token}\n"))?;
@@ -71,6 +98,7 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
         member_key: "node.key".into(),
         http_listen: format!("127.0.0.1:{port}"),
         read_token_file: "read.token".into(),
+        p2p: p2p_listen.map(|listen| crate::config::P2pSection { listen }),
         engine: Default::default(),
         api: Default::default(),
     };
@@ -87,7 +115,7 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
     // until the node starts and admits it.
     let auth = EventBody {
         network: genesis.network_id(),
-        chain: MemberCode::new(DEV_CHAIN).unwrap_or_else(|| unreachable!()),
+        chain: MemberCode::new(code).unwrap_or_else(|| unreachable!()),
         author: member.public(),
         timestamp: Timestamp(now.0),
         kind: EventKind::ClientKeyAuthorized(ClientKeyAuthorized {
@@ -99,12 +127,133 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
             },
         }),
     }
-    .sign(&member);
+    .sign(member);
     files::write_atomic(
         &dir.join("bootstrap.events"),
         &hex::encode(fapiao_core::codec::to_bytes(&vec![auth])),
     )?;
-    Ok(true)
+    Ok(())
+}
+
+/// Admits `bootstrap.events` next to node.toml once, and waits until they are in a block
+/// so the first client event is not refused.
+pub(crate) async fn admit_bootstrap(running: &crate::run::Running, dir: &Path) -> Result<()> {
+    let boot = dir.join("bootstrap.events");
+    if !boot.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&boot)?;
+    let events: Vec<fapiao_core::Event> = fapiao_core::codec::decode(&hex::decode(text.trim())?)?;
+    let encoded = events.iter().map(fapiao_core::codec::to_bytes).collect();
+    let mut ids = Vec::new();
+    for r in running
+        .engine
+        .admit(encoded)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        ids.push(r.map_err(|e| anyhow::anyhow!("bootstrap event refused: {e}"))?.event_id);
+    }
+    for id in ids {
+        while running.engine.event_status(&id)? == fapiao_engine::EventStatus::Pending {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    std::fs::remove_file(&boot)?;
+    Ok(())
+}
+
+/// Creates a local network of `n` merchants under `dir` (one directory per node) if it
+/// is not there yet. Returns each node's directory.
+pub(crate) fn init_multi(dir: &Path, n: usize) -> Result<Vec<std::path::PathBuf>> {
+    let dirs: Vec<std::path::PathBuf> = (1..=n).map(|i| dir.join(format!("node{i}"))).collect();
+    if dirs.iter().all(|d| d.join("node.toml").exists()) {
+        return Ok(dirs);
+    }
+    if dirs.iter().any(|d| d.exists()) {
+        anyhow::bail!(
+            "{} holds a partial network; remove it or choose another --data",
+            dir.display()
+        );
+    }
+    let keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::generate()).collect();
+    let p2p: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+    let members: Vec<(u32, &SecretKey, Option<String>)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (DEV_CHAIN + i as u32, k, Some(format!("/ip4/127.0.0.1/tcp/{}", p2p[i]))))
+        .collect();
+    let genesis = dev_genesis(&members, Fen(100_000))?;
+    for (i, d) in dirs.iter().enumerate() {
+        let listen = format!("/ip4/127.0.0.1/tcp/{}", p2p[i]);
+        write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen))?;
+    }
+    Ok(dirs)
+}
+
+/// Runs a local network of `n` nodes as child processes until Ctrl-C.
+pub(crate) async fn run_multi(dir: &Path, n: usize) -> Result<()> {
+    let dirs = init_multi(dir, n)?;
+    let exe = std::env::current_exe().context("locating the fapiao binary")?;
+    let mut children = Vec::new();
+    for d in &dirs {
+        let cfg = config::load(&d.join("node.toml"))?;
+        let log = std::fs::File::create(d.join("node.log"))?;
+        let child = tokio::process::Command::new(&exe)
+            .args(["node", "run", "--config"])
+            .arg(d.join("node.toml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting the node in {}", d.display()))?;
+        children.push((cfg.config.http_listen.clone(), d.clone(), child));
+    }
+    println!(
+        "fapiao dev network: {n} members (quorum {}), data in {}",
+        quorum(n),
+        dir.display()
+    );
+    for (i, (http, d, _)) in children.iter().enumerate() {
+        println!(
+            "  node {} (chain {}): http://{http}   client profile: {}",
+            i + 1,
+            DEV_CHAIN + i as u32,
+            d.join("client.toml").display()
+        );
+    }
+    println!("Logs are in each node's node.log. Stop with Ctrl-C.");
+    let mut waits: Vec<_> = children.into_iter().map(|(_, _, c)| c).collect();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        r = async {
+            loop {
+                for c in waits.iter_mut() {
+                    if let Some(status) = c.try_wait()? {
+                        return Ok::<_, anyhow::Error>(status);
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        } => {
+            let status = r?;
+            eprintln!("a node exited ({status}); stopping the network");
+        }
+    }
+    for c in waits.iter_mut() {
+        if let Some(pid) = c.id() {
+            // SIGTERM lets each node finish its block and close the store cleanly.
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+    for c in waits.iter_mut() {
+        let _ = c.wait().await;
+    }
+    Ok(())
+}
+
+fn quorum(n: usize) -> usize {
+    2 * n / 3 + 1
 }
 
 /// Runs the dev node (creating it first if needed).
@@ -112,30 +261,7 @@ pub(crate) async fn run(dir: &Path, port: Option<u16>) -> Result<()> {
     let created = init(dir, port)?;
     let cfg = config::load(&dir.join("node.toml"))?;
     let running = crate::run::start(&cfg).await?;
-    // Admit the bootstrap events once (admission dedupes by event id anyway).
-    let boot = dir.join("bootstrap.events");
-    if boot.exists() {
-        let text = std::fs::read_to_string(&boot)?;
-        let events: Vec<fapiao_core::Event> = fapiao_core::codec::decode(&hex::decode(text.trim())?)?;
-        let encoded = events.iter().map(fapiao_core::codec::to_bytes).collect();
-        let mut ids = Vec::new();
-        for r in running
-            .engine
-            .admit(encoded)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-        {
-            ids.push(r.map_err(|e| anyhow::anyhow!("bootstrap event refused: {e}"))?.event_id);
-        }
-        // Serve only once the client key's authorisation is committed, so the first
-        // client event is not refused.
-        for id in ids {
-            while running.engine.event_status(&id)? == fapiao_engine::EventStatus::Pending {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
-        std::fs::remove_file(&boot)?;
-    }
+    admit_bootstrap(&running, dir).await?;
     let url = format!("http://{}", running.addr);
     let profile = dir.join("client.toml");
     println!(

@@ -4,11 +4,14 @@
 
 mod audit;
 mod bench;
+mod bench_net;
 mod client_cmd;
 mod config;
 mod dev;
+mod drill;
 mod files;
 mod genesis_cmd;
+mod replicate;
 mod run;
 
 use anyhow::Result;
@@ -54,6 +57,20 @@ enum Command {
         /// HTTP port on 127.0.0.1 (first start only; default: a free port).
         #[arg(long)]
         port: Option<u16>,
+        /// Run a network of this many members, each its own process on loopback
+        /// (`--data` then defaults to data/devnet).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+        nodes: u8,
+        /// Only create the network's files (with `--nodes`); start each node yourself
+        /// with `fapiao node run --config DIR/nodeN/node.toml`.
+        #[arg(long)]
+        init_only: bool,
+    },
+    /// Fault drills (deliberate misbehaviour, to check that the network catches it).
+    #[command(hide = true)]
+    Drill {
+        #[command(subcommand)]
+        command: DrillCommand,
     },
     /// Record a payment.
     Pay {
@@ -190,6 +207,26 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// A four-member network on loopback: certified throughput, then submit-to-certified
+    /// latency at a steady load.
+    BenchNet {
+        /// A new directory for the network.
+        #[arg(long)]
+        data: PathBuf,
+        /// Events per member in the throughput phase.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Events per submission in the throughput phase.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Offered load in the latency phase, events/s over all members (default: half
+        /// the measured throughput).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Length of the latency phase.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// Take a RocksDB checkpoint of a stopped node's ledger.
     Backup {
         /// The node's config.
@@ -208,6 +245,19 @@ enum NodeCommand {
         /// node.toml.
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DrillCommand {
+    /// Sign a second block at this (stopped) member's head height and gossip it.
+    Equivocate {
+        /// The member's node.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// How long to stay connected after publishing, in ms.
+        #[arg(long, default_value_t = 3000)]
+        wait_ms: u64,
     },
 }
 
@@ -260,13 +310,41 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = config::load(&path)?;
             runtime()?.block_on(async {
                 let running = run::start(&cfg).await?;
+                dev::admit_bootstrap(&running, &cfg.dir).await?;
                 println!("fapiao node listening on http://{}", running.addr);
                 running.serve().await
             })
         }
-        Command::Dev { data, port } => {
+        Command::Drill {
+            command: DrillCommand::Equivocate { config: path, wait_ms },
+        } => {
             init_tracing();
-            runtime()?.block_on(dev::run(&data, port))
+            let cfg = config::load(&path)?;
+            runtime()?.block_on(drill::equivocate(&cfg, wait_ms))
+        }
+        Command::Dev {
+            data,
+            port,
+            nodes,
+            init_only,
+        } => {
+            init_tracing();
+            if nodes > 1 {
+                let data = if data == std::path::Path::new("data/dev") {
+                    PathBuf::from("data/devnet")
+                } else {
+                    data
+                };
+                if init_only {
+                    for d in dev::init_multi(&data, nodes.into())? {
+                        println!("{}", d.join("node.toml").display());
+                    }
+                    return Ok(());
+                }
+                runtime()?.block_on(dev::run_multi(&data, nodes.into()))
+            } else {
+                runtime()?.block_on(dev::run(&data, port))
+            }
         }
         Command::Pay {
             amount,
@@ -317,5 +395,12 @@ fn run(cli: Cli) -> Result<()> {
             http,
             clients,
         } => bench::run(&data, events, batch, http, clients),
+        Command::BenchNet {
+            data,
+            events,
+            batch,
+            rate,
+            seconds,
+        } => bench_net::run(&data, events, batch, rate, seconds),
     }
 }

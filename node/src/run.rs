@@ -11,6 +11,7 @@ use std::sync::Arc;
 /// A started node.
 pub(crate) struct Running {
     pub(crate) engine: Engine,
+    replication_failed: Option<Arc<std::sync::atomic::AtomicBool>>,
     pub(crate) addr: std::net::SocketAddr,
     listener: tokio::net::TcpListener,
     api: ApiConfig,
@@ -23,7 +24,24 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     let ledger = cfg.ledger_dir();
     std::fs::create_dir_all(&ledger).with_context(|| format!("creating {}", ledger.display()))?;
     let store = Store::open(&ledger, &StoreOptions::default())?;
-    let engine = Engine::start(Arc::new(store), genesis, key, cfg.engine_config())?;
+    let engine = Engine::start(Arc::new(store), genesis.clone(), key.clone(), cfg.engine_config())?;
+    let replication_failed = if genesis.members().len() > 1 {
+        let p2p = cfg
+            .config
+            .p2p
+            .as_ref()
+            .context("genesis has several members: node.toml needs a [p2p] section with `listen`")?;
+        let net = fapiao_net::start(
+            fapiao_net::NetConfig::new(vec![p2p.listen.clone()], engine.config().block_bytes_max),
+            &genesis,
+            engine.chain(),
+            &key,
+        )?;
+        tracing::info!(peer_id = %net.peer_id, listen = %p2p.listen, "peer transport started");
+        Some(crate::replicate::start(&engine, key, net)?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.config.http_listen)
         .await
         .with_context(|| format!("listening on {}", cfg.config.http_listen))?;
@@ -35,6 +53,7 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     };
     Ok(Running {
         engine,
+        replication_failed,
         addr,
         listener,
         api,
@@ -47,10 +66,14 @@ impl Running {
         let engine = self.engine.clone();
         let app = fapiao_api::router(self.engine.clone(), self.api);
         let watchdog_engine = engine.clone();
+        let replication_failed = self.replication_failed.clone();
         let failed = async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                if watchdog_engine.failed() {
+                let replication_dead = replication_failed
+                    .as_ref()
+                    .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
+                if watchdog_engine.failed() || replication_dead {
                     return;
                 }
             }
@@ -76,7 +99,11 @@ impl Running {
             .with_graceful_shutdown(shutdown)
             .await
             .context("HTTP server failed")?;
-        let died = engine.failed();
+        let died = engine.failed()
+            || self
+                .replication_failed
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
         tokio::task::spawn_blocking(move || engine.stop()).await?;
         if died {
             anyhow::bail!("the node stopped because a critical thread died; see the log above");

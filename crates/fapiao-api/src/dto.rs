@@ -569,6 +569,38 @@ pub struct StatusDto {
     pub quorum: u32,
     /// Software version.
     pub version: String,
+    /// Member nodes connected now (empty for a one-member network).
+    pub peers: Vec<String>,
+    /// Every merchant chain as this node holds it (replicating nodes only).
+    pub chains: Vec<ChainStatusDto>,
+}
+
+/// One chain's replication state on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChainStatusDto {
+    /// The chain (member code).
+    pub chain: String,
+    /// Stored head height.
+    pub height: u64,
+    /// Every block up to here is certified.
+    pub certified: u64,
+    /// Equivocation evidence is held: the chain is frozen here.
+    pub frozen: bool,
+    /// How far the highest head a connected peer reported is ahead of ours.
+    pub lag: u64,
+}
+
+/// Equivocation evidence: two headers signed by one chain's owner for one height.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EvidenceDto {
+    /// The frozen chain.
+    pub chain: String,
+    /// The height signed twice.
+    pub height: u64,
+    /// The two block hashes.
+    pub blocks: Vec<String>,
+    /// The evidence in canonical bytes (hex), verifiable offline with the genesis.
+    pub canonical_hex: String,
 }
 
 impl From<&NodeStatus> for StatusDto {
@@ -584,6 +616,27 @@ impl From<&NodeStatus> for StatusDto {
             members: s.members,
             quorum: s.quorum,
             version: env!("CARGO_PKG_VERSION").into(),
+            peers: s
+                .replication
+                .as_ref()
+                .map(|r| r.peers.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            chains: s
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.chains
+                        .iter()
+                        .map(|c| ChainStatusDto {
+                            chain: c.chain.to_string(),
+                            height: c.height,
+                            certified: c.certified,
+                            frozen: c.frozen,
+                            lag: c.peer_height.saturating_sub(c.height),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

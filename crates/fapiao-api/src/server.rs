@@ -602,7 +602,37 @@ async fn block(
 ) -> Result<Json<BlockDto>, Failure> {
     authorize(&s, &headers)?;
     let Path(height) = height.map_err(path_rejection)?;
-    match s.engine.block(height).map_err(internal)? {
+    block_response(s.engine.block(height).map_err(internal)?, height)
+}
+
+/// One block of any chain this node replicates, with its certification: the witnesses
+/// whose attestations form its certificate.
+#[utoipa::path(get, path = "/v1/chains/{chain}/blocks/{height}", params(("chain" = u32, Path), ("height" = u64, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = BlockDto), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+async fn chain_block(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(u32, u64)>, PathRejection>,
+) -> Result<Json<BlockDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Path((chain, height)) = path.map_err(path_rejection)?;
+    let Some(chain) = fapiao_core::MemberCode::new(chain).filter(|c| s.engine.genesis().merchant(*c).is_some()) else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no merchant chain {chain} in genesis"),
+            Some("chain"),
+        ));
+    };
+    block_response(s.engine.chain_block(chain, height).map_err(internal)?, height)
+}
+
+fn block_response(
+    found: Option<(fapiao_core::Block, Option<fapiao_core::Certificate>)>,
+    height: u64,
+) -> Result<Json<BlockDto>, Failure> {
+    match found {
         Some((b, cert)) => Ok(Json(BlockDto {
             header: HeaderDto::new(&b.header, cert.is_some()),
             entries: b.entries.iter().map(entry_json).collect(),
@@ -617,6 +647,23 @@ async fn block(
             Some("height"),
         )),
     }
+}
+
+/// Equivocation evidence held by this node: each names a frozen chain. Public: it holds
+/// two block headers and no business data.
+#[utoipa::path(get, path = "/v1/evidence", responses((status = 200, body = Vec<EvidenceDto>)))]
+async fn evidence(State(s): State<AppState>) -> Result<Json<Vec<EvidenceDto>>, Failure> {
+    let all = s.engine.store().evidence().map_err(internal)?;
+    Ok(Json(
+        all.iter()
+            .map(|e| EvidenceDto {
+                chain: e.first.body.chain.to_string(),
+                height: e.first.body.height,
+                blocks: vec![e.first.hash().to_string(), e.second.hash().to_string()],
+                canonical_hex: hex::encode(fapiao_core::codec::to_bytes(e)),
+            })
+            .collect(),
+    ))
 }
 
 /// Node status. Public: heights and counts, no business data.
@@ -672,7 +719,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(submit, submit_batch, event_status, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, status),
+    paths(submit, submit_batch, event_status, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -697,6 +744,8 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/failure-catalogue", get(catalogue))
         .route("/v1/blocks", get(blocks))
         .route("/v1/blocks/{height}", get(block))
+        .route("/v1/chains/{chain}/blocks/{height}", get(chain_block))
+        .route("/v1/evidence", get(evidence))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/health", get(health))

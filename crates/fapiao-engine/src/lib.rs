@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub batch_events_max: usize,
     /// Most submissions queued for the admission writer.
     pub admission_queue_max: usize,
+    /// Largest encoded block (header and entries). Input events fill at most half of it,
+    /// leaving the rest for derived events; peers refuse gossip above this size.
+    pub block_bytes_max: usize,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             event_bytes_max: 64 * 1024,
             batch_events_max: 2000,
             admission_queue_max: 1024,
+            block_bytes_max: 4 * 1024 * 1024,
         }
     }
 }
@@ -82,7 +86,37 @@ pub(crate) struct Shared {
     pub(crate) wake: Condvar,
     pub(crate) metrics: Metrics,
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// Called with every block this node produced, after it is durable.
+    pub(crate) block_hook: Mutex<Option<BlockHook>>,
+    pub(crate) replication: Mutex<Option<ReplicationStatus>>,
 }
+
+/// Replication's view, published by the node's replication loop for status queries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicationStatus {
+    /// Member nodes connected now.
+    pub peers: Vec<MemberCode>,
+    /// Every merchant chain as this node holds it.
+    pub chains: Vec<ChainReplication>,
+}
+
+/// One chain's replication state on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainReplication {
+    /// The chain.
+    pub chain: MemberCode,
+    /// Stored head height.
+    pub height: u64,
+    /// Every block up to here is certified.
+    pub certified: u64,
+    /// Evidence of equivocation is held: the chain is frozen here.
+    pub frozen: bool,
+    /// The highest head height a connected peer reported.
+    pub peer_height: u64,
+}
+
+/// Receives each block this node produces, after it is stored.
+pub type BlockHook = Box<dyn Fn(&fapiao_core::Block) + Send>;
 
 /// The engine handle; cheap to clone.
 #[derive(Clone)]
@@ -119,6 +153,8 @@ impl Engine {
             wake: Condvar::new(),
             metrics: Metrics::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            block_hook: Mutex::new(None),
+            replication: Mutex::new(None),
         });
         if let Some(h) = shared.store.head(chain)? {
             shared
@@ -176,6 +212,11 @@ impl Engine {
         &self.shared.store
     }
 
+    /// A shared handle on the store (for replication, which writes other chains).
+    pub fn store_handle(&self) -> Arc<Store> {
+        self.shared.store.clone()
+    }
+
     /// The limits.
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
@@ -184,6 +225,26 @@ impl Engine {
     /// Metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Hands every block produced from now on to `hook` (replication gossips it). The
+    /// hook runs on the producer thread: it may block, which slows production down.
+    pub fn set_block_hook(&self, hook: BlockHook) {
+        *self.shared.block_hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    /// Publishes replication's current view (peers, heads, lag).
+    pub fn set_replication(&self, status: ReplicationStatus) {
+        *self.shared.replication.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+    }
+
+    /// Replication's last published view (none for a node without peers).
+    pub fn replication(&self) -> Option<ReplicationStatus> {
+        self.shared
+            .replication
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stops the threads after the block in progress; pending events stay durable.

@@ -38,13 +38,45 @@ pub struct Metrics {
     pub thread_failures: AtomicU64,
     /// HTTP requests answered with an error.
     pub http_errors: AtomicU64,
+    /// Peer connections refused (not a genesis member, or banned).
+    pub peer_refused: AtomicU64,
+    /// Peers disconnected and banned for sending invalid data.
+    pub peer_penalties: AtomicU64,
+    /// Gossip messages dropped because replication was behind.
+    pub gossip_dropped: AtomicU64,
+    /// Blocks of other chains validated and stored.
+    pub blocks_replicated: AtomicU64,
 }
 
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 16] = [
+        let rows: [(&str, &str, &str, u64); 20] = [
+            (
+                "fapiao_peer_connections_refused_total",
+                "counter",
+                "Peer connections refused (not a genesis member, or banned).",
+                g(&self.peer_refused),
+            ),
+            (
+                "fapiao_peer_penalties_total",
+                "counter",
+                "Peers disconnected and banned for sending invalid data.",
+                g(&self.peer_penalties),
+            ),
+            (
+                "fapiao_gossip_dropped_total",
+                "counter",
+                "Gossip messages dropped because replication was behind (sync recovers them).",
+                g(&self.gossip_dropped),
+            ),
+            (
+                "fapiao_blocks_replicated_total",
+                "counter",
+                "Blocks of other members' chains validated by re-execution and stored.",
+                g(&self.blocks_replicated),
+            ),
             (
                 "fapiao_events_admitted_total",
                 "counter",

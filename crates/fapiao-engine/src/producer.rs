@@ -64,10 +64,18 @@ fn run(shared: &Shared) -> Result<(), StoreError> {
                     }
                 }
             }
+            // Input events fill at most half the block's bytes; derived events get the rest.
+            let mut bytes = 0usize;
+            let budget = shared.config.block_bytes_max / 2;
             pending
                 .by_seq
                 .iter()
                 .take(shared.config.block_events_max)
+                .take_while(|(_, (_, e))| {
+                    let first = bytes == 0;
+                    bytes += fapiao_core::codec::to_bytes(e).len();
+                    first || bytes <= budget
+                })
                 .map(|(s, (id, e))| (*s, *id, e.clone()))
                 .collect()
         };
@@ -167,6 +175,9 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
             vote: Some(hash),
             certificate: certificate.as_ref(),
         })?;
+        if let Some(hook) = shared.block_hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            hook(&block);
+        }
         let m = &shared.metrics;
         m.blocks_committed.fetch_add(1, Ordering::Relaxed);
         m.events_committed.fetch_add(inputs as u64, Ordering::Relaxed);

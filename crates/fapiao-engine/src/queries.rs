@@ -81,6 +81,8 @@ pub struct NodeStatus {
     pub members: usize,
     /// Quorum.
     pub quorum: u32,
+    /// Replication (peers, heads and lag per chain), when the node has peers.
+    pub replication: Option<crate::ReplicationStatus>,
 }
 
 fn variant_prefix(chain: MemberCode, sample: &StateKey) -> Vec<u8> {
@@ -280,9 +282,17 @@ impl Engine {
         Ok(out)
     }
 
-    /// One block with its certificate.
+    /// One block of this node's chain with its certificate.
     pub fn block(&self, height: u64) -> Result<Option<(Block, Option<Certificate>)>, StoreError> {
-        let chain = self.chain();
+        self.chain_block(self.chain(), height)
+    }
+
+    /// One block of any chain this node holds, with its certificate.
+    pub fn chain_block(
+        &self,
+        chain: MemberCode,
+        height: u64,
+    ) -> Result<Option<(Block, Option<Certificate>)>, StoreError> {
         let Some(b) = self.store().block(chain, height)? else {
             return Ok(None);
         };
@@ -301,6 +311,7 @@ impl Engine {
             pending: self.metrics().pending.load(Ordering::Relaxed),
             members: g.members().len(),
             quorum: g.quorum(),
+            replication: self.replication(),
         })
     }
 }

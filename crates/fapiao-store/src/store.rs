@@ -4,7 +4,9 @@ use crate::tables::{self, *};
 use crate::StoreError;
 use fapiao_core::event::{DerivedKind, EventKind};
 use fapiao_core::smt::{self, Node, NodeKey, NodeStore, TreeUpdate};
-use fapiao_core::{codec, Block, BlockHash, Certificate, Entry, Event, EventId, Hash32, Header, MemberCode};
+use fapiao_core::{
+    codec, Block, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, MemberCode,
+};
 use fapiao_domain::{StateKey, StateRead, StateValue};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -278,6 +280,26 @@ impl Store {
         let mut b = WriteBatch::default();
         self.put::<Certs>(&mut b, &(cert.chain, cert.height), cert);
         self.write_synced(b)
+    }
+
+    /// Stores equivocation evidence for its chain (synced), unless some is stored already.
+    pub fn put_evidence(&self, ev: &Equivocation) -> Result<(), StoreError> {
+        let chain = ev.first.body.chain;
+        if self.get::<EvidenceTable>(&chain)?.is_some() {
+            return Ok(());
+        }
+        let mut b = WriteBatch::default();
+        self.put::<EvidenceTable>(&mut b, &chain, ev);
+        self.write_synced(b)
+    }
+
+    /// Every stored piece of evidence (one per frozen chain).
+    pub fn evidence(&self) -> Result<Vec<Equivocation>, StoreError> {
+        Ok(self
+            .scan::<EvidenceTable>(&[], None, usize::MAX)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
     }
 
     /// Makes admitted events durable (one synced batch), under the given sequences.

@@ -3,7 +3,8 @@
 
 use fapiao_core::smt::{Node, NodeKey};
 use fapiao_core::{
-    codec, BlockHash, Certificate, Entry, Event, EventId, Hash32, Header, InvoiceNumber, MemberCode, Timestamp,
+    codec, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, InvoiceNumber, MemberCode,
+    Timestamp,
 };
 use fapiao_domain::{StateKey, StateValue};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -163,9 +164,13 @@ table!(
     /// Each chain's head.
     Heads, "heads", MemberCode, Head, |k| ch(*k).to_vec()
 );
+table!(
+    /// Equivocation evidence per chain (the first found): the chain is frozen here.
+    EvidenceTable, "evidence", MemberCode, Equivocation, |k| ch(*k).to_vec()
+);
 
 /// Every column family, for opening.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     Headers::NAME,
     Entries::NAME,
     Certs::NAME,
@@ -180,6 +185,7 @@ pub const ALL: [&str; 14] = [
     Votes::NAME,
     Rejected::NAME,
     Heads::NAME,
+    EvidenceTable::NAME,
 ];
 
 /// The column families derived from blocks (rebuilt by `rebuild-state`).

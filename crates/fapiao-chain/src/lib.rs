@@ -1,0 +1,14 @@
+//! Fapiao replication core: how members validate, witness and certify each other's
+//! chains, detect equivocation and catch up, as a sans-IO state machine
+//! ([`replica::Replica`]), plus the deterministic simulator that tests it ([`sim`]).
+//!
+//! Architecture invariant: no IO, no clock, no randomness, no threads. Time comes in
+//! with every input; the chain store is reached only through [`replica::Ledger`]; the
+//! simulator's randomness is a seeded generator of its own.
+
+pub mod replica;
+pub mod sim;
+pub mod validate;
+
+pub use replica::{Config, Fatal, HeadSummary, Input, Ledger, Output, Persisted, Replica, StoredHead, Verdict};
+pub use validate::{reexecute, Invalid, Reexecuted};

@@ -1,0 +1,917 @@
+//! The replication state machine of one member: it validates and witnesses every
+//! member's chain, forms certificates, detects equivocation and drives sync.
+//!
+//! Sans-IO: [`Replica::handle`] takes the time and one input; what must happen next comes
+//! out of [`Replica::poll_output`], in order. The host performs each output before it
+//! handles the next input, and it performs them in the order given: that is how "persist
+//! the vote before sending the attestation" holds. The one call back into the host is
+//! [`Ledger`], the chain store: reading a stored header, and appending a block after
+//! re-executing it (the re-execution needs the chain's state, which the host owns).
+
+use crate::validate::Invalid;
+use fapiao_core::block::BlockError;
+use fapiao_core::{
+    Attestation, AttestationBody, Block, BlockHash, Certificate, Equivocation, Genesis, Hash32, Header, MemberCode,
+    NetworkId, SecretKey, Timestamp,
+};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Every bound of the state machine, with its unit last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// How far a block's time may be ahead of the local clock.
+    pub skew_ms_max: u64,
+    /// Blocks kept per chain while their parent is missing.
+    pub buffer_blocks_max: usize,
+    /// How far above a chain's local head attestations are kept.
+    pub attestation_heights_max: u64,
+    /// How often every connected peer is asked for its heads.
+    pub sync_interval_ms: u64,
+    /// After this long an unanswered block request is given up and may be re-sent.
+    pub sync_timeout_ms: u64,
+    /// Blocks asked for in one request (the responder may send fewer).
+    pub sync_blocks_max: u64,
+    /// How often our attestations for uncertified blocks, and known evidence, are sent again.
+    pub resend_interval_ms: u64,
+    /// Uncertified heights per chain whose attestations are re-sent.
+    pub resend_heights_max: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            skew_ms_max: 30_000,
+            buffer_blocks_max: 64,
+            attestation_heights_max: 256,
+            sync_interval_ms: 1_000,
+            sync_timeout_ms: 5_000,
+            sync_blocks_max: 32,
+            resend_interval_ms: 2_000,
+            resend_heights_max: 16,
+        }
+    }
+}
+
+/// One chain as a member sees it: what a heads request answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadSummary {
+    /// The chain.
+    pub chain: MemberCode,
+    /// Height of the last stored block (0: none).
+    pub height: u64,
+    /// Its hash (zero when none).
+    pub hash: BlockHash,
+    /// Every block up to here has a certificate.
+    pub certified: u64,
+    /// Equivocation evidence is known for this chain.
+    pub frozen: bool,
+}
+
+/// A block as stored by the host, with the timestamp the next block must not go below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredHead {
+    /// Height.
+    pub height: u64,
+    /// Block hash.
+    pub hash: BlockHash,
+    /// Block time.
+    pub timestamp: Timestamp,
+}
+
+/// What a restarting member loads from its disk.
+#[derive(Debug, Clone, Default)]
+pub struct Persisted {
+    /// Each chain's stored head.
+    pub heads: BTreeMap<MemberCode, StoredHead>,
+    /// Each chain's contiguous certified prefix: every height up to it is certified.
+    pub certified: BTreeMap<MemberCode, u64>,
+    /// Certificates stored above each chain's contiguous certified prefix.
+    pub certificates: Vec<Certificate>,
+    /// Our votes above the certified prefix: (chain, height, block).
+    pub votes: Vec<(MemberCode, u64, BlockHash)>,
+    /// Evidence we hold; each freezes its chain.
+    pub evidence: Vec<Equivocation>,
+}
+
+/// An input to the state machine.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A block gossiped by `from` (not necessarily its author).
+    Block {
+        /// The member whose node delivered it.
+        from: MemberCode,
+        /// The block.
+        block: Block,
+    },
+    /// An attestation gossiped by `from`.
+    Attestation {
+        /// The member whose node delivered it.
+        from: MemberCode,
+        /// The attestation.
+        attestation: Attestation,
+    },
+    /// Equivocation evidence gossiped by `from`.
+    Evidence {
+        /// The member whose node delivered it.
+        from: MemberCode,
+        /// The evidence.
+        evidence: Equivocation,
+    },
+    /// `from`'s answer to a heads request.
+    Heads {
+        /// The peer.
+        from: MemberCode,
+        /// Its view of every chain.
+        heads: Vec<HeadSummary>,
+    },
+    /// `from`'s answer to a block request for `chain`, in height order.
+    Blocks {
+        /// The peer.
+        from: MemberCode,
+        /// The chain asked for.
+        chain: MemberCode,
+        /// Blocks with their certificates where the peer has one.
+        blocks: Vec<(Block, Option<Certificate>)>,
+    },
+    /// The host produced, stored (with our vote) and will serve its own next block.
+    OwnBlock(Block),
+    /// Time passed.
+    Tick,
+    /// A member's node connected.
+    PeerConnected(MemberCode),
+    /// A member's node went away.
+    PeerGone(MemberCode),
+}
+
+/// What the host must do, in order.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Gossip our own block.
+    BroadcastBlock(Block),
+    /// Gossip an attestation (ours).
+    BroadcastAttestation(Attestation),
+    /// Gossip equivocation evidence.
+    BroadcastEvidence(Equivocation),
+    /// Ask `peer` for its heads.
+    RequestHeads {
+        /// The peer.
+        peer: MemberCode,
+    },
+    /// Ask `peer` for `chain`'s blocks `from..=to` with their certificates.
+    RequestBlocks {
+        /// The peer.
+        peer: MemberCode,
+        /// The chain.
+        chain: MemberCode,
+        /// First height.
+        from: u64,
+        /// Last height.
+        to: u64,
+    },
+    /// Durably record that we attested `block` at (chain, height). Must complete before
+    /// the attestation that follows is sent. (For a block appended through
+    /// [`Ledger::append`] the vote is already stored with it; performing this again is
+    /// idempotent.)
+    PersistVote {
+        /// The chain.
+        chain: MemberCode,
+        /// The height.
+        height: u64,
+        /// The block.
+        block: BlockHash,
+    },
+    /// Durably store a certificate.
+    PersistCertificate(Certificate),
+    /// A block we hold is now final.
+    BlockCertified {
+        /// The chain.
+        chain: MemberCode,
+        /// The height.
+        height: u64,
+        /// The block.
+        block: BlockHash,
+    },
+    /// New, verified evidence: store it; its chain is now frozen here.
+    EvidenceFound(Equivocation),
+}
+
+/// How an input was taken.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Used.
+    Accepted,
+    /// Valid but of no use now (duplicate, too old, too far ahead, frozen chain).
+    Ignored(&'static str),
+    /// Invalid: the peer that sent it should be penalised.
+    Invalid(Invalid),
+}
+
+/// The chain store the state machine appends to.
+pub trait Ledger {
+    /// A storage failure: the host must stop.
+    type Error: std::fmt::Display;
+    /// The stored header of `chain` at `height`.
+    fn header(&self, chain: MemberCode, height: u64) -> Result<Option<Header>, Self::Error>;
+    /// Re-executes `block` (the chain's next block: its parent is the stored head, and
+    /// its time was checked) and, when valid, stores it durably as the new head together
+    /// with our vote for it, in one atomic write. A stored block is always a voted
+    /// block, so a crash between storing and voting cannot leave a block we hold but
+    /// would not count towards its certificate after a restart.
+    fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, Self::Error>;
+}
+
+/// A storage failure reported by the [`Ledger`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ledger failed: {0}")]
+pub struct Fatal(pub String);
+
+#[derive(Debug, Clone, Copy)]
+struct SyncInFlight {
+    peer: MemberCode,
+    since: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PeerView {
+    peer: MemberCode,
+    height: u64,
+    certified: u64,
+}
+
+#[derive(Debug, Default)]
+struct ChainState {
+    head: Option<StoredHead>,
+    /// Every height `1..=certified` has a certificate for the block we store.
+    certified: u64,
+    /// Certificates above `certified`, by height: the certified block.
+    certs: BTreeMap<u64, BlockHash>,
+    /// Our votes above `certified`.
+    votes: BTreeMap<u64, BlockHash>,
+    /// Attestations above `certified`: height → block → witness → attestation.
+    pool: BTreeMap<u64, BTreeMap<BlockHash, BTreeMap<MemberCode, Attestation>>>,
+    /// Blocks whose parent we do not have yet.
+    buffer: BTreeMap<u64, Block>,
+    sync: Option<SyncInFlight>,
+    /// The most advanced view a peer advertised for this chain.
+    best: Option<PeerView>,
+    frozen: Option<Equivocation>,
+}
+
+impl ChainState {
+    fn height(&self) -> u64 {
+        self.head.map_or(0, |h| h.height)
+    }
+}
+
+/// One member's replication state machine.
+pub struct Replica {
+    config: Config,
+    genesis: Genesis,
+    network: NetworkId,
+    me: MemberCode,
+    key: SecretKey,
+    chains: BTreeMap<MemberCode, ChainState>,
+    peers: BTreeSet<MemberCode>,
+    outputs: VecDeque<Output>,
+    last_heads_poll: u64,
+    last_resend: u64,
+}
+
+impl Replica {
+    /// A replica for member `me` (whose key is `key`), restored from what its host
+    /// persisted. `me` must be a member of genesis and `key` its key.
+    pub fn new(config: Config, genesis: Genesis, me: MemberCode, key: SecretKey, persisted: Persisted) -> Replica {
+        assert!(
+            genesis.member(me).is_some_and(|m| m.key == key.public()),
+            "a replica runs for a member of genesis with that member's key"
+        );
+        let network = genesis.network_id();
+        let mut chains: BTreeMap<MemberCode, ChainState> = genesis
+            .members()
+            .iter()
+            .filter(|m| genesis.merchant(m.code).is_some())
+            .map(|m| (m.code, ChainState::default()))
+            .collect();
+        for (chain, head) in persisted.heads {
+            if let Some(c) = chains.get_mut(&chain) {
+                c.head = Some(head);
+            }
+        }
+        for (chain, certified) in persisted.certified {
+            if let Some(c) = chains.get_mut(&chain) {
+                c.certified = certified.min(c.height());
+            }
+        }
+        for cert in persisted.certificates {
+            if let Some(c) = chains.get_mut(&cert.chain) {
+                if cert.height > c.certified {
+                    c.certs.insert(cert.height, cert.block);
+                }
+            }
+        }
+        for (chain, height, block) in persisted.votes {
+            if let Some(c) = chains.get_mut(&chain) {
+                if height > c.certified {
+                    c.votes.insert(height, block);
+                }
+            }
+        }
+        for ev in persisted.evidence {
+            if let Some(c) = chains.get_mut(&ev.first.body.chain) {
+                c.frozen.get_or_insert(ev);
+            }
+        }
+        Replica {
+            config,
+            genesis,
+            network,
+            me,
+            key,
+            chains,
+            peers: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            last_heads_poll: 0,
+            last_resend: 0,
+        }
+    }
+
+    /// The next thing the host must do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Every chain's head, certified prefix and frozen flag: the answer to a heads request.
+    pub fn heads(&self) -> Vec<HeadSummary> {
+        self.chains
+            .iter()
+            .map(|(chain, c)| HeadSummary {
+                chain: *chain,
+                height: c.height(),
+                hash: c.head.map_or(BlockHash(Hash32::ZERO), |h| h.hash),
+                certified: c.certified,
+                frozen: c.frozen.is_some(),
+            })
+            .collect()
+    }
+
+    /// Evidence held for each frozen chain.
+    pub fn evidence(&self) -> Vec<Equivocation> {
+        self.chains.values().filter_map(|c| c.frozen.clone()).collect()
+    }
+
+    /// Connected member peers.
+    pub fn peers(&self) -> &BTreeSet<MemberCode> {
+        &self.peers
+    }
+
+    /// Handles one input at time `now`. The outputs it causes are queued for
+    /// [`Replica::poll_output`].
+    pub fn handle<L: Ledger>(&mut self, now: Timestamp, input: Input, ledger: &mut L) -> Result<Verdict, Fatal> {
+        let fatal = |e: L::Error| Fatal(e.to_string());
+        match input {
+            Input::Block { from, block } => self.on_block(now, from, block, ledger).map_err(fatal),
+            Input::Attestation { from: _, attestation } => Ok(self.on_attestation(attestation)),
+            Input::Evidence { from: _, evidence } => Ok(self.on_evidence(evidence, false)),
+            Input::Heads { from, heads } => {
+                self.on_heads(now, from, &heads);
+                Ok(Verdict::Accepted)
+            }
+            Input::Blocks { from, chain, blocks } => self.on_blocks(now, from, chain, blocks, ledger).map_err(fatal),
+            Input::OwnBlock(block) => self.on_own_block(block, ledger).map_err(fatal),
+            Input::Tick => {
+                self.on_tick(now);
+                Ok(Verdict::Accepted)
+            }
+            Input::PeerConnected(peer) => {
+                if peer != self.me && self.genesis.member(peer).is_some() && self.peers.insert(peer) {
+                    self.outputs.push_back(Output::RequestHeads { peer });
+                }
+                Ok(Verdict::Accepted)
+            }
+            Input::PeerGone(peer) => {
+                self.peers.remove(&peer);
+                for c in self.chains.values_mut() {
+                    if c.sync.is_some_and(|s| s.peer == peer) {
+                        c.sync = None;
+                    }
+                    if c.best.is_some_and(|v| v.peer == peer) {
+                        c.best = None;
+                    }
+                }
+                Ok(Verdict::Accepted)
+            }
+        }
+    }
+
+    fn on_block<L: Ledger>(
+        &mut self,
+        now: Timestamp,
+        from: MemberCode,
+        block: Block,
+        ledger: &mut L,
+    ) -> Result<Verdict, L::Error> {
+        let b = &block.header.body;
+        let (chain, height) = (b.chain, b.height);
+        if let Err(e) = block.header.verify(&self.genesis, &self.network) {
+            return Ok(Verdict::Invalid(e.into()));
+        }
+        if height == 0 {
+            return Ok(Verdict::Invalid(Invalid::Link("height 0".into())));
+        }
+        if let Err(e) = block.check_entries() {
+            return Ok(Verdict::Invalid(e.into()));
+        }
+        let Some(c) = self.chains.get(&chain) else {
+            return Ok(Verdict::Invalid(BlockError::UnknownChain(chain).into()));
+        };
+        if c.frozen.is_some() {
+            return Ok(Verdict::Ignored("chain is frozen"));
+        }
+        let hash = block.header.hash();
+        let head_height = c.height();
+        if height <= head_height {
+            // A block we have, or a second block at a height we hold: evidence.
+            let ours_hash = match (c.head, c.votes.get(&height)) {
+                (Some(h), _) if h.height == height => Some(h.hash),
+                (_, Some(v)) => Some(*v),
+                _ => ledger.header(chain, height)?.map(|h| h.hash()),
+            };
+            if ours_hash == Some(hash) {
+                return Ok(Verdict::Ignored("duplicate block"));
+            }
+            let Some(ours) = ledger.header(chain, height)? else {
+                return Ok(Verdict::Ignored("stored block missing"));
+            };
+            return Ok(self.on_evidence(Equivocation::new(ours, block.header), true));
+        }
+        if let Some(other) = c.buffer.get(&height) {
+            if other.header.hash() == hash {
+                return Ok(Verdict::Ignored("duplicate block"));
+            }
+            let ev = Equivocation::new(other.header.clone(), block.header);
+            return Ok(self.on_evidence(ev, true));
+        }
+        if chain == self.me {
+            // Our own chain grows only through OwnBlock; a block of ours that we never
+            // produced, above our head, means our key signs elsewhere. It becomes
+            // evidence when its sibling shows up; until then it is ignored.
+            return Ok(Verdict::Ignored("own chain block not produced here"));
+        }
+        if height > head_height + 1 {
+            let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+            if c.buffer.len() >= self.config.buffer_blocks_max {
+                let highest = c.buffer.keys().next_back().copied().unwrap_or(0);
+                if height > highest {
+                    self.request_missing(now.0, chain, from);
+                    return Ok(Verdict::Ignored("parent missing and buffer full"));
+                }
+                c.buffer.remove(&highest);
+            }
+            c.buffer.insert(height, block);
+            self.request_missing(now.0, chain, from);
+            return Ok(Verdict::Accepted);
+        }
+        // height == head + 1.
+        let verdict = self.extend(now, from, block, ledger)?;
+        if verdict == Verdict::Accepted {
+            self.drain_buffer(now, from, chain, ledger)?;
+        }
+        Ok(verdict)
+    }
+
+    /// Appends `block`, the next block of its chain, and attests it.
+    fn extend<L: Ledger>(
+        &mut self,
+        now: Timestamp,
+        from: MemberCode,
+        block: Block,
+        ledger: &mut L,
+    ) -> Result<Verdict, L::Error> {
+        let b = &block.header.body;
+        let chain = b.chain;
+        let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
+        let (parent, last_time) = match c.head {
+            Some(h) => (h.hash, Some(h.timestamp)),
+            None => (BlockHash(Hash32::ZERO), None),
+        };
+        debug_assert_eq!(b.height, c.height() + 1);
+        if b.parent != parent {
+            // The owner signed a block on another parent: ask for the parent so a
+            // conflicting block at a lower height shows up as evidence.
+            let at = b.height - 1;
+            if at > 0 {
+                self.outputs.push_back(Output::RequestBlocks {
+                    peer: from,
+                    chain,
+                    from: at,
+                    to: at,
+                });
+            }
+            return Ok(Verdict::Ignored("parent is not our head"));
+        }
+        if last_time.is_some_and(|t| b.timestamp < t) {
+            return Ok(Verdict::Invalid(Invalid::Timestamp("earlier than its parent".into())));
+        }
+        if b.timestamp.0 > now.0.saturating_add(self.config.skew_ms_max) {
+            return Ok(Verdict::Ignored(
+                "block time is ahead of our clock by more than the skew",
+            ));
+        }
+        if let Err(e) = ledger.append(&block)? {
+            return Ok(Verdict::Invalid(e));
+        }
+        let hash = block.header.hash();
+        let height = b.height;
+        let timestamp = b.timestamp;
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        c.head = Some(StoredHead {
+            height,
+            hash,
+            timestamp,
+        });
+        self.attest(chain, height, hash);
+        self.after_append(chain, height, hash);
+        Ok(Verdict::Accepted)
+    }
+
+    /// Votes for (chain, height, hash) unless we voted for another block there.
+    fn attest(&mut self, chain: MemberCode, height: u64, hash: BlockHash) {
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        match c.votes.get(&height) {
+            Some(v) if *v != hash => {
+                // We stored a block at this height after voting for another: impossible
+                // unless the store was replaced. Never vote twice.
+                return;
+            }
+            Some(_) => {}
+            None => {
+                c.votes.insert(height, hash);
+                self.outputs.push_back(Output::PersistVote {
+                    chain,
+                    height,
+                    block: hash,
+                });
+            }
+        }
+        let att = AttestationBody {
+            network: self.network,
+            chain,
+            height,
+            block: hash,
+            witness: self.me,
+        }
+        .sign(&self.key);
+        self.outputs.push_back(Output::BroadcastAttestation(att.clone()));
+        self.add_attestation(att);
+    }
+
+    /// After a block is stored: certificates that were waiting for it.
+    fn after_append(&mut self, chain: MemberCode, height: u64, hash: BlockHash) {
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        if c.certs.get(&height) == Some(&hash) {
+            self.outputs.push_back(Output::BlockCertified {
+                chain,
+                height,
+                block: hash,
+            });
+        }
+        self.fold_certified(chain);
+    }
+
+    fn drain_buffer<L: Ledger>(
+        &mut self,
+        now: Timestamp,
+        from: MemberCode,
+        chain: MemberCode,
+        ledger: &mut L,
+    ) -> Result<(), L::Error> {
+        loop {
+            let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+            if c.frozen.is_some() {
+                return Ok(());
+            }
+            let next = c.height() + 1;
+            // Drop buffered blocks at or below the head: they were stored meanwhile.
+            c.buffer = c.buffer.split_off(&next);
+            let Some(block) = c.buffer.remove(&next) else {
+                return Ok(());
+            };
+            if self.extend(now, from, block, ledger)? != Verdict::Accepted {
+                return Ok(());
+            }
+        }
+    }
+
+    fn request_missing(&mut self, now: u64, chain: MemberCode, peer: MemberCode) {
+        let max = self.config.sync_blocks_max;
+        let timeout = self.config.sync_timeout_ms;
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        if c.sync.is_some_and(|s| now.saturating_sub(s.since) < timeout) {
+            return;
+        }
+        let from = c.height() + 1;
+        c.sync = Some(SyncInFlight { peer, since: now });
+        self.outputs.push_back(Output::RequestBlocks {
+            peer,
+            chain,
+            from,
+            to: from + max - 1,
+        });
+    }
+
+    fn on_attestation(&mut self, att: Attestation) -> Verdict {
+        if let Err(e) = att.verify(&self.genesis, &self.network) {
+            return Verdict::Invalid(e.into());
+        }
+        let (chain, height) = (att.body.chain, att.body.height);
+        let Some(c) = self.chains.get(&chain) else {
+            return Verdict::Invalid(BlockError::UnknownChain(chain).into());
+        };
+        if c.frozen.is_some() {
+            return Verdict::Ignored("chain is frozen");
+        }
+        if height == 0 || height <= c.certified || c.certs.contains_key(&height) {
+            return Verdict::Ignored("height already certified");
+        }
+        if height > c.height() + self.config.attestation_heights_max {
+            return Verdict::Ignored("attestation too far above our head");
+        }
+        if self.add_attestation(att) {
+            Verdict::Accepted
+        } else {
+            Verdict::Ignored("duplicate attestation")
+        }
+    }
+
+    /// Pools an attestation; at quorum, forms and records the certificate.
+    fn add_attestation(&mut self, att: Attestation) -> bool {
+        let quorum = self.genesis.quorum() as usize;
+        let (chain, height, block, witness) = (att.body.chain, att.body.height, att.body.block, att.body.witness);
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        if height <= c.certified || c.certs.contains_key(&height) {
+            return false;
+        }
+        let at = c.pool.entry(height).or_default();
+        if at.iter().any(|(b, w)| *b != block && w.contains_key(&witness)) {
+            // The witness attested another block here: it equivocated as a witness. Its
+            // second vote counts for nothing.
+            return false;
+        }
+        let voters = at.entry(block).or_default();
+        if voters.insert(witness, att).is_some() {
+            return false;
+        }
+        if voters.len() >= quorum {
+            let cert = Certificate::from_attestations(voters.values()).unwrap_or_else(|| unreachable!());
+            c.pool.remove(&height);
+            self.record_certificate(cert);
+        }
+        true
+    }
+
+    fn record_certificate(&mut self, cert: Certificate) {
+        let (chain, height, block) = (cert.chain, cert.height, cert.block);
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        if height <= c.certified || c.certs.contains_key(&height) {
+            return;
+        }
+        c.certs.insert(height, block);
+        c.pool.remove(&height);
+        self.outputs.push_back(Output::PersistCertificate(cert));
+        // Every block we store above the certified prefix carries our vote.
+        match c.votes.get(&height) {
+            Some(v) if *v == block => self.outputs.push_back(Output::BlockCertified { chain, height, block }),
+            Some(_) => {
+                // A quorum certified another block than the one we hold: the owner forked
+                // and we hold the losing side. Fetching the certified block turns that into
+                // evidence.
+                if let Some(peer) = self.peers.iter().next().copied() {
+                    self.outputs.push_back(Output::RequestBlocks {
+                        peer,
+                        chain,
+                        from: height,
+                        to: height,
+                    });
+                }
+            }
+            None => {}
+        }
+        self.fold_certified(chain);
+    }
+
+    /// Advances the contiguous certified prefix over heights whose certificate is for the
+    /// block we store, and forgets votes and attestations below it.
+    fn fold_certified(&mut self, chain: MemberCode) {
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        let head = c.height();
+        while let Some(block) = c.certs.get(&(c.certified + 1)).copied() {
+            let h = c.certified + 1;
+            if h > head {
+                break;
+            }
+            // The certified block must be the one we store (and voted for); a certificate
+            // for another block means the owner forked and we hold the losing side.
+            if c.votes.get(&h) != Some(&block) {
+                break;
+            }
+            c.certs.remove(&h);
+            c.certified = h;
+        }
+        let floor = c.certified + 1;
+        c.votes = c.votes.split_off(&floor);
+        c.pool = c.pool.split_off(&floor);
+    }
+
+    fn on_evidence(&mut self, ev: Equivocation, found_here: bool) -> Verdict {
+        let (chain, _) = match ev.verify(&self.genesis, &self.network) {
+            Ok(x) => x,
+            Err(e) => return Verdict::Invalid(e.into()),
+        };
+        let Some(c) = self.chains.get_mut(&chain) else {
+            return Verdict::Invalid(BlockError::UnknownChain(chain).into());
+        };
+        if c.frozen.is_some() {
+            return Verdict::Ignored("chain already frozen");
+        }
+        c.frozen = Some(ev.clone());
+        c.buffer.clear();
+        c.pool.clear();
+        c.sync = None;
+        self.outputs.push_back(Output::EvidenceFound(ev.clone()));
+        if found_here {
+            self.outputs.push_back(Output::BroadcastEvidence(ev));
+        }
+        Verdict::Accepted
+    }
+
+    fn on_heads(&mut self, now: Timestamp, from: MemberCode, heads: &[HeadSummary]) {
+        for h in heads {
+            let Some(c) = self.chains.get_mut(&h.chain) else {
+                continue;
+            };
+            if c.frozen.is_some() {
+                continue;
+            }
+            let view = PeerView {
+                peer: from,
+                height: h.height,
+                certified: h.certified,
+            };
+            if h.height > c.height() || h.certified > c.certified {
+                if c.best
+                    .is_none_or(|b| (h.certified, h.height) > (b.certified, b.height) || b.peer == from)
+                {
+                    c.best = Some(view);
+                }
+                self.request_range(now.0, h.chain, view);
+            }
+        }
+    }
+
+    /// Asks a peer that is ahead for the next range: certificates we lack first (from our
+    /// certified prefix), then blocks above our head.
+    fn request_range(&mut self, now: u64, chain: MemberCode, view: PeerView) {
+        let max = self.config.sync_blocks_max;
+        let timeout = self.config.sync_timeout_ms;
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        if c.sync.is_some_and(|s| now.saturating_sub(s.since) < timeout) {
+            return;
+        }
+        let (from, to) = if view.certified > c.certified {
+            (c.certified + 1, view.certified)
+        } else if view.height > c.height() {
+            (c.height() + 1, view.height)
+        } else {
+            return;
+        };
+        let to = to.min(from + max - 1);
+        c.sync = Some(SyncInFlight {
+            peer: view.peer,
+            since: now,
+        });
+        self.outputs.push_back(Output::RequestBlocks {
+            peer: view.peer,
+            chain,
+            from,
+            to,
+        });
+    }
+
+    fn on_blocks<L: Ledger>(
+        &mut self,
+        now: Timestamp,
+        from: MemberCode,
+        chain: MemberCode,
+        blocks: Vec<(Block, Option<Certificate>)>,
+        ledger: &mut L,
+    ) -> Result<Verdict, L::Error> {
+        let Some(c) = self.chains.get_mut(&chain) else {
+            return Ok(Verdict::Invalid(BlockError::UnknownChain(chain).into()));
+        };
+        if c.sync.is_some_and(|s| s.peer == from) {
+            c.sync = None;
+        }
+        let mut verdict = Verdict::Ignored("nothing new");
+        for (block, cert) in blocks {
+            if block.header.body.chain != chain {
+                return Ok(Verdict::Invalid(Invalid::Link(
+                    "block of another chain in the answer".into(),
+                )));
+            }
+            let (height, hash) = (block.header.body.height, block.header.hash());
+            match self.on_block(now, from, block, ledger)? {
+                Verdict::Invalid(e) => return Ok(Verdict::Invalid(e)),
+                Verdict::Accepted => verdict = Verdict::Accepted,
+                Verdict::Ignored(_) => {}
+            }
+            if let Some(cert) = cert {
+                if cert.chain != chain || cert.height != height || cert.block != hash {
+                    return Ok(Verdict::Invalid(Invalid::Link(
+                        "certificate is for another block".into(),
+                    )));
+                }
+                let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
+                if c.frozen.is_some() || height <= c.certified || c.certs.contains_key(&height) {
+                    continue;
+                }
+                if let Err(e) = cert.verify(&self.genesis, &self.network) {
+                    return Ok(Verdict::Invalid(e.into()));
+                }
+                self.record_certificate(cert);
+                verdict = Verdict::Accepted;
+            }
+        }
+        // Keep going while the peer is ahead of us.
+        let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
+        if c.frozen.is_none() && verdict == Verdict::Accepted {
+            if let Some(view) = c.best {
+                self.request_range(now.0, chain, view);
+            }
+        }
+        Ok(verdict)
+    }
+
+    fn on_own_block<L: Ledger>(&mut self, block: Block, ledger: &mut L) -> Result<Verdict, L::Error> {
+        let b = &block.header.body;
+        let (chain, height) = (b.chain, b.height);
+        assert_eq!(chain, self.me, "own blocks are on our own chain");
+        let hash = block.header.hash();
+        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
+        assert_eq!(height, c.height() + 1, "own blocks extend our head");
+        let _ = ledger;
+        c.head = Some(StoredHead {
+            height,
+            hash,
+            timestamp: b.timestamp,
+        });
+        self.outputs.push_back(Output::BroadcastBlock(block));
+        self.attest(chain, height, hash);
+        self.after_append(chain, height, hash);
+        Ok(Verdict::Accepted)
+    }
+
+    fn on_tick(&mut self, now: Timestamp) {
+        let now = now.0;
+        if now.saturating_sub(self.last_heads_poll) >= self.config.sync_interval_ms {
+            self.last_heads_poll = now;
+            for peer in &self.peers {
+                self.outputs.push_back(Output::RequestHeads { peer: *peer });
+            }
+        }
+        for c in self.chains.values_mut() {
+            if c.sync
+                .is_some_and(|s| now.saturating_sub(s.since) >= self.config.sync_timeout_ms)
+            {
+                c.sync = None;
+            }
+        }
+        if now.saturating_sub(self.last_resend) >= self.config.resend_interval_ms {
+            self.last_resend = now;
+            let mut again = Vec::new();
+            for (chain, c) in &self.chains {
+                if let Some(ev) = &c.frozen {
+                    self.outputs.push_back(Output::BroadcastEvidence(ev.clone()));
+                    continue;
+                }
+                for (height, block) in c.votes.iter().take(self.config.resend_heights_max as usize) {
+                    if c.certs.contains_key(height) {
+                        continue;
+                    }
+                    again.push(
+                        AttestationBody {
+                            network: self.network,
+                            chain: *chain,
+                            height: *height,
+                            block: *block,
+                            witness: self.me,
+                        }
+                        .sign(&self.key),
+                    );
+                }
+            }
+            self.outputs.extend(again.into_iter().map(Output::BroadcastAttestation));
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Validation of another member's block by deterministic re-execution.
+//!
+//! A witness never trusts a block's derived events or its state root: it re-runs the
+//! block's input events through the same rules on its own copy of the chain's state and
+//! requires the same entries, in the same order, and the same state root.
+
+use fapiao_core::block::BlockError;
+use fapiao_core::sig::{self, BatchItem, SigError};
+use fapiao_core::smt::{self, Node, NodeKey, NodeStore, TreeError, TreeUpdate};
+use fapiao_core::{Block, Entry, Event, Genesis, Hash32};
+use fapiao_domain::state::ExecError;
+use fapiao_domain::{execute_block, BlockContext, ChainContext, StateKey, StateRead, StateValue};
+use std::collections::BTreeMap;
+
+/// Events whose signatures are checked together (one batch verification).
+const SIGNATURE_BATCH_MAX: usize = 64;
+
+/// Why a block is not a valid next block of its chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// The header, its signature, or the entries against the header.
+    #[error("block: {0}")]
+    Block(#[from] BlockError),
+    /// An input event's signature is invalid.
+    #[error("event {index} has an invalid signature: {error}")]
+    EventSignature {
+        /// Index among the block's input events.
+        index: usize,
+        /// Why.
+        error: SigError,
+    },
+    /// The block's height or parent does not follow the chain's head.
+    #[error("block does not extend the head: {0}")]
+    Link(String),
+    /// The block's time goes back or is too far ahead.
+    #[error("block timestamp: {0}")]
+    Timestamp(String),
+    /// Re-executing an input event rejected it: a valid block holds only accepted events.
+    #[error("event {index} is rejected on re-execution: {code}")]
+    Rejected {
+        /// Index among the block's input events.
+        index: usize,
+        /// The rejection code.
+        code: &'static str,
+    },
+    /// Re-execution derived different entries.
+    #[error("re-execution derives different entries ({ours} vs {theirs})")]
+    Entries {
+        /// Entry count re-executed here.
+        ours: usize,
+        /// Entry count in the block.
+        theirs: usize,
+    },
+    /// Re-execution gives a different state root.
+    #[error("re-execution gives state root {ours}, the header says {theirs}")]
+    StateRoot {
+        /// Root computed here.
+        ours: Hash32,
+        /// Root in the header.
+        theirs: Hash32,
+    },
+}
+
+/// Reading the local state failed (IO or corruption): not the block's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError<E> {
+    /// State records.
+    #[error("state: {0}")]
+    State(ExecError<E>),
+    /// State tree.
+    #[error("state tree: {0}")]
+    Tree(TreeError<E>),
+}
+
+/// What a valid block does to the chain's state; the host stores it with the block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reexecuted {
+    /// State records written.
+    pub writes: BTreeMap<StateKey, StateValue>,
+    /// Tree nodes changed (`None` = deleted).
+    pub tree: BTreeMap<NodeKey, Option<Node>>,
+    /// The state root after the block (equal to the header's).
+    pub root: Hash32,
+}
+
+/// The input events of a block, in order.
+pub fn inputs(block: &Block) -> Vec<Event> {
+    block
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Event(ev) => Some(ev.clone()),
+            Entry::Derived(_) => None,
+        })
+        .collect()
+}
+
+/// Verifies the input events' signatures in batches; the first bad one is named.
+pub fn verify_event_signatures(events: &[Event]) -> Result<(), Invalid> {
+    let ids: Vec<Hash32> = events.iter().map(|e| e.id().0).collect();
+    for start in (0..events.len()).step_by(SIGNATURE_BATCH_MAX) {
+        let end = (start + SIGNATURE_BATCH_MAX).min(events.len());
+        let items: Vec<BatchItem<'_>> = (start..end)
+            .map(|i| BatchItem {
+                key: &events[i].body.author,
+                digest: &ids[i],
+                signature: &events[i].signature,
+            })
+            .collect();
+        if let Err(e) = sig::verify_batch(&items) {
+            let (i, error) = e.bad[0];
+            return Err(Invalid::EventSignature {
+                index: start + i,
+                error,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Re-executes `block` on `base`, the chain's state after the block's parent. The caller
+/// has checked the header signature, the link to the parent and the timestamp.
+///
+/// Returns `Ok(Err(_))` when the block is invalid and `Err(_)` when the local state
+/// cannot be read.
+pub fn reexecute<S, E>(genesis: &Genesis, block: &Block, base: &S) -> Result<Result<Reexecuted, Invalid>, ReadError<E>>
+where
+    S: StateRead<Error = E> + NodeStore<Error = E>,
+{
+    let h = &block.header.body;
+    if let Err(e) = block.check_entries() {
+        return Ok(Err(e.into()));
+    }
+    let Some(ctx) = ChainContext::new(genesis, h.chain) else {
+        return Ok(Err(BlockError::UnknownChain(h.chain).into()));
+    };
+    let events = inputs(block);
+    if let Err(e) = verify_event_signatures(&events) {
+        return Ok(Err(e));
+    }
+    let bc = BlockContext {
+        height: h.height,
+        timestamp: h.timestamp,
+    };
+    let executed = execute_block(&ctx, &bc, base, &events).map_err(ReadError::State)?;
+    if let Some((index, r)) = executed.rejected.first() {
+        return Ok(Err(Invalid::Rejected {
+            index: *index,
+            code: r.code(),
+        }));
+    }
+    if executed.entries != block.entries {
+        return Ok(Err(Invalid::Entries {
+            ours: executed.entries.len(),
+            theirs: block.entries.len(),
+        }));
+    }
+    let mut update = TreeUpdate::new(base);
+    for (k, v) in &executed.writes {
+        let kh = smt::key_hash(&k.to_bytes());
+        let vh = smt::value_hash(&v.to_bytes());
+        update.set(&kh, Some(&vh)).map_err(ReadError::Tree)?;
+    }
+    let root = update.root().map_err(ReadError::Tree)?;
+    if root != h.state_root {
+        return Ok(Err(Invalid::StateRoot {
+            ours: root,
+            theirs: h.state_root,
+        }));
+    }
+    Ok(Ok(Reexecuted {
+        writes: executed.writes,
+        tree: update.into_changes(),
+        root,
+    }))
+}

@@ -1,0 +1,213 @@
+//! `fapiao bench-net`: a four-member network on loopback, as four processes. Phase 1
+//! measures certified throughput: every member's node gets the same number of
+//! pre-signed events at once, and the clock stops when every node holds every chain
+//! certified to its owner's head. Phase 2 offers a steady load (by default half the
+//! phase-1 rate) and measures, per submitted batch, the time from submission until its
+//! last event is certified on its owner's node. A benchmark, not a test.
+
+use crate::bench::presign_for;
+use crate::dev;
+use anyhow::{bail, Context, Result};
+use fapiao_api::Client;
+use fapiao_core::{keyfile, Event, EventId, Genesis};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const N: usize = 4;
+
+struct Member {
+    dir: PathBuf,
+    client: Client,
+    child: Child,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dirs: &[PathBuf]) -> Result<Vec<Member>> {
+    let exe = std::env::current_exe()?;
+    let mut out = Vec::new();
+    for d in dirs {
+        let cfg = crate::config::load(&d.join("node.toml"))?;
+        let log = std::fs::File::create(d.join("node.log"))?;
+        let child = Command::new(&exe)
+            .args(["node", "run", "--config"])
+            .arg(d.join("node.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let token = std::fs::read_to_string(d.join("read.token"))?.trim().to_string();
+        out.push(Member {
+            dir: d.clone(),
+            client: Client::new(&format!("http://{}", cfg.config.http_listen), Some(token)),
+            child,
+        });
+    }
+    let t0 = Instant::now();
+    for m in &out {
+        loop {
+            if let Ok(s) = m.client.status() {
+                if s.peers.len() == N - 1 && s.head_height >= 1 {
+                    break;
+                }
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                bail!("{} did not join the network; see its node.log", m.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether every node holds every chain certified to the owner's head.
+fn all_certified(members: &[Member]) -> Result<bool> {
+    let heads: Vec<(String, u64)> = members
+        .iter()
+        .map(|m| m.client.status().map(|s| (s.chain, s.head_height)))
+        .collect::<Result<_, _>>()?;
+    for m in members {
+        let s = m.client.status()?;
+        for (chain, h) in &heads {
+            let ok = s.chains.iter().any(|c| c.chain == *chain && c.certified >= *h);
+            if !ok {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+pub(crate) fn run(data: &Path, events: usize, batch: usize, rate: Option<f64>, seconds: u64) -> Result<()> {
+    if data.exists() {
+        bail!("{} exists; the benchmark makes a fresh network there", data.display());
+    }
+    let dirs = dev::init_multi(data, N)?;
+    let genesis = Genesis::from_toml(&std::fs::read_to_string(dirs[0].join("genesis.toml"))?)?;
+    let keys: Vec<_> = dirs
+        .iter()
+        .map(|d| keyfile::from_key_file(&std::fs::read_to_string(d.join("client.key"))?).map_err(anyhow::Error::from))
+        .collect::<Result<_>>()?;
+    let members = start(&dirs)?;
+    let chains: Vec<_> = genesis.members().iter().map(|m| m.code).collect();
+
+    // Phase 1: throughput.
+    let signed: Vec<Vec<Event>> = (0..N)
+        .map(|i| presign_for(&keys[i], genesis.network_id(), chains[i], events, "T"))
+        .collect();
+    let t0 = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = members
+            .iter()
+            .zip(&signed)
+            .map(|(m, evs)| {
+                s.spawn(move || -> Result<()> {
+                    for c in evs.chunks(batch) {
+                        m.client.submit_batch(c)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("submitter panicked"))??;
+        }
+        Ok(())
+    })?;
+    let submitted = t0.elapsed().as_secs_f64();
+    while !all_certified(&members)? {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let total = (N * events) as f64;
+    let throughput = total / secs;
+    println!(
+        "throughput: {N} members x {events} events (batches of {batch}), submitted in {submitted:.1} s, \
+         certified on all {N} nodes in {secs:.1} s = {throughput:.0} certified events/s"
+    );
+
+    // Phase 2: latency at a steady load.
+    let rate = rate.unwrap_or(throughput / 2.0);
+    let tick = Duration::from_millis(50);
+    let per_tick = ((rate / N as f64) * tick.as_secs_f64()).round().max(1.0) as usize;
+    let ticks = (seconds * 1000 / tick.as_millis() as u64) as usize;
+    let signed: Vec<Vec<Event>> = (0..N)
+        .map(|i| presign_for(&keys[i], genesis.network_id(), chains[i], per_tick * ticks, "L"))
+        .collect();
+    let latencies: Vec<f64> = std::thread::scope(|s| -> Result<Vec<f64>> {
+        let handles: Vec<_> = members
+            .iter()
+            .zip(&signed)
+            .map(|(m, evs)| {
+                s.spawn(move || -> Result<Vec<f64>> {
+                    let mut outstanding: Vec<(Instant, EventId)> = Vec::new();
+                    let mut done = Vec::new();
+                    let start = Instant::now();
+                    for (k, c) in evs.chunks(per_tick).enumerate() {
+                        let due = start + tick * k as u32;
+                        while Instant::now() < due {
+                            poll(&m.client, &mut outstanding, &mut done)?;
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        let sent = Instant::now();
+                        m.client.submit_batch(c)?;
+                        if let Some(last) = c.last() {
+                            outstanding.push((sent, last.id()));
+                        }
+                    }
+                    let until = Instant::now() + Duration::from_secs(60);
+                    while !outstanding.is_empty() && Instant::now() < until {
+                        poll(&m.client, &mut outstanding, &mut done)?;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().map_err(|_| anyhow::anyhow!("submitter panicked"))??);
+        }
+        Ok(all)
+    })?;
+    let mut sorted = latencies;
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "latency: offered {:.0} events/s ({} per member every {} ms) for {seconds} s; \
+         submit-to-certified over {} batches: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        (per_tick * N) as f64 / tick.as_secs_f64(),
+        per_tick,
+        tick.as_millis(),
+        sorted.len(),
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.99),
+        sorted.last().copied().unwrap_or(f64::NAN),
+    );
+    drop(members);
+    Ok(())
+}
+
+fn poll(client: &Client, outstanding: &mut Vec<(Instant, EventId)>, done: &mut Vec<f64>) -> Result<()> {
+    let Some((sent, id)) = outstanding.first().copied() else {
+        return Ok(());
+    };
+    let st = client.event_status(&id).context("event status")?;
+    if st.status == "certified" {
+        done.push(sent.elapsed().as_secs_f64() * 1000.0);
+        outstanding.remove(0);
+    }
+    Ok(())
+}

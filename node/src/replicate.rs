@@ -1,0 +1,403 @@
+//! The replication loop: wires the sans-IO state machine (`fapiao-chain`) to the store,
+//! the engine and the libp2p transport (`fapiao-net`). One thread owns the replica; every
+//! input reaches it through one bounded channel; outputs are performed in order (a vote
+//! is durable before its attestation is published).
+
+use anyhow::{Context, Result};
+use fapiao_chain::{reexecute, Config, Input, Invalid, Ledger, Output, Persisted, Replica, StoredHead, Verdict};
+use fapiao_core::{Block, Genesis, Header, MemberCode, SecretKey, Timestamp};
+use fapiao_engine::{ChainReplication, Engine, ReplicationStatus};
+use fapiao_net::{Command, Gossip, Net, NetEvent, Request, Response, Validation};
+use fapiao_store::tables::{chain_prefix, Certs, Votes};
+use fapiao_store::{BlockCommit, PreparedState, Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Inputs queued for the replication thread.
+const INBOX_MAX: usize = 4_096;
+/// How often the state machine's clock ticks.
+const TICK_MS: u64 = 100;
+
+// A bounded queue of plain values (see fapiao-net's NetEvent): sized for its largest.
+#[allow(clippy::large_enum_variant)]
+enum Inbox {
+    Net(NetEvent),
+    OwnBlock(Block),
+}
+
+/// The store as the state machine's ledger: re-execute, then one atomic commit with our
+/// vote.
+struct StoreLedger {
+    store: Arc<Store>,
+    genesis: Arc<Genesis>,
+    /// Blocks appended (for the metrics).
+    blocks: u64,
+}
+
+impl Ledger for StoreLedger {
+    type Error = StoreError;
+
+    fn header(&self, chain: MemberCode, height: u64) -> Result<Option<Header>, StoreError> {
+        self.store.header(chain, height)
+    }
+
+    fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, StoreError> {
+        let chain = block.header.body.chain;
+        let view = self.store.state(chain);
+        let done = match reexecute(&self.genesis, block, &view) {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return Ok(Err(e)),
+            Err(e) => {
+                return Err(StoreError::Corrupt {
+                    table: "state",
+                    key: format!("chain {chain}"),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let prepared = PreparedState {
+            chain,
+            writes: done.writes,
+            tree: done.tree,
+            root: done.root,
+        };
+        self.blocks += 1;
+        self.store.commit_block(&BlockCommit {
+            block,
+            state: &prepared,
+            pending_done: &[],
+            rejected: &[],
+            vote: Some(block.header.hash()),
+            certificate: None,
+        })?;
+        Ok(Ok(()))
+    }
+}
+
+/// What the replica needs from disk to resume.
+fn persisted(store: &Store, genesis: &Genesis) -> Result<Persisted> {
+    let mut p = Persisted::default();
+    for (chain, head) in store.heads()? {
+        p.heads.insert(
+            chain,
+            StoredHead {
+                height: head.height,
+                hash: head.hash,
+                timestamp: head.timestamp,
+            },
+        );
+    }
+    for m in genesis.members() {
+        let chain = m.code;
+        let head = p.heads.get(&chain).map_or(0, |h| h.height);
+        let certs = store.scan::<Certs>(&chain_prefix(chain), None, usize::MAX)?;
+        let mut certified = 0;
+        for (_, cert) in certs {
+            if cert.height == certified + 1 && cert.height <= head {
+                certified = cert.height;
+            } else if cert.height > certified {
+                p.certificates.push(cert);
+            }
+        }
+        p.certified.insert(chain, certified);
+        for (k, block) in store.scan::<Votes>(&chain_prefix(chain), None, usize::MAX)? {
+            let height = u64::from_be_bytes(k[4..12].try_into().context("vote key")?);
+            if height > certified {
+                p.votes.push((chain, height, block));
+            }
+        }
+    }
+    p.evidence = store.evidence()?;
+    Ok(p)
+}
+
+fn now() -> Timestamp {
+    crate::now()
+}
+
+/// Starts replication for the node whose engine is `engine`. Returns a flag that turns
+/// true if the loop dies (the node must then stop).
+pub(crate) fn start(engine: &Engine, key: SecretKey, net: Net) -> Result<Arc<AtomicBool>> {
+    let store = engine.store_handle();
+    let genesis = Arc::new(engine.genesis().clone());
+    let me = engine.chain();
+    let replica = Replica::new(
+        Config::default(),
+        (*genesis).clone(),
+        me,
+        key,
+        persisted(&store, &genesis)?,
+    );
+    let (tx, rx) = sync_channel::<Inbox>(INBOX_MAX);
+    let own = tx.clone();
+    engine.set_block_hook(Box::new(move |b: &Block| {
+        let _ = own.send(Inbox::OwnBlock(b.clone()));
+    }));
+    let Net {
+        commands,
+        events,
+        stats,
+        ..
+    } = net;
+    forward(events, tx)?;
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    let engine = engine.clone();
+    std::thread::Builder::new()
+        .name("replication".into())
+        .spawn(move || {
+            let mut r = Loop {
+                replica,
+                ledger: StoreLedger {
+                    store,
+                    genesis,
+                    blocks: 0,
+                },
+                commands,
+                engine,
+                peer_heights: BTreeMap::new(),
+                stats,
+            };
+            if let Err(e) = r.run(rx) {
+                tracing::error!(error = %e, "replication stopped; the node must stop");
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+        .context("starting the replication thread")?;
+    Ok(failed)
+}
+
+fn forward(events: Receiver<NetEvent>, tx: SyncSender<Inbox>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("net-events".into())
+        .spawn(move || {
+            for ev in events {
+                if tx.send(Inbox::Net(ev)).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("starting the network event thread")?;
+    Ok(())
+}
+
+struct Loop {
+    replica: Replica,
+    ledger: StoreLedger,
+    commands: tokio::sync::mpsc::Sender<Command>,
+    engine: Engine,
+    peer_heights: BTreeMap<(MemberCode, MemberCode), u64>,
+    stats: Arc<fapiao_net::NetStats>,
+}
+
+impl Loop {
+    fn run(&mut self, rx: Receiver<Inbox>) -> Result<()> {
+        let tick = Duration::from_millis(TICK_MS);
+        let mut last_tick = std::time::Instant::now();
+        loop {
+            match rx.recv_timeout(tick) {
+                Ok(Inbox::OwnBlock(b)) => self.feed(Input::OwnBlock(b))?,
+                Ok(Inbox::Net(ev)) => self.net_event(ev)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            if last_tick.elapsed() >= tick {
+                last_tick = std::time::Instant::now();
+                self.feed(Input::Tick)?;
+                self.publish_status();
+            }
+        }
+    }
+
+    fn send(&self, c: Command) {
+        // Blocking is fine: this is a plain thread and the transport drains commands.
+        if self.commands.blocking_send(c).is_err() {
+            tracing::warn!("the transport has stopped");
+        }
+    }
+
+    /// Handles an input whose verdict has no consequence (our own block, time, peers,
+    /// heads: none of these can be invalid in a way a peer is penalised for).
+    fn feed(&mut self, input: Input) -> Result<()> {
+        match self.handle(input)? {
+            Verdict::Accepted | Verdict::Ignored(_) => {}
+            Verdict::Invalid(e) => tracing::warn!(error = %e, "input refused"),
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, input: Input) -> Result<Verdict> {
+        let verdict = self
+            .replica
+            .handle(now(), input, &mut self.ledger)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        while let Some(o) = self.replica.poll_output() {
+            self.perform(o)?;
+        }
+        Ok(verdict)
+    }
+
+    fn perform(&mut self, o: Output) -> Result<()> {
+        let store = &self.ledger.store;
+        match o {
+            Output::BroadcastBlock(b) => self.send(Command::Publish(Gossip::Block(b))),
+            Output::BroadcastAttestation(a) => self.send(Command::Publish(Gossip::Attestation(a))),
+            Output::BroadcastEvidence(e) => self.send(Command::Publish(Gossip::Evidence(e))),
+            Output::RequestHeads { peer } => self.send(Command::Request(peer, Request::Heads)),
+            Output::RequestBlocks { peer, chain, from, to } => {
+                self.send(Command::Request(peer, Request::Blocks { chain, from, to }))
+            }
+            Output::PersistVote { chain, height, block } => {
+                if store.vote(chain, height)? != Some(block) {
+                    store.put_vote(chain, height, block)?;
+                }
+            }
+            Output::PersistCertificate(cert) => store.put_certificate(&cert)?,
+            Output::BlockCertified { chain, height, .. } => {
+                if chain == self.engine.chain() {
+                    self.engine
+                        .metrics()
+                        .certified_height
+                        .fetch_max(height, Ordering::Relaxed);
+                }
+                tracing::debug!(%chain, height, "block certified");
+            }
+            Output::EvidenceFound(ev) => {
+                tracing::error!(
+                    chain = %ev.first.body.chain,
+                    height = ev.first.body.height,
+                    "equivocation: two blocks signed for one height; the chain is frozen here"
+                );
+                store.put_evidence(&ev)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn net_event(&mut self, ev: NetEvent) -> Result<()> {
+        match ev {
+            NetEvent::Connected(m) => self.feed(Input::PeerConnected(m))?,
+            NetEvent::Disconnected(m) => {
+                self.peer_heights.retain(|(p, _), _| *p != m);
+                self.feed(Input::PeerGone(m))?;
+            }
+            NetEvent::Gossip { from, token, gossip } => {
+                let input = match gossip {
+                    Gossip::Block(block) => Input::Block { from, block },
+                    Gossip::Attestation(attestation) => Input::Attestation { from, attestation },
+                    Gossip::Evidence(evidence) => Input::Evidence { from, evidence },
+                };
+                let v = match self.handle(input)? {
+                    Verdict::Accepted => Validation::Accept,
+                    Verdict::Ignored(_) => Validation::Ignore,
+                    Verdict::Invalid(e) => {
+                        tracing::warn!(member = %from, error = %e, "invalid gossip");
+                        Validation::Reject
+                    }
+                };
+                self.send(Command::Validate(token, v));
+            }
+            NetEvent::Request {
+                from: _,
+                token,
+                request,
+            } => {
+                let response = self.answer(&request).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot answer a sync request");
+                    Response::Unavailable
+                });
+                self.send(Command::Respond(token, response));
+            }
+            NetEvent::Response {
+                from,
+                request,
+                response,
+            } => match (request, response) {
+                (_, Response::Unavailable) => {}
+                (Request::Heads, Response::Heads(heads)) => {
+                    for h in &heads {
+                        self.peer_heights.insert((from, h.chain), h.height);
+                    }
+                    let heads = heads.into_iter().map(Into::into).collect();
+                    self.feed(Input::Heads { from, heads })?;
+                }
+                (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks)) => {
+                    let in_order = blocks
+                        .iter()
+                        .enumerate()
+                        .all(|(i, (b, _))| b.header.body.chain == chain && b.header.body.height == lo + i as u64);
+                    let verdict = if in_order {
+                        self.handle(Input::Blocks { from, chain, blocks })?
+                    } else {
+                        Verdict::Invalid(Invalid::Link("blocks are not the consecutive range asked for".into()))
+                    };
+                    if let Verdict::Invalid(e) = verdict {
+                        self.send(Command::Penalise(from, e.to_string()));
+                    }
+                }
+                (_, _) => self.send(Command::Penalise(from, "answer does not match the request".into())),
+            },
+        }
+        Ok(())
+    }
+
+    fn answer(&self, request: &Request) -> Result<Response, StoreError> {
+        match request {
+            Request::Heads => Ok(Response::Heads(
+                self.replica.heads().into_iter().map(Into::into).collect(),
+            )),
+            Request::Blocks { chain, from, to } => {
+                let store = &self.ledger.store;
+                let count_max = Config::default().sync_blocks_max;
+                let bytes_max = self.engine.config().block_bytes_max * 2;
+                let mut out = Vec::new();
+                let mut bytes = 0usize;
+                let last = (*to).min(from.saturating_add(count_max - 1));
+                for h in *from..=last {
+                    let Some(b) = store.block(*chain, h)? else { break };
+                    bytes += fapiao_core::codec::to_bytes(&b).len();
+                    if !out.is_empty() && bytes > bytes_max {
+                        break;
+                    }
+                    let cert = store.certificate(*chain, h)?.filter(|c| c.block == b.header.hash());
+                    out.push((b, cert));
+                }
+                Ok(Response::Blocks(out))
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let m = self.engine.metrics();
+        m.peer_refused
+            .store(self.stats.refused.load(Ordering::Relaxed), Ordering::Relaxed);
+        m.peer_penalties
+            .store(self.stats.penalties.load(Ordering::Relaxed), Ordering::Relaxed);
+        m.gossip_dropped
+            .store(self.stats.gossip_dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+        m.blocks_replicated.store(self.ledger.blocks, Ordering::Relaxed);
+        let peers = self.replica.peers().iter().copied().collect();
+        let chains = self
+            .replica
+            .heads()
+            .into_iter()
+            .map(|h| ChainReplication {
+                chain: h.chain,
+                height: h.height,
+                certified: h.certified,
+                frozen: h.frozen,
+                peer_height: self
+                    .peer_heights
+                    .iter()
+                    .filter(|((_, c), _)| *c == h.chain)
+                    .map(|(_, v)| *v)
+                    .max()
+                    .unwrap_or(0),
+            })
+            .collect();
+        self.engine.set_replication(ReplicationStatus { peers, chains });
+    }
+}

@@ -1,0 +1,557 @@
+//! Consortium replication with real processes on loopback: four members, each its own
+//! `fapiao node run`, gossiping and syncing over libp2p.
+//!
+//! The partition test blocks one node's peer port with iptables (the test command runs
+//! as root and installs iptables); the node's outgoing dials use its listening port, so
+//! the two rules cut all of its peer traffic while its HTTP API keeps answering.
+
+mod common;
+
+use common::bin;
+use fapiao_api::Client;
+use fapiao_core::event::{Currency, EventKind, PaymentMethod, PaymentRecorded};
+use fapiao_core::{keyfile, EventBody, Fen, Genesis, MemberCode, SecretKey, Timestamp};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const N: usize = 4;
+
+/// The tests run one at a time: each is four nodes on a two-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+const CONVERGE_SECS: u64 = 90;
+
+struct Node {
+    dir: PathBuf,
+    http: String,
+    p2p_port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url(), Some(self.token()))
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("read.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn key(&self, file: &str) -> SecretKey {
+        keyfile::from_key_file(&std::fs::read_to_string(self.dir.join(file)).unwrap()).unwrap()
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let child = Command::new(bin())
+            .args(["node", "run", "--config"])
+            .arg(self.dir.join("node.toml"))
+            .env("FAPIAO_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        let client = Client::new(&self.url(), None);
+        while start.elapsed() < Duration::from_secs(60) {
+            if client.status().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node {} did not come up; log:\n{}", self.dir.display(), self.log());
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(30) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.url()))
+            .bearer_auth(self.token())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .unwrap();
+        r.json().unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Network {
+    _tmp: tempfile::TempDir,
+    nodes: Vec<Node>,
+    genesis: Genesis,
+}
+
+impl Network {
+    /// Creates a 4-member network with `fapiao dev --nodes 4 --init-only` and starts
+    /// every node.
+    fn start() -> Network {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = Command::new(bin())
+            .args(["dev", "--nodes", &N.to_string(), "--init-only", "--data"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut nodes: Vec<Node> = (1..=N).map(|i| node_at(&tmp.path().join(format!("node{i}")))).collect();
+        for n in &mut nodes {
+            n.start();
+        }
+        let genesis =
+            Genesis::from_toml(&std::fs::read_to_string(tmp.path().join("node1/genesis.toml")).unwrap()).unwrap();
+        Network {
+            _tmp: tmp,
+            nodes,
+            genesis,
+        }
+    }
+
+    fn chain(&self, i: usize) -> MemberCode {
+        self.genesis.members()[i].code
+    }
+
+    /// Submits `count` payments to node `i`'s own chain, signed by its client key.
+    fn pay(&self, i: usize, tag: &str, count: usize) {
+        let n = &self.nodes[i];
+        let key = n.key("client.key");
+        let events: Vec<_> = (0..count)
+            .map(|k| {
+                EventBody {
+                    network: self.genesis.network_id(),
+                    chain: self.chain(i),
+                    author: key.public(),
+                    timestamp: Timestamp(1),
+                    kind: EventKind::PaymentRecorded(PaymentRecorded {
+                        payment_id: format!("{tag}-{i}-{k}"),
+                        amount: Fen(100 + k as i64),
+                        currency: Currency::Cny,
+                        method: PaymentMethod::Wechat,
+                        terminal_id: "pos-1".into(),
+                        external_ref: format!("r{k}"),
+                    }),
+                }
+                .sign(&key)
+            })
+            .collect();
+        for chunk in events.chunks(500) {
+            let r = n.client().submit_batch(chunk).unwrap();
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["refused"], 0, "refused: {}", v["results"][0]);
+        }
+        // Return once the owner has them in a block, so heads have moved.
+        let last = events.last().unwrap().id();
+        let start = Instant::now();
+        while n.client().event_status(&last).unwrap().status == "pending" {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "events stay pending on node {}",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every running node (of `among`) holds every chain at the owner's head, fully
+    /// certified, with the same head hash and state root.
+    fn converged(&self, among: &[usize]) -> Result<(), String> {
+        let mut heads: Vec<(u64, String, String)> = Vec::new();
+        for c in 0..N {
+            let chain = self.chain(c).to_string();
+            // A stopped owner cannot extend its chain: then the target is the highest
+            // height any running node holds.
+            let height = if among.contains(&c) {
+                self.nodes[c].client().status().map_err(|e| e.to_string())?.head_height
+            } else {
+                let mut h = 0;
+                for &i in among {
+                    let st = self.nodes[i].client().status().map_err(|e| e.to_string())?;
+                    h = h.max(st.chains.iter().find(|x| x.chain == chain).map_or(0, |x| x.height));
+                }
+                h
+            };
+            let mut seen: Option<(String, String)> = None;
+            for &i in among {
+                let st = self.nodes[i].client().status().map_err(|e| e.to_string())?;
+                let cs = st
+                    .chains
+                    .iter()
+                    .find(|x| x.chain == chain)
+                    .ok_or_else(|| format!("node {i} has no status for chain {chain}"))?;
+                if cs.height != height || cs.certified != height {
+                    return Err(format!(
+                        "node {} holds chain {chain} at {} certified {}, owner at {height}",
+                        i + 1,
+                        cs.height,
+                        cs.certified
+                    ));
+                }
+                if height == 0 {
+                    continue;
+                }
+                let b = self.nodes[i].get(&format!("/v1/chains/{chain}/blocks/{height}"));
+                let h = &b["header"];
+                let this = (h["hash"].to_string(), h["state_root"].to_string());
+                if h["certified"] != Value::Bool(true) {
+                    return Err(format!("node {} block {chain}/{height} not certified", i + 1));
+                }
+                match &seen {
+                    None => seen = Some(this),
+                    Some(s) if *s != this => {
+                        return Err(format!("chain {chain} differs between nodes: {s:?} {this:?}"))
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some((h, r)) = seen {
+                heads.push((height, h, r));
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_converged(&self, among: &[usize]) {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < Duration::from_secs(CONVERGE_SECS) {
+            match self.converged(among) {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let logs: Vec<String> = among
+            .iter()
+            .map(|i| format!("--- node {}\n{}", i + 1, self.nodes[*i].log()))
+            .collect();
+        panic!("no convergence in {CONVERGE_SECS} s: {last}\n{}", logs.join("\n"));
+    }
+
+    fn all(&self) -> Vec<usize> {
+        (0..N).collect()
+    }
+}
+
+fn node_at(dir: &Path) -> Node {
+    let cfg: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("node.toml")).unwrap()).unwrap();
+    let http = cfg["http_listen"].as_str().unwrap().to_string();
+    let listen = cfg["p2p"]["listen"].as_str().unwrap();
+    let p2p_port = listen.rsplit('/').next().unwrap().parse().unwrap();
+    Node {
+        dir: dir.to_path_buf(),
+        http,
+        p2p_port,
+        child: None,
+    }
+}
+
+/// Events submitted to each member's own node become certified on all four nodes with
+/// identical heads and state roots; a node stopped under load catches up after restart.
+#[test]
+fn four_members_certify_and_a_stopped_node_catches_up() {
+    let _serial = serial();
+    let mut net = Network::start();
+    for i in 0..N {
+        net.pay(i, "a", 200);
+    }
+    net.wait_converged(&net.all());
+
+    // Stop node 4 hard in the middle of a load on the others; three of four is a quorum.
+    for i in 0..N - 1 {
+        net.pay(i, "b", 100);
+    }
+    net.nodes[N - 1].kill9();
+    for i in 0..N - 1 {
+        net.pay(i, "c", 300);
+    }
+    net.wait_converged(&[0, 1, 2]);
+    net.nodes[N - 1].start();
+    net.pay(N - 1, "d", 50);
+    net.wait_converged(&net.all());
+}
+
+struct Blocked(Vec<Vec<String>>);
+
+impl Blocked {
+    fn port(port: u16) -> Blocked {
+        let rules: Vec<Vec<String>> = ["--dport", "--sport"]
+            .iter()
+            .map(|d| {
+                ["INPUT", "-p", "tcp", d, &port.to_string(), "-j", "DROP"]
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            })
+            .collect();
+        for r in &rules {
+            let st = Command::new("iptables")
+                .arg("-A")
+                .args(r)
+                .status()
+                .expect("iptables is installed");
+            assert!(st.success(), "iptables -A {r:?}");
+        }
+        Blocked(rules)
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            let _ = Command::new("iptables").arg("-D").args(r).status();
+        }
+    }
+}
+
+/// A node whose peer traffic is blocked falls behind while the others go on, then
+/// rejoins and converges once the block is lifted.
+#[test]
+fn a_partitioned_node_rejoins_and_converges() {
+    let _serial = serial();
+    let net = Network::start();
+    for i in 0..N {
+        net.pay(i, "a", 20);
+    }
+    net.wait_converged(&net.all());
+    {
+        let _cut = Blocked::port(net.nodes[N - 1].p2p_port);
+        for i in 0..N - 1 {
+            net.pay(i, "b", 200);
+        }
+        net.wait_converged(&[0, 1, 2]);
+        // The cut-off node saw none of it.
+        let c0 = net.chain(0).to_string();
+        let st = net.nodes[N - 1].client().status().unwrap();
+        let held = st.chains.iter().find(|c| c.chain == c0).map_or(0, |c| c.height);
+        let owner_height = net.nodes[0].client().status().unwrap().head_height;
+        assert!(
+            held < owner_height,
+            "the blocked node kept up: {held} of {owner_height}"
+        );
+    }
+    net.wait_converged(&net.all());
+}
+
+/// Only genesis members get in: a stranger's key is refused at connection time, a
+/// member's key is answered.
+#[test]
+fn a_non_member_cannot_connect() {
+    let _serial = serial();
+    let net = Network::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = format!("/ip4/127.0.0.1/tcp/{}", net.nodes[0].p2p_port);
+    let stranger = SecretKey::generate();
+    let out = rt.block_on(fapiao_net::probe(&addr, &stranger, 5_000)).unwrap();
+    assert!(
+        matches!(out, fapiao_net::ProbeOutcome::Refused(_)),
+        "a stranger was let in: {out:?}"
+    );
+    let member = net.nodes[1].key("node.key");
+    let out = rt.block_on(fapiao_net::probe(&addr, &member, 10_000)).unwrap();
+    assert!(
+        matches!(out, fapiao_net::ProbeOutcome::Answered(ref h) if h.len() == N),
+        "a member was refused: {out:?}"
+    );
+    let start = Instant::now();
+    loop {
+        let metrics = reqwest::blocking::get(format!("{}/metrics", net.nodes[0].url()))
+            .unwrap()
+            .text()
+            .unwrap();
+        let refused: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("fapiao_peer_connections_refused_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if refused >= 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the refusal is not counted:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A member key that signs two different blocks at one height is caught by every other
+/// member: each stores and serves the evidence, freezes the chain, and no two
+/// certificates exist for one (chain, height).
+#[test]
+fn an_equivocating_member_is_detected_everywhere() {
+    let _serial = serial();
+    let mut net = Network::start();
+    for i in 0..N {
+        net.pay(i, "a", 30);
+    }
+    net.wait_converged(&net.all());
+    let culprit = N - 1;
+    net.nodes[culprit].stop();
+    let out = Command::new(bin())
+        .args(["drill", "equivocate", "--config"])
+        .arg(net.nodes[culprit].dir.join("node.toml"))
+        .env("FAPIAO_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let chain = net.chain(culprit).to_string();
+    let start = Instant::now();
+    for i in 0..N - 1 {
+        loop {
+            let ev = net.nodes[i].get("/v1/evidence");
+            if ev
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["chain"] == Value::String(chain.clone())))
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "node {} has no evidence against {chain}; log:\n{}",
+                i + 1,
+                net.nodes[i].log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let st = net.nodes[i].client().status().unwrap();
+        assert!(
+            st.chains.iter().any(|c| c.chain == chain && c.frozen),
+            "node {} did not freeze {chain}",
+            i + 1
+        );
+    }
+    // One certified block per height of the culprit's chain, the same on every node.
+    let height = net.nodes[0]
+        .client()
+        .status()
+        .unwrap()
+        .chains
+        .iter()
+        .find(|c| c.chain == chain)
+        .unwrap()
+        .height;
+    for h in 1..=height {
+        let hashes: Vec<Value> = (0..N - 1)
+            .map(|i| net.nodes[i].get(&format!("/v1/chains/{chain}/blocks/{h}"))["header"]["hash"].clone())
+            .collect();
+        assert!(hashes.windows(2).all(|w| w[0] == w[1]), "height {h}: {hashes:?}");
+    }
+    // The others keep working.
+    net.pay(0, "z", 10);
+    let c0 = net.chain(0).to_string();
+    let start = Instant::now();
+    loop {
+        let owner = net.nodes[0].client().status().unwrap();
+        let ok = (1..N - 1).all(|i| {
+            net.nodes[i]
+                .client()
+                .status()
+                .unwrap()
+                .chains
+                .iter()
+                .any(|c| c.chain == c0 && c.certified == owner.head_height)
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "honest chains stopped certifying"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `fapiao dev --nodes 4` starts four processes and prints each node's address.
+#[test]
+fn dev_nodes_4_prints_four_addresses() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .args(["dev", "--nodes", "4", "--data"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut urls = Vec::new();
+    let reader = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    for line in reader {
+        let line = line.unwrap();
+        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")) {
+            urls.push(u.to_string());
+        }
+        if urls.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(urls.len(), 4);
+    let start = Instant::now();
+    for u in &urls {
+        loop {
+            if let Ok(s) = Client::new(u, None).status() {
+                if s.peers.len() == 3 {
+                    break;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{u} did not connect to its 3 peers"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
