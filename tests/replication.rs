@@ -512,6 +512,48 @@ fn an_equivocating_member_is_detected_everywhere() {
     }
 }
 
+/// A member's node that gossips a block with a broken signature is refused, penalised
+/// and disconnected; the others keep running and keep certifying.
+#[test]
+fn a_peer_sending_invalid_data_is_disconnected_and_the_rest_go_on() {
+    let _serial = serial();
+    let mut net = Network::start();
+    for i in 0..N {
+        net.pay(i, "a", 10);
+    }
+    net.wait_converged(&net.all());
+    let culprit = N - 1;
+    net.nodes[culprit].stop();
+    let out = Command::new(bin())
+        .args(["drill", "bad-signature", "--config"])
+        .arg(net.nodes[culprit].dir.join("node.toml"))
+        .env("FAPIAO_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let penalties: u64 = (0..N - 1)
+        .map(|i| {
+            let m = reqwest::blocking::get(format!("{}/metrics", net.nodes[i].url()))
+                .unwrap()
+                .text()
+                .unwrap();
+            m.lines()
+                .find_map(|l| l.strip_prefix("fapiao_peer_penalties_total "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(penalties >= 1, "nobody penalised the invalid block");
+    // No evidence: an invalid signature proves nothing against the member.
+    for i in 0..N - 1 {
+        assert_eq!(net.nodes[i].get("/v1/evidence"), Value::Array(vec![]), "node {}", i + 1);
+    }
+    for i in 0..N - 1 {
+        net.pay(i, "b", 10);
+    }
+    net.wait_converged(&[0, 1, 2]);
+}
+
 /// `fapiao dev --nodes 4` starts four processes and prints each node's address.
 #[test]
 fn dev_nodes_4_prints_four_addresses() {

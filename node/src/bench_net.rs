@@ -91,7 +91,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-pub(crate) fn run(data: &Path, events: usize, batch: usize, rate: Option<f64>, seconds: u64) -> Result<()> {
+pub(crate) fn run(
+    data: &Path,
+    events: usize,
+    batch: usize,
+    rate: Option<f64>,
+    seconds: u64,
+    settle_seconds: u64,
+) -> Result<()> {
     if data.exists() {
         bail!("{} exists; the benchmark makes a fresh network there", data.display());
     }
@@ -139,7 +146,9 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, rate: Option<f64>, s
          certified on all {N} nodes in {secs:.1} s = {throughput:.0} certified events/s"
     );
 
-    // Phase 2: latency at a steady load.
+    // Phase 2: latency at a steady load, after the nodes have digested the burst (RocksDB
+    // flushes and compactions of phase 1 run in the background for a while).
+    std::thread::sleep(Duration::from_secs(settle_seconds));
     let rate = rate.unwrap_or(throughput / 2.0);
     let tick = Duration::from_millis(50);
     let per_tick = ((rate / N as f64) * tick.as_secs_f64()).round().max(1.0) as usize;
@@ -147,20 +156,21 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, rate: Option<f64>, s
     let signed: Vec<Vec<Event>> = (0..N)
         .map(|i| presign_for(&keys[i], genesis.network_id(), chains[i], per_tick * ticks, "L"))
         .collect();
-    let latencies: Vec<f64> = std::thread::scope(|s| -> Result<Vec<f64>> {
+    let origin = Instant::now();
+    let latencies: Vec<(f64, f64)> = std::thread::scope(|s| -> Result<Vec<(f64, f64)>> {
         let handles: Vec<_> = members
             .iter()
             .zip(&signed)
             .map(|(m, evs)| {
-                s.spawn(move || -> Result<Vec<f64>> {
+                s.spawn(move || -> Result<Vec<(f64, f64)>> {
                     let mut outstanding: Vec<(Instant, EventId)> = Vec::new();
                     let mut done = Vec::new();
                     let start = Instant::now();
                     for (k, c) in evs.chunks(per_tick).enumerate() {
                         let due = start + tick * k as u32;
                         while Instant::now() < due {
-                            poll(&m.client, &mut outstanding, &mut done)?;
-                            std::thread::sleep(Duration::from_millis(2));
+                            poll(&m.client, origin, &mut outstanding, &mut done)?;
+                            std::thread::sleep(Duration::from_millis(10));
                         }
                         let sent = Instant::now();
                         m.client.submit_batch(c)?;
@@ -170,8 +180,8 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, rate: Option<f64>, s
                     }
                     let until = Instant::now() + Duration::from_secs(60);
                     while !outstanding.is_empty() && Instant::now() < until {
-                        poll(&m.client, &mut outstanding, &mut done)?;
-                        std::thread::sleep(Duration::from_millis(2));
+                        poll(&m.client, origin, &mut outstanding, &mut done)?;
+                        std::thread::sleep(Duration::from_millis(10));
                     }
                     Ok(done)
                 })
@@ -183,10 +193,19 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, rate: Option<f64>, s
         }
         Ok(all)
     })?;
-    let mut sorted = latencies;
+    // The first and last thirds of the run, by submission time, show whether a queue
+    // builds up (overload).
+    let mut by_time = latencies;
+    by_time.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let third = by_time.len() / 3;
+    let mut early: Vec<f64> = by_time[..third].iter().map(|x| x.1).collect();
+    let mut late: Vec<f64> = by_time[by_time.len() - third..].iter().map(|x| x.1).collect();
+    early.sort_by(f64::total_cmp);
+    late.sort_by(f64::total_cmp);
+    let mut sorted: Vec<f64> = by_time.iter().map(|x| x.1).collect();
     sorted.sort_by(f64::total_cmp);
     println!(
-        "latency: offered {:.0} events/s ({} per member every {} ms) for {seconds} s; \
+        "latency: {settle_seconds} s after the burst, offered {:.0} events/s ({} per member every {} ms) for {seconds} s; \
          submit-to-certified over {} batches: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         (per_tick * N) as f64 / tick.as_secs_f64(),
         per_tick,
@@ -196,17 +215,30 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, rate: Option<f64>, s
         percentile(&sorted, 0.99),
         sorted.last().copied().unwrap_or(f64::NAN),
     );
+    println!(
+        "  p50 in the first third of the run {:.0} ms, in the last third {:.0} ms",
+        percentile(&early, 0.5),
+        percentile(&late, 0.5)
+    );
     drop(members);
     Ok(())
 }
 
-fn poll(client: &Client, outstanding: &mut Vec<(Instant, EventId)>, done: &mut Vec<f64>) -> Result<()> {
+fn poll(
+    client: &Client,
+    origin: Instant,
+    outstanding: &mut Vec<(Instant, EventId)>,
+    done: &mut Vec<(f64, f64)>,
+) -> Result<()> {
     let Some((sent, id)) = outstanding.first().copied() else {
         return Ok(());
     };
     let st = client.event_status(&id).context("event status")?;
     if st.status == "certified" {
-        done.push(sent.elapsed().as_secs_f64() * 1000.0);
+        done.push((
+            sent.duration_since(origin).as_secs_f64(),
+            sent.elapsed().as_secs_f64() * 1000.0,
+        ));
         outstanding.remove(0);
     }
     Ok(())

@@ -9,10 +9,20 @@ use fapiao_net::{Command, Gossip, NetConfig, NetEvent};
 use fapiao_store::{Store, StoreOptions};
 use std::time::{Duration, Instant};
 
-/// Signs a second, different block at this member's head height (same entries, time one
-/// millisecond later) and gossips it with the member's own identity. The node must be
-/// stopped: the drill opens its store and listens on its peer address.
-pub(crate) async fn equivocate(cfg: &Loaded, wait_ms: u64) -> Result<()> {
+/// What a drill publishes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Misdeed {
+    /// A second validly signed block at the head height.
+    Equivocate,
+    /// The head block with its header altered after signing: the signature is invalid.
+    BadSignature,
+}
+
+/// Gossips, with the member's own identity, either a second validly signed block at its
+/// head height (same entries, time one millisecond later) or that block with a signature
+/// that does not match. The node must be stopped: the drill opens its store and listens
+/// on its peer address.
+pub(crate) async fn misbehave(cfg: &Loaded, what: Misdeed, wait_ms: u64) -> Result<()> {
     let genesis = files::read_genesis(&cfg.path(&cfg.config.genesis))?;
     let key = files::read_key_file(&cfg.path(&cfg.config.member_key))?;
     let member = genesis
@@ -33,9 +43,19 @@ pub(crate) async fn equivocate(cfg: &Loaded, wait_ms: u64) -> Result<()> {
     };
     let mut body = block.header.body.clone();
     body.timestamp = Timestamp(body.timestamp.0 + 1);
-    let twin = Block {
-        header: body.sign(&key),
-        entries: block.entries,
+    let twin = match what {
+        Misdeed::Equivocate => Block {
+            header: body.sign(&key),
+            entries: block.entries.clone(),
+        },
+        Misdeed::BadSignature => {
+            let mut header = block.header.clone();
+            header.body.timestamp = body.timestamp;
+            Block {
+                header,
+                entries: block.entries.clone(),
+            }
+        }
     };
     let net = fapiao_net::start(
         NetConfig::new(vec![p2p.listen.clone()], 4 * 1024 * 1024),
@@ -59,7 +79,7 @@ pub(crate) async fn equivocate(cfg: &Loaded, wait_ms: u64) -> Result<()> {
         .await
         .context("transport stopped")?;
     println!(
-        "equivocated: chain {member} height {} original {} twin {}",
+        "published: chain {member} height {} original {} other {}",
         twin.header.body.height,
         block.header.hash(),
         twin.header.hash()

@@ -224,8 +224,11 @@ enum Command {
         #[arg(long)]
         rate: Option<f64>,
         /// Length of the latency phase.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Pause between the phases, for background compaction of the burst.
+        #[arg(long, default_value_t = 15)]
+        settle_seconds: u64,
     },
     /// Take a RocksDB checkpoint of a stopped node's ledger.
     Backup {
@@ -252,6 +255,16 @@ enum NodeCommand {
 enum DrillCommand {
     /// Sign a second block at this (stopped) member's head height and gossip it.
     Equivocate {
+        /// The member's node.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// How long to stay connected after publishing, in ms.
+        #[arg(long, default_value_t = 3000)]
+        wait_ms: u64,
+    },
+    /// Gossip this (stopped) member's head block with a broken signature: peers must
+    /// refuse it and disconnect us.
+    BadSignature {
         /// The member's node.toml.
         #[arg(long)]
         config: PathBuf,
@@ -315,12 +328,14 @@ fn run(cli: Cli) -> Result<()> {
                 running.serve().await
             })
         }
-        Command::Drill {
-            command: DrillCommand::Equivocate { config: path, wait_ms },
-        } => {
+        Command::Drill { command } => {
             init_tracing();
+            let (path, what, wait_ms) = match command {
+                DrillCommand::Equivocate { config, wait_ms } => (config, drill::Misdeed::Equivocate, wait_ms),
+                DrillCommand::BadSignature { config, wait_ms } => (config, drill::Misdeed::BadSignature, wait_ms),
+            };
             let cfg = config::load(&path)?;
-            runtime()?.block_on(drill::equivocate(&cfg, wait_ms))
+            runtime()?.block_on(drill::misbehave(&cfg, what, wait_ms))
         }
         Command::Dev {
             data,
@@ -401,6 +416,7 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             rate,
             seconds,
-        } => bench_net::run(&data, events, batch, rate, seconds),
+            settle_seconds,
+        } => bench_net::run(&data, events, batch, rate, seconds, settle_seconds),
     }
 }

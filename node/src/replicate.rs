@@ -250,6 +250,9 @@ impl Loop {
             Output::RequestBlocks { peer, chain, from, to } => {
                 self.send(Command::Request(peer, Request::Blocks { chain, from, to }))
             }
+            Output::RequestCertificates { peer, chain, from, to } => {
+                self.send(Command::Request(peer, Request::Certificates { chain, from, to }))
+            }
             Output::PersistVote { chain, height, block } => {
                 if store.vote(chain, height)? != Some(block) {
                     store.put_vote(chain, height, block)?;
@@ -338,6 +341,31 @@ impl Loop {
                         self.send(Command::Penalise(from, e.to_string()));
                     }
                 }
+                (
+                    Request::Certificates {
+                        chain,
+                        from: lo,
+                        to: hi,
+                    },
+                    Response::Certificates(certificates),
+                ) => {
+                    let in_range = certificates.windows(2).all(|w| w[0].height < w[1].height)
+                        && certificates
+                            .iter()
+                            .all(|c| c.chain == chain && (lo..=hi).contains(&c.height));
+                    let verdict = if in_range {
+                        self.handle(Input::Certificates {
+                            from,
+                            chain,
+                            certificates,
+                        })?
+                    } else {
+                        Verdict::Invalid(Invalid::Link("certificates are not the range asked for".into()))
+                    };
+                    if let Verdict::Invalid(e) = verdict {
+                        self.send(Command::Penalise(from, e.to_string()));
+                    }
+                }
                 (_, _) => self.send(Command::Penalise(from, "answer does not match the request".into())),
             },
         }
@@ -366,6 +394,17 @@ impl Loop {
                     out.push((b, cert));
                 }
                 Ok(Response::Blocks(out))
+            }
+            Request::Certificates { chain, from, to } => {
+                let store = &self.ledger.store;
+                let last = (*to).min(from.saturating_add(Config::default().sync_certificates_max - 1));
+                let mut out = Vec::new();
+                for h in *from..=last {
+                    if let Some(c) = store.certificate(*chain, h)? {
+                        out.push(c);
+                    }
+                }
+                Ok(Response::Certificates(out))
             }
         }
     }

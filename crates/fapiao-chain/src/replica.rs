@@ -31,6 +31,8 @@ pub struct Config {
     pub sync_timeout_ms: u64,
     /// Blocks asked for in one request (the responder may send fewer).
     pub sync_blocks_max: u64,
+    /// Certificates asked for in one request.
+    pub sync_certificates_max: u64,
     /// How often our attestations for uncertified blocks, and known evidence, are sent again.
     pub resend_interval_ms: u64,
     /// Uncertified heights per chain whose attestations are re-sent.
@@ -46,6 +48,7 @@ impl Default for Config {
             sync_interval_ms: 1_000,
             sync_timeout_ms: 5_000,
             sync_blocks_max: 32,
+            sync_certificates_max: 256,
             resend_interval_ms: 2_000,
             resend_heights_max: 16,
         }
@@ -133,6 +136,15 @@ pub enum Input {
         /// Blocks with their certificates where the peer has one.
         blocks: Vec<(Block, Option<Certificate>)>,
     },
+    /// `from`'s answer to a certificates request for `chain`.
+    Certificates {
+        /// The peer.
+        from: MemberCode,
+        /// The chain asked for.
+        chain: MemberCode,
+        /// Certificates, by increasing height.
+        certificates: Vec<Certificate>,
+    },
     /// The host produced, stored (with our vote) and will serve its own next block.
     OwnBlock(Block),
     /// Time passed.
@@ -160,6 +172,17 @@ pub enum Output {
     },
     /// Ask `peer` for `chain`'s blocks `from..=to` with their certificates.
     RequestBlocks {
+        /// The peer.
+        peer: MemberCode,
+        /// The chain.
+        chain: MemberCode,
+        /// First height.
+        from: u64,
+        /// Last height.
+        to: u64,
+    },
+    /// Ask `peer` for `chain`'s certificates `from..=to` (we hold those blocks).
+    RequestCertificates {
         /// The peer.
         peer: MemberCode,
         /// The chain.
@@ -256,6 +279,10 @@ struct ChainState {
     sync: Option<SyncInFlight>,
     /// The most advanced view a peer advertised for this chain.
     best: Option<PeerView>,
+    /// When we first saw a peer ahead, and the (certified, height) it had then. Gossip
+    /// normally closes a small gap by itself, so sync starts only if we are still below
+    /// that mark one heads round later.
+    behind: Option<(u64, u64, u64)>,
     frozen: Option<Equivocation>,
 }
 
@@ -379,6 +406,11 @@ impl Replica {
                 Ok(Verdict::Accepted)
             }
             Input::Blocks { from, chain, blocks } => self.on_blocks(now, from, chain, blocks, ledger).map_err(fatal),
+            Input::Certificates {
+                from,
+                chain,
+                certificates,
+            } => Ok(self.on_certificates(now, from, chain, certificates)),
             Input::OwnBlock(block) => self.on_own_block(block, ledger).map_err(fatal),
             Input::Tick => {
                 self.on_tick(now);
@@ -765,7 +797,22 @@ impl Replica {
                 {
                     c.best = Some(view);
                 }
-                self.request_range(now.0, h.chain, view);
+                match c.behind {
+                    // Still below the mark set a round ago: gossip did not close the gap.
+                    Some((certified, height, since))
+                        if now.0.saturating_sub(since) >= self.config.sync_interval_ms
+                            && (c.certified < certified || c.height() < height) =>
+                    {
+                        self.request_range(now.0, h.chain, view);
+                    }
+                    Some((certified, height, _)) if c.certified < certified || c.height() < height => {}
+                    _ => c.behind = Some((h.certified, h.height, now.0)),
+                }
+            } else if c
+                .behind
+                .is_some_and(|(cert, height, _)| c.certified >= cert && c.height() >= height)
+            {
+                c.behind = None;
             }
         }
     }
@@ -851,6 +898,43 @@ impl Replica {
             }
         }
         Ok(verdict)
+    }
+
+    fn on_certificates(
+        &mut self,
+        now: Timestamp,
+        from: MemberCode,
+        chain: MemberCode,
+        certificates: Vec<Certificate>,
+    ) -> Verdict {
+        let Some(c) = self.chains.get_mut(&chain) else {
+            return Verdict::Invalid(BlockError::UnknownChain(chain).into());
+        };
+        if c.sync.is_some_and(|s| s.peer == from) {
+            c.sync = None;
+        }
+        let mut verdict = Verdict::Ignored("nothing new");
+        for cert in certificates {
+            if cert.chain != chain {
+                return Verdict::Invalid(Invalid::Link("certificate of another chain in the answer".into()));
+            }
+            let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
+            if c.frozen.is_some() || cert.height <= c.certified || c.certs.contains_key(&cert.height) {
+                continue;
+            }
+            if let Err(e) = cert.verify(&self.genesis, &self.network) {
+                return Verdict::Invalid(e.into());
+            }
+            self.record_certificate(cert);
+            verdict = Verdict::Accepted;
+        }
+        let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
+        if c.frozen.is_none() && verdict == Verdict::Accepted {
+            if let Some(view) = c.best {
+                self.request_range(now.0, chain, view);
+            }
+        }
+        verdict
     }
 
     fn on_own_block<L: Ledger>(&mut self, block: Block, ledger: &mut L) -> Result<Verdict, L::Error> {

@@ -273,6 +273,15 @@ enum Msg {
         from: u64,
         to: u64,
     },
+    CertificatesRequest {
+        chain: MemberCode,
+        from: u64,
+        to: u64,
+    },
+    Certificates {
+        chain: MemberCode,
+        certificates: Vec<Certificate>,
+    },
     Blocks {
         chain: MemberCode,
         blocks: Vec<(Block, Option<Certificate>)>,
@@ -551,6 +560,10 @@ impl World {
                 let t = self.index(peer);
                 self.send(i, t, Msg::BlocksRequest { chain, from, to }, false);
             }
+            Output::RequestCertificates { peer, chain, from, to } => {
+                let t = self.index(peer);
+                self.send(i, t, Msg::CertificatesRequest { chain, from, to }, false);
+            }
             Output::PersistVote { chain, height, block } => {
                 let prev = self.members[i].disk.votes.insert((chain, height), block);
                 if prev.is_some_and(|p| p != block) {
@@ -639,6 +652,28 @@ impl World {
                     .collect();
                 self.send(to, from, Msg::Blocks { chain, blocks }, false);
             }
+            Msg::CertificatesRequest {
+                chain,
+                from: lo,
+                to: hi,
+            } => {
+                let d = &self.members[to].disk;
+                let hi = hi.min(lo.saturating_add(self.config.sync_certificates_max - 1));
+                let certificates: Vec<Certificate> = d
+                    .certs
+                    .range((chain, lo)..=(chain, hi))
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                self.send(to, from, Msg::Certificates { chain, certificates }, false);
+            }
+            Msg::Certificates { chain, certificates } => self.input(
+                to,
+                Input::Certificates {
+                    from: from_code,
+                    chain,
+                    certificates,
+                },
+            ),
             Msg::Blocks { chain, blocks } => self.input(
                 to,
                 Input::Blocks {

@@ -32,6 +32,15 @@ pub enum Request {
         /// Last height.
         to: u64,
     },
+    /// The certificates of `chain`'s blocks `from..=to` (the asker holds the blocks).
+    Certificates {
+        /// The chain.
+        chain: MemberCode,
+        /// First height.
+        from: u64,
+        /// Last height.
+        to: u64,
+    },
 }
 
 /// One chain's head, on the wire.
@@ -81,6 +90,9 @@ pub enum Response {
     /// Answer to [`Request::Blocks`]: consecutive blocks from the first height asked,
     /// possibly fewer than asked (size bound, or the responder has no more).
     Blocks(Vec<(Block, Option<Certificate>)>),
+    /// Answer to [`Request::Certificates`]: the certificates the responder holds in the
+    /// range, by increasing height (gaps are left out).
+    Certificates(Vec<Certificate>),
     /// The responder could not answer (busy, or a storage error).
     Unavailable,
 }
