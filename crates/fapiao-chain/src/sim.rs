@@ -145,30 +145,108 @@ pub struct SimFailure {
     pub message: String,
 }
 
-/// One chain's state on one member's disk.
+/// One chain in memory: its blocks, state records and state tree. The simulator's
+/// members keep one per chain; tests use one to build blocks as a chain owner would.
 #[derive(Default, Clone)]
-struct ChainMem {
+pub struct MemChain {
     blocks: Vec<Block>,
     state: MemState,
     nodes: MemNodes,
 }
 
-impl StateRead for ChainMem {
+impl StateRead for MemChain {
     type Error = Infallible;
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, Infallible> {
         self.state.get(key)
     }
 }
 
-impl NodeStore for ChainMem {
+impl NodeStore for MemChain {
     type Error = Infallible;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, Infallible> {
         self.nodes.node(at)
     }
 }
 
-impl ChainMem {
-    fn root(&self) -> Hash32 {
+impl MemChain {
+    /// The blocks, from height 1.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// Executes `events` as the next block of `chain` at `timestamp` (or later, to keep
+    /// time monotonic) and signs it with `key`, without storing it. `None` when every
+    /// event is rejected.
+    pub fn build_next(
+        &self,
+        genesis: &Genesis,
+        chain: MemberCode,
+        key: &SecretKey,
+        timestamp: Timestamp,
+        events: &[fapiao_core::Event],
+    ) -> Option<Block> {
+        let (height, parent, last) = match self.blocks.last() {
+            Some(b) => (b.header.body.height + 1, b.header.hash(), b.header.body.timestamp.0),
+            None => (1, BlockHash(Hash32::ZERO), 0),
+        };
+        let timestamp = Timestamp(timestamp.0.max(last));
+        let ctx = ChainContext::new(genesis, chain)?;
+        let bc = BlockContext { height, timestamp };
+        let ex = match execute_block(&ctx, &bc, self, events) {
+            Ok(x) => x,
+            Err(e) => match e {
+                fapiao_domain::state::ExecError::Read(e) => match e {},
+                fapiao_domain::state::ExecError::Corrupt(k) => panic!("in-memory state corrupt at {k:?}"),
+            },
+        };
+        if ex.entries.is_empty() {
+            return None;
+        }
+        let mut update = smt::TreeUpdate::new(self);
+        for (k, v) in &ex.writes {
+            let kh = smt::key_hash(&k.to_bytes());
+            let vh = smt::value_hash(&v.to_bytes());
+            update
+                .set(&kh, Some(&vh))
+                .unwrap_or_else(|e| panic!("in-memory tree: {e}"));
+        }
+        let root = update.root().unwrap_or_else(|e| panic!("in-memory tree: {e}"));
+        let header = HeaderBody {
+            network: genesis.network_id(),
+            chain,
+            height,
+            parent,
+            timestamp,
+            events_root: entries_root(&ex.entries),
+            event_count: ex.entries.len() as u32,
+            state_root: root,
+        }
+        .sign(key);
+        Some(Block {
+            header,
+            entries: ex.entries,
+        })
+    }
+
+    /// Re-executes `block` as the next block and stores it.
+    pub fn apply(&mut self, genesis: &Genesis, block: &Block) -> Result<(), Invalid> {
+        let done = match reexecute(genesis, block, self) {
+            Ok(x) => x?,
+            Err(e) => unreachable_read(e),
+        };
+        assert_eq!(
+            block.header.body.height,
+            self.blocks.len() as u64 + 1,
+            "apply extends the head"
+        );
+        self.state.apply(done.writes);
+        self.nodes.apply(done.tree);
+        self.blocks.push(block.clone());
+        Ok(())
+    }
+
+    /// The state root.
+    pub fn root(&self) -> Hash32 {
         self.nodes
             .0
             .get(&NodeKey::on_path(0, &smt::EMPTY))
@@ -177,17 +255,18 @@ impl ChainMem {
     }
 }
 
-/// A member's disk: it survives crashes.
+/// A member's disk in memory (every chain, votes, certificates, evidence): the
+/// simulator's [`Ledger`], and it survives a simulated crash.
 #[derive(Clone)]
-struct Disk {
+pub struct MemLedger {
     genesis: Genesis,
-    chains: BTreeMap<MemberCode, ChainMem>,
+    chains: BTreeMap<MemberCode, MemChain>,
     votes: BTreeMap<(MemberCode, u64), BlockHash>,
     certs: BTreeMap<(MemberCode, u64), Certificate>,
     evidence: BTreeMap<MemberCode, Equivocation>,
 }
 
-impl Ledger for Disk {
+impl Ledger for MemLedger {
     type Error = Infallible;
 
     fn header(&self, chain: MemberCode, height: u64) -> Result<Option<Header>, Infallible> {
@@ -220,8 +299,25 @@ impl Ledger for Disk {
     }
 }
 
-impl Disk {
-    fn persisted(&self) -> Persisted {
+impl MemLedger {
+    /// An empty ledger for `genesis`.
+    pub fn new(genesis: Genesis) -> MemLedger {
+        MemLedger {
+            genesis,
+            chains: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            certs: BTreeMap::new(),
+            evidence: BTreeMap::new(),
+        }
+    }
+
+    /// A chain as stored here.
+    pub fn chain(&self, chain: MemberCode) -> Option<&MemChain> {
+        self.chains.get(&chain)
+    }
+
+    /// What a restarting replica loads.
+    pub fn persisted(&self) -> Persisted {
         let mut p = Persisted::default();
         for (chain, c) in &self.chains {
             if let Some(b) = c.blocks.last() {
@@ -291,7 +387,7 @@ enum Msg {
 struct Member_ {
     code: MemberCode,
     key: SecretKey,
-    disk: Disk,
+    disk: MemLedger,
     replica: Option<Replica>,
     next_block_ms: u64,
     next_tick_ms: u64,
@@ -375,13 +471,7 @@ impl World {
             .enumerate()
             .map(|(i, key)| {
                 let code = genesis.members()[i].code;
-                let disk = Disk {
-                    genesis: genesis.clone(),
-                    chains: BTreeMap::new(),
-                    votes: BTreeMap::new(),
-                    certs: BTreeMap::new(),
-                    evidence: BTreeMap::new(),
-                };
+                let disk = MemLedger::new(genesis.clone());
                 Member_ {
                     code,
                     key,
@@ -714,15 +804,9 @@ impl World {
         }
         let m = &mut self.members[i];
         let c = m.disk.chains.entry(code).or_default();
-        let built = reexecute(&genesis, &block, c);
-        let done = match built {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => panic!("own block must re-execute: {e}"),
-            Err(e) => unreachable_read(e),
-        };
-        c.state.apply(done.writes);
-        c.nodes.apply(done.tree);
-        c.blocks.push(block.clone());
+        if let Err(e) = c.apply(&genesis, &block) {
+            panic!("own block must re-execute: {e}");
+        }
         m.disk.votes.insert((code, height), block.header.hash());
         if Some(i) != self.equivocator() {
             self.report.honest_blocks += 1;
@@ -759,49 +843,9 @@ impl World {
     /// Executes `events` on top of member `i`'s own head and signs the header.
     fn build(&self, i: usize, genesis: &Genesis, events: &[fapiao_core::Event]) -> Option<Block> {
         let m = &self.members[i];
-        let empty = ChainMem::default();
+        let empty = MemChain::default();
         let c = m.disk.chains.get(&m.code).unwrap_or(&empty);
-        let (height, parent, last) = match c.blocks.last() {
-            Some(b) => (b.header.body.height + 1, b.header.hash(), b.header.body.timestamp.0),
-            None => (1, BlockHash(Hash32::ZERO), 0),
-        };
-        let timestamp = Timestamp(self.now.max(last));
-        let ctx = ChainContext::new(genesis, m.code)?;
-        let bc = BlockContext { height, timestamp };
-        let ex = match execute_block(&ctx, &bc, c, events) {
-            Ok(x) => x,
-            Err(e) => match e {
-                fapiao_domain::state::ExecError::Read(e) => match e {},
-                fapiao_domain::state::ExecError::Corrupt(k) => panic!("simulated state corrupt at {k:?}"),
-            },
-        };
-        if ex.entries.is_empty() {
-            return None;
-        }
-        let mut update = smt::TreeUpdate::new(c);
-        for (k, v) in &ex.writes {
-            let kh = smt::key_hash(&k.to_bytes());
-            let vh = smt::value_hash(&v.to_bytes());
-            update
-                .set(&kh, Some(&vh))
-                .unwrap_or_else(|e| panic!("simulated tree: {e}"));
-        }
-        let root = update.root().unwrap_or_else(|e| panic!("simulated tree: {e}"));
-        let header = HeaderBody {
-            network: genesis.network_id(),
-            chain: m.code,
-            height,
-            parent,
-            timestamp,
-            events_root: entries_root(&ex.entries),
-            event_count: ex.entries.len() as u32,
-            state_root: root,
-        }
-        .sign(&m.key);
-        Some(Block {
-            header,
-            entries: ex.entries,
-        })
+        c.build_next(genesis, m.code, &m.key, Timestamp(self.now), events)
     }
 
     fn run(&mut self) -> Result<(), SimFailure> {
