@@ -59,6 +59,19 @@ pub(crate) enum InvoiceCommand {
         /// The request id.
         request: String,
     },
+    /// Claim an invoice for reimbursement, as a verifier member (the profile's
+    /// `verifier_key`). Submit it to the issuer's node: the first claim is recorded on
+    /// the issuer's chain; any later one is refused, naming the first claimant and time.
+    Claim {
+        /// The invoice number.
+        number: String,
+        /// Its check code.
+        #[arg(long)]
+        check_code: String,
+        /// Your reference (expense report number).
+        #[arg(long = "ref")]
+        claim_ref: String,
+    },
     /// Reverse an issued invoice with a red-letter invoice.
     RedLetter {
         /// The invoice to reverse.
@@ -428,6 +441,11 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             Ok(())
         }
         InvoiceCommand::History { request } => print_request(&ctx, &request),
+        InvoiceCommand::Claim {
+            number,
+            check_code,
+            claim_ref,
+        } => claim(&ctx, &number, &check_code, claim_ref),
         InvoiceCommand::RedLetter {
             number,
             reason,
@@ -457,6 +475,67 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             )?;
             print_request(&ctx, &id)
         }
+    }
+}
+
+fn claim(ctx: &Ctx, number: &str, check_code: &str, claim_ref: String) -> Result<()> {
+    let invoice_number: InvoiceNumber = number
+        .parse()
+        .map_err(|e: fapiao_core::ids::ParseError| anyhow!("{e}"))?;
+    let check_code: fapiao_core::CheckCode = check_code
+        .parse()
+        .map_err(|e: fapiao_core::ids::ParseError| anyhow!("--check-code: {e}"))?;
+    if invoice_number.member() != ctx.chain {
+        bail!(
+            "invoice {invoice_number} was issued on chain {}; submit the claim to that member's node \
+             (this profile's node holds chain {})",
+            invoice_number.member(),
+            ctx.chain
+        );
+    }
+    let key = ctx.key(ctx.profile.verifier_key.as_deref(), "verifier")?;
+    let (id, r) = ctx.submit(
+        &key,
+        EventKind::InvoiceClaimRequested(ClaimRequested {
+            invoice_number,
+            check_code,
+            claim_ref,
+        }),
+    )?;
+    let Some(height) = r.height else {
+        return ctx.print_submitted("claim", &r);
+    };
+    let block = ctx.client.block(height)?;
+    let outcome = block
+        .entries
+        .iter()
+        .find(|e| e["type"] == "derived" && e["cause"] == id.to_string())
+        .cloned()
+        .ok_or_else(|| anyhow!("the claim's block has no outcome for it"))?;
+    if ctx.opts.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(());
+    }
+    let d = &outcome["data"];
+    if outcome["kind"] == "claim_recorded" {
+        println!(
+            "claim RECORDED: invoice {invoice_number} claimed by member {} (ref {}) at block {height}",
+            d["claimant"].as_str().unwrap_or("?"),
+            d["claim_ref"].as_str().unwrap_or("?")
+        );
+        Ok(())
+    } else {
+        let r = &d["refusal"];
+        let why = match r["reason"].as_str() {
+            Some("already_claimed") => format!(
+                "already claimed by member {} at {} ms (block time)",
+                r["first_claimant"].as_str().unwrap_or("?"),
+                r["first_claimed_at_ms"]
+            ),
+            Some("reversed") => "the invoice is fully red-letter reversed".to_string(),
+            _ => "no invoice with this number and check code".to_string(),
+        };
+        bail!("claim REFUSED: {why}")
     }
 }
 
@@ -620,7 +699,7 @@ pub(crate) fn status(opts: &ClientOpts) -> Result<()> {
             s.chain, s.head_height, s.certified_height, s.pending
         );
         println!("members   {} (quorum {})  version {}", s.members, s.quorum, s.version);
-        if s.members > 1 {
+        if !s.chains.is_empty() {
             let peers = if s.peers.is_empty() {
                 "none".to_string()
             } else {

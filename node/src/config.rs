@@ -137,6 +137,9 @@ pub(crate) struct ClientProfile {
     pub(crate) member_key: Option<PathBuf>,
     /// The operator's key file, if this profile may deposit fees and set policy.
     pub(crate) operator_key: Option<PathBuf>,
+    /// A verifier member's key file, if this profile may claim invoices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) verifier_key: Option<PathBuf>,
 }
 
 pub(crate) fn load_profile(path: &Path) -> Result<(ClientProfile, PathBuf)> {

@@ -33,40 +33,82 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
         return Ok(false);
     }
     let member = SecretKey::generate();
-    let genesis = dev_genesis(&[(DEV_CHAIN, &member, None)], fee_balance)?;
-    write_node(dir, &genesis, DEV_CHAIN, &member, port, None)?;
+    let operator = SecretKey::generate();
+    let verifier = SecretKey::generate();
+    let mut genesis_members = dev_members(&[(DEV_CHAIN, &member, None)], fee_balance);
+    genesis_members.extend(dev_others(&operator, &verifier));
+    let genesis = dev_genesis_of(genesis_members)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    files::write_key_file(&dir.join("operator.key"), &operator, true)?;
+    files::write_key_file(&dir.join("verifier.key"), &verifier, true)?;
+    // The CLI profile may act as the operator and the verifier too, so every command
+    // works on the one-node network. node.toml, written last, marks the network as made.
+    write_node(dir, &genesis, DEV_CHAIN, &member, port, None, true)?;
     Ok(true)
+}
+
+/// The dev operator and the dev verifier (a tax office): members that sign events but
+/// run no node, so they are not witnesses and the quorum stays that of the merchants.
+pub(crate) const DEV_OPERATOR: u32 = 900_001;
+/// See [`DEV_OPERATOR`].
+pub(crate) const DEV_VERIFIER: u32 = 800_001;
+
+fn dev_others(operator: &SecretKey, verifier: &SecretKey) -> Vec<Member> {
+    [
+        (DEV_OPERATOR, "Dev Consortium Operator", Role::Operator, operator),
+        (DEV_VERIFIER, "Dev Tax Office", Role::Verifier, verifier),
+    ]
+    .into_iter()
+    .map(|(code, name, role, key)| Member {
+        code: MemberCode::new(code).unwrap_or_else(|| unreachable!()),
+        name: name.into(),
+        role,
+        key: key.public(),
+        addresses: vec![],
+        policy: None,
+        initial_fee_balance: Fen(0),
+    })
+    .collect()
 }
 
 /// A dev genesis of merchants `(code, key, p2p address)`.
 fn dev_genesis(members: &[(u32, &SecretKey, Option<String>)], fee_balance: Fen) -> Result<Genesis> {
+    dev_genesis_of(dev_members(members, fee_balance))
+}
+
+fn dev_genesis_of(members: Vec<Member>) -> Result<Genesis> {
     Ok(Genesis::new(
         "fapiao-dev".into(),
         crate::now(),
         None,
         Fen(10),
         [0, 100, 300, 500, 600, 900, 1300].into_iter().map(TaxRate).collect(),
-        members
-            .iter()
-            .enumerate()
-            .map(|(i, (code, key, addr))| Member {
-                code: MemberCode::new(*code).unwrap_or_else(|| unreachable!()),
-                name: if members.len() == 1 {
-                    "Dev Merchant".into()
-                } else {
-                    format!("Dev Merchant {}", i + 1)
-                },
-                role: Role::Merchant,
-                key: key.public(),
-                addresses: addr.iter().cloned().collect(),
-                policy: Some(MerchantPolicy {
-                    permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
-                    max_invoice_total: Fen(100_000_000),
-                }),
-                initial_fee_balance: fee_balance,
-            })
-            .collect(),
+        members,
     )?)
+}
+
+/// Merchant members `(code, key, p2p address)`.
+fn dev_members(members: &[(u32, &SecretKey, Option<String>)], fee_balance: Fen) -> Vec<Member> {
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, (code, key, addr))| Member {
+            code: MemberCode::new(*code).unwrap_or_else(|| unreachable!()),
+            name: if members.len() == 1 {
+                "Dev Merchant".into()
+            } else {
+                format!("Dev Merchant {}", i + 1)
+            },
+            role: Role::Merchant,
+            key: key.public(),
+            addresses: addr.iter().cloned().collect(),
+            policy: Some(MerchantPolicy {
+                permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
+                max_invoice_total: Fen(100_000_000),
+            }),
+            initial_fee_balance: fee_balance,
+        })
+        .collect()
 }
 
 /// Writes one member's node directory: keys, genesis, node.toml, read token, client
@@ -78,6 +120,7 @@ fn write_node(
     member: &SecretKey,
     port: Option<u16>,
     p2p_listen: Option<String>,
+    with_operator_and_verifier: bool,
 ) -> Result<()> {
     let node_toml = dir.join("node.toml");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -102,13 +145,13 @@ fn write_node(
         engine: Default::default(),
         api: Default::default(),
     };
-    files::write_atomic(&node_toml, &toml::to_string_pretty(&cfg)?)?;
     let profile = ClientProfile {
         node_url: format!("http://127.0.0.1:{port}"),
         read_token: Some(token),
         key: "client.key".into(),
         member_key: Some("node.key".into()),
-        operator_key: None,
+        operator_key: with_operator_and_verifier.then(|| "operator.key".into()),
+        verifier_key: with_operator_and_verifier.then(|| "verifier.key".into()),
     };
     files::write_private(&dir.join("client.toml"), &toml::to_string_pretty(&profile)?)?;
     // The client key is authorised by the owner's first event; it is durable on disk
@@ -132,6 +175,8 @@ fn write_node(
         &dir.join("bootstrap.events"),
         &hex::encode(fapiao_core::codec::to_bytes(&vec![auth])),
     )?;
+    // Last: node.toml's presence is what says the node directory is complete.
+    files::write_atomic(&node_toml, &toml::to_string_pretty(&cfg)?)?;
     Ok(())
 }
 
@@ -186,7 +231,7 @@ pub(crate) fn init_multi(dir: &Path, n: usize) -> Result<Vec<std::path::PathBuf>
     let genesis = dev_genesis(&members, Fen(100_000))?;
     for (i, d) in dirs.iter().enumerate() {
         let listen = format!("/ip4/127.0.0.1/tcp/{}", p2p[i]);
-        write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen))?;
+        write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen), false)?;
     }
     Ok(dirs)
 }

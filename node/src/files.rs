@@ -16,12 +16,12 @@ pub(crate) fn write_key_file(path: &Path, key: &SecretKey, force: bool) -> Resul
 
 /// Writes a small secret file (a token, a client profile) with mode 0600, atomically.
 pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
-    write_with_mode(path, contents, 0o600)
+    write_with_mode(path, contents.as_bytes(), 0o600)
 }
 
 /// Writes `contents` to a temporary file created with `mode`, syncs it, and renames it
 /// over `path`, so readers see the old file or the whole new one.
-fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<()> {
+fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -39,7 +39,7 @@ fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<()> {
             .mode(mode)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(contents.as_bytes())?;
+        f.write_all(contents)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
@@ -69,6 +69,11 @@ pub(crate) fn read_genesis(path: &Path) -> Result<Genesis> {
 
 /// Writes a file atomically (temporary file, fsync, rename), readable by everyone.
 pub(crate) fn write_atomic(path: &Path, contents: &str) -> Result<()> {
+    write_with_mode(path, contents.as_bytes(), 0o644)
+}
+
+/// As [`write_atomic`], for bytes.
+pub(crate) fn write_atomic_bytes(path: &Path, contents: &[u8]) -> Result<()> {
     write_with_mode(path, contents, 0o644)
 }
 

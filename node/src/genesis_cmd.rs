@@ -157,7 +157,7 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
             let g = files::read_genesis(&genesis)?;
             let mut members = g.members().to_vec();
             members.push(parse_member(member)?);
-            // The quorum follows the member count unless given explicitly.
+            // The quorum follows the merchant (witness) count unless given explicitly.
             let g = Genesis::new(
                 g.network_name().to_string(),
                 g.created_at(),
@@ -169,9 +169,13 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
             .context("the new member makes the genesis invalid")?;
             files::write_atomic(&genesis, &g.to_toml())?;
             println!(
-                "wrote {} ({} members, quorum {}, network id {})",
+                "wrote {} ({} members, {} of them merchants who witness; quorum {}, network id {})",
                 genesis.display(),
                 g.members().len(),
+                g.members()
+                    .iter()
+                    .filter(|m| m.role == fapiao_core::Role::Merchant)
+                    .count(),
                 g.quorum(),
                 g.network_id()
             );

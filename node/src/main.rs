@@ -11,6 +11,7 @@ mod dev;
 mod drill;
 mod files;
 mod genesis_cmd;
+mod proof_cmd;
 mod replicate;
 mod run;
 
@@ -65,6 +66,29 @@ enum Command {
         /// with `fapiao node run --config DIR/nodeN/node.toml`.
         #[arg(long)]
         init_only: bool,
+    },
+    /// Invoice proof bundles.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+        /// Client profile (only the node URL is used; no token is needed).
+        #[arg(long, global = true, env = "FAPIAO_CLIENT", default_value = "data/dev/client.toml")]
+        client: PathBuf,
+    },
+    /// Check a proof bundle offline against a genesis file; prints VALID or INVALID with
+    /// the reasons, and exits 0 or 1.
+    Verify {
+        /// The bundle file (canonical bytes, from `fapiao proof get`).
+        bundle: PathBuf,
+        /// The consortium's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Refuse a status older than this (e.g. 90s, 10m, 24h).
+        #[arg(long)]
+        max_age: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Fault drills (deliberate misbehaviour, to check that the network catches it).
     #[command(hide = true)]
@@ -252,6 +276,21 @@ enum NodeCommand {
 }
 
 #[derive(Subcommand)]
+enum ProofCommand {
+    /// Fetch an invoice's proof bundle from the node and write it to a file.
+    Get {
+        /// The invoice number.
+        number: String,
+        /// Its check code.
+        #[arg(long)]
+        check_code: String,
+        /// Where to write the bundle.
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum DrillCommand {
     /// Sign a second block at this (stopped) member's head height and gossip it.
     Equivocate {
@@ -327,6 +366,27 @@ fn run(cli: Cli) -> Result<()> {
                 println!("fapiao node listening on http://{}", running.addr);
                 running.serve().await
             })
+        }
+        Command::Proof {
+            command:
+                ProofCommand::Get {
+                    number,
+                    check_code,
+                    out,
+                },
+            client,
+        } => proof_cmd::get(&client, &number, &check_code, &out),
+        Command::Verify {
+            bundle,
+            genesis,
+            max_age,
+            json,
+        } => {
+            if proof_cmd::verify(&bundle, &genesis, max_age.as_deref(), json)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Command::Drill { command } => {
             init_tracing();

@@ -25,12 +25,18 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     std::fs::create_dir_all(&ledger).with_context(|| format!("creating {}", ledger.display()))?;
     let store = Store::open(&ledger, &StoreOptions::default())?;
     let engine = Engine::start(Arc::new(store), genesis.clone(), key.clone(), cfg.engine_config())?;
-    let replication_failed = if genesis.members().len() > 1 {
+    // Only merchants run nodes; with one merchant there is nobody to replicate with.
+    let merchants = genesis
+        .members()
+        .iter()
+        .filter(|m| m.role == fapiao_core::Role::Merchant)
+        .count();
+    let replication_failed = if merchants > 1 {
         let p2p = cfg
             .config
             .p2p
             .as_ref()
-            .context("genesis has several members: node.toml needs a [p2p] section with `listen`")?;
+            .context("genesis has several merchants: node.toml needs a [p2p] section with `listen`")?;
         let net = fapiao_net::start(
             fapiao_net::NetConfig::new(vec![p2p.listen.clone()], engine.config().block_bytes_max),
             &genesis,
@@ -95,10 +101,13 @@ impl Running {
                 _ = failed => tracing::error!("a critical engine thread died; stopping"),
             }
         };
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")?;
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
         let died = engine.failed()
             || self
                 .replication_failed

@@ -128,6 +128,16 @@ impl Client {
             .map(|(_, v)| v)
     }
 
+    /// One block of the node's chain (needs the read token).
+    pub fn block(&self, height: u64) -> Result<BlockDto, ClientError> {
+        self.get(&format!("/v1/blocks/{height}"))
+    }
+
+    /// An invoice's proof bundle (public: the check code is the credential).
+    pub fn proof(&self, number: &str, check_code: &str) -> Result<ProofDto, ClientError> {
+        self.get(&format!("/v1/verify/{number}?check_code={check_code}"))
+    }
+
     /// An event's status.
     pub fn event_status(&self, id: &EventId) -> Result<EventStatusDto, ClientError> {
         self.get(&format!("/v1/events/{id}"))

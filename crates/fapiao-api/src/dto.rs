@@ -1,7 +1,7 @@
 //! The API's JSON shapes and their conversions from ledger types. Internal types are
 //! not serialised for the API's sake; these are.
 
-use fapiao_core::event::{Buyer, DerivedKind, EventKind, IssuedLine, LineItem, RedLetterScope};
+use fapiao_core::event::{Buyer, ClaimRefusal, DerivedKind, EventKind, IssuedLine, LineItem, RedLetterScope};
 use fapiao_core::{Entry, Header};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, RequestBody, RequestOutcome, RequestRecord};
@@ -739,10 +739,46 @@ pub fn entry_json(e: &Entry) -> Value {
                 DerivedKind::ClaimRefused(c) => (
                     "claim_refused",
                     json!({"invoice_number": c.invoice_number.to_string(), "claimant": c.claimant.to_string(),
-                           "refusal": format!("{:?}", c.refusal)}),
+                    "refusal": match &c.refusal {
+                        ClaimRefusal::AlreadyClaimed { claimant, claimed_at } => json!({
+                            "reason": "already_claimed",
+                            "first_claimant": claimant.to_string(),
+                            "first_claimed_at_ms": claimed_at.0,
+                        }),
+                        ClaimRefusal::Reversed => json!({"reason": "reversed"}),
+                        ClaimRefusal::NotFound => json!({"reason": "not_found"}),
+                    }}),
                 ),
             };
             json!({"id": d.id().to_string(), "type": "derived", "kind": kind, "cause": d.cause.to_string(), "data": data})
+        }
+    }
+}
+
+/// A proof bundle: its canonical bytes (what `fapiao verify` checks) and the same
+/// structure as JSON, for reading.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProofDto {
+    /// Bundle format version.
+    pub version: u16,
+    /// The canonical bytes, hex (docs/FORMAT.md §12).
+    pub bundle_hex: String,
+    /// Size of the canonical bytes.
+    pub bundle_bytes: usize,
+    /// The same bundle as JSON (the canonical structure, field for field).
+    #[schema(value_type = Object)]
+    pub bundle: Value,
+}
+
+impl ProofDto {
+    /// From a bundle.
+    pub fn new(b: &fapiao_proof::Bundle) -> Self {
+        let bytes = b.to_bytes();
+        ProofDto {
+            version: b.version,
+            bundle_bytes: bytes.len(),
+            bundle_hex: hex::encode(&bytes),
+            bundle: serde_json::to_value(b).unwrap_or(Value::Null),
         }
     }
 }

@@ -39,6 +39,38 @@ impl Default for ApiConfig {
 struct AppState {
     engine: Engine,
     config: Arc<ApiConfig>,
+    limiter: Arc<RateLimiter>,
+}
+
+/// Public verification requests per client address and second.
+pub(crate) const VERIFY_PER_SECOND_MAX: u32 = 20;
+/// Client addresses tracked by the limiter; beyond it the table starts over.
+const LIMITER_ADDRESSES_MAX: usize = 100_000;
+
+/// A fixed-window rate limiter per client address, for the public verification endpoint.
+#[derive(Default)]
+struct RateLimiter {
+    windows: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u64, u32)>>,
+}
+
+impl RateLimiter {
+    /// Whether `ip` may make one more request in the current second.
+    fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() >= LIMITER_ADDRESSES_MAX {
+            w.clear();
+        }
+        let e = w.entry(ip).or_insert((second, 0));
+        if e.0 != second {
+            *e = (second, 0);
+        }
+        e.1 += 1;
+        e.1 <= VERIFY_PER_SECOND_MAX
+    }
 }
 
 /// An error answer.
@@ -666,6 +698,71 @@ async fn evidence(State(s): State<AppState>) -> Result<Json<Vec<EvidenceDto>>, F
     ))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    /// The invoice's check code (20 digits).
+    check_code: String,
+}
+
+/// The proof bundle of an invoice, for offline verification. Public (no token): the
+/// caller must know the invoice number and its check code; a wrong check code gets
+/// exactly the answer an unknown invoice gets. Rate-limited per client address.
+#[utoipa::path(get, path = "/v1/verify/{number}", params(("number" = String, Path), VerifyQuery),
+    responses((status = 200, body = ProofDto), (status = 404, body = ApiError), (status = 429, body = ApiError),
+              (status = 503, body = ApiError)))]
+async fn verify_invoice(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    number: Result<Path<String>, PathRejection>,
+    q: Result<Query<VerifyQuery>, QueryRejection>,
+) -> Result<Response, Failure> {
+    if !s.limiter.allow(peer.ip()) {
+        let f = Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("at most {VERIFY_PER_SECOND_MAX} verification requests per second per address"),
+            None,
+        );
+        return Ok(([(header::RETRY_AFTER, "1")], f).into_response());
+    }
+    let not_found = || {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no invoice with this number and check code",
+            None,
+        )
+    };
+    let Path(number) = number.map_err(path_rejection)?;
+    let Query(q) = q.map_err(query_rejection)?;
+    // Malformed input is answered like an unknown invoice too: nothing to learn from it.
+    let (Ok(number), Ok(code)) = (
+        number.parse::<InvoiceNumber>(),
+        q.check_code.parse::<fapiao_core::CheckCode>(),
+    ) else {
+        return Err(not_found());
+    };
+    let engine = s.engine.clone();
+    let built = tokio::task::spawn_blocking(move || engine.proof_bundle(&number, &code))
+        .await
+        .map_err(|e| internal(e.to_string()))?;
+    match built {
+        Ok(b) => Ok(Json(ProofDto::new(&b)).into_response()),
+        Err(fapiao_engine::ProofError::NotFound) => Err(not_found()),
+        Err(fapiao_engine::ProofError::NotCertified) => {
+            let f = Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_CERTIFIED",
+                "the invoice's chain has no certified state covering it yet; retry shortly",
+                None,
+            );
+            Ok(([(header::RETRY_AFTER, "1")], f).into_response())
+        }
+        Err(fapiao_engine::ProofError::Store(e)) => Err(internal(e)),
+    }
+}
+
 /// Node status. Public: heights and counts, no business data.
 #[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusDto)))]
 async fn status(State(s): State<AppState>) -> Result<Json<StatusDto>, Failure> {
@@ -719,7 +816,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(submit, submit_batch, event_status, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, status),
+    paths(submit, submit_batch, event_status, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -730,6 +827,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
     let state = AppState {
         engine,
         config: Arc::new(config),
+        limiter: Arc::new(RateLimiter::default()),
     };
     Router::new()
         .route("/v1/events", post(submit))
@@ -746,6 +844,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/chains/{chain}/blocks/{height}", get(chain_block))
         .route("/v1/evidence", get(evidence))
+        .route("/v1/verify/{number}", get(verify_invoice))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/health", get(health))

@@ -61,8 +61,8 @@ pub enum BlockError {
     /// The chain is not a merchant member of genesis.
     #[error("chain {0} is not a merchant member of genesis")]
     UnknownChain(MemberCode),
-    /// A signer is not a member of genesis.
-    #[error("member {0} is not in genesis")]
+    /// A witness is not a merchant member of genesis.
+    #[error("member {0} is not a witnessing (merchant) member of genesis")]
     UnknownMember(MemberCode),
     /// A signature is invalid.
     #[error("signature by {member} invalid: {error}")]
@@ -179,13 +179,14 @@ pub struct Attestation {
 }
 
 impl Attestation {
-    /// Checks the network, that the witness is a member, and its signature.
+    /// Checks the network, that the witness is a merchant member (the witnesses), and
+    /// its signature.
     pub fn verify(&self, genesis: &Genesis, network: &NetworkId) -> Result<(), BlockError> {
         if self.body.network != *network {
             return Err(BlockError::WrongNetwork);
         }
         let m = genesis
-            .member(self.body.witness)
+            .merchant(self.body.witness)
             .ok_or(BlockError::UnknownMember(self.body.witness))?;
         sig::verify(&m.key, &self.body.digest(), &self.signature).map_err(|error| BlockError::Signature {
             member: self.body.witness,
@@ -249,7 +250,7 @@ impl Certificate {
         })
     }
 
-    /// Checks network, distinct member witnesses, every signature (batched), and quorum.
+    /// Checks network, distinct merchant witnesses, every signature (batched), and quorum.
     pub fn verify(&self, genesis: &Genesis, network: &NetworkId) -> Result<(), BlockError> {
         if self.network != *network {
             return Err(BlockError::WrongNetwork);
@@ -261,7 +262,7 @@ impl Certificate {
         let mut keys = Vec::with_capacity(self.signatures.len());
         for ws in &self.signatures {
             let m = genesis
-                .member(ws.witness)
+                .merchant(ws.witness)
                 .ok_or(BlockError::UnknownMember(ws.witness))?;
             keys.push(m.key);
             digests.push(

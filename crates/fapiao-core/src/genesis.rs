@@ -102,14 +102,16 @@ fn field_err(field: impl Into<String>, message: impl Into<String>) -> GenesisErr
     }
 }
 
-/// The default quorum for `n` members: `floor(2n/3) + 1`.
+/// The default quorum for `n` witnesses (merchant members): `floor(2n/3) + 1`.
 pub fn default_quorum(n: usize) -> u32 {
     (2 * n / 3 + 1) as u32
 }
 
 impl Genesis {
     /// Validates and canonicalises (sorts members by code and tax rates ascending).
-    /// `quorum` defaults to `floor(2n/3)+1`.
+    /// `quorum` defaults to `floor(2n/3)+1` where n is the number of merchant members:
+    /// merchants run the nodes that witness blocks; verifiers and the operator sign
+    /// events but do not attest.
     pub fn new(
         network_name: String,
         created_at: Timestamp,
@@ -181,16 +183,19 @@ impl Genesis {
         if members.windows(2).any(|w| w[0].code == w[1].code) {
             return Err(field_err("members", "two members share a code"));
         }
-        let n = members.len();
+        let n = members.iter().filter(|m| m.role == Role::Merchant).count();
+        if n == 0 {
+            return Err(field_err("members", "at least one member must be a merchant"));
+        }
         let quorum = quorum.unwrap_or_else(|| default_quorum(n));
-        // Any two quorums must share a member, or two blocks could be certified at one
-        // height with no member at fault. Tolerating f faulty members needs
+        // Any two quorums must share a witness, or two blocks could be certified at one
+        // height with no witness at fault. Tolerating f faulty witnesses needs
         // floor(2n/3)+1, the default; docs/PROTOCOL.md has the arithmetic.
         if (quorum as usize) <= n / 2 || quorum as usize > n {
             return Err(field_err(
                 "quorum",
                 format!(
-                    "must be more than half the members and at most {n} (default {})",
+                    "must be more than half the {n} merchant members (the witnesses) and at most {n} (default {})",
                     default_quorum(n)
                 ),
             ));

@@ -16,6 +16,7 @@ pub mod merkle;
 pub mod money;
 pub mod sig;
 pub mod smt;
+pub mod state;
 
 pub use block::{Attestation, AttestationBody, Block, Certificate, Equivocation, Header, HeaderBody};
 pub use event::{Derived, DerivedKind, Entry, Event, EventBody, EventKind};

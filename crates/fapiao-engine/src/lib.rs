@@ -16,10 +16,12 @@
 mod admission;
 mod metrics;
 mod producer;
+mod proof;
 mod queries;
 
 pub use admission::{AdmitError, AdmitOutcome, AdmitStatus};
 pub use metrics::Metrics;
+pub use proof::ProofError;
 pub use queries::{EventStatus, FailureRow, NodeStatus, PaymentView};
 
 use fapiao_core::{Genesis, MemberCode, NetworkId, SecretKey};

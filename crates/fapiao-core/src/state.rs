@@ -1,0 +1,274 @@
+//! One chain's state as typed key-value records: the keys and values the state tree
+//! commits to (see `docs/FORMAT.md`). They live in core so that a verifier can read a
+//! proven state entry with this crate alone; the rules that write them are in
+//! `fapiao-domain`.
+
+use crate::event::FailureReason;
+use crate::event::{
+    Allocation, InvoiceIssued, InvoiceRequested, InvoiceReversed, MerchantPolicy, PaymentRecorded, Permissions,
+    RedLetterRequested,
+};
+use crate::{codec, EventId, Fen, InvoiceNumber, MemberCode, PublicKey, TaxRate, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// A state key.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum StateKey {
+    /// Fee balance, policy, next invoice sequence.
+    Meta,
+    /// A payment, by payment id. Written only by payment events.
+    Payment(String),
+    /// How much of a payment is invoiced, by payment id. Written only by invoice events.
+    PaymentInvoicing(String),
+    /// A refund, by refund id (for uniqueness).
+    Refund(String),
+    /// An invoice or red-letter request, by request id.
+    Request(String),
+    /// An invoice (blue or red), by number.
+    Invoice(InvoiceNumber),
+    /// A fee deposit, by deposit id (for uniqueness).
+    Deposit(String),
+    /// An authorised (or revoked) client key.
+    ClientKey(PublicKey),
+}
+
+impl StateKey {
+    /// Canonical bytes (what the state tree is keyed by).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        codec::to_bytes(self)
+    }
+}
+
+/// A state value; the variant always matches the key's variant.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum StateValue {
+    /// For [`StateKey::Meta`].
+    Meta(MerchantMeta),
+    /// For [`StateKey::Payment`].
+    Payment(PaymentRecord),
+    /// For [`StateKey::PaymentInvoicing`].
+    PaymentInvoicing(PaymentInvoicing),
+    /// For [`StateKey::Refund`].
+    Refund(RefundRecord),
+    /// For [`StateKey::Request`].
+    Request(RequestRecord),
+    /// For [`StateKey::Invoice`].
+    Invoice(InvoiceRecord),
+    /// For [`StateKey::Deposit`].
+    Deposit(DepositRecord),
+    /// For [`StateKey::ClientKey`].
+    ClientKey(ClientKeyRecord),
+}
+
+impl StateValue {
+    /// Canonical bytes (what the state tree commits to).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        codec::to_bytes(self)
+    }
+
+    /// Whether this value's variant is the one `key`'s variant holds.
+    pub fn matches(&self, key: &StateKey) -> bool {
+        matches!(
+            (key, self),
+            (StateKey::Meta, StateValue::Meta(_))
+                | (StateKey::Payment(_), StateValue::Payment(_))
+                | (StateKey::PaymentInvoicing(_), StateValue::PaymentInvoicing(_))
+                | (StateKey::Refund(_), StateValue::Refund(_))
+                | (StateKey::Request(_), StateValue::Request(_))
+                | (StateKey::Invoice(_), StateValue::Invoice(_))
+                | (StateKey::Deposit(_), StateValue::Deposit(_))
+                | (StateKey::ClientKey(_), StateValue::ClientKey(_))
+        )
+    }
+}
+
+/// Merchant-wide values.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MerchantMeta {
+    /// What is left to pay invoice fees.
+    pub fee_balance: Fen,
+    /// The policy in force.
+    pub policy: MerchantPolicy,
+    /// The next invoice sequence number (starts at 1; blue and red share it).
+    pub next_sequence: u64,
+}
+
+/// A recorded payment and what happened to it as a payment.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    /// The event as recorded.
+    pub recorded: PaymentRecorded,
+    /// Its event id.
+    pub event: EventId,
+    /// Block time when it was recorded.
+    pub recorded_at: Timestamp,
+    /// Sum of refunds.
+    pub refunded: Fen,
+    /// Refund ids, in order.
+    pub refund_ids: Vec<String>,
+    /// Set when the payment was reversed as wrongly entered.
+    pub reversed: Option<PaymentReversal>,
+}
+
+impl PaymentRecord {
+    /// `amount - refunded`: what the payer is still out of pocket.
+    pub fn net_paid(&self) -> Fen {
+        Fen(self.recorded.amount.0 - self.refunded.0)
+    }
+}
+
+/// A payment's reversal.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PaymentReversal {
+    /// The reversing event.
+    pub event: EventId,
+    /// Block time.
+    pub at: Timestamp,
+    /// Free text.
+    pub reason: String,
+}
+
+/// How much of a payment is covered by issued, unreversed invoices.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+pub struct PaymentInvoicing {
+    /// Issued minus reversed, drawn from this payment.
+    pub invoiced: Fen,
+    /// Invoices that drew on this payment, in issue order.
+    pub invoices: Vec<InvoiceNumber>,
+}
+
+/// A refund (kept for refund id uniqueness and audit).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RefundRecord {
+    /// The payment refunded.
+    pub payment_id: String,
+    /// Amount.
+    pub amount: Fen,
+    /// The event.
+    pub event: EventId,
+}
+
+/// A deposit (kept for deposit id uniqueness and audit).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct DepositRecord {
+    /// Amount credited.
+    pub amount: Fen,
+    /// The event.
+    pub event: EventId,
+}
+
+/// What a request asked for.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// An invoice.
+    Invoice(InvoiceRequested),
+    /// A red-letter reversal.
+    RedLetter(RedLetterRequested),
+}
+
+/// How a request ended.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RequestOutcome {
+    /// An invoice was issued.
+    Issued(InvoiceNumber),
+    /// A red-letter invoice was issued.
+    Reversed(InvoiceNumber),
+    /// It failed.
+    Failed {
+        /// Why.
+        reason: FailureReason,
+        /// The field at fault.
+        field: String,
+        /// Specifics.
+        detail: String,
+    },
+}
+
+/// An invoice or red-letter request and its outcome.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The request event.
+    pub event: EventId,
+    /// Block time.
+    pub requested_at: Timestamp,
+    /// What was asked.
+    pub body: RequestBody,
+    /// What happened.
+    pub outcome: RequestOutcome,
+    /// The later request that retried this one, if any.
+    pub retried_by: Option<String>,
+}
+
+/// Tax-exclusive and tax amounts for one rate.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RateAmounts {
+    /// The rate.
+    pub rate: TaxRate,
+    /// Net.
+    pub net: Fen,
+    /// Tax.
+    pub tax: Fen,
+}
+
+/// A claim on an invoice.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClaimInfo {
+    /// The claimant member.
+    pub claimant: MemberCode,
+    /// Their reference.
+    pub claim_ref: String,
+    /// Block time.
+    pub claimed_at: Timestamp,
+    /// The claim event.
+    pub event: EventId,
+}
+
+/// An issued (blue) invoice and its current status.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BlueInvoice {
+    /// The issue, as derived.
+    pub issued: InvoiceIssued,
+    /// Per rate, what is left (issued minus reversed).
+    pub remaining: Vec<RateAmounts>,
+    /// Per payment, how much of the remaining total it still covers (sums to
+    /// [`BlueInvoice::remaining_total`]).
+    pub standing: Vec<Allocation>,
+    /// Red-letter invoices against it, in order.
+    pub red_letters: Vec<InvoiceNumber>,
+    /// The reimbursement claim, if any.
+    pub claim: Option<ClaimInfo>,
+}
+
+impl BlueInvoice {
+    /// Total still standing (net + tax over every rate).
+    pub fn remaining_total(&self) -> Fen {
+        Fen(self.remaining.iter().map(|r| r.net.0 + r.tax.0).sum())
+    }
+
+    /// Whether nothing is left.
+    pub fn fully_reversed(&self) -> bool {
+        self.remaining.iter().all(|r| r.net.0 == 0 && r.tax.0 == 0)
+    }
+}
+
+/// An invoice record: blue (issued) or red (reversing).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum InvoiceRecord {
+    /// An issued invoice.
+    Blue(BlueInvoice),
+    /// A red-letter invoice.
+    Red(InvoiceReversed),
+}
+
+/// A client key's authorisation.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClientKeyRecord {
+    /// A name for people.
+    pub label: String,
+    /// What it may sign.
+    pub permissions: Permissions,
+    /// Block time of authorisation.
+    pub authorized_at: Timestamp,
+    /// Block time of revocation, if revoked.
+    pub revoked_at: Option<Timestamp>,
+}

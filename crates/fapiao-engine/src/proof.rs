@@ -1,0 +1,107 @@
+//! Building invoice proof bundles from the store (any chain this node holds).
+
+use crate::Engine;
+use fapiao_core::state::{InvoiceRecord, StateKey, StateValue};
+use fapiao_core::{merkle, CheckCode, Entry, Hash32, InvoiceNumber, MemberCode};
+use fapiao_domain::StateRead;
+use fapiao_proof::{Bundle, CertifiedHeader, EntryProof, StatusProof, BUNDLE_VERSION};
+use fapiao_store::tables::IdxInvoice;
+use fapiao_store::{EntryLoc, StoreError};
+
+/// Why no bundle was built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// No issued invoice with this number and check code. (A wrong check code and an
+    /// unknown number are deliberately the same answer.)
+    #[error("no invoice with this number and check code")]
+    NotFound,
+    /// The invoice or the chain's latest state is not certified yet: retry shortly.
+    #[error("the invoice's chain has no certified state covering it yet; retry shortly")]
+    NotCertified,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Attempts at a consistent read while blocks are being committed.
+const SNAPSHOT_ATTEMPTS_MAX: usize = 5;
+
+impl Engine {
+    /// The proof bundle of invoice `number`, if `check_code` is its check code. The
+    /// status is proven against the chain's head, which must be certified.
+    pub fn proof_bundle(&self, number: &InvoiceNumber, check_code: &CheckCode) -> Result<Bundle, ProofError> {
+        let chain = number.member();
+        if self.genesis().merchant(chain).is_none() {
+            return Err(ProofError::NotFound);
+        }
+        for _ in 0..SNAPSHOT_ATTEMPTS_MAX {
+            let store = self.store();
+            let head = store.head(chain)?.ok_or(ProofError::NotFound)?;
+            let value = self
+                .store()
+                .state(chain)
+                .get(&StateKey::Invoice(*number))?
+                .ok_or(ProofError::NotFound)?;
+            match &value {
+                StateValue::Invoice(InvoiceRecord::Blue(b)) if b.issued.check_code == *check_code => {}
+                _ => return Err(ProofError::NotFound),
+            }
+            let proof = store.prove(chain, &StateKey::Invoice(*number))?;
+            if store.head(chain)?.map(|h| h.hash) != Some(head.hash) {
+                continue; // a block landed meanwhile: read again
+            }
+            let Some(issue_loc) = store.get::<IdxInvoice>(number)? else {
+                return Err(ProofError::NotFound);
+            };
+            let issued_entry = store.entry(&issue_loc)?.ok_or(ProofError::NotFound)?;
+            let cause = match &issued_entry {
+                Entry::Derived(d) => d.cause,
+                Entry::Event(_) => return Err(ProofError::NotFound),
+            };
+            let request_loc = store.locate(&cause)?.ok_or(ProofError::NotFound)?;
+            let mut heights = vec![request_loc.height, issue_loc.height, head.height];
+            heights.sort_unstable();
+            heights.dedup();
+            let mut headers = Vec::with_capacity(heights.len());
+            for h in &heights {
+                let header = store.header(chain, *h)?.ok_or(ProofError::NotFound)?;
+                let certificate = store
+                    .certificate(chain, *h)?
+                    .filter(|c| c.block == header.hash())
+                    .ok_or(ProofError::NotCertified)?;
+                headers.push(CertifiedHeader { header, certificate });
+            }
+            let at = |h: u64| heights.iter().position(|x| *x == h).unwrap_or(0) as u32;
+            let request = self.entry_proof(chain, &request_loc, at(request_loc.height))?;
+            let issued_proof = self.entry_proof(chain, &issue_loc, at(issue_loc.height))?;
+            return Ok(Bundle {
+                version: BUNDLE_VERSION,
+                network: self.network(),
+                number: *number,
+                headers,
+                request,
+                issued: issued_proof,
+                status: StatusProof {
+                    header: at(head.height),
+                    value,
+                    proof,
+                },
+            });
+        }
+        Err(ProofError::NotCertified)
+    }
+
+    fn entry_proof(&self, chain: MemberCode, loc: &EntryLoc, header: u32) -> Result<EntryProof, ProofError> {
+        let block = self.store().block(chain, loc.height)?.ok_or(ProofError::NotFound)?;
+        let leaves: Vec<Hash32> = block.entries.iter().map(Entry::leaf_hash).collect();
+        let index = loc.index as usize;
+        let path = merkle::inclusion_proof(&leaves, index).map_err(|_| ProofError::NotFound)?;
+        let entry = block.entries.get(index).cloned().ok_or(ProofError::NotFound)?;
+        Ok(EntryProof {
+            header,
+            index: loc.index.into(),
+            entry,
+            path,
+        })
+    }
+}

@@ -1,0 +1,236 @@
+//! Invoice proof bundles end to end on a real node: fetched without a token, checked
+//! offline with `fapiao verify` against the genesis file alone.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::Command;
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: std::process::Output) -> String {
+    assert!(o.status.success(), "{}", out(&o));
+    out(&o)
+}
+
+/// Issues an invoice for a fresh payment and returns (number, check code).
+fn issue(node: &DevNode, tag: &str) -> (String, String) {
+    ok(node.cli(&[
+        "pay",
+        "--amount",
+        "100.00",
+        "--method",
+        "wechat",
+        "--id",
+        &format!("P{tag}"),
+    ]));
+    ok(node.cli(&[
+        "invoice",
+        "request",
+        "--id",
+        &format!("R{tag}"),
+        "--payment",
+        &format!("P{tag}"),
+        "--buyer-name",
+        "Shanghai Trading Co",
+        "--buyer-tax-id",
+        "91110000600037341L",
+        "--line",
+        "Oolong tea|1|50.00|6",
+    ]));
+    let v: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/invoices?request_id=R{tag}", node.url()))
+        .bearer_auth(node.token())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let inv = &v.as_array().unwrap()[0];
+    (
+        inv["number"].as_str().unwrap().to_string(),
+        inv["check_code"].as_str().unwrap().to_string(),
+    )
+}
+
+fn get_bundle(node: &DevNode, number: &str, code: &str, file: &std::path::Path) -> std::process::Output {
+    node.cli(&[
+        "proof",
+        "get",
+        number,
+        "--check-code",
+        code,
+        "-o",
+        file.to_str().unwrap(),
+    ])
+}
+
+fn verify(node: &DevNode, file: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let genesis = node.dir.join("genesis.toml");
+    Command::new(bin())
+        .args(["verify", file.to_str().unwrap(), "--genesis", genesis.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_bundle_verifies_offline_and_every_flipped_byte_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("n"), free_port());
+    let (number, code) = issue(&node, "1");
+    let file = dir.path().join("b1.bundle");
+    ok(get_bundle(&node, &number, &code, &file));
+    let o = verify(&node, &file, &[]);
+    let text = out(&o);
+    assert!(o.status.success() && text.starts_with("VALID"), "{text}");
+    assert!(text.contains("status    issued"), "{text}");
+    assert!(text.contains(&number), "{text}");
+
+    // Flip every single bit-pattern byte: each flipped copy must be INVALID.
+    let bytes = std::fs::read(&file).unwrap();
+    let genesis =
+        fapiao_core::Genesis::from_toml(&std::fs::read_to_string(node.dir.join("genesis.toml")).unwrap()).unwrap();
+    let now = u64::MAX / 2;
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x01;
+        let verdict = fapiao_proof::Bundle::from_bytes(&b)
+            .map_err(|p| vec![p])
+            .and_then(|bundle| fapiao_proof::verify(&bundle, &genesis, now, None));
+        assert!(verdict.is_err(), "flipping byte {i} of {} still verifies", bytes.len());
+    }
+    // And the CLI exits 1 with reasons for one of them.
+    let mut b = bytes.clone();
+    let last = b.len() - 1;
+    b[last] ^= 0x80;
+    let bad = dir.path().join("bad.bundle");
+    std::fs::write(&bad, &b).unwrap();
+    let o = verify(&node, &bad, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).starts_with("INVALID"), "{}", out(&o));
+}
+
+#[test]
+fn a_reversed_invoice_says_so_and_an_old_status_fails_max_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("n"), free_port());
+    let (number, code) = issue(&node, "1");
+    let old = dir.path().join("old.bundle");
+    ok(get_bundle(&node, &number, &code, &old));
+    ok(node.cli(&["invoice", "red-letter", &number, "--reason", "sales_return"]));
+    let new = dir.path().join("new.bundle");
+    ok(get_bundle(&node, &number, &code, &new));
+    let text = ok(verify(&node, &new, &[]));
+    assert!(text.contains("status    reversed by "), "{text}");
+    // The old bundle still proves the invoice was issued, as of its (older) header.
+    assert!(ok(verify(&node, &old, &[])).contains("status    issued"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o = verify(&node, &old, &["--max-age", "1s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("more than the 1000 ms allowed"), "{}", out(&o));
+    assert!(ok(verify(&node, &new, &["--max-age", "1h"])).starts_with("VALID"));
+}
+
+#[test]
+fn a_wrong_check_code_reveals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("n"), free_port());
+    let (number, code) = issue(&node, "1");
+    let get = |n: &str, c: &str| {
+        let r = reqwest::blocking::get(format!("{}/v1/verify/{n}?check_code={c}", node.url())).unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let (status, body) = get(&number, &code);
+    assert_eq!(status, 200, "{body}");
+    let mut wrong = code.clone().into_bytes();
+    wrong[0] = if wrong[0] == b'1' { b'2' } else { b'1' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    let unknown = {
+        let mut n = number.clone().into_bytes();
+        let l = n.len() - 1;
+        n[l] = if n[l] == b'9' { b'8' } else { b'9' };
+        String::from_utf8(n).unwrap()
+    };
+    let a = get(&number, &wrong);
+    let b = get(&unknown, &code);
+    let c = get("garbage", "garbage");
+    assert_eq!(a.0, 404);
+    assert_eq!(a, b, "a wrong check code must look exactly like an unknown invoice");
+    assert_eq!(a, c);
+}
+
+#[test]
+fn public_verification_is_rate_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("n"), free_port());
+    let http = reqwest::blocking::Client::new();
+    let mut limited = 0;
+    for _ in 0..60 {
+        let r = http
+            .get(format!("{}/v1/verify/26110001000000000001?check_code=1", node.url()))
+            .send()
+            .unwrap();
+        if r.status().as_u16() == 429 {
+            assert_eq!(r.headers()["retry-after"], "1");
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "60 requests at once were all served");
+    // Other endpoints are not affected.
+    assert!(http
+        .get(format!("{}/v1/status", node.url()))
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+}
+
+#[test]
+fn the_first_claim_is_recorded_and_shows_in_the_proof_later_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("n"), free_port());
+    let (number, code) = issue(&node, "1");
+    let text = ok(node.cli(&["invoice", "claim", &number, "--check-code", &code, "--ref", "EXP-1"]));
+    assert!(
+        text.contains("claim RECORDED") && text.contains("member 800001"),
+        "{text}"
+    );
+
+    // Any later claim, whatever its reference, is refused naming the first claimant and time.
+    let o = node.cli(&["invoice", "claim", &number, "--check-code", &code, "--ref", "EXP-2"]);
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(
+        text.contains("claim REFUSED: already claimed by member 800001 at "),
+        "{text}"
+    );
+
+    // The claim is in the status proof.
+    let file = dir.path().join("claimed.bundle");
+    ok(get_bundle(&node, &number, &code, &file));
+    let text = ok(verify(&node, &file, &[]));
+    assert!(text.contains("claim     claimed by member 800001 (EXP-1)"), "{text}");
+
+    // A reversed invoice cannot be claimed; a wrong check code reveals nothing.
+    let (number2, code2) = issue(&node, "2");
+    ok(node.cli(&["invoice", "red-letter", &number2, "--reason", "issue_error"]));
+    let o = node.cli(&["invoice", "claim", &number2, "--check-code", &code2, "--ref", "EXP-3"]);
+    assert!(
+        out(&o).contains("claim REFUSED: the invoice is fully red-letter reversed"),
+        "{}",
+        out(&o)
+    );
+    let o = node.cli(&["invoice", "claim", &number2, "--check-code", &code, "--ref", "EXP-4"]);
+    assert!(
+        out(&o).contains("claim REFUSED: no invoice with this number and check code"),
+        "{}",
+        out(&o)
+    );
+}
