@@ -136,6 +136,16 @@ fn a_reversed_invoice_says_so_and_an_old_status_fails_max_age() {
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("more than the 1000 ms allowed"), "{}", out(&o));
     assert!(ok(verify(&node, &new, &["--max-age", "1h"])).starts_with("VALID"));
+    // Asking a node for a second opinion exposes the old bundle's hidden reversal.
+    let url = node.url();
+    let o = verify(&node, &old, &["--compare", &url]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains("outdated: ") && out(&o).contains("proves a newer status"),
+        "{}",
+        out(&o)
+    );
+    assert!(ok(verify(&node, &new, &["--compare", &url])).contains("agrees as of block"));
 }
 
 #[test]

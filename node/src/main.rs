@@ -86,9 +86,24 @@ enum Command {
         /// Refuse a status older than this (e.g. 90s, 10m, 24h).
         #[arg(long)]
         max_age: Option<String>,
+        /// Another member's node (`http://HOST:PORT`): fetch the same invoice's proof
+        /// there and refuse this bundle if that node proves a newer, different status.
+        #[arg(long)]
+        compare: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Time the offline verification of a bundle (a benchmark).
+    BenchVerify {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Verifications to time.
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
     },
     /// Fault drills (deliberate misbehaviour, to check that the network catches it).
     #[command(hide = true)]
@@ -380,14 +395,16 @@ fn run(cli: Cli) -> Result<()> {
             bundle,
             genesis,
             max_age,
+            compare,
             json,
         } => {
-            if proof_cmd::verify(&bundle, &genesis, max_age.as_deref(), json)? {
+            if proof_cmd::verify(&bundle, &genesis, max_age.as_deref(), compare.as_deref(), json)? {
                 Ok(())
             } else {
                 std::process::exit(1)
             }
         }
+        Command::BenchVerify { bundle, genesis, runs } => proof_cmd::bench(&bundle, &genesis, runs),
         Command::Drill { command } => {
             init_tracing();
             let (path, what, wait_ms) = match command {

@@ -42,14 +42,31 @@ pub(crate) fn get(profile: &Path, number: &str, check_code: &str, out: &Path) ->
 }
 
 /// Verifies a bundle file offline. Returns whether it is valid (the caller exits 0 or 1).
-pub(crate) fn verify(bundle: &Path, genesis: &Path, max_age: Option<&str>, json: bool) -> Result<bool> {
+pub(crate) fn verify(
+    bundle: &Path,
+    genesis: &Path,
+    max_age: Option<&str>,
+    compare: Option<&str>,
+    json: bool,
+) -> Result<bool> {
     let g = crate::files::read_genesis(genesis)?;
     let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
     let max_age_ms = max_age.map(parse_duration_ms).transpose()?;
     let now = crate::now().0;
+    let mut confirmed = None;
     let result = Bundle::from_bytes(&bytes)
         .map_err(|p| vec![p])
-        .and_then(|b| fapiao_proof::verify(&b, &g, now, max_age_ms));
+        .and_then(|b| fapiao_proof::verify(&b, &g, now, max_age_ms))
+        .and_then(|v| match compare {
+            None => Ok(v),
+            Some(url) => match second_opinion(url, &v, &g, now) {
+                Ok(msg) => {
+                    confirmed = Some(msg);
+                    Ok(v)
+                }
+                Err(reason) => Err(vec![fapiao_proof::Problem::Status(reason)]),
+            },
+        });
     match result {
         Ok(v) => {
             let status = match &v.status {
@@ -96,6 +113,9 @@ pub(crate) fn verify(bundle: &Path, genesis: &Path, max_age: Option<&str>, json:
                     v.as_of_height,
                     now.saturating_sub(v.as_of_ms) / 1000
                 );
+                if let Some(c) = &confirmed {
+                    println!("  checked   {c}");
+                }
             }
             Ok(true)
         }
@@ -114,6 +134,64 @@ pub(crate) fn verify(bundle: &Path, genesis: &Path, max_age: Option<&str>, json:
     }
 }
 
+/// Fetches the same invoice's bundle from another member's node and compares: a newer
+/// certified status that differs makes ours outdated.
+fn second_opinion(
+    url: &str,
+    ours: &fapiao_proof::Verified,
+    genesis: &fapiao_core::Genesis,
+    now: u64,
+) -> std::result::Result<String, String> {
+    let client = Client::new(url, None);
+    let dto = client
+        .proof(&ours.issued.number.to_string(), &ours.issued.check_code.to_string())
+        .map_err(|e| format!("could not confirm with {url}: {e}"))?;
+    let bytes = hex::decode(&dto.bundle_hex).map_err(|e| format!("{url} sent a bundle that is not hex: {e}"))?;
+    let theirs = Bundle::from_bytes(&bytes)
+        .map_err(|p| vec![p])
+        .and_then(|b| fapiao_proof::verify(&b, genesis, now, None))
+        .map_err(|p| format!("{url} sent an invalid bundle: {}", p[0]))?;
+    if theirs.as_of_height > ours.as_of_height && (theirs.status != ours.status || theirs.claim != ours.claim) {
+        return Err(format!(
+            "outdated: {url} proves a newer status as of block {} (this bundle is as of block {}): \
+             status {:?}, claim {:?}",
+            theirs.as_of_height, ours.as_of_height, theirs.status, theirs.claim
+        ));
+    }
+    Ok(format!(
+        "{url} agrees as of block {} (this bundle: block {})",
+        theirs.as_of_height, ours.as_of_height
+    ))
+}
+
 fn join(numbers: &[fapiao_core::InvoiceNumber]) -> String {
     numbers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// `fapiao bench-verify`: how long verifying one bundle takes here (decode included),
+/// over `runs` runs; prints the size and the median and p99 times.
+pub(crate) fn bench(bundle: &Path, genesis: &Path, runs: usize) -> Result<()> {
+    let g = crate::files::read_genesis(genesis)?;
+    let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let now = crate::now().0;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = std::time::Instant::now();
+        let b = Bundle::from_bytes(&bytes).map_err(|p| anyhow::anyhow!("{p}"))?;
+        let v = fapiao_proof::verify(&b, &g, now, None);
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        if let Err(p) = v {
+            bail!("the bundle is invalid: {}", p[0]);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "bundle {} bytes; verification over {} runs: median {:.0} µs, p99 {:.0} µs",
+        bytes.len(),
+        times.len(),
+        pick(0.5),
+        pick(0.99)
+    );
+    Ok(())
 }
