@@ -159,6 +159,19 @@ fn a_wrong_check_code_reveals_nothing() {
     };
     let (status, body) = get(&number, &code);
     assert_eq!(status, 200, "{body}");
+    // The JSON form is the same structure as the canonical bytes.
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["version"], 1);
+    assert!(!v["bundle"]["number"].is_null(), "{body}");
+    assert!(
+        v["bundle"]["headers"].as_array().is_some_and(|h| !h.is_empty()),
+        "{body}"
+    );
+    assert!(v["bundle"]["status"]["proof"]["siblings"].is_array(), "{body}");
+    assert_eq!(
+        v["bundle_bytes"].as_u64().unwrap() * 2,
+        v["bundle_hex"].as_str().unwrap().len() as u64
+    );
     let mut wrong = code.clone().into_bytes();
     wrong[0] = if wrong[0] == b'1' { b'2' } else { b'1' };
     let wrong = String::from_utf8(wrong).unwrap();
