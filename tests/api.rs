@@ -416,3 +416,77 @@ fn quick_start_with_the_cli() {
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["chain"], "110001");
 }
+
+/// Maintenance: writes answer 503 MAINTENANCE with a long Retry-After, reads keep
+/// working, what was admitted before still goes into blocks, and switching off resumes.
+#[test]
+fn maintenance_pauses_writes_only_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path(), free_port());
+    let api = Api {
+        url: node.url(),
+        token: node.token(),
+        http: reqwest::blocking::Client::new(),
+    };
+    let net = node.genesis().network_id();
+    let client = node.client_key();
+    let client_api = fapiao_api::Client::new(&node.url(), Some(node.token()));
+    let before = payment_event(net, &client, "M1", 5_000);
+    let (s, body) = api.post("/v1/events", json!({"event": hexed(&before)}));
+    assert_eq!(s, 202, "{body}");
+
+    let config = dir.path().join("node.toml");
+    let o = std::process::Command::new(bin())
+        .args(["node", "maintenance", "on", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let during = payment_event(net, &client, "M2", 5_000);
+    let start = std::time::Instant::now();
+    let refused = loop {
+        let r = api
+            .http
+            .post(format!("{}/v1/events", api.url))
+            .json(&json!({"event": hexed(&during)}))
+            .send()
+            .unwrap();
+        if r.status().as_u16() == 503 {
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "maintenance did not take effect"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let body: Value = refused.json().unwrap();
+    check((503, body), 503, "MAINTENANCE", None);
+    // Reads and status go on; the status says so.
+    assert_eq!(api.authed("/v1/payments").0, 200);
+    let st = client_api.status().unwrap();
+    assert!(st.maintenance);
+    // What was admitted before maintenance is committed during it.
+    client_api
+        .wait_committed(&before.id(), Duration::from_secs(10))
+        .unwrap();
+
+    let o = std::process::Command::new(bin())
+        .args(["node", "maintenance", "off", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let start = std::time::Instant::now();
+    loop {
+        let (s, _) = api.post("/v1/events", json!({"event": hexed(&during)}));
+        if s == 202 || s == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "writes did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    client_api
+        .wait_committed(&during.id(), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(client_api.payments(None, 100).unwrap().len(), 2);
+}

@@ -91,6 +91,11 @@ impl Loaded {
         self.path(&self.config.data_dir).join("ledger")
     }
 
+    /// While this file exists the node is in maintenance mode (`fapiao node maintenance`).
+    pub(crate) fn maintenance_flag(&self) -> PathBuf {
+        self.path(&self.config.data_dir).join("MAINTENANCE")
+    }
+
     pub(crate) fn read_token(&self) -> Result<String> {
         let p = self.path(&self.config.read_token_file);
         let t = std::fs::read_to_string(&p).with_context(|| format!("reading the read token {}", p.display()))?;

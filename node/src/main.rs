@@ -15,7 +15,7 @@ mod proof_cmd;
 mod replicate;
 mod run;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use client_cmd::{ClientOpts, FeeCommand, InvoiceCommand, KeyCommand};
 use std::path::PathBuf;
@@ -288,6 +288,18 @@ enum NodeCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Switch maintenance mode of the node on this host: while on, writes answer 503
+    /// MAINTENANCE (with Retry-After), reads and verification keep working, and events
+    /// already admitted still go into blocks. Takes effect within a second, also across
+    /// restarts, until switched off.
+    Maintenance {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// node.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -413,6 +425,28 @@ fn run(cli: Cli) -> Result<()> {
             };
             let cfg = config::load(&path)?;
             runtime()?.block_on(drill::misbehave(&cfg, what, wait_ms))
+        }
+        Command::Node {
+            command: NodeCommand::Maintenance { state, config: path },
+        } => {
+            let cfg = config::load(&path)?;
+            let flag = cfg.maintenance_flag();
+            if state == "on" {
+                files::write_atomic(&flag, &format!("maintenance since {} ms\n", now().0))?;
+                println!(
+                    "maintenance ON: writes answer 503 MAINTENANCE; reads, verification and block production go on.\n\
+                     Switch off with `fapiao node maintenance off --config {}`.",
+                    path.display()
+                );
+            } else {
+                match std::fs::remove_file(&flag) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing {}", flag.display())),
+                }
+                println!("maintenance OFF: writes are admitted again.");
+            }
+            Ok(())
         }
         Command::Dev {
             data,

@@ -8,6 +8,9 @@ use fapiao_engine::Engine;
 use fapiao_store::{Store, StoreOptions};
 use std::sync::Arc;
 
+/// How often the maintenance flag file is looked at.
+const MAINTENANCE_POLL_MS: u64 = 250;
+
 /// A started node.
 pub(crate) struct Running {
     pub(crate) engine: Engine,
@@ -48,6 +51,17 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     } else {
         None
     };
+    // Maintenance mode follows a flag file, so an operator on the host can switch it
+    // with `fapiao node maintenance on|off` without any network credential.
+    let flag = cfg.maintenance_flag();
+    engine.set_maintenance(flag.exists());
+    let watched = engine.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(MAINTENANCE_POLL_MS)).await;
+            watched.set_maintenance(flag.exists());
+        }
+    });
     let listener = tokio::net::TcpListener::bind(&cfg.config.http_listen)
         .await
         .with_context(|| format!("listening on {}", cfg.config.http_listen))?;

@@ -569,6 +569,8 @@ pub struct StatusDto {
     pub quorum: u32,
     /// Software version.
     pub version: String,
+    /// Maintenance mode: writes answer 503 `MAINTENANCE`; reads and verification go on.
+    pub maintenance: bool,
     /// Member nodes connected now (empty for a one-member network).
     pub peers: Vec<String>,
     /// Every merchant chain as this node holds it (replicating nodes only).
@@ -616,6 +618,7 @@ impl From<&NodeStatus> for StatusDto {
             members: s.members,
             quorum: s.quorum,
             version: env!("CARGO_PKG_VERSION").into(),
+            maintenance: s.maintenance,
             peers: s
                 .replication
                 .as_ref()

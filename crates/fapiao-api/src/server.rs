@@ -91,10 +91,12 @@ impl Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
+        // Maintenance lasts minutes, not a second: tell clients to back off longer.
+        let retry = if self.1.code == "MAINTENANCE" { "30" } else { "1" };
         let mut r = (self.0, Json(self.1)).into_response();
         if self.0 == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static(retry));
         }
         r
     }
@@ -144,7 +146,9 @@ fn admit_status(e: &AdmitError) -> StatusCode {
         AdmitError::BadSignature(_) => StatusCode::UNAUTHORIZED,
         AdmitError::Unauthorized { .. } => StatusCode::FORBIDDEN,
         AdmitError::Conflict { .. } => StatusCode::CONFLICT,
-        AdmitError::Busy { .. } | AdmitError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AdmitError::Busy { .. } | AdmitError::Unavailable(_) | AdmitError::Maintenance => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 

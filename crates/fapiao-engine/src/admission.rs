@@ -110,6 +110,10 @@ pub enum AdmitError {
     /// The node is stopping or failed.
     #[error("the node is unavailable: {0}")]
     Unavailable(String),
+    /// The operator put the node in maintenance: writes wait, reads and verification
+    /// go on.
+    #[error("the node is in maintenance: writes are paused (reads and verification keep working); retry later")]
+    Maintenance,
 }
 
 impl AdmitError {
@@ -131,6 +135,7 @@ impl AdmitError {
             },
             AdmitError::Busy { .. } => "BUSY",
             AdmitError::Unavailable(_) => "UNAVAILABLE",
+            AdmitError::Maintenance => "MAINTENANCE",
         }
     }
 
@@ -253,6 +258,9 @@ impl Engine {
     /// answers are given only once every admitted event is durable.
     pub async fn admit(&self, encoded: Vec<Vec<u8>>) -> Result<Vec<Result<AdmitOutcome, AdmitError>>, AdmitError> {
         let cfg = &self.shared.config;
+        if self.maintenance() {
+            return Err(AdmitError::Maintenance);
+        }
         if encoded.len() > cfg.batch_events_max {
             return Err(AdmitError::BatchTooLarge {
                 len: encoded.len(),

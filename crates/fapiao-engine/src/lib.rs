@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     /// Called with every block this node produced, after it is durable.
     pub(crate) block_hook: Mutex<Option<BlockHook>>,
     pub(crate) replication: Mutex<Option<ReplicationStatus>>,
+    /// Writes are refused while set (maintenance mode).
+    pub(crate) maintenance: std::sync::atomic::AtomicBool,
 }
 
 /// Replication's view, published by the node's replication loop for status queries.
@@ -157,6 +159,7 @@ impl Engine {
             stopping: std::sync::atomic::AtomicBool::new(false),
             block_hook: Mutex::new(None),
             replication: Mutex::new(None),
+            maintenance: std::sync::atomic::AtomicBool::new(false),
         });
         if let Some(h) = shared.store.head(chain)? {
             shared
@@ -233,6 +236,20 @@ impl Engine {
     /// hook runs on the producer thread: it may block, which slows production down.
     pub fn set_block_hook(&self, hook: BlockHook) {
         *self.shared.block_hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    /// Turns maintenance mode on or off: while on, admission refuses every event with
+    /// `MAINTENANCE`; events admitted before still go into blocks, and reads go on.
+    pub fn set_maintenance(&self, on: bool) {
+        let was = self.shared.maintenance.swap(on, std::sync::atomic::Ordering::SeqCst);
+        if was != on {
+            tracing::warn!(on, "maintenance mode changed");
+        }
+    }
+
+    /// Whether the node is in maintenance mode.
+    pub fn maintenance(&self) -> bool {
+        self.shared.maintenance.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Publishes replication's current view (peers, heads, lag).

@@ -83,6 +83,8 @@ pub struct NodeStatus {
     pub quorum: u32,
     /// Replication (peers, heads and lag per chain), when the node has peers.
     pub replication: Option<crate::ReplicationStatus>,
+    /// Maintenance mode: writes are refused.
+    pub maintenance: bool,
 }
 
 fn variant_prefix(chain: MemberCode, sample: &StateKey) -> Vec<u8> {
@@ -312,6 +314,7 @@ impl Engine {
             members: g.members().len(),
             quorum: g.quorum(),
             replication: self.replication(),
+            maintenance: self.maintenance(),
         })
     }
 }
