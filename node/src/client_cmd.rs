@@ -5,7 +5,7 @@ use crate::files;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use fapiao_api::dto::{FailureListDto, InvoiceDto, SubmitResult};
-use fapiao_api::Client;
+use fapiao_api::{Backoff, Client, Outbox};
 use fapiao_core::event::*;
 use fapiao_core::{
     EventBody, EventId, Fen, Hash32, InvoiceNumber, MemberCode, NetworkId, PublicKey, Quantity, SecretKey, TaxRate,
@@ -158,17 +158,42 @@ pub(crate) struct Ctx {
     client: Client,
     network: NetworkId,
     chain: MemberCode,
+    outbox: Option<Outbox>,
 }
 
 impl Ctx {
     pub(crate) fn new(opts: &ClientOpts) -> Result<Ctx> {
         let (profile, dir) = load_profile(&opts.client)?;
         let client = Client::new(&profile.node_url, profile.read_token.clone());
-        let status = client.status().context("asking the node for its network")?;
-        let network =
-            NetworkId(Hash32::from_hex(&status.network_id).map_err(|_| anyhow!("the node sent a bad network id"))?);
-        let chain: MemberCode = status
-            .chain
+        let outbox_dir = profile
+            .outbox
+            .as_ref()
+            .map(|o| if o.is_absolute() { o.clone() } else { dir.join(o) });
+        let outbox = outbox_dir.as_deref().map(Outbox::open).transpose()?;
+        // With an outbox, the node's network and chain are remembered, so events can be
+        // signed and queued while the node is unreachable.
+        let cache = outbox_dir.map(|d| d.join("node.json"));
+        let (network_id, chain) = match client.status() {
+            Ok(st) => {
+                if let Some(c) = &cache {
+                    let v = serde_json::json!({"network_id": st.network_id, "chain": st.chain});
+                    files::write_atomic(c, &v.to_string())?;
+                }
+                (st.network_id, st.chain)
+            }
+            Err(e) if e.is_transient() && cache.as_ref().is_some_and(|c| c.exists()) => {
+                let c = cache.as_ref().unwrap_or_else(|| unreachable!());
+                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c)?)?;
+                eprintln!("node unreachable ({e}); events go to the outbox");
+                (
+                    v["network_id"].as_str().unwrap_or_default().to_string(),
+                    v["chain"].as_str().unwrap_or_default().to_string(),
+                )
+            }
+            Err(e) => return Err(e).context("asking the node for its network"),
+        };
+        let network = NetworkId(Hash32::from_hex(&network_id).map_err(|_| anyhow!("bad network id {network_id}"))?);
+        let chain: MemberCode = chain
             .parse()
             .map_err(|e: fapiao_core::ids::ParseError| anyhow!("{e}"))?;
         Ok(Ctx {
@@ -178,6 +203,7 @@ impl Ctx {
             client,
             network,
             chain,
+            outbox,
         })
     }
 
@@ -206,7 +232,33 @@ impl Ctx {
     fn submit(&self, key: &SecretKey, kind: EventKind) -> Result<(EventId, SubmitResult)> {
         let e = self.sign(key, kind);
         let id = e.id();
-        let mut r = self.client.submit(&e)?;
+        let mut r = match &self.outbox {
+            None => self.client.submit(&e)?,
+            Some(ob) => {
+                // Durable first: from here on the event survives anything.
+                ob.enqueue(&e)?;
+                let report = ob.flush(&self.client)?;
+                match report.outcomes.into_iter().find(|(i, _)| *i == id) {
+                    Some((_, Ok(r))) => r,
+                    Some((_, Err(err))) => bail!("the node refused the event: {} {}", err.code, err.message),
+                    None => {
+                        let why = report.deferred.unwrap_or_else(|| "not sent yet".into());
+                        let r = SubmitResult {
+                            event_id: id.to_string(),
+                            status: "queued".into(),
+                            height: None,
+                            duplicate: false,
+                            code: None,
+                            message: Some(format!(
+                                "{why}; {} event(s) wait in the outbox: `fapiao outbox flush --wait 60` sends them",
+                                report.pending
+                            )),
+                        };
+                        return Ok((id, r));
+                    }
+                }
+            }
+        };
         if !self.opts.no_wait && r.status == "pending" {
             let s = self.client.wait_committed(&id, Duration::from_secs(30))?;
             r.status = s.status.clone();
@@ -239,6 +291,9 @@ impl Ctx {
             };
             let h = r.height.map(|h| format!(" at height {h}")).unwrap_or_default();
             println!("{what}: {}{h}{dup}\nevent {}", r.status, r.event_id);
+            if r.status == "queued" {
+                println!("{}", r.message.clone().unwrap_or_default());
+            }
         }
         Ok(())
     }
@@ -684,6 +739,39 @@ pub(crate) fn key(opts: &ClientOpts, cmd: KeyCommand) -> Result<()> {
     };
     let (_, r) = ctx.submit(&member, kind)?;
     ctx.print_submitted(what, &r)
+}
+
+/// `fapiao outbox status|flush`.
+pub(crate) fn outbox(opts: &ClientOpts, flush: bool, wait_s: u64) -> Result<()> {
+    let (profile, dir) = load_profile(&opts.client)?;
+    let Some(o) = &profile.outbox else {
+        bail!("the client profile has no outbox directory (`outbox = \"outbox\"`)");
+    };
+    let ob = Outbox::open(&if o.is_absolute() { o.clone() } else { dir.join(o) })?;
+    if flush {
+        let client = Client::new(&profile.node_url, profile.read_token.clone());
+        let r = ob.drain(&client, Backoff::default(), Duration::from_secs(wait_s))?;
+        println!(
+            "delivered {}, refused {}, still waiting {}{}",
+            r.delivered,
+            r.failed,
+            r.pending,
+            r.deferred.map(|d| format!(" ({d})")).unwrap_or_default()
+        );
+    } else {
+        println!("waiting {}", ob.pending()?);
+    }
+    let failed = ob.failed()?;
+    if !failed.is_empty() {
+        println!(
+            "refused for good ({}), see the outbox's failed/ directory:",
+            failed.len()
+        );
+        for (p, e) in &failed {
+            println!("  {}  {} {}", p.display(), e.code, e.message);
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn status(opts: &ClientOpts) -> Result<()> {

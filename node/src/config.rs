@@ -145,6 +145,10 @@ pub(crate) struct ClientProfile {
     /// A verifier member's key file, if this profile may claim invoices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) verifier_key: Option<PathBuf>,
+    /// A directory for the durable outbox: every signed event is written there before
+    /// it is sent, and waits there while the node is unreachable or in maintenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) outbox: Option<PathBuf>,
 }
 
 pub(crate) fn load_profile(path: &Path) -> Result<(ClientProfile, PathBuf)> {

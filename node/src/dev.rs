@@ -152,6 +152,7 @@ fn write_node(
         member_key: Some("node.key".into()),
         operator_key: with_operator_and_verifier.then(|| "operator.key".into()),
         verifier_key: with_operator_and_verifier.then(|| "verifier.key".into()),
+        outbox: Some("outbox".into()),
     };
     files::write_private(&dir.join("client.toml"), &toml::to_string_pretty(&profile)?)?;
     // The client key is authorised by the owner's first event; it is durable on disk
@@ -175,6 +176,10 @@ fn write_node(
         &dir.join("bootstrap.events"),
         &hex::encode(fapiao_core::codec::to_bytes(&vec![auth])),
     )?;
+    // The outbox remembers which network and chain the profile's node serves, so the
+    // CLI can sign and queue even when its first command finds the node down.
+    let cache = serde_json::json!({"network_id": genesis.network_id().to_string(), "chain": code.to_string()});
+    files::write_atomic(&dir.join("outbox").join("node.json"), &cache.to_string())?;
     // Last: node.toml's presence is what says the node directory is complete.
     files::write_atomic(&node_toml, &toml::to_string_pretty(&cfg)?)?;
     Ok(())

@@ -67,6 +67,13 @@ enum Command {
         #[arg(long)]
         init_only: bool,
     },
+    /// The client's durable outbox: events waiting for the node.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+        #[command(flatten)]
+        opts: client_cmd::ClientOpts,
+    },
     /// Invoice proof bundles.
     Proof {
         #[command(subcommand)]
@@ -303,6 +310,18 @@ enum NodeCommand {
 }
 
 #[derive(Subcommand)]
+enum OutboxCommand {
+    /// How many events wait, and which the node refused for good.
+    Status,
+    /// Send waiting events, retrying with backoff for up to `--wait` seconds.
+    Flush {
+        /// Keep retrying (unreachable node, maintenance) for this many seconds.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum ProofCommand {
     /// Fetch an invoice's proof bundle from the node and write it to a file.
     Get {
@@ -416,6 +435,10 @@ fn run(cli: Cli) -> Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::Outbox { command, opts } => match command {
+            OutboxCommand::Status => client_cmd::outbox(&opts, false, 0),
+            OutboxCommand::Flush { wait } => client_cmd::outbox(&opts, true, wait),
+        },
         Command::BenchVerify { bundle, genesis, runs } => proof_cmd::bench(&bundle, &genesis, runs),
         Command::Drill { command } => {
             init_tracing();
