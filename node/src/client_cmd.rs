@@ -59,6 +59,37 @@ pub(crate) enum InvoiceCommand {
         /// The request id.
         request: String,
     },
+    /// Re-issue a request (typically a failed one) with corrections, linked to it by
+    /// `retry_of`; what is not given is copied from it.
+    Retry {
+        /// The request to retry.
+        request: String,
+        /// The new request's id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// Corrected buyer name.
+        #[arg(long)]
+        buyer_name: Option<String>,
+        /// Corrected buyer tax id.
+        #[arg(long)]
+        buyer_tax_id: Option<String>,
+        /// Replacement lines ("DESCRIPTION|QTY|UNIT_PRICE|RATE%"), repeatable.
+        #[arg(long = "line")]
+        lines: Vec<String>,
+        /// A file of replacement lines, one per line in the same form.
+        #[arg(long)]
+        lines_file: Option<PathBuf>,
+    },
+    /// Re-issue every open failed request with one failure reason, unchanged (after the
+    /// cause was fixed: a fee deposit, a policy change).
+    Reissue {
+        /// Only failed requests (required: re-issuing is for failures).
+        #[arg(long, required = true)]
+        failed: bool,
+        /// The failure code, e.g. INVOICE_TYPE_NOT_PERMITTED.
+        #[arg(long)]
+        reason: String,
+    },
     /// Claim an invoice for reimbursement, as a verifier member (the profile's
     /// `verifier_key`). Submit it to the issuer's node: the first claim is recorded on
     /// the issuer's chain; any later one is refused, naming the first claimant and time.
@@ -501,6 +532,46 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             check_code,
             claim_ref,
         } => claim(&ctx, &number, &check_code, claim_ref),
+        InvoiceCommand::Retry {
+            request,
+            id,
+            buyer_name,
+            buyer_tax_id,
+            mut lines,
+            lines_file,
+        } => {
+            if let Some(f) = lines_file {
+                let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+                lines.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+            }
+            let parsed = lines.iter().map(|l| parse_line(l)).collect::<Result<Vec<_>>>()?;
+            let new_id = retry(&ctx, &request, id, buyer_name, buyer_tax_id, parsed)?;
+            print_request(&ctx, &new_id)
+        }
+        InvoiceCommand::Reissue { failed: _, reason } => {
+            let list = ctx.client.failures(Some(&reason), true)?;
+            if list.failures.is_empty() {
+                println!("no open failed request with reason {reason}");
+                return Ok(());
+            }
+            let mut issued = 0;
+            for f in &list.failures {
+                let new_id = retry(&ctx, &f.request_id, None, None, None, Vec::new())?;
+                let h = ctx.client.request(&new_id)?;
+                let last = h.history.iter().find(|r| r.request_id == new_id);
+                let outcome = last.map_or("?".to_string(), |r| match (&r.invoice_number, &r.failure) {
+                    (Some(n), _) => {
+                        issued += 1;
+                        format!("ISSUED {n}")
+                    }
+                    (None, Some(fi)) => format!("FAILED {}", fi.code),
+                    _ => r.outcome.clone(),
+                });
+                println!("{} -> {new_id}: {outcome}", f.request_id);
+            }
+            println!("re-issued {} request(s): {issued} issued", list.failures.len());
+            Ok(())
+        }
         InvoiceCommand::RedLetter {
             number,
             reason,
@@ -531,6 +602,62 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             print_request(&ctx, &id)
         }
     }
+}
+
+/// Submits a retry of `request` with the given corrections; returns the new request id.
+fn retry(
+    ctx: &Ctx,
+    request: &str,
+    id: Option<String>,
+    buyer_name: Option<String>,
+    buyer_tax_id: Option<String>,
+    lines: Vec<LineItem>,
+) -> Result<String> {
+    let h = ctx.client.request(request)?;
+    let original = h
+        .history
+        .iter()
+        .find(|r| r.request_id == request)
+        .ok_or_else(|| anyhow!("no request {request}"))?;
+    let body: fapiao_core::state::RequestBody = fapiao_core::codec::decode(&hex::decode(&original.request_hex)?)
+        .map_err(|e| anyhow!("the node sent an unreadable request: {e}"))?;
+    let fapiao_core::state::RequestBody::Invoice(mut r) = body else {
+        bail!("{request} is a red-letter request; only invoice requests are retried");
+    };
+    if let Some(n) = buyer_name {
+        r.buyer.name = n;
+    }
+    if let Some(t) = buyer_tax_id {
+        r.buyer.tax_id = Some(t);
+    }
+    if !lines.is_empty() {
+        r.lines = lines;
+    }
+    let new_id = id.unwrap_or_else(|| gen_id("RE"));
+    r.request_id = new_id.clone();
+    r.retry_of = Some(request.to_string());
+    let key = ctx.client_key()?;
+    ctx.submit(&key, EventKind::InvoiceRequested(r))?;
+    Ok(new_id)
+}
+
+/// `fapiao policy set`: the operator replaces a merchant's invoicing policy with an
+/// operator-signed event on that merchant's chain.
+pub(crate) fn policy_set(opts: &ClientOpts, types: &[String], max_total: &str) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    let key = ctx.key(ctx.profile.operator_key.as_deref(), "operator")?;
+    let mut permitted_types = types
+        .iter()
+        .map(|t| InvoiceType::from_name(t).ok_or_else(|| anyhow!("--type {t}: normal or special_vat")))
+        .collect::<Result<Vec<_>>>()?;
+    permitted_types.sort();
+    permitted_types.dedup();
+    let policy = MerchantPolicy {
+        permitted_types,
+        max_invoice_total: money(max_total, "--max-total")?,
+    };
+    let (_, r) = ctx.submit(&key, EventKind::MerchantPolicySet(policy))?;
+    ctx.print_submitted("policy", &r)
 }
 
 fn claim(ctx: &Ctx, number: &str, check_code: &str, claim_ref: String) -> Result<()> {

@@ -67,6 +67,13 @@ enum Command {
         #[arg(long)]
         init_only: bool,
     },
+    /// The consortium operator's commands on a merchant's chain (the profile's node).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// The client's durable outbox: events waiting for the node.
     Outbox {
         #[command(subcommand)]
@@ -310,6 +317,19 @@ enum NodeCommand {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Replace the merchant's invoicing policy (operator key).
+    Set {
+        /// Permitted invoice types (normal, special_vat), repeatable.
+        #[arg(long = "type", required = true)]
+        types: Vec<String>,
+        /// Largest invoice total, yuan.
+        #[arg(long)]
+        max_total: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum OutboxCommand {
     /// How many events wait, and which the node refused for good.
     Status,
@@ -435,6 +455,10 @@ fn run(cli: Cli) -> Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::Policy {
+            command: PolicyCommand::Set { types, max_total },
+            opts,
+        } => client_cmd::policy_set(&opts, &types, &max_total),
         Command::Outbox { command, opts } => match command {
             OutboxCommand::Status => client_cmd::outbox(&opts, false, 0),
             OutboxCommand::Flush { wait } => client_cmd::outbox(&opts, true, wait),

@@ -383,6 +383,9 @@ pub struct RequestDto {
     pub retry_of: Option<String>,
     /// The request that retried it.
     pub retried_by: Option<String>,
+    /// The request itself (buyer, lines, payments, type), canonical bytes of the
+    /// `RequestBody` in hex, so a client can re-issue it with corrections.
+    pub request_hex: String,
 }
 
 impl RequestDto {
@@ -420,6 +423,7 @@ impl RequestDto {
             failure,
             retry_of,
             retried_by: r.retried_by.clone(),
+            request_hex: hex::encode(fapiao_core::codec::to_bytes(&r.body)),
         }
     }
 }
