@@ -123,3 +123,77 @@ fn a_type_not_permitted_then_an_operator_policy_event_then_bulk_reissue() {
     ]));
     assert!(text.contains("no open failed request"), "{text}");
 }
+
+/// A payment entered wrongly can be reversed only after its invoice is red-letter
+/// reversed; a refund after invoicing shows as needing a red letter; reconciliation
+/// balances after all of it.
+#[test]
+fn a_wrong_payment_is_reversed_after_its_red_letter_and_reconciliation_balances() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path(), free_port());
+    ok(node.cli(&["pay", "--amount", "60.00", "--method", "card", "--id", "P1"]));
+    let text = request(&node, "R1", "P1", "91110000600037341L", "normal");
+    let number = text
+        .split_whitespace()
+        .skip_while(|w| *w != "ISSUED")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let o = node.cli(&["reverse", "--payment", "P1", "--reason", "entered twice"]);
+    assert!(
+        !o.status.success() && out(&o).contains("PAYMENT_INVOICED"),
+        "{}",
+        out(&o)
+    );
+    ok(node.cli(&["invoice", "red-letter", &number, "--reason", "issue_error"]));
+    ok(node.cli(&["reverse", "--payment", "P1", "--reason", "entered twice"]));
+
+    ok(node.cli(&["pay", "--amount", "100.00", "--method", "wechat", "--id", "P2"]));
+    let text = request(&node, "R2", "P2", "91110000600037341L", "normal");
+    let number2 = text
+        .split_whitespace()
+        .skip_while(|w| *w != "ISSUED")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    ok(node.cli(&["refund", "--payment", "P2", "--amount", "80.00", "--id", "RF1"]));
+    ok(node.cli(&["pay", "--amount", "10.00", "--method", "cash", "--id", "P3"]));
+
+    // Today in UTC+8, and the day before (a block near midnight may fall on either).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let today = fapiao_engine::format_day(fapiao_engine::business_day(now));
+    let yesterday = fapiao_engine::format_day(fapiao_engine::business_day(now) - 1);
+    let o = node.cli(&["reconcile", "--from", &yesterday, "--to", &today, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", out(&o)));
+    assert!(o.status.success(), "{}", out(&o));
+    assert_eq!(v["balanced"], true, "{v}");
+    let t = &v["total"];
+    assert_eq!(t["paid_fen"], 11_000, "{v}");
+    assert_eq!(t["refunded_fen"], 8_000);
+    assert_eq!(t["invoiced_fen"], 5_300);
+    assert_eq!(t["reversed_fen"], 0);
+    assert_eq!(t["not_invoiced_fen"], 1_000);
+    assert_eq!(t["voided_fen"], 6_000);
+    assert_eq!(v["uninvoiced"], serde_json::json!([["P3", 1000]]));
+    assert_eq!(v["needs_red_letter"], serde_json::json!([["P2", number2]]));
+    let table = ok(node.cli(&["reconcile", "--from", &yesterday, "--to", &today]));
+    assert!(
+        table.contains("balanced") && table.contains("needs red-letter: invoice"),
+        "{table}"
+    );
+    let csv = ok(node.cli(&["reconcile", "--from", &yesterday, "--to", &today, "--format", "csv"]));
+    assert!(
+        csv.starts_with("day,method,payments,paid,refunded,invoiced,reversed,not_invoiced,voided"),
+        "{csv}"
+    );
+    // After the red letter the payment's invoice is reversed: it no longer needs one.
+    ok(node.cli(&["invoice", "red-letter", &number2, "--reason", "sales_return"]));
+    let o = node.cli(&["reconcile", "--from", &yesterday, "--to", &today, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["balanced"], true, "{v}");
+    assert_eq!(v["needs_red_letter"], serde_json::json!([]), "{v}");
+    assert_eq!(v["total"]["reversed_fen"], 5_300);
+}

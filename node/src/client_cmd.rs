@@ -940,6 +940,76 @@ pub(crate) fn status(opts: &ClientOpts) -> Result<()> {
     Ok(())
 }
 
+/// `fapiao reconcile`: payments against invoices per day and method; exits non-zero when
+/// a balance check fails.
+pub(crate) fn reconcile(opts: &ClientOpts, from: &str, to: &str, format: &str) -> Result<()> {
+    let (profile, _) = load_profile(&opts.client)?;
+    let client = Client::new(&profile.node_url, profile.read_token.clone());
+    let r = client.reconciliation(from, to)?;
+    let rows: Vec<&fapiao_api::dto::ReconRowDto> = r.rows.iter().chain(std::iter::once(&r.total)).collect();
+    match format {
+        "json" => println!("{}", serde_json::to_string_pretty(&r)?),
+        "csv" => {
+            println!("day,method,payments,paid,refunded,invoiced,reversed,not_invoiced,voided");
+            for x in &rows {
+                println!(
+                    "{},{},{},{},{},{},{},{},{}",
+                    x.day,
+                    x.method,
+                    x.payments,
+                    Fen(x.paid_fen),
+                    Fen(x.refunded_fen),
+                    Fen(x.invoiced_fen),
+                    Fen(x.reversed_fen),
+                    Fen(x.not_invoiced_fen),
+                    Fen(x.voided_fen)
+                );
+            }
+        }
+        _ => {
+            println!(
+                "{:<10} {:<12} {:>6} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}",
+                "day", "method", "count", "paid", "refunded", "invoiced", "reversed", "to invoice", "voided"
+            );
+            for x in &rows {
+                println!(
+                    "{:<10} {:<12} {:>6} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}",
+                    x.day,
+                    x.method,
+                    x.payments,
+                    Fen(x.paid_fen).to_string(),
+                    Fen(x.refunded_fen).to_string(),
+                    Fen(x.invoiced_fen).to_string(),
+                    Fen(x.reversed_fen).to_string(),
+                    Fen(x.not_invoiced_fen).to_string(),
+                    Fen(x.voided_fen).to_string()
+                );
+            }
+            if !r.uninvoiced.is_empty() {
+                println!(
+                    "not invoiced yet: {}",
+                    r.uninvoiced
+                        .iter()
+                        .map(|(p, f)| format!("{p} ({})", Fen(*f)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            for (p, n) in &r.needs_red_letter {
+                println!("needs red-letter: invoice {n} (payment {p} was refunded after invoicing)");
+            }
+            println!("{}", if r.balanced { "balanced" } else { "NOT BALANCED" });
+        }
+    }
+    if !r.balanced {
+        for e in &r.errors {
+            eprintln!("balance error: {e}");
+        }
+        bail!("{} balance error(s)", r.errors.len());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

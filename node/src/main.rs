@@ -74,6 +74,20 @@ enum Command {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Reconcile payments against invoices per business day (UTC+8) and method.
+    Reconcile {
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        to: String,
+        /// table, csv or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// The client's durable outbox: events waiting for the node.
     Outbox {
         #[command(subcommand)]
@@ -459,6 +473,7 @@ fn run(cli: Cli) -> Result<()> {
             command: PolicyCommand::Set { types, max_total },
             opts,
         } => client_cmd::policy_set(&opts, &types, &max_total),
+        Command::Reconcile { from, to, format, opts } => client_cmd::reconcile(&opts, &from, &to, &format),
         Command::Outbox { command, opts } => match command {
             OutboxCommand::Status => client_cmd::outbox(&opts, false, 0),
             OutboxCommand::Flush { wait } => client_cmd::outbox(&opts, true, wait),

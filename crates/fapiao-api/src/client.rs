@@ -133,6 +133,11 @@ impl Client {
         self.get(&format!("/v1/blocks/{height}"))
     }
 
+    /// Reconciliation over business days `from..=to` (`YYYY-MM-DD`).
+    pub fn reconciliation(&self, from: &str, to: &str) -> Result<ReconciliationDto, ClientError> {
+        self.get(&format!("/v1/reconciliation?from={}&to={}", enc(from), enc(to)))
+    }
+
     /// An invoice's proof bundle (public: the check code is the credential).
     pub fn proof(&self, number: &str, check_code: &str) -> Result<ProofDto, ClientError> {
         self.get(&format!("/v1/verify/{number}?check_code={check_code}"))

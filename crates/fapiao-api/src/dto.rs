@@ -789,3 +789,88 @@ impl ProofDto {
         }
     }
 }
+
+/// One reconciliation row: a business day (UTC+8) and a payment method. Amounts in fen.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ReconRowDto {
+    /// `YYYY-MM-DD` (UTC+8), or `all` for the total.
+    pub day: String,
+    /// Payment method, or `all`.
+    pub method: String,
+    /// Payments (not counting voided ones).
+    pub payments: u64,
+    /// Paid.
+    pub paid_fen: i64,
+    /// Refunded.
+    pub refunded_fen: i64,
+    /// Invoiced (issued, before red-letter reversals).
+    pub invoiced_fen: i64,
+    /// Red-letter reversed.
+    pub reversed_fen: i64,
+    /// Still to invoice.
+    pub not_invoiced_fen: i64,
+    /// Payments reversed as wrongly entered.
+    pub voided_fen: i64,
+}
+
+impl ReconRowDto {
+    /// From a row.
+    pub fn new(r: &fapiao_engine::ReconRow, day: String) -> Self {
+        ReconRowDto {
+            day,
+            method: r.method.clone(),
+            payments: r.payments,
+            paid_fen: r.paid.0,
+            refunded_fen: r.refunded.0,
+            invoiced_fen: r.invoiced.0,
+            reversed_fen: r.reversed.0,
+            not_invoiced_fen: r.not_invoiced.0,
+            voided_fen: r.voided.0,
+        }
+    }
+}
+
+/// A reconciliation of payments against invoices.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReconciliationDto {
+    /// First day (UTC+8).
+    pub from: String,
+    /// Last day.
+    pub to: String,
+    /// Per day and method.
+    pub rows: Vec<ReconRowDto>,
+    /// Totals.
+    pub total: ReconRowDto,
+    /// Payments with nothing invoiced yet: `[payment_id, open_fen]`.
+    pub uninvoiced: Vec<(String, i64)>,
+    /// Invoices whose payments were refunded afterwards: `[payment_id, invoice_number]`.
+    pub needs_red_letter: Vec<(String, String)>,
+    /// Balance errors (empty when everything reconciles).
+    pub errors: Vec<String>,
+    /// No balance error.
+    pub balanced: bool,
+}
+
+impl ReconciliationDto {
+    /// From a reconciliation.
+    pub fn new(r: &fapiao_engine::Reconciliation, from: u64, to: u64) -> Self {
+        ReconciliationDto {
+            from: fapiao_engine::format_day(from),
+            to: fapiao_engine::format_day(to),
+            rows: r
+                .rows
+                .iter()
+                .map(|x| ReconRowDto::new(x, fapiao_engine::format_day(x.day)))
+                .collect(),
+            total: ReconRowDto::new(&r.total, "all".into()),
+            uninvoiced: r.uninvoiced.iter().map(|(p, f)| (p.clone(), f.0)).collect(),
+            needs_red_letter: r
+                .needs_red_letter
+                .iter()
+                .map(|(p, n)| (p.clone(), n.to_string()))
+                .collect(),
+            errors: r.errors.clone(),
+            balanced: r.errors.is_empty(),
+        }
+    }
+}

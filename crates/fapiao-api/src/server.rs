@@ -704,6 +704,57 @@ async fn evidence(State(s): State<AppState>) -> Result<Json<Vec<EvidenceDto>>, F
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+struct ReconQuery {
+    /// First business day, `YYYY-MM-DD` (UTC+8).
+    from: String,
+    /// Last business day, inclusive.
+    to: String,
+}
+
+/// Reconciliation of this chain's payments against invoices, per business day (UTC+8)
+/// and payment method, with the payments not invoiced yet, the invoices that need a
+/// red-letter reversal because their payments were refunded, and balance checks.
+#[utoipa::path(get, path = "/v1/reconciliation", params(ReconQuery), security(("bearer" = [])),
+    responses((status = 200, body = ReconciliationDto), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
+async fn reconciliation(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ReconQuery>, QueryRejection>,
+) -> Result<Json<ReconciliationDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Query(q) = q.map_err(query_rejection)?;
+    let day = |v: &str, field: &str| {
+        fapiao_engine::parse_day(v).ok_or_else(|| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_DATE",
+                format!("{v:?} is not a date YYYY-MM-DD"),
+                Some(field),
+            )
+        })
+    };
+    let (from, to) = (day(&q.from, "from")?, day(&q.to, "to")?);
+    if to < from || to - from > RECON_DAYS_MAX {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_RANGE",
+            format!("`to` must be on or after `from`, at most {RECON_DAYS_MAX} days later"),
+            Some("to"),
+        ));
+    }
+    let engine = s.engine.clone();
+    let r = tokio::task::spawn_blocking(move || engine.reconcile(from, to))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(internal)?;
+    Ok(Json(ReconciliationDto::new(&r, from, to)))
+}
+
+/// Longest reconciliation range, days.
+const RECON_DAYS_MAX: u64 = 366;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 struct VerifyQuery {
     /// The invoice's check code (20 digits).
     check_code: String,
@@ -820,7 +871,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(submit, submit_batch, event_status, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, status),
+    paths(submit, submit_batch, event_status, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -849,6 +900,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/chains/{chain}/blocks/{height}", get(chain_block))
         .route("/v1/evidence", get(evidence))
         .route("/v1/verify/{number}", get(verify_invoice))
+        .route("/v1/reconciliation", get(reconciliation))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/health", get(health))

@@ -18,11 +18,13 @@ mod metrics;
 mod producer;
 mod proof;
 mod queries;
+mod reconcile;
 
 pub use admission::{AdmitError, AdmitOutcome, AdmitStatus};
 pub use metrics::Metrics;
 pub use proof::ProofError;
 pub use queries::{EventStatus, FailureRow, NodeStatus, PaymentView};
+pub use reconcile::{business_day, format_day, parse_day, ReconRow, Reconciliation};
 
 use fapiao_core::{Genesis, MemberCode, NetworkId, SecretKey};
 use fapiao_store::{Store, StoreError};

@@ -1,0 +1,227 @@
+//! Reconciliation of payments against invoices over a date range.
+//!
+//! Days are calendar days in China Standard Time (UTC+8), the merchants' business day.
+//! Every figure is derived from the chain's committed state, and the balance checks
+//! re-derive the same amounts two ways, so an imbalance means the state is inconsistent
+//! (a bug or damage), never a business situation.
+
+use crate::Engine;
+use fapiao_core::state::{InvoiceRecord, PaymentInvoicing, StateKey, StateValue};
+use fapiao_core::{Fen, InvoiceNumber};
+use fapiao_domain::StateRead;
+use fapiao_store::tables::{self, State};
+use fapiao_store::StoreError;
+use std::collections::BTreeMap;
+
+/// Milliseconds in a day, and China Standard Time's offset.
+const DAY_MS: u64 = 86_400_000;
+const CST_OFFSET_MS: u64 = 8 * 3_600_000;
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian), if valid.
+pub fn parse_day(s: &str) -> Option<u64> {
+    let mut it = s.trim().splitn(3, '-');
+    let (y, m, d): (i64, i64, i64) = (
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
+        return None;
+    }
+    // Days from civil (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    u64::try_from(era * 146_097 + doe - 719_468).ok()
+}
+
+/// The civil date `YYYY-MM-DD` of a day number.
+pub fn format_day(day: u64) -> String {
+    let z = day as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The business day (days since 1970-01-01, UTC+8) of a block time.
+pub fn business_day(ms: u64) -> u64 {
+    (ms + CST_OFFSET_MS) / DAY_MS
+}
+
+/// One row: a day and a payment method.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconRow {
+    /// Business day (days since the epoch, UTC+8).
+    pub day: u64,
+    /// Payment method name.
+    pub method: String,
+    /// Payments recorded (not counting ones reversed as wrongly entered).
+    pub payments: u64,
+    /// Paid.
+    pub paid: Fen,
+    /// Refunded.
+    pub refunded: Fen,
+    /// Invoiced (issued, before red-letter reversals).
+    pub invoiced: Fen,
+    /// Red-letter reversed.
+    pub reversed: Fen,
+    /// Paid − refunded − (invoiced − reversed), floored at zero.
+    pub not_invoiced: Fen,
+    /// Payments reversed as wrongly entered (amount, not in `paid`).
+    pub voided: Fen,
+}
+
+/// The reconciliation of a range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// Per day and method, in order.
+    pub rows: Vec<ReconRow>,
+    /// Totals over the rows.
+    pub total: ReconRow,
+    /// Payments with nothing invoiced yet (and something left to invoice).
+    pub uninvoiced: Vec<(String, Fen)>,
+    /// Invoices whose payments were refunded afterwards: they need a red-letter reversal.
+    pub needs_red_letter: Vec<(String, InvoiceNumber)>,
+    /// Balance errors; empty when everything reconciles.
+    pub errors: Vec<String>,
+}
+
+impl Engine {
+    /// Reconciles this chain's payments recorded on business days `from..=to`.
+    pub fn reconcile(&self, from_day: u64, to_day: u64) -> Result<Reconciliation, StoreError> {
+        let chain = self.chain();
+        let view = self.store().state(chain);
+        let mut prefix = tables::chain_prefix(chain);
+        prefix.extend_from_slice(&StateKey::Payment(String::new()).to_bytes()[..4]);
+        let mut rows: BTreeMap<(u64, String), ReconRow> = BTreeMap::new();
+        let mut out = Reconciliation::default();
+        for (_, v) in self.store().scan::<State>(&prefix, None, usize::MAX)? {
+            let StateValue::Payment(p) = v else { continue };
+            let day = business_day(p.recorded_at.0);
+            if day < from_day || day > to_day {
+                continue;
+            }
+            let id = p.recorded.payment_id.clone();
+            let method = format!("{:?}", p.recorded.method).to_lowercase();
+            let invoicing = match view.get(&StateKey::PaymentInvoicing(id.clone()))? {
+                Some(StateValue::PaymentInvoicing(i)) => i,
+                _ => PaymentInvoicing::default(),
+            };
+            // Gross issued and red-letter reversed, from the invoices themselves.
+            let (mut gross, mut standing) = (0i64, 0i64);
+            for n in &invoicing.invoices {
+                if let Some(StateValue::Invoice(InvoiceRecord::Blue(b))) = view.get(&StateKey::Invoice(*n))? {
+                    gross += b
+                        .issued
+                        .allocations
+                        .iter()
+                        .filter(|a| a.payment_id == id)
+                        .map(|a| a.amount.0)
+                        .sum::<i64>();
+                    standing += b
+                        .standing
+                        .iter()
+                        .filter(|a| a.payment_id == id)
+                        .map(|a| a.amount.0)
+                        .sum::<i64>();
+                }
+            }
+            let row = rows.entry((day, method.clone())).or_insert_with(|| ReconRow {
+                day,
+                method,
+                ..ReconRow::default()
+            });
+            if standing != invoicing.invoiced.0 {
+                out.errors.push(format!(
+                    "payment {id}: its invoices leave {standing} fen standing but the payment records {} invoiced",
+                    invoicing.invoiced.0
+                ));
+            }
+            if p.reversed.is_some() {
+                row.voided.0 += p.recorded.amount.0;
+                if invoicing.invoiced.0 != 0 {
+                    out.errors.push(format!(
+                        "payment {id} is reversed but {} fen of invoices still stand on it",
+                        invoicing.invoiced.0
+                    ));
+                }
+                continue;
+            }
+            let paid = p.recorded.amount.0;
+            let refunded = p.refunded.0;
+            row.payments += 1;
+            row.paid.0 += paid;
+            row.refunded.0 += refunded;
+            row.invoiced.0 += gross;
+            row.reversed.0 += gross - standing;
+            let open = paid - refunded - standing;
+            row.not_invoiced.0 += open.max(0);
+            if standing > paid {
+                out.errors.push(format!(
+                    "payment {id}: {standing} fen invoiced is more than the {paid} paid"
+                ));
+            }
+            if refunded > paid {
+                out.errors.push(format!(
+                    "payment {id}: {refunded} fen refunded is more than the {paid} paid"
+                ));
+            }
+            if open < 0 {
+                // Refunded after invoicing: the invoices on it must be reversed (in part).
+                for n in &invoicing.invoices {
+                    out.needs_red_letter.push((id.clone(), *n));
+                }
+            } else if standing == 0 && open > 0 {
+                out.uninvoiced.push((id.clone(), Fen(open)));
+            }
+        }
+        let mut total = ReconRow {
+            method: "all".into(),
+            ..ReconRow::default()
+        };
+        for r in rows.values() {
+            total.payments += r.payments;
+            total.paid.0 += r.paid.0;
+            total.refunded.0 += r.refunded.0;
+            total.invoiced.0 += r.invoiced.0;
+            total.reversed.0 += r.reversed.0;
+            total.not_invoiced.0 += r.not_invoiced.0;
+            total.voided.0 += r.voided.0;
+        }
+        out.rows = rows.into_values().collect();
+        out.total = total;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_round_trip_and_bad_dates_are_refused() {
+        for (s, d) in [("1970-01-01", 0), ("2000-03-01", 11_017), ("2026-11-22", 20_779)] {
+            assert_eq!(parse_day(s), Some(d), "{s}");
+            assert_eq!(format_day(d), s);
+        }
+        for d in 0..30_000 {
+            assert_eq!(parse_day(&format_day(d)), Some(d));
+        }
+        for bad in ["2026-02-29", "2026-13-01", "2026-00-10", "1969-12-31", "x", "2026-1"] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+        // 2026-11-22 00:30 in Beijing is still 2026-11-21 in UTC.
+        assert_eq!(business_day(20_778 * DAY_MS + 16 * 3_600_000 + 1_800_000), 20_779);
+    }
+}
