@@ -316,7 +316,7 @@ pub(crate) async fn run(dir: &Path, port: Option<u16>) -> Result<()> {
     let profile = dir.join("client.toml");
     println!(
         "fapiao dev node {} on {url}\n\
-         \x20 network: {} (one member, chain {DEV_CHAIN}), data in {}\n\
+         \x20 network: {} (one merchant, chain {DEV_CHAIN}, with an operator and a tax office who sign but run no node), data in {}\n\
          \x20 client profile: {} (the CLI finds it by default)\n\n\
          Try, in another terminal:\n\
          \x20 fapiao pay --amount 100.00 --method wechat --id P1\n\
