@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use fapiao_api::dto::ApiError;
-use fapiao_core::event::*;
-use fapiao_core::{codec, EventBody, Fen, Hash32, MemberCode, NetworkId, SecretKey, Timestamp};
+use fapiao_core::{codec, Hash32, MemberCode, NetworkId, SecretKey};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -63,24 +62,6 @@ fn check(got: (u16, Value), status: u16, code: &str, field: Option<&str>) {
     }
 }
 
-fn payment_event(network: NetworkId, key: &SecretKey, id: &str, fen: i64) -> fapiao_core::Event {
-    EventBody {
-        network,
-        chain: MemberCode::new(110_001).unwrap(),
-        author: key.public(),
-        timestamp: Timestamp(1),
-        kind: EventKind::PaymentRecorded(PaymentRecorded {
-            payment_id: id.into(),
-            amount: Fen(fen),
-            currency: Currency::Cny,
-            method: PaymentMethod::Card,
-            terminal_id: "T1".into(),
-            external_ref: String::new(),
-        }),
-    }
-    .sign(key)
-}
-
 fn hexed(e: &fapiao_core::Event) -> String {
     hex::encode(codec::to_bytes(e))
 }
@@ -100,7 +81,7 @@ fn every_endpoint_refuses_bad_input_cleanly() {
     let client_api = fapiao_api::Client::new(&node.url(), Some(node.token()));
 
     // A good payment first (the bootstrap authorised the client key).
-    let good = payment_event(net, &client, "P1", 10_000);
+    let good = payment(net, dev_chain(), &client, "P1", 10_000);
     let (s, body) = api.post("/v1/events", json!({"event": hexed(&good)}));
     assert_eq!(s, 202, "{body}");
     client_api.wait_committed(&good.id(), Duration::from_secs(10)).unwrap();
@@ -149,7 +130,7 @@ fn every_endpoint_refuses_bad_input_cleanly() {
         None,
     );
     // Bad signature.
-    let mut bad_sig = payment_event(net, &client, "P2", 5_00);
+    let mut bad_sig = payment(net, dev_chain(), &client, "P2", 5_00);
     bad_sig.signature.s[0] ^= 1;
     check(
         api.post("/v1/events", json!({"event": hexed(&bad_sig)})),
@@ -162,7 +143,7 @@ fn every_endpoint_refuses_bad_input_cleanly() {
     check(
         api.post(
             "/v1/events",
-            json!({"event": hexed(&payment_event(net, &stranger, "P3", 5_00))}),
+            json!({"event": hexed(&payment(net, dev_chain(), &stranger, "P3", 5_00))}),
         ),
         403,
         "UNAUTHORIZED_KEY",
@@ -172,14 +153,14 @@ fn every_endpoint_refuses_bad_input_cleanly() {
     check(
         api.post(
             "/v1/events",
-            json!({"event": hexed(&payment_event(NetworkId(Hash32([9; 32])), &client, "P4", 5_00))}),
+            json!({"event": hexed(&payment(NetworkId(Hash32([9; 32])), dev_chain(), &client, "P4", 5_00))}),
         ),
         400,
         "WRONG_NETWORK",
         Some("network"),
     );
     // Wrong chain.
-    let mut other_chain = payment_event(net, &client, "P5", 5_00).body;
+    let mut other_chain = payment(net, dev_chain(), &client, "P5", 5_00).body;
     other_chain.chain = MemberCode::new(110_002).unwrap();
     check(
         api.post("/v1/events", json!({"event": hexed(&other_chain.sign(&client))})),
@@ -203,7 +184,7 @@ fn every_endpoint_refuses_bad_input_cleanly() {
     assert_eq!(body["duplicate"], true);
     assert_eq!(body["status"], "committed");
     // Reused payment id with different content: refused, naming the original.
-    let reuse = payment_event(net, &client, "P1", 99_00);
+    let reuse = payment(net, dev_chain(), &client, "P1", 99_00);
     let (s, body) = api.post("/v1/events", json!({"event": hexed(&reuse)}));
     check((s, body.clone()), 409, "DUPLICATE_PAYMENT_ID", Some("payment_id"));
     assert!(
@@ -212,7 +193,7 @@ fn every_endpoint_refuses_bad_input_cleanly() {
     );
 
     // Batch: per-event answers, in order.
-    let ok2 = payment_event(net, &client, "P6", 1_00);
+    let ok2 = payment(net, dev_chain(), &client, "P6", 1_00);
     let (s, body) = api.post(
         "/v1/events/batch",
         json!({"events": [hexed(&ok2), "zz", hexed(&bad_sig), hexed(&good), hexed(&reuse)]}),
@@ -334,14 +315,6 @@ fn every_endpoint_refuses_bad_input_cleanly() {
     assert!(client_api.status().is_ok());
 }
 
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn quick_start_with_the_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -431,7 +404,7 @@ fn maintenance_pauses_writes_only_and_loses_nothing() {
     let net = node.genesis().network_id();
     let client = node.client_key();
     let client_api = fapiao_api::Client::new(&node.url(), Some(node.token()));
-    let before = payment_event(net, &client, "M1", 5_000);
+    let before = payment(net, dev_chain(), &client, "M1", 5_000);
     let (s, body) = api.post("/v1/events", json!({"event": hexed(&before)}));
     assert_eq!(s, 202, "{body}");
 
@@ -441,7 +414,7 @@ fn maintenance_pauses_writes_only_and_loses_nothing() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let during = payment_event(net, &client, "M2", 5_000);
+    let during = payment(net, dev_chain(), &client, "M2", 5_000);
     let start = std::time::Instant::now();
     let refused = loop {
         let r = api

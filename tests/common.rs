@@ -129,3 +129,49 @@ impl Drop for DevNode {
         self.kill9();
     }
 }
+
+/// A command's standard output and error, together.
+pub fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts that a command succeeded; its output.
+pub fn ok(o: std::process::Output) -> String {
+    assert!(o.status.success(), "{}", out(&o));
+    out(&o)
+}
+
+/// A card payment of `fen` on `chain`, signed by `key`.
+pub fn payment(
+    network: fapiao_core::NetworkId,
+    chain: fapiao_core::MemberCode,
+    key: &SecretKey,
+    id: &str,
+    fen: i64,
+) -> fapiao_core::Event {
+    use fapiao_core::event::{Currency, EventKind, PaymentMethod, PaymentRecorded};
+    fapiao_core::EventBody {
+        network,
+        chain,
+        author: key.public(),
+        timestamp: fapiao_core::Timestamp(1),
+        kind: EventKind::PaymentRecorded(PaymentRecorded {
+            payment_id: id.into(),
+            amount: fapiao_core::Fen(fen),
+            currency: Currency::Cny,
+            method: PaymentMethod::Card,
+            terminal_id: "T1".into(),
+            external_ref: String::new(),
+        }),
+    }
+    .sign(key)
+}
+
+/// The dev network's merchant chain.
+pub fn dev_chain() -> fapiao_core::MemberCode {
+    fapiao_core::MemberCode::new(110_001).unwrap()
+}

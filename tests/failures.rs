@@ -6,19 +6,6 @@ mod common;
 
 use common::*;
 
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "{}", out(&o));
-    out(&o)
-}
-
 fn request(node: &DevNode, id: &str, payment: &str, tax_id: &str, kind: &str) -> String {
     ok(node.cli(&[
         "invoice",
@@ -36,6 +23,15 @@ fn request(node: &DevNode, id: &str, payment: &str, tax_id: &str, kind: &str) ->
         "--line",
         "Oolong tea|1|50.00|6",
     ]))
+}
+
+/// The invoice number after `ISSUED` in a request's output.
+fn issued_number(text: &str) -> String {
+    text.split_whitespace()
+        .skip_while(|w| *w != "ISSUED")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no issued invoice in: {text}"))
+        .to_string()
 }
 
 /// Wrong buyer details → `invoice retry` with the correction → issued, the history
@@ -133,12 +129,7 @@ fn a_wrong_payment_is_reversed_after_its_red_letter_and_reconciliation_balances(
     let node = DevNode::start(dir.path(), free_port());
     ok(node.cli(&["pay", "--amount", "60.00", "--method", "card", "--id", "P1"]));
     let text = request(&node, "R1", "P1", "91110000600037341L", "normal");
-    let number = text
-        .split_whitespace()
-        .skip_while(|w| *w != "ISSUED")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let number = issued_number(&text);
     let o = node.cli(&["reverse", "--payment", "P1", "--reason", "entered twice"]);
     assert!(
         !o.status.success() && out(&o).contains("PAYMENT_INVOICED"),
@@ -150,12 +141,7 @@ fn a_wrong_payment_is_reversed_after_its_red_letter_and_reconciliation_balances(
 
     ok(node.cli(&["pay", "--amount", "100.00", "--method", "wechat", "--id", "P2"]));
     let text = request(&node, "R2", "P2", "91110000600037341L", "normal");
-    let number2 = text
-        .split_whitespace()
-        .skip_while(|w| *w != "ISSUED")
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let number2 = issued_number(&text);
     ok(node.cli(&["refund", "--payment", "P2", "--amount", "80.00", "--id", "RF1"]));
     ok(node.cli(&["pay", "--amount", "10.00", "--method", "cash", "--id", "P3"]));
 

@@ -7,22 +7,12 @@ mod common;
 
 use common::*;
 use fapiao_api::{Backoff, Client, Outbox};
-use fapiao_core::event::{Currency, EventKind, PaymentMethod, PaymentRecorded};
-use fapiao_core::{EventBody, Fen, MemberCode, Timestamp};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const PAYMENTS: usize = 3000;
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Every payment id the node holds, paging through the list.
 fn payment_ids(client: &Client) -> Vec<String> {
@@ -59,21 +49,7 @@ fn a_pos_stream_survives_the_node_dying_and_records_each_payment_once() {
         let network = genesis.network_id();
         std::thread::spawn(move || {
             for i in 0..PAYMENTS {
-                let e = EventBody {
-                    network,
-                    chain: MemberCode::new(110_001).unwrap(),
-                    author: key.public(),
-                    timestamp: Timestamp(1),
-                    kind: EventKind::PaymentRecorded(PaymentRecorded {
-                        payment_id: format!("POS-{i:05}"),
-                        amount: Fen(100 + i as i64),
-                        currency: Currency::Cny,
-                        method: PaymentMethod::UnionpayQr,
-                        terminal_id: "till-1".into(),
-                        external_ref: format!("q{i}"),
-                    }),
-                }
-                .sign(&key);
+                let e = payment(network, dev_chain(), &key, &format!("POS-{i:05}"), 100 + i as i64);
                 outbox.enqueue(&e).unwrap();
                 std::thread::sleep(Duration::from_millis(2));
             }

@@ -7,19 +7,6 @@ use common::*;
 use serde_json::Value;
 use std::process::Command;
 
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "{}", out(&o));
-    out(&o)
-}
-
 /// Issues an invoice for a fresh payment and returns (number, check code).
 fn issue(node: &DevNode, tag: &str) -> (String, String) {
     ok(node.cli(&[

@@ -7,10 +7,9 @@
 
 mod common;
 
-use common::bin;
+use common::{bin, payment};
 use fapiao_api::Client;
-use fapiao_core::event::{Currency, EventKind, PaymentMethod, PaymentRecorded};
-use fapiao_core::{keyfile, EventBody, Fen, Genesis, MemberCode, SecretKey, Timestamp};
+use fapiao_core::{keyfile, Genesis, MemberCode, SecretKey};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -164,21 +163,13 @@ impl Network {
         let key = n.key("client.key");
         let events: Vec<_> = (0..count)
             .map(|k| {
-                EventBody {
-                    network: self.genesis.network_id(),
-                    chain: self.chain(i),
-                    author: key.public(),
-                    timestamp: Timestamp(1),
-                    kind: EventKind::PaymentRecorded(PaymentRecorded {
-                        payment_id: format!("{tag}-{i}-{k}"),
-                        amount: Fen(100 + k as i64),
-                        currency: Currency::Cny,
-                        method: PaymentMethod::Wechat,
-                        terminal_id: "pos-1".into(),
-                        external_ref: format!("r{k}"),
-                    }),
-                }
-                .sign(&key)
+                payment(
+                    self.genesis.network_id(),
+                    self.chain(i),
+                    &key,
+                    &format!("{tag}-{i}-{k}"),
+                    100 + k as i64,
+                )
             })
             .collect();
         for chunk in events.chunks(500) {

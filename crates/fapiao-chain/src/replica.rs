@@ -854,11 +854,8 @@ impl Replica {
         blocks: Vec<(Block, Option<Certificate>)>,
         ledger: &mut L,
     ) -> Result<Verdict, L::Error> {
-        let Some(c) = self.chains.get_mut(&chain) else {
+        if !self.answered(from, chain) {
             return Ok(Verdict::Invalid(BlockError::UnknownChain(chain).into()));
-        };
-        if c.sync.is_some_and(|s| s.peer == from) {
-            c.sync = None;
         }
         let mut verdict = Verdict::Ignored("nothing new");
         for (block, cert) in blocks {
@@ -890,14 +887,30 @@ impl Replica {
                 verdict = Verdict::Accepted;
             }
         }
-        // Keep going while the peer is ahead of us.
+        self.continue_sync(now, chain, &verdict);
+        Ok(verdict)
+    }
+
+    /// A sync answer from `from` arrived for `chain`: the request is no longer in
+    /// flight. False for a chain that is not in genesis.
+    fn answered(&mut self, from: MemberCode, chain: MemberCode) -> bool {
+        let Some(c) = self.chains.get_mut(&chain) else {
+            return false;
+        };
+        if c.sync.is_some_and(|s| s.peer == from) {
+            c.sync = None;
+        }
+        true
+    }
+
+    /// After a useful sync answer, ask for the next range while a peer is ahead.
+    fn continue_sync(&mut self, now: Timestamp, chain: MemberCode, verdict: &Verdict) {
         let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
-        if c.frozen.is_none() && verdict == Verdict::Accepted {
+        if c.frozen.is_none() && *verdict == Verdict::Accepted {
             if let Some(view) = c.best {
                 self.request_range(now.0, chain, view);
             }
         }
-        Ok(verdict)
     }
 
     fn on_certificates(
@@ -907,11 +920,8 @@ impl Replica {
         chain: MemberCode,
         certificates: Vec<Certificate>,
     ) -> Verdict {
-        let Some(c) = self.chains.get_mut(&chain) else {
+        if !self.answered(from, chain) {
             return Verdict::Invalid(BlockError::UnknownChain(chain).into());
-        };
-        if c.sync.is_some_and(|s| s.peer == from) {
-            c.sync = None;
         }
         let mut verdict = Verdict::Ignored("nothing new");
         for cert in certificates {
@@ -928,12 +938,7 @@ impl Replica {
             self.record_certificate(cert);
             verdict = Verdict::Accepted;
         }
-        let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
-        if c.frozen.is_none() && verdict == Verdict::Accepted {
-            if let Some(view) = c.best {
-                self.request_range(now.0, chain, view);
-            }
-        }
+        self.continue_sync(now, chain, &verdict);
         verdict
     }
 

@@ -202,15 +202,8 @@ impl MemChain {
         if ex.entries.is_empty() {
             return None;
         }
-        let mut update = smt::TreeUpdate::new(self);
-        for (k, v) in &ex.writes {
-            let kh = smt::key_hash(&k.to_bytes());
-            let vh = smt::value_hash(&v.to_bytes());
-            update
-                .set(&kh, Some(&vh))
-                .unwrap_or_else(|e| panic!("in-memory tree: {e}"));
-        }
-        let root = update.root().unwrap_or_else(|e| panic!("in-memory tree: {e}"));
+        let (_, root) =
+            fapiao_core::state::tree_update(self, &ex.writes).unwrap_or_else(|e| panic!("in-memory tree: {e}"));
         let header = HeaderBody {
             network: genesis.network_id(),
             chain,
@@ -279,19 +272,9 @@ impl Ledger for MemLedger {
 
     fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, Infallible> {
         let c = self.chains.entry(block.header.body.chain).or_default();
-        let done = match reexecute(&self.genesis, block, c) {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Ok(Err(e)),
-            Err(e) => unreachable_read(e),
-        };
-        assert_eq!(
-            block.header.body.height,
-            c.blocks.len() as u64 + 1,
-            "append extends the head"
-        );
-        c.state.apply(done.writes);
-        c.nodes.apply(done.tree);
-        c.blocks.push(block.clone());
+        if let Err(e) = c.apply(&self.genesis, block) {
+            return Ok(Err(e));
+        }
         // The vote goes with the block, atomically (see `Ledger::append`).
         let b = &block.header.body;
         self.votes.insert((b.chain, b.height), block.header.hash());

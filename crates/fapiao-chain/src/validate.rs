@@ -6,7 +6,7 @@
 
 use fapiao_core::block::BlockError;
 use fapiao_core::sig::{self, BatchItem, SigError};
-use fapiao_core::smt::{self, Node, NodeKey, NodeStore, TreeError, TreeUpdate};
+use fapiao_core::smt::{Node, NodeKey, NodeStore, TreeError};
 use fapiao_core::{Block, Entry, Event, Genesis, Hash32};
 use fapiao_domain::state::ExecError;
 use fapiao_domain::{execute_block, BlockContext, ChainContext, StateKey, StateRead, StateValue};
@@ -155,13 +155,7 @@ where
             theirs: block.entries.len(),
         }));
     }
-    let mut update = TreeUpdate::new(base);
-    for (k, v) in &executed.writes {
-        let kh = smt::key_hash(&k.to_bytes());
-        let vh = smt::value_hash(&v.to_bytes());
-        update.set(&kh, Some(&vh)).map_err(ReadError::Tree)?;
-    }
-    let root = update.root().map_err(ReadError::Tree)?;
+    let (tree, root) = fapiao_core::state::tree_update(base, &executed.writes).map_err(ReadError::Tree)?;
     if root != h.state_root {
         return Ok(Err(Invalid::StateRoot {
             ours: root,
@@ -170,7 +164,7 @@ where
     }
     Ok(Ok(Reexecuted {
         writes: executed.writes,
-        tree: update.into_changes(),
+        tree,
         root,
     }))
 }

@@ -8,6 +8,7 @@ use crate::event::{
     Allocation, InvoiceIssued, InvoiceRequested, InvoiceReversed, MerchantPolicy, PaymentRecorded, Permissions,
     RedLetterRequested,
 };
+use crate::smt::{self, Node, NodeKey, NodeStore, TreeError, TreeUpdate};
 use crate::{codec, EventId, Fen, InvoiceNumber, MemberCode, PublicKey, TaxRate, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -271,4 +272,20 @@ pub struct ClientKeyRecord {
     pub authorized_at: Timestamp,
     /// Block time of revocation, if revoked.
     pub revoked_at: Option<Timestamp>,
+}
+
+/// Applies one block's state writes to the state tree over `nodes`: the tree nodes that
+/// change (`None` = deleted) and the new state root. The one place that maps records to
+/// tree paths and leaf values (FORMAT.md §10).
+#[allow(clippy::type_complexity)]
+pub fn tree_update<S: NodeStore>(
+    nodes: &S,
+    writes: &std::collections::BTreeMap<StateKey, StateValue>,
+) -> Result<(std::collections::BTreeMap<NodeKey, Option<Node>>, crate::Hash32), TreeError<S::Error>> {
+    let mut update = TreeUpdate::new(nodes);
+    for (k, v) in writes {
+        update.set(&smt::key_hash(&k.to_bytes()), Some(&smt::value_hash(&v.to_bytes())))?;
+    }
+    let root = update.root()?;
+    Ok((update.into_changes(), root))
 }

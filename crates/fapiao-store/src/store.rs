@@ -3,7 +3,7 @@
 use crate::tables::{self, *};
 use crate::StoreError;
 use fapiao_core::event::{DerivedKind, EventKind};
-use fapiao_core::smt::{self, Node, NodeKey, NodeStore, TreeUpdate};
+use fapiao_core::smt::{self, Node, NodeKey, NodeStore};
 use fapiao_core::{
     codec, Block, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, MemberCode,
 };
@@ -337,18 +337,12 @@ impl Store {
         chain: MemberCode,
         writes: BTreeMap<StateKey, StateValue>,
     ) -> Result<PreparedState, StoreError> {
-        let view = self.state(chain);
-        let mut update = TreeUpdate::new(&view);
-        for (k, v) in &writes {
-            let kh = smt::key_hash(&k.to_bytes());
-            let vh = smt::value_hash(&v.to_bytes());
-            update.set(&kh, Some(&vh)).map_err(|e| tree_err(chain, e))?;
-        }
-        let root = update.root().map_err(|e| tree_err(chain, e))?;
+        let (tree, root) =
+            fapiao_core::state::tree_update(&self.state(chain), &writes).map_err(|e| tree_err(chain, e))?;
         Ok(PreparedState {
             chain,
             writes,
-            tree: update.into_changes(),
+            tree,
             root,
         })
     }
