@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
+# The reprint test renders the HTML invoice in headless Chromium.
+FAPIAO_APT_PACKAGES+=(chromium)
 fapiao_install_missing
 
 echo "== cargo fmt --check" >&2

@@ -23,15 +23,23 @@ pub struct DevNode {
     pub dir: PathBuf,
     pub port: u16,
     pub child: Option<Child>,
+    /// Extra `fapiao dev` arguments (e.g. `--fee-balance`).
+    pub args: Vec<String>,
 }
 
 impl DevNode {
     /// Starts (creating on first start) the dev network in `dir`.
     pub fn start(dir: &Path, port: u16) -> DevNode {
+        DevNode::start_with(dir, port, &[])
+    }
+
+    /// As [`DevNode::start`], with extra `fapiao dev` arguments.
+    pub fn start_with(dir: &Path, port: u16, args: &[&str]) -> DevNode {
         let mut n = DevNode {
             dir: dir.to_path_buf(),
             port,
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         n.spawn();
         n
@@ -50,6 +58,7 @@ impl DevNode {
                 "--port",
                 &self.port.to_string(),
             ])
+            .args(&self.args)
             .env("FAPIAO_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -115,6 +124,18 @@ impl DevNode {
     }
 
     /// Runs the CLI with this node's client profile.
+    /// `fapiao node maintenance on|off` on this node, then a wait longer than the
+    /// node's 250 ms poll of the flag.
+    pub fn maintenance(&self, state: &str) {
+        let config = self.dir.join("node.toml");
+        let o = Command::new(bin())
+            .args(["node", "maintenance", state, "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", out(&o));
+        std::thread::sleep(Duration::from_millis(600));
+    }
+
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(bin())
             .args(args)
@@ -174,4 +195,69 @@ pub fn payment(
 /// The dev network's merchant chain.
 pub fn dev_chain() -> fapiao_core::MemberCode {
     fapiao_core::MemberCode::new(110_001).unwrap()
+}
+
+/// A POS till streaming `count` card payments `<prefix>-00000`.. (payment i is 100 + i
+/// fen) through a durable outbox in `outbox_dir`, while the node is killed with `kill -9`
+/// and restarted `kills` times in the middle. Returns once the outbox has delivered
+/// everything, asserting the node refused nothing.
+pub fn pos_stream(node: &mut DevNode, outbox_dir: &Path, prefix: &str, count: usize, kills: usize) {
+    use fapiao_api::{Backoff, Client, Outbox};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let network = node.genesis().network_id();
+    let key = node.client_key();
+    let client = Client::new(&node.url(), Some(node.token()));
+    let outbox = Arc::new(Outbox::open(outbox_dir).unwrap());
+    let backoff = Backoff {
+        initial_ms: 20,
+        max_ms: 300,
+    };
+    let producing = Arc::new(AtomicBool::new(true));
+
+    // The till: signs and durably queues a payment every ~2 ms.
+    let till = {
+        let outbox = outbox.clone();
+        let producing = producing.clone();
+        let prefix = prefix.to_string();
+        std::thread::spawn(move || {
+            for i in 0..count {
+                let e = payment(network, dev_chain(), &key, &format!("{prefix}-{i:05}"), 100 + i as i64);
+                outbox.enqueue(&e).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            producing.store(false, Ordering::SeqCst);
+        })
+    };
+    // The sender: flushes continuously, backing off while the node is gone.
+    let sender = {
+        let outbox = outbox.clone();
+        let producing = producing.clone();
+        std::thread::spawn(move || {
+            let mut attempt = 0;
+            while producing.load(Ordering::SeqCst) || outbox.pending().unwrap() > 0 {
+                let r = outbox.flush(&client).unwrap();
+                assert_eq!(r.failed, 0, "the node refused a payment: {:?}", r.outcomes);
+                if r.deferred.is_some() {
+                    std::thread::sleep(backoff.wait(attempt, None));
+                    attempt += 1;
+                } else {
+                    attempt = 0;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        })
+    };
+    // Kill the node in the middle of the stream.
+    let pause = Duration::from_millis((count as u64 * 2 / (kills as u64 + 1)).min(1500));
+    for _ in 0..kills {
+        std::thread::sleep(pause);
+        node.kill9();
+        std::thread::sleep(Duration::from_millis(500));
+        node.spawn();
+    }
+    till.join().unwrap();
+    sender.join().unwrap();
+    assert_eq!(outbox.pending().unwrap(), 0);
+    assert!(outbox.failed().unwrap().is_empty());
 }

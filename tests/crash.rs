@@ -103,6 +103,7 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
                         }],
                         payment_ids: vec![format!("R{round}-C{c}-{}", counter - 1)],
                         retry_of: None,
+                        replaces: None,
                     })
                 } else {
                     EventKind::PaymentRecorded(PaymentRecorded {

@@ -49,6 +49,7 @@ pub(crate) fn presign_for(
                     }],
                     payment_ids: vec![format!("{tag}-P{}", i - 1)],
                     retry_of: None,
+                    replaces: None,
                 })
             } else {
                 EventKind::PaymentRecorded(PaymentRecorded {

@@ -35,6 +35,18 @@ pub(crate) enum InvoiceCommand {
     Show {
         /// The 20-digit number.
         number: String,
+        /// Render as a document a person reads: `text` (QR code in block characters) or
+        /// `html` (self-contained page, QR code as SVG). Default: a short summary.
+        #[arg(long)]
+        format: Option<String>,
+        /// The node address the QR code's verification link points at (default: this
+        /// profile's node); give the consortium's public address for documents that
+        /// leave the shop.
+        #[arg(long)]
+        verify_url: Option<String>,
+        /// Write the document to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
     },
     /// List invoices of a payment or request, or failed requests.
     List {
@@ -142,6 +154,10 @@ pub(crate) struct RequestArgs {
     /// The failed request this one corrects.
     #[arg(long)]
     retry_of: Option<String>,
+    /// The red-letter reversed invoice this one replaces (a corrected invoice for the
+    /// same payments).
+    #[arg(long)]
+    replaces: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -336,6 +352,12 @@ fn gen_id(prefix: &str) -> String {
     format!("{prefix}-{}", hex::encode(b))
 }
 
+/// An invoice number as printed (20 digits).
+pub(crate) fn parse_number(s: &str) -> Result<InvoiceNumber> {
+    s.parse()
+        .map_err(|e: fapiao_core::ids::ParseError| anyhow!("invoice number {s:?}: {e}"))
+}
+
 fn money(s: &str, field: &str) -> Result<Fen> {
     s.parse::<Fen>().map_err(|e| anyhow!("{field}: {e}"))
 }
@@ -463,6 +485,7 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
                     lines,
                     payment_ids: a.payments,
                     retry_of: a.retry_of,
+                    replaces: a.replaces.as_deref().map(parse_number).transpose()?,
                 }),
             )?;
             if opts.no_wait {
@@ -470,12 +493,43 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             }
             print_request(&ctx, &id)
         }
-        InvoiceCommand::Show { number } => {
+        InvoiceCommand::Show {
+            number,
+            format,
+            verify_url,
+            output,
+        } => {
             let inv = ctx.client.invoice(&number)?;
-            if opts.json {
-                println!("{}", serde_json::to_string_pretty(&inv)?);
-            } else {
-                print_invoice(&inv);
+            let doc = match format.as_deref() {
+                None if opts.json => serde_json::to_string_pretty(&inv)? + "\n",
+                None => {
+                    print_invoice(&inv);
+                    return Ok(());
+                }
+                Some(f @ ("text" | "html")) => {
+                    let original = match &inv.original {
+                        Some(o) => Some(ctx.client.invoice(o)?),
+                        None => None,
+                    };
+                    let d = crate::render::Document {
+                        invoice: &inv,
+                        original: original.as_ref(),
+                        verify_base: verify_url.as_deref().unwrap_or(&ctx.profile.node_url),
+                    };
+                    if f == "text" {
+                        d.text()?
+                    } else {
+                        d.html()?
+                    }
+                }
+                Some(other) => bail!("--format {other}: use text or html"),
+            };
+            match output {
+                Some(path) => {
+                    crate::files::write_atomic(&path, &doc)?;
+                    println!("wrote {}", path.display());
+                }
+                None => print!("{doc}"),
             }
             Ok(())
         }
@@ -578,9 +632,7 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             lines,
             id,
         } => {
-            let invoice_number: InvoiceNumber = number
-                .parse()
-                .map_err(|e: fapiao_core::ids::ParseError| anyhow!("{e}"))?;
+            let invoice_number = parse_number(&number)?;
             let reason = RedLetterReason::from_name(&reason)
                 .ok_or_else(|| anyhow!("--reason: issue_error, sales_return, service_termination or sales_discount"))?;
             let scope = if lines.is_empty() {
@@ -661,9 +713,7 @@ pub(crate) fn policy_set(opts: &ClientOpts, types: &[String], max_total: &str) -
 }
 
 fn claim(ctx: &Ctx, number: &str, check_code: &str, claim_ref: String) -> Result<()> {
-    let invoice_number: InvoiceNumber = number
-        .parse()
-        .map_err(|e: fapiao_core::ids::ParseError| anyhow!("{e}"))?;
+    let invoice_number = parse_number(number)?;
     let check_code: fapiao_core::CheckCode = check_code
         .parse()
         .map_err(|e: fapiao_core::ids::ParseError| anyhow!("--check-code: {e}"))?;
@@ -730,7 +780,15 @@ fn print_request(ctx: &Ctx, id: &str) -> Result<()> {
     for r in &h.history {
         let mark = if r.request_id == id { "*" } else { " " };
         match (&r.invoice_number, &r.failure) {
-            (Some(n), _) => println!("{mark} {} {}: {} {n}", r.request_id, r.kind, r.outcome.to_uppercase()),
+            (Some(n), _) => {
+                println!("{mark} {} {}: {} {n}", r.request_id, r.kind, r.outcome.to_uppercase());
+                if let Some(a) = &r.auto_reissue {
+                    println!(
+                        "    failed first for the fee balance; issued automatically when fee deposit {} covered it",
+                        a.deposit_id
+                    );
+                }
+            }
             (None, Some(f)) => {
                 println!("{mark} {} {}: FAILED {} ({})", r.request_id, r.kind, f.code, f.field);
                 println!("    {}", f.detail);
@@ -787,6 +845,12 @@ fn print_invoice(i: &InvoiceDto) {
     if !i.red_letters.is_empty() {
         println!("  red-letter invoices: {}", i.red_letters.join(", "));
     }
+    if let Some(r) = &i.replaces {
+        println!("  corrects (replaces) {r}");
+    }
+    if let Some(r) = &i.replaced_by {
+        println!("  replaced by corrected invoice {r}");
+    }
     if let Some(c) = &i.claim {
         println!("  claimed by member {} ({})", c.claimant, c.claim_ref);
     }
@@ -827,16 +891,50 @@ pub(crate) fn fee(opts: &ClientOpts, cmd: FeeCommand) -> Result<()> {
         FeeCommand::Deposit { amount, id } => {
             let key = ctx.key(ctx.profile.operator_key.as_deref(), "operator")?;
             let id = id.unwrap_or_else(|| gen_id("DEP"));
-            let (_, r) = ctx.submit(
+            let (event, r) = ctx.submit(
                 &key,
                 EventKind::FeeDeposited(FeeDeposited {
                     deposit_id: id.clone(),
                     amount: money(&amount, "--amount")?,
                 }),
             )?;
-            ctx.print_submitted(&format!("fee deposit {id}"), &r)
+            ctx.print_submitted(&format!("fee deposit {id}"), &r)?;
+            if let Some(height) = r.height {
+                print_auto_reissues(&ctx, height, &event.to_string())?;
+            }
+            Ok(())
         }
     }
+}
+
+/// The requests a fee deposit re-ran (the derived entries right after it in its block).
+fn print_auto_reissues(ctx: &Ctx, height: u64, deposit: &str) -> Result<()> {
+    if ctx.opts.json {
+        return Ok(());
+    }
+    let block = ctx.client.block(height)?;
+    let after = block
+        .entries
+        .iter()
+        .skip_while(|e| e["id"] != deposit)
+        .skip(1)
+        .take_while(|e| e["type"] == "derived");
+    for e in after {
+        let d = &e["data"];
+        let request = d["request_id"].as_str().unwrap_or("?");
+        match e["kind"].as_str() {
+            Some("invoice_issued") => println!(
+                "re-issued automatically: request {request} -> invoice {}",
+                d["number"].as_str().unwrap_or("?")
+            ),
+            _ => println!(
+                "re-run automatically: request {request} now FAILED {} ({})",
+                d["reason"].as_str().unwrap_or("?"),
+                d["detail"].as_str().unwrap_or("")
+            ),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn key(opts: &ClientOpts, cmd: KeyCommand) -> Result<()> {
@@ -914,6 +1012,9 @@ pub(crate) fn status(opts: &ClientOpts) -> Result<()> {
             s.chain, s.head_height, s.certified_height, s.pending
         );
         println!("members   {} (quorum {})  version {}", s.members, s.quorum, s.version);
+        if s.maintenance {
+            println!("MAINTENANCE: writes are refused with 503 and Retry-After; reads and verification go on");
+        }
         if !s.chains.is_empty() {
             let peers = if s.peers.is_empty() {
                 "none".to_string()

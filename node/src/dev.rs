@@ -22,12 +22,11 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Creates the dev network under `dir` if it is not there yet. Returns true if created.
-pub(crate) fn init(dir: &Path, port: Option<u16>) -> Result<bool> {
-    init_with(dir, port, Fen(100_000))
-}
+/// The dev merchant's opening fee balance: 1,000.00 yuan, 10,000 invoices at 0.10.
+pub(crate) const DEV_FEE_BALANCE: Fen = Fen(100_000);
 
-/// As [`init`], with the merchant's opening fee balance.
+/// Creates the dev network under `dir` if it is not there yet, with the merchant's
+/// opening fee balance. Returns true if created.
 pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Result<bool> {
     if dir.join("node.toml").exists() {
         return Ok(false);
@@ -233,7 +232,7 @@ pub(crate) fn init_multi(dir: &Path, n: usize) -> Result<Vec<std::path::PathBuf>
         .enumerate()
         .map(|(i, k)| (DEV_CHAIN + i as u32, k, Some(format!("/ip4/127.0.0.1/tcp/{}", p2p[i]))))
         .collect();
-    let genesis = dev_genesis(&members, Fen(100_000))?;
+    let genesis = dev_genesis(&members, DEV_FEE_BALANCE)?;
     for (i, d) in dirs.iter().enumerate() {
         let listen = format!("/ip4/127.0.0.1/tcp/{}", p2p[i]);
         write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen), false)?;
@@ -307,8 +306,8 @@ fn quorum(n: usize) -> usize {
 }
 
 /// Runs the dev node (creating it first if needed).
-pub(crate) async fn run(dir: &Path, port: Option<u16>) -> Result<()> {
-    let created = init(dir, port)?;
+pub(crate) async fn run(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Result<()> {
+    let created = init_with(dir, port, fee_balance)?;
     let cfg = config::load(&dir.join("node.toml"))?;
     let running = crate::run::start(&cfg).await?;
     admit_bootstrap(&running, dir).await?;

@@ -12,6 +12,7 @@ mod drill;
 mod files;
 mod genesis_cmd;
 mod proof_cmd;
+mod render;
 mod replicate;
 mod run;
 
@@ -66,6 +67,11 @@ enum Command {
         /// with `fapiao node run --config DIR/nodeN/node.toml`.
         #[arg(long)]
         init_only: bool,
+        /// The merchant's opening invoicing fee balance in yuan (one-node network, first
+        /// start only; one invoice costs 0.10). A low balance shows fee failures and their automatic
+        /// re-issue after `fapiao fee deposit`.
+        #[arg(long, default_value = "1000.00")]
+        fee_balance: String,
     },
     /// The consortium operator's commands on a merchant's chain (the profile's node).
     Policy {
@@ -515,9 +521,17 @@ fn run(cli: Cli) -> Result<()> {
             port,
             nodes,
             init_only,
+            fee_balance,
         } => {
+            let fee_balance: fapiao_core::Fen = fee_balance
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--fee-balance {fee_balance}: {e}"))?;
             init_tracing();
             if nodes > 1 {
+                anyhow::ensure!(
+                    fee_balance == dev::DEV_FEE_BALANCE,
+                    "--fee-balance applies to the one-node dev network"
+                );
                 let data = if data == std::path::Path::new("data/dev") {
                     PathBuf::from("data/devnet")
                 } else {
@@ -531,7 +545,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 runtime()?.block_on(dev::run_multi(&data, nodes.into()))
             } else {
-                runtime()?.block_on(dev::run(&data, port))
+                runtime()?.block_on(dev::run(&data, port, fee_balance))
             }
         }
         Command::Pay {

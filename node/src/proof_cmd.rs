@@ -69,11 +69,17 @@ pub(crate) fn verify(
         });
     match result {
         Ok(v) => {
-            let status = match &v.status {
+            let mut status = match &v.status {
                 Status::Issued => "issued".to_string(),
                 Status::PartlyReversed(r) => format!("partly reversed by {}", join(r)),
                 Status::Reversed(r) => format!("reversed by {}", join(r)),
             };
+            if let Some(n) = v.replaced_by {
+                status.push_str(&format!(", replaced by corrected invoice {n}"));
+            }
+            if let Some(n) = v.issued.replaces {
+                status.push_str(&format!(" (corrects {n})"));
+            }
             let claim = v.claim.as_ref().map(|c| {
                 format!(
                     "claimed by member {} ({}), block time {} ms",

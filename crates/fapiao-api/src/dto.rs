@@ -228,6 +228,10 @@ pub struct AllocationDto {
 pub struct InvoiceDto {
     /// 20-digit number.
     pub number: String,
+    /// The seller: the merchant member whose chain issued it.
+    pub seller_code: String,
+    /// The seller's registered name (from genesis).
+    pub seller_name: String,
     /// `blue` or `red`.
     pub kind: String,
     /// 20-digit check code.
@@ -266,10 +270,22 @@ pub struct InvoiceDto {
     pub claim: Option<ClaimDto>,
     /// How the total is drawn from payments (blue: standing; red: returned).
     pub allocations: Vec<AllocationDto>,
+    /// Blue: the reversed invoice this corrected invoice replaces.
+    pub replaces: Option<String>,
+    /// Blue: the corrected invoice that replaced this one after its reversal.
+    pub replaced_by: Option<String>,
 }
 
-impl From<&InvoiceRecord> for InvoiceDto {
-    fn from(r: &InvoiceRecord) -> Self {
+impl InvoiceDto {
+    /// From an invoice record; the seller's name comes from `genesis`.
+    pub fn new(r: &InvoiceRecord, genesis: &fapiao_core::Genesis) -> Self {
+        let number = match r {
+            InvoiceRecord::Blue(b) => b.issued.number,
+            InvoiceRecord::Red(r) => r.red_number,
+        };
+        let seller = number.member();
+        let seller_code = seller.to_string();
+        let seller_name = genesis.member(seller).map(|m| m.name.clone()).unwrap_or_default();
         match r {
             InvoiceRecord::Blue(b) => {
                 let i = &b.issued;
@@ -282,6 +298,8 @@ impl From<&InvoiceRecord> for InvoiceDto {
                 };
                 InvoiceDto {
                     number: i.number.to_string(),
+                    seller_code,
+                    seller_name,
                     kind: "blue".into(),
                     check_code: i.check_code.to_string(),
                     invoice_type: Some(i.invoice_type.name().into()),
@@ -312,10 +330,14 @@ impl From<&InvoiceRecord> for InvoiceDto {
                             amount_fen: a.amount.0,
                         })
                         .collect(),
+                    replaces: i.replaces.map(|n| n.to_string()),
+                    replaced_by: b.replaced_by.map(|n| n.to_string()),
                 }
             }
             InvoiceRecord::Red(r) => InvoiceDto {
                 number: r.red_number.to_string(),
+                seller_code,
+                seller_name,
                 kind: "red".into(),
                 check_code: r.red_check_code.to_string(),
                 invoice_type: None,
@@ -342,6 +364,8 @@ impl From<&InvoiceRecord> for InvoiceDto {
                         amount_fen: a.amount.0,
                     })
                     .collect(),
+                replaces: None,
+                replaced_by: None,
             },
         }
     }
@@ -360,6 +384,17 @@ pub struct FailureInfoDto {
     pub field: String,
     /// Specifics.
     pub detail: String,
+}
+
+/// The fee deposit that issued a fee-blocked request automatically.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AutoReissueDto {
+    /// The deposit id.
+    pub deposit_id: String,
+    /// The deposit event.
+    pub deposit_event_id: String,
+    /// Block time of the deposit (and of the issue).
+    pub at_ms: u64,
 }
 
 /// A request and its outcome.
@@ -383,6 +418,8 @@ pub struct RequestDto {
     pub retry_of: Option<String>,
     /// The request that retried it.
     pub retried_by: Option<String>,
+    /// Set when it first failed for the fee balance and a fee deposit issued it.
+    pub auto_reissue: Option<AutoReissueDto>,
     /// The request itself (buyer, lines, payments, type), canonical bytes of the
     /// `RequestBody` in hex, so a client can re-issue it with corrections.
     pub request_hex: String,
@@ -423,6 +460,11 @@ impl RequestDto {
             failure,
             retry_of,
             retried_by: r.retried_by.clone(),
+            auto_reissue: r.auto_reissue.as_ref().map(|a| AutoReissueDto {
+                deposit_id: a.deposit_id.clone(),
+                deposit_event_id: a.deposit_event.to_string(),
+                at_ms: a.at.0,
+            }),
             request_hex: hex::encode(fapiao_core::codec::to_bytes(&r.body)),
         }
     }
@@ -718,7 +760,7 @@ pub fn entry_json(e: &Entry) -> Value {
                         "lines": i.lines.iter().map(|l| serde_json::to_value(LineDto::from(l)).unwrap_or(Value::Null)).collect::<Vec<_>>(),
                         "net_fen": i.net.0, "tax_fen": i.tax.0, "total_fen": i.total.0, "fee_fen": i.fee.0,
                         "allocations": i.allocations.iter().map(|a| json!({"payment_id": a.payment_id, "amount_fen": a.amount.0})).collect::<Vec<_>>(),
-                        "issued_at_ms": i.issued_at.0,
+                        "issued_at_ms": i.issued_at.0, "replaces": i.replaces.map(|n| n.to_string()),
                     }),
                 ),
                 DerivedKind::InvoiceFailed(f) => {

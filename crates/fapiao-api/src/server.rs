@@ -445,7 +445,7 @@ async fn invoice(
         Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_NUMBER", e.0, Some("number"))
     })?;
     match s.engine.invoice(&n).map_err(internal)? {
-        Some(i) => Ok(Json(InvoiceDto::from(&i))),
+        Some(i) => Ok(Json(InvoiceDto::new(&i, s.engine.genesis()))),
         None => Err(Failure::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -506,7 +506,7 @@ async fn invoices(
     let mut out = Vec::new();
     for n in numbers {
         if let Some(i) = s.engine.invoice(&n).map_err(internal)? {
-            out.push(InvoiceDto::from(&i));
+            out.push(InvoiceDto::new(&i, s.engine.genesis()));
         }
     }
     Ok(Json(out))

@@ -5,8 +5,14 @@
 use fapiao_chain::sim::{genesis, MemChain, MemLedger};
 use fapiao_chain::{Config, Input, Invalid, Output, Persisted, Replica, Verdict};
 use fapiao_core::block::BlockError;
-use fapiao_core::event::{Currency, EventKind, PaymentMethod, PaymentRecorded};
-use fapiao_core::{AttestationBody, Block, EventBody, Fen, Genesis, MemberCode, SecretKey, Timestamp};
+use fapiao_core::event::{
+    Buyer, Currency, EventKind, FeeDeposited, InvoiceRequested, InvoiceType, LineItem, PaymentMethod, PaymentRecorded,
+};
+use fapiao_core::genesis::{Member, Role};
+use fapiao_core::{
+    AttestationBody, Block, DerivedKind, Entry, EventBody, Fen, Genesis, MemberCode, Quantity, SecretKey, TaxRate,
+    Timestamp,
+};
 
 const NOW: u64 = 1_000_000;
 
@@ -25,6 +31,10 @@ fn code(g: &Genesis, i: usize) -> MemberCode {
 
 fn setup() -> Setup {
     let (genesis, keys) = genesis(42, 4);
+    setup_with(genesis, keys)
+}
+
+fn setup_with(genesis: Genesis, keys: Vec<SecretKey>) -> Setup {
     let me = code(&genesis, 0);
     let replica = Replica::new(
         Config::default(),
@@ -263,4 +273,119 @@ fn a_quorum_of_attestations_is_a_certificate() {
             .map(|h| h.certified),
         Some(1)
     );
+}
+
+/// A fee deposit that covers a fee-blocked request issues it in the deposit's block, as a
+/// derived entry every witness re-derives: the honest block is voted, and the same block
+/// with the automatic issue left out is invalid.
+#[test]
+fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
+    let (sim, mut keys) = genesis(42, 4);
+    let operator = SecretKey::from_seed(&[9; 32]);
+    let mut members: Vec<Member> = sim
+        .members()
+        .iter()
+        .map(|m| Member {
+            initial_fee_balance: Fen(0),
+            ..m.clone()
+        })
+        .collect();
+    members.push(Member {
+        code: MemberCode::new(900_001).unwrap(),
+        name: "Operator".into(),
+        role: Role::Operator,
+        key: operator.public(),
+        addresses: vec![],
+        initial_fee_balance: Fen(0),
+        policy: None,
+    });
+    let genesis = Genesis::new("sim".into(), Timestamp(0), None, Fen(10), vec![TaxRate(600)], members).unwrap();
+    keys.push(operator.clone());
+    let mut s = setup_with(genesis, keys);
+    let chain = s.from();
+    let owner = s.keys[1].clone();
+    let event = |key: &SecretKey, kind: EventKind| {
+        EventBody {
+            network: s.genesis.network_id(),
+            chain,
+            author: key.public(),
+            timestamp: Timestamp(NOW),
+            kind,
+        }
+        .sign(key)
+    };
+    let pay = event(
+        &owner,
+        EventKind::PaymentRecorded(PaymentRecorded {
+            payment_id: "p1".into(),
+            amount: Fen(10_000),
+            currency: Currency::Cny,
+            method: PaymentMethod::Card,
+            terminal_id: "t".into(),
+            external_ref: "r".into(),
+        }),
+    );
+    let request = event(
+        &owner,
+        EventKind::InvoiceRequested(InvoiceRequested {
+            request_id: "r1".into(),
+            invoice_type: InvoiceType::Normal,
+            buyer: Buyer {
+                name: "Buyer".into(),
+                tax_id: None,
+            },
+            lines: vec![LineItem {
+                description: "tea".into(),
+                quantity: Quantity::ONE,
+                unit_price: Fen(5_000),
+                tax_rate: TaxRate(600),
+            }],
+            payment_ids: vec!["p1".into()],
+            retry_of: None,
+            replaces: None,
+        }),
+    );
+    let deposit = event(
+        &operator,
+        EventKind::FeeDeposited(FeeDeposited {
+            deposit_id: "d1".into(),
+            amount: Fen(10),
+        }),
+    );
+    let mut build = |events: &[fapiao_core::Event]| {
+        let b = s
+            .owner
+            .build_next(&s.genesis, chain, &owner, Timestamp(NOW), events)
+            .expect("accepted");
+        s.owner.apply(&s.genesis, &b).expect("own block applies");
+        b
+    };
+    let first = build(&[pay, request.clone()]);
+    assert!(matches!(
+        &first.entries[2],
+        Entry::Derived(d) if matches!(&d.kind, DerivedKind::InvoiceFailed(_))
+    ));
+    let second = build(&[deposit]);
+    match &second.entries[..] {
+        [Entry::Event(_), Entry::Derived(d)] => {
+            assert_eq!(d.cause, request.id(), "the automatic issue answers the request");
+            assert!(matches!(&d.kind, DerivedKind::InvoiceIssued(i) if i.request_id == "r1"));
+        }
+        other => panic!("expected the deposit and its automatic issue, got {other:?}"),
+    }
+    check(s.block(first), &Verdict::Accepted, |o| votes(o) == 1);
+
+    // The owner leaves the automatic issue out (and signs a header that matches).
+    let mut short = second.clone();
+    short.entries.truncate(1);
+    let leaves: Vec<_> = short.entries.iter().map(Entry::leaf_hash).collect();
+    short.header.body.events_root = fapiao_core::merkle::root(&leaves);
+    short.header.body.event_count = 1;
+    short.header = short.header.body.clone().sign(&owner);
+    check(
+        s.block(short),
+        &Verdict::Invalid(Invalid::Entries { ours: 2, theirs: 1 }),
+        |o| votes(o) == 0,
+    );
+    check(s.block(second), &Verdict::Accepted, |o| votes(o) == 1);
 }

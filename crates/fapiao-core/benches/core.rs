@@ -28,6 +28,7 @@ fn event(i: u64, key: &SecretKey) -> Event {
             }],
             payment_ids: vec![format!("PAY-{i:08}")],
             retry_of: None,
+            replaces: None,
         }),
     }
     .sign(key)

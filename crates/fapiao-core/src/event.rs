@@ -283,6 +283,9 @@ pub struct InvoiceRequested {
     pub payment_ids: Vec<String>,
     /// The earlier failed request this one corrects, if any.
     pub retry_of: Option<String>,
+    /// The red-letter reversed invoice of this chain that this one replaces (a corrected
+    /// invoice for the same payments), if any.
+    pub replaces: Option<InvoiceNumber>,
 }
 
 /// Why an invoice is reversed.
@@ -482,6 +485,8 @@ pub struct InvoiceIssued {
     pub allocations: Vec<Allocation>,
     /// The block time of issue.
     pub issued_at: Timestamp,
+    /// The reversed invoice this one replaces, if any (from the request).
+    pub replaces: Option<InvoiceNumber>,
 }
 
 /// A failure reason code. The catalogue (remedy text, retryable flag) lives in
@@ -529,6 +534,9 @@ pub enum FailureReason {
     /// Red-letter: the partial lines exceed what is left, or use a rate not on the
     /// original.
     RedLetterExceedsRemaining,
+    /// `replaces` names no reversed invoice of this chain, one already replaced, or one
+    /// that did not draw on the listed payments.
+    ReplacesInvalid,
 }
 
 /// An invoice or red-letter request failed. The payment record is untouched.

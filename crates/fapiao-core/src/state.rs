@@ -31,6 +31,8 @@ pub enum StateKey {
     Deposit(String),
     /// An authorised (or revoked) client key.
     ClientKey(PublicKey),
+    /// Invoice requests that failed only for the fee balance, waiting for a deposit.
+    FeeBlocked,
 }
 
 impl StateKey {
@@ -59,6 +61,8 @@ pub enum StateValue {
     Deposit(DepositRecord),
     /// For [`StateKey::ClientKey`].
     ClientKey(ClientKeyRecord),
+    /// For [`StateKey::FeeBlocked`].
+    FeeBlocked(FeeBlockedQueue),
 }
 
 impl StateValue {
@@ -79,6 +83,7 @@ impl StateValue {
                 | (StateKey::Invoice(_), StateValue::Invoice(_))
                 | (StateKey::Deposit(_), StateValue::Deposit(_))
                 | (StateKey::ClientKey(_), StateValue::ClientKey(_))
+                | (StateKey::FeeBlocked, StateValue::FeeBlocked(_))
         )
     }
 }
@@ -198,6 +203,28 @@ pub struct RequestRecord {
     pub outcome: RequestOutcome,
     /// The later request that retried this one, if any.
     pub retried_by: Option<String>,
+    /// Set when the request first failed for the fee balance and a fee deposit later
+    /// issued it automatically.
+    pub auto_reissue: Option<AutoReissue>,
+}
+
+/// The fee deposit that issued a fee-blocked request automatically.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct AutoReissue {
+    /// The deposit's id.
+    pub deposit_id: String,
+    /// The deposit event (the derived issue sits right after it).
+    pub deposit_event: EventId,
+    /// Block time.
+    pub at: Timestamp,
+}
+
+/// Invoice requests that failed only because the fee balance was below the fee, in the
+/// order they failed. A fee deposit re-runs them from the front (FORMAT.md §10).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, Default)]
+pub struct FeeBlockedQueue {
+    /// Request ids.
+    pub requests: Vec<String>,
 }
 
 /// Tax-exclusive and tax amounts for one rate.
@@ -238,6 +265,8 @@ pub struct BlueInvoice {
     pub red_letters: Vec<InvoiceNumber>,
     /// The reimbursement claim, if any.
     pub claim: Option<ClaimInfo>,
+    /// The corrected invoice that replaced this one after its red-letter reversal.
+    pub replaced_by: Option<InvoiceNumber>,
 }
 
 impl BlueInvoice {
@@ -253,6 +282,9 @@ impl BlueInvoice {
 }
 
 /// An invoice record: blue (issued) or red (reversing).
+// Records are decoded one at a time and not kept in bulk, so the larger blue variant
+// costs nothing worth a box (and the serde shape stays that of FORMAT.md).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum InvoiceRecord {
     /// An issued invoice.

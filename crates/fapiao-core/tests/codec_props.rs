@@ -93,18 +93,22 @@ fn kind() -> impl Strategy<Value = EventKind> {
             buyer(),
             prop::collection::vec(line(), 0..3),
             prop::collection::vec(text(), 0..3),
-            prop::option::of(text())
+            prop::option::of(text()),
+            prop::option::of(number())
         )
-            .prop_map(|(request_id, invoice_type, buyer, lines, payment_ids, retry_of)| {
-                EventKind::InvoiceRequested(InvoiceRequested {
-                    request_id,
-                    invoice_type,
-                    buyer,
-                    lines,
-                    payment_ids,
-                    retry_of,
-                })
-            }),
+            .prop_map(
+                |(request_id, invoice_type, buyer, lines, payment_ids, retry_of, replaces)| {
+                    EventKind::InvoiceRequested(InvoiceRequested {
+                        request_id,
+                        invoice_type,
+                        buyer,
+                        lines,
+                        payment_ids,
+                        retry_of,
+                        replaces,
+                    })
+                }
+            ),
         (
             text(),
             number(),
@@ -186,10 +190,11 @@ fn derived() -> impl Strategy<Value = Derived> {
                     fee,
                     allocations,
                     issued_at: Timestamp(t),
+                    replaces: None,
                 })
             },
         );
-    let failed = (text(), 0usize..20, text(), text()).prop_map(|(request_id, r, field, detail)| {
+    let failed = (text(), 0usize..21, text(), text()).prop_map(|(request_id, r, field, detail)| {
         DerivedKind::InvoiceFailed(InvoiceFailed {
             request_id,
             reason: ALL_REASONS[r],
@@ -265,7 +270,7 @@ fn derived() -> impl Strategy<Value = Derived> {
     })
 }
 
-const ALL_REASONS: [FailureReason; 20] = [
+const ALL_REASONS: [FailureReason; 21] = [
     FailureReason::BuyerNameMissing,
     FailureReason::BuyerTaxIdInvalid,
     FailureReason::BuyerTaxIdRequired,
@@ -286,6 +291,7 @@ const ALL_REASONS: [FailureReason; 20] = [
     FailureReason::InvoiceNotFound,
     FailureReason::InvoiceAlreadyReversed,
     FailureReason::RedLetterExceedsRemaining,
+    FailureReason::ReplacesInvalid,
 ];
 
 fn entry() -> impl Strategy<Value = Entry> {

@@ -87,6 +87,7 @@ fn vectors() -> Vec<(&'static str, String)> {
             }],
             payment_ids: vec!["P1".into()],
             retry_of: None,
+            replaces: None,
         }),
     };
     v.push(("request.body", hex::encode(to_bytes(&req))));
@@ -127,6 +128,7 @@ fn vectors() -> Vec<(&'static str, String)> {
                 amount: Fen(5300),
             }],
             issued_at: Timestamp(1_767_225_603_000),
+            replaces: None,
         }),
     };
     v.push(("issued.derived", hex::encode(to_bytes(&issued))));

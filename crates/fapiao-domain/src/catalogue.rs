@@ -25,7 +25,7 @@ pub struct FailureInfo {
 }
 
 /// Every reason, in catalogue order.
-pub const ALL: [FailureReason; 20] = [
+pub const ALL: [FailureReason; 21] = [
     FailureReason::BuyerNameMissing,
     FailureReason::BuyerTaxIdInvalid,
     FailureReason::BuyerTaxIdRequired,
@@ -46,6 +46,7 @@ pub const ALL: [FailureReason; 20] = [
     FailureReason::InvoiceNotFound,
     FailureReason::InvoiceAlreadyReversed,
     FailureReason::RedLetterExceedsRemaining,
+    FailureReason::ReplacesInvalid,
 ];
 
 /// The catalogue entry of a reason.
@@ -66,12 +67,13 @@ pub fn info(reason: FailureReason) -> FailureInfo {
         R::TotalAboveInvoiceable => ("TOTAL_ABOVE_INVOICEABLE", false, "The invoice total is more than the payments still cover (paid - refunded - invoiced): reduce the lines or add payments, and re-issue with retry_of."),
         R::InvoiceTypeNotPermitted => ("INVOICE_TYPE_NOT_PERMITTED", true, "This merchant may not issue this invoice type: request a permitted type, or ask the consortium operator to change the policy and re-issue."),
         R::TotalAboveMerchantLimit => ("TOTAL_ABOVE_MERCHANT_LIMIT", true, "The total is above this merchant's per-invoice limit: split it into several invoices, or ask the operator to raise the limit and re-issue."),
-        R::FeeBalanceTooLow => ("FEE_BALANCE_TOO_LOW", true, "Top up the invoicing fee balance; the request can then be re-issued unchanged."),
+        R::FeeBalanceTooLow => ("FEE_BALANCE_TOO_LOW", true, "Ask the consortium operator to deposit fees: the node then issues the request automatically, in the order requests failed (or re-issue it unchanged)."),
         R::RetryOfInvalid => ("RETRY_OF_INVALID", false, "retry_of must name an earlier failed request of this merchant that has not been retried yet."),
         R::AmountOverflow => ("AMOUNT_OVERFLOW", false, "A line's amount is too large to represent: check quantities and prices and re-issue with retry_of."),
         R::InvoiceNotFound => ("INVOICE_NOT_FOUND", false, "Check the invoice number: it must be an issued (blue) invoice of this merchant."),
         R::InvoiceAlreadyReversed => ("INVOICE_ALREADY_REVERSED", false, "Nothing is left to reverse on this invoice."),
         R::RedLetterExceedsRemaining => ("RED_LETTER_EXCEEDS_REMAINING", false, "Reverse at most what is left of the invoice, using only tax rates that appear on it."),
+        R::ReplacesInvalid => ("REPLACES_INVALID", false, "replaces must name an invoice of this merchant that was red-letter reversed and not replaced yet, and list only payments it drew on."),
     };
     FailureInfo {
         reason,

@@ -10,9 +10,9 @@
 
 use crate::amounts;
 use crate::state::{
-    alloc, BlueInvoice, ClaimInfo, ClientKeyRecord, DepositRecord, ExecError, InvoiceRecord, MerchantMeta, Overlay,
-    PaymentRecord, PaymentReversal, RateAmounts, RefundRecord, RequestBody, RequestOutcome, RequestRecord, StateKey,
-    StateRead, StateValue,
+    alloc, AutoReissue, BlueInvoice, ClaimInfo, ClientKeyRecord, DepositRecord, ExecError, InvoiceRecord, MerchantMeta,
+    Overlay, PaymentRecord, PaymentReversal, RateAmounts, RefundRecord, RequestBody, RequestOutcome, RequestRecord,
+    StateKey, StateRead, StateValue,
 };
 use crate::uscc;
 use fapiao_core::event::{
@@ -37,6 +37,12 @@ pub const TEXT_BYTES_MAX: usize = 256;
 pub const LINES_MAX: usize = 100;
 /// Most payments one invoice may cover.
 pub const PAYMENTS_PER_INVOICE_MAX: usize = 100;
+/// Most requests waiting for a fee deposit on one chain; later fee failures are recorded
+/// but not queued for automatic re-issue.
+pub const FEE_BLOCKED_MAX: usize = 1000;
+/// Encoded bytes of automatic re-issues one block may carry; what is left waits for the
+/// next deposit (or a manual retry).
+pub const AUTO_REISSUE_BYTES_MAX: usize = 1024 * 1024;
 
 /// The chain being executed and the rules it runs under.
 #[derive(Debug, Clone, Copy)]
@@ -253,9 +259,9 @@ pub fn execute<S: StateRead>(
         author: event.body.author,
     };
     match ex.run(event) {
-        Ok(kinds) => {
+        Ok(derived) => {
             ex.state.commit_event();
-            Ok(Ok(kinds.into_iter().map(|kind| Derived { cause: id, kind }).collect()))
+            Ok(Ok(derived))
         }
         Err(Stop::Reject(r)) => {
             ex.state.discard_event();
@@ -373,7 +379,11 @@ struct Exec<'c, 'g, 's, 'b, S> {
 }
 
 impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
-    fn run(&mut self, event: &Event) -> Step<Vec<DerivedKind>, S::Error> {
+    /// The derived events of `event`: caused by it, except automatic re-issues, whose
+    /// cause is the request they answer.
+    fn run(&mut self, event: &Event) -> Step<Vec<Derived>, S::Error> {
+        let me = self.id;
+        let one = |kind| vec![Derived { cause: me, kind }];
         if event.body.network != self.ctx.network {
             return Err(Rejection::WrongNetwork.into());
         }
@@ -400,19 +410,20 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             }
             EventKind::InvoiceRequested(r) => {
                 self.authorize_client(kind.name(), |p| p.invoices)?;
-                self.request_invoice(r).map(|d| vec![d])
+                self.request_invoice(r).map(one)
             }
             EventKind::InvoiceRedLetterRequested(r) => {
                 self.authorize_client(kind.name(), |p| p.invoices)?;
-                self.red_letter(r).map(|d| vec![d])
+                self.red_letter(r).map(one)
             }
             EventKind::InvoiceClaimRequested(c) => {
                 let claimant = self.authorize_member(kind.name(), Role::Verifier)?;
-                self.claim(c, claimant).map(|d| vec![d])
+                self.claim(c, claimant).map(one)
             }
             EventKind::FeeDeposited(d) => {
                 self.authorize_member(kind.name(), Role::Operator)?;
-                self.deposit(d).map(|()| vec![])
+                self.deposit(d)?;
+                self.reissue_fee_blocked(d)
             }
             EventKind::MerchantPolicySet(p) => {
                 self.authorize_member(kind.name(), Role::Operator)?;
@@ -602,16 +613,43 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         }
 
         let mut retried = None;
-        let outcome = match self.check_retry(r)? {
+        let mut outcome = match self.check_retry(r)? {
             Err(f) => Err(f),
             Ok(prev) => {
                 retried = prev;
-                self.validate_and_issue(r)?
+                self.validate_and_issue(r, self.id)?
             }
         };
         if let Some(mut prev) = retried {
+            if matches!(
+                prev.1.outcome,
+                RequestOutcome::Failed {
+                    reason: FailureReason::FeeBalanceTooLow,
+                    ..
+                }
+            ) {
+                // The retry takes over: the original must not be issued by a deposit too.
+                let mut queue = self.state.fee_blocked()?;
+                queue.requests.retain(|id| *id != prev.0);
+                self.state.put(StateKey::FeeBlocked, StateValue::FeeBlocked(queue));
+            }
             prev.1.retried_by = Some(r.request_id.clone());
             self.state.put(StateKey::Request(prev.0), StateValue::Request(prev.1));
+        }
+        if let Err(f) = &mut outcome {
+            if f.reason == FailureReason::FeeBalanceTooLow {
+                let mut queue = self.state.fee_blocked()?;
+                if queue.requests.len() < FEE_BLOCKED_MAX {
+                    queue.requests.push(r.request_id.clone());
+                    self.state.put(StateKey::FeeBlocked, StateValue::FeeBlocked(queue));
+                    f.detail
+                        .push_str("; it is issued automatically once a fee deposit covers it");
+                } else {
+                    f.detail.push_str(&format!(
+                        "; not queued for automatic re-issue ({FEE_BLOCKED_MAX} requests already wait): retry it after a deposit"
+                    ));
+                }
+            }
         }
         let (record_outcome, derived) = match outcome {
             Ok(issued) => (
@@ -640,6 +678,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 body: RequestBody::Invoice(r.clone()),
                 outcome: record_outcome,
                 retried_by: None,
+                auto_reissue: None,
             }),
         );
         Ok(derived)
@@ -699,8 +738,103 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         amounts::totals(lines).ok_or_else(|| fail(FailureReason::AmountOverflow, "lines", "line amounts overflow"))
     }
 
-    /// Validates in the documented order; issues if everything passes.
-    fn validate_and_issue(&mut self, r: &InvoiceRequested) -> Step<Result<InvoiceIssued, Failure>, S::Error> {
+    /// Re-runs fee-blocked requests, oldest first, after deposit `d`: each is issued (or
+    /// fails for a reason that arose meanwhile) until the balance no longer covers the
+    /// fee or the block's automatic re-issue budget is spent. Derived events name their
+    /// request as the cause and sit right after the deposit.
+    fn reissue_fee_blocked(&mut self, d: &FeeDeposited) -> Step<Vec<Derived>, S::Error> {
+        let mut queue = self.state.fee_blocked()?;
+        let fee = self.ctx.genesis.fee_per_invoice();
+        let mut derived = Vec::new();
+        let mut done = 0;
+        for request_id in &queue.requests {
+            if self.meta()?.fee_balance < fee || self.state.auto_bytes() >= AUTO_REISSUE_BYTES_MAX {
+                break;
+            }
+            let Some(mut record) = self.state.request(request_id)? else {
+                return Err(Stop::Exec(ExecError::Corrupt(StateKey::Request(request_id.clone()))));
+            };
+            let RequestBody::Invoice(r) = &record.body else {
+                return Err(Stop::Exec(ExecError::Corrupt(StateKey::Request(request_id.clone()))));
+            };
+            let r = r.clone();
+            let kind = match self.validate_and_issue(&r, record.event)? {
+                Err(f) if f.reason == FailureReason::FeeBalanceTooLow => break,
+                Ok(issued) => {
+                    record.outcome = RequestOutcome::Issued(issued.number);
+                    record.auto_reissue = Some(AutoReissue {
+                        deposit_id: d.deposit_id.clone(),
+                        deposit_event: self.id,
+                        at: self.block.timestamp,
+                    });
+                    DerivedKind::InvoiceIssued(issued)
+                }
+                Err(f) => {
+                    let detail = format!("{}; found when deposit {} re-ran the request", f.detail, d.deposit_id);
+                    record.outcome = RequestOutcome::Failed {
+                        reason: f.reason,
+                        field: f.field.clone(),
+                        detail: detail.clone(),
+                    };
+                    DerivedKind::InvoiceFailed(InvoiceFailed {
+                        request_id: request_id.clone(),
+                        reason: f.reason,
+                        field: f.field,
+                        detail,
+                    })
+                }
+            };
+            let one = Derived {
+                cause: record.event,
+                kind,
+            };
+            self.state.add_auto_bytes(codec::to_bytes(&one).len());
+            derived.push(one);
+            self.state
+                .put(StateKey::Request(request_id.clone()), StateValue::Request(record));
+            done += 1;
+        }
+        if done > 0 {
+            queue.requests.drain(..done);
+            self.state.put(StateKey::FeeBlocked, StateValue::FeeBlocked(queue));
+        }
+        Ok(derived)
+    }
+
+    /// `replaces` must name a blue invoice of this chain with a red-letter reversal, not
+    /// replaced yet, that drew on every payment listed.
+    fn check_replaces(&self, r: &InvoiceRequested) -> Step<Result<Option<BlueInvoice>, Failure>, S::Error> {
+        let Some(n) = r.replaces else {
+            return Ok(Ok(None));
+        };
+        let f = |d: String| Ok(Err(fail(FailureReason::ReplacesInvalid, "replaces", d)));
+        let blue = match self.state.invoice(&n)? {
+            Some(InvoiceRecord::Blue(b)) if n.member() == self.ctx.chain => b,
+            _ => return f(format!("{n} is not an issued invoice of this merchant")),
+        };
+        if blue.red_letters.is_empty() {
+            return f(format!("{n} has no red-letter reversal: reverse it first"));
+        }
+        if let Some(by) = blue.replaced_by {
+            return f(format!("{n} was already replaced by {by}"));
+        }
+        if let Some(p) = r
+            .payment_ids
+            .iter()
+            .find(|p| !blue.issued.allocations.iter().any(|a| a.payment_id == **p))
+        {
+            return f(format!("{n} did not draw on payment {p}"));
+        }
+        Ok(Ok(Some(blue)))
+    }
+
+    /// Validates in the documented order; issues if everything passes. `cause` is the
+    /// request's event id (the check code is derived from it).
+    fn validate_and_issue(
+        &mut self,
+        r: &InvoiceRequested,
+        cause: EventId,
+    ) -> Step<Result<InvoiceIssued, Failure>, S::Error> {
         if r.buyer.name.trim().is_empty() {
             return Ok(Err(fail(
                 FailureReason::BuyerNameMissing,
@@ -737,6 +871,10 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         }
         let totals = match self.validate_lines(&r.lines) {
             Ok(t) => t,
+            Err(f) => return Ok(Err(f)),
+        };
+        let replaced = match self.check_replaces(r)? {
+            Ok(b) => b,
             Err(f) => return Ok(Err(f)),
         };
         // Payments: present, listed once, live, with something left to invoice.
@@ -837,7 +975,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         let issued = InvoiceIssued {
             request_id: r.request_id.clone(),
             number,
-            check_code: self.check_code(&number),
+            check_code: self.check_code(&number, cause),
             invoice_type: r.invoice_type,
             buyer: r.buyer.clone(),
             net: totals.net,
@@ -847,7 +985,15 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             allocations: allocations.clone(),
             issued_at: self.block.timestamp,
             lines: totals.lines,
+            replaces: r.replaces,
         };
+        if let Some(mut old) = replaced {
+            old.replaced_by = Some(number);
+            self.state.put(
+                StateKey::Invoice(old.issued.number),
+                StateValue::Invoice(InvoiceRecord::Blue(old)),
+            );
+        }
         self.state.put(
             StateKey::Invoice(number),
             StateValue::Invoice(InvoiceRecord::Blue(BlueInvoice {
@@ -855,6 +1001,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 standing: allocations,
                 red_letters: Vec::new(),
                 claim: None,
+                replaced_by: None,
                 issued: issued.clone(),
             })),
         );
@@ -870,12 +1017,9 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         Ok(number)
     }
 
-    /// `H_check(canonical((network, number, cause event id)))`, see `docs/FORMAT.md`.
-    fn check_code(&self, number: &InvoiceNumber) -> CheckCode {
-        let d = hash(
-            Domain::CheckCode,
-            &codec::to_bytes(&(self.ctx.network, number, self.id)),
-        );
+    /// `H_check(canonical((network, number, request event id)))`, see `docs/FORMAT.md`.
+    fn check_code(&self, number: &InvoiceNumber, cause: EventId) -> CheckCode {
+        let d = hash(Domain::CheckCode, &codec::to_bytes(&(self.ctx.network, number, cause)));
         CheckCode::from_digest(&d)
     }
 
@@ -915,6 +1059,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 body: RequestBody::RedLetter(r.clone()),
                 outcome: record_outcome,
                 retried_by: None,
+                auto_reissue: None,
             }),
         );
         Ok(derived)
@@ -1028,7 +1173,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             request_id: r.request_id.clone(),
             original: n,
             red_number,
-            red_check_code: self.check_code(&red_number),
+            red_check_code: self.check_code(&red_number, self.id),
             reason: r.reason,
             lines,
             net,

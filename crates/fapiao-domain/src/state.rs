@@ -53,6 +53,10 @@ pub struct Overlay<'a, S> {
     base: &'a S,
     block: BTreeMap<StateKey, StateValue>,
     event: BTreeMap<StateKey, StateValue>,
+    /// Bytes of automatic re-issues in this block (committed events) and in the current
+    /// event: the block-wide budget of [`crate::execute::AUTO_REISSUE_BYTES_MAX`].
+    auto_bytes_block: usize,
+    auto_bytes_event: usize,
 }
 
 macro_rules! typed_get {
@@ -76,6 +80,8 @@ impl<'a, S: StateRead> Overlay<'a, S> {
             base,
             block: BTreeMap::new(),
             event: BTreeMap::new(),
+            auto_bytes_block: 0,
+            auto_bytes_event: 0,
         }
     }
 
@@ -104,11 +110,23 @@ impl<'a, S: StateRead> Overlay<'a, S> {
     pub(crate) fn commit_event(&mut self) {
         let event = std::mem::take(&mut self.event);
         self.block.extend(event);
+        self.auto_bytes_block += std::mem::take(&mut self.auto_bytes_event);
     }
 
     /// Drops the current event's writes.
     pub(crate) fn discard_event(&mut self) {
         self.event.clear();
+        self.auto_bytes_event = 0;
+    }
+
+    /// Bytes of automatic re-issues so far in this block, the current event included.
+    pub(crate) fn auto_bytes(&self) -> usize {
+        self.auto_bytes_block + self.auto_bytes_event
+    }
+
+    /// Counts `n` bytes of automatic re-issues against the current event.
+    pub(crate) fn add_auto_bytes(&mut self, n: usize) {
+        self.auto_bytes_event += n;
     }
 
     /// The block's writes, sorted by key.
@@ -145,6 +163,15 @@ impl<'a, S: StateRead> Overlay<'a, S> {
             None => Ok(None),
             Some(StateValue::ClientKey(v)) => Ok(Some(v)),
             Some(_) => Err(ExecError::Corrupt(k)),
+        }
+    }
+
+    /// The queue of fee-blocked requests (empty when absent).
+    pub fn fee_blocked(&self) -> Result<FeeBlockedQueue, ExecError<S::Error>> {
+        match self.get(&StateKey::FeeBlocked)? {
+            None => Ok(FeeBlockedQueue::default()),
+            Some(StateValue::FeeBlocked(q)) => Ok(q),
+            Some(_) => Err(ExecError::Corrupt(StateKey::FeeBlocked)),
         }
     }
 

@@ -6,7 +6,8 @@ mod world;
 
 use fapiao_core::event::*;
 use fapiao_core::*;
-use fapiao_domain::state::{InvoiceRecord, RequestOutcome};
+use fapiao_domain::state::{InvoiceRecord, RequestOutcome, StateKey, StateValue};
+use fapiao_domain::Executed;
 use world::*;
 
 /// Who signs the event under test.
@@ -661,15 +662,7 @@ fn retries() {
 }
 
 #[test]
-fn fee_failures_are_retryable_after_a_deposit() {
-    let mut w = World::new();
-    w.pay("BIG", 1000_00).unwrap();
-    for i in 0..10 {
-        issued(&w.submit(invoice(request(&format!("F{i}"), &["BIG"]))));
-    }
-    let f = failed(&w.submit(invoice(request("LOW", &["BIG"]))));
-    assert_eq!(f.reason, FailureReason::FeeBalanceTooLow);
-    assert!(fapiao_domain::catalogue::info(f.reason).retryable);
+fn fee_deposits_are_checked_and_credited() {
     let deposit = |id: &str, fen: i64| {
         EventKind::FeeDeposited(FeeDeposited {
             deposit_id: id.into(),
@@ -688,17 +681,158 @@ fn fee_failures_are_retryable_after_a_deposit() {
         deposit("D1", 0),
         Expect::Rejected("INVALID_FIELD"),
     );
+    let mut w = World::new();
     let op = w.operator.clone();
+    let before = w.fee_balance();
     w.submit_as(&op, deposit("D1", 5_00)).unwrap();
     assert_eq!(
         w.submit_as(&op, deposit("D1", 5_00)).unwrap_err().code(),
         "DUPLICATE_DEPOSIT_ID"
     );
-    assert_eq!(w.fee_balance(), Fen(500));
-    let mut again = request("LOW2", &["BIG"]);
-    again.retry_of = Some("LOW".into());
-    issued(&w.submit(invoice(again)));
-    assert_eq!(w.fee_balance(), Fen(490));
+    assert_eq!(w.fee_balance(), Fen(before.0 + 500));
+}
+
+fn deposit(w: &mut World, id: &str, fen: i64) -> Executed {
+    let op = w.operator.clone();
+    let e = w.event(
+        &op,
+        EventKind::FeeDeposited(FeeDeposited {
+            deposit_id: id.into(),
+            amount: Fen(fen),
+        }),
+    );
+    let ex = w.block(&[e]);
+    assert!(ex.rejected.is_empty(), "{:?}", ex.rejected);
+    ex
+}
+
+fn fee_queue(w: &World) -> Vec<String> {
+    match w.get(StateKey::FeeBlocked) {
+        Some(StateValue::FeeBlocked(q)) => q.requests,
+        None => vec![],
+        other => panic!("FeeBlocked holds {other:?}"),
+    }
+}
+
+#[test]
+fn a_deposit_issues_fee_blocked_requests_in_order() {
+    let mut w = World::new();
+    w.pay("BIG", 1000_00).unwrap();
+    for i in 0..10 {
+        issued(&w.submit(invoice(request(&format!("F{i}"), &["BIG"]))));
+    }
+    assert_eq!(w.fee_balance(), Fen(0));
+    for id in ["LOW1", "LOW2", "LOW3"] {
+        let f = failed(&w.submit(invoice(request(id, &["BIG"]))));
+        assert_eq!(f.reason, FailureReason::FeeBalanceTooLow);
+        assert!(f.detail.contains("issued automatically"), "{}", f.detail);
+    }
+    assert!(fapiao_domain::catalogue::info(FailureReason::FeeBalanceTooLow).retryable);
+    // A manual retry takes its original out of the queue (never issued twice); the retry,
+    // failing for the fee too, queues itself.
+    let mut again = request("LOW3R", &["BIG"]);
+    again.retry_of = Some("LOW3".into());
+    assert_eq!(
+        failed(&w.submit(invoice(again))).reason,
+        FailureReason::FeeBalanceTooLow
+    );
+    assert_eq!(fee_queue(&w), ["LOW1", "LOW2", "LOW3R"]);
+
+    // 20 fen covers two fees of 10: the two oldest are issued, in order, after the deposit.
+    let ex = deposit(&mut w, "D1", 20);
+    let derived: Vec<&Derived> = ex
+        .entries
+        .iter()
+        .skip(1)
+        .map(|e| match e {
+            Entry::Derived(d) => d,
+            Entry::Event(_) => panic!("only derived entries follow the deposit"),
+        })
+        .collect();
+    assert_eq!(derived.len(), 2);
+    for (d, id) in derived.iter().zip(["LOW1", "LOW2"]) {
+        let rec = w.request(id).unwrap();
+        assert_eq!(d.cause, rec.event, "an automatic re-issue names its request as cause");
+        match &d.kind {
+            DerivedKind::InvoiceIssued(i) => {
+                assert_eq!(i.request_id, id);
+                assert_eq!(rec.outcome, RequestOutcome::Issued(i.number));
+            }
+            other => panic!("expected an issue, got {other:?}"),
+        }
+        let auto = rec.auto_reissue.expect("recorded as an automatic re-issue");
+        assert_eq!(auto.deposit_id, "D1");
+        assert_eq!(auto.deposit_event, ex.entries[0].id());
+    }
+    assert_eq!(w.fee_balance(), Fen(0));
+    assert_eq!(fee_queue(&w), ["LOW3R"]);
+    assert!(matches!(
+        w.request("LOW3").unwrap().outcome,
+        RequestOutcome::Failed { .. }
+    ));
+
+    // A queued request that no longer passes (the policy changed meanwhile) fails for the
+    // new reason when a deposit re-runs it, and leaves the queue.
+    set_policy(&mut w, vec![InvoiceType::SpecialVat], 10_000_00);
+    let ex = deposit(&mut w, "D2", 1_00);
+    match &ex.entries[1] {
+        Entry::Derived(Derived {
+            kind: DerivedKind::InvoiceFailed(f),
+            ..
+        }) => {
+            assert_eq!(f.request_id, "LOW3R");
+            assert_eq!(f.reason, FailureReason::InvoiceTypeNotPermitted);
+            assert!(f.detail.contains("deposit D2"), "{}", f.detail);
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(fee_queue(&w).is_empty());
+    assert_eq!(w.fee_balance(), Fen(1_00));
+    // A deposit with nothing queued derives nothing.
+    assert_eq!(deposit(&mut w, "D3", 1_00).entries.len(), 1);
+}
+
+#[test]
+fn a_corrected_invoice_replaces_a_reversed_one_both_ways() {
+    use FailureReason as F;
+    let mut w = World::new();
+    base(&mut w);
+    let first = issued(&w.submit(invoice(request("R1", &["P1"]))));
+    let mut fix = request("R2", &["P1"]);
+    fix.buyer.name = "Shanghai Trading Company Ltd".into();
+    fix.replaces = Some(first.number);
+    // Not reversed yet: the payment is still invoiced, and the link is refused.
+    let f = failed(&w.submit(invoice(fix.clone())));
+    assert_eq!((f.reason, f.field.as_str()), (F::ReplacesInvalid, "replaces"));
+    reversed(&w.submit(EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: "RL1".into(),
+        invoice_number: first.number,
+        reason: RedLetterReason::IssueError,
+        scope: RedLetterScope::Full,
+    })));
+    // Only payments the reversed invoice drew on.
+    let mut other = fix.clone();
+    other.request_id = "R3".into();
+    other.payment_ids = vec!["P2".into()];
+    assert_eq!(failed(&w.submit(invoice(other))).reason, F::ReplacesInvalid);
+    fix.request_id = "R4".into();
+    let corrected = issued(&w.submit(invoice(fix.clone())));
+    assert_eq!(corrected.replaces, Some(first.number));
+    match w.invoice(first.number) {
+        Some(InvoiceRecord::Blue(b)) => assert_eq!(b.replaced_by, Some(corrected.number)),
+        other => panic!("{other:?}"),
+    }
+    match w.invoice(corrected.number) {
+        Some(InvoiceRecord::Blue(b)) => assert_eq!(b.issued.replaces, Some(first.number)),
+        other => panic!("{other:?}"),
+    }
+    // Once only; and an invoice that was never reversed cannot be replaced.
+    fix.request_id = "R5".into();
+    let f = failed(&w.submit(invoice(fix.clone())));
+    assert!(f.detail.contains("already replaced"), "{}", f.detail);
+    fix.request_id = "R6".into();
+    fix.replaces = Some(corrected.number);
+    assert_eq!(failed(&w.submit(invoice(fix))).reason, F::ReplacesInvalid);
 }
 
 #[test]

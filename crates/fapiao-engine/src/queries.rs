@@ -239,6 +239,11 @@ impl Engine {
             let RequestOutcome::Failed { reason, field, detail } = record.outcome.clone() else {
                 continue;
             };
+            // A request re-run by a fee deposit may have failed again for another reason:
+            // it is listed under its current one only.
+            if k.get(4..8) != Some(&failure_index(reason).to_be_bytes()[..]) {
+                continue;
+            }
             let resolved_by = self.resolution(&record)?;
             if open_only && resolved_by.is_some() {
                 continue;

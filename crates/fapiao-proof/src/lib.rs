@@ -119,6 +119,9 @@ pub struct Verified {
     pub status: Status,
     /// The claim, if any.
     pub claim: Option<Claim>,
+    /// The corrected invoice that replaced this one after its reversal, if any (the
+    /// invoice it replaces itself is `issued.replaces`).
+    pub replaced_by: Option<InvoiceNumber>,
     /// Height of the header the status is proven against.
     pub as_of_height: u64,
     /// Its block time, ms.
@@ -340,6 +343,7 @@ pub fn verify(
             claim_ref: c.claim_ref.clone(),
             at_ms: c.claimed_at.0,
         }),
+        replaced_by: blue.replaced_by,
         as_of_height: status_header.body.height,
         as_of_ms,
     })

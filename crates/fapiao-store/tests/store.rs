@@ -123,6 +123,7 @@ fn invoice(id: &str, payment: &str) -> EventKind {
         }],
         payment_ids: vec![payment.into()],
         retry_of: None,
+        replaces: None,
     })
 }
 

@@ -206,6 +206,7 @@ pub fn request(id: &str, payments: &[&str]) -> InvoiceRequested {
         lines: vec![line(1000, 5000, 600)],
         payment_ids: payments.iter().map(|p| p.to_string()).collect(),
         retry_of: None,
+        replaces: None,
     }
 }
 

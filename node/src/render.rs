@@ -1,0 +1,398 @@
+//! The invoice as a document a person reads (`fapiao invoice show --format text|html`):
+//! seller, buyer, lines, tax, totals, status, red-letter and replacement links, and a QR
+//! code a phone or a finance department's scanner reads.
+//!
+//! QR payload (one line, comma-separated, documented in `docs/API.md`):
+//! `FAPIAO1,<number>,<check code>,<total yuan>,<issue date YYYYMMDD, UTC+8>,<verify URL>`,
+//! where the verify URL is `<base>/v1/verify/<number>?check_code=<check code>`, the
+//! public proof endpoint of a member node.
+
+use anyhow::{anyhow, Result};
+use fapiao_api::dto::{InvoiceDto, LineDto};
+use fapiao_core::{Fen, Quantity, TaxRate};
+use fapiao_engine::{business_day, format_day};
+use qrcode::render::{svg, unicode};
+use qrcode::{EcLevel, QrCode};
+
+/// What a reprint shows besides the invoice itself.
+pub(crate) struct Document<'a> {
+    /// The invoice.
+    pub(crate) invoice: &'a InvoiceDto,
+    /// For a red-letter invoice: the invoice it reverses (its buyer is the buyer).
+    pub(crate) original: Option<&'a InvoiceDto>,
+    /// The base URL of the node whose `/v1/verify` the QR code points at.
+    pub(crate) verify_base: &'a str,
+}
+
+impl Document<'_> {
+    /// The public verification address of this invoice.
+    pub(crate) fn verify_url(&self) -> String {
+        format!(
+            "{}/v1/verify/{}?check_code={}",
+            self.verify_base.trim_end_matches('/'),
+            self.invoice.number,
+            self.invoice.check_code
+        )
+    }
+
+    /// What the QR code holds.
+    pub(crate) fn qr_payload(&self) -> String {
+        let i = self.invoice;
+        format!(
+            "FAPIAO1,{},{},{},{},{}",
+            i.number,
+            i.check_code,
+            Fen(i.total_fen),
+            format_day(business_day(i.issued_at_ms)).replace('-', ""),
+            self.verify_url()
+        )
+    }
+
+    fn qr(&self) -> Result<QrCode> {
+        QrCode::with_error_correction_level(self.qr_payload().as_bytes(), EcLevel::M)
+            .map_err(|e| anyhow!("the QR code does not fit: {e}"))
+    }
+
+    fn is_red(&self) -> bool {
+        self.invoice.kind == "red"
+    }
+
+    fn title(&self) -> &'static str {
+        if self.is_red() {
+            "Red-letter electronic invoice"
+        } else {
+            "Electronic invoice"
+        }
+    }
+
+    fn buyer(&self) -> (String, Option<String>) {
+        let from = if self.is_red() {
+            self.original.unwrap_or(self.invoice)
+        } else {
+            self.invoice
+        };
+        (
+            from.buyer_name
+                .clone()
+                .unwrap_or_else(|| "(see the original invoice)".into()),
+            from.buyer_tax_id.clone(),
+        )
+    }
+
+    /// The status line, in words.
+    fn status(&self) -> String {
+        let i = self.invoice;
+        let mut s = match i.status.as_str() {
+            "issued" => "ISSUED".to_string(),
+            "partially_reversed" => format!("PARTLY REVERSED by red-letter {}", i.red_letters.join(", ")),
+            "reversed" => format!("REVERSED by red-letter {}", i.red_letters.join(", ")),
+            "red_letter" => format!(
+                "RED-LETTER: reverses {} ({})",
+                i.original.as_deref().unwrap_or("?"),
+                i.red_letter_reason.as_deref().unwrap_or("?").replace('_', " ")
+            ),
+            other => other.to_uppercase(),
+        };
+        if let Some(r) = &i.replaced_by {
+            s.push_str(&format!("; replaced by corrected invoice {r}"));
+        }
+        s
+    }
+
+    /// The links to other invoices, as (label, number) pairs.
+    fn links(&self) -> Vec<(&'static str, String)> {
+        let i = self.invoice;
+        let mut out = Vec::new();
+        if let Some(o) = &i.original {
+            out.push(("Reverses", o.clone()));
+        }
+        for r in &i.red_letters {
+            out.push(("Red-letter invoice", r.clone()));
+        }
+        if let Some(r) = &i.replaces {
+            out.push(("Corrects (replaces)", r.clone()));
+        }
+        if let Some(r) = &i.replaced_by {
+            out.push(("Replaced by", r.clone()));
+        }
+        out
+    }
+
+    /// A line's shown amounts: a red-letter invoice shows negative quantities and amounts.
+    fn line_cells(&self, l: &LineDto) -> [String; 5] {
+        let sign = if self.is_red() { -1 } else { 1 };
+        [
+            Quantity(sign * l.quantity_thousandths).to_string(),
+            Fen(l.unit_price_fen).to_string(),
+            TaxRate(l.tax_rate_bp).to_string(),
+            Fen(sign * l.net_fen).to_string(),
+            Fen(sign * l.tax_fen).to_string(),
+        ]
+    }
+
+    /// Plain text, with the QR code drawn in block characters (dark modules are ink).
+    pub(crate) fn text(&self) -> Result<String> {
+        let i = self.invoice;
+        let (buyer, buyer_tax_id) = self.buyer();
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(s.trim_end());
+            out.push('\n');
+        };
+        line(self.title().to_string());
+        line("=".repeat(self.title().len()));
+        line(format!("Number      {}", i.number));
+        line(format!("Check code  {}", i.check_code));
+        line(format!("Issued      {}", local_time(i.issued_at_ms)));
+        if let Some(t) = &i.invoice_type {
+            line(format!("Type        {}", t.replace('_', " ")));
+        }
+        line(format!("Status      {}", self.status()));
+        line(String::new());
+        line(format!("Seller      {} (member {})", i.seller_name, i.seller_code));
+        line(format!(
+            "Buyer       {}{}",
+            buyer,
+            buyer_tax_id.map(|t| format!(" (tax id {t})")).unwrap_or_default()
+        ));
+        line(String::new());
+        line(format!(
+            "{:>3}  {:<32} {:>10} {:>12} {:>6} {:>12} {:>10}",
+            "#", "Description", "Quantity", "Unit price", "Rate", "Net", "Tax"
+        ));
+        for (n, l) in i.lines.iter().enumerate() {
+            let [q, p, r, net, tax] = self.line_cells(l);
+            line(format!(
+                "{:>3}  {:<32} {q:>10} {p:>12} {r:>6} {net:>12} {tax:>10}",
+                n + 1,
+                l.description
+            ));
+        }
+        line(format!(
+            "{:>3}  {:<32} {:>10} {:>12} {:>6} {:>12} {:>10}",
+            "",
+            "Total",
+            "",
+            "",
+            "",
+            Fen(i.net_fen).to_string(),
+            Fen(i.tax_fen).to_string()
+        ));
+        line(format!("Total (tax included): CNY {}", Fen(i.total_fen)));
+        if !i.allocations.is_empty() {
+            let pays: Vec<String> = i
+                .allocations
+                .iter()
+                .map(|a| format!("{} {}", a.payment_id, Fen(a.amount_fen)))
+                .collect();
+            line(format!("Payments    {}", pays.join(", ")));
+        }
+        for (label, n) in self.links() {
+            line(format!("{label}: {n}"));
+        }
+        if let Some(c) = &i.claim {
+            line(format!(
+                "Claimed for reimbursement by member {} (ref {}) on {}",
+                c.claimant,
+                c.claim_ref,
+                local_time(c.claimed_at_ms)
+            ));
+        }
+        line(String::new());
+        line(format!("Verify: {}", self.verify_url()));
+        let qr = self
+            .qr()?
+            .render::<unicode::Dense1x2>()
+            .dark_color(unicode::Dense1x2::Dark)
+            .light_color(unicode::Dense1x2::Light)
+            .quiet_zone(true)
+            .build();
+        out.push_str(&qr);
+        out.push('\n');
+        Ok(out)
+    }
+
+    /// A self-contained HTML page (inline CSS and SVG, nothing fetched), for screens and
+    /// printing.
+    pub(crate) fn html(&self) -> Result<String> {
+        let i = self.invoice;
+        let (buyer, buyer_tax_id) = self.buyer();
+        let qr = self
+            .qr()?
+            .render::<svg::Color>()
+            .min_dimensions(200, 200)
+            .dark_color(svg::Color("#000000"))
+            .light_color(svg::Color("#ffffff"))
+            .quiet_zone(true)
+            .build();
+        let mut rows = String::new();
+        for (n, l) in i.lines.iter().enumerate() {
+            let [q, p, r, net, tax] = self.line_cells(l);
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{q}</td><td class=\"num\">{p}</td>\
+                 <td class=\"num\">{r}</td><td class=\"num\">{net}</td><td class=\"num\">{tax}</td></tr>\n",
+                n + 1,
+                esc(&l.description)
+            ));
+        }
+        let mut links = String::new();
+        for (label, n) in self.links() {
+            links.push_str(&format!(
+                "<li>{label}: <span class=\"link-number\">{}</span></li>\n",
+                esc(&n)
+            ));
+        }
+        let payments: Vec<String> = i
+            .allocations
+            .iter()
+            .map(|a| format!("{} {}", esc(&a.payment_id), Fen(a.amount_fen)))
+            .collect();
+        let claim = i
+            .claim
+            .as_ref()
+            .map(|c| {
+                format!(
+                    "<p id=\"claim\">Claimed for reimbursement by member {} (ref {}) on {}</p>",
+                    esc(&c.claimant),
+                    esc(&c.claim_ref),
+                    local_time(c.claimed_at_ms)
+                )
+            })
+            .unwrap_or_default();
+        let verify = self.verify_url();
+        let kind_class = if self.is_red() { "red" } else { "blue" };
+        Ok(format!(
+            r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title} {number}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #111; background: #fff; }}
+main {{ max-width: 900px; border: 2px solid #8a4b08; padding: 16px 24px; }}
+main.red {{ border-color: #b00020; }}
+header {{ display: flex; justify-content: space-between; align-items: flex-start; }}
+h1 {{ font-size: 22px; margin: 0 0 8px 0; }}
+dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 12px; margin: 0; }}
+dt {{ font-weight: bold; }}
+dd {{ margin: 0; font-family: monospace; }}
+#status {{ font-weight: bold; padding: 6px 0; }}
+main.red #status {{ color: #b00020; }}
+.parties {{ display: flex; gap: 48px; margin: 12px 0; }}
+.parties h2 {{ font-size: 15px; margin: 0; }}
+.parties p {{ margin: 2px 0; }}
+table {{ border-collapse: collapse; width: 100%; margin: 12px 0; }}
+th, td {{ border: 1px solid #999; padding: 4px 6px; text-align: left; }}
+td.num, th.num {{ text-align: right; font-family: monospace; }}
+tfoot td {{ font-weight: bold; }}
+#total {{ font-size: 18px; font-weight: bold; }}
+.qr svg {{ display: block; }}
+footer {{ margin-top: 12px; font-size: 13px; }}
+</style>
+</head>
+<body>
+<main class="invoice {kind_class}">
+<header>
+<div>
+<h1 id="title">{title}</h1>
+<dl>
+<dt>Number</dt><dd id="number">{number}</dd>
+<dt>Check code</dt><dd id="check-code">{check_code}</dd>
+<dt>Issued</dt><dd id="issued-at">{issued}</dd>
+<dt>Type</dt><dd id="type">{kind}</dd>
+</dl>
+</div>
+<div class="qr" id="qr" title="{qr_title}">{qr}</div>
+</header>
+<p id="status">Status: {status}</p>
+<section class="parties">
+<div id="seller"><h2>Seller</h2><p>{seller}</p><p>Member {seller_code}</p></div>
+<div id="buyer"><h2>Buyer</h2><p>{buyer}</p><p>{buyer_tax}</p></div>
+</section>
+<table id="lines">
+<thead><tr><th>#</th><th>Description</th><th class="num">Quantity</th><th class="num">Unit price</th><th class="num">Tax rate</th><th class="num">Net</th><th class="num">Tax</th></tr></thead>
+<tbody>
+{rows}</tbody>
+<tfoot><tr><td colspan="5">Total</td><td class="num" id="net">{net}</td><td class="num" id="tax">{tax}</td></tr></tfoot>
+</table>
+<p id="total">Total (tax included): CNY {total}</p>
+<p id="payments">Payments: {payments}</p>
+<ul id="links">
+{links}</ul>
+{claim}
+<footer>Verify this invoice at <a id="verify-url" href="{verify}">{verify}</a>: the node answers with a proof that checks offline against the consortium's genesis (<code>fapiao verify</code>).</footer>
+</main>
+</body>
+</html>
+"#,
+            title = self.title(),
+            number = esc(&i.number),
+            check_code = esc(&i.check_code),
+            issued = local_time(i.issued_at_ms),
+            kind = esc(&i
+                .invoice_type
+                .clone()
+                .unwrap_or_else(|| "red-letter".into())
+                .replace('_', " ")),
+            qr_title = esc(&self.qr_payload()),
+            status = esc(&self.status()),
+            seller = esc(&i.seller_name),
+            seller_code = esc(&i.seller_code),
+            buyer = esc(&buyer),
+            buyer_tax = buyer_tax_id.map(|t| format!("Tax id {}", esc(&t))).unwrap_or_default(),
+            net = Fen(i.net_fen),
+            tax = Fen(i.tax_fen),
+            total = Fen(i.total_fen),
+            payments = payments.join(", "),
+            verify = esc(&verify),
+        ))
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS (UTC+8)`, the merchants' business time.
+fn local_time(ms: u64) -> String {
+    const CST_MS: u64 = 8 * 3_600_000;
+    let day = business_day(ms);
+    let secs = ((ms + CST_MS) % 86_400_000) / 1000;
+    format!(
+        "{} {:02}:{:02}:{:02} (UTC+8)",
+        format_day(day),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// HTML text escaping (buyer names and descriptions come from clients).
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_time_is_utc_plus_8() {
+        // 2026-01-01T00:00:03Z is 08:00:03 in Beijing.
+        assert_eq!(local_time(1_767_225_603_000), "2026-01-01 08:00:03 (UTC+8)");
+        // 2025-12-31T16:00:00Z is already 2026-01-01 there.
+        assert_eq!(local_time(1_767_196_800_000), "2026-01-01 00:00:00 (UTC+8)");
+    }
+
+    #[test]
+    fn text_from_clients_is_escaped() {
+        assert_eq!(esc("<b>\"A&B\"</b>'"), "&lt;b&gt;&quot;A&amp;B&quot;&lt;/b&gt;&#39;");
+    }
+}
