@@ -599,6 +599,36 @@ fn reprint(node: &DevNode, invoice: &str, must_show: &[&str]) {
 
 // ---- tests -------------------------------------------------------------------------
 
+/// The catalogue: the CLI (without a node) and the API serve the same entries, every
+/// reason with its cause and remedy.
+#[test]
+fn the_failure_catalogue_is_served_by_the_cli_and_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path(), free_port());
+    let o = Command::new(bin())
+        .args(["invoice", "catalogue", "--json"])
+        .output()
+        .unwrap();
+    let cli: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", out(&o)));
+    let api: serde_json::Value = reqwest::blocking::get(format!("{}/v1/failure-catalogue", node.url()))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(cli, api);
+    let entries = cli.as_array().unwrap();
+    assert_eq!(entries.len(), 21);
+    for e in entries {
+        assert!(
+            !e["cause"].as_str().unwrap().is_empty() && !e["remedy"].as_str().unwrap().is_empty(),
+            "{e}"
+        );
+    }
+    let fee = entries.iter().find(|e| e["code"] == "FEE_BALANCE_TOO_LOW").unwrap();
+    assert_eq!(fee["retryable"], true);
+    let text = ok(Command::new(bin()).args(["invoice", "catalogue"]).output().unwrap());
+    assert!(text.contains("REPLACES_INVALID") && text.contains("cause:"), "{text}");
+}
+
 #[test]
 fn wrong_buyer_details_then_a_corrected_retry_is_issued() {
     let dir = tempfile::tempdir().unwrap();

@@ -66,6 +66,9 @@ pub(crate) enum InvoiceCommand {
         #[arg(long)]
         request: Option<String>,
     },
+    /// Every failure reason: code, cause, whether the unchanged request can succeed
+    /// later, and the remedy (no node needed).
+    Catalogue,
     /// Show a request with its retries.
     History {
         /// The request id.
@@ -465,8 +468,12 @@ pub(crate) fn reverse(opts: &ClientOpts, payment: String, reason: String) -> Res
 }
 
 pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
+    if let InvoiceCommand::Catalogue = cmd {
+        return print_catalogue(opts.json);
+    }
     let ctx = Ctx::new(opts)?;
     match cmd {
+        InvoiceCommand::Catalogue => unreachable!("answered above, without a node"),
         InvoiceCommand::Request(a) => {
             let invoice_type =
                 InvoiceType::from_name(&a.invoice_type).ok_or_else(|| anyhow!("--type: normal or special_vat"))?;
@@ -854,6 +861,26 @@ fn print_invoice(i: &InvoiceDto) {
     if let Some(c) = &i.claim {
         println!("  claimed by member {} ({})", c.claimant, c.claim_ref);
     }
+}
+
+fn print_catalogue(json: bool) -> Result<()> {
+    let all = fapiao_domain::catalogue::ALL.map(fapiao_domain::catalogue::info);
+    if json {
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(
+                |i| serde_json::json!({"code": i.code, "retryable": i.retryable, "cause": i.cause, "remedy": i.remedy}),
+            )
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for i in all {
+        println!("{}{}", i.code, if i.retryable { "  [retryable unchanged]" } else { "" });
+        println!("    cause:  {}", i.cause);
+        println!("    remedy: {}", i.remedy);
+    }
+    Ok(())
 }
 
 fn print_failures(list: &FailureListDto) {

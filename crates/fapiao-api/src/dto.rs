@@ -535,6 +535,8 @@ pub struct CatalogueEntryDto {
     pub code: String,
     /// Retryable unchanged.
     pub retryable: bool,
+    /// What went wrong.
+    pub cause: String,
     /// Remedy.
     pub remedy: String,
 }

@@ -594,6 +594,7 @@ async fn catalogue() -> Json<Vec<CatalogueEntryDto>> {
                 CatalogueEntryDto {
                     code: i.code.into(),
                     retryable: i.retryable,
+                    cause: i.cause.into(),
                     remedy: i.remedy.into(),
                 }
             })

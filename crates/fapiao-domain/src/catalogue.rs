@@ -1,5 +1,5 @@
-//! The failure catalogue: for every reason code, whether it is retryable and the remedy
-//! shown to the merchant.
+//! The failure catalogue: for every reason code, its cause, whether it is retryable and
+//! the remedy shown to the merchant.
 //!
 //! The ledger records only the code, the field and the detail (see
 //! [`fapiao_core::event::InvoiceFailed`]); remedies are looked up here so their wording
@@ -20,6 +20,8 @@ pub struct FailureInfo {
     pub code: &'static str,
     /// Whether the unchanged request can succeed later.
     pub retryable: bool,
+    /// One line saying what went wrong.
+    pub cause: &'static str,
     /// One line telling the merchant what to do.
     pub remedy: &'static str,
 }
@@ -79,7 +81,36 @@ pub fn info(reason: FailureReason) -> FailureInfo {
         reason,
         code,
         retryable,
+        cause: cause(reason),
         remedy,
+    }
+}
+
+/// What went wrong, in one line.
+fn cause(reason: FailureReason) -> &'static str {
+    use FailureReason as R;
+    match reason {
+        R::BuyerNameMissing => "The request has no buyer name.",
+        R::BuyerTaxIdInvalid => "The buyer tax id is not a valid unified social credit code (length, characters or check character).",
+        R::BuyerTaxIdRequired => "A special VAT invoice was requested without the buyer's tax id.",
+        R::NoLines => "The request has no lines.",
+        R::TaxRateNotAllowed => "A line uses a tax rate the consortium's genesis does not allow.",
+        R::LineQuantityNotPositive => "A line's quantity is zero or negative.",
+        R::LinePriceNotPositive => "A line's unit price is zero or negative.",
+        R::PaymentsInvalid => "No payment is listed, or one is listed twice.",
+        R::PaymentNotFound => "A listed payment is not (yet) recorded on this merchant's chain.",
+        R::PaymentReversed => "A listed payment was reversed as wrongly entered.",
+        R::PaymentFullyInvoiced => "A listed payment has nothing left to invoice (paid minus refunded minus invoiced).",
+        R::TotalAboveInvoiceable => "The invoice total is more than the listed payments still cover.",
+        R::InvoiceTypeNotPermitted => "The merchant's policy does not permit this invoice type.",
+        R::TotalAboveMerchantLimit => "The total is above the merchant's per-invoice limit.",
+        R::FeeBalanceTooLow => "The merchant's invoicing fee balance is below the fee for one invoice.",
+        R::RetryOfInvalid => "retry_of names no request of this merchant, one that did not fail, or one already retried.",
+        R::AmountOverflow => "A line's amount is too large to represent.",
+        R::InvoiceNotFound => "The red-letter request names no issued (blue) invoice of this merchant.",
+        R::InvoiceAlreadyReversed => "The invoice to reverse is already fully reversed.",
+        R::RedLetterExceedsRemaining => "The partial red-letter lines exceed what is left of the invoice, or use a rate not on it.",
+        R::ReplacesInvalid => "replaces names no red-letter reversed invoice of this merchant, one already replaced, or one that did not draw on the listed payments.",
     }
 }
 
@@ -97,11 +128,26 @@ mod tests {
         let mut codes: Vec<&str> = ALL.iter().map(|r| info(*r).code).collect();
         for r in ALL {
             assert_eq!(from_code(info(r).code), Some(r));
-            assert!(!info(r).remedy.is_empty());
+            assert!(!info(r).remedy.is_empty() && !info(r).cause.is_empty());
         }
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), ALL.len());
+    }
+
+    #[test]
+    fn the_runbook_has_a_row_for_every_code() {
+        // Read at run time: cargo sets CARGO_MANIFEST_DIR for the test process.
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("tests run under cargo");
+        let path = std::path::Path::new(&dir).join("../../docs/OPERATIONS.md");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for r in ALL {
+            let code = info(r).code;
+            assert!(
+                text.lines().any(|l| l.starts_with("| ") && l.contains(code)),
+                "docs/OPERATIONS.md's failure table has no row for {code}"
+            );
+        }
     }
 
     #[test]
