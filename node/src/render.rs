@@ -79,6 +79,15 @@ impl Document<'_> {
         )
     }
 
+    /// Blue: what each payment still stands for; red: what returns to each payment.
+    fn payments_label(&self) -> &'static str {
+        if self.is_red() {
+            "Returned to"
+        } else {
+            "Payments"
+        }
+    }
+
     /// The status line, in words.
     fn status(&self) -> String {
         let i = self.invoice;
@@ -185,7 +194,7 @@ impl Document<'_> {
                 .iter()
                 .map(|a| format!("{} {}", a.payment_id, Fen(a.amount_fen)))
                 .collect();
-            line(format!("Payments    {}", pays.join(", ")));
+            line(format!("{:<11} {}", self.payments_label(), pays.join(", ")));
         }
         for (label, n) in self.links() {
             line(format!("{label}: {n}"));
@@ -316,7 +325,7 @@ footer {{ margin-top: 12px; font-size: 13px; }}
 <tfoot><tr><td colspan="5">Total</td><td class="num" id="net">{net}</td><td class="num" id="tax">{tax}</td></tr></tfoot>
 </table>
 <p id="total">Total (tax included): CNY {total}</p>
-<p id="payments">Payments: {payments}</p>
+<p id="payments">{payments_label}: {payments}</p>
 <ul id="links">
 {links}</ul>
 {claim}
@@ -343,6 +352,7 @@ footer {{ margin-top: 12px; font-size: 13px; }}
             net = Fen(i.net_fen),
             tax = Fen(i.tax_fen),
             total = Fen(i.total_fen),
+            payments_label = self.payments_label(),
             payments = payments.join(", "),
             verify = esc(&verify),
         ))
