@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, payment};
+use common::{bin, ok, payment};
 use fapiao_api::Client;
 use fapiao_core::{keyfile, Genesis, MemberCode, SecretKey};
 use serde_json::Value;
@@ -133,10 +133,16 @@ impl Network {
     /// Creates a 4-member network with `fapiao dev --nodes 4 --init-only` and starts
     /// every node.
     fn start() -> Network {
+        Network::start_with(&[])
+    }
+
+    /// As [`Network::start`], with extra `fapiao dev` arguments.
+    fn start_with(args: &[&str]) -> Network {
         let tmp = tempfile::tempdir().unwrap();
         let out = Command::new(bin())
             .args(["dev", "--nodes", &N.to_string(), "--init-only", "--data"])
             .arg(tmp.path())
+            .args(args)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -543,6 +549,65 @@ fn a_peer_sending_invalid_data_is_disconnected_and_the_rest_go_on() {
         net.pay(i, "b", 10);
     }
     net.wait_converged(&[0, 1, 2]);
+}
+
+/// A fee deposit on one member's chain issues the request that waited for it, as a
+/// derived entry: every member re-derives it, certifies the block and holds the same
+/// state.
+#[test]
+fn an_automatic_reissue_after_a_fee_deposit_is_certified_by_every_member() {
+    let _serial = serial();
+    let net = Network::start_with(&["--fee-balance", "0.10"]);
+    let owner = 1;
+    let cli = |args: &[&str]| {
+        let o = Command::new(bin())
+            .args(args)
+            .arg("--client")
+            .arg(net.nodes[owner].dir.join("client.toml"))
+            .output()
+            .unwrap();
+        ok(o)
+    };
+    let request = |id: &str, payment: &str| {
+        cli(&[
+            "invoice",
+            "request",
+            "--id",
+            id,
+            "--payment",
+            payment,
+            "--buyer-name",
+            "Shanghai Trading Co",
+            "--line",
+            "Oolong tea|1|50.00|6",
+        ])
+    };
+    cli(&["pay", "--amount", "60.00", "--method", "card", "--id", "P1"]);
+    cli(&["pay", "--amount", "60.00", "--method", "card", "--id", "P2"]);
+    assert!(request("R1", "P1").contains("R1 invoice: ISSUED"));
+    let failed = request("R2", "P2");
+    assert!(failed.contains("FAILED FEE_BALANCE_TOO_LOW"), "{failed}");
+    let text = cli(&["fee", "deposit", "--amount", "1.00", "--id", "D1"]);
+    assert!(
+        text.contains("re-issued automatically: request R2 -> invoice"),
+        "{text}"
+    );
+    let height: u64 = text
+        .split("at height ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no height in: {text}"));
+    net.wait_converged(&net.all());
+    let chain = net.chain(owner);
+    for (i, node) in net.nodes.iter().enumerate() {
+        let b = node.get(&format!("/v1/chains/{chain}/blocks/{height}"));
+        assert_eq!(b["header"]["certified"], true, "node {}", i + 1);
+        let e = &b["entries"];
+        assert_eq!(e[0]["kind"], "fee_deposited", "node {}: {b}", i + 1);
+        assert_eq!(e[1]["kind"], "invoice_issued", "node {}: {b}", i + 1);
+        assert_eq!(e[1]["data"]["request_id"], "R2", "node {}: {b}", i + 1);
+    }
 }
 
 /// `fapiao dev --nodes 4` starts four processes and prints each node's address.

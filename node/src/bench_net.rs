@@ -102,7 +102,7 @@ pub(crate) fn run(
     if data.exists() {
         bail!("{} exists; the benchmark makes a fresh network there", data.display());
     }
-    let dirs = dev::init_multi(data, N)?;
+    let dirs = dev::init_multi(data, N, dev::DEV_FEE_BALANCE)?;
     let genesis = Genesis::from_toml(&std::fs::read_to_string(dirs[0].join("genesis.toml"))?)?;
     let keys: Vec<_> = dirs
         .iter()

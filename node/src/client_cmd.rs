@@ -92,7 +92,7 @@ pub(crate) enum InvoiceCommand {
         #[arg(long = "line")]
         lines: Vec<String>,
         /// A file of replacement lines, one per line in the same form.
-        #[arg(long)]
+        #[arg(long, visible_alias = "lines")]
         lines_file: Option<PathBuf>,
     },
     /// Re-issue every open failed request with one failure reason, unchanged (after the

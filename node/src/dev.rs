@@ -70,11 +70,6 @@ fn dev_others(operator: &SecretKey, verifier: &SecretKey) -> Vec<Member> {
     .collect()
 }
 
-/// A dev genesis of merchants `(code, key, p2p address)`.
-fn dev_genesis(members: &[(u32, &SecretKey, Option<String>)], fee_balance: Fen) -> Result<Genesis> {
-    dev_genesis_of(dev_members(members, fee_balance))
-}
-
 fn dev_genesis_of(members: Vec<Member>) -> Result<Genesis> {
     Ok(Genesis::new(
         "fapiao-dev".into(),
@@ -212,9 +207,11 @@ pub(crate) async fn admit_bootstrap(running: &crate::run::Running, dir: &Path) -
     Ok(())
 }
 
-/// Creates a local network of `n` merchants under `dir` (one directory per node) if it
-/// is not there yet. Returns each node's directory.
-pub(crate) fn init_multi(dir: &Path, n: usize) -> Result<Vec<std::path::PathBuf>> {
+/// Creates a local network of `n` merchants, plus the dev operator and tax office, under
+/// `dir` (one directory per node) if it is not there yet. Every node's profile holds the
+/// operator's and the tax office's keys too, so fee deposits, policy changes and claims
+/// work from any of them. Returns each node's directory.
+pub(crate) fn init_multi(dir: &Path, n: usize, fee_balance: Fen) -> Result<Vec<std::path::PathBuf>> {
     let dirs: Vec<std::path::PathBuf> = (1..=n).map(|i| dir.join(format!("node{i}"))).collect();
     if dirs.iter().all(|d| d.join("node.toml").exists()) {
         return Ok(dirs);
@@ -232,17 +229,24 @@ pub(crate) fn init_multi(dir: &Path, n: usize) -> Result<Vec<std::path::PathBuf>
         .enumerate()
         .map(|(i, k)| (DEV_CHAIN + i as u32, k, Some(format!("/ip4/127.0.0.1/tcp/{}", p2p[i]))))
         .collect();
-    let genesis = dev_genesis(&members, DEV_FEE_BALANCE)?;
+    let operator = SecretKey::generate();
+    let verifier = SecretKey::generate();
+    let mut all = dev_members(&members, fee_balance);
+    all.extend(dev_others(&operator, &verifier));
+    let genesis = dev_genesis_of(all)?;
     for (i, d) in dirs.iter().enumerate() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        files::write_key_file(&d.join("operator.key"), &operator, true)?;
+        files::write_key_file(&d.join("verifier.key"), &verifier, true)?;
         let listen = format!("/ip4/127.0.0.1/tcp/{}", p2p[i]);
-        write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen), false)?;
+        write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen), true)?;
     }
     Ok(dirs)
 }
 
 /// Runs a local network of `n` nodes as child processes until Ctrl-C.
-pub(crate) async fn run_multi(dir: &Path, n: usize) -> Result<()> {
-    let dirs = init_multi(dir, n)?;
+pub(crate) async fn run_multi(dir: &Path, n: usize, fee_balance: Fen) -> Result<()> {
+    let dirs = init_multi(dir, n, fee_balance)?;
     let exe = std::env::current_exe().context("locating the fapiao binary")?;
     let mut children = Vec::new();
     for d in &dirs {

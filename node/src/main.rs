@@ -67,8 +67,8 @@ enum Command {
         /// with `fapiao node run --config DIR/nodeN/node.toml`.
         #[arg(long)]
         init_only: bool,
-        /// The merchant's opening invoicing fee balance in yuan (one-node network, first
-        /// start only; one invoice costs 0.10). A low balance shows fee failures and their automatic
+        /// Each merchant's opening invoicing fee balance in yuan (first start only; one
+        /// invoice costs 0.10). A low balance shows fee failures and their automatic
         /// re-issue after `fapiao fee deposit`.
         #[arg(long, default_value = "1000.00")]
         fee_balance: String,
@@ -528,22 +528,18 @@ fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("--fee-balance {fee_balance}: {e}"))?;
             init_tracing();
             if nodes > 1 {
-                anyhow::ensure!(
-                    fee_balance == dev::DEV_FEE_BALANCE,
-                    "--fee-balance applies to the one-node dev network"
-                );
                 let data = if data == std::path::Path::new("data/dev") {
                     PathBuf::from("data/devnet")
                 } else {
                     data
                 };
                 if init_only {
-                    for d in dev::init_multi(&data, nodes.into())? {
+                    for d in dev::init_multi(&data, nodes.into(), fee_balance)? {
                         println!("{}", d.join("node.toml").display());
                     }
                     return Ok(());
                 }
-                runtime()?.block_on(dev::run_multi(&data, nodes.into()))
+                runtime()?.block_on(dev::run_multi(&data, nodes.into(), fee_balance))
             } else {
                 runtime()?.block_on(dev::run(&data, port, fee_balance))
             }
