@@ -261,3 +261,20 @@ pub fn pos_stream(node: &mut DevNode, outbox_dir: &Path, prefix: &str, count: us
     assert_eq!(outbox.pending().unwrap(), 0);
     assert!(outbox.failed().unwrap().is_empty());
 }
+
+/// `fapiao invoice request` arguments: one line of 50.00 at 6% (53.00 with tax) for the
+/// buyer "Shanghai Trading Co" on `payment`.
+pub fn invoice_request_args<'a>(id: &'a str, payment: &'a str) -> Vec<&'a str> {
+    vec![
+        "invoice",
+        "request",
+        "--id",
+        id,
+        "--payment",
+        payment,
+        "--buyer-name",
+        "Shanghai Trading Co",
+        "--line",
+        "Oolong tea|1|50.00|6",
+    ]
+}

@@ -69,22 +69,8 @@ fn request(node: &DevNode, id: &str, payment: &str, tax_id: &str, kind: &str) ->
 }
 
 fn request_with(node: &DevNode, id: &str, payment: &str, tax_id: &str, kind: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "invoice",
-        "request",
-        "--id",
-        id,
-        "--payment",
-        payment,
-        "--type",
-        kind,
-        "--buyer-name",
-        "Shanghai Trading Co",
-        "--buyer-tax-id",
-        tax_id,
-        "--line",
-        "Oolong tea|1|50.00|6",
-    ];
+    let mut args = invoice_request_args(id, payment);
+    args.extend_from_slice(&["--type", kind, "--buyer-tax-id", tax_id]);
     args.extend_from_slice(extra);
     ok(node.cli(&args))
 }

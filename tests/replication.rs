@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, ok, payment};
+use common::{bin, invoice_request_args, ok, payment};
 use fapiao_api::Client;
 use fapiao_core::{keyfile, Genesis, MemberCode, SecretKey};
 use serde_json::Value;
@@ -568,20 +568,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_certified_by_every_member() {
             .unwrap();
         ok(o)
     };
-    let request = |id: &str, payment: &str| {
-        cli(&[
-            "invoice",
-            "request",
-            "--id",
-            id,
-            "--payment",
-            payment,
-            "--buyer-name",
-            "Shanghai Trading Co",
-            "--line",
-            "Oolong tea|1|50.00|6",
-        ])
-    };
+    let request = |id: &str, payment: &str| cli(&invoice_request_args(id, payment));
     cli(&["pay", "--amount", "60.00", "--method", "card", "--id", "P1"]);
     cli(&["pay", "--amount", "60.00", "--method", "card", "--id", "P2"]);
     assert!(request("R1", "P1").contains("R1 invoice: ISSUED"));
