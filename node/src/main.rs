@@ -409,7 +409,28 @@ pub(crate) fn now() -> fapiao_core::Timestamp {
     )
 }
 
+/// Output piped into a reader that stopped (`fapiao invoice show N --format text | head`)
+/// ends the command quietly, with the status a shell gives a program killed by SIGPIPE,
+/// instead of a panic and a backtrace: Rust ignores SIGPIPE, so the write fails and
+/// `print!` panics with this message.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e}");
