@@ -792,6 +792,69 @@ fn a_deposit_issues_fee_blocked_requests_in_order() {
     assert_eq!(deposit(&mut w, "D3", 1_00).entries.len(), 1);
 }
 
+/// The queue's two bounds: at most `FEE_BLOCKED_MAX` requests wait (a later one is
+/// recorded as failed, saying it was not queued), and one block carries at most
+/// `AUTO_REISSUE_BYTES_MAX` of automatic issues (the rest wait for the next deposit).
+#[test]
+fn the_fee_queue_and_automatic_issues_are_bounded() {
+    use fapiao_domain::execute::{AUTO_REISSUE_BYTES_MAX, FEE_BLOCKED_MAX, LINES_MAX, TEXT_BYTES_MAX};
+    let mut w = World::new();
+    let pays: Vec<Event> = (0..FEE_BLOCKED_MAX + 11)
+        .map(|i| {
+            w.event(
+                &w.owner,
+                EventKind::PaymentRecorded(payment(&format!("P{i}"), 1_000_000_00)),
+            )
+        })
+        .collect();
+    w.block(&pays);
+    // Big requests: 100 lines with 256-byte descriptions, about 30 KB issued.
+    let big = |i: usize| {
+        let mut r = request(&format!("R{i}"), &[&format!("P{i}")]);
+        r.lines = (0..LINES_MAX)
+            .map(|_| LineItem {
+                description: "x".repeat(TEXT_BYTES_MAX),
+                ..line(1000, 100, 600)
+            })
+            .collect();
+        w.event(&w.owner, EventKind::InvoiceRequested(r))
+    };
+    let requests: Vec<Event> = (0..FEE_BLOCKED_MAX + 11).map(big).collect();
+    let ex = w.block(&requests);
+    assert!(ex.rejected.is_empty());
+    // 10 issued on the genesis balance, then FEE_BLOCKED_MAX queued, then one not.
+    assert_eq!(fee_queue(&w).len(), FEE_BLOCKED_MAX);
+    let last = w.request(&format!("R{}", FEE_BLOCKED_MAX + 10)).unwrap();
+    match last.outcome {
+        RequestOutcome::Failed { reason, detail, .. } => {
+            assert_eq!(reason, FailureReason::FeeBalanceTooLow);
+            assert!(detail.contains("not queued for automatic re-issue"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Enough balance for all: the block stops at the byte budget.
+    let ex = deposit(&mut w, "D1", 1_000_000);
+    let issued = ex.entries.len() - 1;
+    let bytes: usize = ex.entries[1..].iter().map(|e| codec::to_bytes(e).len()).sum();
+    assert!(issued > 0 && issued < FEE_BLOCKED_MAX, "{issued}");
+    assert!(
+        (AUTO_REISSUE_BYTES_MAX..AUTO_REISSUE_BYTES_MAX + 64 * 1024).contains(&bytes),
+        "{bytes} bytes of automatic issues in one block"
+    );
+    assert_eq!(fee_queue(&w).len(), FEE_BLOCKED_MAX - issued);
+    // The next deposit goes on where the last stopped.
+    let ex = deposit(&mut w, "D2", 1);
+    assert_eq!(ex.entries.len() - 1, issued, "the same budget again");
+    match &ex.entries[1] {
+        Entry::Derived(Derived {
+            kind: DerivedKind::InvoiceIssued(i),
+            ..
+        }) => assert_eq!(i.request_id, format!("R{}", 10 + issued)),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_corrected_invoice_replaces_a_reversed_one_both_ways() {
     use FailureReason as F;
