@@ -246,6 +246,16 @@ fn fee_too_low(node: &DevNode, p: &str) -> Sums {
     );
     let listed = ok(node.cli(&["invoice", "list", "--failed"]));
     assert!(listed.contains("FEE_BALANCE_TOO_LOW: 1"), "{listed}");
+    // The full list keeps the failure, resolved by the automatic issue.
+    let all = ok(node.cli(&["invoice", "list", "--failed", "--all"]));
+    let r2_line = all
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{p}R2 ")))
+        .unwrap_or_else(|| panic!("{p}R2 is listed: {all}"));
+    assert!(
+        r2_line.contains("-> issued") && all.contains("FEE_BALANCE_TOO_LOW: 2"),
+        "{all}"
+    );
 
     // Enough for everything after.
     let text = ok(node.cli(&["fee", "deposit", "--amount", "100.00", "--id", &format!("{p}D2")]));

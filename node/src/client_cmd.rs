@@ -56,7 +56,7 @@ pub(crate) enum InvoiceCommand {
         /// Only this failure reason code.
         #[arg(long)]
         reason: Option<String>,
-        /// Include failures already resolved by a retry.
+        /// Include failures already resolved, by a retry or by a fee deposit.
         #[arg(long)]
         all: bool,
         /// The invoices drawing on this payment.

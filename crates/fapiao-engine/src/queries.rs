@@ -1,8 +1,8 @@
 //! Reads for the API and the CLI.
 
 use crate::Engine;
-use fapiao_core::event::FailureReason;
-use fapiao_core::{Block, Certificate, EventId, Header, InvoiceNumber, MemberCode, NetworkId};
+use fapiao_core::event::{DerivedKind, FailureReason};
+use fapiao_core::{Block, Certificate, Derived, Entry, EventId, Header, InvoiceNumber, MemberCode, NetworkId};
 use fapiao_domain::state::{InvoiceRecord, PaymentInvoicing, PaymentRecord, RequestOutcome, RequestRecord};
 use fapiao_domain::{StateKey, StateRead, StateValue};
 use fapiao_store::tables::{self, IdxFailure, State};
@@ -216,7 +216,7 @@ impl Engine {
     }
 
     /// Failed requests, optionally of one reason; `open_only` leaves out those whose
-    /// retries ended in an issued invoice.
+    /// retries ended in an issued invoice, and those a fee deposit issued automatically.
     pub fn failures(
         &self,
         reason: Option<FailureReason>,
@@ -228,7 +228,7 @@ impl Engine {
             prefix.extend_from_slice(&failure_index(r).to_be_bytes());
         }
         let mut out = Vec::new();
-        for (k, _) in self.store().scan::<IdxFailure>(&prefix, None, usize::MAX)? {
+        for (k, loc) in self.store().scan::<IdxFailure>(&prefix, None, usize::MAX)? {
             if out.len() >= limit {
                 break;
             }
@@ -236,15 +236,29 @@ impl Engine {
             let Some(record) = self.request(&request_id)? else {
                 continue;
             };
-            let RequestOutcome::Failed { reason, field, detail } = record.outcome.clone() else {
-                continue;
+            let (reason, field, detail, resolved_by) = match &record.outcome {
+                RequestOutcome::Failed { reason, field, detail } => {
+                    // A request re-run by a fee deposit may have failed again for another
+                    // reason: it is listed under its current one only.
+                    if k.get(4..8) != Some(&failure_index(*reason).to_be_bytes()[..]) {
+                        continue;
+                    }
+                    (*reason, field.clone(), detail.clone(), self.resolution(&record)?)
+                }
+                // Issued automatically by a fee deposit: the failure as it was recorded,
+                // resolved by the request itself.
+                RequestOutcome::Issued(number) if record.auto_reissue.is_some() => {
+                    let Some(Entry::Derived(Derived {
+                        kind: DerivedKind::InvoiceFailed(f),
+                        ..
+                    })) = self.store().entry(&loc)?
+                    else {
+                        continue;
+                    };
+                    (f.reason, f.field, f.detail, Some((request_id.clone(), *number)))
+                }
+                _ => continue,
             };
-            // A request re-run by a fee deposit may have failed again for another reason:
-            // it is listed under its current one only.
-            if k.get(4..8) != Some(&failure_index(reason).to_be_bytes()[..]) {
-                continue;
-            }
-            let resolved_by = self.resolution(&record)?;
             if open_only && resolved_by.is_some() {
                 continue;
             }
