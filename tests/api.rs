@@ -17,6 +17,14 @@ struct Api {
 }
 
 impl Api {
+    fn of(node: &DevNode) -> Api {
+        Api {
+            url: node.url(),
+            token: node.token(),
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+
     fn post_raw(&self, path: &str, body: Vec<u8>, content_type: &str) -> (u16, Value) {
         let r = self
             .http
@@ -70,11 +78,7 @@ fn hexed(e: &fapiao_core::Event) -> String {
 fn every_endpoint_refuses_bad_input_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path(), free_port());
-    let api = Api {
-        url: node.url(),
-        token: node.token(),
-        http: reqwest::blocking::Client::new(),
-    };
+    let api = Api::of(&node);
     let g = node.genesis();
     let net = g.network_id();
     let client = node.client_key();
@@ -324,20 +328,9 @@ fn quick_start_with_the_cli() {
     assert!(out(&o).contains("certified"), "{}", out(&o));
 
     // Wrong buyer tax id: recorded as a failure with its remedy; the payment stays.
-    let o = node.cli(&[
-        "invoice",
-        "request",
-        "--id",
-        "R1",
-        "--payment",
-        "P1",
-        "--buyer-name",
-        "Shanghai Trading Co",
-        "--buyer-tax-id",
-        "91110000600037341M",
-        "--line",
-        "Oolong tea|1|50.00|6",
-    ]);
+    let mut args = invoice_request_args("R1", "P1");
+    args.extend_from_slice(&["--buyer-tax-id", "91110000600037341M"]);
+    let o = node.cli(&args);
     let text = out(&o);
     assert!(o.status.success(), "{text}");
     assert!(text.contains("FAILED BUYER_TAX_ID_INVALID"), "{text}");
@@ -347,22 +340,9 @@ fn quick_start_with_the_cli() {
     );
 
     // The corrected request is issued, linked to the failed one.
-    let o = node.cli(&[
-        "invoice",
-        "request",
-        "--id",
-        "R2",
-        "--retry-of",
-        "R1",
-        "--payment",
-        "P1",
-        "--buyer-name",
-        "Shanghai Trading Co",
-        "--buyer-tax-id",
-        "91110000600037341L",
-        "--line",
-        "Oolong tea|1|50.00|6",
-    ]);
+    let mut args = invoice_request_args("R2", "P1");
+    args.extend_from_slice(&["--retry-of", "R1", "--buyer-tax-id", "91110000600037341L"]);
+    let o = node.cli(&args);
     let text = out(&o);
     assert!(o.status.success(), "{text}");
     assert!(text.contains("R1 invoice: FAILED"), "{text}");
@@ -396,11 +376,7 @@ fn quick_start_with_the_cli() {
 fn maintenance_pauses_writes_only_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path(), free_port());
-    let api = Api {
-        url: node.url(),
-        token: node.token(),
-        http: reqwest::blocking::Client::new(),
-    };
+    let api = Api::of(&node);
     let net = node.genesis().network_id();
     let client = node.client_key();
     let client_api = fapiao_api::Client::new(&node.url(), Some(node.token()));
@@ -408,12 +384,7 @@ fn maintenance_pauses_writes_only_and_loses_nothing() {
     let (s, body) = api.post("/v1/events", json!({"event": hexed(&before)}));
     assert_eq!(s, 202, "{body}");
 
-    let config = dir.path().join("node.toml");
-    let o = std::process::Command::new(bin())
-        .args(["node", "maintenance", "on", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    node.maintenance("on");
     let during = payment(net, dev_chain(), &client, "M2", 5_000);
     let start = std::time::Instant::now();
     let refused = loop {
@@ -444,11 +415,7 @@ fn maintenance_pauses_writes_only_and_loses_nothing() {
         .wait_committed(&before.id(), Duration::from_secs(10))
         .unwrap();
 
-    let o = std::process::Command::new(bin())
-        .args(["node", "maintenance", "off", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    node.maintenance("off");
     let start = std::time::Instant::now();
     loop {
         let (s, _) = api.post("/v1/events", json!({"event": hexed(&during)}));

@@ -18,20 +18,10 @@ fn issue(node: &DevNode, tag: &str) -> (String, String) {
         "--id",
         &format!("P{tag}"),
     ]));
-    ok(node.cli(&[
-        "invoice",
-        "request",
-        "--id",
-        &format!("R{tag}"),
-        "--payment",
-        &format!("P{tag}"),
-        "--buyer-name",
-        "Shanghai Trading Co",
-        "--buyer-tax-id",
-        "91110000600037341L",
-        "--line",
-        "Oolong tea|1|50.00|6",
-    ]));
+    let (request, payment) = (format!("R{tag}"), format!("P{tag}"));
+    let mut args = invoice_request_args(&request, &payment);
+    args.extend_from_slice(&["--buyer-tax-id", "91110000600037341L"]);
+    ok(node.cli(&args));
     let v: Value = reqwest::blocking::Client::new()
         .get(format!("{}/v1/invoices?request_id=R{tag}", node.url()))
         .bearer_auth(node.token())

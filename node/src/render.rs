@@ -10,7 +10,7 @@
 use anyhow::{anyhow, Result};
 use fapiao_api::dto::{InvoiceDto, LineDto};
 use fapiao_core::{Fen, Quantity, TaxRate};
-use fapiao_engine::{business_day, format_day};
+use fapiao_engine::{business_day, business_ms_of_day, format_day};
 use qrcode::render::{svg, unicode};
 use qrcode::{EcLevel, QrCode};
 
@@ -361,12 +361,10 @@ footer {{ margin-top: 12px; font-size: 13px; }}
 
 /// `YYYY-MM-DD HH:MM:SS (UTC+8)`, the merchants' business time.
 fn local_time(ms: u64) -> String {
-    const CST_MS: u64 = 8 * 3_600_000;
-    let day = business_day(ms);
-    let secs = ((ms + CST_MS) % 86_400_000) / 1000;
+    let secs = business_ms_of_day(ms) / 1000;
     format!(
         "{} {:02}:{:02}:{:02} (UTC+8)",
-        format_day(day),
+        format_day(business_day(ms)),
         secs / 3600,
         secs / 60 % 60,
         secs % 60

@@ -24,7 +24,7 @@ pub use admission::{AdmitError, AdmitOutcome, AdmitStatus};
 pub use metrics::Metrics;
 pub use proof::ProofError;
 pub use queries::{EventStatus, FailureRow, NodeStatus, PaymentView};
-pub use reconcile::{business_day, format_day, parse_day, ReconRow, Reconciliation};
+pub use reconcile::{business_day, business_ms_of_day, format_day, parse_day, ReconRow, Reconciliation};
 
 use fapiao_core::{Genesis, MemberCode, NetworkId, SecretKey};
 use fapiao_store::{Store, StoreError};

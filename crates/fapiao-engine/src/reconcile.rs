@@ -54,6 +54,11 @@ pub fn format_day(day: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Milliseconds since the start of the business day (UTC+8) of a block time.
+pub fn business_ms_of_day(ms: u64) -> u64 {
+    (ms + CST_OFFSET_MS) % DAY_MS
+}
+
 /// The business day (days since 1970-01-01, UTC+8) of a block time.
 pub fn business_day(ms: u64) -> u64 {
     (ms + CST_OFFSET_MS) / DAY_MS
