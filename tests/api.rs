@@ -21,7 +21,13 @@ impl Api {
         Api {
             url: node.url(),
             token: node.token(),
-            http: reqwest::blocking::Client::new(),
+            // A fresh connection per request: after answering a body it did not read
+            // (too large, wrong type) the server closes the connection, and a pooled
+            // client could race that close with its next request.
+            http: reqwest::blocking::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
         }
     }
 

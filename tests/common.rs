@@ -61,19 +61,33 @@ impl DevNode {
             .args(&self.args)
             .env("FAPIAO_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log_file())
             .spawn()
             .unwrap();
         self.child = Some(child);
         self.wait_ready();
     }
 
-    pub fn wait_ready(&self) {
+    /// Where the node's log goes (appended across restarts), beside its data.
+    fn log_file(&self) -> std::fs::File {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("test-node.log"))
+            .unwrap()
+    }
+
+    pub fn wait_ready(&mut self) {
         let start = Instant::now();
         let client = fapiao_api::Client::new(&self.url(), None);
         while start.elapsed() < Duration::from_secs(30) {
             if client.status().is_ok() {
                 return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                let log = std::fs::read_to_string(self.dir.join("test-node.log")).unwrap_or_default();
+                panic!("node exited with {status} before coming up:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -106,6 +120,10 @@ impl DevNode {
 
     pub fn client_key(&self) -> SecretKey {
         keyfile::from_key_file(&std::fs::read_to_string(self.dir.join("client.key")).unwrap()).unwrap()
+    }
+
+    pub fn operator_key(&self) -> SecretKey {
+        keyfile::from_key_file(&std::fs::read_to_string(self.dir.join("operator.key")).unwrap()).unwrap()
     }
 
     pub fn member_key(&self) -> SecretKey {
@@ -182,7 +200,7 @@ pub fn payment(
         timestamp: fapiao_core::Timestamp(1),
         kind: EventKind::PaymentRecorded(PaymentRecorded {
             payment_id: id.into(),
-            amount: fapiao_core::Fen(fen),
+            amount: fapiao_core::Fen::from_fen(fen),
             currency: Currency::Cny,
             method: PaymentMethod::Card,
             terminal_id: "T1".into(),

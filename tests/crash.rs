@@ -98,7 +98,7 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
                         lines: vec![LineItem {
                             description: "tea".into(),
                             quantity: fapiao_core::Quantity(1000),
-                            unit_price: Fen(100),
+                            unit_price: Fen::from_fen(100),
                             tax_rate: fapiao_core::TaxRate(600),
                         }],
                         payment_ids: vec![format!("R{round}-C{c}-{}", counter - 1)],
@@ -108,7 +108,7 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
                 } else {
                     EventKind::PaymentRecorded(PaymentRecorded {
                         payment_id: id,
-                        amount: Fen(1000 + counter as i64),
+                        amount: Fen::from_fen(1000 + counter as i64),
                         currency: Currency::Cny,
                         method: PaymentMethod::Alipay,
                         terminal_id: format!("POS-{c}"),

@@ -146,9 +146,9 @@ fn print_report(r: &ReplayReport, secs: f64) {
     println!(
         "payments {} (paid {}), refunds {} (refunded {}), payment reversals {}",
         c.payments,
-        fapiao_core::Fen(c.paid_fen),
+        yuan(c.paid_fen),
         c.refunds,
-        fapiao_core::Fen(c.refunded_fen),
+        yuan(c.refunded_fen),
         c.payment_reversals
     );
     println!(
@@ -183,6 +183,19 @@ fn print_report(r: &ReplayReport, secs: f64) {
     }
 }
 
+/// Yuan with two decimals of a whole-ledger sum in fen.
+fn yuan(fen: i128) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let abs = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+/// A whole-ledger sum in fen as a JSON number, or a string beyond what JSON readers
+/// hold exactly.
+fn fen_json(fen: i128) -> serde_json::Value {
+    i64::try_from(fen).map_or_else(|_| json!(fen.to_string()), |v| json!(v))
+}
+
 fn report_json(r: &ReplayReport, secs: f64) -> serde_json::Value {
     let c = &r.counts;
     json!({
@@ -194,7 +207,7 @@ fn report_json(r: &ReplayReport, secs: f64) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "counts": {
             "blocks": c.blocks, "entries": c.entries, "events": c.events, "signatures_verified": c.signatures_verified,
-            "payments": c.payments, "paid_fen": c.paid_fen, "refunds": c.refunds, "refunded_fen": c.refunded_fen,
+            "payments": c.payments, "paid_fen": fen_json(c.paid_fen), "refunds": c.refunds, "refunded_fen": fen_json(c.refunded_fen),
             "payment_reversals": c.payment_reversals, "invoices_issued": c.invoices_issued, "red_letters": c.red_letters,
             "claims": c.claims, "claims_refused": c.claims_refused,
             "invoices_by_status": c.invoices_by_status, "failures_by_reason": c.failures,
@@ -208,16 +221,9 @@ fn report_json(r: &ReplayReport, secs: f64) -> serde_json::Value {
 pub(crate) fn rebuild_state(config_path: &Path) -> Result<()> {
     let cfg = config::load(config_path)?;
     let genesis = files::read_genesis(&cfg.path(&cfg.config.genesis))?;
-    let store = Store::open(
-        &cfg.ledger_dir(),
-        &StoreOptions {
-            skip_check: true,
-            ..StoreOptions::default()
-        },
-    )
-    .context("opening the ledger (is the node still running? stop it first)")?;
-    println!("clearing state, state tree and indexes; replaying every block");
-    store.clear_derived()?;
+    println!("dropping state, state tree and indexes (their files too); replaying every block");
+    let store = Store::open_cleared(&cfg.ledger_dir(), &StoreOptions::default())
+        .context("opening the ledger (is the node still running? stop it first)")?;
     let started = std::time::Instant::now();
     let r = replay(&store, &store, &genesis, ReplayOptions::default(), &mut |_| {})?;
     print_report(&r, started.elapsed().as_secs_f64());

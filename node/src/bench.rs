@@ -44,7 +44,7 @@ pub(crate) fn presign_for(
                     lines: vec![LineItem {
                         description: "Oolong tea".into(),
                         quantity: Quantity(1000),
-                        unit_price: Fen(1000),
+                        unit_price: Fen::from_fen(1000),
                         tax_rate: TaxRate(600),
                     }],
                     payment_ids: vec![format!("{tag}-P{}", i - 1)],
@@ -54,7 +54,7 @@ pub(crate) fn presign_for(
             } else {
                 EventKind::PaymentRecorded(PaymentRecorded {
                     payment_id: format!("{tag}-P{i}"),
-                    amount: Fen(5000),
+                    amount: Fen::from_fen(5000),
                     currency: Currency::Cny,
                     method: PaymentMethod::Wechat,
                     terminal_id: "POS-1".into(),
@@ -78,7 +78,7 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
         bail!("{} exists; the benchmark makes a fresh network there", data.display());
     }
     // An opening fee balance that covers every invoice of the run.
-    dev::init_with(data, None, Fen(1_000_000_000_000))?;
+    dev::init_with(data, None, Fen::from_fen(1_000_000_000_000))?;
     let mut cfg = crate::config::load(&data.join("node.toml"))?;
     // Measure throughput, not the admission cap: let every event wait for a block.
     cfg.config.engine.pending_max = events + 10_000;

@@ -580,7 +580,7 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
                         i.number,
                         i.kind,
                         i.status,
-                        Fen(i.total_fen).to_string(),
+                        Fen::from_fen(i.total_fen).to_string(),
                         i.request_id
                     );
                 }
@@ -610,6 +610,8 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             print_request(&ctx, &new_id)
         }
         InvoiceCommand::Reissue { failed: _, reason } => {
+            // Every page first: a retry that fails again for the same reason is listed
+            // after the ones taken here, and must not be re-issued in the same run.
             let list = ctx.client.failures(Some(&reason), true)?;
             if list.failures.is_empty() {
                 println!("no open failed request with reason {reason}");
@@ -832,19 +834,19 @@ fn print_invoice(i: &InvoiceDto) {
             "  {:<30} {:>8} x {:>10} @ {:>6}  net {:>10}  tax {:>9}",
             l.description,
             Quantity(l.quantity_thousandths).to_string(),
-            Fen(l.unit_price_fen).to_string(),
+            Fen::from_fen(l.unit_price_fen).to_string(),
             TaxRate(l.tax_rate_bp).to_string(),
-            Fen(l.net_fen).to_string(),
-            Fen(l.tax_fen).to_string()
+            Fen::from_fen(l.net_fen).to_string(),
+            Fen::from_fen(l.tax_fen).to_string()
         );
     }
     println!(
         "  net {}  tax {}  total {}{}",
-        Fen(i.net_fen),
-        Fen(i.tax_fen),
-        Fen(i.total_fen),
+        Fen::from_fen(i.net_fen),
+        Fen::from_fen(i.tax_fen),
+        Fen::from_fen(i.total_fen),
         if i.kind == "blue" {
-            format!("  fee {}", Fen(i.fee_fen))
+            format!("  fee {}", Fen::from_fen(i.fee_fen))
         } else {
             String::new()
         }
@@ -1085,12 +1087,12 @@ pub(crate) fn reconcile(opts: &ClientOpts, from: &str, to: &str, format: &str) -
                     x.day,
                     x.method,
                     x.payments,
-                    Fen(x.paid_fen),
-                    Fen(x.refunded_fen),
-                    Fen(x.invoiced_fen),
-                    Fen(x.reversed_fen),
-                    Fen(x.not_invoiced_fen),
-                    Fen(x.voided_fen)
+                    Fen::from_fen(x.paid_fen),
+                    Fen::from_fen(x.refunded_fen),
+                    Fen::from_fen(x.invoiced_fen),
+                    Fen::from_fen(x.reversed_fen),
+                    Fen::from_fen(x.not_invoiced_fen),
+                    Fen::from_fen(x.voided_fen)
                 );
             }
         }
@@ -1105,12 +1107,12 @@ pub(crate) fn reconcile(opts: &ClientOpts, from: &str, to: &str, format: &str) -
                     x.day,
                     x.method,
                     x.payments,
-                    Fen(x.paid_fen).to_string(),
-                    Fen(x.refunded_fen).to_string(),
-                    Fen(x.invoiced_fen).to_string(),
-                    Fen(x.reversed_fen).to_string(),
-                    Fen(x.not_invoiced_fen).to_string(),
-                    Fen(x.voided_fen).to_string()
+                    Fen::from_fen(x.paid_fen).to_string(),
+                    Fen::from_fen(x.refunded_fen).to_string(),
+                    Fen::from_fen(x.invoiced_fen).to_string(),
+                    Fen::from_fen(x.reversed_fen).to_string(),
+                    Fen::from_fen(x.not_invoiced_fen).to_string(),
+                    Fen::from_fen(x.voided_fen).to_string()
                 );
             }
             if !r.uninvoiced.is_empty() {
@@ -1118,7 +1120,7 @@ pub(crate) fn reconcile(opts: &ClientOpts, from: &str, to: &str, format: &str) -
                     "not invoiced yet: {}",
                     r.uninvoiced
                         .iter()
-                        .map(|(p, f)| format!("{p} ({})", Fen(*f)))
+                        .map(|(p, f)| format!("{p} ({})", Fen::from_fen(*f)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
@@ -1145,9 +1147,9 @@ mod tests {
     #[test]
     fn lines() {
         let l = parse_line("Oolong tea|1.5|88.00|13").unwrap();
-        assert_eq!((l.quantity.0, l.unit_price.0, l.tax_rate.0), (1500, 8800, 1300));
+        assert_eq!((l.quantity.0, l.unit_price.fen(), l.tax_rate.0), (1500, 8800, 1300));
         let l = parse_line("x|2|0.5|1.5%").unwrap();
-        assert_eq!((l.quantity.0, l.unit_price.0, l.tax_rate.0), (2000, 50, 150));
+        assert_eq!((l.quantity.0, l.unit_price.fen(), l.tax_rate.0), (2000, 50, 150));
         assert!(parse_line("x|2|0.5").is_err());
         assert!(parse_line("x|a|0.5|13").is_err());
         assert!(parse_line("x|1|0.555|13").is_err());

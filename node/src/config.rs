@@ -41,6 +41,9 @@ pub(crate) struct EngineSection {
     pub(crate) block_interval_ms: u64,
     pub(crate) pending_max: usize,
     pub(crate) batch_events_max: usize,
+    /// Free disk kept in reserve, MiB: below it writes answer 503 STORAGE_FULL, below
+    /// half of it block production pauses (see OPERATIONS.md, storage full).
+    pub(crate) disk_reserve_mb: u64,
 }
 
 impl Default for EngineSection {
@@ -51,6 +54,7 @@ impl Default for EngineSection {
             block_interval_ms: d.block_interval_ms,
             pending_max: d.pending_max,
             batch_events_max: d.batch_events_max,
+            disk_reserve_mb: d.disk_reserve_bytes / (1024 * 1024),
         }
     }
 }
@@ -113,6 +117,7 @@ impl Loaded {
             block_interval_ms: e.block_interval_ms.clamp(1, 60_000),
             pending_max: e.pending_max.max(1),
             batch_events_max: e.batch_events_max.clamp(1, 100_000),
+            disk_reserve_bytes: e.disk_reserve_mb.saturating_mul(1024 * 1024),
             ..fapiao_engine::EngineConfig::default()
         }
     }

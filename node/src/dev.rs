@@ -23,7 +23,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// The dev merchant's opening fee balance: 1,000.00 yuan, 10,000 invoices at 0.10.
-pub(crate) const DEV_FEE_BALANCE: Fen = Fen(100_000);
+pub(crate) const DEV_FEE_BALANCE: Fen = Fen::from_fen(100_000);
 
 /// Creates the dev network under `dir` if it is not there yet, with the merchant's
 /// opening fee balance. Returns true if created.
@@ -65,7 +65,7 @@ fn dev_others(operator: &SecretKey, verifier: &SecretKey) -> Vec<Member> {
         key: key.public(),
         addresses: vec![],
         policy: None,
-        initial_fee_balance: Fen(0),
+        initial_fee_balance: Fen::from_fen(0),
     })
     .collect()
 }
@@ -75,7 +75,7 @@ fn dev_genesis_of(members: Vec<Member>) -> Result<Genesis> {
         "fapiao-dev".into(),
         crate::now(),
         None,
-        Fen(10),
+        Fen::from_fen(10),
         [0, 100, 300, 500, 600, 900, 1300].into_iter().map(TaxRate).collect(),
         members,
     )?)
@@ -98,7 +98,7 @@ fn dev_members(members: &[(u32, &SecretKey, Option<String>)], fee_balance: Fen) 
             addresses: addr.iter().cloned().collect(),
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
-                max_invoice_total: Fen(100_000_000),
+                max_invoice_total: Fen::from_fen(100_000_000),
             }),
             initial_fee_balance: fee_balance,
         })

@@ -100,7 +100,7 @@ fn parse_member(a: MemberArgs) -> Result<Member> {
         }
         Some(MerchantPolicy {
             permitted_types: permitted,
-            max_invoice_total: Fen(a.max_invoice_total_fen),
+            max_invoice_total: Fen::from_fen(a.max_invoice_total_fen),
         })
     } else {
         None
@@ -112,7 +112,7 @@ fn parse_member(a: MemberArgs) -> Result<Member> {
         key,
         addresses: a.addresses,
         policy,
-        initial_fee_balance: Fen(if merchant { a.initial_fee_balance_fen } else { 0 }),
+        initial_fee_balance: Fen::from_fen(if merchant { a.initial_fee_balance_fen } else { 0 }),
     })
 }
 
@@ -141,7 +141,7 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
                 network_name,
                 now(),
                 None,
-                Fen(fee_per_invoice_fen),
+                Fen::from_fen(fee_per_invoice_fen),
                 tax_rates_bp.into_iter().map(TaxRate).collect(),
                 vec![parse_member(member)?],
             )?;

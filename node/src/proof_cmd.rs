@@ -93,7 +93,7 @@ pub(crate) fn verify(
                         "valid": true,
                         "number": v.issued.number.to_string(),
                         "chain": v.chain.to_string(),
-                        "total_fen": v.issued.total.0,
+                        "total_fen": v.issued.total.fen(),
                         "buyer": v.issued.buyer.name,
                         "status": status,
                         "claim": claim,

@@ -42,7 +42,7 @@ impl Document<'_> {
             "FAPIAO1,{},{},{},{},{}",
             i.number,
             i.check_code,
-            Fen(i.total_fen),
+            Fen::from_fen(i.total_fen),
             format_day(business_day(i.issued_at_ms)).replace('-', ""),
             self.verify_url()
         )
@@ -132,10 +132,10 @@ impl Document<'_> {
         let sign = if self.is_red() { -1 } else { 1 };
         [
             Quantity(sign * l.quantity_thousandths).to_string(),
-            Fen(l.unit_price_fen).to_string(),
+            Fen::from_fen(l.unit_price_fen).to_string(),
             TaxRate(l.tax_rate_bp).to_string(),
-            Fen(sign * l.net_fen).to_string(),
-            Fen(sign * l.tax_fen).to_string(),
+            Fen::from_fen(sign * l.net_fen).to_string(),
+            Fen::from_fen(sign * l.tax_fen).to_string(),
         ]
     }
 
@@ -184,15 +184,15 @@ impl Document<'_> {
             "",
             "",
             "",
-            Fen(i.net_fen).to_string(),
-            Fen(i.tax_fen).to_string()
+            Fen::from_fen(i.net_fen).to_string(),
+            Fen::from_fen(i.tax_fen).to_string()
         ));
-        line(format!("Total (tax included): CNY {}", Fen(i.total_fen)));
+        line(format!("Total (tax included): CNY {}", Fen::from_fen(i.total_fen)));
         if !i.allocations.is_empty() {
             let pays: Vec<String> = i
                 .allocations
                 .iter()
-                .map(|a| format!("{} {}", a.payment_id, Fen(a.amount_fen)))
+                .map(|a| format!("{} {}", a.payment_id, Fen::from_fen(a.amount_fen)))
                 .collect();
             line(format!("{:<11} {}", self.payments_label(), pays.join(", ")));
         }
@@ -254,7 +254,7 @@ impl Document<'_> {
         let payments: Vec<String> = i
             .allocations
             .iter()
-            .map(|a| format!("{} {}", esc(&a.payment_id), Fen(a.amount_fen)))
+            .map(|a| format!("{} {}", esc(&a.payment_id), Fen::from_fen(a.amount_fen)))
             .collect();
         let claim = i
             .claim
@@ -349,9 +349,9 @@ footer {{ margin-top: 12px; font-size: 13px; }}
             seller_code = esc(&i.seller_code),
             buyer = esc(&buyer),
             buyer_tax = buyer_tax_id.map(|t| format!("Tax id {}", esc(&t))).unwrap_or_default(),
-            net = Fen(i.net_fen),
-            tax = Fen(i.tax_fen),
-            total = Fen(i.total_fen),
+            net = Fen::from_fen(i.net_fen),
+            tax = Fen::from_fen(i.tax_fen),
+            total = Fen::from_fen(i.total_fen),
             payments_label = self.payments_label(),
             payments = payments.join(", "),
             verify = esc(&verify),

@@ -8,7 +8,7 @@ use fapiao_chain::{reexecute, Config, Input, Invalid, Ledger, Output, Persisted,
 use fapiao_core::{Block, Genesis, Header, MemberCode, SecretKey, Timestamp};
 use fapiao_engine::{ChainReplication, Engine, ReplicationStatus};
 use fapiao_net::{Command, Gossip, Net, NetEvent, Request, Response, Validation};
-use fapiao_store::tables::{chain_prefix, Certs, Votes};
+use fapiao_store::tables::{chain_prefix, Certs, Table, Votes};
 use fapiao_store::{BlockCommit, PreparedState, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,11 +50,20 @@ impl Ledger for StoreLedger {
         let done = match reexecute(&self.genesis, block, &view) {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return Ok(Err(e)),
-            Err(e) => {
+            // The store's own error where there is one (an IO failure is not damage).
+            Err(fapiao_chain::ReadError::State(fapiao_domain::state::ExecError::Read(e)))
+            | Err(fapiao_chain::ReadError::Tree(fapiao_core::smt::TreeError::Read(e))) => return Err(e),
+            Err(fapiao_chain::ReadError::State(fapiao_domain::state::ExecError::Corrupt(k))) => {
                 return Err(StoreError::Corrupt {
                     table: "state",
-                    key: format!("chain {chain}"),
-                    message: e.to_string(),
+                    key: format!("chain {chain} {k:?}"),
+                    message: "value has the wrong type for its key".into(),
+                })
+            }
+            Err(fapiao_chain::ReadError::Tree(fapiao_core::smt::TreeError::Corrupt(depth))) => {
+                return Err(StoreError::Inconsistent {
+                    chain,
+                    detail: format!("state tree is malformed at depth {depth}"),
                 })
             }
         };
@@ -77,7 +86,15 @@ impl Ledger for StoreLedger {
     }
 }
 
-/// What the replica needs from disk to resume.
+/// Rows read per page at start-up.
+const LOAD_PAGE_ROWS: usize = 1024;
+/// Most certificates above a chain's certified prefix kept for the replica at start;
+/// the rest are fetched again by sync.
+const LOAD_CERTIFICATES_MAX: usize = 10_000;
+
+/// What the replica needs from disk to resume. It reads only what lies above each
+/// chain's certified prefix as recorded at the last start (every certificate below it was
+/// checked then), a page at a time, and records the new prefix.
 fn persisted(store: &Store, genesis: &Genesis) -> Result<Persisted> {
     let mut p = Persisted::default();
     for (chain, head) in store.heads()? {
@@ -93,20 +110,38 @@ fn persisted(store: &Store, genesis: &Genesis) -> Result<Persisted> {
     for m in genesis.members() {
         let chain = m.code;
         let head = p.heads.get(&chain).map_or(0, |h| h.height);
-        let certs = store.scan::<Certs>(&chain_prefix(chain), None, usize::MAX)?;
-        let mut certified = 0;
-        for (_, cert) in certs {
-            if cert.height == certified + 1 && cert.height <= head {
-                certified = cert.height;
-            } else if cert.height > certified {
-                p.certificates.push(cert);
+        let mut certified = store.certified_prefix(chain)?.min(head);
+        let mut next = certified + 1;
+        loop {
+            let start = Certs::key(&(chain, next));
+            let page = store.scan::<Certs>(&chain_prefix(chain), Some(&start), LOAD_PAGE_ROWS)?;
+            let Some((last, _)) = page.last() else { break };
+            next = Certs::decode_key(last)?.1 + 1;
+            for (_, cert) in page {
+                // A certificate counts for the prefix only if it certifies the block this
+                // node holds at that height: one for a block it does not hold (stored
+                // before the block arrived) is kept for the replica to match later.
+                let holds =
+                    cert.height <= head && store.header(chain, cert.height)?.map(|h| h.hash()) == Some(cert.block);
+                if cert.height == certified + 1 && holds {
+                    certified = cert.height;
+                } else if cert.height > certified && p.certificates.len() < LOAD_CERTIFICATES_MAX {
+                    p.certificates.push(cert);
+                }
             }
         }
+        store.set_certified_prefix(chain, certified)?;
         p.certified.insert(chain, certified);
-        for (k, block) in store.scan::<Votes>(&chain_prefix(chain), None, usize::MAX)? {
-            let height = u64::from_be_bytes(k[4..12].try_into().context("vote key")?);
-            if height > certified {
-                p.votes.push((chain, height, block));
+        // Votes above the prefix: at most the blocks not yet certified.
+        let start = Votes::key(&(chain, certified + 1));
+        let mut from = Some(start);
+        while let Some(key) = from.take() {
+            let page = store.scan::<Votes>(&chain_prefix(chain), Some(&key), LOAD_PAGE_ROWS)?;
+            if let Some((last, _)) = page.last() {
+                from = Some(Votes::key(&(chain, Votes::decode_key(last)?.1 + 1)));
+            }
+            for (k, block) in page {
+                p.votes.push((chain, Votes::decode_key(&k)?.1, block));
             }
         }
     }

@@ -189,13 +189,36 @@ impl Client {
         self.get(&format!("/v1/requests/{}", enc(id)))
     }
 
-    /// Failed requests.
-    pub fn failures(&self, reason: Option<&str>, open: bool) -> Result<FailureListDto, ClientError> {
+    /// One page of failed requests, after the cursor `after`.
+    pub fn failures_page(
+        &self,
+        reason: Option<&str>,
+        open: bool,
+        after: Option<&str>,
+    ) -> Result<FailureListDto, ClientError> {
         let mut q = format!("/v1/failures?open={open}");
         if let Some(r) = reason {
             q.push_str(&format!("&reason={}", enc(r)));
         }
+        if let Some(a) = after {
+            q.push_str(&format!("&after={}", enc(a)));
+        }
         self.get(&q)
+    }
+
+    /// Every failed request, page after page, as one list (counts over all of them).
+    pub fn failures(&self, reason: Option<&str>, open: bool) -> Result<FailureListDto, ClientError> {
+        let mut all = self.failures_page(reason, open, None)?;
+        let mut next = all.next.take();
+        while let Some(after) = next {
+            let mut page = self.failures_page(reason, open, Some(&after))?;
+            next = page.next.take();
+            for (code, n) in page.counts {
+                *all.counts.entry(code).or_default() += n;
+            }
+            all.failures.append(&mut page.failures);
+        }
+        Ok(all)
     }
 
     /// Node status.

@@ -143,18 +143,18 @@ pub struct PaymentDto {
 impl From<&PaymentView> for PaymentDto {
     fn from(v: &PaymentView) -> Self {
         let r = &v.record;
-        let net = r.net_paid().0;
-        let invoiced = v.invoicing.invoiced.0;
+        let net = r.net_paid().map_or(0, |n| n.fen());
+        let invoiced = v.invoicing.invoiced.fen();
         PaymentDto {
             payment_id: r.recorded.payment_id.clone(),
-            amount_fen: r.recorded.amount.0,
+            amount_fen: r.recorded.amount.fen(),
             currency: "CNY".into(),
             method: r.recorded.method.name().into(),
             terminal_id: r.recorded.terminal_id.clone(),
             external_ref: r.recorded.external_ref.clone(),
             recorded_at_ms: r.recorded_at.0,
             event_id: r.event.to_string(),
-            refunded_fen: r.refunded.0,
+            refunded_fen: r.refunded.fen(),
             refund_ids: r.refund_ids.clone(),
             reversed: r.reversed.as_ref().map(|x| ReversalDto {
                 at_ms: x.at.0,
@@ -165,7 +165,8 @@ impl From<&PaymentView> for PaymentDto {
             invoiceable_fen: if r.reversed.is_some() {
                 0
             } else {
-                (net - invoiced).max(0)
+                // Both within the amount bound: the difference is exact.
+                net.saturating_sub(invoiced).max(0)
             },
             invoices: v.invoicing.invoices.iter().map(|n| n.to_string()).collect(),
             needs_red_letter: invoiced > net,
@@ -195,10 +196,10 @@ impl From<&IssuedLine> for LineDto {
         LineDto {
             description: l.item.description.clone(),
             quantity_thousandths: l.item.quantity.0,
-            unit_price_fen: l.item.unit_price.0,
+            unit_price_fen: l.item.unit_price.fen(),
             tax_rate_bp: l.item.tax_rate.0,
-            net_fen: l.net.0,
-            tax_fen: l.tax.0,
+            net_fen: l.net.fen(),
+            tax_fen: l.tax.fen(),
         }
     }
 }
@@ -307,13 +308,13 @@ impl InvoiceDto {
                     buyer_name: Some(i.buyer.name.clone()),
                     buyer_tax_id: i.buyer.tax_id.clone(),
                     lines: i.lines.iter().map(LineDto::from).collect(),
-                    net_fen: i.net.0,
-                    tax_fen: i.tax.0,
-                    total_fen: i.total.0,
-                    fee_fen: i.fee.0,
+                    net_fen: i.net.fen(),
+                    tax_fen: i.tax.fen(),
+                    total_fen: i.total.fen(),
+                    fee_fen: i.fee.fen(),
                     issued_at_ms: i.issued_at.0,
                     status: status.into(),
-                    remaining_total_fen: b.remaining_total().0,
+                    remaining_total_fen: b.remaining_total().map_or(0, |t| t.fen()),
                     red_letters: b.red_letters.iter().map(|n| n.to_string()).collect(),
                     original: None,
                     red_letter_reason: None,
@@ -327,7 +328,7 @@ impl InvoiceDto {
                         .iter()
                         .map(|a| AllocationDto {
                             payment_id: a.payment_id.clone(),
-                            amount_fen: a.amount.0,
+                            amount_fen: a.amount.fen(),
                         })
                         .collect(),
                     replaces: i.replaces.map(|n| n.to_string()),
@@ -345,9 +346,9 @@ impl InvoiceDto {
                 buyer_name: None,
                 buyer_tax_id: None,
                 lines: r.lines.iter().map(LineDto::from).collect(),
-                net_fen: -r.net.0,
-                tax_fen: -r.tax.0,
-                total_fen: -r.total.0,
+                net_fen: -r.net.fen(),
+                tax_fen: -r.tax.fen(),
+                total_fen: -r.total.fen(),
                 fee_fen: 0,
                 issued_at_ms: r.reversed_at.0,
                 status: "red_letter".into(),
@@ -361,7 +362,7 @@ impl InvoiceDto {
                     .iter()
                     .map(|a| AllocationDto {
                         payment_id: a.payment_id.clone(),
-                        amount_fen: a.amount.0,
+                        amount_fen: a.amount.fen(),
                     })
                     .collect(),
                 replaces: None,
@@ -524,8 +525,11 @@ impl From<&FailureRow> for FailureDto {
 pub struct FailureListDto {
     /// The failures.
     pub failures: Vec<FailureDto>,
-    /// Count per code.
+    /// Count per code, over this page.
     pub counts: std::collections::BTreeMap<String, u64>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// One catalogue entry.
@@ -696,7 +700,7 @@ fn line_json(l: &LineItem) -> Value {
     json!({
         "description": l.description,
         "quantity_thousandths": l.quantity.0,
-        "unit_price_fen": l.unit_price.0,
+        "unit_price_fen": l.unit_price.fen(),
         "tax_rate_bp": l.tax_rate.0,
     })
 }
@@ -712,11 +716,11 @@ pub fn entry_json(e: &Entry) -> Value {
             let b = &ev.body;
             let data = match &b.kind {
                 EventKind::PaymentRecorded(p) => json!({
-                    "payment_id": p.payment_id, "amount_fen": p.amount.0, "currency": "CNY",
+                    "payment_id": p.payment_id, "amount_fen": p.amount.fen(), "currency": "CNY",
                     "method": p.method.name(), "terminal_id": p.terminal_id, "external_ref": p.external_ref,
                 }),
                 EventKind::PaymentRefunded(r) => json!({
-                    "payment_id": r.payment_id, "refund_id": r.refund_id, "amount_fen": r.amount.0, "reason": r.reason,
+                    "payment_id": r.payment_id, "refund_id": r.refund_id, "amount_fen": r.amount.fen(), "reason": r.reason,
                 }),
                 EventKind::PaymentReversed(r) => json!({"payment_id": r.payment_id, "reason": r.reason}),
                 EventKind::InvoiceRequested(r) => json!({
@@ -735,10 +739,10 @@ pub fn entry_json(e: &Entry) -> Value {
                 EventKind::InvoiceClaimRequested(c) => json!({
                     "invoice_number": c.invoice_number.to_string(), "claim_ref": c.claim_ref,
                 }),
-                EventKind::FeeDeposited(d) => json!({"deposit_id": d.deposit_id, "amount_fen": d.amount.0}),
+                EventKind::FeeDeposited(d) => json!({"deposit_id": d.deposit_id, "amount_fen": d.amount.fen()}),
                 EventKind::MerchantPolicySet(p) => json!({
                     "permitted_types": p.permitted_types.iter().map(|t| t.name()).collect::<Vec<_>>(),
-                    "max_invoice_total_fen": p.max_invoice_total.0,
+                    "max_invoice_total_fen": p.max_invoice_total.fen(),
                 }),
                 EventKind::ClientKeyAuthorized(a) => json!({
                     "key": a.key.to_hex(), "label": a.label,
@@ -760,8 +764,8 @@ pub fn entry_json(e: &Entry) -> Value {
                         "request_id": i.request_id, "number": i.number.to_string(), "check_code": i.check_code.to_string(),
                         "invoice_type": i.invoice_type.name(), "buyer": buyer_json(&i.buyer),
                         "lines": i.lines.iter().map(|l| serde_json::to_value(LineDto::from(l)).unwrap_or(Value::Null)).collect::<Vec<_>>(),
-                        "net_fen": i.net.0, "tax_fen": i.tax.0, "total_fen": i.total.0, "fee_fen": i.fee.0,
-                        "allocations": i.allocations.iter().map(|a| json!({"payment_id": a.payment_id, "amount_fen": a.amount.0})).collect::<Vec<_>>(),
+                        "net_fen": i.net.fen(), "tax_fen": i.tax.fen(), "total_fen": i.total.fen(), "fee_fen": i.fee.fen(),
+                        "allocations": i.allocations.iter().map(|a| json!({"payment_id": a.payment_id, "amount_fen": a.amount.fen()})).collect::<Vec<_>>(),
                         "issued_at_ms": i.issued_at.0, "replaces": i.replaces.map(|n| n.to_string()),
                     }),
                 ),
@@ -778,7 +782,7 @@ pub fn entry_json(e: &Entry) -> Value {
                     json!({
                         "request_id": r.request_id, "original": r.original.to_string(), "red_number": r.red_number.to_string(),
                         "red_check_code": r.red_check_code.to_string(), "reason": r.reason.name(),
-                        "net_fen": r.net.0, "tax_fen": r.tax.0, "total_fen": r.total.0, "fully_reversed": r.fully_reversed,
+                        "net_fen": r.net.fen(), "tax_fen": r.tax.fen(), "total_fen": r.total.fen(), "fully_reversed": r.fully_reversed,
                         "reversed_at_ms": r.reversed_at.0,
                     }),
                 ),
@@ -864,12 +868,12 @@ impl ReconRowDto {
             day,
             method: r.method.clone(),
             payments: r.payments,
-            paid_fen: r.paid.0,
-            refunded_fen: r.refunded.0,
-            invoiced_fen: r.invoiced.0,
-            reversed_fen: r.reversed.0,
-            not_invoiced_fen: r.not_invoiced.0,
-            voided_fen: r.voided.0,
+            paid_fen: r.paid.fen(),
+            refunded_fen: r.refunded.fen(),
+            invoiced_fen: r.invoiced.fen(),
+            reversed_fen: r.reversed.fen(),
+            not_invoiced_fen: r.not_invoiced.fen(),
+            voided_fen: r.voided.fen(),
         }
     }
 }
@@ -885,10 +889,15 @@ pub struct ReconciliationDto {
     pub rows: Vec<ReconRowDto>,
     /// Totals.
     pub total: ReconRowDto,
-    /// Payments with nothing invoiced yet: `[payment_id, open_fen]`.
+    /// Payments with nothing invoiced yet: `[payment_id, open_fen]`, the first 1000.
     pub uninvoiced: Vec<(String, i64)>,
-    /// Invoices whose payments were refunded afterwards: `[payment_id, invoice_number]`.
+    /// Uninvoiced payments beyond the listed ones.
+    pub uninvoiced_more: u64,
+    /// Invoices whose payments were refunded afterwards: `[payment_id, invoice_number]`,
+    /// the first 1000.
     pub needs_red_letter: Vec<(String, String)>,
+    /// Such invoices beyond the listed ones.
+    pub needs_red_letter_more: u64,
     /// Balance errors (empty when everything reconciles).
     pub errors: Vec<String>,
     /// No balance error.
@@ -907,7 +916,9 @@ impl ReconciliationDto {
                 .map(|x| ReconRowDto::new(x, fapiao_engine::format_day(x.day)))
                 .collect(),
             total: ReconRowDto::new(&r.total, "all".into()),
-            uninvoiced: r.uninvoiced.iter().map(|(p, f)| (p.clone(), f.0)).collect(),
+            uninvoiced: r.uninvoiced.iter().map(|(p, f)| (p.clone(), f.fen())).collect(),
+            uninvoiced_more: r.uninvoiced_more,
+            needs_red_letter_more: r.needs_red_letter_more,
             needs_red_letter: r
                 .needs_red_letter
                 .iter()

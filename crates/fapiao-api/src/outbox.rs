@@ -233,7 +233,12 @@ impl Outbox {
                                 report.delivered += 1;
                                 report.outcomes.push((ev.id(), Ok(ok.clone())));
                             }
-                            (None, Some(e)) if matches!(e.code.as_str(), "BUSY" | "UNAVAILABLE" | "MAINTENANCE") => {
+                            (None, Some(e))
+                                if matches!(
+                                    e.code.as_str(),
+                                    "BUSY" | "UNAVAILABLE" | "MAINTENANCE" | "STORAGE_FULL"
+                                ) =>
+                            {
                                 transient.get_or_insert_with(|| format!("{}: {}", e.code, e.message));
                             }
                             (None, Some(e)) => {
@@ -252,6 +257,7 @@ impl Outbox {
                 Err(e) if e.is_transient() => {
                     report.retry_after_s = match &e {
                         ClientError::Api { error, .. } if error.code == "MAINTENANCE" => Some(30),
+                        ClientError::Api { error, .. } if error.code == "STORAGE_FULL" => Some(10),
                         ClientError::Api { .. } => Some(1),
                         ClientError::Transport { .. } => None,
                     };

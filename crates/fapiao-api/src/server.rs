@@ -44,7 +44,8 @@ struct AppState {
 
 /// Public verification requests per client address and second.
 pub(crate) const VERIFY_PER_SECOND_MAX: u32 = 20;
-/// Client addresses tracked by the limiter; beyond it the table starts over.
+/// Client addresses tracked by the limiter; beyond it, past seconds' windows are dropped
+/// and, if the current second alone fills it, a new address is refused for that second.
 const LIMITER_ADDRESSES_MAX: usize = 100_000;
 
 /// A fixed-window rate limiter per client address, for the public verification endpoint.
@@ -61,8 +62,14 @@ impl RateLimiter {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if w.len() >= LIMITER_ADDRESSES_MAX {
-            w.clear();
+        if w.len() >= LIMITER_ADDRESSES_MAX && !w.contains_key(&ip) {
+            // Windows of past seconds are spent: drop them. Clearing everything instead
+            // would let a client that rotates addresses reset everyone's window.
+            w.retain(|_, (s, _)| *s == second);
+            if w.len() >= LIMITER_ADDRESSES_MAX {
+                // This many distinct addresses within one second: a newcomer waits.
+                return false;
+            }
         }
         let e = w.entry(ip).or_insert((second, 0));
         if e.0 != second {
@@ -91,8 +98,13 @@ impl Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        // Maintenance lasts minutes, not a second: tell clients to back off longer.
-        let retry = if self.1.code == "MAINTENANCE" { "30" } else { "1" };
+        // Maintenance lasts minutes, and freeing disk takes an operator: tell clients to
+        // back off longer than for a busy node.
+        let retry = match self.1.code.as_str() {
+            "MAINTENANCE" => "30",
+            "STORAGE_FULL" => "10",
+            _ => "1",
+        };
         let mut r = (self.0, Json(self.1)).into_response();
         if self.0 == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()
@@ -105,6 +117,17 @@ impl IntoResponse for Failure {
 fn internal(e: impl std::fmt::Display) -> Failure {
     tracing::error!(error = %e, "request failed inside the node");
     Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), None)
+}
+
+/// A read that failed in storage: damage to what was asked for (the node refuses to
+/// serve a record that fails its integrity check) is `STORE_DAMAGED`, naming the repair;
+/// anything else is `INTERNAL`.
+fn store(e: fapiao_store::StoreError) -> Failure {
+    if e.is_damage() || matches!(e, fapiao_store::StoreError::Inconsistent { .. }) {
+        tracing::error!(error = %e, "refused to serve a damaged record");
+        return Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "STORE_DAMAGED", e.to_string(), None);
+    }
+    internal(e)
 }
 
 fn json_rejection(r: JsonRejection) -> Failure {
@@ -146,9 +169,11 @@ fn admit_status(e: &AdmitError) -> StatusCode {
         AdmitError::BadSignature(_) => StatusCode::UNAUTHORIZED,
         AdmitError::Unauthorized { .. } => StatusCode::FORBIDDEN,
         AdmitError::Conflict { .. } => StatusCode::CONFLICT,
-        AdmitError::Busy { .. } | AdmitError::Unavailable(_) | AdmitError::Maintenance => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        AdmitError::Busy { .. }
+        | AdmitError::Unavailable(_)
+        | AdmitError::Maintenance
+        | AdmitError::StorageFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        AdmitError::Invalid(_) => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -156,7 +181,7 @@ fn admit_error(e: &AdmitError) -> ApiError {
     ApiError {
         code: e.code().into(),
         message: e.to_string(),
-        field: e.field().map(Into::into),
+        field: e.field(),
     }
 }
 
@@ -346,7 +371,7 @@ async fn event_status(
 ) -> Result<Json<EventStatusDto>, Failure> {
     let Path(id) = id.map_err(path_rejection)?;
     let id = parse_event_id(&id)?;
-    let st = s.engine.event_status(&id).map_err(internal)?;
+    let st = s.engine.event_status(&id).map_err(store)?;
     let mut dto = EventStatusDto {
         event_id: id.to_string(),
         status: String::new(),
@@ -406,7 +431,7 @@ async fn payments(
     authorize(&s, &headers)?;
     let Query(q) = q.map_err(query_rejection)?;
     let limit = q.limit.unwrap_or(100).min(s.config.page_max);
-    let rows = s.engine.payments(q.after.as_deref(), limit).map_err(internal)?;
+    let rows = s.engine.payments(q.after.as_deref(), limit).map_err(store)?;
     Ok(Json(rows.iter().map(PaymentDto::from).collect()))
 }
 
@@ -420,7 +445,7 @@ async fn payment(
 ) -> Result<Json<PaymentDto>, Failure> {
     authorize(&s, &headers)?;
     let Path(id) = id.map_err(path_rejection)?;
-    match s.engine.payment(&id).map_err(internal)? {
+    match s.engine.payment(&id).map_err(store)? {
         Some(p) => Ok(Json(PaymentDto::from(&p))),
         None => Err(Failure::new(
             StatusCode::NOT_FOUND,
@@ -444,7 +469,7 @@ async fn invoice(
     let n: InvoiceNumber = number.parse().map_err(|e: fapiao_core::ids::ParseError| {
         Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_NUMBER", e.0, Some("number"))
     })?;
-    match s.engine.invoice(&n).map_err(internal)? {
+    match s.engine.invoice(&n).map_err(store)? {
         Some(i) => Ok(Json(InvoiceDto::new(&i, s.engine.genesis()))),
         None => Err(Failure::new(
             StatusCode::NOT_FOUND,
@@ -479,7 +504,7 @@ async fn invoices(
         (Some(r), None) => {
             s.engine
                 .request_history(&r)
-                .map_err(internal)?
+                .map_err(store)?
                 .into_iter()
                 .filter_map(|(_, rec)| match rec.outcome {
                     fapiao_domain::state::RequestOutcome::Issued(n)
@@ -491,7 +516,7 @@ async fn invoices(
         (None, Some(p)) => s
             .engine
             .payment(&p)
-            .map_err(internal)?
+            .map_err(store)?
             .map(|v| v.invoicing.invoices)
             .unwrap_or_default(),
         _ => {
@@ -505,7 +530,7 @@ async fn invoices(
     };
     let mut out = Vec::new();
     for n in numbers {
-        if let Some(i) = s.engine.invoice(&n).map_err(internal)? {
+        if let Some(i) = s.engine.invoice(&n).map_err(store)? {
             out.push(InvoiceDto::new(&i, s.engine.genesis()));
         }
     }
@@ -522,7 +547,7 @@ async fn request(
 ) -> Result<Json<RequestHistoryDto>, Failure> {
     authorize(&s, &headers)?;
     let Path(id) = id.map_err(path_rejection)?;
-    let history = s.engine.request_history(&id).map_err(internal)?;
+    let history = s.engine.request_history(&id).map_err(store)?;
     if history.is_empty() {
         return Err(Failure::new(
             StatusCode::NOT_FOUND,
@@ -547,6 +572,8 @@ struct FailureQuery {
     open: Option<bool>,
     /// Page size.
     limit: Option<usize>,
+    /// Continue after this cursor (the `next` of the previous page).
+    after: Option<String>,
 }
 
 /// Failed requests with reasons and remedies, and counts per reason.
@@ -571,16 +598,31 @@ async fn failures(
         })?),
     };
     let limit = q.limit.unwrap_or(s.config.page_max).min(s.config.page_max);
-    let rows = s
+    let after = match &q.after {
+        None => None,
+        Some(a) => Some(fapiao_engine::FailureCursor::from_text(a).ok_or_else(|| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                "after: not a cursor from an earlier page",
+                Some("after"),
+            )
+        })?),
+    };
+    let (rows, next) = s
         .engine
-        .failures(reason, q.open.unwrap_or(true), limit)
-        .map_err(internal)?;
+        .failures(reason, q.open.unwrap_or(true), limit, after.as_ref())
+        .map_err(store)?;
     let failures: Vec<FailureDto> = rows.iter().map(FailureDto::from).collect();
     let mut counts = std::collections::BTreeMap::new();
     for f in &failures {
         *counts.entry(f.code.clone()).or_insert(0u64) += 1;
     }
-    Ok(Json(FailureListDto { failures, counts }))
+    Ok(Json(FailureListDto {
+        failures,
+        counts,
+        next: next.map(|c| c.to_text()),
+    }))
 }
 
 /// Every failure reason with its remedy. Public.
@@ -625,7 +667,7 @@ async fn blocks(
     let rows = s
         .engine
         .blocks(q.from.unwrap_or(1), q.limit.unwrap_or(100).min(s.config.page_max))
-        .map_err(internal)?;
+        .map_err(store)?;
     Ok(Json(rows.iter().map(|(h, c)| HeaderDto::new(h, *c)).collect()))
 }
 
@@ -639,7 +681,7 @@ async fn block(
 ) -> Result<Json<BlockDto>, Failure> {
     authorize(&s, &headers)?;
     let Path(height) = height.map_err(path_rejection)?;
-    block_response(s.engine.block(height).map_err(internal)?, height)
+    block_response(s.engine.block(height).map_err(store)?, height)
 }
 
 /// One block of any chain this node replicates, with its certification: the witnesses
@@ -662,7 +704,7 @@ async fn chain_block(
             Some("chain"),
         ));
     };
-    block_response(s.engine.chain_block(chain, height).map_err(internal)?, height)
+    block_response(s.engine.chain_block(chain, height).map_err(store)?, height)
 }
 
 fn block_response(
@@ -690,7 +732,7 @@ fn block_response(
 /// two block headers and no business data.
 #[utoipa::path(get, path = "/v1/evidence", responses((status = 200, body = Vec<EvidenceDto>)))]
 async fn evidence(State(s): State<AppState>) -> Result<Json<Vec<EvidenceDto>>, Failure> {
-    let all = s.engine.store().evidence().map_err(internal)?;
+    let all = s.engine.store().evidence().map_err(store)?;
     Ok(Json(
         all.iter()
             .map(|e| EvidenceDto {
@@ -747,7 +789,7 @@ async fn reconciliation(
     let r = tokio::task::spawn_blocking(move || engine.reconcile(from, to))
         .await
         .map_err(|e| internal(e.to_string()))?
-        .map_err(internal)?;
+        .map_err(store)?;
     Ok(Json(ReconciliationDto::new(&r, from, to)))
 }
 
@@ -815,14 +857,14 @@ async fn verify_invoice(
             );
             Ok(([(header::RETRY_AFTER, "1")], f).into_response())
         }
-        Err(fapiao_engine::ProofError::Store(e)) => Err(internal(e)),
+        Err(fapiao_engine::ProofError::Store(e)) => Err(store(e)),
     }
 }
 
 /// Node status. Public: heights and counts, no business data.
 #[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusDto)))]
 async fn status(State(s): State<AppState>) -> Result<Json<StatusDto>, Failure> {
-    let st = s.engine.status().map_err(internal)?;
+    let st = s.engine.status().map_err(store)?;
     Ok(Json(StatusDto::from(&st)))
 }
 

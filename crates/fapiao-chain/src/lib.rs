@@ -11,4 +11,4 @@ pub mod sim;
 pub mod validate;
 
 pub use replica::{Config, Fatal, HeadSummary, Input, Ledger, Output, Persisted, Replica, StoredHead, Verdict};
-pub use validate::{reexecute, Invalid, Reexecuted};
+pub use validate::{reexecute, Invalid, ReadError, Reexecuted};

@@ -425,10 +425,10 @@ pub fn genesis(seed: u64, n: usize) -> (Genesis, Vec<SecretKey>) {
             role: Role::Merchant,
             key: k.public(),
             addresses: vec![],
-            initial_fee_balance: Fen(1_000),
+            initial_fee_balance: Fen::from_fen(1_000),
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
-                max_invoice_total: Fen(100_000_000),
+                max_invoice_total: Fen::from_fen(100_000_000),
             }),
         })
         .collect();
@@ -436,7 +436,7 @@ pub fn genesis(seed: u64, n: usize) -> (Genesis, Vec<SecretKey>) {
         "sim".into(),
         Timestamp(0),
         None,
-        Fen(10),
+        Fen::from_fen(10),
         vec![TaxRate(0), TaxRate(600), TaxRate(1300)],
         members,
     )
@@ -803,7 +803,7 @@ impl World {
         (0..n)
             .map(|_| {
                 m.payments += 1;
-                let amount = Fen(100 + (m.payments as i64 * 37) % 10_000);
+                let amount = Fen::from_fen(100 + (m.payments as i64 * 37) % 10_000);
                 EventBody {
                     network,
                     chain: m.code,

@@ -67,7 +67,7 @@ impl Setup {
                     timestamp: Timestamp(time),
                     kind: EventKind::PaymentRecorded(PaymentRecorded {
                         payment_id: format!("p{}", start + k),
-                        amount: Fen(100),
+                        amount: Fen::from_fen(100),
                         currency: Currency::Cny,
                         method: PaymentMethod::Card,
                         terminal_id: "t".into(),
@@ -286,7 +286,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
         .members()
         .iter()
         .map(|m| Member {
-            initial_fee_balance: Fen(0),
+            initial_fee_balance: Fen::from_fen(0),
             ..m.clone()
         })
         .collect();
@@ -296,10 +296,18 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
         role: Role::Operator,
         key: operator.public(),
         addresses: vec![],
-        initial_fee_balance: Fen(0),
+        initial_fee_balance: Fen::from_fen(0),
         policy: None,
     });
-    let genesis = Genesis::new("sim".into(), Timestamp(0), None, Fen(10), vec![TaxRate(600)], members).unwrap();
+    let genesis = Genesis::new(
+        "sim".into(),
+        Timestamp(0),
+        None,
+        Fen::from_fen(10),
+        vec![TaxRate(600)],
+        members,
+    )
+    .unwrap();
     keys.push(operator.clone());
     let mut s = setup_with(genesis, keys);
     let chain = s.from();
@@ -318,7 +326,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
         &owner,
         EventKind::PaymentRecorded(PaymentRecorded {
             payment_id: "p1".into(),
-            amount: Fen(10_000),
+            amount: Fen::from_fen(10_000),
             currency: Currency::Cny,
             method: PaymentMethod::Card,
             terminal_id: "t".into(),
@@ -337,7 +345,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
             lines: vec![LineItem {
                 description: "tea".into(),
                 quantity: Quantity::ONE,
-                unit_price: Fen(5_000),
+                unit_price: Fen::from_fen(5_000),
                 tax_rate: TaxRate(600),
             }],
             payment_ids: vec!["p1".into()],
@@ -349,7 +357,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
         &operator,
         EventKind::FeeDeposited(FeeDeposited {
             deposit_id: "d1".into(),
-            amount: Fen(10),
+            amount: Fen::from_fen(10),
         }),
     );
     let mut build = |events: &[fapiao_core::Event]| {

@@ -23,7 +23,7 @@ fn event(i: u64, key: &SecretKey) -> Event {
             lines: vec![LineItem {
                 description: "Oolong tea, 250 g".into(),
                 quantity: Quantity(2000),
-                unit_price: Fen(8800),
+                unit_price: Fen::from_fen(8800),
                 tax_rate: TaxRate(1300),
             }],
             payment_ids: vec![format!("PAY-{i:08}")],

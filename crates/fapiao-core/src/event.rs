@@ -537,6 +537,70 @@ pub enum FailureReason {
     /// `replaces` names no reversed invoice of this chain, one already replaced, or one
     /// that did not draw on the listed payments.
     ReplacesInvalid,
+    /// A listed payment is already drawn on by the most invoices one payment may carry.
+    PaymentInvoicesLimit,
+    /// Red-letter: the invoice already has the most red-letter invoices one may have.
+    RedLettersLimit,
+}
+
+impl FailureReason {
+    /// Every reason, in canonical (variant index) order. The `match` in
+    /// [`FailureReason::index`] has no wildcard, so a new variant does not compile until
+    /// it is given an index; a test checks that this list holds every index once.
+    pub const ALL: [FailureReason; 23] = [
+        FailureReason::BuyerNameMissing,
+        FailureReason::BuyerTaxIdInvalid,
+        FailureReason::BuyerTaxIdRequired,
+        FailureReason::NoLines,
+        FailureReason::TaxRateNotAllowed,
+        FailureReason::LineQuantityNotPositive,
+        FailureReason::LinePriceNotPositive,
+        FailureReason::PaymentsInvalid,
+        FailureReason::PaymentNotFound,
+        FailureReason::PaymentReversed,
+        FailureReason::PaymentFullyInvoiced,
+        FailureReason::TotalAboveInvoiceable,
+        FailureReason::InvoiceTypeNotPermitted,
+        FailureReason::TotalAboveMerchantLimit,
+        FailureReason::FeeBalanceTooLow,
+        FailureReason::RetryOfInvalid,
+        FailureReason::AmountOverflow,
+        FailureReason::InvoiceNotFound,
+        FailureReason::InvoiceAlreadyReversed,
+        FailureReason::RedLetterExceedsRemaining,
+        FailureReason::ReplacesInvalid,
+        FailureReason::PaymentInvoicesLimit,
+        FailureReason::RedLettersLimit,
+    ];
+
+    /// The variant index: the number the canonical encoding writes for it.
+    pub fn index(self) -> u32 {
+        match self {
+            FailureReason::BuyerNameMissing => 0,
+            FailureReason::BuyerTaxIdInvalid => 1,
+            FailureReason::BuyerTaxIdRequired => 2,
+            FailureReason::NoLines => 3,
+            FailureReason::TaxRateNotAllowed => 4,
+            FailureReason::LineQuantityNotPositive => 5,
+            FailureReason::LinePriceNotPositive => 6,
+            FailureReason::PaymentsInvalid => 7,
+            FailureReason::PaymentNotFound => 8,
+            FailureReason::PaymentReversed => 9,
+            FailureReason::PaymentFullyInvoiced => 10,
+            FailureReason::TotalAboveInvoiceable => 11,
+            FailureReason::InvoiceTypeNotPermitted => 12,
+            FailureReason::TotalAboveMerchantLimit => 13,
+            FailureReason::FeeBalanceTooLow => 14,
+            FailureReason::RetryOfInvalid => 15,
+            FailureReason::AmountOverflow => 16,
+            FailureReason::InvoiceNotFound => 17,
+            FailureReason::InvoiceAlreadyReversed => 18,
+            FailureReason::RedLetterExceedsRemaining => 19,
+            FailureReason::ReplacesInvalid => 20,
+            FailureReason::PaymentInvoicesLimit => 21,
+            FailureReason::RedLettersLimit => 22,
+        }
+    }
 }
 
 /// An invoice or red-letter request failed. The payment record is untouched.

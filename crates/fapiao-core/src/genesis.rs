@@ -5,7 +5,7 @@ use crate::codec;
 use crate::event::{InvoiceType, MerchantPolicy};
 use crate::hash::{hash, Domain};
 use crate::ids::{MemberCode, NetworkId, Timestamp};
-use crate::money::{Fen, TaxRate};
+use crate::money::{Fen, TaxRate, AMOUNT_FEN_MAX};
 use crate::sig::PublicKey;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -126,8 +126,11 @@ impl Genesis {
         if members.is_empty() || members.len() > MEMBERS_MAX {
             return Err(field_err("members", format!("must list 1 to {MEMBERS_MAX} members")));
         }
-        if fee_per_invoice.0 < 0 {
-            return Err(field_err("fee_per_invoice_fen", "must not be negative"));
+        if fee_per_invoice.is_negative() || fee_per_invoice > Fen::MAX {
+            return Err(field_err(
+                "fee_per_invoice_fen",
+                format!("must be 0 to {AMOUNT_FEN_MAX} fen"),
+            ));
         }
         if allowed_tax_rates.is_empty() {
             return Err(field_err("allowed_tax_rates_bp", "must allow at least one rate"));
@@ -153,15 +156,21 @@ impl Genesis {
             if m.addresses.len() > 16 || m.addresses.iter().any(|a| a.is_empty() || a.len() > 256) {
                 return Err(field_err(f("addresses"), "at most 16 addresses of 1 to 256 characters"));
             }
-            if m.initial_fee_balance.0 < 0 {
-                return Err(field_err(f("initial_fee_balance_fen"), "must not be negative"));
+            if m.initial_fee_balance.is_negative() || m.initial_fee_balance > Fen::MAX {
+                return Err(field_err(
+                    f("initial_fee_balance_fen"),
+                    format!("must be 0 to {AMOUNT_FEN_MAX} fen"),
+                ));
             }
             match (&mut m.policy, m.role) {
                 (Some(p), Role::Merchant) => {
                     p.permitted_types.sort();
                     p.permitted_types.dedup();
-                    if p.max_invoice_total.0 < 0 {
-                        return Err(field_err(f("max_invoice_total_fen"), "must not be negative"));
+                    if p.max_invoice_total.is_negative() || p.max_invoice_total > Fen::MAX {
+                        return Err(field_err(
+                            f("max_invoice_total_fen"),
+                            format!("must be 0 to {AMOUNT_FEN_MAX} fen"),
+                        ));
                     }
                 }
                 (None, Role::Merchant) => {
@@ -171,7 +180,7 @@ impl Genesis {
                     return Err(field_err(f("permitted_invoice_types"), "only merchants have a policy"));
                 }
                 (None, _) => {
-                    if m.initial_fee_balance.0 != 0 {
+                    if !m.initial_fee_balance.is_zero() {
                         return Err(field_err(
                             f("initial_fee_balance_fen"),
                             "only merchants have a fee balance",
@@ -320,7 +329,7 @@ impl Genesis {
                     }
                     Some(MerchantPolicy {
                         permitted_types: permitted,
-                        max_invoice_total: Fen(max),
+                        max_invoice_total: Fen::from_fen(max),
                     })
                 }
                 _ => {
@@ -337,14 +346,14 @@ impl Genesis {
                 key,
                 addresses: m.addresses,
                 policy,
-                initial_fee_balance: Fen(m.initial_fee_balance_fen.unwrap_or(0)),
+                initial_fee_balance: Fen::from_fen(m.initial_fee_balance_fen.unwrap_or(0)),
             });
         }
         Genesis::new(
             file.network_name,
             Timestamp(file.created_at_ms),
             file.quorum,
-            Fen(file.fee_per_invoice_fen),
+            Fen::from_fen(file.fee_per_invoice_fen),
             file.allowed_tax_rates_bp.into_iter().map(TaxRate).collect(),
             members,
         )
@@ -357,7 +366,7 @@ impl Genesis {
             network_name: self.network_name.clone(),
             created_at_ms: self.created_at.0,
             quorum: Some(self.quorum),
-            fee_per_invoice_fen: self.fee_per_invoice.0,
+            fee_per_invoice_fen: self.fee_per_invoice.fen(),
             allowed_tax_rates_bp: self.allowed_tax_rates.iter().map(|r| r.0).collect(),
             members: self
                 .members
@@ -372,8 +381,8 @@ impl Genesis {
                         .policy
                         .as_ref()
                         .map(|p| p.permitted_types.iter().map(|t| t.name().to_string()).collect()),
-                    max_invoice_total_fen: m.policy.as_ref().map(|p| p.max_invoice_total.0),
-                    initial_fee_balance_fen: (m.role == Role::Merchant).then_some(m.initial_fee_balance.0),
+                    max_invoice_total_fen: m.policy.as_ref().map(|p| p.max_invoice_total.fen()),
+                    initial_fee_balance_fen: (m.role == Role::Merchant).then_some(m.initial_fee_balance.fen()),
                 })
                 .collect(),
         };

@@ -5,13 +5,43 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// An amount of money in fen (1 yuan = 100 fen). Arithmetic is checked.
+/// The largest amount any one payment, refund, fee deposit, invoice line, invoice total or
+/// policy limit may carry: 10^12 fen (10 billion yuan). A format constant: every node and
+/// verifier refuses larger amounts, so every sum the ledger forms (at most
+/// [`SUM_TERMS_MAX`] bounded terms) stays far inside `i64`.
+pub const AMOUNT_FEN_MAX: i64 = 1_000_000_000_000;
+
+/// The most bounded amounts any one sum in the ledger adds up (payments per invoice, lines
+/// per invoice, refunds per payment, ...). `AMOUNT_FEN_MAX * SUM_TERMS_MAX` fits in `i64`
+/// with room to spare (asserted below), so sums at the bound cannot overflow.
+pub const SUM_TERMS_MAX: i64 = 10_000;
+
+const _: () = assert!(AMOUNT_FEN_MAX.checked_mul(SUM_TERMS_MAX).is_some());
+
+/// An amount of money in fen (1 yuan = 100 fen).
+///
+/// The field is private: amounts are built with [`Fen::from_fen`], read with
+/// [`Fen::fen`], and added only with the checked operations, so no sum can silently wrap
+/// (a release build wraps where a debug build panics, and two nodes built differently
+/// must never disagree).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug, Default)]
-pub struct Fen(pub i64);
+pub struct Fen(i64);
 
 impl Fen {
     /// Zero.
     pub const ZERO: Fen = Fen(0);
+    /// [`AMOUNT_FEN_MAX`] as an amount.
+    pub const MAX: Fen = Fen(AMOUNT_FEN_MAX);
+
+    /// `fen` fen.
+    pub const fn from_fen(fen: i64) -> Fen {
+        Fen(fen)
+    }
+
+    /// The amount in fen.
+    pub const fn fen(self) -> i64 {
+        self.0
+    }
 
     /// `self + other`, or `None` on overflow.
     pub fn checked_add(self, other: Fen) -> Option<Fen> {
@@ -23,9 +53,35 @@ impl Fen {
         self.0.checked_sub(other.0).map(Fen)
     }
 
+    /// `-self`, or `None` on overflow.
+    pub fn checked_neg(self) -> Option<Fen> {
+        self.0.checked_neg().map(Fen)
+    }
+
+    /// The sum of `amounts`, or `None` on overflow.
+    pub fn checked_sum(amounts: impl IntoIterator<Item = Fen>) -> Option<Fen> {
+        amounts.into_iter().try_fold(Fen::ZERO, Fen::checked_add)
+    }
+
     /// Strictly above zero.
     pub fn is_positive(self) -> bool {
         self.0 > 0
+    }
+
+    /// Exactly zero.
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Strictly below zero.
+    pub fn is_negative(self) -> bool {
+        self.0 < 0
+    }
+
+    /// Above zero and at most [`AMOUNT_FEN_MAX`]: what a payment, refund, deposit or unit
+    /// price must be.
+    pub fn is_valid_amount(self) -> bool {
+        self.0 > 0 && self.0 <= AMOUNT_FEN_MAX
     }
 }
 

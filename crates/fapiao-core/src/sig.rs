@@ -222,6 +222,11 @@ pub fn verify_message(key: &PublicKey, message: &[u8], sig: &Signature) -> Resul
     }
 }
 
+/// The batch size admission, witnesses and replay use: large enough that batching pays
+/// (about twice single verification), small enough that one bad signature costs only a
+/// short re-check, and that batches spread over every core.
+pub const BATCH_ITEMS: usize = 64;
+
 /// One item of a batch: key, signed digest, signature.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchItem<'a> {

@@ -186,8 +186,19 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
 
     /// Sets (`Some`) or removes (`None`) the value hash of `key_hash`.
     pub fn set(&mut self, key_hash: &Hash32, value_hash: Option<&Hash32>) -> Result<(), TreeError<S::Error>> {
-        self.update(NodeKey::on_path(0, key_hash), key_hash, value_hash)?;
+        let root = self.root()?;
+        self.update(NodeKey::on_path(0, key_hash), key_hash, value_hash, root)?;
         Ok(())
+    }
+
+    /// The node at `at`, which its parent records as hashing to `expected`: a stored
+    /// node that does not is damage, and building on it would sign a wrong root.
+    fn get_checked(&self, at: &NodeKey, expected: &Hash32) -> Result<Option<Node>, TreeError<S::Error>> {
+        let node = self.get(at)?;
+        if node.map(|n| n.hash()).unwrap_or(EMPTY) != *expected {
+            return Err(TreeError::Corrupt(at.depth));
+        }
+        Ok(node)
     }
 
     /// The root after the updates so far.
@@ -212,9 +223,16 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
         leaf.hash()
     }
 
-    /// Updates the subtree at `at` (on `kh`'s path) and returns its new hash.
-    fn update(&mut self, at: NodeKey, kh: &Hash32, vh: Option<&Hash32>) -> Result<Hash32, TreeError<S::Error>> {
-        match self.get(&at)? {
+    /// Updates the subtree at `at` (on `kh`'s path), whose hash is `expected` now, and
+    /// returns its new hash.
+    fn update(
+        &mut self,
+        at: NodeKey,
+        kh: &Hash32,
+        vh: Option<&Hash32>,
+        expected: Hash32,
+    ) -> Result<Hash32, TreeError<S::Error>> {
+        match self.get_checked(&at, &expected)? {
             None => match vh {
                 Some(v) => Ok(self.put_leaf(at, kh, v)),
                 None => Ok(EMPTY),
@@ -238,7 +256,8 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
                     return Err(TreeError::Corrupt(at.depth));
                 }
                 let side = bit(kh, at.depth);
-                let child = self.update(at.child(side), kh, vh)?;
+                let below = if side == 0 { left } else { right };
+                let child = self.update(at.child(side), kh, vh, below)?;
                 let (l, r) = if side == 0 { (child, right) } else { (left, child) };
                 if l == EMPTY && r == EMPTY {
                     self.put(at, None);
@@ -247,7 +266,8 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
                 // A lone leaf below moves up, so the tree stays canonical.
                 if l == EMPTY || r == EMPTY {
                     let other = at.child(if l == EMPTY { 1 } else { 0 });
-                    if let Some(leaf @ Node::Leaf { .. }) = self.get(&other)? {
+                    let other_hash = if l == EMPTY { r } else { l };
+                    if let Some(leaf @ Node::Leaf { .. }) = self.get_checked(&other, &other_hash)? {
                         self.put(other, None);
                         self.put(at, Some(leaf));
                         return Ok(leaf.hash());

@@ -117,9 +117,10 @@ pub struct PaymentRecord {
 }
 
 impl PaymentRecord {
-    /// `amount - refunded`: what the payer is still out of pocket.
-    pub fn net_paid(&self) -> Fen {
-        Fen(self.recorded.amount.0 - self.refunded.0)
+    /// `amount - refunded`: what the payer is still out of pocket. `None` only for a
+    /// record no execution writes (amounts past the bounds), which callers treat as corrupt.
+    pub fn net_paid(&self) -> Option<Fen> {
+        self.recorded.amount.checked_sub(self.refunded)
     }
 }
 
@@ -271,13 +272,15 @@ pub struct BlueInvoice {
 
 impl BlueInvoice {
     /// Total still standing (net + tax over every rate).
-    pub fn remaining_total(&self) -> Fen {
-        Fen(self.remaining.iter().map(|r| r.net.0 + r.tax.0).sum())
+    /// `None` only for a record no execution writes (amounts past the bounds), which
+    /// callers treat as corrupt.
+    pub fn remaining_total(&self) -> Option<Fen> {
+        Fen::checked_sum(self.remaining.iter().flat_map(|r| [r.net, r.tax]))
     }
 
     /// Whether nothing is left.
     pub fn fully_reversed(&self) -> bool {
-        self.remaining.iter().all(|r| r.net.0 == 0 && r.tax.0 == 0)
+        self.remaining.iter().all(|r| r.net.is_zero() && r.tax.is_zero())
     }
 }
 

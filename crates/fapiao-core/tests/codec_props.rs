@@ -26,7 +26,7 @@ fn text() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9 中文-]{0,12}"
 }
 fn fen() -> impl Strategy<Value = Fen> {
-    any::<i64>().prop_map(Fen)
+    any::<i64>().prop_map(Fen::from_fen)
 }
 fn number() -> impl Strategy<Value = InvoiceNumber> {
     (0u8..100, code(), 0u64..=999_999_999_999).prop_map(|(y, m, s)| InvoiceNumber::new(y, m, s).unwrap())
@@ -270,29 +270,7 @@ fn derived() -> impl Strategy<Value = Derived> {
     })
 }
 
-const ALL_REASONS: [FailureReason; 21] = [
-    FailureReason::BuyerNameMissing,
-    FailureReason::BuyerTaxIdInvalid,
-    FailureReason::BuyerTaxIdRequired,
-    FailureReason::NoLines,
-    FailureReason::TaxRateNotAllowed,
-    FailureReason::LineQuantityNotPositive,
-    FailureReason::LinePriceNotPositive,
-    FailureReason::PaymentsInvalid,
-    FailureReason::PaymentNotFound,
-    FailureReason::PaymentReversed,
-    FailureReason::PaymentFullyInvoiced,
-    FailureReason::TotalAboveInvoiceable,
-    FailureReason::InvoiceTypeNotPermitted,
-    FailureReason::TotalAboveMerchantLimit,
-    FailureReason::FeeBalanceTooLow,
-    FailureReason::RetryOfInvalid,
-    FailureReason::AmountOverflow,
-    FailureReason::InvoiceNotFound,
-    FailureReason::InvoiceAlreadyReversed,
-    FailureReason::RedLetterExceedsRemaining,
-    FailureReason::ReplacesInvalid,
-];
+const ALL_REASONS: [FailureReason; FailureReason::ALL.len()] = FailureReason::ALL;
 
 fn entry() -> impl Strategy<Value = Entry> {
     prop_oneof![event().prop_map(Entry::Event), derived().prop_map(Entry::Derived)]

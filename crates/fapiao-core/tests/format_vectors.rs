@@ -20,7 +20,7 @@ fn genesis() -> Genesis {
         "vectors".into(),
         Timestamp(1_767_225_600_000),
         None,
-        Fen(10),
+        Fen::from_fen(10),
         vec![TaxRate(600), TaxRate(1300)],
         vec![Member {
             code: MemberCode::new(110_001).unwrap(),
@@ -30,9 +30,9 @@ fn genesis() -> Genesis {
             addresses: vec!["/ip4/127.0.0.1/tcp/7001".into()],
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
-                max_invoice_total: Fen(100_000),
+                max_invoice_total: Fen::from_fen(100_000),
             }),
-            initial_fee_balance: Fen(500),
+            initial_fee_balance: Fen::from_fen(500),
         }],
     )
     .unwrap()
@@ -54,7 +54,7 @@ fn vectors() -> Vec<(&'static str, String)> {
         timestamp: Timestamp(1_767_225_601_000),
         kind: EventKind::PaymentRecorded(PaymentRecorded {
             payment_id: "P1".into(),
-            amount: Fen(5300),
+            amount: Fen::from_fen(5300),
             currency: Currency::Cny,
             method: PaymentMethod::Wechat,
             terminal_id: "T".into(),
@@ -82,7 +82,7 @@ fn vectors() -> Vec<(&'static str, String)> {
             lines: vec![LineItem {
                 description: "Tea".into(),
                 quantity: Quantity(1000),
-                unit_price: Fen(5000),
+                unit_price: Fen::from_fen(5000),
                 tax_rate: TaxRate(600),
             }],
             payment_ids: vec!["P1".into()],
@@ -113,19 +113,19 @@ fn vectors() -> Vec<(&'static str, String)> {
                 item: LineItem {
                     description: "Tea".into(),
                     quantity: Quantity(1000),
-                    unit_price: Fen(5000),
+                    unit_price: Fen::from_fen(5000),
                     tax_rate: TaxRate(600),
                 },
-                net: Fen(5000),
-                tax: Fen(300),
+                net: Fen::from_fen(5000),
+                tax: Fen::from_fen(300),
             }],
-            net: Fen(5000),
-            tax: Fen(300),
-            total: Fen(5300),
-            fee: Fen(10),
+            net: Fen::from_fen(5000),
+            tax: Fen::from_fen(300),
+            total: Fen::from_fen(5300),
+            fee: Fen::from_fen(10),
             allocations: vec![Allocation {
                 payment_id: "P1".into(),
-                amount: Fen(5300),
+                amount: Fen::from_fen(5300),
             }],
             issued_at: Timestamp(1_767_225_603_000),
             replaces: None,
@@ -263,7 +263,7 @@ fn signatures_in_vectors_verify() {
         "other".into(),
         Timestamp(0),
         None,
-        Fen(0),
+        Fen::from_fen(0),
         vec![TaxRate(0)],
         g.members().to_vec(),
     )

@@ -21,7 +21,7 @@ fn deposit(w: &World, id: &str, fen: i64) -> Event {
         &w.operator,
         EventKind::FeeDeposited(FeeDeposited {
             deposit_id: id.into(),
-            amount: Fen(fen),
+            amount: Fen::from_fen(fen),
         }),
     )
 }

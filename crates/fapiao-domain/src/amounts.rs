@@ -24,13 +24,13 @@ pub struct Totals {
 
 /// Net and tax of one line (quantity and price must be positive). `None` on overflow.
 pub fn line(item: &LineItem) -> Option<IssuedLine> {
-    debug_assert!(item.quantity.0 > 0 && item.unit_price.0 > 0);
-    let net = div_round_half_up(i128::from(item.quantity.0) * i128::from(item.unit_price.0), 1000)?;
+    debug_assert!(item.quantity.0 > 0 && item.unit_price.is_positive());
+    let net = div_round_half_up(i128::from(item.quantity.0) * i128::from(item.unit_price.fen()), 1000)?;
     let tax = div_round_half_up(i128::from(net) * i128::from(item.tax_rate.0), 10_000)?;
     Some(IssuedLine {
         item: item.clone(),
-        net: Fen(net),
-        tax: Fen(tax),
+        net: Fen::from_fen(net),
+        tax: Fen::from_fen(tax),
     })
 }
 
@@ -48,14 +48,15 @@ pub fn totals(items: &[LineItem]) -> Option<Totals> {
     Some(Totals { lines, net, tax, total })
 }
 
-/// Net and tax per rate, sorted by rate.
-pub fn by_rate(lines: &[IssuedLine]) -> Vec<RateAmounts> {
+/// Net and tax per rate, sorted by rate. `None` on overflow, which lines within the
+/// bounds (at most `LINES_MAX` lines of at most `AMOUNT_FEN_MAX` each) cannot reach.
+pub fn by_rate(lines: &[IssuedLine]) -> Option<Vec<RateAmounts>> {
     let mut out: Vec<RateAmounts> = Vec::new();
     for l in lines {
         match out.iter_mut().find(|r| r.rate == l.item.tax_rate) {
             Some(r) => {
-                r.net = Fen(r.net.0 + l.net.0);
-                r.tax = Fen(r.tax.0 + l.tax.0);
+                r.net = r.net.checked_add(l.net)?;
+                r.tax = r.tax.checked_add(l.tax)?;
             }
             None => out.push(RateAmounts {
                 rate: l.item.tax_rate,
@@ -65,7 +66,7 @@ pub fn by_rate(lines: &[IssuedLine]) -> Vec<RateAmounts> {
         }
     }
     out.sort_by_key(|r| r.rate);
-    out
+    Some(out)
 }
 
 /// Rate lookup helper.
@@ -82,11 +83,15 @@ mod tests {
         let l = line(&LineItem {
             description: "x".into(),
             quantity: Quantity(quantity),
-            unit_price: Fen(unit_price),
+            unit_price: Fen::from_fen(unit_price),
             tax_rate: TaxRate(rate),
         })
         .unwrap();
-        assert_eq!((l.net.0, l.tax.0), expected, "{quantity} x {unit_price} @ {rate}");
+        assert_eq!(
+            (l.net.fen(), l.tax.fen()),
+            expected,
+            "{quantity} x {unit_price} @ {rate}"
+        );
     }
 
     #[test]
@@ -106,7 +111,7 @@ mod tests {
         let item = LineItem {
             description: "x".into(),
             quantity: Quantity(i64::MAX),
-            unit_price: Fen(i64::MAX),
+            unit_price: Fen::from_fen(i64::MAX),
             tax_rate: TaxRate(1300),
         };
         assert!(line(&item).is_none());

@@ -26,30 +26,8 @@ pub struct FailureInfo {
     pub remedy: &'static str,
 }
 
-/// Every reason, in catalogue order.
-pub const ALL: [FailureReason; 21] = [
-    FailureReason::BuyerNameMissing,
-    FailureReason::BuyerTaxIdInvalid,
-    FailureReason::BuyerTaxIdRequired,
-    FailureReason::NoLines,
-    FailureReason::TaxRateNotAllowed,
-    FailureReason::LineQuantityNotPositive,
-    FailureReason::LinePriceNotPositive,
-    FailureReason::PaymentsInvalid,
-    FailureReason::PaymentNotFound,
-    FailureReason::PaymentReversed,
-    FailureReason::PaymentFullyInvoiced,
-    FailureReason::TotalAboveInvoiceable,
-    FailureReason::InvoiceTypeNotPermitted,
-    FailureReason::TotalAboveMerchantLimit,
-    FailureReason::FeeBalanceTooLow,
-    FailureReason::RetryOfInvalid,
-    FailureReason::AmountOverflow,
-    FailureReason::InvoiceNotFound,
-    FailureReason::InvoiceAlreadyReversed,
-    FailureReason::RedLetterExceedsRemaining,
-    FailureReason::ReplacesInvalid,
-];
+/// Every reason, in catalogue order (the canonical variant order).
+pub const ALL: [FailureReason; FailureReason::ALL.len()] = FailureReason::ALL;
 
 /// The catalogue entry of a reason.
 pub fn info(reason: FailureReason) -> FailureInfo {
@@ -76,6 +54,8 @@ pub fn info(reason: FailureReason) -> FailureInfo {
         R::InvoiceAlreadyReversed => ("INVOICE_ALREADY_REVERSED", false, "Nothing is left to reverse on this invoice."),
         R::RedLetterExceedsRemaining => ("RED_LETTER_EXCEEDS_REMAINING", false, "Reverse at most what is left of the invoice, using only tax rates that appear on it."),
         R::ReplacesInvalid => ("REPLACES_INVALID", false, "replaces must name an invoice of this merchant that was red-letter reversed and not replaced yet, and list only payments it drew on."),
+        R::PaymentInvoicesLimit => ("PAYMENT_INVOICES_LIMIT", false, "Invoice what is left of this payment together with the others in fewer, larger invoices: list other payments, or red-letter and re-issue the small ones as one."),
+        R::RedLettersLimit => ("RED_LETTERS_LIMIT", false, "Reverse what is left of the invoice in one full red-letter instead of more partial ones."),
     };
     FailureInfo {
         reason,
@@ -111,6 +91,8 @@ fn cause(reason: FailureReason) -> &'static str {
         R::InvoiceAlreadyReversed => "The invoice to reverse is already fully reversed.",
         R::RedLetterExceedsRemaining => "The partial red-letter lines exceed what is left of the invoice, or use a rate not on it.",
         R::ReplacesInvalid => "replaces names no red-letter reversed invoice of this merchant, one already replaced, or one that did not draw on the listed payments.",
+        R::PaymentInvoicesLimit => "A listed payment is already drawn on by 100 invoices, the most one payment may carry (the bound keeps its record small).",
+        R::RedLettersLimit => "The invoice already has 100 red-letter invoices, the most one invoice may have.",
     }
 }
 
@@ -122,6 +104,18 @@ pub fn from_code(code: &str) -> Option<FailureReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalogue_lists_every_variant_once_in_canonical_order() {
+        for (i, r) in ALL.iter().enumerate() {
+            assert_eq!(r.index() as usize, i, "{r:?}");
+            // The canonical encoding of a variant is its index, little-endian u32.
+            assert_eq!(fapiao_core::codec::to_bytes(r), (i as u32).to_le_bytes());
+        }
+        // One past the last index is no reason at all: the list is complete.
+        let past: Result<FailureReason, _> = fapiao_core::codec::decode(&(ALL.len() as u32).to_le_bytes());
+        assert!(past.is_err());
+    }
 
     #[test]
     fn codes_are_unique_and_round_trip() {

@@ -9,6 +9,7 @@
 //! so every validator derives the same events and writes.
 
 use crate::amounts;
+use crate::bounds::{self, invalid};
 use crate::state::{
     alloc, AutoReissue, BlueInvoice, ClaimInfo, ClientKeyRecord, DepositRecord, ExecError, InvoiceRecord, MerchantMeta,
     Overlay, PaymentRecord, PaymentReversal, RateAmounts, RefundRecord, RequestBody, RequestOutcome, RequestRecord,
@@ -29,14 +30,10 @@ use fapiao_core::{
 };
 use std::collections::BTreeMap;
 
-/// Longest id (payment, refund, request, deposit, terminal), in bytes.
-pub const ID_BYTES_MAX: usize = 64;
-/// Longest free text (names, descriptions, reasons, labels), in bytes.
-pub const TEXT_BYTES_MAX: usize = 256;
-/// Most lines on one invoice or red-letter.
-pub const LINES_MAX: usize = 100;
-/// Most payments one invoice may cover.
-pub const PAYMENTS_PER_INVOICE_MAX: usize = 100;
+pub use crate::bounds::{
+    ID_BYTES_MAX, INVOICES_PER_PAYMENT_MAX, LINES_MAX, PAYMENTS_PER_INVOICE_MAX, RED_LETTERS_PER_INVOICE_MAX,
+    REFUNDS_PER_PAYMENT_MAX, TEXT_BYTES_MAX,
+};
 /// Most requests waiting for a fee deposit on one chain; later fee failures are recorded
 /// but not queued for automatic re-issue.
 pub const FEE_BLOCKED_MAX: usize = 1000;
@@ -178,6 +175,22 @@ pub enum Rejection {
     /// An amount would overflow.
     #[error("{0} would overflow")]
     Overflow(&'static str),
+    /// An amount is above the most any amount may be ([`fapiao_core::money::AMOUNT_FEN_MAX`]).
+    #[error("{field}: above the most any amount may be ({max} yuan)")]
+    AmountAboveMax {
+        /// The field.
+        field: String,
+        /// The bound.
+        max: Fen,
+    },
+    /// A record already holds the most entries of this kind it may hold.
+    #[error("{field}: {detail}")]
+    LimitReached {
+        /// The field.
+        field: String,
+        /// Which bound, and where it was reached.
+        detail: String,
+    },
 }
 
 impl Rejection {
@@ -198,6 +211,8 @@ impl Rejection {
             Rejection::PaymentInvoiced { .. } => "PAYMENT_INVOICED",
             Rejection::KeyNotAuthorized(_) => "KEY_NOT_AUTHORIZED",
             Rejection::Overflow(_) => "AMOUNT_OVERFLOW",
+            Rejection::AmountAboveMax { .. } => "AMOUNT_ABOVE_MAX",
+            Rejection::LimitReached { .. } => "LIMIT_REACHED",
         }
     }
 
@@ -218,6 +233,7 @@ impl Rejection {
             Rejection::RefundExceedsRefundable { .. } => Some("amount".into()),
             Rejection::KeyNotAuthorized(_) => Some("key".into()),
             Rejection::Overflow(f) => Some((*f).into()),
+            Rejection::AmountAboveMax { field, .. } | Rejection::LimitReached { field, .. } => Some(field.clone()),
         }
     }
 }
@@ -311,50 +327,6 @@ pub fn execute_block<S: StateRead>(
     })
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> Rejection {
-    Rejection::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-fn check_id(field: &str, id: &str) -> Result<(), Rejection> {
-    if id.is_empty() || id.len() > ID_BYTES_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            field,
-            format!("must be 1 to {ID_BYTES_MAX} printable ASCII characters without spaces"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_text(field: &str, text: &str) -> Result<(), Rejection> {
-    if text.len() > TEXT_BYTES_MAX || text.chars().any(char::is_control) {
-        return Err(invalid(
-            field,
-            format!("must be at most {TEXT_BYTES_MAX} bytes without control characters"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_positive(field: &str, amount: Fen) -> Result<(), Rejection> {
-    if !amount.is_positive() {
-        return Err(invalid(field, "must be above zero"));
-    }
-    Ok(())
-}
-
-fn check_lines_shape(lines: &[LineItem]) -> Result<(), Rejection> {
-    if lines.len() > LINES_MAX {
-        return Err(invalid("lines", format!("at most {LINES_MAX} lines")));
-    }
-    for (i, l) in lines.iter().enumerate() {
-        check_text(&format!("lines[{i}].description"), &l.description)?;
-    }
-    Ok(())
-}
-
 /// A business failure of an invoice or red-letter request.
 struct Failure {
     reason: FailureReason,
@@ -367,6 +339,51 @@ fn fail(reason: FailureReason, field: impl Into<String>, detail: impl Into<Strin
         reason,
         field: field.into(),
         detail: detail.into(),
+    }
+}
+
+/// Who may sign which event on a chain, the one rule admission and execution share:
+/// payments by the owner or a client key with the `payments` permission; invoice and
+/// red-letter requests by the owner or a client key with `invoices`; claims by a verifier
+/// member; fee deposits and policy by the operator member; client keys by the owner. A
+/// client key counts only while authorised and not revoked in `state`. For a member's
+/// event, the answer names the member.
+pub fn authorize<S: StateRead>(
+    ctx: &ChainContext<'_>,
+    state: &Overlay<'_, S>,
+    author: &PublicKey,
+    kind: &EventKind,
+) -> Result<Result<Option<MemberCode>, Rejection>, ExecError<S::Error>> {
+    let name = kind.name();
+    let unauthorized = || Rejection::Unauthorized {
+        author: *author,
+        kind: name,
+    };
+    let client = |allowed: fn(&fapiao_core::event::Permissions) -> bool| -> Result<Result<Option<MemberCode>, Rejection>, ExecError<S::Error>> {
+        if *author == ctx.owner {
+            return Ok(Ok(None));
+        }
+        Ok(match state.client_key(author)? {
+            Some(k) if k.revoked_at.is_none() && allowed(&k.permissions) => Ok(None),
+            _ => Err(unauthorized()),
+        })
+    };
+    let member = |role: Role| match ctx.genesis.member_by_key(author) {
+        Some(m) if m.role == role => Ok(Some(m.code)),
+        _ => Err(unauthorized()),
+    };
+    match kind {
+        EventKind::PaymentRecorded(_) | EventKind::PaymentRefunded(_) | EventKind::PaymentReversed(_) => {
+            client(|p| p.payments)
+        }
+        EventKind::InvoiceRequested(_) | EventKind::InvoiceRedLetterRequested(_) => client(|p| p.invoices),
+        EventKind::InvoiceClaimRequested(_) => Ok(member(Role::Verifier)),
+        EventKind::FeeDeposited(_) | EventKind::MerchantPolicySet(_) => Ok(member(Role::Operator)),
+        EventKind::ClientKeyAuthorized(_) | EventKind::ClientKeyRevoked(_) => Ok(if *author == ctx.owner {
+            Ok(None)
+        } else {
+            Err(unauthorized())
+        }),
     }
 }
 
@@ -395,98 +412,37 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             .into());
         }
         let kind = &event.body.kind;
+        // Who may sign comes first (an unauthorised author learns nothing more), then the
+        // event's own bounds, then the rules against the state.
+        let signer = self.authorize(kind)?;
+        bounds::check_event(kind)?;
         match kind {
-            EventKind::PaymentRecorded(p) => {
-                self.authorize_client(kind.name(), |p| p.payments)?;
-                self.record_payment(p).map(|()| vec![])
-            }
-            EventKind::PaymentRefunded(r) => {
-                self.authorize_client(kind.name(), |p| p.payments)?;
-                self.refund(r).map(|()| vec![])
-            }
-            EventKind::PaymentReversed(r) => {
-                self.authorize_client(kind.name(), |p| p.payments)?;
-                self.reverse(r).map(|()| vec![])
-            }
-            EventKind::InvoiceRequested(r) => {
-                self.authorize_client(kind.name(), |p| p.invoices)?;
-                self.request_invoice(r).map(one)
-            }
-            EventKind::InvoiceRedLetterRequested(r) => {
-                self.authorize_client(kind.name(), |p| p.invoices)?;
-                self.red_letter(r).map(one)
-            }
+            EventKind::PaymentRecorded(p) => self.record_payment(p).map(|()| vec![]),
+            EventKind::PaymentRefunded(r) => self.refund(r).map(|()| vec![]),
+            EventKind::PaymentReversed(r) => self.reverse(r).map(|()| vec![]),
+            EventKind::InvoiceRequested(r) => self.request_invoice(r).map(one),
+            EventKind::InvoiceRedLetterRequested(r) => self.red_letter(r).map(one),
             EventKind::InvoiceClaimRequested(c) => {
-                let claimant = self.authorize_member(kind.name(), Role::Verifier)?;
+                let claimant = signer.unwrap_or_else(|| unreachable!("a claim's signer is a member"));
                 self.claim(c, claimant).map(one)
             }
             EventKind::FeeDeposited(d) => {
-                self.authorize_member(kind.name(), Role::Operator)?;
                 self.deposit(d)?;
                 self.reissue_fee_blocked(d)
             }
-            EventKind::MerchantPolicySet(p) => {
-                self.authorize_member(kind.name(), Role::Operator)?;
-                self.set_policy(p).map(|()| vec![])
-            }
-            EventKind::ClientKeyAuthorized(a) => {
-                self.authorize_owner(kind.name())?;
-                self.authorize_key(a).map(|()| vec![])
-            }
-            EventKind::ClientKeyRevoked(r) => {
-                self.authorize_owner(kind.name())?;
-                self.revoke_key(r).map(|()| vec![])
-            }
+            EventKind::MerchantPolicySet(p) => self.set_policy(p).map(|()| vec![]),
+            EventKind::ClientKeyAuthorized(a) => self.authorize_key(a).map(|()| vec![]),
+            EventKind::ClientKeyRevoked(r) => self.revoke_key(r).map(|()| vec![]),
         }
     }
 
-    // ---- authorisation -------------------------------------------------------------
-
-    fn unauthorized(&self, kind: &'static str) -> Rejection {
-        Rejection::Unauthorized {
-            author: self.author,
-            kind,
-        }
-    }
-
-    fn authorize_owner(&self, kind: &'static str) -> Step<(), S::Error> {
-        if self.author == self.ctx.owner {
-            Ok(())
-        } else {
-            Err(self.unauthorized(kind).into())
-        }
-    }
-
-    /// The owner, or a client key authorised (and not revoked) with the permission.
-    fn authorize_client(
-        &self,
-        kind: &'static str,
-        allowed: impl Fn(&fapiao_core::event::Permissions) -> bool,
-    ) -> Step<(), S::Error> {
-        if self.author == self.ctx.owner {
-            return Ok(());
-        }
-        match self.state.client_key(&self.author)? {
-            Some(k) if k.revoked_at.is_none() && allowed(&k.permissions) => Ok(()),
-            _ => Err(self.unauthorized(kind).into()),
-        }
-    }
-
-    /// A genesis member of `role` whose member key is the author.
-    fn authorize_member(&self, kind: &'static str, role: Role) -> Step<MemberCode, S::Error> {
-        match self.ctx.genesis.member_by_key(&self.author) {
-            Some(m) if m.role == role => Ok(m.code),
-            _ => Err(self.unauthorized(kind).into()),
-        }
+    fn authorize(&self, kind: &EventKind) -> Step<Option<MemberCode>, S::Error> {
+        Ok(authorize(self.ctx, self.state, &self.author, kind)??)
     }
 
     // ---- payments --------------------------------------------------------------------
 
     fn record_payment(&mut self, p: &PaymentRecorded) -> Step<(), S::Error> {
-        check_id("payment_id", &p.payment_id)?;
-        check_positive("amount", p.amount)?;
-        check_text("terminal_id", &p.terminal_id)?;
-        check_text("external_ref", &p.external_ref)?;
         if self.state.payment(&p.payment_id)?.is_some() {
             return Err(Rejection::DuplicatePaymentId(p.payment_id.clone()).into());
         }
@@ -516,10 +472,6 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     }
 
     fn refund(&mut self, r: &PaymentRefunded) -> Step<(), S::Error> {
-        check_id("payment_id", &r.payment_id)?;
-        check_id("refund_id", &r.refund_id)?;
-        check_positive("amount", r.amount)?;
-        check_text("reason", &r.reason)?;
         if self.state.refund(&r.refund_id)?.is_some() {
             return Err(Rejection::DuplicateRefundId(r.refund_id.clone()).into());
         }
@@ -527,7 +479,9 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         // A refund is a payment fact: it is recorded even when the payment is invoiced
         // (the payment record never depends on invoicing). Reconciliation then shows
         // the invoice as needing a red-letter reversal.
-        let refundable = p.net_paid();
+        let refundable = p
+            .net_paid()
+            .ok_or_else(|| ExecError::Corrupt(StateKey::Payment(r.payment_id.clone())))?;
         if r.amount > refundable {
             return Err(Rejection::RefundExceedsRefundable {
                 payment_id: r.payment_id.clone(),
@@ -535,7 +489,21 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             }
             .into());
         }
-        p.refunded = Fen(p.refunded.0 + r.amount.0);
+        if p.refund_ids.len() >= REFUNDS_PER_PAYMENT_MAX {
+            return Err(Rejection::LimitReached {
+                field: "payment_id".into(),
+                detail: format!(
+                    "payment {} already has {REFUNDS_PER_PAYMENT_MAX} refunds, the most one payment may have",
+                    r.payment_id
+                ),
+            }
+            .into());
+        }
+        // Within the refundable amount, so at most the payment's amount.
+        p.refunded = p
+            .refunded
+            .checked_add(r.amount)
+            .ok_or(Rejection::Overflow("refunded"))?;
         p.refund_ids.push(r.refund_id.clone());
         self.state
             .put(StateKey::Payment(r.payment_id.clone()), StateValue::Payment(p));
@@ -551,8 +519,6 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     }
 
     fn reverse(&mut self, r: &PaymentReversed) -> Step<(), S::Error> {
-        check_id("payment_id", &r.payment_id)?;
-        check_text("reason", &r.reason)?;
         let mut p = self.live_payment(&r.payment_id)?;
         if let Some(inv) = self.state.payment_invoicing(&r.payment_id)? {
             if inv.invoiced.is_positive() {
@@ -591,23 +557,6 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     }
 
     fn request_invoice(&mut self, r: &InvoiceRequested) -> Step<DerivedKind, S::Error> {
-        check_id("request_id", &r.request_id)?;
-        if let Some(prev) = &r.retry_of {
-            check_id("retry_of", prev)?;
-        }
-        check_text("buyer.name", &r.buyer.name)?;
-        if let Some(t) = &r.buyer.tax_id {
-            if t.len() > ID_BYTES_MAX {
-                return Err(invalid("buyer.tax_id", format!("at most {ID_BYTES_MAX} bytes")).into());
-            }
-        }
-        check_lines_shape(&r.lines)?;
-        if r.payment_ids.len() > PAYMENTS_PER_INVOICE_MAX {
-            return Err(invalid("payment_ids", format!("at most {PAYMENTS_PER_INVOICE_MAX} payments")).into());
-        }
-        for (i, p) in r.payment_ids.iter().enumerate() {
-            check_id(&format!("payment_ids[{i}]"), p)?;
-        }
         if self.state.request(&r.request_id)?.is_some() {
             return Err(Rejection::DuplicateRequestId(r.request_id.clone()).into());
         }
@@ -719,7 +668,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                     format!("quantity is {}", l.quantity),
                 ));
             }
-            if l.unit_price.0 <= 0 {
+            if !l.unit_price.is_positive() {
                 return Err(fail(
                     FailureReason::LinePriceNotPositive,
                     format!("lines[{i}].unit_price"),
@@ -904,8 +853,12 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 )));
             }
             let invoiced = self.state.payment_invoicing(pid)?.unwrap_or_default();
-            let left = p.net_paid().0 - invoiced.invoiced.0;
-            if left <= 0 {
+            let corrupt = || ExecError::Corrupt(StateKey::PaymentInvoicing(pid.clone()));
+            let left = p
+                .net_paid()
+                .and_then(|n| n.checked_sub(invoiced.invoiced))
+                .ok_or_else(corrupt)?;
+            if !left.is_positive() {
                 return Ok(Err(fail(
                     FailureReason::PaymentFullyInvoiced,
                     field,
@@ -915,17 +868,27 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                     ),
                 )));
             }
+            if invoiced.invoices.len() >= INVOICES_PER_PAYMENT_MAX {
+                return Ok(Err(fail(
+                    FailureReason::PaymentInvoicesLimit,
+                    field,
+                    format!(
+                        "payment {pid} is already drawn on by {} invoices, the most one payment may be",
+                        invoiced.invoices.len()
+                    ),
+                )));
+            }
             available.push((pid.as_str(), left, invoiced));
         }
-        let invoiceable: i64 = available.iter().map(|a| a.1).sum();
-        if totals.total.0 > invoiceable {
+        // At most PAYMENTS_PER_INVOICE_MAX terms of at most AMOUNT_FEN_MAX each.
+        let invoiceable = Fen::checked_sum(available.iter().map(|a| a.1)).ok_or(Rejection::Overflow("payments"))?;
+        if totals.total > invoiceable {
             return Ok(Err(fail(
                 FailureReason::TotalAboveInvoiceable,
                 "lines",
                 format!(
                     "total {} is above the {} the payments still cover",
-                    totals.total,
-                    Fen(invoiceable)
+                    totals.total, invoiceable
                 ),
             )));
         }
@@ -951,25 +914,32 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         // Issue.
         let mut meta = meta;
         let number = self.next_number(&mut meta)?;
-        meta.fee_balance = Fen(meta.fee_balance.0 - fee.0);
+        // The balance covers the fee (checked above).
+        meta.fee_balance = meta
+            .fee_balance
+            .checked_sub(fee)
+            .ok_or(Rejection::Overflow("fee_balance"))?;
+        let remaining = amounts::by_rate(&totals.lines).ok_or(Rejection::Overflow("lines"))?;
         let mut allocations = Vec::new();
-        let mut left = totals.total.0;
+        let mut left = totals.total;
         for (pid, avail, mut inv) in available {
-            if left == 0 {
+            if left.is_zero() {
                 break;
             }
+            // `take` is at most both `left` and `avail`, so neither subtraction nor the
+            // addition (bounded by what the payment covers) can overflow.
             let take = avail.min(left);
-            left -= take;
-            allocations.push(alloc(pid, Fen(take)));
-            inv.invoiced = Fen(inv.invoiced.0 + take);
+            left = left.checked_sub(take).ok_or(Rejection::Overflow("allocation"))?;
+            allocations.push(alloc(pid, take));
+            inv.invoiced = inv.invoiced.checked_add(take).ok_or(Rejection::Overflow("invoiced"))?;
             inv.invoices.push(number);
             self.state.put(
                 StateKey::PaymentInvoicing(pid.to_owned()),
                 StateValue::PaymentInvoicing(inv),
             );
         }
-        assert_eq!(
-            left, 0,
+        assert!(
+            left.is_zero(),
             "allocation must cover the total: it was checked against the invoiceable amount"
         );
         let issued = InvoiceIssued {
@@ -997,7 +967,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         self.state.put(
             StateKey::Invoice(number),
             StateValue::Invoice(InvoiceRecord::Blue(BlueInvoice {
-                remaining: amounts::by_rate(&issued.lines),
+                remaining,
                 standing: allocations,
                 red_letters: Vec::new(),
                 claim: None,
@@ -1024,10 +994,6 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     }
 
     fn red_letter(&mut self, r: &RedLetterRequested) -> Step<DerivedKind, S::Error> {
-        check_id("request_id", &r.request_id)?;
-        if let RedLetterScope::Partial(lines) = &r.scope {
-            check_lines_shape(lines)?;
-        }
         if self.state.request(&r.request_id)?.is_some() {
             return Err(Rejection::DuplicateRequestId(r.request_id.clone()).into());
         }
@@ -1084,14 +1050,25 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 format!("{n} is already fully reversed"),
             )));
         }
+        if blue.red_letters.len() >= RED_LETTERS_PER_INVOICE_MAX {
+            return Ok(Err(fail(
+                FailureReason::RedLettersLimit,
+                "invoice_number",
+                format!(
+                    "{n} already has {} red-letter invoices, the most one invoice may have",
+                    blue.red_letters.len()
+                ),
+            )));
+        }
+        let corrupt = || ExecError::Corrupt(StateKey::Invoice(n));
         let lines: Vec<IssuedLine> = match &r.scope {
             RedLetterScope::Full => {
-                if blue.remaining == amounts::by_rate(&blue.issued.lines) {
+                if Some(&blue.remaining) == amounts::by_rate(&blue.issued.lines).as_ref() {
                     blue.issued.lines.clone()
                 } else {
                     blue.remaining
                         .iter()
-                        .filter(|ra| ra.net.0 != 0 || ra.tax.0 != 0)
+                        .filter(|ra| !ra.net.is_zero() || !ra.tax.is_zero())
                         .map(|ra| IssuedLine {
                             item: LineItem {
                                 description: format!("Remaining amount of invoice {n}"),
@@ -1110,13 +1087,13 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 Err(f) => return Ok(Err(f)),
             },
         };
-        let reversing = amounts::by_rate(&lines);
+        let reversing = amounts::by_rate(&lines).ok_or(Rejection::Overflow("lines"))?;
         let mut remaining: Vec<RateAmounts> = blue.remaining.clone();
         for rv in &reversing {
             match remaining.iter_mut().find(|x| x.rate == rv.rate) {
                 Some(x) if rv.net <= x.net && rv.tax <= x.tax => {
-                    x.net = Fen(x.net.0 - rv.net.0);
-                    x.tax = Fen(x.tax.0 - rv.tax.0);
+                    x.net = x.net.checked_sub(rv.net).ok_or_else(corrupt)?;
+                    x.tax = x.tax.checked_sub(rv.tax).ok_or_else(corrupt)?;
                 }
                 Some(x) => {
                     return Ok(Err(fail(
@@ -1137,38 +1114,46 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 }
             }
         }
-        let net = Fen(reversing.iter().map(|x| x.net.0).sum());
-        let tax = Fen(reversing.iter().map(|x| x.tax.0).sum());
-        let total = Fen(net.0 + tax.0);
+        // Each amount is within what is left of the invoice, itself within the bound.
+        let net = Fen::checked_sum(reversing.iter().map(|x| x.net)).ok_or_else(corrupt)?;
+        let tax = Fen::checked_sum(reversing.iter().map(|x| x.tax)).ok_or_else(corrupt)?;
+        let total = net.checked_add(tax).ok_or_else(corrupt)?;
 
-        // Return the reversed total to the payments, last allocated first.
+        // Return the reversed total to the payments, last allocated first. The invoice's
+        // standing allocations sum to what is left of it, and each payment's invoiced
+        // amount includes its allocation; a record that breaks either is corrupt.
         let mut standing = blue.standing.clone();
-        let mut to_return = total.0;
+        let mut to_return = total;
         let mut returned: Vec<Allocation> = Vec::new();
         for a in standing.iter_mut().rev() {
-            if to_return == 0 {
+            if to_return.is_zero() {
                 break;
             }
-            let take = a.amount.0.min(to_return);
-            if take == 0 {
+            let take = a.amount.min(to_return);
+            if take.is_zero() {
                 continue;
             }
-            a.amount = Fen(a.amount.0 - take);
-            to_return -= take;
-            returned.push(alloc(&a.payment_id, Fen(take)));
+            a.amount = a.amount.checked_sub(take).ok_or_else(corrupt)?;
+            to_return = to_return.checked_sub(take).ok_or_else(corrupt)?;
+            returned.push(alloc(&a.payment_id, take));
             let mut inv = self.state.payment_invoicing(&a.payment_id)?.unwrap_or_default();
-            inv.invoiced = Fen(inv.invoiced.0 - take);
-            assert!(inv.invoiced.0 >= 0, "a payment's invoiced amount went negative");
+            inv.invoiced = inv
+                .invoiced
+                .checked_sub(take)
+                .filter(|v| !v.is_negative())
+                .ok_or_else(|| ExecError::Corrupt(StateKey::PaymentInvoicing(a.payment_id.clone())))?;
             self.state.put(
                 StateKey::PaymentInvoicing(a.payment_id.clone()),
                 StateValue::PaymentInvoicing(inv),
             );
         }
-        assert_eq!(to_return, 0, "standing allocations always cover the remaining total");
+        if !to_return.is_zero() {
+            return Err(corrupt().into());
+        }
 
         let mut meta = self.meta()?;
         let red_number = self.next_number(&mut meta)?;
-        let fully_reversed = remaining.iter().all(|x| x.net.0 == 0 && x.tax.0 == 0);
+        let fully_reversed = remaining.iter().all(|x| x.net.is_zero() && x.tax.is_zero());
         let rev = InvoiceReversed {
             request_id: r.request_id.clone(),
             original: n,
@@ -1198,10 +1183,6 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     }
 
     fn claim(&mut self, c: &ClaimRequested, claimant: MemberCode) -> Step<DerivedKind, S::Error> {
-        check_text("claim_ref", &c.claim_ref)?;
-        if !c.check_code.is_well_formed() || !c.invoice_number.is_well_formed() {
-            return Err(invalid("invoice_number", "malformed invoice number or check code").into());
-        }
         let refused = |refusal| {
             Ok(DerivedKind::ClaimRefused(ClaimRefused {
                 invoice_number: c.invoice_number,
@@ -1244,16 +1225,26 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     // ---- fees, policy, keys ----------------------------------------------------------
 
     fn deposit(&mut self, d: &FeeDeposited) -> Step<(), S::Error> {
-        check_id("deposit_id", &d.deposit_id)?;
-        check_positive("amount", d.amount)?;
         if self.state.deposit(&d.deposit_id)?.is_some() {
             return Err(Rejection::DuplicateDepositId(d.deposit_id.clone()).into());
         }
         let mut meta = self.meta()?;
-        meta.fee_balance = meta
-            .fee_balance
-            .checked_add(d.amount)
-            .ok_or(Rejection::Overflow("fee_balance"))?;
+        // The balance stays within the amount bound like every other amount.
+        meta.fee_balance = match meta.fee_balance.checked_add(d.amount) {
+            Some(b) if b <= Fen::MAX => b,
+            _ => {
+                return Err(Rejection::LimitReached {
+                    field: "amount".into(),
+                    detail: format!(
+                        "the fee balance {} plus {} would be above the most any amount may be ({})",
+                        meta.fee_balance,
+                        d.amount,
+                        Fen::MAX
+                    ),
+                }
+                .into())
+            }
+        };
         self.state.put(StateKey::Meta, StateValue::Meta(meta));
         self.state.put(
             StateKey::Deposit(d.deposit_id.clone()),
@@ -1266,12 +1257,6 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     }
 
     fn set_policy(&mut self, p: &MerchantPolicy) -> Step<(), S::Error> {
-        if p.permitted_types.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(invalid("permitted_types", "must be sorted and distinct").into());
-        }
-        if p.max_invoice_total.0 < 0 {
-            return Err(invalid("max_invoice_total", "must not be negative").into());
-        }
         let mut meta = self.meta()?;
         meta.policy = p.clone();
         self.state.put(StateKey::Meta, StateValue::Meta(meta));
@@ -1279,13 +1264,8 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     }
 
     fn authorize_key(&mut self, a: &ClientKeyAuthorized) -> Step<(), S::Error> {
-        a.key.check().map_err(|e| invalid("key", e.to_string()))?;
-        check_text("label", &a.label)?;
         if self.ctx.genesis.member_by_key(&a.key).is_some() {
             return Err(invalid("key", "a member key cannot be a client key").into());
-        }
-        if !a.permissions.payments && !a.permissions.invoices {
-            return Err(invalid("permissions", "grant at least one permission").into());
         }
         self.state.put(
             StateKey::ClientKey(a.key),

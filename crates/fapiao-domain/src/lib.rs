@@ -6,10 +6,12 @@
 //! node, over a map in tests and in the simulator, and in replay.
 
 pub mod amounts;
+pub mod bounds;
 pub mod catalogue;
 pub mod execute;
 pub mod state;
 pub mod uscc;
 
-pub use execute::{execute, execute_block, BlockContext, ChainContext, Executed, Rejection};
+pub use bounds::check_event;
+pub use execute::{authorize, execute, execute_block, BlockContext, ChainContext, Executed, Rejection};
 pub use state::{MemState, Overlay, StateKey, StateRead, StateValue};

@@ -113,8 +113,10 @@ impl<'a, S: StateRead> Overlay<'a, S> {
         self.auto_bytes_block += std::mem::take(&mut self.auto_bytes_event);
     }
 
-    /// Drops the current event's writes.
-    pub(crate) fn discard_event(&mut self) {
+    /// Drops the current event's writes. [`crate::execute`] does this itself for a
+    /// rejected event; a host that catches a panic inside `execute` calls it before
+    /// going on with the next event, so nothing of the failed event is kept.
+    pub fn discard_event(&mut self) {
         self.event.clear();
         self.auto_bytes_event = 0;
     }

@@ -36,17 +36,39 @@ enum Op {
     Claim(u64, bool),
 }
 
-fn op() -> impl Strategy<Value = Op> {
-    let line = (0i64..3000, -100i64..8000, 0usize..7);
+/// An amount in fen: mostly everyday sums, often near or at the bound
+/// (`AMOUNT_FEN_MAX`), sometimes just past it or not positive (refused).
+fn amount() -> impl Strategy<Value = i64> + Clone {
+    const MAX: i64 = fapiao_core::money::AMOUNT_FEN_MAX;
     prop_oneof![
-        4 => (0u8..8, 1i64..20_000).prop_map(|(p, a)| Op::Pay(p, a)),
-        1 => (0u8..8, 0u8..8, 1i64..10_000).prop_map(|(r, p, a)| Op::Refund(r, p, a)),
+        6 => 1i64..20_000,
+        2 => (MAX - 20_000)..=MAX,
+        2 => 1i64..=MAX,
+        1 => prop_oneof![Just(0i64), Just(-1i64), Just(MAX + 1), (MAX + 1)..=i64::MAX, Just(i64::MIN)],
+    ]
+}
+
+/// A unit price: everyday, at the bound, or beyond it.
+fn unit_price() -> impl Strategy<Value = i64> + Clone {
+    const MAX: i64 = fapiao_core::money::AMOUNT_FEN_MAX;
+    prop_oneof![
+        6 => -100i64..8000,
+        1 => (MAX - 1000)..=(MAX + 1),
+        1 => 1i64..=MAX,
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let line = (0i64..3000, unit_price(), 0usize..7);
+    prop_oneof![
+        4 => (0u8..8, amount()).prop_map(|(p, a)| Op::Pay(p, a)),
+        1 => (0u8..8, 0u8..8, amount()).prop_map(|(r, p, a)| Op::Refund(r, p, a)),
         1 => (0u8..8).prop_map(Op::Reverse),
         5 => (0u8..16, prop::collection::vec(0u8..8, 0..3), prop::collection::vec(line.clone(), 0..3), any::<bool>(), 0u8..3, prop::option::of(0u8..16))
             .prop_map(|(id, payments, lines, special, tax_id, retry_of)| Op::Request { id, payments, lines, special, tax_id, retry_of }),
         2 => (16u8..32, 1u64..8, prop::option::of(line)).prop_map(|(id, seq, partial)| Op::RedLetter { id, seq, partial }),
-        1 => (0u8..4, 1i64..50).prop_map(|(d, a)| Op::Deposit(d, a)),
-        1 => (any::<bool>(), 0i64..30_000).prop_map(|(s, m)| Op::Policy(s, m)),
+        1 => (0u8..4, prop_oneof![3 => 1i64..50, 1 => amount()]).prop_map(|(d, a)| Op::Deposit(d, a)),
+        1 => (any::<bool>(), prop_oneof![3 => 0i64..30_000, 1 => amount()]).prop_map(|(s, m)| Op::Policy(s, m)),
         1 => (1u64..8, any::<bool>()).prop_map(|(s, ok)| Op::Claim(s, ok)),
     ]
 }
@@ -65,7 +87,7 @@ fn event(w: &World, op: &Op) -> Event {
             EventKind::PaymentRefunded(PaymentRefunded {
                 payment_id: format!("P{p}"),
                 refund_id: format!("F{r}"),
-                amount: Fen(a),
+                amount: Fen::from_fen(a),
                 reason: String::new(),
             }),
         ),
@@ -116,7 +138,7 @@ fn event(w: &World, op: &Op) -> Event {
             w.operator.clone(),
             EventKind::FeeDeposited(FeeDeposited {
                 deposit_id: format!("D{d}"),
-                amount: Fen(a),
+                amount: Fen::from_fen(a),
             }),
         ),
         Op::Policy(special, max) => (
@@ -127,7 +149,7 @@ fn event(w: &World, op: &Op) -> Event {
                 } else {
                     vec![InvoiceType::Normal]
                 },
-                max_invoice_total: Fen(max),
+                max_invoice_total: Fen::from_fen(max),
             }),
         ),
         Op::Claim(seq, ok) => {
@@ -166,8 +188,9 @@ fn run(ops: &[Op], chunks: &[usize]) -> (Vec<Vec<Entry>>, World) {
 }
 
 /// Invariants over the whole state.
-fn check_state(w: &World, deposits: i64) {
-    let mut invoiced_by_payment = std::collections::BTreeMap::<String, i64>::new();
+fn check_state(w: &World, deposits: i128) {
+    // Sums in i128: amounts reach AMOUNT_FEN_MAX, and the test must not overflow first.
+    let mut invoiced_by_payment = std::collections::BTreeMap::<String, i128>::new();
     let mut sequences = Vec::new();
     let mut blue_issued = 0i64;
     for (k, v) in &w.state.0 {
@@ -176,29 +199,33 @@ fn check_state(w: &World, deposits: i64) {
                 sequences.push(n.sequence());
                 if let InvoiceRecord::Blue(b) = rec {
                     blue_issued += 1;
-                    let standing: i64 = b.standing.iter().map(|a| a.amount.0).sum();
+                    let standing: i128 = b.standing.iter().map(|a| i128::from(a.amount.fen())).sum();
                     assert_eq!(
                         standing,
-                        b.remaining_total().0,
+                        i128::from(b.remaining_total().expect("within the bounds").fen()),
                         "standing allocations cover what is left"
                     );
+                    assert!(b.issued.total <= Fen::MAX, "no invoice is above the bound");
                     for a in &b.standing {
-                        assert!(a.amount.0 >= 0);
-                        *invoiced_by_payment.entry(a.payment_id.clone()).or_default() += a.amount.0;
+                        assert!(!a.amount.is_negative());
+                        *invoiced_by_payment.entry(a.payment_id.clone()).or_default() += i128::from(a.amount.fen());
                     }
                     for r in &b.remaining {
-                        assert!(r.net.0 >= 0 && r.tax.0 >= 0, "never reverse more than issued");
+                        assert!(
+                            !r.net.is_negative() && !r.tax.is_negative(),
+                            "never reverse more than issued"
+                        );
                     }
                 }
             }
             (StateKey::PaymentInvoicing(p), StateValue::PaymentInvoicing(inv)) => {
                 let pay = w.payment(p).expect("invoicing only for recorded payments");
-                assert!(inv.invoiced.0 >= 0);
+                assert!(!inv.invoiced.is_negative());
                 assert!(inv.invoiced <= pay.recorded.amount, "never invoice more than was paid");
             }
             (StateKey::Payment(_), StateValue::Payment(p)) => {
                 assert!(
-                    p.refunded.0 >= 0 && p.refunded <= p.recorded.amount,
+                    !p.refunded.is_negative() && p.refunded <= p.recorded.amount && p.recorded.amount <= Fen::MAX,
                     "never refund more than paid"
                 );
             }
@@ -207,7 +234,7 @@ fn check_state(w: &World, deposits: i64) {
     }
     for (p, sum) in invoiced_by_payment {
         assert_eq!(
-            w.invoicing(&p).invoiced.0,
+            i128::from(w.invoicing(&p).invoiced.fen()),
             sum,
             "payment {p}: invoiced equals the invoices' standing allocations"
         );
@@ -215,10 +242,10 @@ fn check_state(w: &World, deposits: i64) {
     sequences.sort();
     let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
     assert_eq!(sequences, expected, "invoice numbers are gap-free");
-    let initial = w.genesis.merchant(w.chain).unwrap().initial_fee_balance.0;
+    let initial = i128::from(w.genesis.merchant(w.chain).unwrap().initial_fee_balance.fen());
     assert_eq!(
-        w.fee_balance().0,
-        initial + deposits - blue_issued * w.genesis.fee_per_invoice().0,
+        i128::from(w.fee_balance().fen()),
+        initial + deposits - i128::from(blue_issued) * i128::from(w.genesis.fee_per_invoice().fen()),
         "fees are conserved"
     );
 }
@@ -243,7 +270,7 @@ proptest! {
             let before = w.state.clone();
             let ex = w.block(std::slice::from_ref(&e));
             if ex.rejected.is_empty() {
-                if let Op::Deposit(_, a) = op { deposits += a; }
+                if let Op::Deposit(_, a) = op { deposits += i128::from(*a); }
             }
             for entry in &ex.entries {
                 if let Entry::Derived(d) = entry {
@@ -252,7 +279,7 @@ proptest! {
                         DerivedKind::InvoiceIssued(i) => {
                             for a in &i.allocations {
                                 let p = w.payment(&a.payment_id).unwrap();
-                                prop_assert!(w.invoicing(&a.payment_id).invoiced <= p.net_paid());
+                                prop_assert!(Some(w.invoicing(&a.payment_id).invoiced) <= p.net_paid());
                             }
                         }
                         // Reversal only returns money, and never more than was drawn.
@@ -260,7 +287,7 @@ proptest! {
                             for a in &r.allocations {
                                 let mut old = World::new();
                                 old.state = before.clone();
-                                prop_assert_eq!(w.invoicing(&a.payment_id).invoiced.0, old.invoicing(&a.payment_id).invoiced.0 - a.amount.0);
+                                prop_assert_eq!(Some(w.invoicing(&a.payment_id).invoiced), old.invoicing(&a.payment_id).invoiced.checked_sub(a.amount));
                             }
                         }
                         _ => {}

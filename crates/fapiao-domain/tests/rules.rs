@@ -99,7 +99,7 @@ fn set_policy(w: &mut World, types: Vec<InvoiceType>, max: i64) {
         &op,
         EventKind::MerchantPolicySet(MerchantPolicy {
             permitted_types: types,
-            max_invoice_total: Fen(max),
+            max_invoice_total: Fen::from_fen(max),
         }),
     )
     .unwrap();
@@ -152,7 +152,7 @@ fn every_invoice_failure_reason() {
     check(
         base,
         Who::Owner,
-        with(|r| r.lines[0].unit_price = Fen(-5)),
+        with(|r| r.lines[0].unit_price = Fen::from_fen(-5)),
         Expect::Failed(F::LinePriceNotPositive),
     );
     check(
@@ -229,7 +229,7 @@ fn every_invoice_failure_reason() {
             for i in 0..10 {
                 issued(&w.submit(invoice(request(&format!("F{i}"), &["BIG"]))));
             }
-            assert_eq!(w.fee_balance(), Fen(0));
+            assert_eq!(w.fee_balance(), Fen::from_fen(0));
             base(w);
         },
         Who::Owner,
@@ -242,11 +242,261 @@ fn every_invoice_failure_reason() {
         with(|r| r.retry_of = Some("NOPE".into())),
         Expect::Failed(F::RetryOfInvalid),
     );
+    // A line beyond the amount bound is no invoice at all: refused, nothing recorded
+    // (AMOUNT_OVERFLOW is no longer reachable).
     check(
         base,
         Who::Owner,
         with(|r| r.lines = vec![line(i64::MAX / 2, i64::MAX / 2, 1300)]),
-        Expect::Failed(F::AmountOverflow),
+        Expect::Rejected("AMOUNT_ABOVE_MAX"),
+    );
+}
+
+const MAX: i64 = fapiao_core::money::AMOUNT_FEN_MAX;
+
+fn raise_policy(w: &mut World) {
+    set_policy(w, vec![InvoiceType::Normal, InvoiceType::SpecialVat], MAX);
+}
+
+fn pay_event(id: &str, fen: i64) -> EventKind {
+    EventKind::PaymentRecorded(payment(id, fen))
+}
+
+fn refund_event(payment_id: &str, refund_id: &str, fen: i64) -> EventKind {
+    EventKind::PaymentRefunded(PaymentRefunded {
+        payment_id: payment_id.into(),
+        refund_id: refund_id.into(),
+        amount: Fen::from_fen(fen),
+        reason: String::new(),
+    })
+}
+
+fn deposit_event(id: &str, fen: i64) -> EventKind {
+    EventKind::FeeDeposited(FeeDeposited {
+        deposit_id: id.into(),
+        amount: Fen::from_fen(fen),
+    })
+}
+
+/// A request for `total` fen at 0% (one line, quantity 1) on `payments`.
+fn request_total(id: &str, payments: &[&str], total: i64) -> EventKind {
+    let mut r = request(id, payments);
+    r.lines = vec![line(1000, total, 0)];
+    invoice(r)
+}
+
+#[test]
+fn amounts_at_every_edge() {
+    let nothing = |_: &mut World| {};
+    // Payments: zero and below are invalid, one fen and the bound are recorded, one fen
+    // past the bound (and the old overflow amounts) are refused with their own code.
+    for (fen, expected) in [
+        (i64::MIN, Expect::Rejected("INVALID_FIELD")),
+        (-1, Expect::Rejected("INVALID_FIELD")),
+        (0, Expect::Rejected("INVALID_FIELD")),
+        (1, Expect::Applied),
+        (MAX, Expect::Applied),
+        (MAX + 1, Expect::Rejected("AMOUNT_ABOVE_MAX")),
+        (i64::MAX, Expect::Rejected("AMOUNT_ABOVE_MAX")),
+    ] {
+        check(nothing, Who::Owner, pay_event("P", fen), expected);
+        check(
+            nothing,
+            Who::Client(9),
+            pay_event("P", fen),
+            Expect::Rejected("UNAUTHORIZED_KEY"),
+        );
+    }
+    // Refunds: the same bound, and never more than is left of the payment.
+    let big = |w: &mut World| {
+        w.pay("P1", MAX).unwrap();
+    };
+    for (fen, expected) in [
+        (0, Expect::Rejected("INVALID_FIELD")),
+        (1, Expect::Applied),
+        (MAX, Expect::Applied),
+        (MAX + 1, Expect::Rejected("AMOUNT_ABOVE_MAX")),
+    ] {
+        check(big, Who::Owner, refund_event("P1", "F1", fen), expected);
+    }
+    check(
+        |w| {
+            big(w);
+            w.submit(refund_event("P1", "F0", MAX - 1)).unwrap();
+        },
+        Who::Owner,
+        refund_event("P1", "F1", 2),
+        Expect::Rejected("REFUND_EXCEEDS_REFUNDABLE"),
+    );
+    // Deposits: the same bound, and the balance itself stays within it.
+    for (fen, expected) in [
+        (0, Expect::Rejected("INVALID_FIELD")),
+        (1, Expect::Applied),
+        (MAX - 100, Expect::Applied), // the opening balance is 1.00
+        (MAX - 99, Expect::Rejected("LIMIT_REACHED")),
+        (MAX, Expect::Rejected("LIMIT_REACHED")),
+        (MAX + 1, Expect::Rejected("AMOUNT_ABOVE_MAX")),
+    ] {
+        check(nothing, Who::Operator, deposit_event("D1", fen), expected);
+    }
+    // Policy limit: up to the bound.
+    for (fen, expected) in [
+        (-1, Expect::Rejected("INVALID_FIELD")),
+        (0, Expect::Applied),
+        (MAX, Expect::Applied),
+        (MAX + 1, Expect::Rejected("AMOUNT_ABOVE_MAX")),
+    ] {
+        check(
+            nothing,
+            Who::Operator,
+            EventKind::MerchantPolicySet(MerchantPolicy {
+                permitted_types: vec![InvoiceType::Normal],
+                max_invoice_total: Fen::from_fen(fen),
+            }),
+            expected,
+        );
+    }
+}
+
+#[test]
+fn invoice_sums_at_the_bound() {
+    // The attack that stopped a node: two payments at the bound and one request naming
+    // both. The open amounts add up to twice the bound without overflow; an invoice of
+    // exactly the bound issues, one fen more is refused before it reaches the state.
+    let two_big = |w: &mut World| {
+        raise_policy(w);
+        w.pay("A", MAX).unwrap();
+        w.pay("B", MAX).unwrap();
+    };
+    let w = check(
+        two_big,
+        Who::Owner,
+        request_total("R1", &["A", "B"], MAX),
+        Expect::Issued,
+    );
+    let i = match w.request("R1").unwrap().outcome {
+        RequestOutcome::Issued(n) => match w.invoice(n).unwrap() {
+            InvoiceRecord::Blue(b) => b.issued,
+            red => panic!("{red:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(i.total, Fen::MAX);
+    assert_eq!(i.allocations.len(), 1, "the first payment covers it all");
+    check(
+        two_big,
+        Who::Owner,
+        request_total("R1", &["A", "B"], MAX + 1),
+        Expect::Rejected("AMOUNT_ABOVE_MAX"),
+    );
+    // The bound is on the total with tax: a net at the bound with 13% tax is refused.
+    check(
+        two_big,
+        Who::Owner,
+        with(|r| {
+            r.lines = vec![line(1000, MAX, 1300)];
+            r.payment_ids = vec!["A".into(), "B".into()];
+        }),
+        Expect::Rejected("AMOUNT_ABOVE_MAX"),
+    );
+    // Lines at the bound each, summing past it: refused as a whole ("lines").
+    check(
+        two_big,
+        Who::Owner,
+        with(|r| {
+            r.lines = vec![line(1000, MAX / 2 + 1, 0), line(1000, MAX / 2, 0)];
+            r.payment_ids = vec!["A".into(), "B".into()];
+        }),
+        Expect::Rejected("AMOUNT_ABOVE_MAX"),
+    );
+    // A hundred payments at the bound (the most one invoice may name): their open
+    // amounts sum to a hundred times the bound, still exact.
+    check(
+        |w| {
+            raise_policy(w);
+            for i in 0..100 {
+                w.pay(&format!("P{i}"), MAX).unwrap();
+            }
+        },
+        Who::Owner,
+        invoice({
+            let mut r = request("R1", &[]);
+            r.payment_ids = (0..100).map(|i| format!("P{i}")).collect();
+            r.lines = vec![line(1000, MAX, 0)];
+            r
+        }),
+        Expect::Issued,
+    );
+    // Red-letter lines obey the same bound.
+    check(
+        |w| {
+            two_big(w);
+            w.submit(request_total("R1", &["A"], MAX)).unwrap();
+        },
+        Who::Owner,
+        EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+            request_id: "RL1".into(),
+            invoice_number: InvoiceNumber::new(26, MemberCode::new(MERCHANT).unwrap(), 1).unwrap(),
+            reason: RedLetterReason::IssueError,
+            scope: RedLetterScope::Partial(vec![line(1000, MAX + 1, 0)]),
+        }),
+        Expect::Rejected("AMOUNT_ABOVE_MAX"),
+    );
+}
+
+#[test]
+fn records_stop_growing_at_their_bounds() {
+    use fapiao_domain::bounds::{INVOICES_PER_PAYMENT_MAX, RED_LETTERS_PER_INVOICE_MAX, REFUNDS_PER_PAYMENT_MAX};
+    // Refunds per payment.
+    let refunded = |w: &mut World| {
+        w.pay("P1", 1_000_00).unwrap();
+        for i in 0..REFUNDS_PER_PAYMENT_MAX {
+            assert_eq!(w.submit(refund_event("P1", &format!("F{i}"), 1)), Ok(vec![]));
+        }
+    };
+    check(
+        refunded,
+        Who::Owner,
+        refund_event("P1", "LAST", 1),
+        Expect::Rejected("LIMIT_REACHED"),
+    );
+    // Invoices per payment: each one-fen invoice costs a 0.10 fee, so deposit first.
+    let invoiced = |w: &mut World| {
+        let op = w.operator.clone();
+        w.submit_as(&op, deposit_event("D1", 100_00)).unwrap();
+        w.pay("P1", 1_000_00).unwrap();
+        for i in 0..INVOICES_PER_PAYMENT_MAX {
+            issued(&w.submit(request_total(&format!("R{i}"), &["P1"], 1)));
+        }
+    };
+    check(
+        invoiced,
+        Who::Owner,
+        request_total("LAST", &["P1"], 1),
+        Expect::Failed(FailureReason::PaymentInvoicesLimit),
+    );
+    // Red-letters per invoice: one fen at a time.
+    let first = || InvoiceNumber::new(26, MemberCode::new(MERCHANT).unwrap(), 1).unwrap();
+    let red = |id: &str| {
+        EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+            request_id: id.into(),
+            invoice_number: first(),
+            reason: RedLetterReason::SalesDiscount,
+            scope: RedLetterScope::Partial(vec![line(1000, 1, 0)]),
+        })
+    };
+    let reversed_often = |w: &mut World| {
+        w.pay("P1", 1_000_00).unwrap();
+        assert_eq!(issued(&w.submit(request_total("R1", &["P1"], 500_00))).number, first());
+        for i in 0..RED_LETTERS_PER_INVOICE_MAX {
+            reversed(&w.submit(red(&format!("RL{i}"))));
+        }
+    };
+    check(
+        reversed_often,
+        Who::Owner,
+        red("LAST"),
+        Expect::Failed(FailureReason::RedLettersLimit),
     );
 }
 
@@ -284,28 +534,31 @@ fn issuance_numbers_amounts_fee_and_allocation() {
     r.lines = vec![line(1500, 3333, 600), line(1000, 6000, 1300)];
     let inv = issued(&w.submit(invoice(r)));
     // 1.5 x 33.33 = 49.995 -> 50.00 (half up); tax 3.00. 60.00 + 7.80.
-    assert_eq!(inv.lines[0].net, Fen(5000));
-    assert_eq!(inv.lines[0].tax, Fen(300));
-    assert_eq!((inv.net, inv.tax, inv.total), (Fen(11000), Fen(1080), Fen(12080)));
+    assert_eq!(inv.lines[0].net, Fen::from_fen(5000));
+    assert_eq!(inv.lines[0].tax, Fen::from_fen(300));
+    assert_eq!(
+        (inv.net, inv.tax, inv.total),
+        (Fen::from_fen(11000), Fen::from_fen(1080), Fen::from_fen(12080))
+    );
     assert_eq!(inv.number.to_string(), "26110001000000000001");
     assert_eq!(inv.check_code.to_string().len(), 20);
-    assert_eq!(inv.fee, Fen(10));
-    assert_eq!(w.fee_balance(), Fen(90));
+    assert_eq!(inv.fee, Fen::from_fen(10));
+    assert_eq!(w.fee_balance(), Fen::from_fen(90));
     assert_eq!(
         inv.allocations
             .iter()
             .map(|a| (a.payment_id.as_str(), a.amount))
             .collect::<Vec<_>>(),
-        vec![("P2", Fen(3000)), ("P1", Fen(9080))]
+        vec![("P2", Fen::from_fen(3000)), ("P1", Fen::from_fen(9080))]
     );
-    assert_eq!(w.invoicing("P1").invoiced, Fen(9080));
+    assert_eq!(w.invoicing("P1").invoiced, Fen::from_fen(9080));
     // P1 has 9.20 left: 53.00 is too much, 8.68 + 0.52 fits exactly.
     let too_much = failed(&w.submit(invoice(request("R3", &["P1"]))));
     assert_eq!(too_much.reason, FailureReason::TotalAboveInvoiceable);
     let mut exact = request("R4", &["P1"]);
     exact.lines = vec![line(1000, 868, 600)];
     let inv2 = issued(&w.submit(invoice(exact)));
-    assert_eq!(inv2.total, Fen(920));
+    assert_eq!(inv2.total, Fen::from_fen(920));
     assert_eq!(inv2.number.sequence(), 2, "failures consume no invoice number");
     assert_eq!(
         failed(&w.submit(invoice(request("R5", &["P1"])))).reason,
@@ -331,10 +584,10 @@ fn second_invoice_on_exhausted_payment_fails_then_red_letter_frees_it() {
     })));
     assert_eq!(
         (rev.net, rev.tax, rev.total, rev.fully_reversed),
-        (Fen(1000), Fen(60), Fen(1060), false)
+        (Fen::from_fen(1000), Fen::from_fen(60), Fen::from_fen(1060), false)
     );
     assert_eq!(rev.red_number.sequence(), 2);
-    assert_eq!(w.invoicing("P").invoiced, Fen(53_00 - 10_60));
+    assert_eq!(w.invoicing("P").invoiced, Fen::from_fen(53_00 - 10_60));
     let mut r = request("C", &["P"]);
     r.lines = vec![line(1000, 1000, 600)];
     issued(&w.submit(invoice(r)));
@@ -457,8 +710,11 @@ fn red_letter_rules() {
     setup(&mut w);
     reversed(&w.submit(red("A", number, RedLetterScope::Partial(vec![line(1000, 2000, 600)]))));
     let rest = reversed(&w.submit(red("B", number, RedLetterScope::Full)));
-    assert_eq!((rest.net, rest.tax, rest.fully_reversed), (Fen(3000), Fen(180), true));
-    assert_eq!(w.invoicing("P1").invoiced, Fen(0));
+    assert_eq!(
+        (rest.net, rest.tax, rest.fully_reversed),
+        (Fen::from_fen(3000), Fen::from_fen(180), true)
+    );
+    assert_eq!(w.invoicing("P1").invoiced, Fen::from_fen(0));
 }
 
 #[test]
@@ -468,7 +724,7 @@ fn payment_rules() {
         EventKind::PaymentRefunded(PaymentRefunded {
             payment_id: pid.into(),
             refund_id: rid.into(),
-            amount: Fen(fen),
+            amount: Fen::from_fen(fen),
             reason: "customer".into(),
         })
     };
@@ -666,7 +922,7 @@ fn fee_deposits_are_checked_and_credited() {
     let deposit = |id: &str, fen: i64| {
         EventKind::FeeDeposited(FeeDeposited {
             deposit_id: id.into(),
-            amount: Fen(fen),
+            amount: Fen::from_fen(fen),
         })
     };
     check(
@@ -689,7 +945,7 @@ fn fee_deposits_are_checked_and_credited() {
         w.submit_as(&op, deposit("D1", 5_00)).unwrap_err().code(),
         "DUPLICATE_DEPOSIT_ID"
     );
-    assert_eq!(w.fee_balance(), Fen(before.0 + 500));
+    assert_eq!(w.fee_balance(), Fen::from_fen(before.fen() + 500));
 }
 
 fn deposit(w: &mut World, id: &str, fen: i64) -> Executed {
@@ -698,7 +954,7 @@ fn deposit(w: &mut World, id: &str, fen: i64) -> Executed {
         &op,
         EventKind::FeeDeposited(FeeDeposited {
             deposit_id: id.into(),
-            amount: Fen(fen),
+            amount: Fen::from_fen(fen),
         }),
     );
     let ex = w.block(&[e]);
@@ -721,7 +977,7 @@ fn a_deposit_issues_fee_blocked_requests_in_order() {
     for i in 0..10 {
         issued(&w.submit(invoice(request(&format!("F{i}"), &["BIG"]))));
     }
-    assert_eq!(w.fee_balance(), Fen(0));
+    assert_eq!(w.fee_balance(), Fen::from_fen(0));
     for id in ["LOW1", "LOW2", "LOW3"] {
         let f = failed(&w.submit(invoice(request(id, &["BIG"]))));
         assert_eq!(f.reason, FailureReason::FeeBalanceTooLow);
@@ -764,7 +1020,7 @@ fn a_deposit_issues_fee_blocked_requests_in_order() {
         assert_eq!(auto.deposit_id, "D1");
         assert_eq!(auto.deposit_event, ex.entries[0].id());
     }
-    assert_eq!(w.fee_balance(), Fen(0));
+    assert_eq!(w.fee_balance(), Fen::from_fen(0));
     assert_eq!(fee_queue(&w), ["LOW3R"]);
     assert!(matches!(
         w.request("LOW3").unwrap().outcome,
@@ -787,7 +1043,7 @@ fn a_deposit_issues_fee_blocked_requests_in_order() {
         other => panic!("expected a failure, got {other:?}"),
     }
     assert!(fee_queue(&w).is_empty());
-    assert_eq!(w.fee_balance(), Fen(1_00));
+    assert_eq!(w.fee_balance(), Fen::from_fen(1_00));
     // A deposit with nothing queued derives nothing.
     assert_eq!(deposit(&mut w, "D3", 1_00).entries.len(), 1);
 }
@@ -903,7 +1159,7 @@ fn policy_changes_override_genesis_and_need_the_operator() {
     let policy = |types: Vec<InvoiceType>| {
         EventKind::MerchantPolicySet(MerchantPolicy {
             permitted_types: types,
-            max_invoice_total: Fen(500_00),
+            max_invoice_total: Fen::from_fen(500_00),
         })
     };
     check(
@@ -1165,6 +1421,6 @@ fn a_rejected_event_in_a_block_does_not_affect_the_others() {
     assert_eq!(ex.rejected.len(), 1);
     assert_eq!(ex.rejected[0].0, 1);
     assert_eq!(ex.entries.len(), 2);
-    assert_eq!(w.payment("A").unwrap().recorded.amount, Fen(5));
+    assert_eq!(w.payment("A").unwrap().recorded.amount, Fen::from_fen(5));
     assert!(w.payment("B").is_some());
 }

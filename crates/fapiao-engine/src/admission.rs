@@ -3,11 +3,11 @@
 use crate::{Engine, Shared};
 use fapiao_core::event::EventKind;
 use fapiao_core::sig::{self, BatchItem};
-use fapiao_core::{codec, Event, EventId, Hash32};
+use fapiao_core::{codec, Event, EventId};
 use fapiao_domain::StateKey;
 use fapiao_store::{Store, StoreError};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,10 +92,10 @@ pub enum AdmitError {
         kind: &'static str,
     },
     /// A business id is already used by a different event.
-    #[error("{field} {id} is already used by event {original}")]
+    #[error("{} {id} is already used by event {original}", kind.field())]
     Conflict {
-        /// `payment_id`, `request_id`, `refund_id` or `deposit_id`.
-        field: &'static str,
+        /// Which kind of id.
+        kind: BusinessIdKind,
         /// The id.
         id: String,
         /// The event that holds it.
@@ -114,6 +114,19 @@ pub enum AdmitError {
     /// go on.
     #[error("the node is in maintenance: writes are paused (reads and verification keep working); retry later")]
     Maintenance,
+    /// Free disk is below the reserve: nothing is stored until space is freed (reads and
+    /// verification go on; admission resumes by itself).
+    #[error("storage full: {free} bytes free, below the {reserve}-byte reserve; writes resume when space is freed")]
+    StorageFull {
+        /// Free bytes.
+        free: u64,
+        /// The reserve.
+        reserve: u64,
+    },
+    /// The event breaks a bound or a field rule that needs no state (an amount above the
+    /// maximum, an id too long, ...): the same check execution would make.
+    #[error("{0}")]
+    Invalid(fapiao_domain::Rejection),
 }
 
 impl AdmitError {
@@ -127,27 +140,60 @@ impl AdmitError {
             AdmitError::WrongChain { .. } => "WRONG_CHAIN",
             AdmitError::BadSignature(_) => "BAD_SIGNATURE",
             AdmitError::Unauthorized { .. } => "UNAUTHORIZED_KEY",
-            AdmitError::Conflict { field, .. } => match *field {
-                "payment_id" => "DUPLICATE_PAYMENT_ID",
-                "request_id" => "DUPLICATE_REQUEST_ID",
-                "refund_id" => "DUPLICATE_REFUND_ID",
-                _ => "DUPLICATE_DEPOSIT_ID",
-            },
+            AdmitError::Conflict { kind, .. } => kind.code(),
             AdmitError::Busy { .. } => "BUSY",
             AdmitError::Unavailable(_) => "UNAVAILABLE",
             AdmitError::Maintenance => "MAINTENANCE",
+            AdmitError::StorageFull { .. } => "STORAGE_FULL",
+            AdmitError::Invalid(r) => r.code(),
         }
     }
 
     /// The offending field, if one.
-    pub fn field(&self) -> Option<&'static str> {
+    pub fn field(&self) -> Option<String> {
         match self {
-            AdmitError::WrongNetwork { .. } => Some("network"),
-            AdmitError::WrongChain { .. } => Some("chain"),
-            AdmitError::BadSignature(_) => Some("signature"),
-            AdmitError::Unauthorized { .. } => Some("author"),
-            AdmitError::Conflict { field, .. } => Some(field),
+            AdmitError::WrongNetwork { .. } => Some("network".into()),
+            AdmitError::WrongChain { .. } => Some("chain".into()),
+            AdmitError::BadSignature(_) => Some("signature".into()),
+            AdmitError::Unauthorized { .. } => Some("author".into()),
+            AdmitError::Conflict { kind, .. } => Some(kind.field().into()),
+            AdmitError::Invalid(r) => r.field(),
             _ => None,
+        }
+    }
+}
+
+/// The kinds of business id that are unique per chain.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum BusinessIdKind {
+    /// `payment_id`.
+    Payment,
+    /// `refund_id`.
+    Refund,
+    /// `request_id` (invoice and red-letter requests share it).
+    Request,
+    /// `deposit_id`.
+    Deposit,
+}
+
+impl BusinessIdKind {
+    /// The event field that carries it.
+    pub fn field(self) -> &'static str {
+        match self {
+            BusinessIdKind::Payment => "payment_id",
+            BusinessIdKind::Refund => "refund_id",
+            BusinessIdKind::Request => "request_id",
+            BusinessIdKind::Deposit => "deposit_id",
+        }
+    }
+
+    /// The API code of a conflict on it.
+    pub fn code(self) -> &'static str {
+        match self {
+            BusinessIdKind::Payment => "DUPLICATE_PAYMENT_ID",
+            BusinessIdKind::Refund => "DUPLICATE_REFUND_ID",
+            BusinessIdKind::Request => "DUPLICATE_REQUEST_ID",
+            BusinessIdKind::Deposit => "DUPLICATE_DEPOSIT_ID",
         }
     }
 }
@@ -173,12 +219,12 @@ impl BusinessId {
         }
     }
 
-    fn field(&self) -> &'static str {
+    fn kind(&self) -> BusinessIdKind {
         match self {
-            BusinessId::Payment(_) => "payment_id",
-            BusinessId::Refund(_) => "refund_id",
-            BusinessId::Request(_) => "request_id",
-            BusinessId::Deposit(_) => "deposit_id",
+            BusinessId::Payment(_) => BusinessIdKind::Payment,
+            BusinessId::Refund(_) => BusinessIdKind::Refund,
+            BusinessId::Request(_) => BusinessIdKind::Request,
+            BusinessId::Deposit(_) => BusinessIdKind::Deposit,
         }
     }
 
@@ -260,6 +306,9 @@ impl Engine {
         let cfg = &self.shared.config;
         if self.maintenance() {
             return Err(AdmitError::Maintenance);
+        }
+        if let Some((free, reserve)) = self.storage_full() {
+            return Err(AdmitError::StorageFull { free, reserve });
         }
         if encoded.len() > cfg.batch_events_max {
             return Err(AdmitError::BatchTooLarge {
@@ -351,7 +400,7 @@ fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventI
             Ok((e.id(), e))
         })
         .collect();
-    // Signatures in batches of 64 on all cores; a failed batch names its bad members.
+    // Signatures in batches on all cores; a failed batch names its bad members.
     let ok: Vec<usize> = out
         .iter()
         .enumerate()
@@ -359,7 +408,7 @@ fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventI
         .map(|(i, _)| i)
         .collect();
     let bad: Vec<(usize, String)> = ok
-        .par_chunks(64)
+        .par_chunks(sig::BATCH_ITEMS)
         .flat_map(|chunk| {
             let items: Vec<BatchItem<'_>> = chunk
                 .iter()
@@ -396,38 +445,31 @@ fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventI
     out
 }
 
+/// Who may sign it (the domain's rule, against the committed state), then the event's
+/// own bounds: both exactly as execution will check them, so a client hears at once.
 fn authorized(shared: &Shared, e: &Event) -> Result<(), AdmitError> {
-    use fapiao_core::Role;
-    let author = &e.body.author;
-    let owner = author == &shared.key.public();
-    let member_role = shared.genesis.member_by_key(author).map(|m| m.role);
-    let client = || -> Result<Option<fapiao_core::event::Permissions>, AdmitError> {
-        match fapiao_domain::StateRead::get(&shared.store.state(shared.chain), &StateKey::ClientKey(*author)) {
-            Ok(Some(fapiao_domain::StateValue::ClientKey(k))) if k.revoked_at.is_none() => Ok(Some(k.permissions)),
-            Ok(_) => Ok(None),
-            Err(err) => Err(AdmitError::Unavailable(err.to_string())),
-        }
+    let Some(ctx) = fapiao_domain::ChainContext::new(&shared.genesis, shared.chain) else {
+        unreachable!("the engine starts only for a merchant of genesis")
     };
-    let allowed = match &e.body.kind {
-        EventKind::PaymentRecorded(_) | EventKind::PaymentRefunded(_) | EventKind::PaymentReversed(_) => {
-            owner || client()?.is_some_and(|p| p.payments)
+    let view = shared.store.state(shared.chain);
+    let overlay = fapiao_domain::Overlay::new(&view);
+    match fapiao_domain::authorize(&ctx, &overlay, &e.body.author, &e.body.kind) {
+        Ok(Ok(_)) => {}
+        Ok(Err(fapiao_domain::Rejection::Unauthorized { author, kind })) => {
+            return Err(AdmitError::Unauthorized {
+                author: author.to_hex(),
+                kind,
+            })
         }
-        EventKind::InvoiceRequested(_) | EventKind::InvoiceRedLetterRequested(_) => {
-            owner || client()?.is_some_and(|p| p.invoices)
-        }
-        EventKind::InvoiceClaimRequested(_) => member_role == Some(Role::Verifier),
-        EventKind::FeeDeposited(_) | EventKind::MerchantPolicySet(_) => member_role == Some(Role::Operator),
-        EventKind::ClientKeyAuthorized(_) | EventKind::ClientKeyRevoked(_) => owner,
-    };
-    if allowed {
-        Ok(())
-    } else {
-        Err(AdmitError::Unauthorized {
-            author: author.to_hex(),
-            kind: e.body.kind.name(),
-        })
+        Ok(Err(r)) => return Err(AdmitError::Invalid(r)),
+        Err(err) => return Err(AdmitError::Unavailable(err.to_string())),
     }
+    fapiao_domain::check_event(&e.body.kind).map_err(AdmitError::Invalid)
 }
+
+/// Most queued submissions one admission group takes: one synced write makes them all
+/// durable, and a bounded group bounds how long the first of them waits for its answer.
+const ADMISSION_GROUP_JOBS_MAX: usize = 256;
 
 /// The admission writer: one thread, so dedupe and sequence numbers are serial; it
 /// takes every queued submission at once and makes them durable with one synced write
@@ -436,7 +478,7 @@ pub(crate) fn writer_loop(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiv
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
         let Some(first) = rx.blocking_recv() else { return };
         let mut jobs = vec![first];
-        while jobs.len() < 256 {
+        while jobs.len() < ADMISSION_GROUP_JOBS_MAX {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
@@ -473,12 +515,14 @@ fn admit_group(
     let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
     let mut answers: Vec<Vec<Result<AdmitOutcome, AdmitError>>> = Vec::with_capacity(work.len());
     let mut new: Vec<(u64, EventId, Event)> = Vec::new();
+    // The ids in `new`, so a duplicate within the group is found in constant time.
+    let mut new_ids: HashSet<EventId> = HashSet::new();
     let mut claimed: HashMap<BusinessId, EventId> = HashMap::new();
     let mut next = pending.next_seq;
     for (events, _) in &work {
         let mut a = Vec::with_capacity(events.len());
         for (id, e) in events {
-            let r = classify(shared, &pending, &claimed, &new, *id, e);
+            let r = classify(shared, &pending, &claimed, &new_ids, *id, e);
             match r {
                 Ok(None) => {
                     if pending.len() + new.len() >= shared.config.pending_max {
@@ -489,6 +533,7 @@ fn admit_group(
                         claimed.insert(b, *id);
                     }
                     new.push((next, *id, e.clone()));
+                    new_ids.insert(*id);
                     next += 1;
                     a.push(Ok(AdmitOutcome {
                         event_id: *id,
@@ -507,13 +552,19 @@ fn admit_group(
         if let Err(err) = shared.store.add_pending(&refs) {
             tracing::error!(error = %err, "pending write failed; nothing in this group was acknowledged");
             let msg = err.to_string();
+            let no_space = err.is_no_space();
             for (a, (_, reply)) in answers.into_iter().zip(work) {
                 let failed = a
                     .into_iter()
                     .map(|r| match r {
-                        Ok(o) if o.status == AdmitStatus::Pending && !o.duplicate => {
-                            Err(AdmitError::Unavailable(msg.clone()))
-                        }
+                        Ok(o) if o.status == AdmitStatus::Pending && !o.duplicate => Err(if no_space {
+                            AdmitError::StorageFull {
+                                free: 0,
+                                reserve: shared.config.disk_reserve_bytes,
+                            }
+                        } else {
+                            AdmitError::Unavailable(msg.clone())
+                        }),
                         other => other,
                     })
                     .collect();
@@ -549,7 +600,7 @@ fn classify(
     shared: &Shared,
     pending: &PendingSet,
     claimed: &HashMap<BusinessId, EventId>,
-    new: &[(u64, EventId, Event)],
+    new_ids: &HashSet<EventId>,
     id: EventId,
     e: &Event,
 ) -> Result<Option<AdmitOutcome>, AdmitError> {
@@ -562,7 +613,7 @@ fn classify(
     };
     // Pending first, then the store: an event leaves pending only after its block is
     // committed, so one of the two always sees it.
-    if pending.ids.contains_key(&id) || new.iter().any(|(_, n, _)| *n == id) {
+    if pending.ids.contains_key(&id) || new_ids.contains(&id) {
         shared.metrics.events_duplicate.fetch_add(1, Ordering::Relaxed);
         return dup(AdmitStatus::Pending);
     }
@@ -582,7 +633,7 @@ fn classify(
         return Ok(None);
     };
     let conflict = |original: EventId| AdmitError::Conflict {
-        field: b.field(),
+        kind: b.kind(),
         id: b.id().to_string(),
         original,
     };
@@ -605,7 +656,9 @@ fn classify(
         Some(V::Refund(r)) => r.event,
         Some(V::Request(r)) => r.event,
         Some(V::Deposit(d)) => d.event,
-        Some(_) => EventId(Hash32::ZERO),
+        // The store checks a value's variant against its key when it reads it, so this
+        // is a broken invariant, not a corrupt disk.
+        Some(other) => unreachable!("state value {other:?} under key {key:?}"),
     };
     Err(conflict(original))
 }

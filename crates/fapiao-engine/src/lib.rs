@@ -14,17 +14,21 @@
 //! read here (the rim), never in the domain.
 
 mod admission;
+mod disk;
 mod metrics;
 mod producer;
 mod proof;
 mod queries;
 mod reconcile;
 
-pub use admission::{AdmitError, AdmitOutcome, AdmitStatus};
+pub use admission::{AdmitError, AdmitOutcome, AdmitStatus, BusinessIdKind};
 pub use metrics::Metrics;
+pub use producer::EXECUTION_FAILED;
 pub use proof::ProofError;
-pub use queries::{EventStatus, FailureRow, NodeStatus, PaymentView};
-pub use reconcile::{business_day, business_ms_of_day, format_day, parse_day, ReconRow, Reconciliation};
+pub use queries::{EventStatus, FailureCursor, FailureRow, NodeStatus, PaymentView, FAILURE_ROWS_SCANNED_MAX};
+pub use reconcile::{
+    business_day, business_ms_of_day, format_day, parse_day, ReconRow, Reconciliation, RECON_LIST_MAX,
+};
 
 use fapiao_core::{Genesis, MemberCode, NetworkId, SecretKey};
 use fapiao_store::{Store, StoreError};
@@ -48,6 +52,10 @@ pub struct EngineConfig {
     /// Largest encoded block (header and entries). Input events fill at most half of it,
     /// leaving the rest for derived events; peers refuse gossip above this size.
     pub block_bytes_max: usize,
+    /// Free disk the ledger's file system keeps in reserve: below it admission answers
+    /// `STORAGE_FULL`, below half of it block production pauses, so RocksDB never runs
+    /// out of space in the middle of a write that was asked of it.
+    pub disk_reserve_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +68,7 @@ impl Default for EngineConfig {
             batch_events_max: 2000,
             admission_queue_max: 1024,
             block_bytes_max: 4 * 1024 * 1024,
+            disk_reserve_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -95,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) replication: Mutex<Option<ReplicationStatus>>,
     /// Writes are refused while set (maintenance mode).
     pub(crate) maintenance: std::sync::atomic::AtomicBool,
+    /// Free disk against the reserve.
+    pub(crate) disk: disk::DiskGuard,
 }
 
 /// Replication's view, published by the node's replication loop for status queries.
@@ -147,6 +158,8 @@ impl Engine {
             .ok_or_else(|| EngineError::NotAMerchant(key.public().to_hex()))?;
         let chain = member.code;
         let pending = admission::PendingSet::load(&store)?;
+        let store_path = store.path().to_path_buf();
+        let disk_reserve = config.disk_reserve_bytes;
         let (admit_tx, admit_rx) = tokio::sync::mpsc::channel(config.admission_queue_max);
         let shared = Arc::new(Shared {
             network: genesis.network_id(),
@@ -162,6 +175,7 @@ impl Engine {
             block_hook: Mutex::new(None),
             replication: Mutex::new(None),
             maintenance: std::sync::atomic::AtomicBool::new(false),
+            disk: disk::DiskGuard::new(store_path, disk_reserve),
         });
         if let Some(h) = shared.store.head(chain)? {
             shared
@@ -249,6 +263,11 @@ impl Engine {
         }
     }
 
+    /// Free disk below the reserve: `Some((free, reserve))` while writes are refused.
+    pub fn storage_full(&self) -> Option<(u64, u64)> {
+        self.shared.disk.full(&self.shared.metrics)
+    }
+
     /// Whether the node is in maintenance mode.
     pub fn maintenance(&self) -> bool {
         self.shared.maintenance.load(std::sync::atomic::Ordering::SeqCst)
@@ -276,6 +295,10 @@ impl Engine {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
             let _ = t.join();
+        }
+        // A clean stop leaves no log to replay at the next start.
+        if let Err(e) = self.shared.store.flush() {
+            tracing::warn!(error = %e, "flushing the store at stop failed; the next start replays its log");
         }
     }
 

@@ -12,8 +12,18 @@ pub struct Metrics {
     pub events_duplicate: AtomicU64,
     /// Events refused at admission.
     pub events_refused: AtomicU64,
-    /// Admitted events dropped at execution.
+    /// Admitted events dropped at execution by a ledger rule.
     pub events_rejected_execution: AtomicU64,
+    /// Admitted events refused because executing them failed (a panic, a damaged record
+    /// they read): the poison is recorded and production goes on.
+    pub events_execution_failed: AtomicU64,
+    /// Times block production paused because storage failed (IO, full disk, a damaged
+    /// state tree); the events stay pending.
+    pub producer_stalls: AtomicU64,
+    /// 1 while block production is paused by a storage failure.
+    pub producer_stalled: AtomicU64,
+    /// 1 while writes are refused because free disk is below the reserve.
+    pub storage_full: AtomicU64,
     /// Input events committed in blocks.
     pub events_committed: AtomicU64,
     /// Derived events committed.
@@ -52,7 +62,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 20] = [
+        let rows: [(&str, &str, &str, u64); 24] = [
             (
                 "fapiao_peer_connections_refused_total",
                 "counter",
@@ -100,6 +110,30 @@ impl Metrics {
                 "counter",
                 "Admitted events dropped when executed.",
                 g(&self.events_rejected_execution),
+            ),
+            (
+                "fapiao_events_execution_failed_total",
+                "counter",
+                "Admitted events refused because executing them failed (EXECUTION_FAILED): a panic or a damaged record they read.",
+                g(&self.events_execution_failed),
+            ),
+            (
+                "fapiao_producer_stalls_total",
+                "counter",
+                "Times block production paused because storage failed; events stay pending.",
+                g(&self.producer_stalls),
+            ),
+            (
+                "fapiao_producer_stalled",
+                "gauge",
+                "1 while block production is paused by a storage failure.",
+                g(&self.producer_stalled),
+            ),
+            (
+                "fapiao_storage_full",
+                "gauge",
+                "1 while writes are refused with STORAGE_FULL (free disk below the reserve).",
+                g(&self.storage_full),
             ),
             (
                 "fapiao_events_committed_total",

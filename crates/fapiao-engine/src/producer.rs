@@ -1,13 +1,35 @@
 //! The block producer: group commit of pending events into blocks.
+//!
+//! Two kinds of trouble are kept apart, because they call for opposite answers:
+//!
+//! - **An event that cannot be executed** (its execution panicked, or it reads a state
+//!   record that is undecodable or fails its integrity check): the event is the poison,
+//!   so it alone is refused, recorded with its reason (`EXECUTION_FAILED`), counted and
+//!   logged, and the block goes on without it. Nothing an admitted event does can stop
+//!   the producer.
+//! - **Storage that cannot be used now** (an IO error, a full disk, a damaged state
+//!   tree): no event is at fault, so none is refused. The events stay durable in the
+//!   pending table, the producer pauses with a growing delay, says so in its log and
+//!   metrics, and tries again; reads and verification go on meanwhile.
 
 use crate::Shared;
 use fapiao_core::block::{entries_root, AttestationBody};
-use fapiao_core::{Block, BlockHash, Certificate, Event, EventId, Hash32, HeaderBody, Timestamp};
-use fapiao_domain::{execute_block, BlockContext, ChainContext};
-use fapiao_store::{BlockCommit, RejectedInfo, StoreError};
+use fapiao_core::{Block, BlockHash, Certificate, Entry, Event, EventId, Hash32, HeaderBody, Timestamp};
+use fapiao_domain::state::ExecError;
+use fapiao_domain::{execute, BlockContext, ChainContext, Overlay, Rejection};
+use fapiao_store::{BlockCommit, ChainView, RejectedInfo, StoreError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The code an admitted event gets when executing it failed for a reason that is not a
+/// ledger rule (see the module documentation).
+pub const EXECUTION_FAILED: &str = "EXECUTION_FAILED";
+
+/// The first pause after a storage failure; it doubles up to [`STALL_PAUSE_MS_MAX`].
+const STALL_PAUSE_MS_MIN: u64 = 200;
+/// The longest pause between attempts while storage keeps failing.
+const STALL_PAUSE_MS_MAX: u64 = 10_000;
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -18,28 +40,23 @@ pub(crate) fn now_ms() -> u64 {
 
 pub(crate) fn producer_loop(shared: Arc<Shared>) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&shared)));
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "block producer failed; the node must stop");
-            shared.metrics.thread_failures.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(_) => {
-            tracing::error!("block producer panicked; the node must stop");
-            shared.metrics.thread_failures.fetch_add(1, Ordering::Relaxed);
-        }
+    if result.is_err() {
+        // Only the producer's own invariants can get here (events are guarded one by one).
+        tracing::error!("block producer panicked; the node must stop");
+        shared.metrics.thread_failures.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-fn run(shared: &Shared) -> Result<(), StoreError> {
+fn run(shared: &Shared) {
     let interval = Duration::from_millis(shared.config.block_interval_ms);
+    let mut pause_ms = 0u64;
     loop {
         // Wait until a block is due: enough events, or the oldest has waited long enough.
         let batch: Vec<(u64, EventId, Event)> = {
             let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
             loop {
                 if shared.stopping.load(Ordering::SeqCst) {
-                    return Ok(());
+                    return;
                 }
                 let due = match pending.oldest {
                     None => None,
@@ -79,11 +96,150 @@ fn run(shared: &Shared) -> Result<(), StoreError> {
                 .map(|(s, (id, e))| (*s, *id, e.clone()))
                 .collect()
         };
-        produce(shared, batch)?;
+        let attempt = match shared.disk.too_low_to_produce() {
+            Some(free) => Err(Stall::DiskLow(free)),
+            None => produce(shared, batch).map_err(Stall::Store),
+        };
+        match attempt {
+            Ok(()) => {
+                if pause_ms > 0 {
+                    tracing::warn!("block production resumed");
+                    shared.metrics.producer_stalled.store(0, Ordering::Relaxed);
+                }
+                pause_ms = 0;
+            }
+            Err(e) => {
+                pause_ms = (pause_ms * 2).clamp(STALL_PAUSE_MS_MIN, STALL_PAUSE_MS_MAX);
+                tracing::error!(error = %e, pause_ms, "block production paused; the events stay pending");
+                shared.metrics.producer_stalls.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.producer_stalled.store(1, Ordering::Relaxed);
+                let pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+                // Woken early only to stop.
+                let _ = shared
+                    .wake
+                    .wait_timeout_while(pending, Duration::from_millis(pause_ms), |_| {
+                        !shared.stopping.load(Ordering::SeqCst)
+                    });
+            }
+        }
     }
 }
 
-/// Builds, signs and commits one block from `batch` (in admission order).
+/// Why a block could not be produced now; no event is at fault.
+#[derive(Debug, thiserror::Error)]
+enum Stall {
+    /// The store failed.
+    #[error("storage failed: {0}")]
+    Store(StoreError),
+    /// Free disk is below half the reserve.
+    #[error("free disk ({0} bytes) is below half the reserve")]
+    DiskLow(u64),
+}
+
+/// How executing one event ended.
+pub(crate) enum Guarded {
+    /// Accepted, with its derived events.
+    Accepted(Vec<fapiao_core::Derived>),
+    /// Refused by a ledger rule.
+    Rejected(Rejection),
+    /// Could not be executed: the event is refused with this reason.
+    Poison(String),
+}
+
+/// Executes one event, turning a panic or a damaged record it reads into
+/// [`Guarded::Poison`]; a storage failure that is not the event's (IO) is returned.
+pub(crate) fn execute_guarded<S>(
+    exec: impl FnOnce(&mut Overlay<'_, S>) -> Result<Result<Vec<fapiao_core::Derived>, Rejection>, ExecError<StoreError>>,
+    overlay: &mut Overlay<'_, S>,
+) -> Result<Guarded, StoreError>
+where
+    S: fapiao_domain::StateRead<Error = StoreError>,
+{
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec(&mut *overlay)));
+    match outcome {
+        Ok(Ok(Ok(derived))) => Ok(Guarded::Accepted(derived)),
+        Ok(Ok(Err(r))) => Ok(Guarded::Rejected(r)),
+        Ok(Err(ExecError::Corrupt(key))) => Ok(Guarded::Poison(format!(
+            "state record {key:?} has the wrong type for its key"
+        ))),
+        Ok(Err(ExecError::Read(e))) if e.is_damage() => Ok(Guarded::Poison(e.to_string())),
+        Ok(Err(ExecError::Read(e))) => Err(e),
+        Err(panic) => {
+            // `execute` did not get to drop the event's writes: drop them here.
+            overlay.discard_event();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Ok(Guarded::Poison(format!("execution panicked: {what}")))
+        }
+    }
+}
+
+/// The block's contents after guarded execution.
+struct Built {
+    entries: Vec<Entry>,
+    writes: std::collections::BTreeMap<fapiao_domain::StateKey, fapiao_domain::StateValue>,
+    /// Events left out, with why (rule rejections and poison).
+    refused: Vec<(EventId, RejectedInfo)>,
+    rejected_by_rule: u64,
+    poisoned: u64,
+}
+
+fn execute_all(
+    ctx: &ChainContext<'_>,
+    bc: &BlockContext,
+    view: &ChainView<'_>,
+    events: &[Event],
+) -> Result<Built, StoreError> {
+    let mut overlay = Overlay::new(view);
+    let mut built = Built {
+        entries: Vec::with_capacity(events.len() * 2),
+        writes: Default::default(),
+        refused: Vec::new(),
+        rejected_by_rule: 0,
+        poisoned: 0,
+    };
+    let refused = |id, code: &str, message: String, field| {
+        (
+            id,
+            RejectedInfo {
+                code: code.to_string(),
+                message,
+                field,
+                at: bc.timestamp,
+            },
+        )
+    };
+    for e in events {
+        match execute_guarded(|o| execute(ctx, bc, o, e), &mut overlay)? {
+            Guarded::Accepted(derived) => {
+                built.entries.push(Entry::Event(e.clone()));
+                built.entries.extend(derived.into_iter().map(Entry::Derived));
+            }
+            Guarded::Rejected(r) => {
+                built.rejected_by_rule += 1;
+                built.refused.push(refused(e.id(), r.code(), r.to_string(), r.field()));
+            }
+            Guarded::Poison(why) => {
+                built.poisoned += 1;
+                tracing::error!(event = %e.id(), reason = %why, "event refused: it cannot be executed");
+                built.refused.push(refused(
+                    e.id(),
+                    EXECUTION_FAILED,
+                    format!("the node could not execute this event: {why}; it is refused and recorded, the node goes on (see OPERATIONS.md, refused poison event)"),
+                    None,
+                ));
+            }
+        }
+    }
+    built.writes = overlay.into_writes();
+    Ok(built)
+}
+
+/// Builds, signs and commits one block from `batch` (in admission order). An `Err` is a
+/// storage failure: nothing was committed and every event of the batch is still pending.
 pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Result<(), StoreError> {
     let started = Instant::now();
     let store = &shared.store;
@@ -103,46 +259,24 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
         None => unreachable!("the engine starts only for a merchant of genesis"),
     };
     let bc = BlockContext { height, timestamp };
-    let executed = execute_block(&ctx, &bc, &store.state(chain), &events).map_err(|e| match e {
-        fapiao_domain::state::ExecError::Read(e) => e,
-        fapiao_domain::state::ExecError::Corrupt(k) => StoreError::Corrupt {
-            table: "state",
-            key: format!("{k:?}"),
-            message: "value has the wrong type for its key".into(),
-        },
-    })?;
-    let rejected: Vec<(EventId, RejectedInfo)> = executed
-        .rejected
-        .iter()
-        .map(|(i, r)| {
-            (
-                events[*i].id(),
-                RejectedInfo {
-                    code: r.code().to_string(),
-                    message: r.to_string(),
-                    field: r.field(),
-                    at: timestamp,
-                },
-            )
-        })
-        .collect();
-    shared
-        .metrics
-        .events_rejected_execution
-        .fetch_add(rejected.len() as u64, Ordering::Relaxed);
-    if executed.entries.is_empty() {
+    let built = execute_all(&ctx, &bc, &store.state(chain), &events)?;
+    let m = &shared.metrics;
+    m.events_rejected_execution
+        .fetch_add(built.rejected_by_rule, Ordering::Relaxed);
+    m.events_execution_failed.fetch_add(built.poisoned, Ordering::Relaxed);
+    if built.entries.is_empty() {
         // Nothing to put in a block: drop the pending events with their reasons.
-        store.drop_pending(&seqs, &rejected)?;
+        store.drop_pending(&seqs, &built.refused)?;
     } else {
-        let prepared = store.prepare_state(chain, executed.writes)?;
+        let prepared = store.prepare_state(chain, built.writes)?;
         let body = HeaderBody {
             network: shared.network,
             chain,
             height,
             parent,
             timestamp,
-            events_root: entries_root(&executed.entries),
-            event_count: executed.entries.len() as u32,
+            events_root: entries_root(&built.entries),
+            event_count: built.entries.len() as u32,
             state_root: prepared.root,
         };
         let header = body.sign(&shared.key);
@@ -163,22 +297,23 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
         };
         let block = Block {
             header,
-            entries: executed.entries,
+            entries: built.entries,
         };
-        let inputs = events.len() - rejected.len();
+        let inputs = events.len() - built.refused.len();
         let derived = block.entries.len() - inputs;
+        // A failed write leaves nothing behind: the signed header never left this
+        // process, so signing another block at this height later is no equivocation.
         store.commit_block(&BlockCommit {
             block: &block,
             state: &prepared,
             pending_done: &seqs,
-            rejected: &rejected,
+            rejected: &built.refused,
             vote: Some(hash),
             certificate: certificate.as_ref(),
         })?;
         if let Some(hook) = shared.block_hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             hook(&block);
         }
-        let m = &shared.metrics;
         m.blocks_committed.fetch_add(1, Ordering::Relaxed);
         m.events_committed.fetch_add(inputs as u64, Ordering::Relaxed);
         m.derived_committed.fetch_add(derived as u64, Ordering::Relaxed);
@@ -195,10 +330,99 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
     if !pending.by_seq.is_empty() && pending.oldest.is_none() {
         pending.oldest = Some(Instant::now());
     }
-    shared.metrics.pending.store(pending.len() as u64, Ordering::Relaxed);
-    shared
-        .metrics
-        .block_micros
+    m.pending.store(pending.len() as u64, Ordering::Relaxed);
+    m.block_micros
         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fapiao_domain::{StateKey, StateValue};
+
+    /// A state over memory whose reads fail the way the store's do.
+    struct Faulty(Option<StoreError>);
+
+    impl fapiao_domain::StateRead for Faulty {
+        type Error = StoreError;
+        fn get(&self, _: &StateKey) -> Result<Option<StateValue>, StoreError> {
+            match &self.0 {
+                None => Ok(None),
+                Some(StoreError::Rocks(m)) => Err(StoreError::Rocks(m.clone())),
+                Some(StoreError::Tampered { chain, key, detail }) => Err(StoreError::Tampered {
+                    chain: *chain,
+                    key: key.clone(),
+                    detail: detail.clone(),
+                }),
+                Some(other) => panic!("not used here: {other}"),
+            }
+        }
+    }
+
+    fn check(
+        base: Faulty,
+        exec: impl FnOnce(
+            &mut Overlay<'_, Faulty>,
+        ) -> Result<Result<Vec<fapiao_core::Derived>, Rejection>, ExecError<StoreError>>,
+        expected: &str,
+    ) {
+        let mut overlay = Overlay::new(&base);
+        let got = match execute_guarded(exec, &mut overlay) {
+            Ok(Guarded::Accepted(_)) => "accepted".to_string(),
+            Ok(Guarded::Rejected(r)) => format!("rejected {}", r.code()),
+            Ok(Guarded::Poison(why)) => format!("poison: {why}"),
+            Err(e) => format!("storage: {e}"),
+        };
+        assert!(got.starts_with(expected), "got {got:?}, expected {expected:?}");
+        // Nothing of a failed event survives into the block.
+        if !got.starts_with("accepted") {
+            assert!(overlay.into_writes().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_panic_or_a_damaged_record_is_the_events_fault_an_io_error_is_not() {
+        let chain = fapiao_core::MemberCode::new(110_001).unwrap();
+        let write_then = |then: &'static str| {
+            move |o: &mut Overlay<'_, Faulty>| {
+                // A read first, as an event half-way through its execution.
+                o.get(&StateKey::Meta)?;
+                match then {
+                    "panic" => panic!("arithmetic overflow"),
+                    _ => Ok(Ok(vec![])),
+                }
+            }
+        };
+        check(Faulty(None), write_then("ok"), "accepted");
+        check(
+            Faulty(None),
+            write_then("panic"),
+            "poison: execution panicked: arithmetic overflow",
+        );
+        check(
+            Faulty(None),
+            |_| Err(ExecError::Corrupt(StateKey::Meta)),
+            "poison: state record Meta has the wrong type",
+        );
+        check(
+            Faulty(Some(StoreError::Tampered {
+                chain,
+                key: "Payment(\"S1\")".into(),
+                detail: "its hash is not the state tree's leaf".into(),
+            })),
+            write_then("ok"),
+            "poison: chain 110001: state record Payment(\"S1\")",
+        );
+        check(
+            Faulty(Some(StoreError::Rocks("No space left on device".into()))),
+            write_then("ok"),
+            "storage:",
+        );
+        check(
+            Faulty(None),
+            |_| Ok(Err(Rejection::Overflow("x"))),
+            "rejected AMOUNT_OVERFLOW",
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Building invoice proof bundles from the store (any chain this node holds).
 
 use crate::Engine;
+use fapiao_core::event::DerivedKind;
 use fapiao_core::state::{InvoiceRecord, StateKey, StateValue};
 use fapiao_core::{merkle, CheckCode, Entry, Hash32, InvoiceNumber, MemberCode};
 use fapiao_domain::StateRead;
@@ -53,10 +54,23 @@ impl Engine {
             let Some(issue_loc) = store.get::<IdxInvoice>(number)? else {
                 return Err(ProofError::NotFound);
             };
-            let issued_entry = store.entry(&issue_loc)?.ok_or(ProofError::NotFound)?;
+            let issued_entry = store.entry(&issue_loc)?;
+            // The invoice index must point at this invoice's issue: anything else is a
+            // damaged index row, reported as such rather than proven.
             let cause = match &issued_entry {
-                Entry::Derived(d) => d.cause,
-                Entry::Event(_) => return Err(ProofError::NotFound),
+                Some(Entry::Derived(d)) if matches!(&d.kind, DerivedKind::InvoiceIssued(i) if i.number == *number) => {
+                    d.cause
+                }
+                _ => {
+                    return Err(ProofError::Store(StoreError::Tampered {
+                        chain,
+                        key: format!("invoice index row of {number}"),
+                        detail: format!(
+                            "it points at block {} entry {}, which is not that invoice's issue",
+                            issue_loc.height, issue_loc.index
+                        ),
+                    }))
+                }
             };
             let request_loc = store.locate(&cause)?.ok_or(ProofError::NotFound)?;
             let mut heights = vec![request_loc.height, issue_loc.height, head.height];

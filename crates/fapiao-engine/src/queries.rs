@@ -5,7 +5,7 @@ use fapiao_core::event::{DerivedKind, FailureReason};
 use fapiao_core::{Block, Certificate, Derived, Entry, EventId, Header, InvoiceNumber, MemberCode, NetworkId};
 use fapiao_domain::state::{InvoiceRecord, PaymentInvoicing, PaymentRecord, RequestOutcome, RequestRecord};
 use fapiao_domain::{StateKey, StateRead, StateValue};
-use fapiao_store::tables::{self, IdxFailure, State};
+use fapiao_store::tables::{self, IdxFailure, Table};
 use fapiao_store::{failure_index, Head, StoreError};
 use std::sync::atomic::Ordering;
 
@@ -62,6 +62,35 @@ pub struct FailureRow {
     pub resolved_by: Option<(String, InvoiceNumber)>,
 }
 
+/// Where a failures listing stopped: the index position of the last row read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureCursor {
+    /// The reason's index (see [`FailureReason::index`]).
+    pub reason_index: u32,
+    /// The request id.
+    pub request_id: String,
+}
+
+impl FailureCursor {
+    /// `REASON_INDEX:REQUEST_ID`, the form the API carries.
+    pub fn to_text(&self) -> String {
+        format!("{}:{}", self.reason_index, self.request_id)
+    }
+
+    /// Parses [`FailureCursor::to_text`].
+    pub fn from_text(s: &str) -> Option<FailureCursor> {
+        let (r, id) = s.split_once(':')?;
+        Some(FailureCursor {
+            reason_index: r.parse().ok()?,
+            request_id: id.to_string(),
+        })
+    }
+}
+
+/// Most failure index rows one listing reads; the cursor it returns continues from
+/// there, so a listing costs the same however many failures a chain holds.
+pub const FAILURE_ROWS_SCANNED_MAX: usize = 5000;
+
 /// Node status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -85,12 +114,6 @@ pub struct NodeStatus {
     pub replication: Option<crate::ReplicationStatus>,
     /// Maintenance mode: writes are refused.
     pub maintenance: bool,
-}
-
-fn variant_prefix(chain: MemberCode, sample: &StateKey) -> Vec<u8> {
-    let mut p = tables::chain_prefix(chain);
-    p.extend_from_slice(&sample.to_bytes()[..4]);
-    p
 }
 
 impl Engine {
@@ -144,17 +167,13 @@ impl Engine {
         Ok(Some(PaymentView { record, invoicing }))
     }
 
-    /// Payments in id order, after `after`, at most `limit`.
+    /// Payments in key order, after `after`, at most `limit`; each record checked
+    /// against the state tree like every state read.
     pub fn payments(&self, after: Option<&str>, limit: usize) -> Result<Vec<PaymentView>, StoreError> {
-        let chain = self.chain();
-        let prefix = variant_prefix(chain, &StateKey::Payment(String::new()));
-        let start = after.map(|a| {
-            let mut k = tables::chain_prefix(chain);
-            k.extend_from_slice(&StateKey::Payment(a.into()).to_bytes());
-            k.push(0); // strictly after
-            k
-        });
-        let rows = self.store().scan::<State>(&prefix, start.as_deref(), limit)?;
+        let prefix = StateKey::Payment(String::new()).to_bytes()[..4].to_vec();
+        let after = after.map(|a| StateKey::Payment(a.into()));
+        let view = self.view();
+        let rows = view.scan(&prefix, after.as_ref(), limit)?;
         let mut out = Vec::with_capacity(rows.len());
         for (_, v) in rows {
             if let StateValue::Payment(p) = v {
@@ -217,46 +236,79 @@ impl Engine {
 
     /// Failed requests, optionally of one reason; `open_only` leaves out those whose
     /// retries ended in an issued invoice, and those a fee deposit issued automatically.
+    /// At most `limit` rows, after the cursor `after`; one call reads at most
+    /// [`FAILURE_ROWS_SCANNED_MAX`] index rows, and the answer's cursor continues where it
+    /// stopped (`None`: nothing more).
     pub fn failures(
         &self,
         reason: Option<FailureReason>,
         open_only: bool,
         limit: usize,
-    ) -> Result<Vec<FailureRow>, StoreError> {
-        let mut prefix = tables::chain_prefix(self.chain());
+        after: Option<&FailureCursor>,
+    ) -> Result<(Vec<FailureRow>, Option<FailureCursor>), StoreError> {
+        let chain = self.chain();
+        let mut prefix = tables::chain_prefix(chain);
         if let Some(r) = reason {
             prefix.extend_from_slice(&failure_index(r).to_be_bytes());
         }
+        let start = after.map(|c| {
+            let mut k = tables::IdxFailure::key(&(chain, c.reason_index, c.request_id.clone()));
+            k.push(0); // strictly after
+            k
+        });
         let mut out = Vec::new();
-        for (k, loc) in self.store().scan::<IdxFailure>(&prefix, None, usize::MAX)? {
+        let rows = self
+            .store()
+            .scan::<IdxFailure>(&prefix, start.as_deref(), FAILURE_ROWS_SCANNED_MAX)?;
+        let scanned_all = rows.len() < FAILURE_ROWS_SCANNED_MAX;
+        let mut last = None;
+        for (k, loc) in rows {
             if out.len() >= limit {
-                break;
+                return Ok((out, last));
             }
-            let request_id = String::from_utf8_lossy(&k[8..]).into_owned();
+            let (reason_index, request_id) = tables::IdxFailure::decode_key(&k)?;
+            last = Some(FailureCursor {
+                reason_index,
+                request_id: request_id.clone(),
+            });
             let Some(record) = self.request(&request_id)? else {
                 continue;
+            };
+            // The index entry must point at this request's failure: a rewritten index row
+            // is damage, not an answer.
+            let failure = match self.store().entry(&loc)? {
+                Some(Entry::Derived(Derived {
+                    kind: DerivedKind::InvoiceFailed(f),
+                    ..
+                })) if f.request_id == request_id && failure_index(f.reason) == reason_index => f,
+                _ => {
+                    return Err(StoreError::Tampered {
+                        chain,
+                        key: format!("failure index row of request {request_id}"),
+                        detail: format!(
+                            "it points at block {} entry {}, which is not that request's failure",
+                            loc.height, loc.index
+                        ),
+                    })
+                }
             };
             let (reason, field, detail, resolved_by) = match &record.outcome {
                 RequestOutcome::Failed { reason, field, detail } => {
                     // A request re-run by a fee deposit may have failed again for another
                     // reason: it is listed under its current one only.
-                    if k.get(4..8) != Some(&failure_index(*reason).to_be_bytes()[..]) {
+                    if failure_index(*reason) != reason_index {
                         continue;
                     }
                     (*reason, field.clone(), detail.clone(), self.resolution(&record)?)
                 }
                 // Issued automatically by a fee deposit: the failure as it was recorded,
                 // resolved by the request itself.
-                RequestOutcome::Issued(number) if record.auto_reissue.is_some() => {
-                    let Some(Entry::Derived(Derived {
-                        kind: DerivedKind::InvoiceFailed(f),
-                        ..
-                    })) = self.store().entry(&loc)?
-                    else {
-                        continue;
-                    };
-                    (f.reason, f.field, f.detail, Some((request_id.clone(), *number)))
-                }
+                RequestOutcome::Issued(number) if record.auto_reissue.is_some() => (
+                    failure.reason,
+                    failure.field,
+                    failure.detail,
+                    Some((request_id.clone(), *number)),
+                ),
                 _ => continue,
             };
             if open_only && resolved_by.is_some() {
@@ -271,7 +323,7 @@ impl Engine {
                 resolved_by,
             });
         }
-        Ok(out)
+        Ok((out, if scanned_all { None } else { last }))
     }
 
     fn resolution(&self, r: &RequestRecord) -> Result<Option<(String, InvoiceNumber)>, StoreError> {

@@ -9,7 +9,6 @@ use crate::Engine;
 use fapiao_core::state::{InvoiceRecord, PaymentInvoicing, StateKey, StateValue};
 use fapiao_core::{Fen, InvoiceNumber};
 use fapiao_domain::StateRead;
-use fapiao_store::tables::{self, State};
 use fapiao_store::StoreError;
 use std::collections::BTreeMap;
 
@@ -94,12 +93,34 @@ pub struct Reconciliation {
     pub rows: Vec<ReconRow>,
     /// Totals over the rows.
     pub total: ReconRow,
-    /// Payments with nothing invoiced yet (and something left to invoice).
+    /// Payments with nothing invoiced yet (and something left to invoice), the first
+    /// [`RECON_LIST_MAX`].
     pub uninvoiced: Vec<(String, Fen)>,
-    /// Invoices whose payments were refunded afterwards: they need a red-letter reversal.
+    /// Uninvoiced payments beyond the listed ones.
+    pub uninvoiced_more: u64,
+    /// Invoices whose payments were refunded afterwards: they need a red-letter reversal
+    /// (the first [`RECON_LIST_MAX`]).
     pub needs_red_letter: Vec<(String, InvoiceNumber)>,
+    /// Such invoices beyond the listed ones.
+    pub needs_red_letter_more: u64,
     /// Balance errors; empty when everything reconciles.
     pub errors: Vec<String>,
+}
+
+/// Payments read per page while reconciling: memory stays flat however many payments
+/// the chain holds.
+const RECON_PAGE_ROWS: usize = 1024;
+/// Most payments listed one by one as uninvoiced, and most invoices listed as needing a
+/// red-letter reversal; the rest are counted (`uninvoiced_more`, `needs_red_letter_more`).
+pub const RECON_LIST_MAX: usize = 1000;
+
+/// `a += b`, or a balance error when the sum leaves the range of an amount (which
+/// amounts within the bounds cannot reach over a reconciliation's days).
+fn add(a: &mut Fen, b: Fen, errors: &mut Vec<String>, what: &str) {
+    match a.checked_add(b) {
+        Some(v) => *a = v,
+        None => errors.push(format!("{what}: the sum leaves the range of an amount")),
+    }
 }
 
 impl Engine {
@@ -107,106 +128,137 @@ impl Engine {
     pub fn reconcile(&self, from_day: u64, to_day: u64) -> Result<Reconciliation, StoreError> {
         let chain = self.chain();
         let view = self.store().state(chain);
-        let mut prefix = tables::chain_prefix(chain);
-        prefix.extend_from_slice(&StateKey::Payment(String::new()).to_bytes()[..4]);
+        let prefix = StateKey::Payment(String::new()).to_bytes()[..4].to_vec();
         let mut rows: BTreeMap<(u64, String), ReconRow> = BTreeMap::new();
         let mut out = Reconciliation::default();
-        for (_, v) in self.store().scan::<State>(&prefix, None, usize::MAX)? {
-            let StateValue::Payment(p) = v else { continue };
-            let day = business_day(p.recorded_at.0);
-            if day < from_day || day > to_day {
-                continue;
-            }
-            let id = p.recorded.payment_id.clone();
-            let method = format!("{:?}", p.recorded.method).to_lowercase();
-            let invoicing = match view.get(&StateKey::PaymentInvoicing(id.clone()))? {
-                Some(StateValue::PaymentInvoicing(i)) => i,
-                _ => PaymentInvoicing::default(),
-            };
-            // Gross issued and red-letter reversed, from the invoices themselves.
-            let (mut gross, mut standing) = (0i64, 0i64);
-            for n in &invoicing.invoices {
-                if let Some(StateValue::Invoice(InvoiceRecord::Blue(b))) = view.get(&StateKey::Invoice(*n))? {
-                    gross += b
-                        .issued
-                        .allocations
-                        .iter()
-                        .filter(|a| a.payment_id == id)
-                        .map(|a| a.amount.0)
-                        .sum::<i64>();
-                    standing += b
-                        .standing
-                        .iter()
-                        .filter(|a| a.payment_id == id)
-                        .map(|a| a.amount.0)
-                        .sum::<i64>();
+        let mut after: Option<StateKey> = None;
+        loop {
+            let page = view.scan(&prefix, after.as_ref(), RECON_PAGE_ROWS)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, v) in page {
+                let StateValue::Payment(p) = v else { continue };
+                let day = business_day(p.recorded_at.0);
+                if day < from_day || day > to_day {
+                    continue;
                 }
-            }
-            let row = rows.entry((day, method.clone())).or_insert_with(|| ReconRow {
-                day,
-                method,
-                ..ReconRow::default()
-            });
-            if standing != invoicing.invoiced.0 {
-                out.errors.push(format!(
-                    "payment {id}: its invoices leave {standing} fen standing but the payment records {} invoiced",
-                    invoicing.invoiced.0
-                ));
-            }
-            if p.reversed.is_some() {
-                row.voided.0 += p.recorded.amount.0;
-                if invoicing.invoiced.0 != 0 {
-                    out.errors.push(format!(
-                        "payment {id} is reversed but {} fen of invoices still stand on it",
-                        invoicing.invoiced.0
-                    ));
-                }
-                continue;
-            }
-            let paid = p.recorded.amount.0;
-            let refunded = p.refunded.0;
-            row.payments += 1;
-            row.paid.0 += paid;
-            row.refunded.0 += refunded;
-            row.invoiced.0 += gross;
-            row.reversed.0 += gross - standing;
-            let open = paid - refunded - standing;
-            row.not_invoiced.0 += open.max(0);
-            if standing > paid {
-                out.errors.push(format!(
-                    "payment {id}: {standing} fen invoiced is more than the {paid} paid"
-                ));
-            }
-            if refunded > paid {
-                out.errors.push(format!(
-                    "payment {id}: {refunded} fen refunded is more than the {paid} paid"
-                ));
-            }
-            if open < 0 {
-                // Refunded after invoicing: the invoices on it must be reversed (in part).
-                for n in &invoicing.invoices {
-                    out.needs_red_letter.push((id.clone(), *n));
-                }
-            } else if standing == 0 && open > 0 {
-                out.uninvoiced.push((id.clone(), Fen(open)));
+                self.reconcile_payment(&view, p, day, &mut rows, &mut out)?;
             }
         }
         let mut total = ReconRow {
             method: "all".into(),
             ..ReconRow::default()
         };
+        let errors = &mut out.errors;
         for r in rows.values() {
             total.payments += r.payments;
-            total.paid.0 += r.paid.0;
-            total.refunded.0 += r.refunded.0;
-            total.invoiced.0 += r.invoiced.0;
-            total.reversed.0 += r.reversed.0;
-            total.not_invoiced.0 += r.not_invoiced.0;
-            total.voided.0 += r.voided.0;
+            add(&mut total.paid, r.paid, errors, "total paid");
+            add(&mut total.refunded, r.refunded, errors, "total refunded");
+            add(&mut total.invoiced, r.invoiced, errors, "total invoiced");
+            add(&mut total.reversed, r.reversed, errors, "total reversed");
+            add(&mut total.not_invoiced, r.not_invoiced, errors, "total not invoiced");
+            add(&mut total.voided, r.voided, errors, "total voided");
         }
         out.rows = rows.into_values().collect();
         out.total = total;
         Ok(out)
+    }
+
+    fn reconcile_payment(
+        &self,
+        view: &fapiao_store::ChainView<'_>,
+        p: fapiao_core::state::PaymentRecord,
+        day: u64,
+        rows: &mut BTreeMap<(u64, String), ReconRow>,
+        out: &mut Reconciliation,
+    ) -> Result<(), StoreError> {
+        let id = p.recorded.payment_id.clone();
+        let method = p.recorded.method.name().to_string();
+        let invoicing = match view.get(&StateKey::PaymentInvoicing(id.clone()))? {
+            Some(StateValue::PaymentInvoicing(i)) => i,
+            _ => PaymentInvoicing::default(),
+        };
+        let errors = &mut out.errors;
+        // Gross issued and what still stands, from the invoices themselves. At most
+        // INVOICES_PER_PAYMENT_MAX invoices of amounts within the bound: no overflow.
+        let (mut gross, mut standing) = (Fen::ZERO, Fen::ZERO);
+        for n in &invoicing.invoices {
+            if let Some(StateValue::Invoice(InvoiceRecord::Blue(b))) = view.get(&StateKey::Invoice(*n))? {
+                for a in b.issued.allocations.iter().filter(|a| a.payment_id == id) {
+                    add(&mut gross, a.amount, errors, &format!("payment {id}"));
+                }
+                for a in b.standing.iter().filter(|a| a.payment_id == id) {
+                    add(&mut standing, a.amount, errors, &format!("payment {id}"));
+                }
+            }
+        }
+        let row = rows.entry((day, method.clone())).or_insert_with(|| ReconRow {
+            day,
+            method,
+            ..ReconRow::default()
+        });
+        if standing != invoicing.invoiced {
+            errors.push(format!(
+                "payment {id}: its invoices leave {standing} standing but the payment records {} invoiced",
+                invoicing.invoiced
+            ));
+        }
+        if p.reversed.is_some() {
+            add(&mut row.voided, p.recorded.amount, errors, "voided");
+            if !invoicing.invoiced.is_zero() {
+                errors.push(format!(
+                    "payment {id} is reversed but {} of invoices still stand on it",
+                    invoicing.invoiced
+                ));
+            }
+            return Ok(());
+        }
+        let paid = p.recorded.amount;
+        let refunded = p.refunded;
+        row.payments += 1;
+        add(&mut row.paid, paid, errors, "paid");
+        add(&mut row.refunded, refunded, errors, "refunded");
+        add(&mut row.invoiced, gross, errors, "invoiced");
+        add(
+            &mut row.reversed,
+            gross.checked_sub(standing).unwrap_or(Fen::ZERO),
+            errors,
+            "reversed",
+        );
+        // paid - refunded - standing, each within the bound: exact.
+        let open = paid.checked_sub(refunded).and_then(|x| x.checked_sub(standing));
+        let Some(open) = open else {
+            errors.push(format!("payment {id}: its amounts leave the range of an amount"));
+            return Ok(());
+        };
+        add(&mut row.not_invoiced, open.max(Fen::ZERO), errors, "not invoiced");
+        if standing > paid {
+            errors.push(format!(
+                "payment {id}: {standing} invoiced is more than the {paid} paid"
+            ));
+        }
+        if refunded > paid {
+            errors.push(format!(
+                "payment {id}: {refunded} refunded is more than the {paid} paid"
+            ));
+        }
+        if open.is_negative() {
+            // Refunded after invoicing: the invoices on it must be reversed (in part).
+            for n in &invoicing.invoices {
+                if out.needs_red_letter.len() < RECON_LIST_MAX {
+                    out.needs_red_letter.push((id.clone(), *n));
+                } else {
+                    out.needs_red_letter_more += 1;
+                }
+            }
+        } else if standing.is_zero() && open.is_positive() {
+            if out.uninvoiced.len() < RECON_LIST_MAX {
+                out.uninvoiced.push((id.clone(), open));
+            } else {
+                out.uninvoiced_more += 1;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ pub mod replay;
 mod store;
 pub mod tables;
 
-pub use store::{failure_index, BlockCommit, ChainView, PreparedState, Row, Store, StoreOptions};
+pub use store::{failure_index, BlockCommit, ChainView, PreparedState, RawRow, Row, Store, StoreOptions};
 pub use tables::{EntryLoc, Head, RejectedInfo};
 
 use fapiao_core::MemberCode;
@@ -25,6 +25,14 @@ pub enum StoreError {
         /// The directory.
         path: PathBuf,
         /// RocksDB's message.
+        message: String,
+    },
+    /// A database file is damaged (a truncated or corrupted table file or log).
+    #[error("the database at {path} has a damaged file: {message}. The node refuses to start. Repair: `fapiao rebuild-state --config <node config>` rebuilds the state and index tables from the blocks (it drops their files, damaged ones too); if the damage is in the blocks themselves, restore the ledger directory from a checkpoint (`fapiao backup`) or from another member")]
+    Damaged {
+        /// The directory.
+        path: PathBuf,
+        /// RocksDB's message, naming the file.
         message: String,
     },
     /// RocksDB failed.
@@ -48,9 +56,39 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+    /// A state record does not match the state tree's leaf for its key: it was changed
+    /// outside a block. It is never served or executed against.
+    #[error("chain {chain}: state record {key} fails its integrity check: {detail}. Run `fapiao replay --data <node data>` to list every damaged row, then repair with `fapiao rebuild-state --config <node config>` or restore a checkpoint")]
+    Tampered {
+        /// The chain.
+        chain: MemberCode,
+        /// The record's key.
+        key: String,
+        /// What does not match.
+        detail: String,
+    },
     /// A write on a read-only store.
     #[error("the store is open read-only")]
     ReadOnly,
+    /// A file operation outside RocksDB (copying a checkpoint).
+    #[error("file error: {0}")]
+    Io(String),
+}
+
+impl StoreError {
+    /// Damage to one stored value (undecodable, or failing its integrity check): a
+    /// reader of that value cannot go on, but the store as a whole can.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Corrupt { .. } | StoreError::Tampered { .. } | StoreError::Damaged { .. }
+        ) || matches!(self, StoreError::Rocks(m) if m.starts_with("Corruption"))
+    }
+
+    /// The file system is out of space (RocksDB's `NoSpace`, the OS's `ENOSPC`).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Rocks(m) | StoreError::Io(m) if m.contains("No space left") || m.contains("NoSpace"))
+    }
 }
 
 impl StoreError {

@@ -45,12 +45,12 @@ pub struct Counts {
     pub signatures_verified: u64,
     /// Payments recorded.
     pub payments: u64,
-    /// Sum paid, fen.
-    pub paid_fen: i64,
+    /// Sum paid, fen (`i128`: a whole ledger of amounts at the bound can pass `i64`).
+    pub paid_fen: i128,
     /// Refunds.
     pub refunds: u64,
     /// Sum refunded, fen.
-    pub refunded_fen: i64,
+    pub refunded_fen: i128,
     /// Payments reversed.
     pub payment_reversals: u64,
     /// Invoices issued.
@@ -203,7 +203,7 @@ pub fn replay(
                 height: h,
                 timestamp: hb.timestamp,
             };
-            let executed = match execute_block(&ctx, &bc, &target.state(chain), &inputs) {
+            let executed = match execute_block(&ctx, &bc, &target.state_trusted(chain), &inputs) {
                 Ok(x) => x,
                 Err(e) => return Err(e.into_store()),
             };
@@ -277,8 +277,176 @@ pub fn replay(
         });
         status_counts(target, chain, &mut report.counts)?;
     }
+    if !std::ptr::eq(source, target) {
+        // Only chains replayed to their head can be compared row by row; a chain that
+        // stopped early already has the anomaly that stopped it.
+        let whole: Vec<MemberCode> = report
+            .chains
+            .iter()
+            .filter(|c| c.height == c.source_height)
+            .map(|c| c.chain)
+            .collect();
+        compare_derived(source, target, &whole, &mut report.anomalies)?;
+    }
     Ok(report)
 }
+
+/// Most differences reported one by one per table; the rest are counted in one anomaly.
+const DIFFERENCES_PER_TABLE_MAX: usize = 50;
+
+/// What the node serves is what the blocks say: every row of every table derived from
+/// blocks (state records, state tree nodes, the entry and business indexes) in the live
+/// store `live` is compared with the same row replay derived into `replayed`, and every
+/// live state record is re-hashed against the live state tree's leaf. Both sides are
+/// walked in key order, one row at a time, so memory stays flat however large the
+/// ledger. Rows of chains not in `chains` (not replayed to their head) are skipped, except
+/// rows of no merchant at all, which cannot exist.
+fn compare_derived(
+    live: &Store,
+    replayed: &Store,
+    chains: &[MemberCode],
+    anomalies: &mut Vec<Anomaly>,
+) -> Result<(), StoreError> {
+    for table in crate::tables::DERIVED {
+        let kind = match table {
+            "state" => "state_record",
+            "tree" => "state_tree",
+            _ => "index",
+        };
+        let mut a = live.raw_rows(table).peekable();
+        let mut b = replayed.raw_rows(table).peekable();
+        let mut found = 0usize;
+        let mut differences = 0usize;
+        loop {
+            let order = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(Err(_)), _) => return Err(a.next().and_then(Result::err).unwrap_or(StoreError::ReadOnly)),
+                (_, Some(Err(_))) => return Err(b.next().and_then(Result::err).unwrap_or(StoreError::ReadOnly)),
+                (Some(Ok(x)), Some(Ok(y))) => x.0.cmp(&y.0),
+                (Some(Ok(_)), None) => std::cmp::Ordering::Less,
+                (None, Some(Ok(_))) => std::cmp::Ordering::Greater,
+            };
+            let (what, key, value) = match order {
+                std::cmp::Ordering::Equal => {
+                    let (k, lv) = a.next().and_then(Result::ok).unwrap_or_else(|| unreachable!());
+                    let (_, rv) = b.next().and_then(Result::ok).unwrap_or_else(|| unreachable!());
+                    if lv == rv {
+                        continue;
+                    }
+                    ("differs from what replay derives", k, lv)
+                }
+                std::cmp::Ordering::Less => {
+                    let (k, v) = a.next().and_then(Result::ok).unwrap_or_else(|| unreachable!());
+                    ("is in the live store, but replay derives no such row", k, v)
+                }
+                std::cmp::Ordering::Greater => {
+                    let (k, v) = b.next().and_then(Result::ok).unwrap_or_else(|| unreachable!());
+                    ("is missing from the live store", k, v)
+                }
+            };
+            let (chain, described) = crate::tables::describe_row(table, &key, &value);
+            let Some(chain) = chain else {
+                // A row naming no valid chain: report it against the first chain.
+                if let Some(first) = chains.first() {
+                    push_difference(
+                        anomalies,
+                        &mut found,
+                        &mut differences,
+                        *first,
+                        kind,
+                        table,
+                        &described,
+                        what,
+                    );
+                }
+                continue;
+            };
+            if !chains.contains(&chain) {
+                continue;
+            }
+            push_difference(
+                anomalies,
+                &mut found,
+                &mut differences,
+                chain,
+                kind,
+                table,
+                &described,
+                what,
+            );
+        }
+        if differences > found {
+            anomalies.push(Anomaly {
+                chain: chains
+                    .first()
+                    .copied()
+                    .unwrap_or_else(|| unreachable!("a difference needs a chain")),
+                height: 0,
+                kind,
+                detail: format!(
+                    "table {table}: {} more rows differ (the first {found} are listed)",
+                    differences - found
+                ),
+            });
+        }
+    }
+    // Each live record against its live leaf: says whether the record or the tree was
+    // changed (the row comparison above says that something was).
+    for &chain in chains {
+        let view = live.state(chain);
+        let mut start = None;
+        loop {
+            let page = view.scan_raw(&[], start.as_ref(), STATE_PAGE_ROWS)?;
+            let Some(last) = page.last() else { break };
+            start = Some(last.0.clone());
+            for (key, bytes) in &page {
+                match view.check_record(key, Some(bytes)) {
+                    Ok(()) => {}
+                    Err(StoreError::Tampered { detail, .. }) => anomalies.push(Anomaly {
+                        chain,
+                        height: 0,
+                        kind: "state_leaf",
+                        detail: format!("state record {key:?}: {detail}"),
+                    }),
+                    Err(StoreError::Inconsistent { detail, .. }) => anomalies.push(Anomaly {
+                        chain,
+                        height: 0,
+                        kind: "state_tree",
+                        detail,
+                    }),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_difference(
+    anomalies: &mut Vec<Anomaly>,
+    found: &mut usize,
+    differences: &mut usize,
+    chain: MemberCode,
+    kind: &'static str,
+    table: &str,
+    described: &str,
+    what: &str,
+) {
+    *differences += 1;
+    if *found < DIFFERENCES_PER_TABLE_MAX {
+        *found += 1;
+        anomalies.push(Anomaly {
+            chain,
+            height: 0,
+            kind,
+            detail: format!("table {table}, {described}: {what}"),
+        });
+    }
+}
+
+/// Records read per page when walking one chain's state.
+const STATE_PAGE_ROWS: usize = 1024;
 
 /// Every merchant chain with blocks, with the height of its last stored header (read
 /// from the headers, so it works after the heads were cleared for a rebuild).
@@ -328,11 +496,11 @@ fn count(c: &mut Counts, block: &Block) {
                 match &ev.body.kind {
                     EventKind::PaymentRecorded(p) => {
                         c.payments += 1;
-                        c.paid_fen += p.amount.0;
+                        c.paid_fen += i128::from(p.amount.fen());
                     }
                     EventKind::PaymentRefunded(r) => {
                         c.refunds += 1;
-                        c.refunded_fen += r.amount.0;
+                        c.refunded_fen += i128::from(r.amount.fen());
                     }
                     EventKind::PaymentReversed(_) => c.payment_reversals += 1,
                     _ => {}
@@ -350,30 +518,37 @@ fn count(c: &mut Counts, block: &Block) {
 }
 
 fn status_counts(store: &Store, chain: MemberCode, c: &mut Counts) -> Result<(), StoreError> {
-    let mut prefix = crate::tables::chain_prefix(chain);
-    // StateKey::Invoice is variant 5: its keys start with 05 00 00 00.
-    prefix.extend_from_slice(&5u32.to_le_bytes());
-    debug_assert_eq!(
-        &StateKey::Invoice(fapiao_core::InvoiceNumber::new(0, chain, 0).unwrap_or_else(|| unreachable!())).to_bytes()
-            [..4],
-        &5u32.to_le_bytes()
-    );
-    for (_, v) in store.scan::<crate::tables::State>(&prefix, None, usize::MAX)? {
-        if let StateValue::Invoice(InvoiceRecord::Blue(b)) = v {
-            let status = if b.fully_reversed() {
-                "reversed"
-            } else if !b.red_letters.is_empty() {
-                "partially_reversed"
-            } else {
-                "issued"
-            };
-            *c.invoices_by_status.entry(status).or_default() += 1;
-            if b.claim.is_some() {
-                *c.invoices_by_status.entry("claimed").or_default() += 1;
-            }
+    // The invoice records: their keys start with the variant's canonical tag.
+    let sample = StateKey::Invoice(fapiao_core::InvoiceNumber::new(0, chain, 0).unwrap_or_else(|| unreachable!()));
+    let prefix = &sample.to_bytes()[..4];
+    let view = store.state_trusted(chain);
+    let mut start: Option<StateKey> = None;
+    loop {
+        // A page at a time, so memory stays flat however many invoices there are.
+        let page = view.scan(prefix, start.as_ref(), STATE_PAGE_ROWS)?;
+        let Some((last, _)) = page.last() else { break };
+        start = Some(last.clone());
+        for (_, v) in page {
+            status_count(v, c);
         }
     }
     Ok(())
+}
+
+fn status_count(v: StateValue, c: &mut Counts) {
+    if let StateValue::Invoice(InvoiceRecord::Blue(b)) = v {
+        let status = if b.fully_reversed() {
+            "reversed"
+        } else if !b.red_letters.is_empty() {
+            "partially_reversed"
+        } else {
+            "issued"
+        };
+        *c.invoices_by_status.entry(status).or_default() += 1;
+        if b.claim.is_some() {
+            *c.invoices_by_status.entry("claimed").or_default() += 1;
+        }
+    }
 }
 
 trait IntoStore {

@@ -9,10 +9,14 @@ use fapiao_core::{
 };
 use fapiao_domain::{StateKey, StateRead, StateValue};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// A stored row as bytes: its key and value.
+pub type RawRow = (Box<[u8]>, Box<[u8]>);
 
 /// A stored row: its raw key and typed value.
 pub type Row<T> = (Vec<u8>, <T as Table>::Value);
@@ -26,6 +30,9 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// Skip the head consistency check at open (only `rebuild-state` does this).
     pub skip_check: bool,
+    /// Read every row of every table file at open, checksums verified, so a damaged file
+    /// refuses the start instead of failing a read later (see [`Store::verify_files`]).
+    pub verify_files: bool,
 }
 
 impl Default for StoreOptions {
@@ -34,6 +41,7 @@ impl Default for StoreOptions {
             block_cache_bytes: 256 * 1024 * 1024,
             read_only: false,
             skip_check: false,
+            verify_files: true,
         }
     }
 }
@@ -90,6 +98,10 @@ impl Store {
         db_opts.create_if_missing(!options.read_only);
         db_opts.create_missing_column_families(!options.read_only);
         db_opts.set_paranoid_checks(true);
+        // Every write is synced, so a torn record can only end the log after a crash
+        // and was never acknowledged: drop it. Damage anywhere else in the log would
+        // silently drop acknowledged writes after it, so it refuses the open instead.
+        db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         let mut table_opts = BlockBasedOptions::default();
         table_opts.set_block_cache(&Cache::new_lru_cache(options.block_cache_bytes));
         table_opts.set_bloom_filter(10.0, false);
@@ -104,10 +116,7 @@ impl Store {
                 .map(|n| ColumnFamilyDescriptor::new(*n, cf_options()));
             DB::open_cf_descriptors(&db_opts, path, cfs)
         }
-        .map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| open_error(path, e))?;
         let store = Store {
             db,
             path: path.to_path_buf(),
@@ -115,8 +124,70 @@ impl Store {
         };
         if !options.skip_check {
             store.check_heads()?;
+            if options.verify_files && !options.read_only {
+                store.verify_files()?;
+            }
         }
         Ok(store)
+    }
+
+    /// Opens the store for `rebuild-state`: every table derived from blocks (state,
+    /// state tree, indexes) is dropped with its files, damaged ones included, and made
+    /// again empty, and the heads are removed; blocks, certificates, votes and pending
+    /// events are kept. Replay then fills the derived tables from the blocks.
+    pub fn open_cleared(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        {
+            let mut db_opts = Options::default();
+            db_opts.create_if_missing(false);
+            // A damaged file of a derived table must not stop its own removal: the
+            // size check at open is skipped here only; the reopen below checks again.
+            // Deprecated in RocksDB 10.5 (checked differently there); this build is 10.4.
+            #[allow(deprecated)]
+            db_opts.set_skip_checking_sst_file_sizes_on_db_open(true);
+            db_opts.set_paranoid_checks(false);
+            let cfs = tables::ALL
+                .iter()
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options()));
+            let mut db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
+            for name in tables::DERIVED.iter().chain([&tables::Heads::NAME]) {
+                db.drop_cf(name).map_err(StoreError::rocks)?;
+                db.create_cf(name, &cf_options()).map_err(StoreError::rocks)?;
+            }
+        }
+        Store::open(
+            path,
+            &StoreOptions {
+                skip_check: true,
+                ..options.clone()
+            },
+        )
+    }
+
+    /// Reads every row of every column family with block checksums verified, bypassing
+    /// the cache: a damaged table file is found now, at start, not by some later read.
+    /// The time is one sequential read of the database.
+    pub fn verify_files(&self) -> Result<(), StoreError> {
+        for name in tables::ALL {
+            let mut ro = ReadOptions::default();
+            ro.set_verify_checksums(true);
+            ro.fill_cache(false);
+            ro.set_readahead_size(4 * 1024 * 1024);
+            for item in self.db.iterator_cf_opt(self.cf(name), ro, IteratorMode::Start) {
+                item.map_err(|e| open_error(&self.path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every memtable to table files (a clean stop: the next start replays no log).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Ok(());
+        }
+        for name in tables::ALL {
+            self.db.flush_cf(self.cf(name)).map_err(StoreError::rocks)?;
+        }
+        Ok(())
     }
 
     /// The directory.
@@ -165,6 +236,14 @@ impl Store {
             out.push((k.to_vec(), value));
         }
         Ok(out)
+    }
+
+    /// Every row of the column family `table` in key order, raw, from one snapshot (the
+    /// audit compares tables row by row without holding them in memory).
+    pub fn raw_rows(&self, table: &'static str) -> impl Iterator<Item = Result<RawRow, StoreError>> + '_ {
+        self.db
+            .iterator_cf(self.cf(table), IteratorMode::Start)
+            .map(|r| r.map_err(StoreError::rocks))
     }
 
     /// The last typed value whose key starts with `prefix`.
@@ -275,6 +354,18 @@ impl Store {
         self.write_synced(b)
     }
 
+    /// The certified prefix recorded at the last start (see [`CertifiedPrefix`]).
+    pub fn certified_prefix(&self, chain: MemberCode) -> Result<u64, StoreError> {
+        Ok(self.get::<CertifiedPrefix>(&chain)?.unwrap_or(0))
+    }
+
+    /// Records a certified prefix (synced).
+    pub fn set_certified_prefix(&self, chain: MemberCode, height: u64) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        self.put::<CertifiedPrefix>(&mut b, &chain, &height);
+        self.write_synced(b)
+    }
+
     /// Stores a certificate (synced).
     pub fn put_certificate(&self, cert: &Certificate) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
@@ -326,9 +417,26 @@ impl Store {
             .collect()
     }
 
-    /// The state view of one chain (implements the domain's `StateRead`).
+    /// The state view of one chain (implements the domain's `StateRead` and the tree's
+    /// `NodeStore`), over one consistent snapshot. Every record it returns is checked
+    /// against the state tree first (see [`Store::check_record`]): a record that does
+    /// not match its leaf is [`StoreError::Tampered`], never served.
     pub fn state(&self, chain: MemberCode) -> ChainView<'_> {
-        ChainView { store: self, chain }
+        ChainView {
+            store: self,
+            chain,
+            snap: self.db.snapshot(),
+            verify: true,
+        }
+    }
+
+    /// A view that skips the record check, for a store this process is building itself
+    /// from blocks it verified (the target of a replay).
+    pub fn state_trusted(&self, chain: MemberCode) -> ChainView<'_> {
+        ChainView {
+            verify: false,
+            ..self.state(chain)
+        }
     }
 
     /// Computes the tree changes and new root for a block's state writes.
@@ -467,9 +575,23 @@ impl Store {
         self.write_synced(b)
     }
 
-    /// Where an entry is, by id.
+    /// Where an entry is, by id. The entry found there must have that id: a rewritten
+    /// index row is [`StoreError::Tampered`], never an answer.
     pub fn locate(&self, id: &EventId) -> Result<Option<EntryLoc>, StoreError> {
-        self.get::<Events>(id)
+        let Some(loc) = self.get::<Events>(id)? else {
+            return Ok(None);
+        };
+        match self.entry(&loc)? {
+            Some(e) if e.id() == *id => Ok(Some(loc)),
+            _ => Err(StoreError::Tampered {
+                chain: loc.chain,
+                key: format!("entry index row of {id}"),
+                detail: format!(
+                    "it points at block {} entry {}, which is not that entry",
+                    loc.height, loc.index
+                ),
+            }),
+        }
     }
 
     /// Why an admitted event was dropped, if it was.
@@ -536,17 +658,70 @@ impl Store {
         self.write_synced(b)
     }
 
-    /// A RocksDB checkpoint (a consistent copy, hard-linked where possible) at `dir`.
+    /// A consistent copy of the ledger at `dir` that shares no file with it. RocksDB's
+    /// checkpoint hard-links table files on the same file system, and a hard link is
+    /// the same data on disk: a damaged table file would be damaged in the backup
+    /// too. Every linked file is therefore replaced by a copy, synced before it is
+    /// renamed into place.
     pub fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
         let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(StoreError::rocks)?;
-        cp.create_checkpoint(dir).map_err(StoreError::rocks)
+        cp.create_checkpoint(dir).map_err(StoreError::rocks)?;
+        let io = |e: std::io::Error| StoreError::Io(e.to_string());
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if std::fs::metadata(&path).map_err(io)?.nlink() > 1 {
+                let copy = path.with_extension("copying");
+                std::fs::copy(&path, &copy).map_err(io)?;
+                std::fs::File::open(&copy).and_then(|f| f.sync_all()).map_err(io)?;
+                std::fs::rename(&copy, &path).map_err(io)?;
+            }
+        }
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
     }
 }
 
 /// The failure index's reason number (the enum index in the canonical encoding).
 pub fn failure_index(reason: fapiao_core::event::FailureReason) -> u32 {
-    let bytes = codec::to_bytes(&reason);
-    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+    reason.index()
+}
+
+/// A RocksDB error at open or while verifying: damage to a file is
+/// [`StoreError::Damaged`] (RocksDB's message names the file), anything else is
+/// [`StoreError::Open`].
+fn open_error(path: &Path, e: rocksdb::Error) -> StoreError {
+    if e.kind() == rocksdb::ErrorKind::Corruption {
+        let mut message = e.to_string();
+        if !message.contains(".sst") && !message.contains(".log") {
+            if let Some(wal) = wal_being_recovered(path) {
+                message.push_str(&format!(" (while recovering the write-ahead log {wal})"));
+            }
+        }
+        StoreError::Damaged {
+            path: path.to_path_buf(),
+            message,
+        }
+    } else {
+        StoreError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// RocksDB's error for a damaged write-ahead log does not name the file; its info log
+/// (`LOG`, written by the open that just failed) does, as "Recovering log #N".
+fn wal_being_recovered(path: &Path) -> Option<String> {
+    let log = std::fs::read_to_string(path.join("LOG")).ok()?;
+    let line = log.lines().rev().find(|l| l.contains("Recovering log #"))?;
+    let number: u64 = line
+        .split("Recovering log #")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some(format!("{number:06}.log"))
 }
 
 fn tree_err(chain: MemberCode, e: smt::TreeError<StoreError>) -> StoreError {
@@ -563,22 +738,186 @@ fn hex_key(k: &[u8]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// One chain's state, read from the store.
+/// One chain's state, read from one snapshot of the store.
 pub struct ChainView<'a> {
     store: &'a Store,
     chain: MemberCode,
+    snap: rocksdb::Snapshot<'a>,
+    /// Check every record against the state tree before returning it.
+    verify: bool,
+}
+
+impl ChainView<'_> {
+    fn raw<T: Table>(&self, key: &T::Key) -> Result<Option<Vec<u8>>, StoreError> {
+        self.snap
+            .get_cf(self.store.cf(T::NAME), T::key(key))
+            .map_err(StoreError::rocks)
+    }
+
+    fn typed<T: Table>(&self, key: &T::Key) -> Result<Option<T::Value>, StoreError> {
+        match self.raw::<T>(key)? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
+                table: T::NAME,
+                key: hex_key(&T::key(key)),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Checks `value` (its stored bytes, or `None` when absent) against the state tree of
+    /// this snapshot: walk from the root the chain's head commits to down `key`'s path,
+    /// check that every node hashes to what its parent records, and that the leaf found
+    /// (or its absence) is the record's. A node that breaks the chain of hashes is
+    /// [`StoreError::Inconsistent`] (the tree is damaged: repair with `rebuild-state`);
+    /// a record that does not match is [`StoreError::Tampered`].
+    fn check(&self, key: &StateKey, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let chain = self.chain;
+        let path = smt::key_hash(&key.to_bytes());
+        let mut expected = self.typed::<Heads>(&chain)?.map(|h| h.state_root).unwrap_or(smt::EMPTY);
+        let mut depth = 0u8;
+        let leaf = loop {
+            if expected == smt::EMPTY {
+                break None;
+            }
+            let broken = |what: &str| StoreError::Inconsistent {
+                chain,
+                detail: format!("state tree node at depth {depth} on the path of {key:?} {what}"),
+            };
+            let node = self
+                .typed::<Tree>(&(chain, NodeKey::on_path(depth, &path)))?
+                .ok_or_else(|| broken("is missing"))?;
+            if node.hash() != expected {
+                return Err(broken(
+                    "does not hash to what its parent (or the head's state root) records",
+                ));
+            }
+            match node {
+                Node::Leaf { key_hash, value_hash } => break (key_hash == path).then_some(value_hash),
+                Node::Inner { left, right } => {
+                    if depth == u8::MAX {
+                        return Err(broken("is an inner node at the deepest level"));
+                    }
+                    expected = if smt::bit(&path, depth) == 0 { left } else { right };
+                    depth += 1;
+                }
+            }
+        };
+        let tampered = |detail: &str| {
+            Err(StoreError::Tampered {
+                chain,
+                key: format!("{key:?}"),
+                detail: detail.into(),
+            })
+        };
+        match (value, leaf) {
+            (None, None) => Ok(()),
+            (Some(v), Some(h)) if smt::value_hash(v) == h => Ok(()),
+            (Some(_), Some(_)) => {
+                tampered("its stored bytes do not hash to its leaf in the state tree (the record was rewritten)")
+            }
+            (Some(_), None) => tampered("the state tree has no leaf for it (the record was added outside a block)"),
+            (None, Some(_)) => tampered("the state tree has a leaf for it but the record is missing (it was deleted)"),
+        }
+    }
+
+    /// Checks one stored record (its raw bytes, or `None` when absent) against the
+    /// state tree, as every read does: see [`Store::state`].
+    pub fn check_record(&self, key: &StateKey, value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.check(key, value)
+    }
+
+    /// Records of this chain whose canonical key starts with `prefix`, in key order,
+    /// strictly after `after`, at most `limit`: each key with its stored bytes, unchecked.
+    pub fn scan_raw(
+        &self,
+        prefix: &[u8],
+        after: Option<&StateKey>,
+        limit: usize,
+    ) -> Result<Vec<(StateKey, Vec<u8>)>, StoreError> {
+        let mut full = tables::chain_prefix(self.chain);
+        full.extend_from_slice(prefix);
+        let from = match after {
+            Some(k) => {
+                let mut from = State::key(&(self.chain, k.clone()));
+                from.push(0); // the first key strictly after
+                from
+            }
+            None => full.clone(),
+        };
+        let mut out = Vec::new();
+        let iter = self.snap.iterator_cf(
+            self.store.cf(State::NAME),
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(StoreError::rocks)?;
+            if !k.starts_with(&full) {
+                break;
+            }
+            let key: StateKey = codec::decode(&k[4..]).map_err(|e| StoreError::Corrupt {
+                table: State::NAME,
+                key: hex_key(&k),
+                message: e.to_string(),
+            })?;
+            out.push((key, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Like [`ChainView::scan_raw`], with every record decoded and checked like
+    /// [`StateRead::get`] checks it.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&StateKey>,
+        limit: usize,
+    ) -> Result<Vec<(StateKey, StateValue)>, StoreError> {
+        self.scan_raw(prefix, after, limit)?
+            .into_iter()
+            .map(|(key, bytes)| {
+                let corrupt = |message: String| StoreError::Corrupt {
+                    table: State::NAME,
+                    key: hex_key(&State::key(&(self.chain, key.clone()))),
+                    message,
+                };
+                let value: StateValue = codec::decode(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                if !value.matches(&key) {
+                    return Err(corrupt("value has the wrong type for its key".into()));
+                }
+                if self.verify {
+                    self.check(&key, Some(&bytes))?;
+                }
+                Ok((key, value))
+            })
+            .collect()
+    }
 }
 
 impl StateRead for ChainView<'_> {
     type Error = StoreError;
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
-        self.store.get::<State>(&(self.chain, key.clone()))
+        let raw = self.raw::<State>(&(self.chain, key.clone()))?;
+        if self.verify {
+            self.check(key, raw.as_deref())?;
+        }
+        match raw {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
+                table: State::NAME,
+                key: hex_key(&State::key(&(self.chain, key.clone()))),
+                message: e.to_string(),
+            }),
+        }
     }
 }
 
 impl NodeStore for ChainView<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
-        self.store.get::<Tree>(&(self.chain, *at))
+        self.typed::<Tree>(&(self.chain, *at))
     }
 }

@@ -131,6 +131,24 @@ table!(
         v
     }
 );
+impl IdxFailure {
+    /// The (reason index, request id) of a stored key.
+    pub fn decode_key(k: &[u8]) -> Result<(u32, String), crate::StoreError> {
+        let bad = || crate::StoreError::Corrupt {
+            table: Self::NAME,
+            key: k.iter().map(|b| format!("{b:02x}")).collect(),
+            message: "not a failure index key".into(),
+        };
+        let reason = k
+            .get(4..8)
+            .and_then(|r| r.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(bad)?;
+        let id = std::str::from_utf8(k.get(8..).ok_or_else(bad)?).map_err(|_| bad())?;
+        Ok((reason, id.to_string()))
+    }
+}
+
 table!(
     /// Chain state records by (chain, key).
     State, "state", (MemberCode, StateKey), StateValue, |k| {
@@ -168,9 +186,47 @@ table!(
     /// Equivocation evidence per chain (the first found): the chain is frozen here.
     EvidenceTable, "evidence", MemberCode, Equivocation, |k| ch(*k).to_vec()
 );
+table!(
+    /// Per chain, a height up to which every block this node holds is certified (each
+    /// certificate checked against the block it certifies), as found at the last start:
+    /// the next start resumes from it instead of reading every certificate ever stored
+    /// (node-local).
+    CertifiedPrefix, "certified_prefix", MemberCode, u64, |k| ch(*k).to_vec()
+);
+
+impl Votes {
+    /// The (chain, height) of a stored key.
+    pub fn decode_key(k: &[u8]) -> Result<(MemberCode, u64), crate::StoreError> {
+        chain_height_of(Self::NAME, k)
+    }
+}
+
+impl Certs {
+    /// The (chain, height) of a stored key.
+    pub fn decode_key(k: &[u8]) -> Result<(MemberCode, u64), crate::StoreError> {
+        chain_height_of(Self::NAME, k)
+    }
+}
+
+fn chain_height_of(table: &'static str, k: &[u8]) -> Result<(MemberCode, u64), crate::StoreError> {
+    let bad = || crate::StoreError::Corrupt {
+        table,
+        key: k.iter().map(|b| format!("{b:02x}")).collect(),
+        message: "not a (chain, height) key".into(),
+    };
+    if k.len() != 12 {
+        return Err(bad());
+    }
+    let chain = k[..4].try_into().ok().map(u32::from_be_bytes).and_then(MemberCode::new);
+    let height = k[4..].try_into().ok().map(u64::from_be_bytes);
+    match (chain, height) {
+        (Some(c), Some(h)) => Ok((c, h)),
+        _ => Err(bad()),
+    }
+}
 
 /// Every column family, for opening.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     Headers::NAME,
     Entries::NAME,
     Certs::NAME,
@@ -186,6 +242,7 @@ pub const ALL: [&str; 15] = [
     Rejected::NAME,
     Heads::NAME,
     EvidenceTable::NAME,
+    CertifiedPrefix::NAME,
 ];
 
 /// The column families derived from blocks (rebuilt by `rebuild-state`).
@@ -207,4 +264,55 @@ pub fn chain_prefix(chain: MemberCode) -> Vec<u8> {
 /// The (chain, height) prefix of a block's entries.
 pub fn block_prefix(chain: MemberCode, height: u64) -> Vec<u8> {
     chain_height(chain, height)
+}
+
+/// Which chain a row of a block-derived table belongs to, and its key in words, for
+/// audit reports. `value` is the row's value (the entry location names the chain of an
+/// `events` row).
+pub fn describe_row(table: &str, key: &[u8], value: &[u8]) -> (Option<MemberCode>, String) {
+    let chain_of = |k: &[u8]| {
+        k.get(..4)
+            .and_then(|c| c.try_into().ok())
+            .and_then(|c| MemberCode::new(u32::from_be_bytes(c)))
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match table {
+        "state" => {
+            let k = key.get(4..).and_then(|b| codec::decode::<StateKey>(b).ok());
+            (
+                chain_of(key),
+                k.map_or_else(|| format!("undecodable key {}", hex(key)), |k| format!("{k:?}")),
+            )
+        }
+        "tree" => (
+            chain_of(key),
+            match (key.get(4), key.get(5..)) {
+                (Some(d), Some(p)) => format!("tree node at depth {d}, path {}", hex(p)),
+                _ => format!("undecodable key {}", hex(key)),
+            },
+        ),
+        "events" => {
+            let loc = codec::decode::<EntryLoc>(value).ok();
+            (loc.map(|l| l.chain), format!("entry {}", hex(key)))
+        }
+        "idx_invoice" => match codec::decode::<InvoiceNumber>(key) {
+            Ok(n) => (Some(n.member()), format!("invoice {n}")),
+            Err(_) => (None, format!("undecodable key {}", hex(key))),
+        },
+        "idx_payment" => (chain_of(key), format!("payment {}", text(key.get(4..).unwrap_or(&[])))),
+        "idx_request" => (chain_of(key), format!("request {}", text(key.get(4..).unwrap_or(&[])))),
+        "idx_failure" => (
+            chain_of(key),
+            match (key.get(4..8), key.get(8..)) {
+                (Some(r), Some(id)) => format!(
+                    "failure reason {} of request {}",
+                    u32::from_be_bytes(r.try_into().unwrap_or([0; 4])),
+                    text(id)
+                ),
+                _ => format!("undecodable key {}", hex(key)),
+            },
+        ),
+        _ => (chain_of(key), hex(key)),
+    }
 }

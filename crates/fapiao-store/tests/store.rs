@@ -18,7 +18,7 @@ fn genesis() -> Genesis {
         "t".into(),
         Timestamp(0),
         None,
-        Fen(10),
+        Fen::from_fen(10),
         vec![TaxRate(600)],
         vec![Member {
             code: MemberCode::new(110_001).unwrap(),
@@ -28,9 +28,9 @@ fn genesis() -> Genesis {
             addresses: vec![],
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
-                max_invoice_total: Fen(1_000_000),
+                max_invoice_total: Fen::from_fen(1_000_000),
             }),
-            initial_fee_balance: Fen(1000),
+            initial_fee_balance: Fen::from_fen(1000),
         }],
     )
     .unwrap()
@@ -99,7 +99,7 @@ fn commit(store: &Store, g: &Genesis, height: u64, kinds: Vec<EventKind>) {
 fn pay(id: &str, fen: i64) -> EventKind {
     EventKind::PaymentRecorded(PaymentRecorded {
         payment_id: id.into(),
-        amount: Fen(fen),
+        amount: Fen::from_fen(fen),
         currency: Currency::Cny,
         method: PaymentMethod::Cash,
         terminal_id: String::new(),
@@ -118,7 +118,7 @@ fn invoice(id: &str, payment: &str) -> EventKind {
         lines: vec![LineItem {
             description: "x".into(),
             quantity: Quantity(1000),
-            unit_price: Fen(100),
+            unit_price: Fen::from_fen(100),
             tax_rate: TaxRate(600),
         }],
         payment_ids: vec![payment.into()],
@@ -250,7 +250,7 @@ fn a_tampered_block_is_an_anomaly_in_replay() {
         let mut e: Entry = codec::decode(&v).unwrap();
         if let Entry::Event(ev) = &mut e {
             if let EventKind::PaymentRecorded(p) = &mut ev.body.kind {
-                p.amount = Fen(999_999);
+                p.amount = Fen::from_fen(999_999);
             }
         }
         db.put_cf(cf, &k, codec::to_bytes(&e)).unwrap();
@@ -279,4 +279,263 @@ fn a_tampered_block_is_an_anomaly_in_replay() {
     let a = &report.anomalies[0];
     assert_eq!((a.chain, a.height), (chain(), 9), "{a:?}");
     assert_eq!(report.chains[0].height, 8, "replay stops at the broken block");
+}
+
+/// Opens the closed store at `dir` with RocksDB itself and lets `f` change rows behind
+/// the store's back, as someone with the files (and not the keys) could.
+fn tamper(dir: &std::path::Path, f: impl FnOnce(&rocksdb::DB)) {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(false);
+    let db = rocksdb::DB::open_cf(&opts, dir, fapiao_store::tables::ALL).unwrap();
+    f(&db);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn state_row(key: &StateKey) -> Vec<u8> {
+    let mut k = chain().get().to_be_bytes().to_vec();
+    k.extend_from_slice(&key.to_bytes());
+    k
+}
+
+fn text_row(text: &str) -> Vec<u8> {
+    let mut k = chain().get().to_be_bytes().to_vec();
+    k.extend_from_slice(text.as_bytes());
+    k
+}
+
+/// Replays the (possibly tampered) store at `dir` into a fresh one.
+fn audit(dir: &std::path::Path, g: &Genesis) -> fapiao_store::replay::ReplayReport {
+    let store = Store::open(
+        dir,
+        &StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let target = Store::open(fresh.path(), &StoreOptions::default()).unwrap();
+    replay(&store, &target, g, ReplayOptions::default(), &mut |_| {}).unwrap()
+}
+
+/// One way to damage a row, and what the audit and the node must say about it.
+struct Case {
+    name: &'static str,
+    damage: fn(&rocksdb::DB),
+    /// The anomaly kind replay must report, and a piece of its detail.
+    anomaly: (&'static str, &'static str),
+    /// A read the node must refuse (it must not serve the damaged row).
+    refused: fn(&Store) -> Result<(), StoreError>,
+}
+
+fn read_payment(store: &Store, id: &str) -> Result<(), StoreError> {
+    fapiao_domain::StateRead::get(&store.state(chain()), &StateKey::Payment(id.into())).map(|_| ())
+}
+
+#[test]
+fn every_tampered_row_is_an_anomaly_and_is_never_served() {
+    let g = genesis();
+    let pristine = tempfile::tempdir().unwrap();
+    build(pristine.path(), &g);
+    assert!(audit(pristine.path(), &g).is_clean());
+    let cases = [
+        Case {
+            // The immudb case: a record's value rewritten, valid encoding, 10.00 -> 999.99.
+            name: "state record rewritten",
+            damage: |db| {
+                let cf = db.cf_handle("state").unwrap();
+                let k = state_row(&StateKey::Payment("P5".into()));
+                let mut v: fapiao_domain::StateValue = codec::decode(&db.get_cf(cf, &k).unwrap().unwrap()).unwrap();
+                if let fapiao_domain::StateValue::Payment(p) = &mut v {
+                    p.recorded.amount = Fen::from_fen(99_999);
+                }
+                db.put_cf(cf, &k, codec::to_bytes(&v)).unwrap();
+            },
+            anomaly: ("state_leaf", "Payment(\"P5\")"),
+            refused: |s| read_payment(s, "P5"),
+        },
+        Case {
+            name: "state record added",
+            damage: |db| {
+                let cf = db.cf_handle("state").unwrap();
+                let v = db
+                    .get_cf(cf, state_row(&StateKey::Payment("P5".into())))
+                    .unwrap()
+                    .unwrap();
+                db.put_cf(cf, state_row(&StateKey::Payment("FAKE".into())), v).unwrap();
+            },
+            anomaly: (
+                "state_record",
+                "Payment(\"FAKE\"): is in the live store, but replay derives no such row",
+            ),
+            refused: |s| read_payment(s, "FAKE"),
+        },
+        Case {
+            name: "state record deleted",
+            damage: |db| {
+                let cf = db.cf_handle("state").unwrap();
+                db.delete_cf(cf, state_row(&StateKey::Payment("P6".into()))).unwrap();
+            },
+            anomaly: ("state_record", "Payment(\"P6\"): is missing from the live store"),
+            refused: |s| read_payment(s, "P6"),
+        },
+        Case {
+            // A leaf of the state tree (not the root, which the start-up check covers):
+            // its value hash replaced by the rewritten record's, as a careful forger would.
+            name: "state tree node rewritten",
+            damage: |db| {
+                let cf = db.cf_handle("tree").unwrap();
+                let path = fapiao_core::smt::key_hash(&StateKey::Payment("P7".into()).to_bytes());
+                for depth in 1..=255u8 {
+                    let at = fapiao_core::smt::NodeKey::on_path(depth, &path);
+                    let mut k = chain().get().to_be_bytes().to_vec();
+                    k.push(at.depth);
+                    k.extend_from_slice(at.prefix.as_bytes());
+                    let Some(v) = db.get_cf(cf, &k).unwrap() else { continue };
+                    if let fapiao_core::smt::Node::Leaf { key_hash, .. } = codec::decode(&v).unwrap() {
+                        let forged = fapiao_core::smt::Node::Leaf {
+                            key_hash,
+                            value_hash: Hash32([7; 32]),
+                        };
+                        db.put_cf(cf, &k, codec::to_bytes(&forged)).unwrap();
+                        return;
+                    }
+                }
+                panic!("no leaf on P7's path");
+            },
+            anomaly: ("state_tree", "tree node at depth"),
+            refused: |s| read_payment(s, "P7"),
+        },
+        Case {
+            name: "entry index row pointed elsewhere",
+            damage: |db| {
+                let cf = db.cf_handle("events").unwrap();
+                let (k, v) = db
+                    .iterator_cf(cf, rocksdb::IteratorMode::Start)
+                    .next()
+                    .unwrap()
+                    .unwrap();
+                let mut loc: fapiao_store::EntryLoc = codec::decode(&v).unwrap();
+                loc.index = if loc.index == 0 { 1 } else { 0 };
+                db.put_cf(cf, &k, codec::to_bytes(&loc)).unwrap();
+            },
+            anomaly: ("index", "table events, entry"),
+            refused: |s| {
+                for h in 1..=20 {
+                    for e in s.block(chain(), h)?.unwrap().entries {
+                        s.locate(&e.id())?;
+                    }
+                }
+                Ok(())
+            },
+        },
+        Case {
+            name: "invoice index row pointed elsewhere",
+            damage: |db| {
+                let cf = db.cf_handle("idx_invoice").unwrap();
+                let (k, v) = db
+                    .iterator_cf(cf, rocksdb::IteratorMode::Start)
+                    .next()
+                    .unwrap()
+                    .unwrap();
+                let mut loc: fapiao_store::EntryLoc = codec::decode(&v).unwrap();
+                loc.height += 1;
+                db.put_cf(cf, &k, codec::to_bytes(&loc)).unwrap();
+            },
+            anomaly: ("index", "table idx_invoice, invoice"),
+            refused: |_| Err(StoreError::ReadOnly), // proofs check it: see the engine's tests
+        },
+        Case {
+            name: "payment index row deleted",
+            damage: |db| {
+                let cf = db.cf_handle("idx_payment").unwrap();
+                db.delete_cf(cf, text_row("P3")).unwrap();
+            },
+            anomaly: ("index", "table idx_payment, payment P3: is missing from the live store"),
+            refused: |_| Err(StoreError::ReadOnly), // not read by the node
+        },
+        Case {
+            name: "request index row added",
+            damage: |db| {
+                let cf = db.cf_handle("idx_request").unwrap();
+                let v = db.get_cf(cf, text_row("R3")).unwrap().unwrap();
+                db.put_cf(cf, text_row("R-FORGED"), v).unwrap();
+            },
+            anomaly: ("index", "table idx_request, request R-FORGED: is in the live store"),
+            refused: |_| Err(StoreError::ReadOnly), // not read by the node
+        },
+        Case {
+            name: "failure index row rewritten",
+            damage: |db| {
+                let cf = db.cf_handle("idx_failure").unwrap();
+                let (k, v) = db
+                    .iterator_cf(cf, rocksdb::IteratorMode::Start)
+                    .next()
+                    .unwrap()
+                    .unwrap();
+                let mut loc: fapiao_store::EntryLoc = codec::decode(&v).unwrap();
+                loc.index = 0;
+                db.put_cf(cf, &k, codec::to_bytes(&loc)).unwrap();
+            },
+            anomaly: ("index", "table idx_failure, failure reason"),
+            refused: |_| Err(StoreError::ReadOnly), // the engine's failure list checks it
+        },
+    ];
+    for case in cases {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(pristine.path(), dir.path());
+        tamper(dir.path(), case.damage);
+        let report = audit(dir.path(), &g);
+        assert!(!report.is_clean(), "{}: replay found nothing", case.name);
+        assert!(
+            report
+                .anomalies
+                .iter()
+                .any(|a| a.chain == chain() && a.kind == case.anomaly.0 && a.detail.contains(case.anomaly.1)),
+            "{}: expected a {} anomaly naming {:?}, got {:#?}",
+            case.name,
+            case.anomaly.0,
+            case.anomaly.1,
+            report.anomalies
+        );
+        // The node opens (the head is intact) but refuses to serve the damaged row.
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        match (case.refused)(&store) {
+            Err(StoreError::ReadOnly) => {} // a row the node itself never reads
+            Err(e @ (StoreError::Tampered { .. } | StoreError::Inconsistent { .. })) => {
+                assert!(e.to_string().contains("rebuild-state"), "{}: {e}", case.name);
+            }
+            other => panic!("{}: the damaged row was served: {other:?}", case.name),
+        }
+        // An untouched record is still served.
+        read_payment(&store, "P1").unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    }
+}
+
+#[test]
+fn rebuild_after_dropping_the_derived_tables_reopens_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    build(dir.path(), &g);
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        store.flush().unwrap();
+    }
+    for round in 0..2 {
+        let store = Store::open_cleared(dir.path(), &StoreOptions::default()).unwrap();
+        let report = replay(&store, &store, &g, ReplayOptions::default(), &mut |_| {}).unwrap();
+        assert!(report.anomalies.is_empty(), "round {round}: {report:?}");
+        store.check_heads().unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(store.head(chain()).unwrap().unwrap().height, 20);
+        read_payment(&store, "P3").unwrap();
+    }
 }

@@ -23,7 +23,7 @@ pub fn key(n: u8) -> SecretKey {
 pub fn member(code: u32, name: &str, role: Role, k: &SecretKey) -> Member {
     let policy = (role == Role::Merchant).then(|| MerchantPolicy {
         permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
-        max_invoice_total: Fen(100_000_000),
+        max_invoice_total: Fen::from_fen(100_000_000),
     });
     Member {
         code: MemberCode::new(code).unwrap(),
@@ -31,7 +31,11 @@ pub fn member(code: u32, name: &str, role: Role, k: &SecretKey) -> Member {
         role,
         key: k.public(),
         addresses: vec![],
-        initial_fee_balance: if role == Role::Merchant { Fen(100) } else { Fen(0) },
+        initial_fee_balance: if role == Role::Merchant {
+            Fen::from_fen(100)
+        } else {
+            Fen::from_fen(0)
+        },
         policy,
     }
 }
@@ -41,7 +45,7 @@ pub fn genesis() -> Genesis {
         "test".into(),
         Timestamp(T0),
         None,
-        Fen(10),
+        Fen::from_fen(10),
         [0, 100, 300, 600, 900, 1300].into_iter().map(TaxRate).collect(),
         vec![
             member(MERCHANT, "Tea House", Role::Merchant, &key(1)),
@@ -175,7 +179,7 @@ impl World {
 pub fn payment(id: &str, fen: i64) -> PaymentRecorded {
     PaymentRecorded {
         payment_id: id.into(),
-        amount: Fen(fen),
+        amount: Fen::from_fen(fen),
         currency: Currency::Cny,
         method: PaymentMethod::Wechat,
         terminal_id: "POS-1".into(),
@@ -187,7 +191,7 @@ pub fn line(qty_thousandths: i64, unit_price: i64, rate: u16) -> LineItem {
     LineItem {
         description: "Oolong tea".into(),
         quantity: Quantity(qty_thousandths),
-        unit_price: Fen(unit_price),
+        unit_price: Fen::from_fen(unit_price),
         tax_rate: TaxRate(rate),
     }
 }
