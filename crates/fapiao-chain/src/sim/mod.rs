@@ -1,41 +1,36 @@
-//! A deterministic simulator for [`Replica`]: several members on a seeded virtual
-//! network and clock, with message loss, duplication, reordering and delay, a member that
-//! crashes (possibly between a vote's persist and its send) and restarts from its disk,
+//! A deterministic simulator for [`Replica`]: several merchant members on a seeded virtual
+//! network and clock, with message loss, duplication, reordering and delay, members that
+//! crash (possibly between a vote's persist and its send) and restart from their disk,
 //! and a member that equivocates. No threads, no sockets, no wall clock: a seed and the
 //! commit reproduce a run exactly.
 //!
-//! After every handled input it checks that no two certificates exist for one
-//! (chain, height) and that every member's certified blocks agree; after the faults stop
-//! it checks that every honest member converges to the same heads and state roots, with
-//! every honest block certified and the equivocator's chain frozen everywhere.
+//! The members run the whole domain ([`workload`]): payments, refunds, invoices that
+//! issue and that fail, retries, fee failures and the operator's deposits that re-issue
+//! them, red-letter reversals, corrected invoices and the verifier's claims, so every
+//! witness re-derives every kind of derived entry.
+//!
+//! After every handled input it checks ([`check`]) that no two certificates exist for
+//! one (chain, height), that every member's certified blocks agree, and that every
+//! honest member holding a block holds the same entries (derived ones included) and the
+//! same state root for it; after the faults stop it checks that every honest member
+//! converges to the same heads, state roots and state records, with every honest block
+//! certified and the equivocator's chain frozen everywhere it was seen.
 
-use crate::replica::{Config, Fatal, Input, Ledger, Output, Persisted, Replica, StoredHead};
-use crate::validate::{reexecute, Invalid};
-use fapiao_core::block::entries_root;
-use fapiao_core::event::{Currency, EventKind, InvoiceType, MerchantPolicy, PaymentMethod, PaymentRecorded};
+mod check;
+mod ledger;
+mod workload;
+
+pub use ledger::{MemChain, MemLedger};
+pub use workload::WorkloadCounts;
+
+use crate::replica::{Config, Fatal, Input, Output, Replica};
+use fapiao_core::event::{InvoiceType, MerchantPolicy};
 use fapiao_core::genesis::Role;
-use fapiao_core::smt::{self, MemNodes, Node, NodeKey, NodeStore};
 use fapiao_core::{
-    Block, BlockHash, Certificate, Equivocation, EventBody, Fen, Genesis, Hash32, Header, HeaderBody, Member,
-    MemberCode, SecretKey, TaxRate, Timestamp,
+    Block, BlockHash, Certificate, Entry, Equivocation, Fen, Genesis, Hash32, Member, MemberCode, SecretKey, TaxRate,
+    Timestamp,
 };
-use fapiao_domain::{execute_block, BlockContext, ChainContext, MemState, StateKey, StateRead, StateValue};
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-
-/// In-memory state reads cannot fail.
-fn unreachable_read(e: crate::validate::ReadError<Infallible>) -> ! {
-    match e {
-        crate::validate::ReadError::State(fapiao_domain::state::ExecError::Read(e)) => match e {},
-        crate::validate::ReadError::State(fapiao_domain::state::ExecError::Corrupt(k)) => {
-            panic!("simulated state corrupt at {k:?}")
-        }
-        crate::validate::ReadError::Tree(fapiao_core::smt::TreeError::Read(e)) => match e {},
-        crate::validate::ReadError::Tree(fapiao_core::smt::TreeError::Corrupt(d)) => {
-            panic!("simulated tree corrupt at depth {d}")
-        }
-    }
-}
 
 /// SplitMix64: small, fast, and the same on every platform.
 #[derive(Debug, Clone)]
@@ -74,7 +69,7 @@ pub struct SimConfig {
     pub seed: u64,
     /// Merchant members (at least 4 when `equivocate` is set).
     pub members: usize,
-    /// How long faults (loss, duplication, delay, crash) and block production last.
+    /// How long faults (loss, duplication, delay, crashes) and block production last.
     pub fault_ms: u64,
     /// How long after the faults the members have to converge.
     pub settle_ms: u64,
@@ -84,12 +79,17 @@ pub struct SimConfig {
     pub duplicate_percent: u64,
     /// Largest delivery delay (random delays reorder messages).
     pub delay_ms_max: u64,
-    /// Member 1 crashes once during the faults and restarts from its disk.
-    pub crash: bool,
-    /// The last member signs two blocks at some heights and sends the second to one peer.
+    /// Most crashes in a run: the seed draws 1 to this many (0: none), each of any
+    /// member (the equivocator too, one member possibly twice) at any time during the
+    /// faults; each restarts from its disk 200 to 1500 ms later.
+    pub crashes_max: u64,
+    /// One member, chosen by the seed, signs two blocks at some heights and sends the
+    /// second to one honest peer.
     pub equivocate: bool,
     /// Mean time between a member's blocks.
     pub block_interval_ms: u64,
+    /// Most input events in one block (the workload draws 1 to this many).
+    pub block_events_max: u64,
 }
 
 impl SimConfig {
@@ -98,14 +98,15 @@ impl SimConfig {
         SimConfig {
             seed,
             members: 4,
-            fault_ms: 4_000,
+            fault_ms: 3_000,
             settle_ms: 60_000,
             loss_percent: 10,
             duplicate_percent: 5,
             delay_ms_max: 200,
-            crash: true,
+            crashes_max: 2,
             equivocate: true,
             block_interval_ms: 400,
+            block_events_max: 6,
         }
     }
 }
@@ -127,8 +128,12 @@ pub struct SimReport {
     pub certificates: u64,
     /// Crashes.
     pub crashes: u64,
+    /// Of those, of the equivocating member.
+    pub equivocator_crashes: u64,
     /// Virtual time at which every honest member had converged.
     pub converged_at_ms: u64,
+    /// What the honest chains hold, as every honest member re-derived it.
+    pub workload: WorkloadCounts,
 }
 
 /// A broken invariant, with the seed that reproduces it.
@@ -143,201 +148,6 @@ pub struct SimFailure {
     pub step: u64,
     /// What broke.
     pub message: String,
-}
-
-/// One chain in memory: its blocks, state records and state tree. The simulator's
-/// members keep one per chain; tests use one to build blocks as a chain owner would.
-#[derive(Default, Clone)]
-pub struct MemChain {
-    blocks: Vec<Block>,
-    state: MemState,
-    nodes: MemNodes,
-}
-
-impl StateRead for MemChain {
-    type Error = Infallible;
-    fn get(&self, key: &StateKey) -> Result<Option<StateValue>, Infallible> {
-        self.state.get(key)
-    }
-}
-
-impl NodeStore for MemChain {
-    type Error = Infallible;
-    fn node(&self, at: &NodeKey) -> Result<Option<Node>, Infallible> {
-        self.nodes.node(at)
-    }
-}
-
-impl MemChain {
-    /// The blocks, from height 1.
-    pub fn blocks(&self) -> &[Block] {
-        &self.blocks
-    }
-
-    /// Executes `events` as the next block of `chain` at `timestamp` (or later, to keep
-    /// time monotonic) and signs it with `key`, without storing it. `None` when every
-    /// event is rejected.
-    pub fn build_next(
-        &self,
-        genesis: &Genesis,
-        chain: MemberCode,
-        key: &SecretKey,
-        timestamp: Timestamp,
-        events: &[fapiao_core::Event],
-    ) -> Option<Block> {
-        let (height, parent, last) = match self.blocks.last() {
-            Some(b) => (b.header.body.height + 1, b.header.hash(), b.header.body.timestamp.0),
-            None => (1, BlockHash(Hash32::ZERO), 0),
-        };
-        let timestamp = Timestamp(timestamp.0.max(last));
-        let ctx = ChainContext::new(genesis, chain)?;
-        let bc = BlockContext { height, timestamp };
-        let ex = match execute_block(&ctx, &bc, self, events) {
-            Ok(x) => x,
-            Err(e) => match e {
-                fapiao_domain::state::ExecError::Read(e) => match e {},
-                fapiao_domain::state::ExecError::Corrupt(k) => panic!("in-memory state corrupt at {k:?}"),
-            },
-        };
-        if ex.entries.is_empty() {
-            return None;
-        }
-        let (_, root) =
-            fapiao_core::state::tree_update(self, &ex.writes).unwrap_or_else(|e| panic!("in-memory tree: {e}"));
-        let header = HeaderBody {
-            network: genesis.network_id(),
-            chain,
-            height,
-            parent,
-            timestamp,
-            events_root: entries_root(&ex.entries),
-            event_count: ex.entries.len() as u32,
-            state_root: root,
-        }
-        .sign(key);
-        Some(Block {
-            header,
-            entries: ex.entries,
-        })
-    }
-
-    /// Re-executes `block` as the next block and stores it.
-    pub fn apply(&mut self, genesis: &Genesis, block: &Block) -> Result<(), Invalid> {
-        let done = match reexecute(genesis, block, self) {
-            Ok(x) => x?,
-            Err(e) => unreachable_read(e),
-        };
-        assert_eq!(
-            block.header.body.height,
-            self.blocks.len() as u64 + 1,
-            "apply extends the head"
-        );
-        self.state.apply(done.writes);
-        self.nodes.apply(done.tree);
-        self.blocks.push(block.clone());
-        Ok(())
-    }
-
-    /// The state root.
-    pub fn root(&self) -> Hash32 {
-        self.nodes
-            .0
-            .get(&NodeKey::on_path(0, &smt::EMPTY))
-            .map(|n| n.hash())
-            .unwrap_or(smt::EMPTY)
-    }
-}
-
-/// A member's disk in memory (every chain, votes, certificates, evidence): the
-/// simulator's [`Ledger`], and it survives a simulated crash.
-#[derive(Clone)]
-pub struct MemLedger {
-    genesis: Genesis,
-    chains: BTreeMap<MemberCode, MemChain>,
-    votes: BTreeMap<(MemberCode, u64), BlockHash>,
-    certs: BTreeMap<(MemberCode, u64), Certificate>,
-    evidence: BTreeMap<MemberCode, Equivocation>,
-}
-
-impl Ledger for MemLedger {
-    type Error = Infallible;
-
-    fn header(&self, chain: MemberCode, height: u64) -> Result<Option<Header>, Infallible> {
-        Ok(self
-            .chains
-            .get(&chain)
-            .and_then(|c| c.blocks.get(height.wrapping_sub(1) as usize))
-            .map(|b| b.header.clone()))
-    }
-
-    fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, Infallible> {
-        let c = self.chains.entry(block.header.body.chain).or_default();
-        if let Err(e) = c.apply(&self.genesis, block) {
-            return Ok(Err(e));
-        }
-        // The vote goes with the block, atomically (see `Ledger::append`).
-        let b = &block.header.body;
-        self.votes.insert((b.chain, b.height), block.header.hash());
-        Ok(Ok(()))
-    }
-}
-
-impl MemLedger {
-    /// An empty ledger for `genesis`.
-    pub fn new(genesis: Genesis) -> MemLedger {
-        MemLedger {
-            genesis,
-            chains: BTreeMap::new(),
-            votes: BTreeMap::new(),
-            certs: BTreeMap::new(),
-            evidence: BTreeMap::new(),
-        }
-    }
-
-    /// A chain as stored here.
-    pub fn chain(&self, chain: MemberCode) -> Option<&MemChain> {
-        self.chains.get(&chain)
-    }
-
-    /// What a restarting replica loads.
-    pub fn persisted(&self) -> Persisted {
-        let mut p = Persisted::default();
-        for (chain, c) in &self.chains {
-            if let Some(b) = c.blocks.last() {
-                p.heads.insert(
-                    *chain,
-                    StoredHead {
-                        height: b.header.body.height,
-                        hash: b.header.hash(),
-                        timestamp: b.header.body.timestamp,
-                    },
-                );
-            }
-            let mut certified = 0;
-            while let Some(cert) = self.certs.get(&(*chain, certified + 1)) {
-                match c.blocks.get(certified as usize) {
-                    Some(b) if b.header.hash() == cert.block => certified += 1,
-                    _ => break,
-                }
-            }
-            p.certified.insert(*chain, certified);
-        }
-        let floor = |chain: &MemberCode| p.certified.get(chain).copied().unwrap_or(0);
-        p.certificates = self
-            .certs
-            .iter()
-            .filter(|((c, h), _)| *h > floor(c))
-            .map(|(_, cert)| cert.clone())
-            .collect();
-        p.votes = self
-            .votes
-            .iter()
-            .filter(|((c, h), _)| *h > floor(c))
-            .map(|((c, h), b)| (*c, *h, *b))
-            .collect();
-        p.evidence = self.evidence.values().cloned().collect();
-        p
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -367,14 +177,27 @@ enum Msg {
     },
 }
 
-struct Member_ {
+/// One merchant member: its node (replica and disk) and its clients (workload).
+struct Node {
     code: MemberCode,
     key: SecretKey,
     disk: MemLedger,
     replica: Option<Replica>,
     next_block_ms: u64,
     next_tick_ms: u64,
-    payments: u64,
+    workload: workload::Workload,
+    /// Per chain, the height up to which this member's stored blocks were compared with
+    /// every other honest member's ([`check`]).
+    checked: BTreeMap<MemberCode, u64>,
+}
+
+/// A block as the first honest member to store it holds it, for comparison with every
+/// later holder.
+struct Held {
+    hash: BlockHash,
+    entries: Vec<Entry>,
+    root: Hash32,
+    holder: MemberCode,
 }
 
 /// The whole simulated network.
@@ -385,13 +208,22 @@ struct World {
     now: u64,
     step: u64,
     seq: u64,
-    members: Vec<Member_>,
+    members: Vec<Node>,
+    /// The operator member's key (signs fee deposits and policy; runs no node).
+    operator: SecretKey,
+    /// The verifier member's key (signs claims; runs no node).
+    verifier: SecretKey,
+    equivocator: Option<usize>,
     /// (deliver at, sequence) → (to, from, message).
     queue: BTreeMap<(u64, u64), (usize, usize, Msg)>,
     /// Every certificate any member formed or accepted: (chain, height) → block.
     certified: BTreeMap<(MemberCode, u64), BlockHash>,
-    crash_at: Option<u64>,
-    restart_at: Option<u64>,
+    /// Every block an honest member stored, by (chain, height): one per distinct block.
+    held: BTreeMap<(MemberCode, u64), Vec<Held>>,
+    /// Crashes still to happen: (at, member), by time.
+    crashes: Vec<(u64, usize)>,
+    /// Restarts due: (at, member).
+    restarts: Vec<(u64, usize)>,
     report: SimReport,
     /// The first broken invariant.
     failure: Option<SimFailure>,
@@ -406,6 +238,27 @@ pub fn run(cfg: SimConfig) -> Result<SimReport, SimFailure> {
     Ok(w.report)
 }
 
+/// Runs one simulation and turns a panic inside it (a broken assertion in the replica,
+/// the domain or the simulator) into a failure naming the seed.
+pub fn run_caught(cfg: SimConfig) -> Result<SimReport, SimFailure> {
+    match std::panic::catch_unwind(|| run(cfg)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            Err(SimFailure {
+                seed: cfg.seed,
+                at_ms: 0,
+                step: 0,
+                message: format!("panicked: {message}"),
+            })
+        }
+    }
+}
+
 fn member_key(seed: u64, i: usize) -> SecretKey {
     let mut s = [0u8; 32];
     s[..8].copy_from_slice(&seed.to_le_bytes());
@@ -413,24 +266,29 @@ fn member_key(seed: u64, i: usize) -> SecretKey {
     SecretKey::from_seed(&s)
 }
 
-/// A genesis of `n` merchants with keys derived from `seed`.
+fn merchant(i: usize, key: &SecretKey, fee_balance: Fen, policy: MerchantPolicy) -> Member {
+    Member {
+        code: MemberCode::new(110_001 + i as u32).unwrap_or_else(|| unreachable!()),
+        name: format!("Merchant {}", i + 1),
+        role: Role::Merchant,
+        key: key.public(),
+        addresses: vec![],
+        initial_fee_balance: fee_balance,
+        policy: Some(policy),
+    }
+}
+
+/// A genesis of `n` merchants with keys derived from `seed` (what replica tests use).
 pub fn genesis(seed: u64, n: usize) -> (Genesis, Vec<SecretKey>) {
     let keys: Vec<SecretKey> = (0..n).map(|i| member_key(seed, i)).collect();
+    let policy = MerchantPolicy {
+        permitted_types: vec![InvoiceType::Normal],
+        max_invoice_total: Fen::from_fen(100_000_000),
+    };
     let members = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| Member {
-            code: MemberCode::new(110_001 + i as u32).unwrap_or_else(|| unreachable!()),
-            name: format!("Merchant {}", i + 1),
-            role: Role::Merchant,
-            key: k.public(),
-            addresses: vec![],
-            initial_fee_balance: Fen::from_fen(1_000),
-            policy: Some(MerchantPolicy {
-                permitted_types: vec![InvoiceType::Normal],
-                max_invoice_total: Fen::from_fen(100_000_000),
-            }),
-        })
+        .map(|(i, k)| merchant(i, k, Fen::from_fen(1_000), policy.clone()))
         .collect();
     let g = Genesis::new(
         "sim".into(),
@@ -444,29 +302,106 @@ pub fn genesis(seed: u64, n: usize) -> (Genesis, Vec<SecretKey>) {
     (g, keys)
 }
 
+/// The simulated consortium: `n` merchants (the witnesses), an operator and a verifier.
+pub struct Consortium {
+    /// The genesis.
+    pub genesis: Genesis,
+    /// The merchants' member keys, in member code order.
+    pub merchants: Vec<SecretKey>,
+    /// The operator member's key.
+    pub operator: SecretKey,
+    /// The verifier member's key.
+    pub verifier: SecretKey,
+}
+
+/// Fee per issued invoice in the simulated consortium.
+pub const SIM_FEE_FEN: i64 = 10;
+/// A simulated merchant's opening fee balance: four invoices, so fee failures and the
+/// deposits that re-issue them come early in every run.
+pub const SIM_OPENING_FEE_FEN: i64 = 4 * SIM_FEE_FEN;
+
+/// The simulator's consortium for `seed`: `n` merchants with a small fee balance and a
+/// policy up to the amount bound, the operator (code 900001) and a verifier (800001),
+/// which sign events but run no node and do not attest; the usual Chinese VAT rates.
+pub fn consortium(seed: u64, n: usize) -> Consortium {
+    let merchants: Vec<SecretKey> = (0..n).map(|i| member_key(seed, i)).collect();
+    let operator = member_key(seed, 200);
+    let verifier = member_key(seed, 201);
+    let mut members: Vec<Member> = merchants
+        .iter()
+        .enumerate()
+        .map(|(i, k)| merchant(i, k, Fen::from_fen(SIM_OPENING_FEE_FEN), workload::default_policy()))
+        .collect();
+    for (code, name, role, key) in [
+        (900_001, "Operator", Role::Operator, &operator),
+        (800_001, "Tax Office", Role::Verifier, &verifier),
+    ] {
+        members.push(Member {
+            code: MemberCode::new(code).unwrap_or_else(|| unreachable!()),
+            name: name.into(),
+            role,
+            key: key.public(),
+            addresses: vec![],
+            initial_fee_balance: Fen::ZERO,
+            policy: None,
+        });
+    }
+    let genesis = Genesis::new(
+        "sim".into(),
+        Timestamp(0),
+        None,
+        Fen::from_fen(SIM_FEE_FEN),
+        [0, 100, 300, 600, 900, 1300].into_iter().map(TaxRate).collect(),
+        members,
+    )
+    .unwrap_or_else(|e| panic!("simulator genesis is valid: {e}"));
+    Consortium {
+        genesis,
+        merchants,
+        operator,
+        verifier,
+    }
+}
+
 impl World {
     fn new(cfg: SimConfig) -> World {
         assert!(cfg.members >= 1 && (!cfg.equivocate || cfg.members >= 4));
-        let (genesis, keys) = genesis(cfg.seed, cfg.members);
+        assert!(cfg.block_events_max >= 1);
+        let Consortium {
+            genesis,
+            merchants,
+            operator,
+            verifier,
+        } = consortium(cfg.seed, cfg.members);
         let mut rng = Rng::new(cfg.seed);
-        let members = keys
+        let members = merchants
             .into_iter()
             .enumerate()
             .map(|(i, key)| {
                 let code = genesis.members()[i].code;
                 let disk = MemLedger::new(genesis.clone());
-                Member_ {
+                Node {
                     code,
                     key,
                     disk,
                     replica: None,
                     next_block_ms: rng.range(1, cfg.block_interval_ms),
                     next_tick_ms: rng.range(1, 100),
-                    payments: 0,
+                    workload: workload::Workload::new(Rng::new(rng.next_u64())),
+                    checked: BTreeMap::new(),
                 }
             })
             .collect();
-        let crash_at = cfg.crash.then(|| rng.range(cfg.fault_ms / 4, cfg.fault_ms * 3 / 4));
+        let n = cfg.members as u64;
+        let mut crashes = Vec::new();
+        if cfg.crashes_max > 0 {
+            for _ in 0..rng.range(1, cfg.crashes_max) {
+                let at = rng.range(cfg.fault_ms / 8, cfg.fault_ms * 7 / 8);
+                crashes.push((at, rng.range(0, n - 1) as usize));
+            }
+            crashes.sort();
+        }
+        let equivocator = cfg.equivocate.then(|| rng.range(0, n - 1) as usize);
         let mut w = World {
             cfg,
             config: Config::default(),
@@ -475,10 +410,14 @@ impl World {
             step: 0,
             seq: 0,
             members,
+            operator,
+            verifier,
+            equivocator,
             queue: BTreeMap::new(),
             certified: BTreeMap::new(),
-            crash_at,
-            restart_at: None,
+            held: BTreeMap::new(),
+            crashes,
+            restarts: Vec::new(),
             report: SimReport::default(),
             failure: None,
         };
@@ -505,10 +444,6 @@ impl World {
 
     fn faulty(&self) -> bool {
         self.now < self.cfg.fault_ms
-    }
-
-    fn equivocator(&self) -> Option<usize> {
-        self.cfg.equivocate.then(|| self.members.len() - 1)
     }
 
     fn up(&self, i: usize) -> bool {
@@ -539,6 +474,9 @@ impl World {
     fn crash(&mut self, i: usize) {
         self.members[i].replica = None;
         self.report.crashes += 1;
+        if Some(i) == self.equivocator {
+            self.report.equivocator_crashes += 1;
+        }
         // Messages in flight to a crashed member are lost with its connections.
         self.queue.retain(|_, (to, _, _)| *to != i);
         let gone = self.members[i].code;
@@ -582,6 +520,20 @@ impl World {
         }
     }
 
+    /// Whether member `i` is due to crash now (it is up and handling an input).
+    fn crash_due(&mut self, i: usize) -> bool {
+        if !self.faulty() {
+            return false;
+        }
+        match self.crashes.iter().position(|(t, m)| *m == i && *t <= self.now) {
+            Some(k) => {
+                self.crashes.remove(k);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Hands `input` to member `i` and performs its outputs, checking invariants.
     fn input(&mut self, i: usize, input: Input) {
         let now = Timestamp(self.now);
@@ -603,7 +555,7 @@ impl World {
             outputs.push(o);
         }
         // A crash can land between any two outputs: the ones after it never happen.
-        let crash_now = self.crash_at.is_some_and(|t| self.now >= t) && i == 1 && self.up(1);
+        let crash_now = self.crash_due(i);
         let cut = if crash_now {
             self.rng.range(0, outputs.len() as u64) as usize
         } else {
@@ -613,10 +565,10 @@ impl World {
             self.perform(i, o);
         }
         if crash_now {
-            self.crash_at = None;
-            self.restart_at = Some(self.now + self.rng.range(200, 1_500));
-            self.crash(1);
+            self.restarts.push((self.now + self.rng.range(200, 1_500), i));
+            self.crash(i);
         }
+        self.check_held(i);
     }
 
     fn perform(&mut self, i: usize, o: Output) {
@@ -758,83 +710,84 @@ impl World {
         }
     }
 
+    /// The next block's input events from member `i`'s clients, who read its own chain.
+    fn workload_events(&mut self, i: usize, n: usize) -> Vec<fapiao_core::Event> {
+        let m = &mut self.members[i];
+        let empty = MemChain::default();
+        let chain = m.disk.chains.get(&m.code).unwrap_or(&empty);
+        let who = workload::Signers {
+            network: m.disk.genesis.network_id(),
+            chain: m.code,
+            owner: &m.key,
+            operator: &self.operator,
+            verifier: &self.verifier,
+            rates: m.disk.genesis.allowed_tax_rates(),
+        };
+        m.workload.events(&who, chain, self.now, n)
+    }
+
     /// Member `i` builds, stores and announces its next block (the equivocator sometimes
-    /// also signs a second block at the same height and sends it to one peer).
+    /// also signs a second block at the same height and sends it to one honest peer).
     fn produce(&mut self, i: usize) {
         let genesis = self.members[i].disk.genesis.clone();
         let code = self.members[i].code;
         if self.members[i].disk.evidence.contains_key(&code) {
             return;
         }
-        let n = 1 + self.rng.range(0, 2) as usize;
-        let events = self.payments(i, n);
-        let block = self.build(i, &genesis, &events);
-        let Some(block) = block else { return };
-        let height = block.header.body.height;
-        if Some(i) == self.equivocator() && height % EQUIVOCATE_EVERY == 2 {
-            let other = self.payments(i, 1);
-            if let Some(twin) = self.build(i, &genesis, &other) {
-                // Sent to one honest member that never crashes, so that it surely arrives.
-                let targets: Vec<usize> = self
-                    .honest()
-                    .into_iter()
-                    .filter(|t| !(self.cfg.crash && *t == 1))
-                    .collect();
+        let n = self.rng.range(1, self.cfg.block_events_max) as usize;
+        let events = self.workload_events(i, n);
+        let built = self.build(i, &genesis, &events);
+        let accepted = built.as_ref().map_or(0, |b| {
+            b.block.entries.iter().filter(|e| matches!(e, Entry::Event(_))).count()
+        });
+        let rejected = (events.len() - accepted) as u64;
+        let Some(built) = built else { return };
+        let height = built.block.header.body.height;
+        if Some(i) == self.equivocator && height % EQUIVOCATE_EVERY == 2 {
+            let other = {
+                let m = &mut self.members[i];
+                let who = workload::Signers {
+                    network: genesis.network_id(),
+                    chain: m.code,
+                    owner: &m.key,
+                    operator: &self.operator,
+                    verifier: &self.verifier,
+                    rates: genesis.allowed_tax_rates(),
+                };
+                vec![m.workload.payment(&who, self.now)]
+            };
+            let targets: Vec<usize> = (0..self.members.len())
+                .filter(|t| Some(*t) != self.equivocator && self.up(*t))
+                .collect();
+            if let (Some(twin), false) = (self.build(i, &genesis, &other), targets.is_empty()) {
                 let to = targets[self.rng.range(0, targets.len() as u64 - 1) as usize];
                 self.report.equivocations += 1;
-                self.send(i, to, Msg::Block(twin), true);
+                self.send(i, to, Msg::Block(twin.block), true);
             }
         }
         let m = &mut self.members[i];
-        let c = m.disk.chains.entry(code).or_default();
-        if let Err(e) = c.apply(&genesis, &block) {
-            panic!("own block must re-execute: {e}");
-        }
+        let block = m.disk.chains.entry(code).or_default().store_own(built);
         m.disk.votes.insert((code, height), block.header.hash());
-        if Some(i) != self.equivocator() {
+        m.workload.observe(&block);
+        if Some(i) != self.equivocator {
             self.report.honest_blocks += 1;
+            self.report.workload.rejected += rejected;
         }
         self.input(i, Input::OwnBlock(block));
     }
 
-    fn payments(&mut self, i: usize, n: usize) -> Vec<fapiao_core::Event> {
-        let network = self.members[i].disk.genesis.network_id();
-        let m = &mut self.members[i];
-        (0..n)
-            .map(|_| {
-                m.payments += 1;
-                let amount = Fen::from_fen(100 + (m.payments as i64 * 37) % 10_000);
-                EventBody {
-                    network,
-                    chain: m.code,
-                    author: m.key.public(),
-                    timestamp: Timestamp(self.now),
-                    kind: EventKind::PaymentRecorded(PaymentRecorded {
-                        payment_id: format!("p-{}-{}", self.cfg.seed, m.payments),
-                        amount,
-                        currency: Currency::Cny,
-                        method: PaymentMethod::Card,
-                        terminal_id: "pos-1".into(),
-                        external_ref: format!("x{}", m.payments),
-                    }),
-                }
-                .sign(&m.key)
-            })
-            .collect()
-    }
-
     /// Executes `events` on top of member `i`'s own head and signs the header.
-    fn build(&self, i: usize, genesis: &Genesis, events: &[fapiao_core::Event]) -> Option<Block> {
+    fn build(&self, i: usize, genesis: &Genesis, events: &[fapiao_core::Event]) -> Option<ledger::Built> {
         let m = &self.members[i];
         let empty = MemChain::default();
         let c = m.disk.chains.get(&m.code).unwrap_or(&empty);
-        c.build_next(genesis, m.code, &m.key, Timestamp(self.now), events)
+        c.execute_next(genesis, m.code, &m.key, Timestamp(self.now), events)
     }
 
     fn run(&mut self) -> Result<(), SimFailure> {
         let end = self.cfg.fault_ms + self.cfg.settle_ms;
         while self.now <= end {
-            // The next thing to happen: a delivery, a tick, a block, a crash or restart.
+            // The next thing to happen: a delivery, a tick, a block or a restart.
             let mut next = end + 1;
             if let Some(((t, _), _)) = self.queue.first_key_value() {
                 next = next.min(*t);
@@ -847,16 +800,22 @@ impl World {
                     }
                 }
             }
-            if let Some(t) = self.restart_at {
-                next = next.min(t);
+            for (t, _) in &self.restarts {
+                next = next.min(*t);
             }
             if next > end {
                 break;
             }
             self.now = next;
-            if self.restart_at.is_some_and(|t| t <= self.now) {
-                self.restart_at = None;
-                self.start(1);
+            let due: Vec<usize> = self
+                .restarts
+                .iter()
+                .filter(|(t, _)| *t <= self.now)
+                .map(|(_, i)| *i)
+                .collect();
+            self.restarts.retain(|(t, _)| *t > self.now);
+            for i in due {
+                self.start(i);
             }
             while let Some(entry) = self.queue.first_entry() {
                 if entry.key().0 > self.now {
@@ -883,23 +842,22 @@ impl World {
             }
             self.check_certified_agree()?;
             if self.now > self.cfg.fault_ms && self.now % 500 < 100 && self.converged().is_ok() {
-                self.report.converged_at_ms = self.now;
-                return Ok(());
+                return self.finish();
             }
         }
         self.converged()
             .map_err(|m| self.fail(format!("did not converge: {m}")))?;
-        self.report.converged_at_ms = self.now;
-        Ok(())
+        self.finish()
     }
 
-    /// Every member's certified blocks are the globally certified ones.
-    fn check_certified_agree(&self) -> Result<(), SimFailure> {
-        for m in &self.members {
-            for ((chain, height), cert) in &m.disk.certs {
-                if self.certified.get(&(*chain, *height)) != Some(&cert.block) {
-                    return Err(self.fail(format!("member {} holds a certificate nobody else agrees on", m.code)));
-                }
+    /// The end of a converged run: the final checks, then the report.
+    fn finish(&mut self) -> Result<(), SimFailure> {
+        self.report.converged_at_ms = self.now;
+        self.check_final_state().map_err(|m| self.fail(m))?;
+        for i in self.honest() {
+            let m = &self.members[i];
+            if let Some(c) = m.disk.chains.get(&m.code) {
+                self.report.workload.add(&WorkloadCounts::of_blocks(c.blocks()));
             }
         }
         Ok(())
@@ -907,64 +865,7 @@ impl World {
 
     fn honest(&self) -> Vec<usize> {
         (0..self.members.len())
-            .filter(|i| Some(*i) != self.equivocator())
+            .filter(|i| Some(*i) != self.equivocator)
             .collect()
-    }
-
-    /// Honest members agree on every honest chain's head and state root, and every block
-    /// of those chains is certified everywhere; the equivocator's chain is frozen at every
-    /// honest member that saw the equivocation.
-    fn converged(&self) -> Result<(), String> {
-        let honest = self.honest();
-        for &i in &honest {
-            if !self.up(i) {
-                return Err(format!("member {} is down", self.members[i].code));
-            }
-        }
-        for &c in &honest {
-            let chain = self.members[c].code;
-            let own = self.members[c]
-                .disk
-                .chains
-                .get(&chain)
-                .map(|x| (x.blocks.len(), x.root()));
-            for &i in &honest {
-                let m = &self.members[i];
-                let theirs = m.disk.chains.get(&chain).map(|x| (x.blocks.len(), x.root()));
-                if theirs != own {
-                    return Err(format!(
-                        "member {} has chain {chain} at {theirs:?}, owner at {own:?}",
-                        m.code
-                    ));
-                }
-                let len = own.map_or(0, |o| o.0 as u64);
-                let replica = m.replica.as_ref().ok_or("down")?;
-                let certified = replica
-                    .heads()
-                    .iter()
-                    .find(|h| h.chain == chain)
-                    .map_or(0, |h| h.certified);
-                if certified != len {
-                    return Err(format!(
-                        "member {} has chain {chain} certified to {certified} of {len}",
-                        m.code
-                    ));
-                }
-            }
-        }
-        if let Some(e) = self.equivocator() {
-            if self.report.equivocations > 0 {
-                let chain = self.members[e].code;
-                for &i in &honest {
-                    if !self.members[i].disk.evidence.contains_key(&chain) {
-                        return Err(format!(
-                            "member {} has no evidence against {chain}",
-                            self.members[i].code
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
