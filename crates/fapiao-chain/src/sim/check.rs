@@ -1,7 +1,11 @@
 //! The simulator's invariants: what must hold after every step, and at the end.
 
 use super::{Held, SimFailure, World};
-use fapiao_core::MemberCode;
+use fapiao_core::event::FailureReason;
+use fapiao_core::{Fen, InvoiceNumber, MemberCode};
+use fapiao_domain::state::{InvoiceRecord, RequestOutcome, RequestRecord};
+use fapiao_domain::{MemState, StateKey, StateValue};
+use std::collections::BTreeMap;
 
 impl World {
     /// Every member's certified blocks are the globally certified ones.
@@ -151,7 +155,8 @@ impl World {
     }
 
     /// After convergence: every honest member holds every honest chain's state records
-    /// exactly as its owner does, and the same state root after every block.
+    /// exactly as its owner does, and the same state root after every block; and the
+    /// books of every honest chain balance.
     pub(super) fn check_final_state(&self) -> Result<(), String> {
         let honest = self.honest();
         for &c in &honest {
@@ -177,7 +182,95 @@ impl World {
                     ));
                 }
             }
+            let opening = self.members[c]
+                .disk
+                .genesis
+                .merchant(chain)
+                .map_or(Fen::ZERO, |m| m.initial_fee_balance);
+            books_balance(&own.state, opening).map_err(|e| format!("chain {chain}: {e}"))?;
         }
         Ok(())
     }
+}
+
+/// The money invariants of one chain's state, which no single rule checks as a whole:
+/// each invoice's standing allocations sum to what is left of it; each payment's
+/// invoiced amount is the sum of what the invoices still draw on it, and its invoice
+/// list names every invoice that drew on it; the fee balance is the opening balance
+/// plus the deposits minus every fee charged; the fee queue holds only requests that
+/// failed for the fee balance and were not retried.
+fn books_balance(state: &MemState, opening: Fen) -> Result<(), String> {
+    let mut drawn: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut drew_on: BTreeMap<&str, Vec<InvoiceNumber>> = BTreeMap::new();
+    let mut balance = opening.fen();
+    let mut fee_balance = None;
+    let mut queue = Vec::new();
+    for value in state.0.values() {
+        match value {
+            StateValue::Invoice(InvoiceRecord::Blue(b)) => {
+                let standing: i64 = b.standing.iter().map(|a| a.amount.fen()).sum();
+                let left = b.remaining_total().map(Fen::fen);
+                if left != Some(standing) {
+                    return Err(format!(
+                        "invoice {} stands at {standing} fen over its payments but has {left:?} left",
+                        b.issued.number
+                    ));
+                }
+                for a in &b.standing {
+                    *drawn.entry(&a.payment_id).or_default() += a.amount.fen();
+                }
+                for a in &b.issued.allocations {
+                    drew_on.entry(&a.payment_id).or_default().push(b.issued.number);
+                }
+                balance -= b.issued.fee.fen();
+            }
+            StateValue::Deposit(d) => balance += d.amount.fen(),
+            StateValue::Meta(m) => fee_balance = Some(m.fee_balance.fen()),
+            StateValue::FeeBlocked(q) => queue = q.requests.clone(),
+            _ => {}
+        }
+    }
+    for (key, value) in &state.0 {
+        if let (StateKey::PaymentInvoicing(pid), StateValue::PaymentInvoicing(inv)) = (key, value) {
+            let standing = drawn.get(pid.as_str()).copied().unwrap_or(0);
+            if inv.invoiced.fen() != standing {
+                return Err(format!(
+                    "payment {pid} is invoiced {} fen but the invoices draw {standing} fen on it",
+                    inv.invoiced
+                ));
+            }
+            let mut listed = inv.invoices.clone();
+            let mut expected = drew_on.remove(pid.as_str()).unwrap_or_default();
+            listed.sort();
+            expected.sort();
+            if listed != expected {
+                return Err(format!(
+                    "payment {pid} lists invoices {listed:?}, the invoices that drew on it are {expected:?}"
+                ));
+            }
+        }
+    }
+    if let Some((pid, _)) = drew_on.into_iter().next() {
+        return Err(format!("payment {pid} was drawn on but has no invoicing record"));
+    }
+    if fee_balance.unwrap_or(opening.fen()) != balance {
+        return Err(format!(
+            "fee balance is {fee_balance:?} fen, opening {opening} plus deposits minus fees is {balance} fen"
+        ));
+    }
+    for id in queue {
+        match state.0.get(&StateKey::Request(id.clone())) {
+            Some(StateValue::Request(RequestRecord {
+                outcome:
+                    RequestOutcome::Failed {
+                        reason: FailureReason::FeeBalanceTooLow,
+                        ..
+                    },
+                retried_by: None,
+                ..
+            })) => {}
+            other => return Err(format!("request {id} waits for a fee deposit but is {other:?}")),
+        }
+    }
+    Ok(())
 }
