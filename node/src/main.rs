@@ -15,6 +15,7 @@ mod proof_cmd;
 mod render;
 mod replicate;
 mod run;
+mod sim_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -312,6 +313,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run the deterministic replication simulator over many seeds (whole-domain
+    /// workload, lossy network, crash-restarts, an equivocator); exits 1 if any fails.
+    Sim(sim_cmd::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -622,5 +626,6 @@ fn run(cli: Cli) -> Result<()> {
             seconds,
             settle_seconds,
         } => bench_net::run(&data, events, batch, rate, seconds, settle_seconds),
+        Command::Sim(args) => sim_cmd::run(&args),
     }
 }
