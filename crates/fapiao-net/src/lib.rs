@@ -11,6 +11,7 @@
 //! dropped (sync recovers it) rather than buffered.
 
 mod codec;
+pub mod hostile;
 pub mod wire;
 
 use fapiao_core::{codec as canonical, Genesis, MemberCode, PublicKey, SecretKey};
@@ -202,7 +203,7 @@ pub fn peer_id(key: &PublicKey) -> Result<PeerId, NetError> {
     Ok(identity::PublicKey::from(ed).to_peer_id())
 }
 
-fn keypair(key: &SecretKey) -> Result<identity::Keypair, NetError> {
+pub(crate) fn keypair(key: &SecretKey) -> Result<identity::Keypair, NetError> {
     identity::Keypair::ed25519_from_bytes(key.seed()).map_err(|e| NetError::Key(e.to_string()))
 }
 
@@ -216,14 +217,14 @@ struct Behaviour {
     sync: request_response::Behaviour<codec::SyncCodec>,
 }
 
-struct Topics {
-    blocks: IdentTopic,
-    attestations: IdentTopic,
-    evidence: IdentTopic,
+pub(crate) struct Topics {
+    pub(crate) blocks: IdentTopic,
+    pub(crate) attestations: IdentTopic,
+    pub(crate) evidence: IdentTopic,
 }
 
 impl Topics {
-    fn new(genesis: &Genesis) -> Topics {
+    pub(crate) fn new(genesis: &Genesis) -> Topics {
         let net = genesis.network_id().to_string();
         let t = |kind: &str| IdentTopic::new(format!("fapiao/{net}/{kind}"));
         Topics {
