@@ -32,6 +32,9 @@ pub(crate) struct NodeConfig {
 pub(crate) struct P2pSection {
     /// Multiaddr to listen on, e.g. `/ip4/127.0.0.1/tcp/7001`.
     pub(crate) listen: String,
+    /// How long a peer that sent invalid data stays banned (default 60 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ban_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

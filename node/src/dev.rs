@@ -135,7 +135,7 @@ fn write_node(
         member_key: "node.key".into(),
         http_listen: format!("127.0.0.1:{port}"),
         read_token_file: "read.token".into(),
-        p2p: p2p_listen.map(|listen| crate::config::P2pSection { listen }),
+        p2p: p2p_listen.map(|listen| crate::config::P2pSection { listen, ban_ms: None }),
         engine: Default::default(),
         api: Default::default(),
     };

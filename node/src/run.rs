@@ -40,12 +40,9 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
             .p2p
             .as_ref()
             .context("genesis has several merchants: node.toml needs a [p2p] section with `listen`")?;
-        let net = fapiao_net::start(
-            fapiao_net::NetConfig::new(vec![p2p.listen.clone()], engine.config().block_bytes_max),
-            &genesis,
-            engine.chain(),
-            &key,
-        )?;
+        let mut net_config = fapiao_net::NetConfig::new(vec![p2p.listen.clone()], engine.config().block_bytes_max);
+        net_config.ban_ms = p2p.ban_ms.unwrap_or(net_config.ban_ms);
+        let net = fapiao_net::start(net_config, &genesis, engine.chain(), &key)?;
         tracing::info!(peer_id = %net.peer_id, listen = %p2p.listen, "peer transport started");
         Some(crate::replicate::start(&engine, key, net)?)
     } else {
