@@ -138,6 +138,15 @@ impl Network {
 
     /// As [`Network::start`], with extra `fapiao dev` arguments.
     fn start_with(args: &[&str]) -> Network {
+        let mut net = Network::create(args);
+        for n in &mut net.nodes {
+            n.start();
+        }
+        net
+    }
+
+    /// Creates the network's files without starting a node.
+    fn create(args: &[&str]) -> Network {
         let tmp = tempfile::tempdir().unwrap();
         let out = Command::new(bin())
             .args(["dev", "--nodes", &N.to_string(), "--init-only", "--data"])
@@ -146,10 +155,7 @@ impl Network {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let mut nodes: Vec<Node> = (1..=N).map(|i| node_at(&tmp.path().join(format!("node{i}")))).collect();
-        for n in &mut nodes {
-            n.start();
-        }
+        let nodes: Vec<Node> = (1..=N).map(|i| node_at(&tmp.path().join(format!("node{i}")))).collect();
         let genesis =
             Genesis::from_toml(&std::fs::read_to_string(tmp.path().join("node1/genesis.toml")).unwrap()).unwrap();
         Network {
@@ -549,6 +555,151 @@ fn a_peer_sending_invalid_data_is_disconnected_and_the_rest_go_on() {
         net.pay(i, "b", 10);
     }
     net.wait_converged(&[0, 1, 2]);
+}
+
+/// A process's resident memory now and at its peak, in MiB: `VmRSS` and `VmHWM` from
+/// /proc/<pid>/status.
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn metric(node: &Node, name: &str) -> u64 {
+    let m = reqwest::blocking::get(format!("{}/metrics", node.url()))
+        .unwrap()
+        .text()
+        .unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// How much an honest node's peak resident memory may grow while a member's node sends
+/// it garbage. The transport's and the replica's bounds on what one peer can hold (gossip
+/// awaiting judgement 64 MiB, unread answers 32 MiB plus one frame, parked blocks 16 MiB
+/// per chain, one decode of a 16 MiB frame per request in flight) add up to less.
+const GARBAGE_GROWTH_MIB_MAX: u64 = 200;
+
+/// Member 4's key sends garbage on every protocol for 15 s (`fapiao drill garbage`:
+/// oversized, truncated and undecodable frames, encodings of the wrong type, validly
+/// signed but invalid blocks, attestations, evidence and sync answers) while members 1 to
+/// 3 take payments. The honest members penalise it, keep serving and certifying, and
+/// their memory stays bounded; member 4's real node then comes back and catches up.
+///
+/// The honest nodes ban for 1 s instead of 60 s, so the drill gets back in many times.
+#[test]
+fn a_member_sending_garbage_is_penalised_and_the_others_keep_serving() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut net = Network::create(&[]);
+    for n in &mut net.nodes {
+        let path = n.dir.join("node.toml");
+        let mut cfg: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        cfg["p2p"]
+            .as_table_mut()
+            .unwrap()
+            .insert("ban_ms".into(), toml::Value::Integer(1_000));
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        n.start();
+    }
+    // Member 1's chain gets large blocks: the drill asks for them and never reads.
+    net.pay(0, "big", 3000);
+    for i in 0..N {
+        net.pay(i, "a", 50);
+    }
+    net.wait_converged(&net.all());
+    let culprit = N - 1;
+    let honest = [0, 1, 2];
+    net.nodes[culprit].stop();
+    let pids: Vec<u32> = honest
+        .iter()
+        .map(|&i| net.nodes[i].child.as_ref().unwrap().id())
+        .collect();
+    let before: Vec<(u64, u64)> = pids.iter().map(|p| memory_mib(*p)).collect();
+
+    let seconds = 15;
+    let drill = Command::new(bin())
+        .args(["drill", "garbage", "--seconds", &seconds.to_string(), "--config"])
+        .arg(net.nodes[culprit].dir.join("node.toml"))
+        .env("FAPIAO_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Sample resident memory every 200 ms while the drill runs.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (sampling, pids) = (sampling.clone(), pids.clone());
+        std::thread::spawn(move || {
+            let mut peak = vec![0u64; pids.len()];
+            while sampling.load(std::sync::atomic::Ordering::SeqCst) {
+                for (p, pid) in peak.iter_mut().zip(&pids) {
+                    *p = (*p).max(memory_mib(*pid).0);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            peak
+        })
+    };
+    // Payments go on under attack; every node answers its health check.
+    let attack = Instant::now();
+    let mut round = 0;
+    while attack.elapsed() < Duration::from_secs(seconds) {
+        for &i in &honest {
+            net.pay(i, &format!("g{round}"), 20);
+            let health = reqwest::blocking::get(format!("{}/health", net.nodes[i].url())).unwrap();
+            assert_eq!(health.status(), 200, "node {} under attack", i + 1);
+        }
+        round += 1;
+    }
+    let out = drill.wait_with_output().unwrap();
+    sampling.store(false, std::sync::atomic::Ordering::SeqCst);
+    let peak = sampler.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    net.wait_converged(&honest);
+
+    let after: Vec<(u64, u64)> = pids.iter().map(|p| memory_mib(*p)).collect();
+    for (k, &i) in honest.iter().enumerate() {
+        let penalties = metric(&net.nodes[i], "fapiao_peer_penalties_total");
+        let refused = metric(&net.nodes[i], "fapiao_peer_connections_refused_total");
+        println!(
+            "node {}: penalties {penalties}, refused connections {refused}; resident MiB before {} (peak so far {}), \
+             sampled peak during {}, after {} (peak {}), bound {} + {GARBAGE_GROWTH_MIB_MAX}",
+            i + 1,
+            before[k].0,
+            before[k].1,
+            peak[k],
+            after[k].0,
+            after[k].1,
+            before[k].1,
+        );
+        assert!(penalties >= 1, "node {} did not penalise the garbage", i + 1);
+        assert!(
+            after[k].1 <= before[k].1 + GARBAGE_GROWTH_MIB_MAX,
+            "node {}: peak resident memory grew from {} to {} MiB",
+            i + 1,
+            before[k].1,
+            after[k].1
+        );
+        assert_eq!(net.nodes[i].get("/v1/evidence"), Value::Array(vec![]), "node {}", i + 1);
+    }
+    println!("{round} payment rounds of 20 per honest member were certified during the attack");
+
+    // Member 4's real node comes back and catches up.
+    net.nodes[culprit].start();
+    net.pay(culprit, "z", 20);
+    net.wait_converged(&net.all());
+    println!("whole test: {:.1} s", started.elapsed().as_secs_f64());
 }
 
 /// A fee deposit on one member's chain issues the request that waited for it, as a

@@ -401,6 +401,16 @@ enum DrillCommand {
         #[arg(long, default_value_t = 3000)]
         wait_ms: u64,
     },
+    /// Act as this (stopped) member's node sending garbage on every gossip topic and on
+    /// sync, as requester and as responder: peers must penalise it and keep serving.
+    Garbage {
+        /// The member's node.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// How long to keep at it.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
 }
 
 /// Wall-clock now, the rim's only clock.
@@ -515,6 +525,9 @@ fn run(cli: Cli) -> Result<()> {
             let (path, what, wait_ms) = match command {
                 DrillCommand::Equivocate { config, wait_ms } => (config, drill::Misdeed::Equivocate, wait_ms),
                 DrillCommand::BadSignature { config, wait_ms } => (config, drill::Misdeed::BadSignature, wait_ms),
+                DrillCommand::Garbage { config, seconds } => {
+                    return runtime()?.block_on(drill::garbage(&config::load(&config)?, seconds));
+                }
             };
             let cfg = config::load(&path)?;
             runtime()?.block_on(drill::misbehave(&cfg, what, wait_ms))
