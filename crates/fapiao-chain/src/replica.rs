@@ -23,6 +23,10 @@ pub struct Config {
     pub skew_ms_max: u64,
     /// Blocks kept per chain while their parent is missing.
     pub buffer_blocks_max: usize,
+    /// Their encoded bytes per chain: a member may fill its own chain's buffer with
+    /// blocks it signs at heights it never reaches, so the count alone (64 blocks of up to
+    /// 4 MiB) is too loose a bound on memory.
+    pub buffer_bytes_max: usize,
     /// How far above a chain's local head attestations are kept.
     pub attestation_heights_max: u64,
     /// How often every connected peer is asked for its heads.
@@ -44,6 +48,7 @@ impl Default for Config {
         Config {
             skew_ms_max: 30_000,
             buffer_blocks_max: 64,
+            buffer_bytes_max: 16 * 1024 * 1024,
             attestation_heights_max: 256,
             sync_interval_ms: 1_000,
             sync_timeout_ms: 5_000,
@@ -274,8 +279,8 @@ struct ChainState {
     votes: BTreeMap<u64, BlockHash>,
     /// Attestations above `certified`: height → block → witness → attestation.
     pool: BTreeMap<u64, BTreeMap<BlockHash, BTreeMap<MemberCode, Attestation>>>,
-    /// Blocks whose parent we do not have yet.
-    buffer: BTreeMap<u64, Block>,
+    /// Blocks whose parent we do not have yet, with their encoded size.
+    buffer: BTreeMap<u64, (Block, usize)>,
     sync: Option<SyncInFlight>,
     /// The most advanced view a peer advertised for this chain.
     best: Option<PeerView>,
@@ -478,7 +483,7 @@ impl Replica {
             };
             return Ok(self.on_evidence(Equivocation::new(ours, block.header), true));
         }
-        if let Some(other) = c.buffer.get(&height) {
+        if let Some((other, _)) = c.buffer.get(&height) {
             if other.header.hash() == hash {
                 return Ok(Verdict::Ignored("duplicate block"));
             }
@@ -492,16 +497,23 @@ impl Replica {
             return Ok(Verdict::Ignored("own chain block not produced here"));
         }
         if height > head_height + 1 {
+            let size = fapiao_core::codec::to_bytes(&block).len();
+            let (blocks_max, bytes_max) = (self.config.buffer_blocks_max, self.config.buffer_bytes_max);
             let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-            if c.buffer.len() >= self.config.buffer_blocks_max {
-                let highest = c.buffer.keys().next_back().copied().unwrap_or(0);
-                if height > highest {
-                    self.request_missing(now.0, chain, from);
-                    return Ok(Verdict::Ignored("parent missing and buffer full"));
+            // Make room by dropping the highest parked blocks, the last to be needed; a
+            // block above all of them waits for sync instead.
+            while c.buffer.len() >= blocks_max || c.buffer.values().map(|(_, n)| n).sum::<usize>() + size > bytes_max {
+                match c.buffer.keys().next_back().copied() {
+                    Some(highest) if highest > height => {
+                        c.buffer.remove(&highest);
+                    }
+                    _ => {
+                        self.request_missing(now.0, chain, from);
+                        return Ok(Verdict::Ignored("parent missing and buffer full"));
+                    }
                 }
-                c.buffer.remove(&highest);
             }
-            c.buffer.insert(height, block);
+            c.buffer.insert(height, (block, size));
             self.request_missing(now.0, chain, from);
             return Ok(Verdict::Accepted);
         }
@@ -627,7 +639,7 @@ impl Replica {
             let next = c.height() + 1;
             // Drop buffered blocks at or below the head: they were stored meanwhile.
             c.buffer = c.buffer.split_off(&next);
-            let Some(block) = c.buffer.remove(&next) else {
+            let Some((block, _)) = c.buffer.remove(&next) else {
                 return Ok(());
             };
             if self.extend(now, from, block, ledger)? != Verdict::Accepted {

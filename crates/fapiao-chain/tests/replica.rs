@@ -194,6 +194,43 @@ fn a_gap_is_parked_and_requested_then_filled() {
     assert_eq!(s.ledger.chain(from).map(|c| c.blocks().len()), Some(2));
 }
 
+/// A member can sign blocks of its own chain at heights it never reaches: parked blocks
+/// are bounded in bytes as well as in count, the highest going first.
+#[test]
+fn parked_blocks_are_bounded_in_bytes() {
+    let mut s = setup();
+    let b: Vec<Block> = (0..4).map(|_| s.next_block(3, NOW)).collect();
+    let size = |b: &Block| fapiao_core::codec::to_bytes(b).len();
+    assert!(
+        b[1..].windows(2).all(|w| size(&w[0]) == size(&w[1])),
+        "equal sizes above the gap"
+    );
+    // Room for two parked blocks.
+    let config = Config {
+        buffer_bytes_max: 2 * size(&b[1]),
+        ..Config::default()
+    };
+    s.replica = Replica::new(
+        config,
+        s.genesis.clone(),
+        code(&s.genesis, 0),
+        s.keys[0].clone(),
+        Persisted::default(),
+    );
+    check(s.block(b[3].clone()), &Verdict::Accepted, |_| true);
+    check(s.block(b[2].clone()), &Verdict::Accepted, |_| true);
+    // Full: height 2 pushes out height 4, the last to be needed ...
+    check(s.block(b[1].clone()), &Verdict::Accepted, |_| true);
+    // ... which now finds no room above the others.
+    check(
+        s.block(b[3].clone()),
+        &Verdict::Ignored("parent missing and buffer full"),
+        |o| matches!(o, [Output::RequestBlocks { from: 1, .. }] | []),
+    );
+    check(s.block(b[0].clone()), &Verdict::Accepted, |o| votes(o) == 3);
+    check(s.block(b[3].clone()), &Verdict::Accepted, |o| votes(o) == 1);
+}
+
 #[test]
 fn a_second_block_at_a_height_is_evidence_and_freezes_the_chain() {
     let mut s = setup();
