@@ -62,7 +62,8 @@ impl NetConfig {
             listen,
             dial_interval_ms: 1_000,
             gossip_bytes_max: block_bytes_max + 64 * 1024,
-            sync_frame_bytes_max: 4 * block_bytes_max + 64 * 1024,
+            // A frame is decoded in one piece, so it can be no larger than a decode allows.
+            sync_frame_bytes_max: (4 * block_bytes_max + 64 * 1024).min(canonical::DECODE_BYTES_MAX),
             sync_timeout_ms: 20_000,
             events_max: 8_192,
             commands_max: 8_192,
@@ -688,6 +689,23 @@ pub async fn probe(addr: &str, key: &SecretKey, timeout_ms: u64) -> Result<Probe
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sync_frame_is_never_larger_than_a_decode_accepts() {
+        for block in [1024 * 1024, 4 * 1024 * 1024, 64 * 1024 * 1024] {
+            let cfg = NetConfig::new(vec![], block);
+            assert!(
+                cfg.sync_frame_bytes_max <= canonical::DECODE_BYTES_MAX,
+                "block size {block}"
+            );
+            assert!(cfg.sync_frame_bytes_max >= 2 * block.min(canonical::DECODE_BYTES_MAX / 4));
         }
     }
 }

@@ -106,11 +106,30 @@ pub fn encode_gossip(g: &Gossip) -> Vec<u8> {
     }
 }
 
+/// Bytes of a frame's body read before the buffer grows: the buffer grows with the bytes
+/// that actually arrive, so a length prefix that promises the limit and then stops (a
+/// truncated frame) costs what was sent, not what was promised.
+const FRAME_CHUNK_BYTES: usize = 64 * 1024;
+
 /// Reads one length-prefixed frame (u32 little-endian length, then that many bytes) of at
 /// most `limit` bytes and decodes it.
+///
+/// Errors: a length above `limit` is `InvalidData` before any of the body is read; a body
+/// that does not decode is `InvalidData`; a stream that ends before the promised length is
+/// `UnexpectedEof` (the same as a connection that dropped mid-frame, so it is not taken as
+/// proof of misbehaviour).
 pub(crate) async fn read_frame<T, R>(io: &mut R, limit: usize) -> io::Result<T>
 where
     T: serde::de::DeserializeOwned,
+    R: AsyncRead + Unpin + Send,
+{
+    let buf = read_frame_bytes(io, limit).await?;
+    codec::decode_limited(&buf, limit).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Reads one length-prefixed frame's body, undecoded; see [`read_frame`].
+pub(crate) async fn read_frame_bytes<R>(io: &mut R, limit: usize) -> io::Result<Vec<u8>>
+where
     R: AsyncRead + Unpin + Send,
 {
     let mut len = [0u8; 4];
@@ -122,9 +141,15 @@ where
             format!("frame of {len} bytes is over the {limit}-byte limit"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
-    codec::decode_limited(&buf, limit).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    let mut buf = Vec::with_capacity(len.min(FRAME_CHUNK_BYTES));
+    let read = io.take(len as u64).read_to_end(&mut buf).await?;
+    if read < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame truncated: {read} of {len} bytes"),
+        ));
+    }
+    Ok(buf)
 }
 
 /// Writes one length-prefixed frame.
@@ -133,9 +158,104 @@ where
     T: Serialize,
     W: AsyncWrite + Unpin + Send,
 {
-    let bytes = codec::to_bytes(value);
+    write_raw_frame(io, &codec::to_bytes(value)).await
+}
+
+/// Writes `bytes`, already canonical, as one length-prefixed frame.
+pub(crate) async fn write_raw_frame<W>(io: &mut W, bytes: &[u8]) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + Send,
+{
     let len = u32::try_from(bytes.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     io.write_all(&len.to_le_bytes()).await?;
-    io.write_all(&bytes).await?;
+    io.write_all(bytes).await?;
     io.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+
+    /// A frame of `len` (the prefix) followed by `body`.
+    fn frame(len: u32, body: &[u8]) -> Vec<u8> {
+        let mut f = len.to_le_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// Reads a `Request` frame from `bytes` with `limit`: `Ok(request)` or the error kind.
+    fn check(bytes: Vec<u8>, limit: usize, expected: Result<Request, io::ErrorKind>) {
+        let got: io::Result<Request> = block_on(read_frame(&mut Cursor::new(bytes), limit));
+        assert_eq!(got.map_err(|e| e.kind()), expected);
+    }
+
+    #[test]
+    fn frames_are_bounded_before_their_body_is_read() {
+        let heads = codec::to_bytes(&Request::Heads);
+        check(frame(heads.len() as u32, &heads), 1024, Ok(Request::Heads));
+        // Over the limit: refused on the prefix alone (the cursor holds no body at all).
+        check(frame(1025, &[]), 1024, Err(io::ErrorKind::InvalidData));
+        check(frame(u32::MAX, &[]), 1024, Err(io::ErrorKind::InvalidData));
+        // Truncated: a prefix that promises the limit, then a few bytes and the end.
+        check(frame(1024, &[0; 10]), 1024, Err(io::ErrorKind::UnexpectedEof));
+        check(vec![1, 0], 1024, Err(io::ErrorKind::UnexpectedEof));
+        // Undecodable, trailing bytes, another type: all invalid data.
+        check(frame(4, &[99, 0, 0, 0]), 1024, Err(io::ErrorKind::InvalidData));
+        let mut long = heads.clone();
+        long.push(0);
+        check(frame(long.len() as u32, &long), 1024, Err(io::ErrorKind::InvalidData));
+        let answer = codec::to_bytes(&Response::Heads(vec![]));
+        check(
+            frame(answer.len() as u32, &answer),
+            1024,
+            Err(io::ErrorKind::InvalidData),
+        );
+    }
+
+    /// A reader that remembers the largest buffer it was asked to fill: the memory a
+    /// frame read has committed at any one time.
+    struct Recording {
+        inner: Cursor<Vec<u8>>,
+        asked_max: usize,
+    }
+
+    impl AsyncRead for Recording {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.asked_max = self.asked_max.max(buf.len());
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    #[test]
+    fn a_truncated_frame_costs_what_was_sent_not_what_was_promised() {
+        let limit = 16 * 1024 * 1024;
+        let sent = 300_000;
+        let mut io = Recording {
+            inner: Cursor::new(frame(limit as u32, &vec![7; sent])),
+            asked_max: 0,
+        };
+        let err = block_on(read_frame_bytes(&mut io, limit)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(
+            io.asked_max <= 2 * sent.max(FRAME_CHUNK_BYTES),
+            "a buffer of {} bytes for a frame that sent {sent}",
+            io.asked_max
+        );
+    }
+
+    #[test]
+    fn a_length_claim_inside_a_frame_allocates_nothing_large() {
+        // A blocks answer whose vector claims 2^60 elements in a 13-byte frame.
+        let mut body = 1u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        body.push(0);
+        let got: io::Result<Response> = block_on(read_frame(&mut Cursor::new(frame(body.len() as u32, &body)), 1024));
+        assert_eq!(got.map_err(|e| e.kind()), Err(io::ErrorKind::InvalidData));
+    }
 }
