@@ -1,7 +1,7 @@
 //! The sync protocol's codec: one length-prefixed canonical frame per request and per
 //! response, each bounded.
 
-use crate::wire::{read_frame, write_frame, Request, Response};
+use crate::wire::{read_frame, write_frame, write_raw_frame, Request, Response};
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::StreamProtocol;
 use std::io;
@@ -19,12 +19,24 @@ impl SyncCodec {
 }
 
 /// Requests are tiny; anything bigger is garbage.
-const REQUEST_BYTES_MAX: usize = 1024;
+pub(crate) const REQUEST_BYTES_MAX: usize = 1024;
+
+/// A sync response as the codec carries it: decoded when read, already encoded when
+/// written. The transport encodes an answer itself so that it knows its size, and bounds
+/// the bytes of answers a peer has not read yet (a peer that asks and never reads must
+/// not hold our memory).
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// A response read from a peer.
+    Read(Response),
+    /// The canonical bytes of a response we send.
+    Encoded(Vec<u8>),
+}
 
 impl libp2p::request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
     type Request = Request;
-    type Response = Response;
+    type Response = Answer;
 
     async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
     where
@@ -33,11 +45,11 @@ impl libp2p::request_response::Codec for SyncCodec {
         read_frame(io, REQUEST_BYTES_MAX).await
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Answer>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.frame_bytes_max).await
+        read_frame(io, self.frame_bytes_max).await.map(Answer::Read)
     }
 
     async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Request) -> io::Result<()>
@@ -47,10 +59,13 @@ impl libp2p::request_response::Codec for SyncCodec {
         write_frame(io, &req).await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Response) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Answer) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res).await
+        match res {
+            Answer::Encoded(bytes) => write_raw_frame(io, &bytes).await,
+            Answer::Read(r) => write_frame(io, &r).await,
+        }
     }
 }

@@ -17,12 +17,12 @@ pub mod wire;
 use fapiao_core::{codec as canonical, Genesis, MemberCode, PublicKey, SecretKey};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{allow_block_list, identify, identity, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,10 +47,22 @@ pub struct NetConfig {
     pub sync_timeout_ms: u64,
     /// Events queued for the host before gossip is dropped.
     pub events_max: usize,
+    /// Encoded bytes of gossip handed to the host and not yet judged; above it gossip is
+    /// dropped as when the queue is full. The event queue bounds a count of messages of up
+    /// to `gossip_bytes_max` each; this bounds their memory.
+    pub events_bytes_max: usize,
     /// Commands queued from the host.
     pub commands_max: usize,
     /// Inbound sync requests awaiting the host's answer.
     pub inbound_requests_max: usize,
+    /// Of those, from one peer: one peer cannot take every slot from the others.
+    pub peer_inbound_requests_max: usize,
+    /// Encoded bytes of our answers a peer has not finished reading; an answer that would
+    /// go above it is replaced by `Unavailable` until the peer reads (one answer always
+    /// goes). A peer that asks and never reads must not hold our memory.
+    pub peer_responses_bytes_max: usize,
+    /// Open connections per peer (two when both sides dial at once); more are closed.
+    pub peer_connections_max: u32,
     /// How long a peer that sent invalid data stays disconnected.
     pub ban_ms: u64,
 }
@@ -58,16 +70,21 @@ pub struct NetConfig {
 impl NetConfig {
     /// The defaults, listening on `listen`, for blocks of at most `block_bytes_max`.
     pub fn new(listen: Vec<String>, block_bytes_max: usize) -> NetConfig {
+        // A frame is decoded in one piece, so it can be no larger than a decode allows.
+        let sync_frame_bytes_max = (4 * block_bytes_max + 64 * 1024).min(canonical::DECODE_BYTES_MAX);
         NetConfig {
             listen,
             dial_interval_ms: 1_000,
             gossip_bytes_max: block_bytes_max + 64 * 1024,
-            // A frame is decoded in one piece, so it can be no larger than a decode allows.
-            sync_frame_bytes_max: (4 * block_bytes_max + 64 * 1024).min(canonical::DECODE_BYTES_MAX),
+            sync_frame_bytes_max,
             sync_timeout_ms: 20_000,
             events_max: 8_192,
+            events_bytes_max: 16 * block_bytes_max,
             commands_max: 8_192,
             inbound_requests_max: 256,
+            peer_inbound_requests_max: 32,
+            peer_responses_bytes_max: 2 * sync_frame_bytes_max,
+            peer_connections_max: 2,
             ban_ms: 60_000,
         }
     }
@@ -95,11 +112,35 @@ pub enum NetError {
     Transport(String),
 }
 
-/// Identifies a gossip message for [`Command::Validate`].
+/// Identifies a gossip message for [`Command::Validate`]. While a token lives, its
+/// message's bytes count against `events_bytes_max`.
 #[derive(Debug, Clone)]
 pub struct GossipToken {
     id: MessageId,
     source: PeerId,
+    received: Instant,
+    _charge: Arc<Charge>,
+}
+
+impl GossipToken {
+    /// When the transport received the message. A host that penalised the sender after
+    /// this can drop the message unjudged: it was sent before the ban.
+    pub fn received(&self) -> Instant {
+        self.received
+    }
+}
+
+/// Bytes counted against a budget until dropped.
+#[derive(Debug)]
+struct Charge {
+    bytes: usize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// Identifies an inbound sync request for [`Command::Respond`].
@@ -182,8 +223,11 @@ pub struct NetStats {
     pub gossip_dropped: AtomicU64,
     /// Peers penalised for invalid data.
     pub penalties: AtomicU64,
-    /// Connections refused because the peer is not a member (or is banned).
+    /// Connections refused because the peer is not a member (or is banned), or closed
+    /// because the peer had too many.
     pub refused: AtomicU64,
+    /// Sync requests answered `Unavailable` because a bound was reached.
+    pub busy: AtomicU64,
 }
 
 /// A running transport.
@@ -341,8 +385,10 @@ pub fn start(cfg: NetConfig, genesis: &Genesis, me: MemberCode, key: &SecretKey)
         connected: HashMap::new(),
         bans: Vec::new(),
         inbound: HashMap::new(),
+        answering: HashMap::new(),
         outbound: HashMap::new(),
         next_token: 0,
+        gossip_bytes: Arc::new(AtomicUsize::new(0)),
     };
     tokio::spawn(task.run(cmd_rx));
     Ok(Net {
@@ -364,9 +410,14 @@ struct Task {
     /// Open connections per member peer.
     connected: HashMap<PeerId, u32>,
     bans: Vec<(Instant, PeerId)>,
-    inbound: HashMap<RequestToken, ResponseChannel<Response>>,
+    /// Inbound requests awaiting the host's answer.
+    inbound: HashMap<RequestToken, (ResponseChannel<codec::Answer>, PeerId, InboundRequestId)>,
+    /// Answers given and not yet read by their peer: their encoded size.
+    answering: HashMap<InboundRequestId, (PeerId, usize)>,
     outbound: HashMap<OutboundRequestId, (MemberCode, Request)>,
     next_token: u64,
+    /// Encoded bytes of gossip handed to the host and not yet judged.
+    gossip_bytes: Arc<AtomicUsize>,
 }
 
 impl Task {
@@ -409,6 +460,27 @@ impl Task {
         let _ = self.swarm.disconnect_peer_id(peer);
         self.bans
             .push((Instant::now() + Duration::from_millis(self.cfg.ban_ms), peer));
+    }
+
+    /// Encoded bytes of our answers `peer` has not finished reading.
+    fn unread_bytes(&self, peer: PeerId) -> usize {
+        self.answering
+            .values()
+            .filter(|(p, _)| *p == peer)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Answers `Unavailable` without asking the host (or instead of its answer): a bound
+    /// was reached.
+    fn busy(&mut self, channel: ResponseChannel<codec::Answer>) {
+        self.stats.busy.fetch_add(1, Ordering::Relaxed);
+        let bytes = canonical::to_bytes(&Response::Unavailable);
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, codec::Answer::Encoded(bytes));
     }
 
     fn redial(&mut self) {
@@ -473,8 +545,24 @@ impl Task {
                 }
             }
             Command::Respond(token, response) => {
-                if let Some(ch) = self.inbound.remove(&token) {
-                    let _ = self.swarm.behaviour_mut().sync.send_response(ch, response);
+                if let Some((ch, peer, id)) = self.inbound.remove(&token) {
+                    let bytes = canonical::to_bytes(&response);
+                    let len = bytes.len();
+                    let unread = self.unread_bytes(peer);
+                    // One answer always goes, however large; more wait for the peer to read.
+                    if unread > 0 && unread + len > self.cfg.peer_responses_bytes_max {
+                        self.busy(ch);
+                        return;
+                    }
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(ch, codec::Answer::Encoded(bytes))
+                        .is_ok()
+                    {
+                        self.answering.insert(id, (peer, len));
+                    }
                 }
             }
             Command::Request(member, request) => {
@@ -495,10 +583,16 @@ impl Task {
 
     fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, connection_id, ..
+            } => {
                 let n = self.connected.entry(peer_id).or_insert(0);
                 *n += 1;
-                if *n == 1 {
+                if *n > self.cfg.peer_connections_max {
+                    tracing::info!(%peer_id, connections = *n, "closing a connection over the per-peer bound");
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    self.swarm.close_connection(connection_id);
+                } else if *n == 1 {
                     if let Some(code) = self.members.get(&peer_id).copied() {
                         tracing::info!(member = %code, %peer_id, "member connected");
                         self.emit(NetEvent::Connected(code));
@@ -510,6 +604,9 @@ impl Task {
                 num_established,
                 ..
             } => {
+                if num_established == 0 {
+                    self.answering.retain(|_, (p, _)| *p != peer_id);
+                }
                 if num_established == 0 && self.connected.remove(&peer_id).is_some() {
                     if let Some(code) = self.members.get(&peer_id).copied() {
                         tracing::info!(member = %code, "member disconnected");
@@ -538,7 +635,24 @@ impl Task {
 
     fn gossip(&mut self, source: PeerId, id: MessageId, message: gossipsub::Message) {
         self.stats.gossip_in.fetch_add(1, Ordering::Relaxed);
-        let token = GossipToken { id, source };
+        let bytes = message.data.len();
+        let queued = self.gossip_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let token = GossipToken {
+            id,
+            source,
+            received: Instant::now(),
+            _charge: Arc::new(Charge {
+                bytes,
+                budget: self.gossip_bytes.clone(),
+            }),
+        };
+        if queued + bytes > self.cfg.events_bytes_max {
+            // The host is behind by more than the byte bound: drop it unforwarded, as when
+            // the queue is full; sync recovers.
+            self.stats.gossip_dropped.fetch_add(1, Ordering::Relaxed);
+            self.command(Command::Validate(token, Validation::Ignore));
+            return;
+        }
         let Some(from) = self.members.get(&source).copied() else {
             // Unreachable through the allowlist; refuse anyway.
             self.command(Command::Validate(token, Validation::Reject));
@@ -574,32 +688,39 @@ impl Task {
         }
     }
 
-    fn sync_event(&mut self, ev: request_response::Event<Request, Response>) {
+    fn sync_event(&mut self, ev: request_response::Event<Request, codec::Answer>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => {
                 let Some(from) = self.members.get(&peer).copied() else {
                     return;
                 };
                 match message {
-                    request_response::Message::Request { request, channel, .. } => {
-                        if self.inbound.len() >= self.cfg.inbound_requests_max {
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .sync
-                                .send_response(channel, Response::Unavailable);
+                    request_response::Message::Request {
+                        request_id,
+                        request,
+                        channel,
+                    } => {
+                        let waiting = self.inbound.values().filter(|(_, p, _)| *p == peer).count();
+                        if self.inbound.len() >= self.cfg.inbound_requests_max
+                            || waiting >= self.cfg.peer_inbound_requests_max
+                            || self.unread_bytes(peer) >= self.cfg.peer_responses_bytes_max
+                        {
+                            self.busy(channel);
                             return;
                         }
                         self.next_token += 1;
                         let token = RequestToken(self.next_token);
-                        self.inbound.insert(token, channel);
+                        self.inbound.insert(token, (channel, peer, request_id));
                         if !self.emit(NetEvent::Request { from, token, request }) {
-                            if let Some(ch) = self.inbound.remove(&token) {
-                                let _ = self.swarm.behaviour_mut().sync.send_response(ch, Response::Unavailable);
+                            if let Some((ch, _, _)) = self.inbound.remove(&token) {
+                                self.busy(ch);
                             }
                         }
                     }
                     request_response::Message::Response { request_id, response } => {
+                        let codec::Answer::Read(response) = response else {
+                            unreachable!("the codec reads every response decoded")
+                        };
                         if let Some((member, request)) = self.outbound.remove(&request_id) {
                             self.emit(NetEvent::Response {
                                 from: member,
@@ -630,13 +751,15 @@ impl Task {
                 request_id,
                 ..
             } => {
-                let _ = request_id;
+                self.answering.remove(&request_id);
                 if matches!(error, request_response::InboundFailure::Io(ref e) if e.kind() == std::io::ErrorKind::InvalidData)
                 {
                     self.penalise(peer, "undecodable sync request");
                 }
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.answering.remove(&request_id);
+            }
         }
     }
 }
@@ -674,7 +797,7 @@ pub async fn probe(addr: &str, key: &SecretKey, timeout_ms: u64) -> Result<Probe
                     message: request_response::Message::Response { response, .. }, ..
                 })) => {
                     return Ok(match response {
-                        Response::Heads(h) => ProbeOutcome::Answered(h),
+                        codec::Answer::Read(Response::Heads(h)) => ProbeOutcome::Answered(h),
                         other => ProbeOutcome::Refused(format!("unexpected answer {other:?}")),
                     });
                 }
