@@ -10,11 +10,11 @@ use fapiao_engine::{ChainReplication, Engine, ReplicationStatus};
 use fapiao_net::{Command, Gossip, Net, NetEvent, Request, Response, Validation};
 use fapiao_store::tables::{chain_prefix, Certs, Table, Votes};
 use fapiao_store::{BlockCommit, PreparedState, Store, StoreError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Inputs queued for the replication thread.
 const INBOX_MAX: usize = 4_096;
@@ -194,6 +194,7 @@ pub(crate) fn start(engine: &Engine, key: SecretKey, net: Net) -> Result<Arc<Ato
                 commands,
                 engine,
                 peer_heights: BTreeMap::new(),
+                penalised: BTreeMap::new(),
                 stats,
             };
             if let Err(e) = r.run(rx) {
@@ -224,7 +225,11 @@ struct Loop {
     ledger: StoreLedger,
     commands: tokio::sync::mpsc::Sender<Command>,
     engine: Engine,
+    /// The heights each connected peer last claimed per chain: (peer, chain) → height.
     peer_heights: BTreeMap<(MemberCode, MemberCode), u64>,
+    /// When we last penalised each member. Gossip it sent before that is dropped unjudged:
+    /// a hostile peer's backlog must not cost one re-execution per message after its ban.
+    penalised: BTreeMap<MemberCode, Instant>,
     stats: Arc<fapiao_net::NetStats>,
 }
 
@@ -245,6 +250,14 @@ impl Loop {
                 self.publish_status();
             }
         }
+    }
+
+    /// Has the transport disconnect and ban `member` for a while: its sync answer was
+    /// invalid.
+    fn penalise(&mut self, member: MemberCode, reason: String) {
+        tracing::warn!(%member, %reason, "invalid sync answer");
+        self.penalised.insert(member, Instant::now());
+        self.send(Command::Penalise(member, reason));
     }
 
     fn send(&self, c: Command) {
@@ -323,6 +336,10 @@ impl Loop {
                 self.feed(Input::PeerGone(m))?;
             }
             NetEvent::Gossip { from, token, gossip } => {
+                if self.penalised.get(&from).is_some_and(|t| token.received() <= *t) {
+                    self.send(Command::Validate(token, Validation::Ignore));
+                    return Ok(());
+                }
                 let input = match gossip {
                     Gossip::Block(block) => Input::Block { from, block },
                     Gossip::Attestation(attestation) => Input::Attestation { from, attestation },
@@ -333,6 +350,7 @@ impl Loop {
                     Verdict::Ignored(_) => Validation::Ignore,
                     Verdict::Invalid(e) => {
                         tracing::warn!(member = %from, error = %e, "invalid gossip");
+                        self.penalised.insert(from, Instant::now());
                         Validation::Reject
                     }
                 };
@@ -356,6 +374,10 @@ impl Loop {
             } => match (request, response) {
                 (_, Response::Unavailable) => {}
                 (Request::Heads, Response::Heads(heads)) => {
+                    if let Err(e) = self.check_heads(&heads) {
+                        self.penalise(from, e);
+                        return Ok(());
+                    }
                     for h in &heads {
                         self.peer_heights.insert((from, h.chain), h.height);
                     }
@@ -363,17 +385,12 @@ impl Loop {
                     self.feed(Input::Heads { from, heads })?;
                 }
                 (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks)) => {
-                    let in_order = blocks
-                        .iter()
-                        .enumerate()
-                        .all(|(i, (b, _))| b.header.body.chain == chain && b.header.body.height == lo + i as u64);
-                    let verdict = if in_order {
-                        self.handle(Input::Blocks { from, chain, blocks })?
-                    } else {
-                        Verdict::Invalid(Invalid::Link("blocks are not the consecutive range asked for".into()))
+                    let verdict = match self.check_blocks(from, chain, lo, &blocks) {
+                        Ok(()) => self.handle(Input::Blocks { from, chain, blocks })?,
+                        Err(e) => Verdict::Invalid(Invalid::Link(e)),
                     };
                     if let Verdict::Invalid(e) = verdict {
-                        self.send(Command::Penalise(from, e.to_string()));
+                        self.penalise(from, e.to_string());
                     }
                 }
                 (
@@ -398,11 +415,68 @@ impl Loop {
                         Verdict::Invalid(Invalid::Link("certificates are not the range asked for".into()))
                     };
                     if let Verdict::Invalid(e) = verdict {
-                        self.send(Command::Penalise(from, e.to_string()));
+                        self.penalise(from, e.to_string());
                     }
                 }
-                (_, _) => self.send(Command::Penalise(from, "answer does not match the request".into())),
+                (_, _) => self.penalise(from, "answer does not match the request".into()),
             },
+        }
+        Ok(())
+    }
+
+    /// A heads answer names each merchant chain of genesis at most once, with its
+    /// certified prefix at or below its head: what an honest node's answer always is.
+    /// (Unknown chains would otherwise grow `peer_heights` without bound.)
+    fn check_heads(&self, heads: &[fapiao_net::WireHead]) -> Result<(), String> {
+        let genesis = &self.ledger.genesis;
+        let mut seen = BTreeSet::new();
+        for h in heads {
+            if genesis.merchant(h.chain).is_none() {
+                return Err(format!("heads name chain {}, not a merchant of genesis", h.chain));
+            }
+            if !seen.insert(h.chain) {
+                return Err(format!("heads name chain {} twice", h.chain));
+            }
+            if h.certified > h.height {
+                return Err(format!(
+                    "heads claim chain {} certified to {} above its head {}",
+                    h.chain, h.certified, h.height
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A blocks answer is consecutive blocks of the chain asked, from the first height
+    /// asked, each linked to the one before; and it holds at least one block when the
+    /// peer's last heads claimed the chain at or above that height (blocks are never
+    /// removed, so an honest peer always has it).
+    fn check_blocks(
+        &self,
+        peer: MemberCode,
+        chain: MemberCode,
+        lo: u64,
+        blocks: &[(Block, Option<fapiao_core::Certificate>)],
+    ) -> Result<(), String> {
+        let in_order = blocks
+            .iter()
+            .enumerate()
+            .all(|(i, (b, _))| b.header.body.chain == chain && b.header.body.height == lo.saturating_add(i as u64));
+        if !in_order {
+            return Err("blocks are not the consecutive range asked for".into());
+        }
+        if !blocks
+            .windows(2)
+            .all(|w| w[1].0.header.body.parent == w[0].0.header.hash())
+        {
+            return Err("blocks in the answer do not link".into());
+        }
+        if let Some(claimed) = self.peer_heights.get(&(peer, chain)).filter(|h| **h >= lo) {
+            if blocks.is_empty() {
+                return Err(format!(
+                    "no block from height {lo} of chain {chain}, after claiming height {claimed}"
+                ));
+            }
         }
         Ok(())
     }
