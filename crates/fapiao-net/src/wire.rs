@@ -111,6 +111,49 @@ pub fn encode_gossip(g: &Gossip) -> Vec<u8> {
 /// truncated frame) costs what was sent, not what was promised.
 const FRAME_CHUNK_BYTES: usize = 64 * 1024;
 
+/// The three gossip topics of a network, each carrying one kind of payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipTopic {
+    /// Blocks.
+    Blocks,
+    /// Attestations.
+    Attestations,
+    /// Equivocation evidence.
+    Evidence,
+}
+
+/// Decodes a gossip payload received on `topic`: the inverse of [`encode_gossip`], and
+/// what the transport does with every gossiped message before the host validates it.
+/// (The size bound is gossipsub's `max_transmit_size`, applied before this.)
+pub fn decode_gossip(topic: GossipTopic, payload: &[u8]) -> Result<Gossip, codec::CodecError> {
+    match topic {
+        GossipTopic::Blocks => codec::decode(payload).map(Gossip::Block),
+        GossipTopic::Attestations => codec::decode(payload).map(Gossip::Attestation),
+        GossipTopic::Evidence => codec::decode(payload).map(Gossip::Evidence),
+    }
+}
+
+/// Decodes one sync request frame held in memory, exactly as the sync codec reads it
+/// from a stream: the `u32` length prefix, the `frame_bytes_max` bound, the canonical
+/// value. Bytes after the frame are not read (on the wire the stream ends there). This
+/// is the entry point for fuzzing the sync protocol's parser.
+pub fn decode_request_frame(frame: &[u8], frame_bytes_max: usize) -> io::Result<Request> {
+    futures::executor::block_on(read_frame(&mut &frame[..], frame_bytes_max))
+}
+
+/// [`decode_request_frame`] for a sync response frame.
+pub fn decode_response_frame(frame: &[u8], frame_bytes_max: usize) -> io::Result<Response> {
+    futures::executor::block_on(read_frame(&mut &frame[..], frame_bytes_max))
+}
+
+/// Encodes `value` as one sync frame (the inverse of the `decode_*_frame` functions),
+/// exactly as the sync codec writes it to a stream.
+pub fn encode_frame<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    let mut out = futures::io::Cursor::new(Vec::new());
+    futures::executor::block_on(write_frame(&mut out, value))?;
+    Ok(out.into_inner())
+}
+
 /// Reads one length-prefixed frame (u32 little-endian length, then that many bytes) of at
 /// most `limit` bytes and decodes it.
 ///
@@ -257,5 +300,67 @@ mod tests {
         body.push(0);
         let got: io::Result<Response> = block_on(read_frame(&mut Cursor::new(frame(body.len() as u32, &body)), 1024));
         assert_eq!(got.map_err(|e| e.kind()), Err(io::ErrorKind::InvalidData));
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    /// The sync codec's request bound (`codec::REQUEST_BYTES_MAX`).
+    const LIMIT: usize = 1024;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = (body.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// Decodes `input` as a request frame: `Ok(request)` must re-encode to the frame
+    /// bytes, `Err(kind)` is the error kind expected.
+    fn check(input: &[u8], expected: Result<Request, io::ErrorKind>) {
+        let got = decode_request_frame(input, LIMIT).map_err(|e| e.kind());
+        assert_eq!(got, expected, "input {input:02x?}");
+        if let Ok(r) = got {
+            let again = encode_frame(&r).unwrap();
+            assert_eq!(again, input[..again.len()]);
+        }
+    }
+
+    #[test]
+    fn request_frames() {
+        let blocks = Request::Blocks {
+            chain: MemberCode::new(110_001).unwrap(),
+            from: 1,
+            to: 3,
+        };
+        check(&frame(&[0, 0, 0, 0]), Ok(Request::Heads));
+        check(&encode_frame(&blocks).unwrap(), Ok(blocks.clone()));
+        // Bytes after the frame are not read: the stream ends there on the wire.
+        check(&[frame(&[0, 0, 0, 0]), vec![9]].concat(), Ok(Request::Heads));
+        check(&[], Err(io::ErrorKind::UnexpectedEof));
+        check(&[4, 0, 0], Err(io::ErrorKind::UnexpectedEof));
+        check(&frame(&[0, 0, 0]), Err(io::ErrorKind::InvalidData));
+        // The length says more than the stream holds.
+        check(&[5, 0, 0, 0, 0, 0, 0, 0], Err(io::ErrorKind::UnexpectedEof));
+        // A frame with trailing bytes inside its length, and an unknown variant.
+        check(&frame(&[0, 0, 0, 0, 0]), Err(io::ErrorKind::InvalidData));
+        check(&frame(&[3, 0, 0, 0]), Err(io::ErrorKind::InvalidData));
+        // Over the bound: refused on the length prefix, before reading the body.
+        check(&(LIMIT as u32 + 1).to_le_bytes(), Err(io::ErrorKind::InvalidData));
+        check(&u32::MAX.to_le_bytes(), Err(io::ErrorKind::InvalidData));
+    }
+
+    #[test]
+    fn response_frames_and_gossip() {
+        let r = Response::Certificates(vec![]);
+        let f = encode_frame(&r).unwrap();
+        assert_eq!(decode_response_frame(&f, 64).unwrap(), r);
+        assert_eq!(
+            decode_response_frame(&f, 8).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert!(decode_gossip(GossipTopic::Blocks, &[]).is_err());
+        assert!(decode_gossip(GossipTopic::Attestations, &[0; 8]).is_err());
     }
 }
