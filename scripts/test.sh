@@ -17,8 +17,17 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+# A short fuzzing run of every target (5 s each, after the tests: it links the RocksDB
+# library their build made). The long run is `bash scripts/fuzz.sh 600`.
+echo "== bash scripts/fuzz.sh 5" >&2
+fuzz_status=0
+bash scripts/fuzz.sh 5 || fuzz_status=$?
 # One closing line for the whole suite (cargo prints one per test binary, the last
 # ones for doc-tests, which are empty).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
+if ((fuzz_status != 0)); then
+  echo "fuzzing failed (see above)" >&2
+  ((status != 0)) || status=$fuzz_status
+fi
 exit "$status"

@@ -1,0 +1,13 @@
+#![no_main]
+//! `Certificate`: in sync responses and proof bundles.
+//! Property: decoding never panics, and whatever decodes re-encodes to the same bytes;
+//! checking it against the genesis never panics.
+
+use fapiao_fuzz::{canonical, fixed};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some(v) = canonical::<fapiao_core::Certificate>(data) else { return };
+    let (genesis, network) = fixed();
+    let _ = v.verify(genesis, network);
+});
