@@ -83,6 +83,9 @@ pub struct BlockCommit<'a> {
     pub certificate: Option<&'a Certificate>,
 }
 
+/// Attempts of a read-only open that raced the node's compaction (see [`Store::open`]).
+const READ_ONLY_OPEN_ATTEMPTS: u32 = 8;
+
 fn cf_options() -> Options {
     let mut o = Options::default();
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -109,7 +112,22 @@ impl Store {
         db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         db_opts.increase_parallelism(2);
         let db = if options.read_only {
-            DB::open_cf_for_read_only(&db_opts, path, tables::ALL, false)
+            // A read-only open of a ledger its node is writing (an audit of a running
+            // node) can lose a race: the node's compaction deletes a table file between
+            // this open reading the manifest and opening the file. The next attempt
+            // reads the newer manifest. Once open, every table file is held open
+            // (`max_open_files` is unlimited), so later deletions do not matter.
+            db_opts.set_max_open_files(-1);
+            let mut attempt = 0;
+            loop {
+                match DB::open_cf_for_read_only(&db_opts, path, tables::ALL, false) {
+                    Err(e) if attempt < READ_ONLY_OPEN_ATTEMPTS && e.to_string().contains("No such file") => {
+                        attempt += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
+                    }
+                    other => break other,
+                }
+            }
         } else {
             let cfs = tables::ALL
                 .iter()
