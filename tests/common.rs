@@ -296,3 +296,24 @@ pub fn invoice_request_args<'a>(id: &'a str, payment: &'a str) -> Vec<&'a str> {
         "Oolong tea|1|50.00|6",
     ]
 }
+
+/// Sets keys of node.toml's `[engine]` table, replacing any it has.
+pub fn set_engine(node_toml: &Path, lines: &str) {
+    let keys: Vec<&str> = lines
+        .lines()
+        .filter_map(|l| l.split('=').next())
+        .map(str::trim)
+        .collect();
+    let text: String = std::fs::read_to_string(node_toml)
+        .unwrap()
+        .lines()
+        .filter(|l| !keys.contains(&l.split('=').next().unwrap_or("").trim()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = if text.contains("[engine]") {
+        text.replace("[engine]", &format!("[engine]\n{lines}"))
+    } else {
+        format!("{text}\n[engine]\n{lines}\n")
+    };
+    std::fs::write(node_toml, text).unwrap();
+}

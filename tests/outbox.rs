@@ -1,13 +1,16 @@
 //! The client's durable outbox against a real node: a POS stream survives the node being
 //! killed and restarted, every payment recorded exactly once; the CLI queues while the
 //! node is down or in maintenance and sends later; a different event reusing a payment
-//! id is refused and kept aside with the node's answer.
+//! id is refused and kept aside with the node's answer; events admitted after a backup
+//! are sent again to the node restored from it.
 
 mod common;
 
 use common::*;
+use fapiao_api::outbox::{Backoff, Outbox};
 use fapiao_api::Client;
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::Duration;
 
 const PAYMENTS: usize = 3000;
@@ -101,4 +104,87 @@ fn the_cli_queues_while_the_node_is_down_or_in_maintenance_and_sends_later() {
     };
     assert_eq!(ids, vec!["Q1".to_string(), "Q2".to_string()]);
     assert_eq!(client.payment("Q1").unwrap().amount_fen, 800);
+}
+
+/// Admission is not yet safety: a node restored from a backup no longer has what it
+/// admitted after the backup. The outbox keeps every event until the node reports it
+/// certified; flushed against the restored node it finds those events unknown and sends
+/// them again, and each is recorded once. The backup is taken while the node runs.
+#[test]
+fn events_admitted_after_a_backup_are_sent_again_to_the_restored_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let mut node = DevNode::start(&data, free_port());
+    let net = node.genesis().network_id();
+    let key = node.client_key();
+    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+    let quick = Backoff {
+        initial_ms: 50,
+        max_ms: 500,
+    };
+
+    // Before the backup: certified, so it leaves the outbox.
+    let client = Client::new(&node.url(), Some(node.token()));
+    outbox.enqueue(&payment(net, dev_chain(), &key, "B1", 100)).unwrap();
+    let r = outbox.drain(&client, quick, Duration::from_secs(30)).unwrap();
+    assert_eq!((r.delivered, r.certified, r.pending, r.awaiting), (1, 1, 0, 0), "{r:?}");
+
+    // A backup of the running node (it takes the checkpoint itself and keeps serving).
+    let config = data.join("node.toml");
+    let backup = dir.path().join("backup");
+    let text = ok(Command::new(bin())
+        .args([
+            "backup",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            backup.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap());
+    assert!(text.contains("the node is running"), "{text}");
+    assert_eq!(client.payment("B1").unwrap().amount_fen, 100);
+
+    // After the backup: admitted (durable on the node) but the block is a minute away.
+    node.stop();
+    set_engine(&config, "block_interval_ms = 60000");
+    node.spawn();
+    let client = Client::new(&node.url(), Some(node.token()));
+    for id in ["A1", "A2"] {
+        outbox.enqueue(&payment(net, dev_chain(), &key, id, 200)).unwrap();
+    }
+    let r = outbox.flush(&client).unwrap();
+    assert_eq!((r.delivered, r.certified, r.pending, r.awaiting), (2, 0, 0, 2), "{r:?}");
+    assert_eq!(
+        client
+            .event_status(&payment(net, dev_chain(), &key, "A1", 200).id())
+            .unwrap()
+            .status,
+        "pending"
+    );
+
+    // The operator restores the backup: A1 and A2 are gone from the node.
+    node.stop();
+    let ledger = data.join("ledger");
+    std::fs::remove_dir_all(&ledger).unwrap();
+    std::fs::rename(&backup, &ledger).unwrap();
+    set_engine(&config, "block_interval_ms = 100");
+    node.spawn();
+    let client = Client::new(&node.url(), Some(node.token()));
+    assert_eq!(payment_ids(&client), vec!["B1".to_string()]);
+
+    let r = outbox.drain(&client, quick, Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        (r.resubmitted, r.certified, r.pending, r.awaiting),
+        (2, 2, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(
+        payment_ids(&client),
+        vec!["A1".to_string(), "A2".to_string(), "B1".to_string()]
+    );
+    // Flushing again sends nothing: every event was certified once.
+    let r = outbox.flush(&client).unwrap();
+    assert_eq!((r.delivered, r.resubmitted, r.awaiting), (0, 0, 0), "{r:?}");
+    assert!(outbox.failed().unwrap().is_empty());
 }

@@ -283,12 +283,135 @@ pub(crate) fn backup(config_path: &Path, out: &Path) -> Result<()> {
     if out.exists() {
         bail!("{} exists; a checkpoint goes into a new directory", out.display());
     }
-    let store =
-        Store::open(&cfg.ledger_dir(), &StoreOptions::default()).context("opening the ledger (stop the node first)")?;
-    store.checkpoint(out)?;
+    match Store::open(&cfg.ledger_dir(), &StoreOptions::default()) {
+        Ok(store) => store.checkpoint(out)?,
+        // The node holds the ledger's lock (RocksDB: "While lock file: .../LOCK"): it is
+        // running, and takes the checkpoint itself while it keeps serving.
+        Err(e) if e.to_string().contains("While lock file") => backup_running(&cfg, out)?,
+        Err(e) => return Err(e).context("opening the ledger"),
+    }
     println!(
-        "checkpoint written to {} (open it as a ledger directory to restore)",
-        out.display()
+        "checkpoint written to {} (a ledger directory: to restore, stop the node and put it in place of {})",
+        out.display(),
+        cfg.ledger_dir().display()
     );
     Ok(())
+}
+
+/// How long a running node has to take a backup request before `fapiao backup` gives up
+/// (it looks every 250 ms); once taken, the command waits for the copy however long.
+const ONLINE_BACKUP_CLAIM_S: u64 = 10;
+/// A request older than this when the node sees it is dropped, not served: its command
+/// gave up long ago (the node was down).
+const ONLINE_BACKUP_STALE_S: u64 = 60;
+
+/// Asks the running node for a checkpoint: a request file in its data directory (write
+/// access to it is the credential, as for maintenance mode, and it already allows
+/// anything: the keys and node.toml live there), holding the output path's bytes. The
+/// node claims it by renaming it to `.taken` and answers with `.done` or `.error`.
+fn backup_running(cfg: &config::Loaded, out: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = cfg.backup_requests_dir();
+    let out = if out.is_absolute() {
+        out.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(out)
+    };
+    let id = format!("{}-{}", crate::now().0, std::process::id());
+    let request = dir.join(format!("{id}.request"));
+    files::write_atomic_bytes(&request, out.as_os_str().as_bytes())
+        .with_context(|| format!("writing the request {} (is the node running here?)", request.display()))?;
+    eprintln!("the node is running: asked it for a checkpoint ({})", request.display());
+    let (taken, done, error) = (
+        dir.join(format!("{id}.taken")),
+        dir.join(format!("{id}.done")),
+        dir.join(format!("{id}.error")),
+    );
+    let asked = std::time::Instant::now();
+    loop {
+        if done.exists() {
+            let _ = std::fs::remove_file(&done);
+            return Ok(());
+        }
+        if error.exists() {
+            let why = std::fs::read_to_string(&error).unwrap_or_default();
+            let _ = std::fs::remove_file(&error);
+            bail!("the node could not write the checkpoint: {}", why.trim());
+        }
+        if request.exists() && asked.elapsed() > std::time::Duration::from_secs(ONLINE_BACKUP_CLAIM_S) {
+            let _ = std::fs::remove_file(&request);
+            bail!(
+                "the process holding {} did not take the request within {ONLINE_BACKUP_CLAIM_S} s: \
+                 is it a node (and not, say, a replay)?",
+                cfg.ledger_dir().display()
+            );
+        }
+        if !request.exists() && !taken.exists() && !done.exists() && !error.exists() {
+            bail!("the request {} disappeared without an answer", request.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A running node's side of `fapiao backup`: claims each fresh request (renaming it,
+/// so that it is served once), takes the checkpoint, and answers with `<id>.done` or
+/// `<id>.error`. Called by the node's watcher task; `dir` exists (made at start).
+pub(crate) fn answer_backup_requests(store: &Store, dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".request"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(ONLINE_BACKUP_STALE_S));
+        if stale {
+            tracing::warn!(request = %path.display(), "dropping a stale checkpoint request");
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let taken = dir.join(format!("{id}.taken"));
+        if let Err(e) = std::fs::rename(&path, &taken) {
+            tracing::warn!(request = %path.display(), error = %e, "cannot take a checkpoint request");
+            continue;
+        }
+        let bytes = std::fs::read(&taken).unwrap_or_default();
+        let target = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+        let result = if !target.is_absolute() {
+            Err(format!("{} is not an absolute path", target.display()))
+        } else if target.exists() {
+            Err(format!(
+                "{} exists; a checkpoint goes into a new directory",
+                target.display()
+            ))
+        } else {
+            store.checkpoint(&target).map_err(|e| e.to_string())
+        };
+        let answer = match &result {
+            Ok(()) => {
+                tracing::info!(out = %target.display(), "checkpoint written on request");
+                (dir.join(format!("{id}.done")), String::from("ok\n"))
+            }
+            Err(e) => {
+                tracing::warn!(out = %target.display(), error = %e, "checkpoint request failed");
+                (dir.join(format!("{id}.error")), format!("{e}\n"))
+            }
+        };
+        if let Err(e) = files::write_atomic(&answer.0, &answer.1) {
+            tracing::warn!(error = %e, "cannot answer a checkpoint request");
+        }
+        let _ = std::fs::remove_file(&taken);
+    }
 }

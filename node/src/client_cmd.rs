@@ -1006,14 +1006,24 @@ pub(crate) fn outbox(opts: &ClientOpts, flush: bool, wait_s: u64) -> Result<()> 
         let client = Client::new(&profile.node_url, profile.read_token.clone());
         let r = ob.drain(&client, Backoff::default(), Duration::from_secs(wait_s))?;
         println!(
-            "delivered {}, refused {}, still waiting {}{}",
+            "delivered {}, refused {}, still waiting {}; certified {}, sent again {}, awaiting certification {}{}",
             r.delivered,
             r.failed,
             r.pending,
+            r.certified,
+            r.resubmitted,
+            r.awaiting,
             r.deferred.map(|d| format!(" ({d})")).unwrap_or_default()
         );
+        if let Some(why) = r.unconfirmed {
+            println!("the node did not say which admitted events are certified: {why}");
+        }
     } else {
-        println!("waiting {}", ob.pending()?);
+        println!(
+            "waiting {}, admitted and awaiting certification {}",
+            ob.pending()?,
+            ob.awaiting()?
+        );
     }
     let failed = ob.failed()?;
     if !failed.is_empty() {

@@ -103,6 +103,11 @@ impl Loaded {
         self.path(&self.config.data_dir).join("MAINTENANCE")
     }
 
+    /// Where `fapiao backup` leaves requests for a running node, and reads its answers.
+    pub(crate) fn backup_requests_dir(&self) -> PathBuf {
+        self.path(&self.config.data_dir).join("backup-requests")
+    }
+
     pub(crate) fn read_token(&self) -> Result<String> {
         let p = self.path(&self.config.read_token_file);
         let t = std::fs::read_to_string(&p).with_context(|| format!("reading the read token {}", p.display()))?;

@@ -304,7 +304,8 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         settle_seconds: u64,
     },
-    /// Take a RocksDB checkpoint of a stopped node's ledger.
+    /// Take a checkpoint of a node's ledger (a consistent copy sharing no file with it);
+    /// a running node takes it itself, on request, while it keeps serving.
     Backup {
         /// The node's config.
         #[arg(long)]

@@ -59,6 +59,18 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
             watched.set_maintenance(flag.exists());
         }
     });
+    // Likewise `fapiao backup` on a running node leaves a request file, answered by a
+    // thread of its own (a checkpoint copies every file).
+    let requests = cfg.backup_requests_dir();
+    std::fs::create_dir_all(&requests).with_context(|| format!("creating {}", requests.display()))?;
+    let store = engine.store_handle();
+    std::thread::Builder::new()
+        .name("backup-requests".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(MAINTENANCE_POLL_MS));
+            crate::audit::answer_backup_requests(&store, &requests);
+        })
+        .context("starting the backup-request thread")?;
     let listener = tokio::net::TcpListener::bind(&cfg.config.http_listen)
         .await
         .with_context(|| format!("listening on {}", cfg.config.http_listen))?;
