@@ -317,3 +317,20 @@ pub fn set_engine(node_toml: &Path, lines: &str) {
     };
     std::fs::write(node_toml, text).unwrap();
 }
+
+/// Runs `fapiao ARGS` and asserts that it succeeded; its output.
+pub fn fapiao_ok(args: &[&str]) -> String {
+    ok(Command::new(bin()).args(args).output().unwrap())
+}
+
+/// A metric's value on the node at `url` (0 when the node has not set it yet).
+pub fn metric_at(url: &str, name: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("{url}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}

@@ -81,16 +81,7 @@ fn recorded(client: &Client, e: &Event) {
 }
 
 fn metric(node: &DevNode, name: &str) -> u64 {
-    let text = reqwest::blocking::get(format!("{}/metrics", node.url()))
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no metric {name}"))
-        .trim()
-        .parse()
-        .unwrap()
+    metric_at(&node.url(), name)
 }
 
 #[test]
@@ -229,10 +220,7 @@ fn a_rewritten_record_is_never_served_poisons_only_the_event_that_reads_it_and_r
     // The repair: rebuild the derived tables from the blocks, and S1 is 5.00 again.
     node.stop();
     let config = dir.path().join("node.toml");
-    ok(Command::new(bin())
-        .args(["rebuild-state", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap());
+    fapiao_ok(&["rebuild-state", "--config", config.to_str().unwrap()]);
     node.spawn();
     let client = Client::new(&node.url(), Some(node.token()));
     assert_eq!(client.payment("S1").unwrap().amount_fen, 500);
@@ -436,16 +424,13 @@ fn a_damaged_table_file_or_log_refuses_the_start_naming_the_file_and_the_repair(
     node.stop();
     let config = dir.path().join("node.toml");
     let backup = dir.path().join("backup-1");
-    ok(Command::new(bin())
-        .args([
-            "backup",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            backup.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap());
+    fapiao_ok(&[
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        backup.to_str().unwrap(),
+    ]);
     let ledger = dir.path().join("ledger");
 
     // A truncated file of the state table: refused, the file named; rebuild-state
@@ -456,10 +441,7 @@ fn a_damaged_table_file_or_log_refuses_the_start_naming_the_file_and_the_repair(
     let name = state_file.file_name().unwrap().to_str().unwrap().to_string();
     let text = start_refused(dir.path());
     assert!(text.contains(&name) && text.contains("rebuild-state"), "{text}");
-    ok(Command::new(bin())
-        .args(["rebuild-state", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap());
+    fapiao_ok(&["rebuild-state", "--config", config.to_str().unwrap()]);
     node.spawn();
     let client = Client::new(&node.url(), Some(node.token()));
     assert_eq!(client.payment("T7").unwrap().amount_fen, 107);

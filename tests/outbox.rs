@@ -10,7 +10,6 @@ use common::*;
 use fapiao_api::outbox::{Backoff, Outbox};
 use fapiao_api::Client;
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 const PAYMENTS: usize = 3000;
@@ -132,16 +131,13 @@ fn events_admitted_after_a_backup_are_sent_again_to_the_restored_node() {
     // A backup of the running node (it takes the checkpoint itself and keeps serving).
     let config = data.join("node.toml");
     let backup = dir.path().join("backup");
-    let text = ok(Command::new(bin())
-        .args([
-            "backup",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            backup.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap());
+    let text = fapiao_ok(&[
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        backup.to_str().unwrap(),
+    ]);
     assert!(text.contains("the node is running"), "{text}");
     assert_eq!(client.payment("B1").unwrap().amount_fen, 100);
 

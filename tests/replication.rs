@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, invoice_request_args, ok, payment};
+use common::{bin, invoice_request_args, metric_at, ok, payment};
 use fapiao_api::Client;
 use fapiao_core::{keyfile, Genesis, MemberCode, SecretKey};
 use serde_json::Value;
@@ -573,14 +573,7 @@ fn memory_mib(pid: u32) -> (u64, u64) {
 }
 
 fn metric(node: &Node, name: &str) -> u64 {
-    let m = reqwest::blocking::get(format!("{}/metrics", node.url()))
-        .unwrap()
-        .text()
-        .unwrap();
-    m.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0)
+    metric_at(&node.url(), name)
 }
 
 /// How much an honest node's peak resident memory may grow while a member's node sends
