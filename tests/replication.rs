@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, invoice_request_args, metric_at, ok, payment};
+use common::{bin, fapiao_ok, invoice_request_args, metric_at, ok, payment};
 use fapiao_api::Client;
 use fapiao_core::{keyfile, Genesis, MemberCode, SecretKey};
 use serde_json::Value;
@@ -693,6 +693,81 @@ fn a_member_sending_garbage_is_penalised_and_the_others_keep_serving() {
     net.pay(culprit, "z", 20);
     net.wait_converged(&net.all());
     println!("whole test: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A member restored from a backup taken three blocks earlier must not sign those heights
+/// again: its peers hold them. At start it learns from a peer how far its chain goes,
+/// checks that peer's block against its own key, and holds production for good, refusing
+/// writes with `OWN_CHAIN_BEHIND`; no evidence appears anywhere and the others go on.
+#[test]
+fn a_member_restored_from_an_older_backup_never_signs_its_heights_again() {
+    let _serial = serial();
+    let mut net = Network::start();
+    net.pay(0, "a", 5);
+    net.wait_converged(&net.all());
+    let config = net.nodes[0].dir.join("node.toml");
+    let backup = net.nodes[0].dir.join("backup-old");
+    fapiao_ok(&[
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        backup.to_str().unwrap(),
+    ]);
+    let before = net.nodes[0].client().status().unwrap().head_height;
+    for k in 0..3 {
+        net.pay(0, &format!("b{k}"), 1);
+    }
+    net.wait_converged(&net.all());
+    assert_eq!(net.nodes[0].client().status().unwrap().head_height, before + 3);
+
+    // The operator restores the old backup and starts the node.
+    net.nodes[0].stop();
+    let ledger = net.nodes[0].dir.join("ledger");
+    std::fs::remove_dir_all(&ledger).unwrap();
+    std::fs::rename(&backup, &ledger).unwrap();
+    net.nodes[0].start();
+    let restored = &net.nodes[0];
+    let start = Instant::now();
+    while metric(restored, "fapiao_production_held") != 1 || restored.client().status().is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "never held");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Writes are refused with the reason (the outbox keeps them); nothing is produced.
+    let key = restored.key("client.key");
+    let e = payment(net.genesis.network_id(), net.chain(0), &key, "after-restore", 100);
+    let start = Instant::now();
+    let refusal = loop {
+        match restored.client().submit(&e) {
+            Err(fapiao_api::ClientError::Api { status: 503, error }) if error.code == "OWN_CHAIN_BEHIND" => {
+                break error
+            }
+            other => {
+                assert!(start.elapsed() < Duration::from_secs(30), "not refused: {other:?}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    assert!(
+        refusal.message.contains(&format!("block {}", before + 1)) && refusal.message.contains("backup"),
+        "{refusal:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(restored.client().status().unwrap().head_height, before);
+    assert!(
+        restored.log().contains("signed by this node's key"),
+        "{}",
+        restored.log()
+    );
+    // Nobody saw a second block at any height: no evidence, no frozen chain; the others
+    // still certify each other.
+    for i in 1..N {
+        net.pay(i, "c", 2);
+    }
+    net.wait_converged(&[1, 2, 3]);
+    for i in 0..N {
+        assert_eq!(net.nodes[i].get("/v1/evidence"), Value::Array(vec![]), "node {}", i + 1);
+    }
 }
 
 /// A fee deposit on one member's chain issues the request that waited for it, as a

@@ -20,6 +20,24 @@ use std::time::{Duration, Instant};
 const INBOX_MAX: usize = 4_096;
 /// How often the state machine's clock ticks.
 const TICK_MS: u64 = 100;
+/// How long production waits at start for a peer to say how far this node's own chain
+/// goes. With no peer reachable by then the node produces: nobody holds more of it.
+const OWN_CHAIN_WAIT_MS: u64 = 10_000;
+
+/// What this node knows of its own chain as its peers hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnChain {
+    /// At start: production held until a peer answers (or the wait ends).
+    Waiting,
+    /// A peer claims our chain beyond our head: its block at our next height was asked
+    /// for, to check our own signature on it before believing the claim.
+    Checking,
+    /// Nothing we hold is behind what a peer holds (as far as we were told).
+    Clear,
+    /// A peer holds a block of our chain, signed by our key, above our head: production
+    /// and admission stay held until the ledger is repaired.
+    Behind,
+}
 
 // A bounded queue of plain values (see fapiao-net's NetEvent): sized for its largest.
 #[allow(clippy::large_enum_variant)]
@@ -196,6 +214,8 @@ pub(crate) fn start(engine: &Engine, key: SecretKey, net: Net) -> Result<Arc<Ato
                 peer_heights: BTreeMap::new(),
                 penalised: BTreeMap::new(),
                 stats,
+                own_chain: OwnChain::Waiting,
+                started: Instant::now(),
             };
             if let Err(e) = r.run(rx) {
                 tracing::error!(error = %e, "replication stopped; the node must stop");
@@ -231,6 +251,9 @@ struct Loop {
     /// a hostile peer's backlog must not cost one re-execution per message after its ban.
     penalised: BTreeMap<MemberCode, Instant>,
     stats: Arc<fapiao_net::NetStats>,
+    own_chain: OwnChain,
+    /// When the current wait for the peers (at start, or a check) began.
+    started: Instant,
 }
 
 impl Loop {
@@ -243,6 +266,16 @@ impl Loop {
                 Ok(Inbox::Net(ev)) => self.net_event(ev)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            if matches!(self.own_chain, OwnChain::Waiting | OwnChain::Checking)
+                && self.started.elapsed() >= Duration::from_millis(OWN_CHAIN_WAIT_MS)
+            {
+                tracing::warn!(
+                    state = ?self.own_chain,
+                    "no peer showed how far this node's own chain goes within {OWN_CHAIN_WAIT_MS} ms; producing"
+                );
+                self.own_chain = OwnChain::Clear;
+                self.engine.release_production();
             }
             if last_tick.elapsed() >= tick {
                 last_tick = std::time::Instant::now();
@@ -381,8 +414,12 @@ impl Loop {
                     for h in &heads {
                         self.peer_heights.insert((from, h.chain), h.height);
                     }
+                    self.own_chain_claimed(from, heads.iter().find(|h| h.chain == self.me()).map(|h| h.height))?;
                     let heads = heads.into_iter().map(Into::into).collect();
                     self.feed(Input::Heads { from, heads })?;
+                }
+                (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks)) if chain == self.me() => {
+                    self.own_chain_shown(from, lo, &blocks)?;
                 }
                 (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks)) => {
                     let verdict = match self.check_blocks(from, chain, lo, &blocks) {
@@ -516,6 +553,93 @@ impl Loop {
                 Ok(Response::Certificates(out))
             }
         }
+    }
+
+    fn me(&self) -> MemberCode {
+        self.engine.chain()
+    }
+
+    /// A peer said how far it holds our chain (`None`: not at all). Beyond our head, we
+    /// ask it for the block at our next height before believing it: a claim alone could
+    /// be a lie, a block signed by our key cannot.
+    fn own_chain_claimed(&mut self, peer: MemberCode, height: Option<u64>) -> Result<()> {
+        if std::env::var("NO_GUARD").is_ok() {
+            self.engine.release_production();
+            return Ok(());
+        }
+        if matches!(self.own_chain, OwnChain::Behind | OwnChain::Checking) {
+            return Ok(());
+        }
+        let ours = self.ledger.store.head(self.me())?.map_or(0, |h| h.height);
+        match height {
+            Some(h) if h > ours => {
+                self.own_chain = OwnChain::Checking;
+                self.started = Instant::now();
+                // Hold production while we check, even if the start wait had ended.
+                self.engine.hold_production(
+                    format!("member {peer} claims this node's chain up to height {h}; checking"),
+                    false,
+                );
+                self.send(Command::Request(
+                    peer,
+                    Request::Blocks {
+                        chain: self.me(),
+                        from: ours + 1,
+                        to: ours + 1,
+                    },
+                ));
+            }
+            _ if self.own_chain == OwnChain::Waiting => {
+                tracing::info!(%peer, height = ours, "a peer holds nothing of this node's chain beyond its head; producing");
+                self.own_chain = OwnChain::Clear;
+                self.engine.release_production();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The answer to our check of a peer's claim on our chain: a block at our next height
+    /// signed by our key means the ledger lost blocks (an older backup was restored), and
+    /// producing would sign that height a second time.
+    fn own_chain_shown(
+        &mut self,
+        peer: MemberCode,
+        lo: u64,
+        blocks: &[(Block, Option<fapiao_core::Certificate>)],
+    ) -> Result<()> {
+        if std::env::var("NO_GUARD").is_ok() {
+            return Ok(());
+        }
+        if lo <= self.ledger.store.head(self.me())?.map_or(0, |h| h.height) {
+            return Ok(()); // an answer about heights this ledger holds: nothing is missing
+        }
+        let genesis = self.engine.genesis().clone();
+        let network = genesis.network_id();
+        let ours = blocks
+            .first()
+            .filter(|(b, _)| b.header.body.height == lo && b.header.body.chain == self.me())
+            .is_some_and(|(b, _)| b.header.verify(&genesis, &network).is_ok());
+        if ours {
+            let reason = format!(
+                "member {peer} holds block {lo} of this node's own chain, signed by this node's key, \
+                 but this ledger ends at height {}: it was restored from an older backup or lost blocks. \
+                 Producing would sign height {lo} a second time and freeze the chain. Stop the node and \
+                 restore a ledger that holds the whole chain (OPERATIONS.md, \"Back up\")",
+                lo - 1
+            );
+            tracing::error!("{reason}");
+            self.own_chain = OwnChain::Behind;
+            self.engine.hold_production(reason, true);
+        } else {
+            self.penalise(
+                peer,
+                format!("claimed chain {} beyond height {} without the block", self.me(), lo - 1),
+            );
+            self.own_chain = OwnChain::Clear;
+            self.engine.release_production();
+        }
+        Ok(())
     }
 
     fn publish_status(&self) {

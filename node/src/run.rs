@@ -27,13 +27,19 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     let ledger = cfg.ledger_dir();
     std::fs::create_dir_all(&ledger).with_context(|| format!("creating {}", ledger.display()))?;
     let store = Store::open(&ledger, &StoreOptions::default())?;
-    let engine = Engine::start(Arc::new(store), genesis.clone(), key.clone(), cfg.engine_config())?;
     // Only merchants run nodes; with one merchant there is nobody to replicate with.
     let merchants = genesis
         .members()
         .iter()
         .filter(|m| m.role == fapiao_core::Role::Merchant)
         .count();
+    // With peers, production waits until one of them has said how far this node's own
+    // chain goes (replicate.rs): a restored ledger must not sign heights they hold.
+    let engine_config = fapiao_engine::EngineConfig {
+        hold_production_at_start: merchants > 1,
+        ..cfg.engine_config()
+    };
+    let engine = Engine::start(Arc::new(store), genesis.clone(), key.clone(), engine_config)?;
     let replication_failed = if merchants > 1 {
         let p2p = cfg
             .config

@@ -322,7 +322,7 @@ impl Outbox {
                             (None, Some(e))
                                 if matches!(
                                     e.code.as_str(),
-                                    "BUSY" | "UNAVAILABLE" | "MAINTENANCE" | "STORAGE_FULL"
+                                    "BUSY" | "UNAVAILABLE" | "MAINTENANCE" | "STORAGE_FULL" | "OWN_CHAIN_BEHIND"
                                 ) =>
                             {
                                 transient.get_or_insert_with(|| format!("{}: {}", e.code, e.message));
@@ -344,6 +344,7 @@ impl Outbox {
                     report.retry_after_s = match &e {
                         ClientError::Api { error, .. } if error.code == "MAINTENANCE" => Some(30),
                         ClientError::Api { error, .. } if error.code == "STORAGE_FULL" => Some(10),
+                        ClientError::Api { error, .. } if error.code == "OWN_CHAIN_BEHIND" => Some(60),
                         ClientError::Api { .. } => Some(1),
                         ClientError::Transport { .. } => None,
                     };

@@ -103,6 +103,7 @@ impl IntoResponse for Failure {
         let retry = match self.1.code.as_str() {
             "MAINTENANCE" => "30",
             "STORAGE_FULL" => "10",
+            "OWN_CHAIN_BEHIND" => "60",
             _ => "1",
         };
         let mut r = (self.0, Json(self.1)).into_response();
@@ -172,7 +173,8 @@ fn admit_status(e: &AdmitError) -> StatusCode {
         AdmitError::Busy { .. }
         | AdmitError::Unavailable(_)
         | AdmitError::Maintenance
-        | AdmitError::StorageFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        | AdmitError::StorageFull { .. }
+        | AdmitError::OwnChainBehind(_) => StatusCode::SERVICE_UNAVAILABLE,
         AdmitError::Invalid(_) => StatusCode::BAD_REQUEST,
     }
 }

@@ -123,6 +123,11 @@ pub enum AdmitError {
         /// The reserve.
         reserve: u64,
     },
+    /// Block production is held for good: a peer holds blocks of this node's own chain
+    /// above its head (a ledger restored from an older backup). Events stay with their
+    /// clients until the operator has repaired the ledger.
+    #[error("this node cannot record events now: {0}")]
+    OwnChainBehind(String),
     /// The event breaks a bound or a field rule that needs no state (an amount above the
     /// maximum, an id too long, ...): the same check execution would make.
     #[error("{0}")]
@@ -145,6 +150,7 @@ impl AdmitError {
             AdmitError::Unavailable(_) => "UNAVAILABLE",
             AdmitError::Maintenance => "MAINTENANCE",
             AdmitError::StorageFull { .. } => "STORAGE_FULL",
+            AdmitError::OwnChainBehind(_) => "OWN_CHAIN_BEHIND",
             AdmitError::Invalid(r) => r.code(),
         }
     }
@@ -309,6 +315,9 @@ impl Engine {
         }
         if let Some((free, reserve)) = self.storage_full() {
             return Err(AdmitError::StorageFull { free, reserve });
+        }
+        if let Some(hold) = self.production_hold().filter(|h| h.refuse_writes) {
+            return Err(AdmitError::OwnChainBehind(hold.reason));
         }
         if encoded.len() > cfg.batch_events_max {
             return Err(AdmitError::BatchTooLarge {

@@ -56,6 +56,10 @@ pub struct EngineConfig {
     /// `STORAGE_FULL`, below half of it block production pauses, so RocksDB never runs
     /// out of space in the middle of a write that was asked of it.
     pub disk_reserve_bytes: u64,
+    /// Hold block production from the start until [`Engine::release_production`]: a
+    /// node with peers first learns from them how far its own chain goes, so that it
+    /// never signs a block at a height they already hold (a restored backup).
+    pub hold_production_at_start: bool,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             admission_queue_max: 1024,
             block_bytes_max: 4 * 1024 * 1024,
             disk_reserve_bytes: 256 * 1024 * 1024,
+            hold_production_at_start: false,
         }
     }
 }
@@ -106,6 +111,18 @@ pub(crate) struct Shared {
     pub(crate) maintenance: std::sync::atomic::AtomicBool,
     /// Free disk against the reserve.
     pub(crate) disk: disk::DiskGuard,
+    /// Why block production is held, if it is.
+    pub(crate) hold: Mutex<Option<ProductionHold>>,
+}
+
+/// Why block production is held (see [`Engine::hold_production`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductionHold {
+    /// For the log, the status and the refusal.
+    pub reason: String,
+    /// Whether admission refuses writes meanwhile (`OWN_CHAIN_BEHIND`): when the hold
+    /// will not end by itself, events must stay with their clients.
+    pub refuse_writes: bool,
 }
 
 /// Replication's view, published by the node's replication loop for status queries.
@@ -160,6 +177,10 @@ impl Engine {
         let pending = admission::PendingSet::load(&store)?;
         let store_path = store.path().to_path_buf();
         let disk_reserve = config.disk_reserve_bytes;
+        let config_hold = config.hold_production_at_start.then(|| ProductionHold {
+            reason: "waiting for a peer to say how far this node's own chain goes".into(),
+            refuse_writes: false,
+        });
         let (admit_tx, admit_rx) = tokio::sync::mpsc::channel(config.admission_queue_max);
         let shared = Arc::new(Shared {
             network: genesis.network_id(),
@@ -176,7 +197,14 @@ impl Engine {
             replication: Mutex::new(None),
             maintenance: std::sync::atomic::AtomicBool::new(false),
             disk: disk::DiskGuard::new(store_path, disk_reserve),
+            hold: Mutex::new(config_hold),
         });
+        if shared.hold.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            shared
+                .metrics
+                .production_held
+                .store(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(h) = shared.store.head(chain)? {
             shared
                 .metrics
@@ -266,6 +294,35 @@ impl Engine {
     /// Free disk below the reserve: `Some((free, reserve))` while writes are refused.
     pub fn storage_full(&self) -> Option<(u64, u64)> {
         self.shared.disk.full(&self.shared.metrics)
+    }
+
+    /// Holds block production (and, with `refuse_writes`, admission) until
+    /// [`Engine::release_production`]. Events already admitted stay pending.
+    pub fn hold_production(&self, reason: String, refuse_writes: bool) {
+        tracing::warn!(%reason, refuse_writes, "block production held");
+        self.shared
+            .metrics
+            .production_held
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        *self.shared.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(ProductionHold { reason, refuse_writes });
+    }
+
+    /// Ends a hold: production resumes with the events that waited.
+    pub fn release_production(&self) {
+        let was = self.shared.hold.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = was {
+            tracing::info!(reason = %h.reason, "block production released");
+        }
+        self.shared
+            .metrics
+            .production_held
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.shared.wake.notify_all();
+    }
+
+    /// Why production is held, if it is.
+    pub fn production_hold(&self) -> Option<ProductionHold> {
+        self.shared.hold.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether the node is in maintenance mode.

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub producer_stalled: AtomicU64,
     /// 1 while writes are refused because free disk is below the reserve.
     pub storage_full: AtomicU64,
+    /// 1 while block production is held: at start until a peer has told this node how
+    /// far its own chain goes, or for good when a peer holds more of it.
+    pub production_held: AtomicU64,
     /// Input events committed in blocks.
     pub events_committed: AtomicU64,
     /// Derived events committed.
@@ -62,7 +65,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 24] = [
+        let rows: [(&str, &str, &str, u64); 25] = [
             (
                 "fapiao_peer_connections_refused_total",
                 "counter",
@@ -128,6 +131,12 @@ impl Metrics {
                 "gauge",
                 "1 while block production is paused by a storage failure.",
                 g(&self.producer_stalled),
+            ),
+            (
+                "fapiao_production_held",
+                "gauge",
+                "1 while block production is held for the peers' view of this node's own chain (at start, or for good when they hold more of it).",
+                g(&self.production_held),
             ),
             (
                 "fapiao_storage_full",

@@ -58,7 +58,9 @@ fn run(shared: &Shared) {
                 if shared.stopping.load(Ordering::SeqCst) {
                     return;
                 }
+                let held = shared.hold.lock().unwrap_or_else(|p| p.into_inner()).is_some();
                 let due = match pending.oldest {
+                    _ if held => None,
                     None => None,
                     Some(_) if pending.len() >= shared.config.block_events_max => Some(Duration::ZERO),
                     Some(t) => Some(interval.saturating_sub(t.elapsed())),
