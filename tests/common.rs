@@ -334,3 +334,14 @@ pub fn metric_at(url: &str, name: &str) -> u64 {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0)
 }
+
+/// `fapiao backup --config CONFIG --out OUT`, asserted to succeed; its output.
+pub fn take_backup(config: &Path, out: &Path) -> String {
+    fapiao_ok(&[
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}

@@ -424,13 +424,7 @@ fn a_damaged_table_file_or_log_refuses_the_start_naming_the_file_and_the_repair(
     node.stop();
     let config = dir.path().join("node.toml");
     let backup = dir.path().join("backup-1");
-    fapiao_ok(&[
-        "backup",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        backup.to_str().unwrap(),
-    ]);
+    take_backup(&config, &backup);
     let ledger = dir.path().join("ledger");
 
     // A truncated file of the state table: refused, the file named; rebuild-state

@@ -131,13 +131,7 @@ fn events_admitted_after_a_backup_are_sent_again_to_the_restored_node() {
     // A backup of the running node (it takes the checkpoint itself and keeps serving).
     let config = data.join("node.toml");
     let backup = dir.path().join("backup");
-    let text = fapiao_ok(&[
-        "backup",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        backup.to_str().unwrap(),
-    ]);
+    let text = take_backup(&config, &backup);
     assert!(text.contains("the node is running"), "{text}");
     assert_eq!(client.payment("B1").unwrap().amount_fen, 100);
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, fapiao_ok, invoice_request_args, metric_at, ok, payment};
+use common::{bin, invoice_request_args, metric_at, ok, payment, take_backup};
 use fapiao_api::Client;
 use fapiao_core::{keyfile, Genesis, MemberCode, SecretKey};
 use serde_json::Value;
@@ -707,13 +707,7 @@ fn a_member_restored_from_an_older_backup_never_signs_its_heights_again() {
     net.wait_converged(&net.all());
     let config = net.nodes[0].dir.join("node.toml");
     let backup = net.nodes[0].dir.join("backup-old");
-    fapiao_ok(&[
-        "backup",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        backup.to_str().unwrap(),
-    ]);
+    take_backup(&config, &backup);
     let before = net.nodes[0].client().status().unwrap().head_height;
     for k in 0..3 {
         net.pay(0, &format!("b{k}"), 1);
