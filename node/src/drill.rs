@@ -215,6 +215,17 @@ fn frame(len: usize, body: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A head summary with the zero hash: what the drill claims for chains it does not hold.
+fn fake_head(chain: MemberCode, height: u64, certified: u64) -> WireHead {
+    WireHead {
+        chain,
+        height,
+        hash: BlockHash(Hash32::ZERO),
+        certified,
+        frozen: false,
+    }
+}
+
 /// What the garbage drill builds its messages from.
 struct Kit {
     genesis: Genesis,
@@ -754,13 +765,7 @@ impl Kit {
                             };
                             MemberCode::new(self.stray).filter(|c| !self.heads.contains_key(c))
                         })
-                        .map(|c| WireHead {
-                            chain: c,
-                            height: 1,
-                            hash: BlockHash(Hash32::ZERO),
-                            certified: 1,
-                            frozen: false,
-                        })
+                        .map(|c| fake_head(c, 1, 1))
                         .collect();
                     (
                         resp(&Response::Heads(heads)),
@@ -771,13 +776,7 @@ impl Kit {
                     let heads: Vec<WireHead> = self
                         .heads
                         .keys()
-                        .map(|c| WireHead {
-                            chain: *c,
-                            height: u64::MAX / 2,
-                            hash: BlockHash(Hash32::ZERO),
-                            certified: u64::MAX / 4,
-                            frozen: false,
-                        })
+                        .map(|c| fake_head(*c, u64::MAX / 2, u64::MAX / 4))
                         .collect();
                     (resp(&Response::Heads(heads)), "heavy answer: heads at absurd heights")
                 }
@@ -807,25 +806,13 @@ impl Kit {
                     let mut heads: Vec<WireHead> = self
                         .heads
                         .keys()
-                        .map(|c| WireHead {
-                            chain: *c,
-                            height: u64::MAX / 2,
-                            hash: BlockHash(Hash32::ZERO),
-                            certified: u64::MAX / 2,
-                            frozen: false,
-                        })
+                        .map(|c| fake_head(*c, u64::MAX / 2, u64::MAX / 2))
                         .collect();
                     heads.extend(
                         (1..5000)
                             .filter_map(MemberCode::new)
                             .filter(|c| !self.heads.contains_key(c))
-                            .map(|c| WireHead {
-                                chain: c,
-                                height: 1,
-                                hash: BlockHash(Hash32::ZERO),
-                                certified: 1,
-                                frozen: false,
-                            }),
+                            .map(|c| fake_head(c, 1, 1)),
                     );
                     (
                         resp(&Response::Heads(heads)),
@@ -836,13 +823,7 @@ impl Kit {
                     let heads: Vec<WireHead> = self
                         .heads
                         .keys()
-                        .map(|c| WireHead {
-                            chain: *c,
-                            height: u64::MAX / 2,
-                            hash: BlockHash(Hash32::ZERO),
-                            certified: u64::MAX / 2,
-                            frozen: false,
-                        })
+                        .map(|c| fake_head(*c, u64::MAX / 2, u64::MAX / 2))
                         .collect();
                     (resp(&Response::Heads(heads)), "answer: heads at absurd heights")
                 }

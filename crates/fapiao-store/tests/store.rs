@@ -339,6 +339,19 @@ fn read_payment(store: &Store, id: &str) -> Result<(), StoreError> {
     fapiao_domain::StateRead::get(&store.state(chain()), &StateKey::Payment(id.into())).map(|_| ())
 }
 
+/// Rewrites the entry location in the first row of index `table` with `change`.
+fn rewrite_first_loc(db: &rocksdb::DB, table: &str, change: fn(&mut fapiao_store::EntryLoc)) {
+    let cf = db.cf_handle(table).unwrap();
+    let (k, v) = db
+        .iterator_cf(cf, rocksdb::IteratorMode::Start)
+        .next()
+        .unwrap()
+        .unwrap();
+    let mut loc: fapiao_store::EntryLoc = codec::decode(&v).unwrap();
+    change(&mut loc);
+    db.put_cf(cf, &k, codec::to_bytes(&loc)).unwrap();
+}
+
 #[test]
 fn every_tampered_row_is_an_anomaly_and_is_never_served() {
     let g = genesis();
@@ -415,17 +428,7 @@ fn every_tampered_row_is_an_anomaly_and_is_never_served() {
         },
         Case {
             name: "entry index row pointed elsewhere",
-            damage: |db| {
-                let cf = db.cf_handle("events").unwrap();
-                let (k, v) = db
-                    .iterator_cf(cf, rocksdb::IteratorMode::Start)
-                    .next()
-                    .unwrap()
-                    .unwrap();
-                let mut loc: fapiao_store::EntryLoc = codec::decode(&v).unwrap();
-                loc.index = if loc.index == 0 { 1 } else { 0 };
-                db.put_cf(cf, &k, codec::to_bytes(&loc)).unwrap();
-            },
+            damage: |db| rewrite_first_loc(db, "events", |loc| loc.index = if loc.index == 0 { 1 } else { 0 }),
             anomaly: ("index", "table events, entry"),
             refused: |s| {
                 for h in 1..=20 {
@@ -438,17 +441,7 @@ fn every_tampered_row_is_an_anomaly_and_is_never_served() {
         },
         Case {
             name: "invoice index row pointed elsewhere",
-            damage: |db| {
-                let cf = db.cf_handle("idx_invoice").unwrap();
-                let (k, v) = db
-                    .iterator_cf(cf, rocksdb::IteratorMode::Start)
-                    .next()
-                    .unwrap()
-                    .unwrap();
-                let mut loc: fapiao_store::EntryLoc = codec::decode(&v).unwrap();
-                loc.height += 1;
-                db.put_cf(cf, &k, codec::to_bytes(&loc)).unwrap();
-            },
+            damage: |db| rewrite_first_loc(db, "idx_invoice", |loc| loc.height += 1),
             anomaly: ("index", "table idx_invoice, invoice"),
             refused: |_| Err(StoreError::ReadOnly), // proofs check it: see the engine's tests
         },
@@ -473,17 +466,7 @@ fn every_tampered_row_is_an_anomaly_and_is_never_served() {
         },
         Case {
             name: "failure index row rewritten",
-            damage: |db| {
-                let cf = db.cf_handle("idx_failure").unwrap();
-                let (k, v) = db
-                    .iterator_cf(cf, rocksdb::IteratorMode::Start)
-                    .next()
-                    .unwrap()
-                    .unwrap();
-                let mut loc: fapiao_store::EntryLoc = codec::decode(&v).unwrap();
-                loc.index = 0;
-                db.put_cf(cf, &k, codec::to_bytes(&loc)).unwrap();
-            },
+            damage: |db| rewrite_first_loc(db, "idx_failure", |loc| loc.index = 0),
             anomaly: ("index", "table idx_failure, failure reason"),
             refused: |_| Err(StoreError::ReadOnly), // the engine's failure list checks it
         },
