@@ -34,8 +34,14 @@ enum OwnChain {
     Checking,
     /// Nothing we hold is behind what a peer holds (as far as we were told).
     Clear,
-    /// A peer holds a block of our chain, signed by our key, above our head: production
-    /// and admission stay held until the ledger is repaired.
+    /// A peer holds a block of our chain, signed by our key, above our head: the ledger
+    /// lost blocks (an older backup, an empty ledger). They are fetched from the peers,
+    /// re-executed and stored; production and admission stay held until the ledger holds
+    /// every height a connected peer holds.
+    Recovering,
+    /// A block of our own chain, signed by our key, does not re-execute on this ledger:
+    /// its state is not the one that block was built on. Production and admission stay
+    /// held until the operator repairs the ledger.
     Behind,
 }
 
@@ -51,6 +57,8 @@ enum Inbox {
 struct StoreLedger {
     store: Arc<Store>,
     genesis: Arc<Genesis>,
+    /// For blocks of our own chain taken back from peers (they leave the pending set).
+    engine: Engine,
     /// Blocks appended (for the metrics).
     blocks: u64,
 }
@@ -92,6 +100,10 @@ impl Ledger for StoreLedger {
             root: done.root,
         };
         self.blocks += 1;
+        if chain == self.engine.chain() {
+            self.engine.adopt_own_block(block, &prepared)?;
+            return Ok(Ok(()));
+        }
         self.store.commit_block(&BlockCommit {
             block,
             state: &prepared,
@@ -207,6 +219,7 @@ pub(crate) fn start(engine: &Engine, key: SecretKey, net: Net) -> Result<Arc<Ato
                 ledger: StoreLedger {
                     store,
                     genesis,
+                    engine: engine.clone(),
                     blocks: 0,
                 },
                 commands,
@@ -417,18 +430,15 @@ impl Loop {
                     self.own_chain_claimed(from, heads.iter().find(|h| h.chain == self.me()).map(|h| h.height))?;
                     let heads = heads.into_iter().map(Into::into).collect();
                     self.feed(Input::Heads { from, heads })?;
+                    self.own_chain_progress()?;
                 }
-                (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks)) if chain == self.me() => {
-                    self.own_chain_shown(from, lo, &blocks)?;
+                (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks))
+                    if chain == self.me() && self.own_chain != OwnChain::Recovering =>
+                {
+                    self.own_chain_shown(from, lo, blocks)?;
                 }
                 (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks)) => {
-                    let verdict = match self.check_blocks(from, chain, lo, &blocks) {
-                        Ok(()) => self.handle(Input::Blocks { from, chain, blocks })?,
-                        Err(e) => Verdict::Invalid(Invalid::Link(e)),
-                    };
-                    if let Verdict::Invalid(e) = verdict {
-                        self.penalise(from, e.to_string());
-                    }
+                    self.take_blocks(from, chain, lo, blocks)?;
                 }
                 (
                     Request::Certificates {
@@ -559,18 +569,51 @@ impl Loop {
         self.engine.chain()
     }
 
+    /// A sync answer of blocks for `chain`, checked and handed to the state machine. For
+    /// our own chain (while recovering it) a block signed by our key that does not
+    /// re-execute here is this ledger's fault, not the peer's.
+    fn take_blocks(
+        &mut self,
+        from: MemberCode,
+        chain: MemberCode,
+        lo: u64,
+        blocks: Vec<(Block, Option<fapiao_core::Certificate>)>,
+    ) -> Result<()> {
+        let verdict = match self.check_blocks(from, chain, lo, &blocks) {
+            Ok(()) => self.handle(Input::Blocks { from, chain, blocks })?,
+            Err(e) => Verdict::Invalid(Invalid::Link(e)),
+        };
+        match verdict {
+            Verdict::Invalid(e @ (Invalid::Link(_) | Invalid::Block(_))) => self.penalise(from, e.to_string()),
+            Verdict::Invalid(e) if chain == self.me() => {
+                let reason = format!(
+                    "a block of this node's own chain, signed by this node's key and held by member {from}, \
+                     does not re-execute on this ledger ({e}): the ledger is not the one that block was built \
+                     on. Stop the node and restore a ledger that holds the whole chain (OPERATIONS.md, \
+                     \"Back up\")"
+                );
+                tracing::error!("{reason}");
+                self.own_chain = OwnChain::Behind;
+                self.replica.recover_own_chain(false);
+                self.engine.hold_production(reason, true);
+            }
+            Verdict::Invalid(e) => self.penalise(from, e.to_string()),
+            Verdict::Accepted | Verdict::Ignored(_) => {}
+        }
+        if chain == self.me() {
+            self.own_chain_progress()?;
+        }
+        Ok(())
+    }
+
     /// A peer said how far it holds our chain (`None`: not at all). Beyond our head, we
     /// ask it for the block at our next height before believing it: a claim alone could
     /// be a lie, a block signed by our key cannot.
     fn own_chain_claimed(&mut self, peer: MemberCode, height: Option<u64>) -> Result<()> {
-        if std::env::var("NO_GUARD").is_ok() {
-            self.engine.release_production();
+        if self.own_chain != OwnChain::Waiting && self.own_chain != OwnChain::Clear {
             return Ok(());
         }
-        if matches!(self.own_chain, OwnChain::Behind | OwnChain::Checking) {
-            return Ok(());
-        }
-        let ours = self.ledger.store.head(self.me())?.map_or(0, |h| h.height);
+        let ours = self.own_head()?;
         match height {
             Some(h) if h > ours => {
                 self.own_chain = OwnChain::Checking;
@@ -599,19 +642,22 @@ impl Loop {
         Ok(())
     }
 
-    /// The answer to our check of a peer's claim on our chain: a block at our next height
-    /// signed by our key means the ledger lost blocks (an older backup was restored), and
-    /// producing would sign that height a second time.
+    fn own_head(&self) -> Result<u64> {
+        Ok(self.ledger.store.head(self.me())?.map_or(0, |h| h.height))
+    }
+
+    /// The answer to our check of a peer's claim on our chain. A block at our next height
+    /// signed by our key means the ledger lost blocks (an older backup was restored, or it
+    /// started empty): producing would sign that height a second time, so the chain is
+    /// recovered from the peers first.
     fn own_chain_shown(
         &mut self,
         peer: MemberCode,
         lo: u64,
-        blocks: &[(Block, Option<fapiao_core::Certificate>)],
+        blocks: Vec<(Block, Option<fapiao_core::Certificate>)>,
     ) -> Result<()> {
-        if std::env::var("NO_GUARD").is_ok() {
-            return Ok(());
-        }
-        if lo <= self.ledger.store.head(self.me())?.map_or(0, |h| h.height) {
+        let head = self.own_head()?;
+        if lo <= head {
             return Ok(()); // an answer about heights this ledger holds: nothing is missing
         }
         let genesis = self.engine.genesis().clone();
@@ -622,21 +668,51 @@ impl Loop {
             .is_some_and(|(b, _)| b.header.verify(&genesis, &network).is_ok());
         if ours {
             let reason = format!(
-                "member {peer} holds block {lo} of this node's own chain, signed by this node's key, \
-                 but this ledger ends at height {}: it was restored from an older backup or lost blocks. \
-                 Producing would sign height {lo} a second time and freeze the chain. Stop the node and \
-                 restore a ledger that holds the whole chain (OPERATIONS.md, \"Back up\")",
-                lo - 1
+                "member {peer} holds block {lo} of this node's own chain, signed by this node's key, but this \
+                 ledger ends at height {head}: it was restored from an older backup or started empty. The \
+                 chain is being recovered from the peers before this node signs anything"
             );
-            tracing::error!("{reason}");
-            self.own_chain = OwnChain::Behind;
+            tracing::warn!("{reason}");
+            self.own_chain = OwnChain::Recovering;
             self.engine.hold_production(reason, true);
+            self.replica.recover_own_chain(true);
+            self.take_blocks(peer, self.me(), lo, blocks)?;
         } else {
             self.penalise(
                 peer,
-                format!("claimed chain {} beyond height {} without the block", self.me(), lo - 1),
+                format!("claimed chain {} beyond height {head} without the block", self.me()),
             );
             self.own_chain = OwnChain::Clear;
+            self.engine.release_production();
+        }
+        Ok(())
+    }
+
+    /// While recovering: done once the ledger holds every height a connected peer holds of
+    /// our chain (and at least one peer has said so). With no peer connected it waits: an
+    /// empty claim list proves nothing.
+    fn own_chain_progress(&mut self) -> Result<()> {
+        if self.own_chain != OwnChain::Recovering {
+            return Ok(());
+        }
+        let me = self.me();
+        let Some(target) = self
+            .peer_heights
+            .iter()
+            .filter(|((_, c), _)| *c == me)
+            .map(|(_, h)| *h)
+            .max()
+        else {
+            return Ok(());
+        };
+        let head = self.own_head()?;
+        if head >= target {
+            tracing::info!(
+                height = head,
+                "this node's own chain is recovered from its peers; producing"
+            );
+            self.own_chain = OwnChain::Clear;
+            self.replica.recover_own_chain(false);
             self.engine.release_production();
         }
         Ok(())

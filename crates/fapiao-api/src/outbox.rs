@@ -344,7 +344,7 @@ impl Outbox {
                     report.retry_after_s = match &e {
                         ClientError::Api { error, .. } if error.code == "MAINTENANCE" => Some(30),
                         ClientError::Api { error, .. } if error.code == "STORAGE_FULL" => Some(10),
-                        ClientError::Api { error, .. } if error.code == "OWN_CHAIN_BEHIND" => Some(60),
+                        ClientError::Api { error, .. } if error.code == "OWN_CHAIN_BEHIND" => Some(5),
                         ClientError::Api { .. } => Some(1),
                         ClientError::Transport { .. } => None,
                     };

@@ -103,7 +103,7 @@ impl IntoResponse for Failure {
         let retry = match self.1.code.as_str() {
             "MAINTENANCE" => "30",
             "STORAGE_FULL" => "10",
-            "OWN_CHAIN_BEHIND" => "60",
+            "OWN_CHAIN_BEHIND" => "5",
             _ => "1",
         };
         let mut r = (self.0, Json(self.1)).into_response();

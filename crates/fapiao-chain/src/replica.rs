@@ -309,6 +309,9 @@ pub struct Replica {
     outputs: VecDeque<Output>,
     last_heads_poll: u64,
     last_resend: u64,
+    /// Whether blocks of our own chain above our head are taken from peers (see
+    /// [`Replica::recover_own_chain`]).
+    recovering_own: bool,
 }
 
 impl Replica {
@@ -366,7 +369,19 @@ impl Replica {
             outputs: VecDeque::new(),
             last_heads_poll: 0,
             last_resend: 0,
+            recovering_own: false,
         }
+    }
+
+    /// Turns recovery of our own chain on or off. While on, blocks of our own chain above
+    /// our head, signed by our key and linked to our head, are re-executed and stored
+    /// like any other member's (with our vote, which is the vote we gave when we produced
+    /// them): the host found that its ledger lost blocks it had produced (an older backup
+    /// was restored, or the ledger was started empty) and holds its production until the
+    /// chain is back. Off (the default), our own chain grows only through
+    /// [`Input::OwnBlock`].
+    pub fn recover_own_chain(&mut self, on: bool) {
+        self.recovering_own = on;
     }
 
     /// The next thing the host must do.
@@ -490,10 +505,11 @@ impl Replica {
             let ev = Equivocation::new(other.header.clone(), block.header);
             return Ok(self.on_evidence(ev, true));
         }
-        if chain == self.me {
+        if chain == self.me && !self.recovering_own {
             // Our own chain grows only through OwnBlock; a block of ours that we never
-            // produced, above our head, means our key signs elsewhere. It becomes
-            // evidence when its sibling shows up; until then it is ignored.
+            // produced, above our head, means our key signs elsewhere, or our ledger lost
+            // it (the host then turns recovery on). It becomes evidence when its sibling
+            // shows up; until then it is ignored.
             return Ok(Verdict::Ignored("own chain block not produced here"));
         }
         if height > head_height + 1 {

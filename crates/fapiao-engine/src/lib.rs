@@ -320,6 +320,50 @@ impl Engine {
         self.shared.wake.notify_all();
     }
 
+    /// Stores a block of this node's own chain that its peers hold and this ledger lost
+    /// (an older backup was restored, or the ledger started empty), with `state` from
+    /// re-executing it on this ledger, and our vote. Its events leave the pending set in
+    /// the same write: they are recorded now and must not be produced again. Called by
+    /// replication only while production is held (so this is the only writer of the
+    /// chain) and the block extends the stored head (the store asserts it).
+    pub fn adopt_own_block(
+        &self,
+        block: &fapiao_core::Block,
+        state: &fapiao_store::PreparedState,
+    ) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        debug_assert!(self.production_hold().is_some(), "adopting a block while producing");
+        let mut pending = self.shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let seqs: Vec<u64> = block
+            .entries
+            .iter()
+            .filter_map(|e| pending.ids.get(&e.id()).copied())
+            .collect();
+        self.shared.store.commit_block(&fapiao_store::BlockCommit {
+            block,
+            state,
+            pending_done: &seqs,
+            rejected: &[],
+            vote: Some(block.header.hash()),
+            certificate: None,
+        })?;
+        for s in &seqs {
+            pending.remove(*s);
+        }
+        if pending.by_seq.is_empty() {
+            pending.oldest = None;
+        }
+        let m = &self.shared.metrics;
+        m.pending.store(pending.len() as u64, Ordering::Relaxed);
+        m.head_height.fetch_max(block.header.body.height, Ordering::Relaxed);
+        tracing::info!(
+            height = block.header.body.height,
+            events_were_pending = seqs.len(),
+            "own block recovered from a peer"
+        );
+        Ok(())
+    }
+
     /// Why production is held, if it is.
     pub fn production_hold(&self) -> Option<ProductionHold> {
         self.shared.hold.lock().unwrap_or_else(|p| p.into_inner()).clone()
