@@ -69,13 +69,19 @@ impl Node {
         self.child = Some(child);
         let start = Instant::now();
         let client = Client::new(&self.url(), None);
+        let mut last = None;
         while start.elapsed() < Duration::from_secs(60) {
-            if client.status().is_ok() {
-                return;
+            match client.status() {
+                Ok(_) => return,
+                Err(e) => last = Some(e),
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("node {} did not come up; log:\n{}", self.dir.display(), self.log());
+        panic!(
+            "node {} did not come up ({last:?}); log:\n{}",
+            self.dir.display(),
+            self.log()
+        );
     }
 
     fn stop(&mut self) {
@@ -136,13 +142,32 @@ impl Network {
         Network::start_with(&[])
     }
 
-    /// As [`Network::start`], with extra `fapiao dev` arguments.
+    /// As [`Network::start`], with extra `fapiao dev` arguments. Returns once every node
+    /// has recorded its bootstrap events (its client key), which needs its peers up.
     fn start_with(args: &[&str]) -> Network {
         let mut net = Network::create(args);
         for n in &mut net.nodes {
             n.start();
         }
+        net.wait_bootstrapped();
         net
+    }
+
+    /// Waits until every node has recorded its bootstrap events (its client key), which
+    /// needs its peers up.
+    fn wait_bootstrapped(&self) {
+        let start = Instant::now();
+        for (i, n) in self.nodes.iter().enumerate() {
+            while n.client().status().unwrap().head_height == 0 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "node {} recorded nothing:\n{}",
+                    i + 1,
+                    n.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// Creates the network's files without starting a node.
@@ -604,6 +629,7 @@ fn a_member_sending_garbage_is_penalised_and_the_others_keep_serving() {
         std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
         n.start();
     }
+    net.wait_bootstrapped();
     // Member 1's chain gets large blocks: the drill asks for them and never reads.
     net.pay(0, "big", 3000);
     for i in 0..N {

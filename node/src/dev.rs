@@ -179,9 +179,12 @@ fn write_node(
     Ok(())
 }
 
-/// Admits `bootstrap.events` next to node.toml once, and waits until they are in a block
-/// so the first client event is not refused.
-pub(crate) async fn admit_bootstrap(running: &crate::run::Running, dir: &Path) -> Result<()> {
+/// Admits `bootstrap.events` next to node.toml once (admission is durable, so the file is
+/// then removed). With `wait_recorded` it also waits until they are in a block, so the
+/// first client event is not refused: a lone node produces at once, but a member of a
+/// network holds production until its peers answer (PROTOCOL.md, "Never signing a height
+/// twice"), and its API must serve meanwhile.
+pub(crate) async fn admit_bootstrap(running: &crate::run::Running, dir: &Path, wait_recorded: bool) -> Result<()> {
     let boot = dir.join("bootstrap.events");
     if !boot.exists() {
         return Ok(());
@@ -198,12 +201,15 @@ pub(crate) async fn admit_bootstrap(running: &crate::run::Running, dir: &Path) -
     {
         ids.push(r.map_err(|e| anyhow::anyhow!("bootstrap event refused: {e}"))?.event_id);
     }
+    std::fs::remove_file(&boot)?;
+    if !wait_recorded {
+        return Ok(());
+    }
     for id in ids {
         while running.engine.event_status(&id)? == fapiao_engine::EventStatus::Pending {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
-    std::fs::remove_file(&boot)?;
     Ok(())
 }
 
@@ -314,7 +320,7 @@ pub(crate) async fn run(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
     let created = init_with(dir, port, fee_balance)?;
     let cfg = config::load(&dir.join("node.toml"))?;
     let running = crate::run::start(&cfg).await?;
-    admit_bootstrap(&running, dir).await?;
+    admit_bootstrap(&running, dir, true).await?;
     let url = format!("http://{}", running.addr);
     let profile = dir.join("client.toml");
     println!(

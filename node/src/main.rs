@@ -484,7 +484,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = config::load(&path)?;
             runtime()?.block_on(async {
                 let running = run::start(&cfg).await?;
-                dev::admit_bootstrap(&running, &cfg.dir).await?;
+                dev::admit_bootstrap(&running, &cfg.dir, false).await?;
                 println!("fapiao node listening on http://{}", running.addr);
                 running.serve().await
             })

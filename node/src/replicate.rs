@@ -20,31 +20,6 @@ use std::time::{Duration, Instant};
 const INBOX_MAX: usize = 4_096;
 /// How often the state machine's clock ticks.
 const TICK_MS: u64 = 100;
-/// How long production waits at start for a peer to say how far this node's own chain
-/// goes. With no peer reachable by then the node produces: nobody holds more of it.
-const OWN_CHAIN_WAIT_MS: u64 = 10_000;
-
-/// What this node knows of its own chain as its peers hold it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OwnChain {
-    /// At start: production held until a peer answers (or the wait ends).
-    Waiting,
-    /// A peer claims our chain beyond our head: its block at our next height was asked
-    /// for, to check our own signature on it before believing the claim.
-    Checking,
-    /// Nothing we hold is behind what a peer holds (as far as we were told).
-    Clear,
-    /// A peer holds a block of our chain, signed by our key, above our head: the ledger
-    /// lost blocks (an older backup, an empty ledger). They are fetched from the peers,
-    /// re-executed and stored; production and admission stay held until the ledger holds
-    /// every height a connected peer holds.
-    Recovering,
-    /// A block of our own chain, signed by our key, does not re-execute on this ledger:
-    /// its state is not the one that block was built on. Production and admission stay
-    /// held until the operator repairs the ledger.
-    Behind,
-}
-
 // A bounded queue of plain values (see fapiao-net's NetEvent): sized for its largest.
 #[allow(clippy::large_enum_variant)]
 enum Inbox {
@@ -227,8 +202,6 @@ pub(crate) fn start(engine: &Engine, key: SecretKey, net: Net) -> Result<Arc<Ato
                 peer_heights: BTreeMap::new(),
                 penalised: BTreeMap::new(),
                 stats,
-                own_chain: OwnChain::Waiting,
-                started: Instant::now(),
             };
             if let Err(e) = r.run(rx) {
                 tracing::error!(error = %e, "replication stopped; the node must stop");
@@ -264,9 +237,6 @@ struct Loop {
     /// a hostile peer's backlog must not cost one re-execution per message after its ban.
     penalised: BTreeMap<MemberCode, Instant>,
     stats: Arc<fapiao_net::NetStats>,
-    own_chain: OwnChain,
-    /// When the current wait for the peers (at start, or a check) began.
-    started: Instant,
 }
 
 impl Loop {
@@ -279,16 +249,6 @@ impl Loop {
                 Ok(Inbox::Net(ev)) => self.net_event(ev)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-            if matches!(self.own_chain, OwnChain::Waiting | OwnChain::Checking)
-                && self.started.elapsed() >= Duration::from_millis(OWN_CHAIN_WAIT_MS)
-            {
-                tracing::warn!(
-                    state = ?self.own_chain,
-                    "no peer showed how far this node's own chain goes within {OWN_CHAIN_WAIT_MS} ms; producing"
-                );
-                self.own_chain = OwnChain::Clear;
-                self.engine.release_production();
             }
             if last_tick.elapsed() >= tick {
                 last_tick = std::time::Instant::now();
@@ -362,6 +322,11 @@ impl Loop {
                 }
                 tracing::debug!(%chain, height, "block certified");
             }
+            Output::HoldProduction { reason, refuse_writes } => self.engine.hold_production(reason, refuse_writes),
+            Output::ReleaseProduction { why } => {
+                tracing::info!(%why, "producing");
+                self.engine.release_production();
+            }
             Output::EvidenceFound(ev) => {
                 tracing::error!(
                     chain = %ev.first.body.chain,
@@ -427,15 +392,8 @@ impl Loop {
                     for h in &heads {
                         self.peer_heights.insert((from, h.chain), h.height);
                     }
-                    self.own_chain_claimed(from, heads.iter().find(|h| h.chain == self.me()).map(|h| h.height))?;
                     let heads = heads.into_iter().map(Into::into).collect();
                     self.feed(Input::Heads { from, heads })?;
-                    self.own_chain_progress()?;
-                }
-                (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks))
-                    if chain == self.me() && self.own_chain != OwnChain::Recovering =>
-                {
-                    self.own_chain_shown(from, lo, blocks)?;
                 }
                 (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks)) => {
                     self.take_blocks(from, chain, lo, blocks)?;
@@ -565,13 +523,7 @@ impl Loop {
         }
     }
 
-    fn me(&self) -> MemberCode {
-        self.engine.chain()
-    }
-
-    /// A sync answer of blocks for `chain`, checked and handed to the state machine. For
-    /// our own chain (while recovering it) a block signed by our key that does not
-    /// re-execute here is this ledger's fault, not the peer's.
+    /// A sync answer of blocks for `chain`, checked and handed to the state machine.
     fn take_blocks(
         &mut self,
         from: MemberCode,
@@ -583,137 +535,8 @@ impl Loop {
             Ok(()) => self.handle(Input::Blocks { from, chain, blocks })?,
             Err(e) => Verdict::Invalid(Invalid::Link(e)),
         };
-        match verdict {
-            Verdict::Invalid(e @ (Invalid::Link(_) | Invalid::Block(_))) => self.penalise(from, e.to_string()),
-            Verdict::Invalid(e) if chain == self.me() => {
-                let reason = format!(
-                    "a block of this node's own chain, signed by this node's key and held by member {from}, \
-                     does not re-execute on this ledger ({e}): the ledger is not the one that block was built \
-                     on. Stop the node and restore a ledger that holds the whole chain (OPERATIONS.md, \
-                     \"Back up\")"
-                );
-                tracing::error!("{reason}");
-                self.own_chain = OwnChain::Behind;
-                self.replica.recover_own_chain(false);
-                self.engine.hold_production(reason, true);
-            }
-            Verdict::Invalid(e) => self.penalise(from, e.to_string()),
-            Verdict::Accepted | Verdict::Ignored(_) => {}
-        }
-        if chain == self.me() {
-            self.own_chain_progress()?;
-        }
-        Ok(())
-    }
-
-    /// A peer said how far it holds our chain (`None`: not at all). Beyond our head, we
-    /// ask it for the block at our next height before believing it: a claim alone could
-    /// be a lie, a block signed by our key cannot.
-    fn own_chain_claimed(&mut self, peer: MemberCode, height: Option<u64>) -> Result<()> {
-        if self.own_chain != OwnChain::Waiting && self.own_chain != OwnChain::Clear {
-            return Ok(());
-        }
-        let ours = self.own_head()?;
-        match height {
-            Some(h) if h > ours => {
-                self.own_chain = OwnChain::Checking;
-                self.started = Instant::now();
-                // Hold production while we check, even if the start wait had ended.
-                self.engine.hold_production(
-                    format!("member {peer} claims this node's chain up to height {h}; checking"),
-                    false,
-                );
-                self.send(Command::Request(
-                    peer,
-                    Request::Blocks {
-                        chain: self.me(),
-                        from: ours + 1,
-                        to: ours + 1,
-                    },
-                ));
-            }
-            _ if self.own_chain == OwnChain::Waiting => {
-                tracing::info!(%peer, height = ours, "a peer holds nothing of this node's chain beyond its head; producing");
-                self.own_chain = OwnChain::Clear;
-                self.engine.release_production();
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn own_head(&self) -> Result<u64> {
-        Ok(self.ledger.store.head(self.me())?.map_or(0, |h| h.height))
-    }
-
-    /// The answer to our check of a peer's claim on our chain. A block at our next height
-    /// signed by our key means the ledger lost blocks (an older backup was restored, or it
-    /// started empty): producing would sign that height a second time, so the chain is
-    /// recovered from the peers first.
-    fn own_chain_shown(
-        &mut self,
-        peer: MemberCode,
-        lo: u64,
-        blocks: Vec<(Block, Option<fapiao_core::Certificate>)>,
-    ) -> Result<()> {
-        let head = self.own_head()?;
-        if lo <= head {
-            return Ok(()); // an answer about heights this ledger holds: nothing is missing
-        }
-        let genesis = self.engine.genesis().clone();
-        let network = genesis.network_id();
-        let ours = blocks
-            .first()
-            .filter(|(b, _)| b.header.body.height == lo && b.header.body.chain == self.me())
-            .is_some_and(|(b, _)| b.header.verify(&genesis, &network).is_ok());
-        if ours {
-            let reason = format!(
-                "member {peer} holds block {lo} of this node's own chain, signed by this node's key, but this \
-                 ledger ends at height {head}: it was restored from an older backup or started empty. The \
-                 chain is being recovered from the peers before this node signs anything"
-            );
-            tracing::warn!("{reason}");
-            self.own_chain = OwnChain::Recovering;
-            self.engine.hold_production(reason, true);
-            self.replica.recover_own_chain(true);
-            self.take_blocks(peer, self.me(), lo, blocks)?;
-        } else {
-            self.penalise(
-                peer,
-                format!("claimed chain {} beyond height {head} without the block", self.me()),
-            );
-            self.own_chain = OwnChain::Clear;
-            self.engine.release_production();
-        }
-        Ok(())
-    }
-
-    /// While recovering: done once the ledger holds every height a connected peer holds of
-    /// our chain (and at least one peer has said so). With no peer connected it waits: an
-    /// empty claim list proves nothing.
-    fn own_chain_progress(&mut self) -> Result<()> {
-        if self.own_chain != OwnChain::Recovering {
-            return Ok(());
-        }
-        let me = self.me();
-        let Some(target) = self
-            .peer_heights
-            .iter()
-            .filter(|((_, c), _)| *c == me)
-            .map(|(_, h)| *h)
-            .max()
-        else {
-            return Ok(());
-        };
-        let head = self.own_head()?;
-        if head >= target {
-            tracing::info!(
-                height = head,
-                "this node's own chain is recovered from its peers; producing"
-            );
-            self.own_chain = OwnChain::Clear;
-            self.replica.recover_own_chain(false);
-            self.engine.release_production();
+        if let Verdict::Invalid(e) = verdict {
+            self.penalise(from, e.to_string());
         }
         Ok(())
     }

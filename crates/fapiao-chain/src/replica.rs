@@ -41,6 +41,10 @@ pub struct Config {
     pub resend_interval_ms: u64,
     /// Uncertified heights per chain whose attestations are re-sent.
     pub resend_heights_max: u64,
+    /// How long production waits at start (or while a peer's claim on our chain is
+    /// checked) for a peer to show how far our own chain goes. With no answer by then,
+    /// nobody reachable holds more of it.
+    pub own_chain_wait_ms: u64,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             sync_certificates_max: 256,
             resend_interval_ms: 2_000,
             resend_heights_max: 16,
+            own_chain_wait_ms: 10_000,
         }
     }
 }
@@ -222,6 +227,22 @@ pub enum Output {
     },
     /// New, verified evidence: store it; its chain is now frozen here.
     EvidenceFound(Equivocation),
+    /// Produce no block (and, with `refuse_writes`, admit no event) until
+    /// [`Output::ReleaseProduction`]: a peer may hold blocks of our own chain above our
+    /// head, and producing would sign one of those heights a second time. Emitted at
+    /// start, while a peer's claim is checked, while our chain is recovered from peers,
+    /// and for good when a block of ours does not re-execute on our ledger.
+    HoldProduction {
+        /// For the log, the status and the refusal.
+        reason: String,
+        /// Whether admission refuses writes meanwhile.
+        refuse_writes: bool,
+    },
+    /// Production may resume: no reachable peer holds our chain above our head.
+    ReleaseProduction {
+        /// For the log.
+        why: String,
+    },
 }
 
 /// How an input was taken.
@@ -297,6 +318,26 @@ impl ChainState {
     }
 }
 
+/// What a member knows of its own chain as its peers hold it (PROTOCOL.md, "Never
+/// signing a height twice after a restore").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnChain {
+    /// Production held until enough peers have said how far they hold our chain (see
+    /// [`Replica::own_release_if_ready`]); `since` is when the wait began (the first input).
+    Waiting { since: Option<u64> },
+    /// `peer` claims our chain above our head: its block at our next height was asked for,
+    /// to check our own signature on it before believing the claim. `since`: the wait's.
+    Checking { peer: MemberCode, asked: u64, since: u64 },
+    /// A peer showed a block of ours above our head: our ledger lost blocks (an older
+    /// backup, an empty ledger). Blocks of our own chain are taken from sync answers like
+    /// any member's until we hold every height the peers claim.
+    Recovering { since: u64 },
+    /// Producing: nothing we know of lies above our head.
+    Clear,
+    /// A block of ours does not re-execute on our ledger: held until the operator repairs it.
+    Behind,
+}
+
 /// One member's replication state machine.
 pub struct Replica {
     config: Config,
@@ -309,9 +350,14 @@ pub struct Replica {
     outputs: VecDeque<Output>,
     last_heads_poll: u64,
     last_resend: u64,
-    /// Whether blocks of our own chain above our head are taken from peers (see
-    /// [`Replica::recover_own_chain`]).
-    recovering_own: bool,
+    /// Our own chain against what the peers hold of it.
+    own: OwnChain,
+    /// How far each connected peer last said it holds our own chain.
+    own_claims: BTreeMap<MemberCode, u64>,
+    /// Members that claimed our chain above our head and could not show the block: their
+    /// claims on it are ignored from then on (an honest member never makes one while we
+    /// run, so a liar must not hold our production again and again).
+    own_liars: BTreeSet<MemberCode>,
 }
 
 impl Replica {
@@ -358,6 +404,15 @@ impl Replica {
                 c.frozen.get_or_insert(ev);
             }
         }
+        // With one merchant nobody else holds its chain.
+        let alone = chains.len() <= 1;
+        let mut outputs = VecDeque::new();
+        if !alone {
+            outputs.push_back(Output::HoldProduction {
+                reason: "waiting for a peer to say how far this node's own chain goes".into(),
+                refuse_writes: false,
+            });
+        }
         Replica {
             config,
             genesis,
@@ -366,22 +421,17 @@ impl Replica {
             key,
             chains,
             peers: BTreeSet::new(),
-            outputs: VecDeque::new(),
+            outputs,
             last_heads_poll: 0,
             last_resend: 0,
-            recovering_own: false,
+            own: if alone {
+                OwnChain::Clear
+            } else {
+                OwnChain::Waiting { since: None }
+            },
+            own_claims: BTreeMap::new(),
+            own_liars: BTreeSet::new(),
         }
-    }
-
-    /// Turns recovery of our own chain on or off. While on, blocks of our own chain above
-    /// our head, signed by our key and linked to our head, are re-executed and stored
-    /// like any other member's (with our vote, which is the vote we gave when we produced
-    /// them): the host found that its ledger lost blocks it had produced (an older backup
-    /// was restored, or the ledger was started empty) and holds its production until the
-    /// chain is back. Off (the default), our own chain grows only through
-    /// [`Input::OwnBlock`].
-    pub fn recover_own_chain(&mut self, on: bool) {
-        self.recovering_own = on;
     }
 
     /// The next thing the host must do.
@@ -417,6 +467,11 @@ impl Replica {
     /// [`Replica::poll_output`].
     pub fn handle<L: Ledger>(&mut self, now: Timestamp, input: Input, ledger: &mut L) -> Result<Verdict, Fatal> {
         let fatal = |e: L::Error| Fatal(e.to_string());
+        if self.own == (OwnChain::Waiting { since: None }) {
+            // The wait starts with the first input, not at construction (a host may build
+            // the replica well before its transport runs).
+            self.own = OwnChain::Waiting { since: Some(now.0) };
+        }
         match input {
             Input::Block { from, block } => self.on_block(now, from, block, ledger).map_err(fatal),
             Input::Attestation { from: _, attestation } => Ok(self.on_attestation(attestation)),
@@ -444,6 +499,7 @@ impl Replica {
             }
             Input::PeerGone(peer) => {
                 self.peers.remove(&peer);
+                self.own_claims.remove(&peer);
                 for c in self.chains.values_mut() {
                     if c.sync.is_some_and(|s| s.peer == peer) {
                         c.sync = None;
@@ -505,7 +561,7 @@ impl Replica {
             let ev = Equivocation::new(other.header.clone(), block.header);
             return Ok(self.on_evidence(ev, true));
         }
-        if chain == self.me && !self.recovering_own {
+        if chain == self.me && !matches!(self.own, OwnChain::Recovering { .. }) {
             // Our own chain grows only through OwnBlock; a block of ours that we never
             // produced, above our head, means our key signs elsewhere, or our ledger lost
             // it (the host then turns recovery on). It becomes evidence when its sibling
@@ -535,6 +591,27 @@ impl Replica {
         }
         // height == head + 1.
         let verdict = self.extend(now, from, block, ledger)?;
+        if chain == self.me {
+            if let Verdict::Invalid(
+                e @ (Invalid::Rejected { .. } | Invalid::Entries { .. } | Invalid::StateRoot { .. }),
+            ) = &verdict
+            {
+                // Signed by our key and linked to our head, but not what our ledger's
+                // state derives: the ledger is not the one the chain was built on.
+                let reason = format!(
+                    "block {height} of this node's own chain, signed by this node's key and held by member {from}, \
+                     does not re-execute on this ledger ({e}): the ledger is not the one that chain was built on. \
+                     Stop the node and restore the member's own ledger, or start it with an empty one (OPERATIONS.md, \
+                     \"Back up\")"
+                );
+                self.own = OwnChain::Behind;
+                self.outputs.push_back(Output::HoldProduction {
+                    reason,
+                    refuse_writes: true,
+                });
+                return Ok(Verdict::Ignored("own block does not re-execute on this ledger"));
+            }
+        }
         if verdict == Verdict::Accepted {
             self.drain_buffer(now, from, chain, ledger)?;
         }
@@ -807,6 +884,8 @@ impl Replica {
     }
 
     fn on_heads(&mut self, now: Timestamp, from: MemberCode, heads: &[HeadSummary]) {
+        let claimed = heads.iter().find(|h| h.chain == self.me).map_or(0, |h| h.height);
+        self.own_claimed(now.0, from, claimed);
         for h in heads {
             let Some(c) = self.chains.get_mut(&h.chain) else {
                 continue;
@@ -885,6 +964,11 @@ impl Replica {
         if !self.answered(from, chain) {
             return Ok(Verdict::Invalid(BlockError::UnknownChain(chain).into()));
         }
+        if chain == self.me {
+            if let Some(refused) = self.own_blocks_shown(now.0, from, &blocks) {
+                return Ok(refused);
+            }
+        }
         let mut verdict = Verdict::Ignored("nothing new");
         for (block, cert) in blocks {
             if block.header.body.chain != chain {
@@ -916,7 +1000,136 @@ impl Replica {
             }
         }
         self.continue_sync(now, chain, &verdict);
+        if chain == self.me {
+            self.own_release_if_ready(now.0);
+        }
         Ok(verdict)
+    }
+
+    fn own_height(&self) -> u64 {
+        self.chains.get(&self.me).map_or(0, ChainState::height)
+    }
+
+    /// `peer` says it holds our chain up to `height`. Above our head, its block at our
+    /// next height is asked for before the claim is believed: a claim alone could be a
+    /// lie, a block signed by our key cannot.
+    fn own_claimed(&mut self, now: u64, peer: MemberCode, height: u64) {
+        if self.own_liars.contains(&peer) {
+            return;
+        }
+        self.own_claims.insert(peer, height);
+        let ours = self.own_height();
+        let since = match self.own {
+            OwnChain::Waiting { since } => since.unwrap_or(now),
+            OwnChain::Clear => now,
+            OwnChain::Recovering { .. } => return self.own_release_if_ready(now),
+            OwnChain::Checking { .. } | OwnChain::Behind => return,
+        };
+        if height > ours {
+            self.own = OwnChain::Checking {
+                peer,
+                asked: now,
+                since,
+            };
+            self.outputs.push_back(Output::HoldProduction {
+                reason: format!("member {peer} claims this node's chain up to height {height}; checking"),
+                refuse_writes: false,
+            });
+            self.outputs.push_back(Output::RequestBlocks {
+                peer,
+                chain: self.me,
+                from: ours + 1,
+                to: ours + 1,
+            });
+        } else {
+            self.own_release_if_ready(now);
+        }
+    }
+
+    /// A blocks answer for our own chain while a claim is checked: a block at our next
+    /// height signed by our key starts recovery (and the answer is then taken as usual);
+    /// anything else from above our head refutes the claim, and the peer is at fault.
+    fn own_blocks_shown(
+        &mut self,
+        now: u64,
+        from: MemberCode,
+        blocks: &[(Block, Option<Certificate>)],
+    ) -> Option<Verdict> {
+        let OwnChain::Checking { since, .. } = self.own else {
+            return None;
+        };
+        let ours = self.own_height();
+        if blocks.first().is_some_and(|(b, _)| b.header.body.height <= ours) {
+            return None; // heights we hold: not an answer to the check
+        }
+        let shown = blocks.first().is_some_and(|(b, _)| {
+            b.header.body.height == ours + 1
+                && b.header.body.chain == self.me
+                && b.header.verify(&self.genesis, &self.network).is_ok()
+        });
+        if shown {
+            self.own = OwnChain::Recovering { since };
+            self.outputs.push_back(Output::HoldProduction {
+                reason: format!(
+                    "member {from} holds block {} of this node's own chain, signed by this node's key, but this \
+                     ledger ends at height {ours}: it was restored from an older backup or started empty. The chain \
+                     is being recovered from the peers before this node signs anything",
+                    ours + 1
+                ),
+                refuse_writes: true,
+            });
+            return None;
+        }
+        self.own_claims.remove(&from);
+        self.own_liars.insert(from);
+        self.own = OwnChain::Waiting { since: Some(since) };
+        self.own_release_if_ready(now);
+        Some(Verdict::Invalid(Invalid::Link(format!(
+            "claimed chain {} above height {ours} without the block",
+            self.me
+        ))))
+    }
+
+    /// Ends a wait or a recovery once it is safe to sign our next height: at least
+    /// quorum - 1 peers have said how far they hold our chain, and we hold every height
+    /// any of them claims; and every connected peer has answered, or the wait has lasted
+    /// [`Config::own_chain_wait_ms`].
+    ///
+    /// Why quorum - 1: a certified block of ours was stored by at least a quorum of
+    /// witnesses, so by at least quorum - 1 others; any quorum - 1 peers and those share
+    /// a member whenever the consortium tolerates a fault (2q - n - 1 >= 1), so every
+    /// certified block of ours is claimed by someone we heard. With fewer peers reachable
+    /// no block of ours could be certified anyway, so waiting costs nothing but the
+    /// blocks' production (events are still admitted).
+    fn own_release_if_ready(&mut self, now: u64) {
+        let since = match self.own {
+            OwnChain::Waiting { since } => since.unwrap_or(now),
+            OwnChain::Recovering { since } => since,
+            OwnChain::Checking { .. } | OwnChain::Clear | OwnChain::Behind => return,
+        };
+        let others = self.chains.len().saturating_sub(1);
+        let need = (self.genesis.quorum() as usize).saturating_sub(1).min(others);
+        let answered = self.own_claims.len() >= need.max(1);
+        let everyone = self
+            .peers
+            .iter()
+            .all(|p| self.own_claims.contains_key(p) || self.own_liars.contains(p));
+        let waited = now.saturating_sub(since) >= self.config.own_chain_wait_ms;
+        let ours = self.own_height();
+        let target = self.own_claims.values().max().copied().unwrap_or(0);
+        if !answered || !(everyone || waited) || target > ours {
+            return;
+        }
+        let why = if matches!(self.own, OwnChain::Recovering { .. }) {
+            format!("this node's own chain is recovered from its peers up to height {ours}")
+        } else {
+            format!(
+                "{} peer(s) hold nothing of this node's chain above its head {ours}",
+                self.own_claims.len()
+            )
+        };
+        self.own = OwnChain::Clear;
+        self.outputs.push_back(Output::ReleaseProduction { why });
     }
 
     /// A sync answer from `from` arrived for `chain`: the request is no longer in
@@ -991,6 +1204,16 @@ impl Replica {
 
     fn on_tick(&mut self, now: Timestamp) {
         let now = now.0;
+        match self.own {
+            // A checked peer that does not answer loses its claim; the wait goes on.
+            OwnChain::Checking { peer, asked, since } if now.saturating_sub(asked) >= self.config.sync_timeout_ms => {
+                self.own_claims.remove(&peer);
+                self.own = OwnChain::Waiting { since: Some(since) };
+                self.own_release_if_ready(now);
+            }
+            OwnChain::Waiting { .. } | OwnChain::Recovering { .. } => self.own_release_if_ready(now),
+            _ => {}
+        }
         if now.saturating_sub(self.last_heads_poll) >= self.config.sync_interval_ms {
             self.last_heads_poll = now;
             for peer in &self.peers {

@@ -3,15 +3,15 @@
 //! through one helper.
 
 use fapiao_chain::sim::{genesis, MemChain, MemLedger};
-use fapiao_chain::{Config, Input, Invalid, Output, Persisted, Replica, Verdict};
+use fapiao_chain::{Config, HeadSummary, Input, Invalid, Output, Persisted, Replica, Verdict};
 use fapiao_core::block::BlockError;
 use fapiao_core::event::{
     Buyer, Currency, EventKind, FeeDeposited, InvoiceRequested, InvoiceType, LineItem, PaymentMethod, PaymentRecorded,
 };
 use fapiao_core::genesis::{Member, Role};
 use fapiao_core::{
-    AttestationBody, Block, DerivedKind, Entry, EventBody, Fen, Genesis, MemberCode, Quantity, SecretKey, TaxRate,
-    Timestamp,
+    AttestationBody, Block, BlockHash, DerivedKind, Entry, EventBody, Fen, Genesis, Hash32, MemberCode, Quantity,
+    SecretKey, TaxRate, Timestamp,
 };
 
 const NOW: u64 = 1_000_000;
@@ -35,6 +35,24 @@ fn setup() -> Setup {
 }
 
 fn setup_with(genesis: Genesis, keys: Vec<SecretKey>) -> Setup {
+    let mut s = fresh(genesis, keys);
+    // A replica with peers starts with its production held (see the own-chain tests).
+    let first = s.replica.poll_output();
+    assert!(
+        matches!(
+            first,
+            Some(Output::HoldProduction {
+                refuse_writes: false,
+                ..
+            })
+        ),
+        "{first:?}"
+    );
+    s
+}
+
+/// A replica as constructed, its first outputs not yet taken.
+fn fresh(genesis: Genesis, keys: Vec<SecretKey>) -> Setup {
     let me = code(&genesis, 0);
     let replica = Replica::new(
         Config::default(),
@@ -433,4 +451,169 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
         |o| votes(o) == 0,
     );
     check(s.block(second), &Verdict::Accepted, |o| votes(o) == 1);
+}
+
+/// Member `from`'s heads answer claiming our (member 1's) chain at `height`.
+fn own_claim(s: &mut Setup, from: usize, height: u64) -> (Verdict, Vec<Output>) {
+    let from = code(&s.genesis, from);
+    let me = code(&s.genesis, 0);
+    let heads = vec![HeadSummary {
+        chain: me,
+        height,
+        hash: BlockHash(Hash32::ZERO),
+        certified: 0,
+        frozen: false,
+    }];
+    s.feed(Input::Heads { from, heads })
+}
+
+fn released(o: &[Output]) -> bool {
+    o.iter().any(|x| matches!(x, Output::ReleaseProduction { .. }))
+}
+
+fn connect_all(s: &mut Setup) {
+    for i in 1..4 {
+        let peer = code(&s.genesis, i);
+        let _ = s.feed(Input::PeerConnected(peer));
+    }
+}
+
+/// Production starts only once quorum - 1 peers (2 of 4 members here) and every
+/// connected peer have said how far they hold our chain: the first peer to answer may lag.
+#[test]
+fn production_waits_for_enough_peers_before_the_first_block() {
+    let mut s = setup();
+    connect_all(&mut s);
+    assert!(!released(&own_claim(&mut s, 1, 0).1), "one lagging peer is not enough");
+    assert!(
+        !released(&own_claim(&mut s, 2, 0).1),
+        "member 4 is connected and has not answered"
+    );
+    check(own_claim(&mut s, 3, 0), &Verdict::Accepted, released);
+    // Nothing is released twice.
+    assert!(!released(&own_claim(&mut s, 1, 0).1));
+}
+
+/// A peer that claims our chain above our head is asked for the block; without it the
+/// claim is refused (the host penalises the peer), and its later claims are ignored, so a
+/// liar cannot hold production again and again.
+#[test]
+fn a_claim_on_our_chain_without_the_block_is_refused_and_the_liar_ignored() {
+    let mut s = setup();
+    connect_all(&mut s);
+    let me = code(&s.genesis, 0);
+    let liar = code(&s.genesis, 1);
+    check(own_claim(&mut s, 1, 7), &Verdict::Accepted, |o| {
+        o.iter().any(|x| {
+            matches!(
+                x,
+                Output::HoldProduction {
+                    refuse_writes: false,
+                    ..
+                }
+            )
+        }) && o.contains(&Output::RequestBlocks {
+            peer: liar,
+            chain: me,
+            from: 1,
+            to: 1,
+        })
+    });
+    let answer = s.feed(Input::Blocks {
+        from: liar,
+        chain: me,
+        blocks: vec![],
+    });
+    assert!(matches!(answer.0, Verdict::Invalid(Invalid::Link(_))), "{answer:?}");
+    let again = own_claim(&mut s, 1, 9);
+    assert!(
+        !again.1.iter().any(|x| matches!(x, Output::RequestBlocks { .. })),
+        "{again:?}"
+    );
+    assert!(!released(&own_claim(&mut s, 2, 0).1));
+    check(own_claim(&mut s, 3, 0), &Verdict::Accepted, released);
+}
+
+/// Member 1 lost its ledger (an empty one): a peer shows block 1 of its chain, signed by
+/// its own key. It takes its blocks back, re-executed and voted for as they were, refuses
+/// writes meanwhile, and produces only once it holds every height the peers claim.
+#[test]
+fn a_member_that_lost_its_blocks_recovers_them_before_producing() {
+    let mut s = setup();
+    connect_all(&mut s);
+    let me = code(&s.genesis, 0);
+    // Member 1's chain as it was before the loss: three blocks.
+    let mut mine = MemChain::default();
+    let key = s.keys[0].clone();
+    let blocks: Vec<Block> = (0..3u64)
+        .map(|k| {
+            let e = EventBody {
+                network: s.genesis.network_id(),
+                chain: me,
+                author: key.public(),
+                timestamp: Timestamp(NOW - 100),
+                kind: EventKind::PaymentRecorded(PaymentRecorded {
+                    payment_id: format!("own{k}"),
+                    amount: Fen::from_fen(100),
+                    currency: Currency::Cny,
+                    method: PaymentMethod::Card,
+                    terminal_id: "t".into(),
+                    external_ref: "r".into(),
+                }),
+            }
+            .sign(&key);
+            let b = mine
+                .build_next(&s.genesis, me, &key, Timestamp(NOW - 100 + k), &[e])
+                .expect("accepted");
+            mine.apply(&s.genesis, &b).expect("applies");
+            b
+        })
+        .collect();
+    let peer = code(&s.genesis, 1);
+    let _ = own_claim(&mut s, 1, 3);
+    let shown = s.feed(Input::Blocks {
+        from: peer,
+        chain: me,
+        blocks: vec![(blocks[0].clone(), None)],
+    });
+    check(shown, &Verdict::Accepted, |o| {
+        o.iter().any(|x| {
+            matches!(
+                x,
+                Output::HoldProduction {
+                    refuse_writes: true,
+                    ..
+                }
+            )
+        }) && votes(o) == 1
+            && !released(o)
+    });
+    assert!(!released(&own_claim(&mut s, 2, 3).1));
+    let rest = s.feed(Input::Blocks {
+        from: peer,
+        chain: me,
+        blocks: blocks[1..].iter().map(|b| (b.clone(), None)).collect(),
+    });
+    // Held until every connected peer has answered; member 4 holds only two of them.
+    assert_eq!(rest.0, Verdict::Accepted);
+    assert!(!released(&rest.1), "{:?}", rest.1);
+    check(own_claim(&mut s, 3, 2), &Verdict::Accepted, released);
+    assert_eq!(
+        s.replica.heads().iter().find(|h| h.chain == me).map(|h| h.height),
+        Some(3)
+    );
+    // A peer's gossip of our own block, outside recovery, is ignored.
+    let late = s.feed(Input::Block {
+        from: peer,
+        block: blocks[2].clone(),
+    });
+    assert!(matches!(late.0, Verdict::Ignored(_)), "{late:?}");
+}
+
+/// With one merchant nobody else can hold its chain: nothing is held.
+#[test]
+fn a_lone_merchant_is_never_held() {
+    let (g, keys) = genesis(42, 1);
+    let mut s = fresh(g, keys);
+    assert_eq!(s.replica.poll_output(), None);
 }

@@ -2,8 +2,10 @@
 //! simulator: many seeds, each with 4 merchant members running a mixed workload
 //! (payments, refunds, invoices issued and failed, retries, fee failures re-issued by the
 //! operator's deposits, red-letters, corrected invoices, the verifier's claims), message
-//! loss, duplication, reordering and delay, crash-restarts of any members and an
-//! equivocating member.
+//! loss, duplication, reordering and delay, crash-restarts of any members, and an
+//! equivocating member (two seeds in three) or a member restored from an older backup
+//! that must recover its own chain from its peers without signing any height twice (the
+//! third).
 //!
 //! A failing run names its seed; rerun one with
 //! `FAPIAO_SIM_SEED=<seed> cargo test -p fapiao-chain --test sim one_seed -- --nocapture`
@@ -40,6 +42,7 @@ fn check_seeds(shard: u64) {
     let mut failures = Vec::new();
     let mut total = WorkloadCounts::default();
     let (mut runs, mut crashes, mut equivocator_crashes) = (0, 0, 0);
+    let (mut restores, mut recovered) = (0, 0);
     for seed in (0..seeds()).filter(|s| s % SHARDS == shard) {
         match run_caught(SimConfig::standard(seed)) {
             Ok(report) => {
@@ -53,12 +56,17 @@ fn check_seeds(shard: u64) {
                 runs += 1;
                 crashes += report.crashes;
                 equivocator_crashes += report.equivocator_crashes;
+                restores += report.restores;
+                recovered += report.recovered_blocks;
             }
             Err(f) => failures.push(format!("{f}\n  {}", rerun(f.seed))),
         }
     }
     assert!(failures.is_empty(), "failing seeds:\n{}", failures.join("\n"));
-    println!("shard {shard}: {runs} seeds, {crashes} crashes ({equivocator_crashes} of the equivocator), {total:?}");
+    println!(
+        "shard {shard}: {runs} seeds, {crashes} crashes ({equivocator_crashes} of the equivocator), \
+         {restores} restores ({recovered} blocks behind), {total:?}"
+    );
     if runs < FAMILY_SEEDS_MIN {
         return;
     }
@@ -66,6 +74,11 @@ fn check_seeds(shard: u64) {
     assert!(
         crashes > runs && equivocator_crashes > 0,
         "{crashes} crashes in {runs} runs, {equivocator_crashes} of the equivocator"
+    );
+    // Restored members had blocks of their own chain to take back from their peers.
+    assert!(
+        restores > runs / 4 && recovered > restores,
+        "{restores} restores in {runs} runs, {recovered} blocks behind"
     );
     let missing: Vec<&str> = total
         .families()

@@ -1,7 +1,8 @@
 //! A deterministic simulator for [`Replica`]: several merchant members on a seeded virtual
 //! network and clock, with message loss, duplication, reordering and delay, members that
 //! crash (possibly between a vote's persist and its send) and restart from their disk,
-//! and a member that equivocates. No threads, no sockets, no wall clock: a seed and the
+//! and either a member that equivocates or a member restored from an older copy of its
+//! disk (a backup), which must recover its own chain from its peers before it produces. No threads, no sockets, no wall clock: a seed and the
 //! commit reproduce a run exactly.
 //!
 //! The members run the whole domain ([`workload`]): payments, refunds, invoices that
@@ -86,6 +87,12 @@ pub struct SimConfig {
     /// One member, chosen by the seed, signs two blocks at some heights and sends the
     /// second to one honest peer.
     pub equivocate: bool,
+    /// One honest member, chosen by the seed, is backed up (a copy of its disk) at some
+    /// time during the faults and, at a later time, stopped and started on that copy.
+    /// Not with `equivocate`: a restored witness may vote again at heights whose votes the
+    /// backup lost, so with an equivocator too the run would hold two faulty members of
+    /// four, beyond what a quorum of three tolerates.
+    pub restore: bool,
     /// Mean time between a member's blocks.
     pub block_interval_ms: u64,
     /// Most input events in one block (the workload draws 1 to this many).
@@ -104,7 +111,8 @@ impl SimConfig {
             duplicate_percent: 5,
             delay_ms_max: 200,
             crashes_max: 2,
-            equivocate: true,
+            equivocate: seed % 3 != 2,
+            restore: seed % 3 == 2,
             block_interval_ms: 400,
             block_events_max: 6,
         }
@@ -130,6 +138,11 @@ pub struct SimReport {
     pub crashes: u64,
     /// Of those, of the equivocating member.
     pub equivocator_crashes: u64,
+    /// Members started on an older copy of their disk.
+    pub restores: u64,
+    /// Blocks of its own chain a restored member's backup lacked (which it must recover
+    /// from its peers, where they reached one).
+    pub recovered_blocks: u64,
     /// Virtual time at which every honest member had converged.
     pub converged_at_ms: u64,
     /// What the honest chains hold, as every honest member re-derived it.
@@ -189,6 +202,17 @@ struct Node {
     /// Per chain, the height up to which this member's stored blocks were compared with
     /// every other honest member's ([`check`]).
     checked: BTreeMap<MemberCode, u64>,
+    /// Whether the replica holds production ([`Output::HoldProduction`]).
+    held: bool,
+}
+
+/// The restore fault: `member`'s disk is copied at `backup_at` and it is started on the
+/// copy at `restore_at`.
+struct Restore {
+    member: usize,
+    backup_at: u64,
+    restore_at: u64,
+    backup: Option<MemLedger>,
 }
 
 /// A block as the first honest member to store it holds it, for comparison with every
@@ -224,6 +248,9 @@ struct World {
     crashes: Vec<(u64, usize)>,
     /// Restarts due: (at, member).
     restarts: Vec<(u64, usize)>,
+    restore: Option<Restore>,
+    /// Every block an honest member signed for its own chain: (chain, height) → block.
+    signed: BTreeMap<(MemberCode, u64), BlockHash>,
     report: SimReport,
     /// The first broken invariant.
     failure: Option<SimFailure>,
@@ -389,6 +416,7 @@ impl World {
                     next_tick_ms: rng.range(1, 100),
                     workload: workload::Workload::new(Rng::new(rng.next_u64())),
                     checked: BTreeMap::new(),
+                    held: true,
                 }
             })
             .collect();
@@ -402,6 +430,16 @@ impl World {
             crashes.sort();
         }
         let equivocator = cfg.equivocate.then(|| rng.range(0, n - 1) as usize);
+        let restore = (cfg.restore && !cfg.equivocate).then(|| {
+            let backup_at = rng.range(cfg.fault_ms / 8, cfg.fault_ms / 3);
+            let earliest = backup_at + 2 * cfg.block_interval_ms;
+            Restore {
+                member: rng.range(0, n - 1) as usize,
+                backup_at,
+                restore_at: rng.range(earliest, earliest.max(cfg.fault_ms * 7 / 8)),
+                backup: None,
+            }
+        });
         let mut w = World {
             cfg,
             config: Config::default(),
@@ -418,6 +456,8 @@ impl World {
             held: BTreeMap::new(),
             crashes,
             restarts: Vec::new(),
+            restore,
+            signed: BTreeMap::new(),
             report: SimReport::default(),
             failure: None,
         };
@@ -454,6 +494,7 @@ impl World {
     fn start(&mut self, i: usize) {
         let m = &mut self.members[i];
         let genesis = m.disk.genesis.clone();
+        m.held = self.cfg.members > 1;
         m.replica = Some(Replica::new(
             self.config,
             genesis,
@@ -625,7 +666,41 @@ impl World {
             Output::EvidenceFound(ev) => {
                 self.members[i].disk.evidence.insert(ev.first.body.chain, ev);
             }
+            Output::HoldProduction { .. } => self.members[i].held = true,
+            Output::ReleaseProduction { .. } => self.members[i].held = false,
         }
+    }
+
+    /// The restore fault's two moments: the backup (a copy of the disk), then the stop
+    /// and the start on the copy.
+    fn restore_due(&mut self) {
+        let Some(r) = &mut self.restore else { return };
+        let i = r.member;
+        if r.backup.is_none() && r.backup_at <= self.now {
+            r.backup = Some(self.members[i].disk.clone());
+        }
+        if r.restore_at > self.now {
+            return;
+        }
+        let Some(backup) = self.restore.take().and_then(|r| r.backup) else {
+            return;
+        };
+        self.report.restores += 1;
+        let own = |d: &MemLedger| {
+            d.chains
+                .get(&self.members[i].code)
+                .map_or(0, |c| c.blocks().len() as u64)
+        };
+        self.report.recovered_blocks += own(&self.members[i].disk).saturating_sub(own(&backup));
+        if self.up(i) {
+            self.crash(i);
+            self.report.crashes -= 1;
+            self.restarts.push((self.now + self.rng.range(200, 1_500), i));
+        }
+        // A member already down restarts on the copy when its restart is due.
+        let m = &mut self.members[i];
+        m.disk = backup;
+        m.checked.clear();
     }
 
     fn index(&self, code: MemberCode) -> usize {
@@ -731,7 +806,7 @@ impl World {
     fn produce(&mut self, i: usize) {
         let genesis = self.members[i].disk.genesis.clone();
         let code = self.members[i].code;
-        if self.members[i].disk.evidence.contains_key(&code) {
+        if self.members[i].disk.evidence.contains_key(&code) || self.members[i].held {
             return;
         }
         let n = self.rng.range(1, self.cfg.block_events_max) as usize;
@@ -763,6 +838,14 @@ impl World {
                 let to = targets[self.rng.range(0, targets.len() as u64 - 1) as usize];
                 self.report.equivocations += 1;
                 self.send(i, to, Msg::Block(twin.block), true);
+            }
+        }
+        if Some(i) != self.equivocator {
+            let hash = built.block.header.hash();
+            if let Some(other) = self.signed.insert((code, height), hash).filter(|h| *h != hash) {
+                self.violation(format!(
+                    "member {code} signed a second block at height {height} of its own chain ({other}, then {hash})"
+                ));
             }
         }
         let m = &mut self.members[i];
@@ -814,6 +897,7 @@ impl World {
                 .map(|(_, i)| *i)
                 .collect();
             self.restarts.retain(|(t, _)| *t > self.now);
+            self.restore_due();
             for i in due {
                 self.start(i);
             }
