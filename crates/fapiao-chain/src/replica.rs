@@ -353,7 +353,11 @@ pub struct Replica {
     /// Our own chain against what the peers hold of it.
     own: OwnChain,
     /// How far each connected peer last said it holds our own chain.
-    own_claims: BTreeMap<MemberCode, u64>,
+    own_claims: BTreeMap<MemberCode, (u64, u64)>,
+    /// Only claims received from this time on count for a release: a block of ours still
+    /// in flight, or parked at a peer, may land there after an earlier answer. A heads
+    /// poll after the first input, and again after each block of ours taken back.
+    own_fresh_from: u64,
     /// Members that claimed our chain above our head and could not show the block: their
     /// claims on it are ignored from then on (an honest member never makes one while we
     /// run, so a liar must not hold our production again and again).
@@ -430,6 +434,7 @@ impl Replica {
                 OwnChain::Waiting { since: None }
             },
             own_claims: BTreeMap::new(),
+            own_fresh_from: 0,
             own_liars: BTreeSet::new(),
         }
     }
@@ -471,6 +476,7 @@ impl Replica {
             // The wait starts with the first input, not at construction (a host may build
             // the replica well before its transport runs).
             self.own = OwnChain::Waiting { since: Some(now.0) };
+            self.own_fresh_from = now.0 + self.config.sync_interval_ms;
         }
         match input {
             Input::Block { from, block } => self.on_block(now, from, block, ledger).map_err(fatal),
@@ -662,6 +668,11 @@ impl Replica {
         let hash = block.header.hash();
         let height = b.height;
         let timestamp = b.timestamp;
+        if chain == self.me {
+            // A block of ours taken back: answers from before it (and the poll in
+            // flight) may be stale.
+            self.own_fresh_from = now.0 + self.config.sync_interval_ms;
+        }
         let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
         c.head = Some(StoredHead {
             height,
@@ -893,6 +904,20 @@ impl Replica {
             if c.frozen.is_some() {
                 continue;
             }
+            if h.height > 0
+                && c.head
+                    .is_some_and(|ours| ours.height == h.height && ours.hash != h.hash)
+            {
+                // Another block at our head's height: the owner signed two. Its block
+                // there, once fetched, is the evidence (heads alone never differ in
+                // height, so nothing else would fetch it).
+                self.outputs.push_back(Output::RequestBlocks {
+                    peer: from,
+                    chain: h.chain,
+                    from: h.height,
+                    to: h.height,
+                });
+            }
             let view = PeerView {
                 peer: from,
                 height: h.height,
@@ -924,33 +949,59 @@ impl Replica {
         }
     }
 
-    /// Asks a peer that is ahead for the next range: certificates we lack first (from our
-    /// certified prefix), then blocks above our head.
+    /// Asks a peer that is ahead for the next range: certificates we lack for blocks we
+    /// hold first (certificates only, not the blocks again), then blocks above our head
+    /// (with their certificates).
     fn request_range(&mut self, now: u64, chain: MemberCode, view: PeerView) {
         let max = self.config.sync_blocks_max;
         let timeout = self.config.sync_timeout_ms;
+        let certs_max = self.config.sync_certificates_max;
         let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
         if c.sync.is_some_and(|s| now.saturating_sub(s.since) < timeout) {
             return;
         }
-        let (from, to) = if view.certified > c.certified {
-            (c.certified + 1, view.certified)
-        } else if view.height > c.height() {
-            (c.height() + 1, view.height)
+        let held_uncertified = c.height() > c.certified;
+        // A certificate above our prefix for another block than the one we hold: the
+        // owner forked and we hold the losing side. The certified block, asked for again,
+        // turns that into evidence.
+        let next = c.certified + 1;
+        let forked = c.certs.get(&next).is_some_and(|b| c.votes.get(&next) != Some(b));
+        let output = if forked {
+            Output::RequestBlocks {
+                peer: view.peer,
+                chain,
+                from: next,
+                to: next,
+            }
+        } else if view.certified > c.certified && held_uncertified {
+            let from = c.certified + 1;
+            let to = view.certified.min(c.height()).min(from + certs_max - 1);
+            Output::RequestCertificates {
+                peer: view.peer,
+                chain,
+                from,
+                to,
+            }
+        } else if view.certified > c.certified || view.height > c.height() {
+            let from = c.height() + 1;
+            let to = view.height.max(view.certified).min(from + max - 1);
+            if to < from {
+                return;
+            }
+            Output::RequestBlocks {
+                peer: view.peer,
+                chain,
+                from,
+                to,
+            }
         } else {
             return;
         };
-        let to = to.min(from + max - 1);
         c.sync = Some(SyncInFlight {
             peer: view.peer,
             since: now,
         });
-        self.outputs.push_back(Output::RequestBlocks {
-            peer: view.peer,
-            chain,
-            from,
-            to,
-        });
+        self.outputs.push_back(output);
     }
 
     fn on_blocks<L: Ledger>(
@@ -1017,7 +1068,7 @@ impl Replica {
         if self.own_liars.contains(&peer) {
             return;
         }
-        self.own_claims.insert(peer, height);
+        self.own_claims.insert(peer, (height, now));
         let ours = self.own_height();
         let since = match self.own {
             OwnChain::Waiting { since } => since.unwrap_or(now),
@@ -1109,14 +1160,12 @@ impl Replica {
         };
         let others = self.chains.len().saturating_sub(1);
         let need = (self.genesis.quorum() as usize).saturating_sub(1).min(others);
-        let answered = self.own_claims.len() >= need.max(1);
-        let everyone = self
-            .peers
-            .iter()
-            .all(|p| self.own_claims.contains_key(p) || self.own_liars.contains(p));
+        let fresh = |p: &MemberCode| self.own_claims.get(p).is_some_and(|(_, at)| *at >= self.own_fresh_from);
+        let answered = self.own_claims.keys().filter(|p| fresh(p)).count() >= need.max(1);
+        let everyone = self.peers.iter().all(|p| fresh(p) || self.own_liars.contains(p));
         let waited = now.saturating_sub(since) >= self.config.own_chain_wait_ms;
         let ours = self.own_height();
-        let target = self.own_claims.values().max().copied().unwrap_or(0);
+        let target = self.own_claims.values().map(|(h, _)| *h).max().unwrap_or(0);
         if !answered || !(everyone || waited) || target > ours {
             return;
         }

@@ -109,9 +109,14 @@ impl Setup {
 
     /// Feeds `input` and returns the verdict and every output.
     fn feed(&mut self, input: Input) -> (Verdict, Vec<Output>) {
+        self.feed_at(NOW, input)
+    }
+
+    /// As [`Setup::feed`], at time `now`.
+    fn feed_at(&mut self, now: u64, input: Input) -> (Verdict, Vec<Output>) {
         let v = self
             .replica
-            .handle(Timestamp(NOW), input, &mut self.ledger)
+            .handle(Timestamp(now), input, &mut self.ledger)
             .expect("in-memory ledger");
         let mut out = Vec::new();
         while let Some(o) = self.replica.poll_output() {
@@ -464,7 +469,12 @@ fn own_claim(s: &mut Setup, from: usize, height: u64) -> (Verdict, Vec<Output>) 
         certified: 0,
         frozen: false,
     }];
-    s.feed(Input::Heads { from, heads })
+    // Answers count once they are a heads poll younger than the start or the last block
+    // of ours taken back (both at NOW here).
+    s.feed_at(
+        NOW + 2 * Config::default().sync_interval_ms,
+        Input::Heads { from, heads },
+    )
 }
 
 fn released(o: &[Output]) -> bool {
@@ -616,4 +626,92 @@ fn a_lone_merchant_is_never_held() {
     let (g, keys) = genesis(42, 1);
     let mut s = fresh(g, keys);
     assert_eq!(s.replica.poll_output(), None);
+}
+
+/// A member that holds a chain's blocks but not their certificates (its votes and the
+/// attestations were lost) asks a peer that is certified further for the certificates
+/// only, not for the blocks again; then for the blocks above its head.
+#[test]
+fn missing_certificates_of_held_blocks_are_asked_for_alone() {
+    let mut s = setup();
+    let b1 = s.next_block(1, NOW - 10);
+    let b2 = s.next_block(1, NOW - 5);
+    let _ = s.block(b1);
+    let _ = s.block(b2);
+    let peer = s.from();
+    let chain = peer;
+    let heads = |certified, height| {
+        vec![HeadSummary {
+            chain,
+            height,
+            hash: BlockHash(Hash32::ZERO),
+            certified,
+            frozen: false,
+        }]
+    };
+    let _ = s.feed_at(
+        NOW,
+        Input::Heads {
+            from: peer,
+            heads: heads(3, 4),
+        },
+    );
+    let later = NOW + Config::default().sync_interval_ms;
+    check(
+        s.feed_at(
+            later,
+            Input::Heads {
+                from: peer,
+                heads: heads(3, 4),
+            },
+        ),
+        &Verdict::Accepted,
+        |o| {
+            o.contains(&Output::RequestCertificates {
+                peer,
+                chain,
+                from: 1,
+                to: 2,
+            }) && !o.iter().any(|x| matches!(x, Output::RequestBlocks { .. }))
+        },
+    );
+    // The answer: attestations of a quorum for both blocks make their certificates.
+    let certificates = [&s.owner.blocks()[0], &s.owner.blocks()[1]]
+        .iter()
+        .map(|b| {
+            let atts: Vec<_> = (1..4)
+                .map(|w| {
+                    AttestationBody {
+                        network: s.genesis.network_id(),
+                        chain,
+                        height: b.header.body.height,
+                        block: b.header.hash(),
+                        witness: code(&s.genesis, w),
+                    }
+                    .sign(&s.keys[w])
+                })
+                .collect();
+            fapiao_core::Certificate::from_attestations(atts.iter()).expect("a quorum")
+        })
+        .collect();
+    check(
+        s.feed_at(
+            later,
+            Input::Certificates {
+                from: peer,
+                chain,
+                certificates,
+            },
+        ),
+        &Verdict::Accepted,
+        |o| {
+            o.iter().filter(|x| matches!(x, Output::BlockCertified { .. })).count() == 2
+                && o.contains(&Output::RequestBlocks {
+                    peer,
+                    chain,
+                    from: 3,
+                    to: 4,
+                })
+        },
+    );
 }
