@@ -158,6 +158,9 @@ impl Network {
     fn wait_bootstrapped(&self) {
         let start = Instant::now();
         for (i, n) in self.nodes.iter().enumerate() {
+            if self.genesis.merchant(self.chain(i)).is_none() {
+                continue; // a witness that owns no chain records nothing
+            }
             while n.client().status().unwrap().head_height == 0 {
                 assert!(
                     start.elapsed() < Duration::from_secs(60),
@@ -170,17 +173,29 @@ impl Network {
         }
     }
 
-    /// Creates the network's files without starting a node.
+    /// Creates the network's files without starting a node: `N` merchants that witness,
+    /// unless `args` says otherwise.
     fn create(args: &[&str]) -> Network {
         let tmp = tempfile::tempdir().unwrap();
+        let n = N.to_string();
+        let default: &[&str] = if args.contains(&"--nodes") {
+            &[]
+        } else {
+            &["--nodes", &n]
+        };
         let out = Command::new(bin())
-            .args(["dev", "--nodes", &N.to_string(), "--init-only", "--data"])
+            .args(["dev", "--init-only", "--data"])
             .arg(tmp.path())
+            .args(default)
             .args(args)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let nodes: Vec<Node> = (1..=N).map(|i| node_at(&tmp.path().join(format!("node{i}")))).collect();
+        let nodes: Vec<Node> = (1..)
+            .map(|i| tmp.path().join(format!("node{i}")))
+            .take_while(|d| d.exists())
+            .map(|d| node_at(&d))
+            .collect();
         let genesis =
             Genesis::from_toml(&std::fs::read_to_string(tmp.path().join("node1/genesis.toml")).unwrap()).unwrap();
         Network {
@@ -227,11 +242,14 @@ impl Network {
         }
     }
 
-    /// Every running node (of `among`) holds every chain at the owner's head, fully
-    /// certified, with the same head hash and state root.
+    /// Every running node (of `among`) holds every chain it may read at the owner's head,
+    /// fully certified, with the same head hash and state root.
     fn converged(&self, among: &[usize]) -> Result<(), String> {
         let mut heads: Vec<(u64, String, String)> = Vec::new();
-        for c in 0..N {
+        for c in 0..self.nodes.len() {
+            if self.genesis.merchant(self.chain(c)).is_none() {
+                continue;
+            }
             let chain = self.chain(c).to_string();
             // A stopped owner cannot extend its chain: then the target is the highest
             // height any running node holds.
@@ -247,6 +265,9 @@ impl Network {
             };
             let mut seen: Option<(String, String)> = None;
             for &i in among {
+                if !self.genesis.may_read(self.chain(i), self.chain(c)) {
+                    continue;
+                }
                 let st = self.nodes[i].client().status().map_err(|e| e.to_string())?;
                 let cs = st
                     .chains
@@ -303,7 +324,7 @@ impl Network {
     }
 
     fn all(&self) -> Vec<usize> {
-        (0..N).collect()
+        (0..self.nodes.len()).collect()
     }
 }
 
@@ -898,4 +919,177 @@ fn dev_nodes_4_prints_four_addresses() {
     }
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let _ = child.wait();
+}
+
+/// A merchant that is not a witness (node 4; nodes 1 to 3 are merchants that witness,
+/// node 5 the tax office, which witnesses and owns no chain) produces its chain,
+/// certified by the witnesses, and cannot obtain another merchant's blocks, entries or
+/// business records: its node holds none, its API has none to serve, the witnesses never
+/// deliver one to it, and a sync request for one, made with its key, is refused; headers
+/// and certificates reach it. The witnesses and the tax office hold every chain.
+#[test]
+fn a_merchant_that_is_not_a_witness_cannot_obtain_another_merchants_data() {
+    let _serial = serial();
+    let mut net = Network::start_with(&["--nodes", "3", "--merchants", "1", "--tax-office-node"]);
+    assert_eq!(net.nodes.len(), 5);
+    let (merchant, witness, tax_office) = (3, 0, 4);
+    let roles = |i: usize| net.genesis.member(net.chain(i)).unwrap().roles.to_string();
+    assert_eq!(roles(merchant), "merchant");
+    assert_eq!(roles(witness), "witness+merchant");
+    assert_eq!(roles(tax_office), "witness+tax_office");
+    let merchants = [0, 1, 2, 3];
+    for i in merchants {
+        net.pay(i, "c", 5);
+    }
+    net.wait_converged(&net.all());
+    // The tax office's node holds every chain and records no event of its own.
+    let st = net.nodes[tax_office].client().status().unwrap();
+    assert_eq!(st.chains.len(), 4, "{:?}", st.chains);
+    let event = payment(
+        net.genesis.network_id(),
+        net.chain(tax_office),
+        &net.nodes[tax_office].key("node.key"),
+        "tax",
+        100,
+    );
+    let refused = net.nodes[tax_office].client().submit(&event).unwrap_err().to_string();
+    assert!(refused.contains("NO_CHAIN"), "{refused}");
+
+    // Its node holds, reports and serves its own chain only.
+    let own = net.chain(merchant).to_string();
+    let other = net.chain(witness).to_string();
+    let st = net.nodes[merchant].client().status().unwrap();
+    let held: Vec<&str> = st.chains.iter().map(|c| c.chain.as_str()).collect();
+    assert_eq!(held, vec![own.as_str()]);
+    let mine = net.nodes[merchant].get(&format!("/v1/chains/{own}/blocks/1"));
+    assert_eq!(mine["header"]["certified"], Value::Bool(true), "{mine}");
+    let theirs = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/chains/{other}/blocks/1", net.nodes[merchant].url()))
+        .bearer_auth(net.nodes[merchant].token())
+        .send()
+        .unwrap();
+    assert_eq!(theirs.status(), 404, "another merchant's block from a merchant's node");
+    // A witness holds and serves every chain, the merchant's included.
+    let at_witness = net.nodes[witness].get(&format!("/v1/chains/{own}/blocks/1"));
+    assert_eq!(at_witness["header"]["hash"], mine["header"]["hash"]);
+
+    // In place of its node, its key on the peer network: what the witnesses send it.
+    net.nodes[merchant].stop();
+    let key = net.nodes[merchant].key("node.key");
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", net.nodes[merchant].p2p_port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let me = net.chain(merchant);
+    let peer = net.chain(witness);
+    let seen = rt.block_on(async {
+        let p2p = fapiao_net::start(
+            fapiao_net::NetConfig::new(vec![listen], 4 * 1024 * 1024),
+            &net.genesis,
+            me,
+            &key,
+        )
+        .unwrap();
+        let mut seen = Seen::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut asked = false;
+        while Instant::now() < deadline && !(seen.done() && asked) {
+            while let Ok(ev) = p2p.events.try_recv() {
+                seen.take(ev, peer, me);
+            }
+            if seen.connected && !asked {
+                asked = true;
+                // Wait for gossip subscriptions, then ask and make the witness produce.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let other_chain = peer;
+                for request in [
+                    fapiao_net::Request::Blocks {
+                        chain: other_chain,
+                        from: 1,
+                        to: 32,
+                    },
+                    fapiao_net::Request::Blocks {
+                        chain: me,
+                        from: 1,
+                        to: 32,
+                    },
+                    fapiao_net::Request::Certificates {
+                        chain: other_chain,
+                        from: 1,
+                        to: 32,
+                    },
+                    fapiao_net::Request::Heads,
+                ] {
+                    p2p.commands
+                        .send(fapiao_net::Command::Request(peer, request))
+                        .await
+                        .unwrap();
+                }
+                tokio::task::block_in_place(|| net.pay(witness, "during", 5));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    });
+    assert!(seen.not_entitled, "the witness refused blocks of its chain: {seen:?}");
+    assert!(seen.own_blocks > 0, "its own chain's blocks come back to it: {seen:?}");
+    assert!(
+        seen.certificates > 0,
+        "certificates of another chain are public: {seen:?}"
+    );
+    assert_eq!(seen.heads, 4, "heads of every chain are public: {seen:?}");
+    assert!(seen.headers > 0, "headers of another chain reach it: {seen:?}");
+    assert_eq!(seen.foreign_blocks, 0, "a block of another chain reached it: {seen:?}");
+    drop(rt);
+
+    // Its real node comes back and its chain goes on.
+    net.nodes[merchant].start();
+    net.pay(merchant, "after", 3);
+    net.wait_converged(&net.all());
+}
+
+/// What the merchant's key saw on the peer network.
+#[derive(Debug, Default)]
+struct Seen {
+    connected: bool,
+    not_entitled: bool,
+    own_blocks: usize,
+    certificates: usize,
+    heads: usize,
+    headers: usize,
+    foreign_blocks: usize,
+}
+
+impl Seen {
+    fn take(&mut self, ev: fapiao_net::NetEvent, witness: MemberCode, me: MemberCode) {
+        use fapiao_net::{Gossip, NetEvent, Request, Response};
+        match ev {
+            NetEvent::Connected(m) if m == witness => self.connected = true,
+            NetEvent::Gossip {
+                gossip: Gossip::Header(h),
+                ..
+            } if h.body.chain == witness => self.headers += 1,
+            NetEvent::Block { block, .. } if block.header.body.chain != me => self.foreign_blocks += 1,
+            NetEvent::Response { request, response, .. } => match (request, response) {
+                (Request::Blocks { chain, .. }, Response::NotEntitled) if chain == witness => self.not_entitled = true,
+                (Request::Blocks { chain, .. }, Response::Blocks(b)) => {
+                    if chain == me {
+                        self.own_blocks += b.len();
+                    } else {
+                        self.foreign_blocks += b.len();
+                    }
+                }
+                (Request::Certificates { .. }, Response::Certificates(c)) => self.certificates += c.len(),
+                (Request::Heads, Response::Heads(h)) => self.heads = h.len(),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.not_entitled && self.own_blocks > 0 && self.certificates > 0 && self.heads > 0 && self.headers > 0
+    }
 }

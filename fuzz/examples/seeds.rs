@@ -299,7 +299,7 @@ fn main() {
 
     // Gossip on each topic, and sync frames.
     for (topic, g) in [
-        (0u8, Gossip::Block(block.clone())),
+        (0u8, Gossip::Header(block.header.clone())),
         (1, Gossip::Attestation(attestation)),
         (2, Gossip::Evidence(evidence)),
     ] {
@@ -338,6 +338,7 @@ fn main() {
         ("blocks", Response::Blocks(vec![(block.clone(), Some(cert.clone()))])),
         ("certificates", Response::Certificates(vec![cert])),
         ("unavailable", Response::Unavailable),
+        ("not-entitled", Response::NotEntitled),
     ] {
         out.put("sync_response", name, &frame(&r));
     }

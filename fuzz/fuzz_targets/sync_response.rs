@@ -36,6 +36,6 @@ fuzz_target!(|data: &[u8]| {
                 let _ = c.verify(genesis, network);
             }
         }
-        Response::Heads(_) | Response::Unavailable => {}
+        Response::Heads(_) | Response::Unavailable | Response::NotEntitled => {}
     }
 });

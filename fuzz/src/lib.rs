@@ -9,7 +9,7 @@ pub mod fixture;
 pub mod http;
 
 use fapiao_core::event::{InvoiceType, MerchantPolicy};
-use fapiao_core::genesis::{Member, Role};
+use fapiao_core::genesis::{Member, Role, Roles};
 use fapiao_core::{codec, Fen, Genesis, MemberCode, NetworkId, SecretKey, TaxRate, Timestamp};
 use serde::{de::DeserializeOwned, Serialize};
 use std::sync::OnceLock;
@@ -38,7 +38,11 @@ pub fn genesis() -> Genesis {
     let member = |c: u32, name: &str, role: Role, k: u8| Member {
         code: code(c),
         name: name.into(),
-        role,
+        roles: if role == Role::Merchant {
+            Roles::of(&[Role::Witness, Role::Merchant])
+        } else {
+            Roles::of(&[role])
+        },
         key: key(k).public(),
         addresses: vec![],
         policy: (role == Role::Merchant).then(|| MerchantPolicy {

@@ -102,7 +102,12 @@ pub(crate) fn run(
     if data.exists() {
         bail!("{} exists; the benchmark makes a fresh network there", data.display());
     }
-    let dirs = dev::init_multi(data, N, dev::DEV_FEE_BALANCE)?;
+    let topology = dev::Topology {
+        witnesses: N,
+        merchants: 0,
+        tax_office_node: false,
+    };
+    let dirs = dev::init_multi(data, topology, dev::DEV_FEE_BALANCE)?;
     let genesis = Genesis::from_toml(&std::fs::read_to_string(dirs[0].join("genesis.toml"))?)?;
     let keys: Vec<_> = dirs
         .iter()

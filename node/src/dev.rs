@@ -4,7 +4,7 @@ use crate::config::{self, ClientProfile, NodeConfig};
 use crate::files;
 use anyhow::{Context, Result};
 use fapiao_core::event::{ClientKeyAuthorized, EventKind, InvoiceType, MerchantPolicy, Permissions};
-use fapiao_core::genesis::{Member, Role};
+use fapiao_core::genesis::{Member, Role, Roles};
 use fapiao_core::{EventBody, Fen, Genesis, MemberCode, SecretKey, TaxRate, Timestamp};
 use std::path::Path;
 
@@ -34,8 +34,8 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
     let member = SecretKey::generate();
     let operator = SecretKey::generate();
     let verifier = SecretKey::generate();
-    let mut genesis_members = dev_members(&[(DEV_CHAIN, &member, None)], fee_balance);
-    genesis_members.extend(dev_others(&operator, &verifier));
+    let mut genesis_members = dev_members(&[(DEV_CHAIN, &member, None, true)], fee_balance);
+    genesis_members.extend(dev_others(&operator, &verifier, None));
     let genesis = dev_genesis_of(genesis_members)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     files::write_key_file(&dir.join("operator.key"), &operator, true)?;
@@ -46,24 +46,36 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
     Ok(true)
 }
 
-/// The dev operator and the dev verifier (a tax office): members that sign events but
-/// run no node, so they are not witnesses and the quorum stays that of the merchants.
+/// The dev operator and the dev tax office: members that sign events but run no node,
+/// so they are not witnesses and the quorum stays that of the merchants who witness.
 pub(crate) const DEV_OPERATOR: u32 = 900_001;
 /// See [`DEV_OPERATOR`].
 pub(crate) const DEV_VERIFIER: u32 = 800_001;
 
-fn dev_others(operator: &SecretKey, verifier: &SecretKey) -> Vec<Member> {
+/// The dev operator and tax office. With `tax_office_node`, the tax office also
+/// witnesses and runs a node at that peer address (it may read every chain).
+fn dev_others(operator: &SecretKey, verifier: &SecretKey, tax_office_node: Option<String>) -> Vec<Member> {
+    let tax_office = match tax_office_node {
+        Some(_) => Roles::of(&[Role::Witness, Role::TaxOffice]),
+        None => Roles::of(&[Role::TaxOffice]),
+    };
     [
-        (DEV_OPERATOR, "Dev Consortium Operator", Role::Operator, operator),
-        (DEV_VERIFIER, "Dev Tax Office", Role::Verifier, verifier),
+        (
+            DEV_OPERATOR,
+            "Dev Consortium Operator",
+            Roles::of(&[Role::Operator]),
+            operator,
+            None,
+        ),
+        (DEV_VERIFIER, "Dev Tax Office", tax_office, verifier, tax_office_node),
     ]
     .into_iter()
-    .map(|(code, name, role, key)| Member {
+    .map(|(code, name, roles, key, addr)| Member {
         code: MemberCode::new(code).unwrap_or_else(|| unreachable!()),
         name: name.into(),
-        role,
+        roles,
         key: key.public(),
-        addresses: vec![],
+        addresses: addr.into_iter().collect(),
         policy: None,
         initial_fee_balance: Fen::from_fen(0),
     })
@@ -81,19 +93,23 @@ fn dev_genesis_of(members: Vec<Member>) -> Result<Genesis> {
     )?)
 }
 
-/// Merchant members `(code, key, p2p address)`.
-fn dev_members(members: &[(u32, &SecretKey, Option<String>)], fee_balance: Fen) -> Vec<Member> {
+/// Merchant members `(code, key, p2p address, witnesses too)`.
+fn dev_members(members: &[(u32, &SecretKey, Option<String>, bool)], fee_balance: Fen) -> Vec<Member> {
     members
         .iter()
         .enumerate()
-        .map(|(i, (code, key, addr))| Member {
+        .map(|(i, (code, key, addr, witness))| Member {
             code: MemberCode::new(*code).unwrap_or_else(|| unreachable!()),
-            name: if members.len() == 1 {
-                "Dev Merchant".into()
-            } else {
-                format!("Dev Merchant {}", i + 1)
+            name: match (members.len(), witness) {
+                (1, _) => "Dev Merchant".into(),
+                (_, true) => format!("Dev Merchant {}", i + 1),
+                (_, false) => format!("Dev Merchant {} (not a witness)", i + 1),
             },
-            role: Role::Merchant,
+            roles: if *witness {
+                Roles::of(&[Role::Witness, Role::Merchant])
+            } else {
+                Roles::of(&[Role::Merchant])
+            },
             key: key.public(),
             addresses: addr.iter().cloned().collect(),
             policy: Some(MerchantPolicy {
@@ -116,6 +132,7 @@ fn write_node(
     p2p_listen: Option<String>,
     with_operator_and_verifier: bool,
 ) -> Result<()> {
+    let merchant = MemberCode::new(code).is_some_and(|c| genesis.merchant(c).is_some());
     let node_toml = dir.join("node.toml");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let client = SecretKey::generate();
@@ -149,6 +166,15 @@ fn write_node(
         outbox: Some("outbox".into()),
     };
     files::write_private(&dir.join("client.toml"), &toml::to_string_pretty(&profile)?)?;
+    // Last: node.toml's presence is what says the node directory is complete.
+    let finish = || -> Result<()> {
+        files::write_atomic(&node_toml, &toml::to_string_pretty(&cfg)?)?;
+        Ok(())
+    };
+    if !merchant {
+        // A witness that owns no chain records no event: no client key to authorise.
+        return finish();
+    }
     // The client key is authorised by the owner's first event; it is durable on disk
     // until the node starts and admits it.
     let auth = EventBody {
@@ -174,9 +200,7 @@ fn write_node(
     // CLI can sign and queue even when its first command finds the node down.
     let cache = serde_json::json!({"network_id": genesis.network_id().to_string(), "chain": code.to_string()});
     files::write_atomic(&dir.join("outbox").join("node.json"), &cache.to_string())?;
-    // Last: node.toml's presence is what says the node directory is complete.
-    files::write_atomic(&node_toml, &toml::to_string_pretty(&cfg)?)?;
-    Ok(())
+    finish()
 }
 
 /// Admits `bootstrap.events` next to node.toml once (admission is durable, so the file is
@@ -213,12 +237,28 @@ pub(crate) async fn admit_bootstrap(running: &crate::run::Running, dir: &Path, w
     Ok(())
 }
 
-/// Creates a local network of `n` merchants, plus the dev operator and tax office, under
-/// `dir` (one directory per node) if it is not there yet. Every node's profile holds the
-/// operator's and the tax office's keys too, so fee deposits, policy changes and claims
-/// work from any of them. Returns each node's directory.
-pub(crate) fn init_multi(dir: &Path, n: usize, fee_balance: Fen) -> Result<Vec<std::path::PathBuf>> {
-    let dirs: Vec<std::path::PathBuf> = (1..=n).map(|i| dir.join(format!("node{i}"))).collect();
+/// The shape of a dev network: `witnesses` merchants that witness every chain, then
+/// `merchants` merchants that produce their own chain and validate nothing else (they see
+/// the others' headers and certificates only), and with `tax_office_node` the dev tax
+/// office as a witness running a node of its own, last.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Topology {
+    /// Merchants that witness.
+    pub witnesses: usize,
+    /// Merchants that do not.
+    pub merchants: usize,
+    /// The tax office witnesses too, on its own node.
+    pub tax_office_node: bool,
+}
+
+/// Creates a local network of the topology's merchants, plus the dev operator and tax
+/// office, under `dir` (one directory per node) if it is not there yet. Every node's
+/// profile holds the operator's and the tax office's keys too, so fee deposits, policy
+/// changes and claims work from any of them. Returns each node's directory.
+pub(crate) fn init_multi(dir: &Path, topology: Topology, fee_balance: Fen) -> Result<Vec<std::path::PathBuf>> {
+    let n = topology.witnesses + topology.merchants;
+    let nodes = n + usize::from(topology.tax_office_node);
+    let dirs: Vec<std::path::PathBuf> = (1..=nodes).map(|i| dir.join(format!("node{i}"))).collect();
     if dirs.iter().all(|d| d.join("node.toml").exists()) {
         return Ok(dirs);
     }
@@ -229,30 +269,41 @@ pub(crate) fn init_multi(dir: &Path, n: usize, fee_balance: Fen) -> Result<Vec<s
         );
     }
     let keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::generate()).collect();
-    let p2p: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
-    let members: Vec<(u32, &SecretKey, Option<String>)> = keys
+    let p2p: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_>>()?;
+    let members: Vec<(u32, &SecretKey, Option<String>, bool)> = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| (DEV_CHAIN + i as u32, k, Some(format!("/ip4/127.0.0.1/tcp/{}", p2p[i]))))
+        .map(|(i, k)| {
+            let addr = Some(format!("/ip4/127.0.0.1/tcp/{}", p2p[i]));
+            (DEV_CHAIN + i as u32, k, addr, i < topology.witnesses)
+        })
         .collect();
     let operator = SecretKey::generate();
     let verifier = SecretKey::generate();
     let mut all = dev_members(&members, fee_balance);
-    all.extend(dev_others(&operator, &verifier));
+    let tax_office_addr = topology
+        .tax_office_node
+        .then(|| format!("/ip4/127.0.0.1/tcp/{}", p2p[n]));
+    all.extend(dev_others(&operator, &verifier, tax_office_addr));
     let genesis = dev_genesis_of(all)?;
     for (i, d) in dirs.iter().enumerate() {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         files::write_key_file(&d.join("operator.key"), &operator, true)?;
         files::write_key_file(&d.join("verifier.key"), &verifier, true)?;
         let listen = format!("/ip4/127.0.0.1/tcp/{}", p2p[i]);
-        write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen), true)?;
+        if i < n {
+            write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen), true)?;
+        } else {
+            write_node(d, &genesis, DEV_VERIFIER, &verifier, None, Some(listen), true)?;
+        }
     }
     Ok(dirs)
 }
 
-/// Runs a local network of `n` nodes as child processes until Ctrl-C.
-pub(crate) async fn run_multi(dir: &Path, n: usize, fee_balance: Fen) -> Result<()> {
-    let dirs = init_multi(dir, n, fee_balance)?;
+/// Runs a local network as child processes until Ctrl-C.
+pub(crate) async fn run_multi(dir: &Path, topology: Topology, fee_balance: Fen) -> Result<()> {
+    let dirs = init_multi(dir, topology, fee_balance)?;
+    let genesis = files::read_genesis(&dirs[0].join("genesis.toml"))?;
     let exe = std::env::current_exe().context("locating the fapiao binary")?;
     let mut children = Vec::new();
     for d in &dirs {
@@ -269,15 +320,23 @@ pub(crate) async fn run_multi(dir: &Path, n: usize, fee_balance: Fen) -> Result<
         children.push((cfg.config.http_listen.clone(), d.clone(), child));
     }
     println!(
-        "fapiao dev network: {n} members (quorum {}), data in {}",
-        quorum(n),
+        "fapiao dev network: {} nodes, {} merchants, {} witnesses (quorum {}), data in {}",
+        dirs.len(),
+        genesis.with_role(Role::Merchant).count(),
+        genesis.with_role(Role::Witness).count(),
+        genesis.quorum(),
         dir.display()
     );
     for (i, (http, d, _)) in children.iter().enumerate() {
+        let key = files::read_key_file(&d.join("node.key"))?;
+        let what = match genesis.member_by_key(&key.public()) {
+            Some(m) if m.roles.has(Role::Merchant) => format!("chain {}, {}", m.code, m.roles),
+            Some(m) => format!("member {}, {}, no chain", m.code, m.roles),
+            None => "not a member".into(),
+        };
         println!(
-            "  node {} (chain {}): http://{http}   client profile: {}",
+            "  node {} ({what}): http://{http}   client profile: {}",
             i + 1,
-            DEV_CHAIN + i as u32,
             d.join("client.toml").display()
         );
     }
@@ -309,10 +368,6 @@ pub(crate) async fn run_multi(dir: &Path, n: usize, fee_balance: Fen) -> Result<
         let _ = c.wait().await;
     }
     Ok(())
-}
-
-fn quorum(n: usize) -> usize {
-    2 * n / 3 + 1
 }
 
 /// Runs the dev node (creating it first if needed).

@@ -25,9 +25,9 @@ pub(crate) enum Misdeed {
     BadSignature,
 }
 
-/// Gossips, with the member's own identity, either a second validly signed block at its
-/// head height (same entries, time one millisecond later) or that block with a signature
-/// that does not match. The node must be stopped: the drill opens its store and listens
+/// Gossips, with the member's own identity, the header of either a second validly signed
+/// block at its head height (same entries, time one millisecond later) or of that block
+/// with a signature that does not match. The node must be stopped: the drill opens its store and listens
 /// on its peer address.
 pub(crate) async fn misbehave(cfg: &Loaded, what: Misdeed, wait_ms: u64) -> Result<()> {
     let genesis = files::read_genesis(&cfg.path(&cfg.config.genesis))?;
@@ -82,7 +82,7 @@ pub(crate) async fn misbehave(cfg: &Loaded, what: Misdeed, wait_ms: u64) -> Resu
     anyhow::ensure!(connected, "no member connected within 20 s");
     tokio::time::sleep(Duration::from_secs(2)).await;
     net.commands
-        .send(Command::Publish(Gossip::Block(twin.clone())))
+        .send(Command::Publish(Gossip::Header(twin.header.clone())))
         .await
         .context("transport stopped")?;
     println!(
@@ -117,8 +117,8 @@ const EXTRA_CONNECTIONS: usize = 4;
 /// node stopped) for `seconds`, in cycles of two phases:
 ///
 /// - heavy (7 rounds of 200 ms): what an honest peer could also send, so it is not
-///   penalised, but as much of it as possible: large blocks of its chain parked at far
-///   heights, attestations for blocks that do not exist, sync requests that cost the
+///   penalised, but as much of it as possible: headers of large blocks of its chain at
+///   far heights (the node asks the drill for them), attestations for blocks that do not exist, sync requests that cost the
 ///   node work and requests whose answers it never reads, truncated sync frames, heads
 ///   at absurd heights, several connections at once;
 /// - garbage (3 rounds): every gossip topic and the sync protocol, as requester and as
@@ -425,15 +425,16 @@ impl Kit {
     fn gossip(&mut self, round: u64) -> Vec<(Topic, Vec<u8>, &'static str)> {
         let mut out: Vec<(Topic, Vec<u8>, &'static str)> = Vec::new();
         if self.heavy {
-            // A block just under the size limit at a new far height: it parks.
+            // The header of a block just under the size limit at a new far height: the
+            // node asks us for it.
             let (entries, root) = self.big_entries();
             let far = self.far_height();
             let (parent, state) = (BlockHash(self.hash()), self.hash());
             let b = self.block(far, parent, entries, Some(root), state, self.network);
             out.push((
-                Topic::Blocks,
-                codec::to_bytes(&b),
-                "heavy gossip: large block at a far height",
+                Topic::Headers,
+                codec::to_bytes(&b.header),
+                "heavy gossip: header of a large block at a far height",
             ));
             for (chain, h) in self.heads.clone() {
                 let random = BlockHash(self.hash());
@@ -451,32 +452,26 @@ impl Kit {
                     "heavy gossip: attestation at a far height",
                 ));
             }
-            let (parent, root) = (BlockHash(self.hash()), self.hash());
-            let orphan = self.block(self.head.height + 1, parent, Vec::new(), None, root, self.network);
-            out.push((
-                Topic::Blocks,
-                codec::to_bytes(&orphan),
-                "heavy gossip: block whose parent is not the head",
-            ));
             return out;
         }
         let real_header = self.real.get(&self.me).and_then(|b| b.last()).map(|b| b.header.clone());
         let small = self.next_with_wrong_state(Vec::new(), None);
-        let small_bytes = codec::to_bytes(&small);
+        let small_bytes = codec::to_bytes(&small.header);
+        let whole_block = codec::to_bytes(&small);
         let other = *self.heads.keys().find(|c| **c != self.me).unwrap_or(&self.me);
         let other_height = self.heads.get(&other).map_or(0, |h| h.height);
         let random = BlockHash(self.hash());
         let att = self.attestation(other, other_height + 1, random, self.me, self.network);
         let att_bytes = codec::to_bytes(&att);
         // Undecodable, truncated, another type, a length claim: on every topic.
-        for topic in [Topic::Blocks, Topic::Attestations, Topic::Evidence] {
+        for topic in [Topic::Headers, Topic::Attestations, Topic::Evidence] {
             let len = 1 + (self.next() % 512) as usize;
             out.push((topic, self.noise(len), "gossip: undecodable bytes"));
         }
         out.push((
-            Topic::Blocks,
+            Topic::Headers,
             small_bytes[..small_bytes.len() / 2].to_vec(),
-            "gossip: truncated block",
+            "gossip: truncated header",
         ));
         out.push((
             Topic::Attestations,
@@ -484,58 +479,44 @@ impl Kit {
             "gossip: truncated attestation",
         ));
         out.push((
-            Topic::Blocks,
+            Topic::Headers,
             att_bytes.clone(),
-            "gossip: attestation on the blocks topic",
+            "gossip: attestation on the headers topic",
         ));
         out.push((
             Topic::Attestations,
             small_bytes.clone(),
-            "gossip: block on the attestations topic",
+            "gossip: header on the attestations topic",
         ));
         out.push((
             Topic::Evidence,
             codec::to_bytes(&Request::Heads),
             "gossip: sync request on the evidence topic",
         ));
-        let mut claim = small_bytes.clone();
-        let at = claim.len() - 8;
-        claim[at..].copy_from_slice(&(1u64 << 60).to_le_bytes());
-        out.push((Topic::Blocks, claim, "gossip: block claiming 2^60 entries"));
-        // Validly signed, invalid blocks.
-        let wrong_root = {
-            let r = self.hash();
-            self.next_with_wrong_state(Vec::new(), Some(r))
-        };
-        out.push((Topic::Blocks, small_bytes, "gossip: signed block, wrong state root"));
         out.push((
-            Topic::Blocks,
-            codec::to_bytes(&wrong_root),
-            "gossip: signed block, wrong events root",
+            Topic::Headers,
+            whole_block,
+            "gossip: a whole block on the headers topic",
         ));
-        let parent = BlockHash(self.hash());
-        let root = self.hash();
-        let orphan = self.block(self.head.height + 1, parent, Vec::new(), None, root, self.network);
-        out.push((
-            Topic::Blocks,
-            codec::to_bytes(&orphan),
-            "gossip: signed block, wrong parent",
-        ));
+        // Validly signed headers are binding: two at one height are evidence against us,
+        // so each one signed here names a height of its own, far above the head (the node
+        // asks us for the block, and our answers are garbage). Invalid blocks at the next
+        // height go in sync answers, which the node judges and forgets.
         let net = self.other_network();
         let root = self.hash();
         let foreign = self.block(self.head.height + 1, self.head.hash, Vec::new(), None, root, net);
         out.push((
-            Topic::Blocks,
-            codec::to_bytes(&foreign),
-            "gossip: signed block of another network",
+            Topic::Headers,
+            codec::to_bytes(&foreign.header),
+            "gossip: signed header of another network",
         ));
         let far = self.far_height();
         let (parent, root) = (BlockHash(self.hash()), self.hash());
         let parked = self.block(far, parent, Vec::new(), None, root, self.network);
         out.push((
-            Topic::Blocks,
-            codec::to_bytes(&parked),
-            "gossip: signed block at a far height",
+            Topic::Headers,
+            codec::to_bytes(&parked.header),
+            "gossip: signed header at a far height",
         ));
         // Validly signed, invalid or useless attestations.
         out.push((
@@ -613,21 +594,10 @@ impl Kit {
             codec::to_bytes(&Equivocation::new(ha.header, hb.header)),
             "gossip: evidence, headers at two heights",
         ));
-        // Large ones, taking turns: over the gossip limit (gossipsub drops it), and a block
-        // just under it that must be re-executed to be refused.
-        if round % 2 == 0 {
-            let topic = [Topic::Blocks, Topic::Attestations, Topic::Evidence][((round / 2) % 3) as usize];
-            let bytes = self.noise(self.limits.gossip_bytes_max + 4096);
-            out.push((topic, bytes, "gossip: over the size limit"));
-        } else {
-            let (entries, root) = self.big_entries();
-            let b = self.next_with_wrong_state(entries, Some(root));
-            out.push((
-                Topic::Blocks,
-                codec::to_bytes(&b),
-                "gossip: large block, wrong state root",
-            ));
-        }
+        // Over the gossip limit: gossipsub drops it.
+        let topic = [Topic::Headers, Topic::Attestations, Topic::Evidence][(round % 3) as usize];
+        let bytes = self.noise(self.limits.gossip_bytes_max + 4096);
+        out.push((topic, bytes, "gossip: over the size limit"));
         let k = out.len();
         out.rotate_left((round as usize) % k);
         out
@@ -846,7 +816,13 @@ impl Kit {
                         )
                     }
                     3 if ours && from == self.head.height + 1 => {
-                        let b = self.next_with_wrong_state(Vec::new(), None);
+                        // Every other time a large one, which costs a re-execution.
+                        let b = if n % 2 == 0 {
+                            let (entries, root) = self.big_entries();
+                            self.next_with_wrong_state(entries, Some(root))
+                        } else {
+                            self.next_with_wrong_state(Vec::new(), None)
+                        };
                         (
                             resp(&Response::Blocks(vec![(b, None)])),
                             "answer: signed block, wrong state root",

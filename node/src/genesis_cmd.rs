@@ -4,7 +4,7 @@ use crate::files;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use fapiao_core::event::{InvoiceType, MerchantPolicy};
-use fapiao_core::genesis::{Member, Role};
+use fapiao_core::genesis::{Member, Role, Roles};
 use fapiao_core::{Fen, Genesis, MemberCode, PublicKey, TaxRate, Timestamp};
 use std::path::{Path, PathBuf};
 
@@ -56,9 +56,10 @@ pub(crate) struct MemberArgs {
     /// The member's registered name.
     #[arg(long)]
     name: String,
-    /// merchant, verifier or operator.
-    #[arg(long, default_value = "merchant")]
-    role: String,
+    /// The member's roles, comma separated: witness, merchant, operator, tax_office,
+    /// verifier (a merchant that witnesses: `witness,merchant`).
+    #[arg(long, value_delimiter = ',', default_value = "witness,merchant")]
+    roles: Vec<String>,
     /// The member's key file (its public key goes into genesis).
     #[arg(long, conflicts_with = "public_key")]
     key: Option<PathBuf>,
@@ -81,18 +82,19 @@ pub(crate) struct MemberArgs {
 
 fn parse_member(a: MemberArgs) -> Result<Member> {
     let code: MemberCode = a.code.parse().map_err(|e| anyhow!("--code: {e}"))?;
-    let role = match a.role.as_str() {
-        "merchant" => Role::Merchant,
-        "verifier" => Role::Verifier,
-        "operator" => Role::Operator,
-        other => bail!("--role: `{other}` is not merchant, verifier or operator"),
-    };
+    let mut roles = Roles::NONE;
+    for name in &a.roles {
+        let role = Role::from_name(name.trim()).ok_or_else(|| {
+            anyhow!("--roles: `{name}` is not one of witness, merchant, operator, tax_office, verifier")
+        })?;
+        roles = roles.with(role);
+    }
     let key = match (a.key, a.public_key) {
         (Some(path), None) => files::read_key_file(&path)?.public(),
         (None, Some(hex)) => PublicKey::from_hex(&hex).map_err(|e| anyhow!("--public-key: {e}"))?,
         _ => bail!("give the member's key with --key FILE or --public-key HEX"),
     };
-    let merchant = role == Role::Merchant;
+    let merchant = roles.has(Role::Merchant);
     let policy = if merchant {
         let mut permitted = Vec::new();
         for t in &a.permitted_types {
@@ -108,7 +110,7 @@ fn parse_member(a: MemberArgs) -> Result<Member> {
     Ok(Member {
         code,
         name: a.name,
-        role,
+        roles,
         key,
         addresses: a.addresses,
         policy,
@@ -169,13 +171,11 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
             .context("the new member makes the genesis invalid")?;
             files::write_atomic(&genesis, &g.to_toml())?;
             println!(
-                "wrote {} ({} members, {} of them merchants who witness; quorum {}, network id {})",
+                "wrote {} ({} members, {} merchants, {} witnesses; quorum {}, network id {})",
                 genesis.display(),
                 g.members().len(),
-                g.members()
-                    .iter()
-                    .filter(|m| m.role == fapiao_core::Role::Merchant)
-                    .count(),
+                g.with_role(Role::Merchant).count(),
+                g.with_role(Role::Witness).count(),
                 g.quorum(),
                 g.network_id()
             );
@@ -201,8 +201,8 @@ fn show(path: &Path) -> Result<String> {
     writeln!(s)?;
     writeln!(
         s,
-        "{:<8} {:<9} {:<24} {:<18} PUBLIC KEY",
-        "CODE", "ROLE", "NAME", "POLICY"
+        "{:<8} {:<24} {:<24} {:<18} PUBLIC KEY",
+        "CODE", "ROLES", "NAME", "POLICY"
     )?;
     for m in g.members() {
         let policy = m
@@ -215,9 +215,9 @@ fn show(path: &Path) -> Result<String> {
             .unwrap_or_else(|| "-".into());
         writeln!(
             s,
-            "{:<8} {:<9} {:<24} {:<18} {}",
+            "{:<8} {:<24} {:<24} {:<18} {}",
             m.code,
-            m.role.name(),
+            m.roles.to_string(),
             m.name,
             policy,
             m.key

@@ -60,10 +60,18 @@ enum Command {
         /// HTTP port on 127.0.0.1 (first start only; default: a free port).
         #[arg(long)]
         port: Option<u16>,
-        /// Run a network of this many members, each its own process on loopback
-        /// (`--data` then defaults to data/devnet).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+        /// Run a network of this many merchants that witness every chain, each its own
+        /// process on loopback (`--data` then defaults to data/devnet).
+        #[arg(long, alias = "witnesses", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
         nodes: u8,
+        /// Add this many merchants that are not witnesses: each produces its own chain,
+        /// validates nothing else, and sees the others' headers and certificates only.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=16))]
+        merchants: u8,
+        /// The dev tax office witnesses too and runs a node of its own (it may read every
+        /// chain and records no event).
+        #[arg(long)]
+        tax_office_node: bool,
         /// Only create the network's files (with `--nodes`); start each node yourself
         /// with `fapiao node run --config DIR/nodeN/node.toml`.
         #[arg(long)]
@@ -559,6 +567,8 @@ fn run(cli: Cli) -> Result<()> {
             data,
             port,
             nodes,
+            merchants,
+            tax_office_node,
             init_only,
             fee_balance,
         } => {
@@ -566,19 +576,24 @@ fn run(cli: Cli) -> Result<()> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--fee-balance {fee_balance}: {e}"))?;
             init_tracing();
-            if nodes > 1 {
+            let topology = dev::Topology {
+                witnesses: nodes.into(),
+                merchants: merchants.into(),
+                tax_office_node,
+            };
+            if nodes > 1 || merchants > 0 || tax_office_node {
                 let data = if data == std::path::Path::new("data/dev") {
                     PathBuf::from("data/devnet")
                 } else {
                     data
                 };
                 if init_only {
-                    for d in dev::init_multi(&data, nodes.into(), fee_balance)? {
+                    for d in dev::init_multi(&data, topology, fee_balance)? {
                         println!("{}", d.join("node.toml").display());
                     }
                     return Ok(());
                 }
-                runtime()?.block_on(dev::run_multi(&data, nodes.into(), fee_balance))
+                runtime()?.block_on(dev::run_multi(&data, topology, fee_balance))
             } else {
                 runtime()?.block_on(dev::run(&data, port, fee_balance))
             }

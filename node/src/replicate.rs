@@ -297,7 +297,8 @@ impl Loop {
     fn perform(&mut self, o: Output) -> Result<()> {
         let store = &self.ledger.store;
         match o {
-            Output::BroadcastBlock(b) => self.send(Command::Publish(Gossip::Block(b))),
+            Output::AnnounceHeader(h) => self.send(Command::Publish(Gossip::Header(h))),
+            Output::SendBlock { peer, block } => self.send(Command::Deliver(peer, block)),
             Output::BroadcastAttestation(a) => self.send(Command::Publish(Gossip::Attestation(a))),
             Output::BroadcastEvidence(e) => self.send(Command::Publish(Gossip::Evidence(e))),
             Output::RequestHeads { peer } => self.send(Command::Request(peer, Request::Heads)),
@@ -352,7 +353,7 @@ impl Loop {
                     return Ok(());
                 }
                 let input = match gossip {
-                    Gossip::Block(block) => Input::Block { from, block },
+                    Gossip::Header(header) => Input::Header { from, header },
                     Gossip::Attestation(attestation) => Input::Attestation { from, attestation },
                     Gossip::Evidence(evidence) => Input::Evidence { from, evidence },
                 };
@@ -367,12 +368,15 @@ impl Loop {
                 };
                 self.send(Command::Validate(token, v));
             }
-            NetEvent::Request {
-                from: _,
-                token,
-                request,
-            } => {
-                let response = self.answer(&request).unwrap_or_else(|e| {
+            NetEvent::Block { from, block, budget } => {
+                // A block delivered by its owner.
+                if let Verdict::Invalid(e) = self.handle(Input::Block { from, block })? {
+                    self.penalise(from, e.to_string());
+                }
+                drop(budget);
+            }
+            NetEvent::Request { from, token, request } => {
+                let response = self.answer(from, &request).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "cannot answer a sync request");
                     Response::Unavailable
                 });
@@ -384,6 +388,10 @@ impl Loop {
                 response,
             } => match (request, response) {
                 (_, Response::Unavailable) => {}
+                (Request::Blocks { chain, .. }, Response::NotEntitled) => {
+                    // An honest replica asks only for chains it may read.
+                    tracing::warn!(peer = %from, %chain, "refused blocks of a chain this member may not read");
+                }
                 (Request::Heads, Response::Heads(heads)) => {
                     if let Err(e) = self.check_heads(&heads) {
                         self.penalise(from, e);
@@ -486,11 +494,18 @@ impl Loop {
         Ok(())
     }
 
-    fn answer(&self, request: &Request) -> Result<Response, StoreError> {
+    /// Answers a sync request from member `asker`. Blocks go only to a member that may
+    /// read the chain (its owner, a witness, a tax office): the rule is enforced here, by
+    /// the sender. Heads and certificates hold no business data and go to any member.
+    fn answer(&self, asker: MemberCode, request: &Request) -> Result<Response, StoreError> {
         match request {
             Request::Heads => Ok(Response::Heads(
                 self.replica.heads().into_iter().map(Into::into).collect(),
             )),
+            Request::Blocks { chain, .. } if !self.ledger.genesis.may_read(asker, *chain) => {
+                tracing::warn!(member = %asker, %chain, "asked for blocks of a chain it may not read");
+                Ok(Response::NotEntitled)
+            }
             Request::Blocks { chain, from, to } => {
                 let store = &self.ledger.store;
                 let count_max = Config::default().sync_blocks_max;

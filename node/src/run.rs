@@ -27,25 +27,25 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     let ledger = cfg.ledger_dir();
     std::fs::create_dir_all(&ledger).with_context(|| format!("creating {}", ledger.display()))?;
     let store = Store::open(&ledger, &StoreOptions::default())?;
-    // Only merchants run nodes; with one merchant there is nobody to replicate with.
-    let merchants = genesis
-        .members()
-        .iter()
-        .filter(|m| m.role == fapiao_core::Role::Merchant)
-        .count();
+    // Merchants and witnesses run nodes; with no other, there is nobody to replicate with.
+    let me = genesis
+        .member_by_key(&key.public())
+        .map(|m| m.code)
+        .context("this node's key is not a member of genesis")?;
+    let replicates = genesis.replicates(me);
     // With peers, production waits until one of them has said how far this node's own
     // chain goes (replicate.rs): a restored ledger must not sign heights they hold.
     let engine_config = fapiao_engine::EngineConfig {
-        hold_production_at_start: merchants > 1,
+        hold_production_at_start: replicates && genesis.merchant(me).is_some(),
         ..cfg.engine_config()
     };
     let engine = Engine::start(Arc::new(store), genesis.clone(), key.clone(), engine_config)?;
-    let replication_failed = if merchants > 1 {
+    let replication_failed = if replicates {
         let p2p = cfg
             .config
             .p2p
             .as_ref()
-            .context("genesis has several merchants: node.toml needs a [p2p] section with `listen`")?;
+            .context("genesis has other members that run nodes: node.toml needs a [p2p] section with `listen`")?;
         let mut net_config = fapiao_net::NetConfig::new(vec![p2p.listen.clone()], engine.config().block_bytes_max);
         net_config.ban_ms = p2p.ban_ms.unwrap_or(net_config.ban_ms);
         let net = fapiao_net::start(net_config, &genesis, engine.chain(), &key)?;

@@ -77,16 +77,13 @@ fn keygen_and_genesis_workflow() {
         "900001",
         "--name",
         "Operator",
-        "--role",
+        "--roles",
         "operator",
         "--key",
         &p(d, "op.key"),
     ]);
-    // The operator signs events but runs no node: the quorum is of the 2 merchants.
-    assert!(
-        out.contains("3 members, 2 of them merchants who witness; quorum 2"),
-        "{out}"
-    );
+    // The operator signs events but runs no node: the quorum is of the 2 witnesses.
+    assert!(out.contains("3 members, 2 merchants, 2 witnesses; quorum 2"), "{out}");
     let shown = ok(&["genesis", "show", &g]);
     assert!(
         shown.contains("110001") && shown.contains("operator") && shown.contains("network id"),
@@ -130,8 +127,8 @@ fn keygen_and_genesis_workflow() {
         "110003",
         "--name",
         "X",
-        "--role",
-        "king",
+        "--roles",
+        "witness,king",
         "--key",
         &p(d, "m1.key")
     ])

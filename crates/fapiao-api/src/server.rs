@@ -168,7 +168,7 @@ fn admit_status(e: &AdmitError) -> StatusCode {
         }
         AdmitError::TooLarge { .. } | AdmitError::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         AdmitError::BadSignature(_) => StatusCode::UNAUTHORIZED,
-        AdmitError::Unauthorized { .. } => StatusCode::FORBIDDEN,
+        AdmitError::Unauthorized { .. } | AdmitError::NoChain => StatusCode::FORBIDDEN,
         AdmitError::Conflict { .. } => StatusCode::CONFLICT,
         AdmitError::Busy { .. }
         | AdmitError::Unavailable(_)

@@ -1,5 +1,7 @@
-//! The replication state machine of one member: it validates and witnesses every
-//! member's chain, forms certificates, detects equivocation and drives sync.
+//! The replication state machine of one member: it holds and validates every chain the
+//! member may read (its own; every chain for a witness or a tax office), attests them
+//! when the member is a witness, forms certificates, detects equivocation (from full
+//! blocks, and from the headers gossiped for chains it may not read) and drives sync.
 //!
 //! Sans-IO: [`Replica::handle`] takes the time and one input; what must happen next comes
 //! out of [`Replica::poll_output`], in order. The host performs each output before it
@@ -12,7 +14,7 @@ use crate::validate::Invalid;
 use fapiao_core::block::BlockError;
 use fapiao_core::{
     Attestation, AttestationBody, Block, BlockHash, Certificate, Equivocation, Genesis, Hash32, Header, MemberCode,
-    NetworkId, SecretKey, Timestamp,
+    NetworkId, Role, SecretKey, Timestamp,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -109,12 +111,21 @@ pub struct Persisted {
 /// An input to the state machine.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// A block gossiped by `from` (not necessarily its author).
+    /// A block delivered by `from` (not necessarily its author).
     Block {
         /// The member whose node delivered it.
         from: MemberCode,
         /// The block.
         block: Block,
+    },
+    /// A block header gossiped by `from` (not necessarily its author). Blocks themselves
+    /// are not gossiped: a member that may read the chain fetches the block by sync from
+    /// a peer that checks it may (PROTOCOL.md, "Confidentiality").
+    Header {
+        /// The member whose node delivered it.
+        from: MemberCode,
+        /// The header.
+        header: Header,
     },
     /// An attestation gossiped by `from`.
     Attestation {
@@ -169,8 +180,18 @@ pub enum Input {
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Gossip our own block.
-    BroadcastBlock(Block),
+    /// Gossip our own block's header to every member.
+    AnnounceHeader(Header),
+    /// Deliver our own block to `peer`, a connected member that may read our chain (a
+    /// witness or a tax office): on the same hop as the header, so that a block we sign
+    /// is held by the witnesses as soon as gossip would have carried it, which is what
+    /// lets a restored member find it again (PROTOCOL.md, "Never signing a height twice").
+    SendBlock {
+        /// The peer.
+        peer: MemberCode,
+        /// The block.
+        block: Block,
+    },
     /// Gossip an attestation (ours).
     BroadcastAttestation(Attestation),
     /// Gossip equivocation evidence.
@@ -296,7 +317,7 @@ struct ChainState {
     certified: u64,
     /// Certificates above `certified`, by height: the certified block.
     certs: BTreeMap<u64, BlockHash>,
-    /// Our votes above `certified`.
+    /// The blocks we store above `certified` (our votes, when we are a witness).
     votes: BTreeMap<u64, BlockHash>,
     /// Attestations above `certified`: height → block → witness → attestation.
     pool: BTreeMap<u64, BTreeMap<BlockHash, BTreeMap<MemberCode, Attestation>>>,
@@ -305,6 +326,9 @@ struct ChainState {
     sync: Option<SyncInFlight>,
     /// The most advanced view a peer advertised for this chain.
     best: Option<PeerView>,
+    /// Valid headers gossiped above our head: their blocks are fetched until held, and a
+    /// block that arrives for one of these heights with another hash is evidence.
+    ahead: BTreeMap<u64, Header>,
     /// When we first saw a peer ahead, and the (certified, height) it had then. Gossip
     /// normally closes a small gap by itself, so sync starts only if we are still below
     /// that mark one heads round later.
@@ -338,6 +362,14 @@ enum OwnChain {
     Behind,
 }
 
+/// A chain this member may not read: the latest headers gossiped for it, enough to see
+/// its owner sign two blocks at one height.
+#[derive(Debug, Default)]
+struct Watched {
+    headers: BTreeMap<u64, Header>,
+    frozen: Option<Equivocation>,
+}
+
 /// One member's replication state machine.
 pub struct Replica {
     config: Config,
@@ -345,7 +377,12 @@ pub struct Replica {
     network: NetworkId,
     me: MemberCode,
     key: SecretKey,
+    /// The chains this member may read and holds.
     chains: BTreeMap<MemberCode, ChainState>,
+    /// The chains it may not read: headers only.
+    watched: BTreeMap<MemberCode, Watched>,
+    /// Whether this member is a witness: it attests what it holds.
+    witness: bool,
     peers: BTreeSet<MemberCode>,
     outputs: VecDeque<Output>,
     last_heads_poll: u64,
@@ -374,10 +411,14 @@ impl Replica {
         );
         let network = genesis.network_id();
         let mut chains: BTreeMap<MemberCode, ChainState> = genesis
-            .members()
-            .iter()
-            .filter(|m| genesis.merchant(m.code).is_some())
-            .map(|m| (m.code, ChainState::default()))
+            .chains()
+            .filter(|c| genesis.may_read(me, *c))
+            .map(|c| (c, ChainState::default()))
+            .collect();
+        let watched: BTreeMap<MemberCode, Watched> = genesis
+            .chains()
+            .filter(|c| !chains.contains_key(c))
+            .map(|c| (c, Watched::default()))
             .collect();
         for (chain, head) in persisted.heads {
             if let Some(c) = chains.get_mut(&chain) {
@@ -403,13 +444,19 @@ impl Replica {
                 }
             }
         }
+        let mut watched = watched;
         for ev in persisted.evidence {
-            if let Some(c) = chains.get_mut(&ev.first.body.chain) {
+            let chain = ev.first.body.chain;
+            if let Some(c) = chains.get_mut(&chain) {
                 c.frozen.get_or_insert(ev);
+            } else if let Some(w) = watched.get_mut(&chain) {
+                w.frozen.get_or_insert(ev);
             }
         }
-        // With one merchant nobody else holds its chain.
-        let alone = chains.len() <= 1;
+        // Only other witnesses are sure to hold our chain; with none (or no chain of our
+        // own) nothing can lie above our head.
+        let alone = genesis.merchant(me).is_none() || genesis.with_role(Role::Witness).all(|m| m.code == me);
+        let witness = genesis.witness(me).is_some();
         let mut outputs = VecDeque::new();
         if !alone {
             outputs.push_back(Output::HoldProduction {
@@ -424,6 +471,8 @@ impl Replica {
             me,
             key,
             chains,
+            watched,
+            witness,
             peers: BTreeSet::new(),
             outputs,
             last_heads_poll: 0,
@@ -460,7 +509,9 @@ impl Replica {
 
     /// Evidence held for each frozen chain.
     pub fn evidence(&self) -> Vec<Equivocation> {
-        self.chains.values().filter_map(|c| c.frozen.clone()).collect()
+        let held = self.chains.values().filter_map(|c| c.frozen.clone());
+        held.chain(self.watched.values().filter_map(|w| w.frozen.clone()))
+            .collect()
     }
 
     /// Connected member peers.
@@ -480,6 +531,7 @@ impl Replica {
         }
         match input {
             Input::Block { from, block } => self.on_block(now, from, block, ledger).map_err(fatal),
+            Input::Header { from, header } => self.on_header(now, from, header, ledger).map_err(fatal),
             Input::Attestation { from: _, attestation } => Ok(self.on_attestation(attestation)),
             Input::Evidence { from: _, evidence } => Ok(self.on_evidence(evidence, false)),
             Input::Heads { from, heads } => {
@@ -538,7 +590,9 @@ impl Replica {
             return Ok(Verdict::Invalid(e.into()));
         }
         let Some(c) = self.chains.get(&chain) else {
-            return Ok(Verdict::Invalid(BlockError::UnknownChain(chain).into()));
+            // Verified: a merchant's chain, one this member may not read. Its owner chose
+            // to send it; it is not kept.
+            return Ok(Verdict::Ignored("a chain this member does not hold"));
         };
         if c.frozen.is_some() {
             return Ok(Verdict::Ignored("chain is frozen"));
@@ -546,25 +600,18 @@ impl Replica {
         let hash = block.header.hash();
         let head_height = c.height();
         if height <= head_height {
-            // A block we have, or a second block at a height we hold: evidence.
-            let ours_hash = match (c.head, c.votes.get(&height)) {
-                (Some(h), _) if h.height == height => Some(h.hash),
-                (_, Some(v)) => Some(*v),
-                _ => ledger.header(chain, height)?.map(|h| h.hash()),
-            };
-            if ours_hash == Some(hash) {
-                return Ok(Verdict::Ignored("duplicate block"));
-            }
-            let Some(ours) = ledger.header(chain, height)? else {
-                return Ok(Verdict::Ignored("stored block missing"));
-            };
-            return Ok(self.on_evidence(Equivocation::new(ours, block.header), true));
+            return self.at_held_height(block.header, "duplicate block", ledger);
         }
         if let Some((other, _)) = c.buffer.get(&height) {
             if other.header.hash() == hash {
                 return Ok(Verdict::Ignored("duplicate block"));
             }
             let ev = Equivocation::new(other.header.clone(), block.header);
+            return Ok(self.on_evidence(ev, true));
+        }
+        if let Some(announced) = c.ahead.get(&height).filter(|h| h.hash() != hash) {
+            // Its owner announced another block at this height.
+            let ev = Equivocation::new(announced.clone(), block.header);
             return Ok(self.on_evidence(ev, true));
         }
         if chain == self.me && !matches!(self.own, OwnChain::Recovering { .. }) {
@@ -624,6 +671,122 @@ impl Replica {
         Ok(verdict)
     }
 
+    /// A gossiped header: for a chain we hold, the block it names is fetched by sync (from
+    /// its owner when connected, which always holds it), and a header that conflicts with
+    /// a block we hold is evidence. For a chain we may not read, the latest headers are
+    /// kept to catch its owner signing two blocks at one height.
+    fn on_header<L: Ledger>(
+        &mut self,
+        now: Timestamp,
+        from: MemberCode,
+        header: Header,
+        ledger: &mut L,
+    ) -> Result<Verdict, L::Error> {
+        if let Err(e) = header.verify(&self.genesis, &self.network) {
+            return Ok(Verdict::Invalid(e.into()));
+        }
+        let (chain, height, hash) = (header.body.chain, header.body.height, header.hash());
+        if height == 0 {
+            return Ok(Verdict::Invalid(Invalid::Link("height 0".into())));
+        }
+        if header.body.timestamp.0 > now.0.saturating_add(self.config.skew_ms_max) {
+            return Ok(Verdict::Ignored(
+                "block time is ahead of our clock by more than the skew",
+            ));
+        }
+        let Some(c) = self.chains.get_mut(&chain) else {
+            let keep = self.config.buffer_blocks_max;
+            let w = self
+                .watched
+                .get_mut(&chain)
+                .unwrap_or_else(|| unreachable!("verified: a merchant's chain"));
+            if w.frozen.is_some() {
+                return Ok(Verdict::Ignored("chain is frozen"));
+            }
+            return Ok(match w.headers.get(&height) {
+                Some(seen) if seen.hash() == hash => Verdict::Ignored("duplicate header"),
+                Some(seen) => {
+                    let ev = Equivocation::new(seen.clone(), header);
+                    self.on_evidence(ev, true)
+                }
+                None => {
+                    w.headers.insert(height, header);
+                    while w.headers.len() > keep {
+                        w.headers.pop_first();
+                    }
+                    Verdict::Accepted
+                }
+            });
+        };
+        if c.frozen.is_some() {
+            return Ok(Verdict::Ignored("chain is frozen"));
+        }
+        if height <= c.height() {
+            return self.at_held_height(header, "duplicate header", ledger);
+        }
+        let seen = c.ahead.get(&height).or(c.buffer.get(&height).map(|(b, _)| &b.header));
+        if let Some(other) = seen {
+            if other.hash() == hash {
+                return Ok(Verdict::Ignored("duplicate header"));
+            }
+            let ev = Equivocation::new(other.clone(), header);
+            return Ok(self.on_evidence(ev, true));
+        }
+        if chain == self.me && !matches!(self.own, OwnChain::Recovering { .. }) {
+            return Ok(Verdict::Ignored("own chain header not produced here"));
+        }
+        c.ahead.insert(height, header);
+        while c.ahead.len() > self.config.buffer_blocks_max {
+            c.ahead.pop_last();
+        }
+        let peer = self.block_source(chain, from);
+        self.request_missing(now.0, chain, peer);
+        Ok(Verdict::Accepted)
+    }
+
+    /// A validly signed header at a height of a chain we hold: the block we hold
+    /// (`duplicate`), or a second block its owner signed there, which is evidence.
+    fn at_held_height<L: Ledger>(
+        &mut self,
+        header: Header,
+        duplicate: &'static str,
+        ledger: &mut L,
+    ) -> Result<Verdict, L::Error> {
+        let (chain, height, hash) = (header.body.chain, header.body.height, header.hash());
+        let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
+        let ours = match (c.head, c.votes.get(&height)) {
+            (Some(h), _) if h.height == height => Some(h.hash),
+            (_, Some(v)) => Some(*v),
+            _ => ledger.header(chain, height)?.map(|h| h.hash()),
+        };
+        if ours == Some(hash) {
+            return Ok(Verdict::Ignored(duplicate));
+        }
+        let Some(stored) = ledger.header(chain, height)? else {
+            return Ok(Verdict::Ignored("stored block missing"));
+        };
+        Ok(self.on_evidence(Equivocation::new(stored, header), true))
+    }
+
+    /// Who to ask for `chain`'s blocks after `from` announced one: the owner when
+    /// connected (it holds every block of its chain), else `from`.
+    fn block_source(&self, chain: MemberCode, from: MemberCode) -> MemberCode {
+        if chain != self.me && self.peers.contains(&chain) {
+            chain
+        } else {
+            from
+        }
+    }
+
+    /// After a blocks answer: a header announced above what we now hold is fetched next.
+    fn follow_announced(&mut self, now: u64, chain: MemberCode, from: MemberCode) {
+        let Some(c) = self.chains.get(&chain) else { return };
+        if c.frozen.is_none() && c.sync.is_none() && c.ahead.keys().next_back().is_some_and(|h| *h > c.height()) {
+            let peer = self.block_source(chain, from);
+            self.request_missing(now, chain, peer);
+        }
+    }
+
     /// Appends `block`, the next block of its chain, and attests it.
     fn extend<L: Ledger>(
         &mut self,
@@ -679,12 +842,14 @@ impl Replica {
             hash,
             timestamp,
         });
+        c.ahead = c.ahead.split_off(&(height + 1));
         self.attest(chain, height, hash);
         self.after_append(chain, height, hash);
         Ok(Verdict::Accepted)
     }
 
-    /// Votes for (chain, height, hash) unless we voted for another block there.
+    /// Records that we store (chain, height, hash) and, as a witness, votes for it, unless
+    /// we voted for another block there.
     fn attest(&mut self, chain: MemberCode, height: u64, hash: BlockHash) {
         let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
         match c.votes.get(&height) {
@@ -702,6 +867,9 @@ impl Replica {
                     block: hash,
                 });
             }
+        }
+        if !self.witness {
+            return;
         }
         let att = AttestationBody {
             network: self.network,
@@ -775,6 +943,9 @@ impl Replica {
         }
         let (chain, height) = (att.body.chain, att.body.height);
         let Some(c) = self.chains.get(&chain) else {
+            if self.watched.contains_key(&chain) {
+                return Verdict::Ignored("a chain this member does not hold");
+            }
             return Verdict::Invalid(BlockError::UnknownChain(chain).into());
         };
         if c.frozen.is_some() {
@@ -877,16 +1048,24 @@ impl Replica {
             Ok(x) => x,
             Err(e) => return Verdict::Invalid(e.into()),
         };
-        let Some(c) = self.chains.get_mut(&chain) else {
+        if let Some(c) = self.chains.get_mut(&chain) {
+            if c.frozen.is_some() {
+                return Verdict::Ignored("chain already frozen");
+            }
+            c.frozen = Some(ev.clone());
+            c.buffer.clear();
+            c.ahead.clear();
+            c.pool.clear();
+            c.sync = None;
+        } else if let Some(w) = self.watched.get_mut(&chain) {
+            if w.frozen.is_some() {
+                return Verdict::Ignored("chain already frozen");
+            }
+            w.frozen = Some(ev.clone());
+            w.headers.clear();
+        } else {
             return Verdict::Invalid(BlockError::UnknownChain(chain).into());
-        };
-        if c.frozen.is_some() {
-            return Verdict::Ignored("chain already frozen");
         }
-        c.frozen = Some(ev.clone());
-        c.buffer.clear();
-        c.pool.clear();
-        c.sync = None;
         self.outputs.push_back(Output::EvidenceFound(ev.clone()));
         if found_here {
             self.outputs.push_back(Output::BroadcastEvidence(ev));
@@ -895,8 +1074,11 @@ impl Replica {
     }
 
     fn on_heads(&mut self, now: Timestamp, from: MemberCode, heads: &[HeadSummary]) {
-        let claimed = heads.iter().find(|h| h.chain == self.me).map_or(0, |h| h.height);
-        self.own_claimed(now.0, from, claimed);
+        if self.genesis.merchant(self.me).is_some() && self.genesis.may_read(from, self.me) {
+            // Only a member that may read our chain holds it; the others' heads omit it.
+            let claimed = heads.iter().find(|h| h.chain == self.me).map_or(0, |h| h.height);
+            self.own_claimed(now.0, from, claimed);
+        }
         for h in heads {
             let Some(c) = self.chains.get_mut(&h.chain) else {
                 continue;
@@ -1051,6 +1233,7 @@ impl Replica {
             }
         }
         self.continue_sync(now, chain, &verdict);
+        self.follow_announced(now.0, chain, from);
         if chain == self.me {
             self.own_release_if_ready(now.0);
         }
@@ -1142,27 +1325,39 @@ impl Replica {
     }
 
     /// Ends a wait or a recovery once it is safe to sign our next height: at least
-    /// quorum - 1 peers have said how far they hold our chain, and we hold every height
-    /// any of them claims; and every connected peer has answered, or the wait has lasted
+    /// `w - q + 1` other witnesses have said how far they hold our chain (w witnesses,
+    /// quorum q), and we hold every height any peer claims; and every connected peer
+    /// that may hold our chain has answered, or the wait has lasted
     /// [`Config::own_chain_wait_ms`].
     ///
-    /// Why quorum - 1: a certified block of ours was stored by at least a quorum of
-    /// witnesses, so by at least quorum - 1 others; any quorum - 1 peers and those share
-    /// a member whenever the consortium tolerates a fault (2q - n - 1 >= 1), so every
-    /// certified block of ours is claimed by someone we heard. With fewer peers reachable
-    /// no block of ours could be certified anyway, so waiting costs nothing but the
-    /// blocks' production (events are still admitted).
+    /// Why `w - q + 1`: a certified block of ours was stored by at least q witnesses, so
+    /// by at least q - 1 others when we witness too (q when we do not); any `w - q + 1` of
+    /// the other witnesses include one of them, so every certified block of ours is
+    /// claimed by someone we heard. (With the default quorum that is q - 1 or fewer.)
+    /// With fewer witnesses reachable no block of ours could be certified anyway, so
+    /// waiting costs nothing but the blocks' production (events are still admitted).
     fn own_release_if_ready(&mut self, now: u64) {
         let since = match self.own {
             OwnChain::Waiting { since } => since.unwrap_or(now),
             OwnChain::Recovering { since } => since,
             OwnChain::Checking { .. } | OwnChain::Clear | OwnChain::Behind => return,
         };
-        let others = self.chains.len().saturating_sub(1);
-        let need = (self.genesis.quorum() as usize).saturating_sub(1).min(others);
+        let witnesses = self.genesis.with_role(Role::Witness).count();
+        let others = witnesses - usize::from(self.witness);
+        let need = (witnesses + 1)
+            .saturating_sub(self.genesis.quorum() as usize)
+            .min(others);
         let fresh = |p: &MemberCode| self.own_claims.get(p).is_some_and(|(_, at)| *at >= self.own_fresh_from);
-        let answered = self.own_claims.keys().filter(|p| fresh(p)).count() >= need.max(1);
-        let everyone = self.peers.iter().all(|p| fresh(p) || self.own_liars.contains(p));
+        let heard = self
+            .own_claims
+            .keys()
+            .filter(|p| fresh(p) && self.genesis.witness(**p).is_some());
+        let answered = heard.count() >= need.max(1);
+        let everyone = self
+            .peers
+            .iter()
+            .filter(|p| self.genesis.may_read(**p, self.me))
+            .all(|p| fresh(p) || self.own_liars.contains(p));
         let waited = now.saturating_sub(since) >= self.config.own_chain_wait_ms;
         let ours = self.own_height();
         let target = self.own_claims.values().map(|(h, _)| *h).max().unwrap_or(0);
@@ -1245,7 +1440,19 @@ impl Replica {
             hash,
             timestamp: b.timestamp,
         });
-        self.outputs.push_back(Output::BroadcastBlock(block));
+        let entitled: Vec<MemberCode> = self
+            .peers
+            .iter()
+            .copied()
+            .filter(|p| self.genesis.may_read(*p, self.me))
+            .collect();
+        self.outputs.push_back(Output::AnnounceHeader(block.header.clone()));
+        for peer in entitled {
+            self.outputs.push_back(Output::SendBlock {
+                peer,
+                block: block.clone(),
+            });
+        }
         self.attest(chain, height, hash);
         self.after_append(chain, height, hash);
         Ok(Verdict::Accepted)

@@ -2,13 +2,13 @@
 //! blocks and the others' attestations, and each case checks the verdict and the outputs
 //! through one helper.
 
-use fapiao_chain::sim::{genesis, MemChain, MemLedger};
+use fapiao_chain::sim::{genesis, genesis_of, MemChain, MemLedger};
 use fapiao_chain::{Config, HeadSummary, Input, Invalid, Output, Persisted, Replica, Verdict};
 use fapiao_core::block::BlockError;
 use fapiao_core::event::{
     Buyer, Currency, EventKind, FeeDeposited, InvoiceRequested, InvoiceType, LineItem, PaymentMethod, PaymentRecorded,
 };
-use fapiao_core::genesis::{Member, Role};
+use fapiao_core::genesis::{Member, Role, Roles};
 use fapiao_core::{
     AttestationBody, Block, BlockHash, DerivedKind, Entry, EventBody, Fen, Genesis, Hash32, MemberCode, Quantity,
     SecretKey, TaxRate, Timestamp,
@@ -353,7 +353,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
     members.push(Member {
         code: MemberCode::new(900_001).unwrap(),
         name: "Operator".into(),
-        role: Role::Operator,
+        roles: Roles::of(&[Role::Operator]),
         key: operator.public(),
         addresses: vec![],
         initial_fee_balance: Fen::from_fen(0),
@@ -482,7 +482,7 @@ fn released(o: &[Output]) -> bool {
 }
 
 fn connect_all(s: &mut Setup) {
-    for i in 1..4 {
+    for i in 1..s.keys.len() {
         let peer = code(&s.genesis, i);
         let _ = s.feed(Input::PeerConnected(peer));
     }
@@ -714,4 +714,232 @@ fn missing_certificates_of_held_blocks_are_asked_for_alone() {
                 })
         },
     );
+}
+
+/// Member `i`'s next block on `chain` (its own copy), with one payment at `time`.
+fn block_of(s: &Setup, chain: &mut MemChain, i: usize, time: u64) -> Block {
+    let code = code(&s.genesis, i);
+    let key = &s.keys[i];
+    let event = EventBody {
+        network: s.genesis.network_id(),
+        chain: code,
+        author: key.public(),
+        timestamp: Timestamp(time),
+        kind: EventKind::PaymentRecorded(PaymentRecorded {
+            payment_id: format!("own{}-{time}", chain.blocks().len()),
+            amount: Fen::from_fen(100),
+            currency: Currency::Cny,
+            method: PaymentMethod::Card,
+            terminal_id: "t".into(),
+            external_ref: "r".into(),
+        }),
+    }
+    .sign(key);
+    let b = chain
+        .build_next(&s.genesis, code, key, Timestamp(time), &[event])
+        .expect("a payment is accepted");
+    chain.apply(&s.genesis, &b).expect("own block applies");
+    b
+}
+
+/// Member 2's header with `body`, signed by its key, gossiped by `from`.
+fn twin_header(s: &mut Setup, from: MemberCode, body: fapiao_core::HeaderBody) -> (Verdict, Vec<Output>) {
+    let header = body.sign(&s.keys[1]);
+    s.feed(Input::Header { from, header })
+}
+
+fn evidence_found(o: &[Output]) -> bool {
+    o.iter().any(|x| matches!(x, Output::EvidenceFound(_)))
+        && o.iter().any(|x| matches!(x, Output::BroadcastEvidence(_)))
+}
+
+/// A merchant that is not a witness (member 0 of four; the other three witness) holds
+/// its own chain only: another chain's block is not kept even when sent to it, its
+/// headers are watched for equivocation, its attestations are not pooled, and its own
+/// blocks go, as headers, to everyone and, whole, to the witnesses only, with no
+/// attestation of its own.
+#[test]
+fn a_merchant_that_is_not_a_witness_holds_only_its_own_chain_and_never_attests() {
+    let (g, keys) = genesis_of(42, &[false, true, true, true]);
+    let mut s = setup_with(g, keys);
+    let me = code(&s.genesis, 0);
+    let heads: Vec<MemberCode> = s.replica.heads().iter().map(|h| h.chain).collect();
+    assert_eq!(heads, vec![me], "it holds and reports its own chain only");
+
+    let b1 = s.next_block(1, NOW);
+    check(
+        s.block(b1.clone()),
+        &Verdict::Ignored("a chain this member does not hold"),
+        |o| o.is_empty(),
+    );
+    assert!(s.ledger.chain(s.from()).is_none_or(|c| c.blocks().is_empty()));
+
+    // Its header is taken (and forwarded) without fetching the block.
+    let from = code(&s.genesis, 2);
+    check(
+        s.feed(Input::Header {
+            from,
+            header: b1.header.clone(),
+        }),
+        &Verdict::Accepted,
+        |o| o.is_empty(),
+    );
+    let att = AttestationBody {
+        network: s.genesis.network_id(),
+        chain: s.from(),
+        height: 1,
+        block: b1.header.hash(),
+        witness: code(&s.genesis, 2),
+    }
+    .sign(&s.keys[2]);
+    check(
+        s.feed(Input::Attestation { from, attestation: att }),
+        &Verdict::Ignored("a chain this member does not hold"),
+        |o| o.is_empty(),
+    );
+    // A second header at that height: its owner signed two blocks.
+    let mut twin = b1.header.body.clone();
+    twin.timestamp = Timestamp(NOW + 1);
+    check(twin_header(&mut s, from, twin), &Verdict::Accepted, evidence_found);
+    assert_eq!(s.replica.evidence().len(), 1);
+
+    // Its own block: a header for all, the block for each connected witness, no vote.
+    connect_all(&mut s);
+    let mut mine = MemChain::default();
+    let own = block_of(&s, &mut mine, 0, NOW);
+    let got = s.feed(Input::OwnBlock(own.clone()));
+    check(got, &Verdict::Accepted, |o| {
+        let sent: Vec<MemberCode> = o
+            .iter()
+            .filter_map(|x| match x {
+                Output::SendBlock { peer, block } if *block == own => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        o.contains(&Output::AnnounceHeader(own.header.clone()))
+            && sent == vec![code(&s.genesis, 1), code(&s.genesis, 2), code(&s.genesis, 3)]
+            && !o.iter().any(|x| matches!(x, Output::BroadcastAttestation(_)))
+    });
+}
+
+/// A witness that sees a header above its head fetches the block from the chain's owner
+/// (which always holds it), not from whoever forwarded the header; and when the block it
+/// gets is another one at that height, the two are evidence.
+#[test]
+fn an_announced_block_is_fetched_from_its_owner_and_a_different_one_is_evidence() {
+    let mut s = setup();
+    let owner = s.from();
+    let relay = code(&s.genesis, 2);
+    let _ = s.feed(Input::PeerConnected(owner));
+    let _ = s.feed(Input::PeerConnected(relay));
+    let b1 = s.next_block(1, NOW);
+    check(
+        s.feed(Input::Header {
+            from: relay,
+            header: b1.header.clone(),
+        }),
+        &Verdict::Accepted,
+        |o| {
+            o.iter().any(
+                |x| matches!(x, Output::RequestBlocks { peer, chain, from: 1, .. } if *peer == owner && *chain == owner),
+            )
+        },
+    );
+    // The owner answers with another block at height 1.
+    let mut other = b1.clone();
+    other.header.body.timestamp = Timestamp(NOW + 1);
+    other.header = other.header.body.clone().sign(&s.keys[1]);
+    check(
+        s.feed(Input::Blocks {
+            from: owner,
+            chain: owner,
+            blocks: vec![(other, None)],
+        }),
+        &Verdict::Accepted,
+        |o| evidence_found(o) && votes(o) == 0,
+    );
+}
+
+/// A header that differs from the block held at its height is evidence at once.
+#[test]
+fn a_header_conflicting_with_a_held_block_is_evidence() {
+    let mut s = setup();
+    let b1 = s.next_block(1, NOW);
+    check(s.block(b1.clone()), &Verdict::Accepted, |_| true);
+    let from = code(&s.genesis, 3);
+    check(
+        s.feed(Input::Header {
+            from,
+            header: b1.header.clone(),
+        }),
+        &Verdict::Ignored("duplicate header"),
+        |o| o.is_empty(),
+    );
+    let mut twin = b1.header.body.clone();
+    twin.state_root = Hash32([9; 32]);
+    check(twin_header(&mut s, from, twin), &Verdict::Accepted, evidence_found);
+}
+
+/// A merchant that is not a witness waits for `w - q + 1` witnesses (two of four here,
+/// quorum three): a peer that is not a witness does not hold its chain, so its answer
+/// does not count.
+#[test]
+fn a_member_that_is_not_a_witness_waits_for_enough_witnesses() {
+    let (g, keys) = genesis_of(42, &[false, true, true, true, true, false]);
+    let mut s = setup_with(g, keys);
+    connect_all(&mut s);
+    let at = NOW + 2 * Config::default().sync_interval_ms;
+    let other_merchant = code(&s.genesis, 5);
+    let own_only = vec![HeadSummary {
+        chain: other_merchant,
+        height: 3,
+        hash: BlockHash(Hash32::ZERO),
+        certified: 3,
+        frozen: false,
+    }];
+    let got = s.feed_at(
+        at,
+        Input::Heads {
+            from: other_merchant,
+            heads: own_only,
+        },
+    );
+    assert!(
+        !released(&got.1),
+        "a merchant that does not witness holds nothing of ours"
+    );
+    assert!(!released(&own_claim(&mut s, 1, 0).1), "one witness of the two needed");
+    // Every connected witness must answer (or the wait must end) as well.
+    for w in 2..4 {
+        assert!(!released(&own_claim(&mut s, w, 0).1), "witness {w} of four");
+    }
+    assert!(released(&own_claim(&mut s, 4, 0).1), "every witness answered");
+}
+
+/// A witness that owns no chain (member 0, which only witnesses) holds every merchant's
+/// chain, validates and attests it, and has no production to hold.
+#[test]
+fn a_witness_that_owns_no_chain_attests_every_chain_and_is_never_held() {
+    let (g, keys) = genesis(42, 4);
+    let mut members = g.members().to_vec();
+    members[0].roles = Roles::of(&[Role::Witness]);
+    members[0].policy = None;
+    members[0].initial_fee_balance = Fen::ZERO;
+    let g = Genesis::new(
+        g.network_name().into(),
+        g.created_at(),
+        None,
+        g.fee_per_invoice(),
+        g.allowed_tax_rates().to_vec(),
+        members,
+    )
+    .expect("a witness that owns no chain is a valid member");
+    let mut s = fresh(g, keys);
+    assert_eq!(s.replica.poll_output(), None, "nothing of its own to hold");
+    let held: Vec<MemberCode> = s.replica.heads().iter().map(|h| h.chain).collect();
+    assert_eq!(held, (1..4).map(|i| code(&s.genesis, i)).collect::<Vec<_>>());
+    let b = s.next_block(2, NOW);
+    check(s.block(b), &Verdict::Accepted, |o| {
+        votes(o) == 1 && o.iter().any(|x| matches!(x, Output::BroadcastAttestation(_)))
+    });
 }

@@ -149,6 +149,7 @@ fn quiet_network_and_single_member() {
     );
     let mut one = cfg;
     one.members = 1;
+    one.merchants_only = 0;
     let r = run(one).unwrap_or_else(|f| panic!("{f}"));
     assert!(r.certificates >= r.honest_blocks && r.honest_blocks > 0, "{r:?}");
 }

@@ -61,9 +61,9 @@ pub enum BlockError {
     /// The chain is not a merchant member of genesis.
     #[error("chain {0} is not a merchant member of genesis")]
     UnknownChain(MemberCode),
-    /// A witness is not a merchant member of genesis.
-    #[error("member {0} is not a witnessing (merchant) member of genesis")]
-    UnknownMember(MemberCode),
+    /// An attestation's or certificate's signer is not a witness of genesis.
+    #[error("member {0} is not a witness of genesis")]
+    NotAWitness(MemberCode),
     /// A signature is invalid.
     #[error("signature by {member} invalid: {error}")]
     Signature {
@@ -179,15 +179,14 @@ pub struct Attestation {
 }
 
 impl Attestation {
-    /// Checks the network, that the witness is a merchant member (the witnesses), and
-    /// its signature.
+    /// Checks the network, that the signer is a witness, and its signature.
     pub fn verify(&self, genesis: &Genesis, network: &NetworkId) -> Result<(), BlockError> {
         if self.body.network != *network {
             return Err(BlockError::WrongNetwork);
         }
         let m = genesis
-            .merchant(self.body.witness)
-            .ok_or(BlockError::UnknownMember(self.body.witness))?;
+            .witness(self.body.witness)
+            .ok_or(BlockError::NotAWitness(self.body.witness))?;
         sig::verify(&m.key, &self.body.digest(), &self.signature).map_err(|error| BlockError::Signature {
             member: self.body.witness,
             error,
@@ -250,7 +249,7 @@ impl Certificate {
         })
     }
 
-    /// Checks network, distinct merchant witnesses, every signature (batched), and quorum.
+    /// Checks network, distinct witnesses, every signature (batched), and quorum.
     pub fn verify(&self, genesis: &Genesis, network: &NetworkId) -> Result<(), BlockError> {
         if self.network != *network {
             return Err(BlockError::WrongNetwork);
@@ -261,9 +260,7 @@ impl Certificate {
         let mut digests = Vec::with_capacity(self.signatures.len());
         let mut keys = Vec::with_capacity(self.signatures.len());
         for ws in &self.signatures {
-            let m = genesis
-                .merchant(ws.witness)
-                .ok_or(BlockError::UnknownMember(ws.witness))?;
+            let m = genesis.witness(ws.witness).ok_or(BlockError::NotAWitness(ws.witness))?;
             keys.push(m.key);
             digests.push(
                 AttestationBody {

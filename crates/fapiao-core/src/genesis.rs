@@ -11,36 +11,105 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// The genesis format this code reads and writes.
-pub const GENESIS_FORMAT_VERSION: u16 = 1;
+pub const GENESIS_FORMAT_VERSION: u16 = 2;
 
 /// The largest number of members; bounds certificate size.
 pub const MEMBERS_MAX: usize = 64;
 
-/// A member's role.
+/// One thing a member may do; a member holds a set of them ([`Roles`]).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub enum Role {
-    /// Runs a node, owns a chain, issues invoices.
+    /// Runs a node that validates every chain by re-execution and attests; the quorum is
+    /// over the witnesses.
+    Witness,
+    /// Owns a chain and runs the node that produces it; issues invoices.
     Merchant,
-    /// A buyer's finance department or a tax office: claims invoices and witnesses.
-    Verifier,
-    /// The consortium operator: credits fees, sets merchant policy, witnesses.
+    /// Proposes configuration, deposits fees, sets merchant policy.
     Operator,
+    /// A tax office or an auditor: may read every chain; claims invoices.
+    TaxOffice,
+    /// A buyer's finance department: claims invoices.
+    Verifier,
 }
 
 impl Role {
+    /// Every role, in canonical order.
+    pub const ALL: [Role; 5] = [
+        Role::Witness,
+        Role::Merchant,
+        Role::Operator,
+        Role::TaxOffice,
+        Role::Verifier,
+    ];
+
     /// The snake_case name.
     pub fn name(self) -> &'static str {
         match self {
+            Role::Witness => "witness",
             Role::Merchant => "merchant",
-            Role::Verifier => "verifier",
             Role::Operator => "operator",
+            Role::TaxOffice => "tax_office",
+            Role::Verifier => "verifier",
         }
     }
 
-    fn from_name(s: &str) -> Option<Self> {
-        [Role::Merchant, Role::Verifier, Role::Operator]
-            .into_iter()
-            .find(|r| r.name() == s)
+    /// The role named `s`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Role::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// The roles a member holds: one bit per [`Role`], in the order of [`Role::ALL`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+pub struct Roles(u8);
+
+impl Roles {
+    /// No role.
+    pub const NONE: Roles = Roles(0);
+
+    /// The set holding `roles`.
+    pub fn of(roles: &[Role]) -> Roles {
+        Roles(roles.iter().fold(0, |acc, r| acc | r.bit()))
+    }
+
+    /// Whether the set holds `role`.
+    pub fn has(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
+
+    /// The set with `role` added.
+    pub fn with(self, role: Role) -> Roles {
+        Roles(self.0 | role.bit())
+    }
+
+    /// The roles held, in canonical order.
+    pub fn iter(self) -> impl Iterator<Item = Role> {
+        Role::ALL.into_iter().filter(move |r| self.has(*r))
+    }
+
+    /// True when no role is held.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The bits, as encoded.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    fn is_valid(self) -> bool {
+        self.0 != 0 && self.0 >> Role::ALL.len() == 0
+    }
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.iter().map(Role::name).collect();
+        f.write_str(&names.join("+"))
     }
 }
 
@@ -51,8 +120,8 @@ pub struct Member {
     pub code: MemberCode,
     /// The registered name.
     pub name: String,
-    /// The role.
-    pub role: Role,
+    /// The roles it holds (at least one).
+    pub roles: Roles,
     /// The member's ed25519 key: signs blocks, attestations and its own events, and is
     /// its network identity.
     pub key: PublicKey,
@@ -102,16 +171,14 @@ fn field_err(field: impl Into<String>, message: impl Into<String>) -> GenesisErr
     }
 }
 
-/// The default quorum for `n` witnesses (merchant members): `floor(2n/3) + 1`.
+/// The default quorum for `n` witnesses: `floor(2n/3) + 1`.
 pub fn default_quorum(n: usize) -> u32 {
     (2 * n / 3 + 1) as u32
 }
 
 impl Genesis {
     /// Validates and canonicalises (sorts members by code and tax rates ascending).
-    /// `quorum` defaults to `floor(2n/3)+1` where n is the number of merchant members:
-    /// merchants run the nodes that witness blocks; verifiers and the operator sign
-    /// events but do not attest.
+    /// `quorum` defaults to `floor(2n/3)+1` where n is the number of witnesses.
     pub fn new(
         network_name: String,
         created_at: Timestamp,
@@ -162,8 +229,11 @@ impl Genesis {
                     format!("must be 0 to {AMOUNT_FEN_MAX} fen"),
                 ));
             }
-            match (&mut m.policy, m.role) {
-                (Some(p), Role::Merchant) => {
+            if !m.roles.is_valid() {
+                return Err(field_err(f("roles"), "must hold at least one known role"));
+            }
+            match (&mut m.policy, m.roles.has(Role::Merchant)) {
+                (Some(p), true) => {
                     p.permitted_types.sort();
                     p.permitted_types.dedup();
                     if p.max_invoice_total.is_negative() || p.max_invoice_total > Fen::MAX {
@@ -173,7 +243,7 @@ impl Genesis {
                         ));
                     }
                 }
-                (None, Role::Merchant) => {
+                (None, true) => {
                     return Err(field_err(f("permitted_invoice_types"), "a merchant needs a policy"));
                 }
                 (Some(_), _) => {
@@ -192,9 +262,12 @@ impl Genesis {
         if members.windows(2).any(|w| w[0].code == w[1].code) {
             return Err(field_err("members", "two members share a code"));
         }
-        let n = members.iter().filter(|m| m.role == Role::Merchant).count();
-        if n == 0 {
+        if !members.iter().any(|m| m.roles.has(Role::Merchant)) {
             return Err(field_err("members", "at least one member must be a merchant"));
+        }
+        let n = members.iter().filter(|m| m.roles.has(Role::Witness)).count();
+        if n == 0 {
+            return Err(field_err("members", "at least one member must be a witness"));
         }
         let quorum = quorum.unwrap_or_else(|| default_quorum(n));
         // Any two quorums must share a witness, or two blocks could be certified at one
@@ -204,7 +277,7 @@ impl Genesis {
             return Err(field_err(
                 "quorum",
                 format!(
-                    "must be more than half the {n} merchant members (the witnesses) and at most {n} (default {})",
+                    "must be more than half the {n} witnesses and at most {n} (default {})",
                     default_quorum(n)
                 ),
             ));
@@ -265,7 +338,45 @@ impl Genesis {
 
     /// The merchant with this code (the owner of chain `code`).
     pub fn merchant(&self, code: MemberCode) -> Option<&Member> {
-        self.member(code).filter(|m| m.role == Role::Merchant)
+        self.member(code).filter(|m| m.roles.has(Role::Merchant))
+    }
+
+    /// The witness with this code: its attestations count towards certificates.
+    pub fn witness(&self, code: MemberCode) -> Option<&Member> {
+        self.member(code).filter(|m| m.roles.has(Role::Witness))
+    }
+
+    /// The members holding `role`, by code.
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(move |m| m.roles.has(role))
+    }
+
+    /// The merchant chains, by code.
+    pub fn chains(&self) -> impl Iterator<Item = MemberCode> + '_ {
+        self.with_role(Role::Merchant).map(|m| m.code)
+    }
+
+    /// Whether member `reader` may hold chain `chain`'s blocks and read its business
+    /// data: its owner, every witness (which re-executes it) and every tax office or
+    /// auditor. Everyone else gets headers and certificates only (PROTOCOL.md,
+    /// "Confidentiality").
+    pub fn may_read(&self, reader: MemberCode, chain: MemberCode) -> bool {
+        reader == chain
+            || self
+                .member(reader)
+                .is_some_and(|m| m.roles.has(Role::Witness) || m.roles.has(Role::TaxOffice))
+    }
+
+    /// Whether member `code` runs a node: merchants produce their chains, witnesses
+    /// validate every chain.
+    pub fn runs_node(&self, code: MemberCode) -> bool {
+        self.member(code)
+            .is_some_and(|m| m.roles.has(Role::Merchant) || m.roles.has(Role::Witness))
+    }
+
+    /// Whether a member's node has anyone to replicate with: another member runs a node.
+    pub fn replicates(&self, code: MemberCode) -> bool {
+        self.members.iter().any(|m| m.code != code && self.runs_node(m.code))
     }
 
     /// The member with this key.
@@ -312,8 +423,19 @@ impl Genesis {
                 .code
                 .parse()
                 .map_err(|e: crate::ids::ParseError| field_err(f("code"), e.0))?;
-            let role = Role::from_name(&m.role)
-                .ok_or_else(|| field_err(f("role"), "must be merchant, verifier or operator"))?;
+            let mut roles = Roles::NONE;
+            for name in &m.roles {
+                let role = Role::from_name(name).ok_or_else(|| {
+                    field_err(
+                        f("roles"),
+                        format!("unknown role `{name}` (witness, merchant, operator, tax_office, verifier)"),
+                    )
+                })?;
+                if roles.has(role) {
+                    return Err(field_err(f("roles"), format!("`{name}` is listed twice")));
+                }
+                roles = roles.with(role);
+            }
             let key = PublicKey::from_hex(&m.public_key).map_err(|e| field_err(f("public_key"), e.to_string()))?;
             let policy = match (m.permitted_invoice_types, m.max_invoice_total_fen) {
                 (None, None) => None,
@@ -342,7 +464,7 @@ impl Genesis {
             members.push(Member {
                 code,
                 name: m.name,
-                role,
+                roles,
                 key,
                 addresses: m.addresses,
                 policy,
@@ -374,7 +496,7 @@ impl Genesis {
                 .map(|m| MemberFile {
                     code: m.code.to_string(),
                     name: m.name.clone(),
-                    role: m.role.name().to_string(),
+                    roles: m.roles.iter().map(|r| r.name().to_string()).collect(),
                     public_key: m.key.to_hex(),
                     addresses: m.addresses.clone(),
                     permitted_invoice_types: m
@@ -382,7 +504,7 @@ impl Genesis {
                         .as_ref()
                         .map(|p| p.permitted_types.iter().map(|t| t.name().to_string()).collect()),
                     max_invoice_total_fen: m.policy.as_ref().map(|p| p.max_invoice_total.fen()),
-                    initial_fee_balance_fen: (m.role == Role::Merchant).then_some(m.initial_fee_balance.fen()),
+                    initial_fee_balance_fen: m.roles.has(Role::Merchant).then_some(m.initial_fee_balance.fen()),
                 })
                 .collect(),
         };
@@ -416,7 +538,7 @@ struct GenesisFile {
 struct MemberFile {
     code: String,
     name: String,
-    role: String,
+    roles: Vec<String>,
     public_key: String,
     #[serde(default)]
     addresses: Vec<String>,

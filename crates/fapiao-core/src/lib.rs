@@ -20,7 +20,7 @@ pub mod state;
 
 pub use block::{Attestation, AttestationBody, Block, Certificate, Equivocation, Header, HeaderBody};
 pub use event::{Derived, DerivedKind, Entry, Event, EventBody, EventKind};
-pub use genesis::{Genesis, Member, Role};
+pub use genesis::{Genesis, Member, Role, Roles};
 pub use hash::Hash32;
 pub use ids::{BlockHash, CheckCode, EventId, InvoiceNumber, MemberCode, NetworkId, Timestamp};
 pub use money::{Fen, Quantity, TaxRate};

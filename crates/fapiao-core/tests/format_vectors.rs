@@ -7,7 +7,7 @@
 use fapiao_core::block::{AttestationBody, WitnessSignature};
 use fapiao_core::codec::to_bytes;
 use fapiao_core::event::*;
-use fapiao_core::genesis::Role;
+use fapiao_core::genesis::{Role, Roles};
 use fapiao_core::hash::{hash, Domain};
 use fapiao_core::*;
 
@@ -25,7 +25,7 @@ fn genesis() -> Genesis {
         vec![Member {
             code: MemberCode::new(110_001).unwrap(),
             name: "Tea".into(),
-            role: Role::Merchant,
+            roles: Roles::of(&[Role::Witness, Role::Merchant]),
             key: key(1).public(),
             addresses: vec!["/ip4/127.0.0.1/tcp/7001".into()],
             policy: Some(MerchantPolicy {

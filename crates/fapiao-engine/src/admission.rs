@@ -128,6 +128,10 @@ pub enum AdmitError {
     /// clients until the operator has repaired the ledger.
     #[error("this node cannot record events now: {0}")]
     OwnChainBehind(String),
+    /// This node's member owns no chain (a witness that is not a merchant): it records
+    /// no event.
+    #[error("this node's member is a witness that owns no chain: send events to the merchant's own node")]
+    NoChain,
     /// The event breaks a bound or a field rule that needs no state (an amount above the
     /// maximum, an id too long, ...): the same check execution would make.
     #[error("{0}")]
@@ -151,6 +155,7 @@ impl AdmitError {
             AdmitError::Maintenance => "MAINTENANCE",
             AdmitError::StorageFull { .. } => "STORAGE_FULL",
             AdmitError::OwnChainBehind(_) => "OWN_CHAIN_BEHIND",
+            AdmitError::NoChain => "NO_CHAIN",
             AdmitError::Invalid(r) => r.code(),
         }
     }
@@ -310,6 +315,9 @@ impl Engine {
     /// answers are given only once every admitted event is durable.
     pub async fn admit(&self, encoded: Vec<Vec<u8>>) -> Result<Vec<Result<AdmitOutcome, AdmitError>>, AdmitError> {
         let cfg = &self.shared.config;
+        if !self.shared.produces {
+            return Err(AdmitError::NoChain);
+        }
         if self.maintenance() {
             return Err(AdmitError::Maintenance);
         }

@@ -84,9 +84,10 @@ pub enum EngineError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// This node's key is not a merchant member of genesis.
-    #[error("the node key {0} is not a merchant member of this genesis")]
-    NotAMerchant(String),
+    /// This node's key is not a member of genesis that runs a node (a merchant or a
+    /// witness).
+    #[error("the node key {0} is not a merchant or a witness of this genesis: only they run nodes")]
+    RunsNoNode(String),
     /// The engine is shutting down.
     #[error("the engine is stopping")]
     Stopped,
@@ -97,6 +98,7 @@ pub(crate) struct Shared {
     pub(crate) genesis: Arc<Genesis>,
     pub(crate) network: NetworkId,
     pub(crate) chain: MemberCode,
+    pub(crate) produces: bool,
     pub(crate) key: SecretKey,
     pub(crate) config: EngineConfig,
     pub(crate) pending: Mutex<admission::PendingSet>,
@@ -171,9 +173,12 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let member = genesis
             .member_by_key(&key.public())
-            .filter(|m| m.role == fapiao_core::Role::Merchant)
-            .ok_or_else(|| EngineError::NotAMerchant(key.public().to_hex()))?;
+            .filter(|m| genesis.runs_node(m.code))
+            .ok_or_else(|| EngineError::RunsNoNode(key.public().to_hex()))?;
         let chain = member.code;
+        // A witness that is not a merchant owns no chain: it admits nothing and produces
+        // nothing; its node validates, attests and serves the chains it holds.
+        let produces = member.roles.has(fapiao_core::Role::Merchant);
         let pending = admission::PendingSet::load(&store)?;
         let store_path = store.path().to_path_buf();
         let disk_reserve = config.disk_reserve_bytes;
@@ -185,6 +190,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             network: genesis.network_id(),
             chain,
+            produces,
             store,
             genesis,
             key,
@@ -229,21 +235,31 @@ impl Engine {
             .name("admission".into())
             .spawn(move || admission::writer_loop(s1, admit_rx))
             .map_err(|_| EngineError::Stopped)?;
-        let s2 = shared.clone();
-        let producer = std::thread::Builder::new()
-            .name("producer".into())
-            .spawn(move || producer::producer_loop(s2))
-            .map_err(|_| EngineError::Stopped)?;
+        let mut threads = vec![writer];
+        if produces {
+            let s2 = shared.clone();
+            let producer = std::thread::Builder::new()
+                .name("producer".into())
+                .spawn(move || producer::producer_loop(s2))
+                .map_err(|_| EngineError::Stopped)?;
+            threads.push(producer);
+        }
         Ok(Engine {
             shared,
             admit_tx,
-            threads: Arc::new(Mutex::new(vec![writer, producer])),
+            threads: Arc::new(Mutex::new(threads)),
         })
     }
 
-    /// This node's chain.
+    /// This node's chain (for a witness that is not a merchant, its member code, which
+    /// names no chain).
     pub fn chain(&self) -> MemberCode {
         self.shared.chain
+    }
+
+    /// Whether this node's member owns a chain and produces its blocks.
+    pub fn produces(&self) -> bool {
+        self.shared.produces
     }
 
     /// The network id.

@@ -283,7 +283,7 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
         };
         let header = body.sign(&shared.key);
         let hash = header.hash();
-        // The owner witnesses its own block; with a quorum of one that is a certificate.
+        // A witness owner attests its own block; with a quorum of one that is a certificate.
         let attestation = AttestationBody {
             network: shared.network,
             chain,
@@ -292,7 +292,7 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
             witness: chain,
         }
         .sign(&shared.key);
-        let certificate = if shared.genesis.quorum() <= 1 {
+        let certificate = if shared.genesis.quorum() <= 1 && shared.genesis.witness(chain).is_some() {
             Certificate::from_attestations([&attestation])
         } else {
             None

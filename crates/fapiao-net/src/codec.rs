@@ -1,7 +1,8 @@
-//! The sync protocol's codec: one length-prefixed canonical frame per request and per
-//! response, each bounded.
+//! The codecs of the two request-response protocols, sync and block delivery: one
+//! length-prefixed canonical frame per request and per response, each bounded.
 
 use crate::wire::{read_frame, write_frame, write_raw_frame, Request, Response};
+use fapiao_core::Block;
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::StreamProtocol;
 use std::io;
@@ -67,5 +68,56 @@ impl libp2p::request_response::Codec for SyncCodec {
             Answer::Encoded(bytes) => write_raw_frame(io, &bytes).await,
             Answer::Read(r) => write_frame(io, &r).await,
         }
+    }
+}
+
+/// The delivery protocol's codec: a request is one block of the sender's own chain, of at
+/// most `frame_bytes_max` bytes; the answer is an empty acknowledgement (received, not
+/// judged).
+#[derive(Debug, Clone)]
+pub(crate) struct DeliverCodec {
+    frame_bytes_max: usize,
+}
+
+impl DeliverCodec {
+    pub(crate) fn new(frame_bytes_max: usize) -> Self {
+        DeliverCodec { frame_bytes_max }
+    }
+}
+
+/// The acknowledgement is the empty frame.
+const ACK_BYTES_MAX: usize = 16;
+
+impl libp2p::request_response::Codec for DeliverCodec {
+    type Protocol = StreamProtocol;
+    type Request = Block;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Block>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.frame_bytes_max).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, ACK_BYTES_MAX).await
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, block: Block) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &block).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, ack: ()) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &ack).await
     }
 }

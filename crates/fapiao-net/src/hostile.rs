@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 /// A gossip topic of the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
-    /// `fapiao/<network>/blocks`.
-    Blocks,
+    /// `fapiao/<network>/headers`.
+    Headers,
     /// `fapiao/<network>/attestations`.
     Attestations,
     /// `fapiao/<network>/evidence`.
@@ -231,7 +231,7 @@ pub fn start_hostile(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
     let topics = Topics::new(genesis);
-    for t in [&topics.blocks, &topics.attestations, &topics.evidence] {
+    for t in [&topics.headers, &topics.attestations, &topics.evidence] {
         swarm
             .behaviour_mut()
             .gossipsub
@@ -323,7 +323,7 @@ impl Task {
 
     fn topic(&self, t: Topic) -> IdentTopic {
         match t {
-            Topic::Blocks => self.topics.blocks.clone(),
+            Topic::Headers => self.topics.headers.clone(),
             Topic::Attestations => self.topics.attestations.clone(),
             Topic::Evidence => self.topics.evidence.clone(),
         }

@@ -1,6 +1,8 @@
 //! Fapiao's peer-to-peer transport: libp2p over TCP with noise and yamux, identify,
-//! gossipsub (one topic per network for blocks, attestations and evidence) and a
-//! request-response sync protocol. Only genesis members may connect: the libp2p identity
+//! gossipsub (one topic per network for block headers, attestations and evidence), a
+//! request-response sync protocol, and a request-response delivery protocol by which a
+//! chain's owner hands its new block to the members that may read it (blocks are never
+//! gossiped: gossip reaches every member). Only genesis members may connect: the libp2p identity
 //! is the member's ed25519 key, and every other peer is refused once its key is known.
 //!
 //! Architecture invariant: this crate moves bytes and enforces peer admission and
@@ -14,7 +16,7 @@ mod codec;
 pub mod hostile;
 pub mod wire;
 
-use fapiao_core::{codec as canonical, Genesis, MemberCode, PublicKey, SecretKey};
+use fapiao_core::{codec as canonical, Block, Genesis, MemberCode, PublicKey, SecretKey};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel};
@@ -31,6 +33,8 @@ pub use wire::{Gossip, Request, Response, WireHead};
 
 /// The sync protocol name.
 pub const SYNC_PROTOCOL: &str = "/fapiao/sync/1";
+/// The block delivery protocol name.
+pub const DELIVER_PROTOCOL: &str = "/fapiao/deliver/1";
 
 /// Every bound of the transport, unit last.
 #[derive(Debug, Clone)]
@@ -39,7 +43,8 @@ pub struct NetConfig {
     pub listen: Vec<String>,
     /// How often members we are not connected to are dialled.
     pub dial_interval_ms: u64,
-    /// Largest gossip message: the largest block plus room for its framing.
+    /// Largest gossip message. Gossip carries headers, attestations and evidence (two
+    /// headers), each well under a kilobyte; blocks go by sync only.
     pub gossip_bytes_max: usize,
     /// Largest sync request or response frame.
     pub sync_frame_bytes_max: usize,
@@ -47,10 +52,12 @@ pub struct NetConfig {
     pub sync_timeout_ms: u64,
     /// Events queued for the host before gossip is dropped.
     pub events_max: usize,
-    /// Encoded bytes of gossip handed to the host and not yet judged; above it gossip is
-    /// dropped as when the queue is full. The event queue bounds a count of messages of up
-    /// to `gossip_bytes_max` each; this bounds their memory.
+    /// Encoded bytes of gossip and delivered blocks handed to the host and not yet
+    /// judged; above it they are dropped as when the queue is full. The event queue
+    /// bounds a count of messages; this bounds their memory.
     pub events_bytes_max: usize,
+    /// Largest delivered block frame: the largest block plus room for its framing.
+    pub deliver_frame_bytes_max: usize,
     /// Commands queued from the host.
     pub commands_max: usize,
     /// Inbound sync requests awaiting the host's answer.
@@ -75,11 +82,12 @@ impl NetConfig {
         NetConfig {
             listen,
             dial_interval_ms: 1_000,
-            gossip_bytes_max: block_bytes_max + 64 * 1024,
+            gossip_bytes_max: 16 * 1024,
             sync_frame_bytes_max,
             sync_timeout_ms: 20_000,
             events_max: 8_192,
             events_bytes_max: 16 * block_bytes_max,
+            deliver_frame_bytes_max: block_bytes_max + 64 * 1024,
             commands_max: 8_192,
             inbound_requests_max: 256,
             peer_inbound_requests_max: 32,
@@ -143,6 +151,11 @@ impl Drop for Charge {
     }
 }
 
+/// Held by the host while it judges a delivered block: until dropped, the block's bytes
+/// count against `events_bytes_max`.
+#[derive(Debug)]
+pub struct Budget(#[allow(dead_code)] Charge);
+
 /// Identifies an inbound sync request for [`Command::Respond`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestToken(u64);
@@ -165,6 +178,16 @@ pub enum NetEvent {
         token: GossipToken,
         /// The object.
         gossip: Gossip,
+    },
+    /// A block delivered by `from`, decoded but not validated (the transport has already
+    /// acknowledged its receipt). Penalise the member if it is invalid.
+    Block {
+        /// The member that delivered it.
+        from: MemberCode,
+        /// The block.
+        block: Block,
+        /// Drop when judged.
+        budget: Budget,
     },
     /// A member asks for sync data. Answer with [`Command::Respond`].
     Request {
@@ -210,6 +233,8 @@ pub enum Command {
     Respond(RequestToken, Response),
     /// Send a sync request.
     Request(MemberCode, Request),
+    /// Deliver a block of our own chain to a member (that may read it).
+    Deliver(MemberCode, Block),
     /// Disconnect and ban a member's node for a while (it sent invalid sync data).
     Penalise(MemberCode, String),
 }
@@ -260,10 +285,11 @@ struct Behaviour {
     identify: identify::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<codec::SyncCodec>,
+    deliver: request_response::Behaviour<codec::DeliverCodec>,
 }
 
 pub(crate) struct Topics {
-    pub(crate) blocks: IdentTopic,
+    pub(crate) headers: IdentTopic,
     pub(crate) attestations: IdentTopic,
     pub(crate) evidence: IdentTopic,
 }
@@ -273,7 +299,7 @@ impl Topics {
         let net = genesis.network_id().to_string();
         let t = |kind: &str| IdentTopic::new(format!("fapiao/{net}/{kind}"));
         Topics {
-            blocks: t("blocks"),
+            headers: t("headers"),
             attestations: t("attestations"),
             evidence: t("evidence"),
         }
@@ -284,6 +310,7 @@ fn build_swarm(key: &SecretKey, cfg: &NetConfig, allowed: Option<&[PeerId]>) -> 
     let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
     let gossip_max = cfg.gossip_bytes_max;
     let frame_max = cfg.sync_frame_bytes_max;
+    let deliver_max = cfg.deliver_frame_bytes_max;
     let sync_timeout = Duration::from_millis(cfg.sync_timeout_ms);
     let allowed = allowed.map(<[PeerId]>::to_vec);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair(key)?)
@@ -315,12 +342,21 @@ fn build_swarm(key: &SecretKey, cfg: &NetConfig, allowed: Option<&[PeerId]>) -> 
                 [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(sync_timeout),
             );
+            // Few streams at once: an owner delivers one block at a time to each peer.
+            let deliver = request_response::Behaviour::with_codec(
+                codec::DeliverCodec::new(deliver_max),
+                [(StreamProtocol::new(DELIVER_PROTOCOL), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(sync_timeout)
+                    .with_max_concurrent_streams(8),
+            );
             Ok(Behaviour {
                 allowed: Toggle::from(allowed_peers),
                 banned: allow_block_list::Behaviour::default(),
                 identify: identify::Behaviour::new(identify::Config::new("/fapiao/1".into(), kp.public())),
                 gossipsub,
                 sync,
+                deliver,
             })
         })
         .map_err(|e| transport(&e))?
@@ -356,7 +392,7 @@ pub fn start(cfg: NetConfig, genesis: &Genesis, me: MemberCode, key: &SecretKey)
     let allowed: Vec<PeerId> = members.keys().copied().collect();
     let mut swarm = build_swarm(key, &cfg, Some(&allowed))?;
     let topics = Topics::new(genesis);
-    for t in [&topics.blocks, &topics.attestations, &topics.evidence] {
+    for t in [&topics.headers, &topics.attestations, &topics.evidence] {
         swarm
             .behaviour_mut()
             .gossipsub
@@ -515,7 +551,7 @@ impl Task {
         match c {
             Command::Publish(g) => {
                 let topic = match &g {
-                    Gossip::Block(_) => self.topics.blocks.clone(),
+                    Gossip::Header(_) => self.topics.headers.clone(),
                     Gossip::Attestation(_) => self.topics.attestations.clone(),
                     Gossip::Evidence(_) => self.topics.evidence.clone(),
                 };
@@ -570,6 +606,13 @@ impl Task {
                     if self.connected.contains_key(&peer) {
                         let id = self.swarm.behaviour_mut().sync.send_request(&peer, request.clone());
                         self.outbound.insert(id, (member, request));
+                    }
+                }
+            }
+            Command::Deliver(member, block) => {
+                if let Some(peer) = self.member_peer(member) {
+                    if self.connected.contains_key(&peer) {
+                        self.swarm.behaviour_mut().deliver.send_request(&peer, block);
                     }
                 }
             }
@@ -629,6 +672,7 @@ impl Task {
                 message,
             })) => self.gossip(propagation_source, message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.sync_event(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Deliver(ev)) => self.deliver_event(ev),
             _ => {}
         }
     }
@@ -659,8 +703,8 @@ impl Task {
             return;
         };
         let t = &message.topic;
-        let decoded = if *t == self.topics.blocks.hash() {
-            canonical::decode(&message.data).map(Gossip::Block)
+        let decoded = if *t == self.topics.headers.hash() {
+            canonical::decode(&message.data).map(Gossip::Header)
         } else if *t == self.topics.attestations.hash() {
             canonical::decode(&message.data).map(Gossip::Attestation)
         } else if *t == self.topics.evidence.hash() {
@@ -685,6 +729,48 @@ impl Task {
                 tracing::warn!(member = %from, error = %e, "undecodable gossip");
                 self.command(Command::Validate(token, Validation::Reject));
             }
+        }
+    }
+
+    fn deliver_event(&mut self, ev: request_response::Event<Block, ()>) {
+        match ev {
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            } => {
+                // Acknowledge receipt at once; the host judges the block.
+                let _ = self.swarm.behaviour_mut().deliver.send_response(channel, ());
+                let Some(from) = self.members.get(&peer).copied() else {
+                    return;
+                };
+                let bytes = canonical::to_bytes(&request).len();
+                let queued = self.gossip_bytes.fetch_add(bytes, Ordering::Relaxed);
+                let budget = Budget(Charge {
+                    bytes,
+                    budget: self.gossip_bytes.clone(),
+                });
+                if queued + bytes > self.cfg.events_bytes_max {
+                    // The host is behind: drop it; the header and sync bring it again.
+                    self.stats.gossip_dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                self.emit(NetEvent::Block {
+                    from,
+                    block: request,
+                    budget,
+                });
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                if matches!(error, request_response::InboundFailure::Io(ref e) if e.kind() == std::io::ErrorKind::InvalidData)
+                {
+                    self.penalise(peer, "undecodable block delivery");
+                }
+            }
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, error = %error, "block delivery failed");
+            }
+            request_response::Event::Message { .. } | request_response::Event::ResponseSent { .. } => {}
         }
     }
 

@@ -2,16 +2,21 @@
 //! the sync protocol.
 
 use fapiao_chain::HeadSummary;
-use fapiao_core::{codec, Attestation, Block, BlockHash, Certificate, Equivocation, MemberCode};
+use fapiao_core::{codec, Attestation, Block, BlockHash, Certificate, Equivocation, Header, MemberCode};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 use std::io;
 
 /// A gossiped object; the topic says which kind.
+// Evidence (two headers) is the largest at about 450 bytes; these pass through bounded
+// queues as plain values, and boxing would allocate per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gossip {
-    /// A block, published by its chain's owner.
-    Block(Block),
+    /// A block's header, published by its chain's owner. Blocks are never gossiped:
+    /// gossip reaches every member, and a block goes only to those who may read its
+    /// chain (delivered by its owner, or by sync from a responder that checks who asks).
+    Header(Header),
     /// An attestation, published by its witness.
     Attestation(Attestation),
     /// Equivocation evidence.
@@ -95,12 +100,15 @@ pub enum Response {
     Certificates(Vec<Certificate>),
     /// The responder could not answer (busy, or a storage error).
     Unavailable,
+    /// Answer to [`Request::Blocks`] from a member that may not read the chain: only its
+    /// owner, the witnesses and tax offices get blocks (PROTOCOL.md, "Confidentiality").
+    NotEntitled,
 }
 
 /// Encodes a gossip payload (the topic carries the kind).
 pub fn encode_gossip(g: &Gossip) -> Vec<u8> {
     match g {
-        Gossip::Block(b) => codec::to_bytes(b),
+        Gossip::Header(h) => codec::to_bytes(h),
         Gossip::Attestation(a) => codec::to_bytes(a),
         Gossip::Evidence(e) => codec::to_bytes(e),
     }
@@ -114,8 +122,8 @@ const FRAME_CHUNK_BYTES: usize = 64 * 1024;
 /// The three gossip topics of a network, each carrying one kind of payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GossipTopic {
-    /// Blocks.
-    Blocks,
+    /// Block headers.
+    Headers,
     /// Attestations.
     Attestations,
     /// Equivocation evidence.
@@ -127,7 +135,7 @@ pub enum GossipTopic {
 /// (The size bound is gossipsub's `max_transmit_size`, applied before this.)
 pub fn decode_gossip(topic: GossipTopic, payload: &[u8]) -> Result<Gossip, codec::CodecError> {
     match topic {
-        GossipTopic::Blocks => codec::decode(payload).map(Gossip::Block),
+        GossipTopic::Headers => codec::decode(payload).map(Gossip::Header),
         GossipTopic::Attestations => codec::decode(payload).map(Gossip::Attestation),
         GossipTopic::Evidence => codec::decode(payload).map(Gossip::Evidence),
     }
@@ -360,7 +368,7 @@ mod decode_tests {
             decode_response_frame(&f, 8).unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
-        assert!(decode_gossip(GossipTopic::Blocks, &[]).is_err());
+        assert!(decode_gossip(GossipTopic::Headers, &[]).is_err());
         assert!(decode_gossip(GossipTopic::Attestations, &[0; 8]).is_err());
     }
 }

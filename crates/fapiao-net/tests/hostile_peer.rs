@@ -3,7 +3,7 @@
 //! Each case checks one bound through A's counters.
 
 use fapiao_core::event::{InvoiceType, MerchantPolicy};
-use fapiao_core::genesis::{Member, Role};
+use fapiao_core::genesis::{Member, Role, Roles};
 use fapiao_core::{codec, BlockHash, Fen, Genesis, Hash32, MemberCode, SecretKey, TaxRate, Timestamp};
 use fapiao_net::hostile::{self, HostileCommand, HostileEvent, Topic};
 use fapiao_net::{Command, Net, NetConfig, NetEvent, NetStats, Request, Response, WireHead};
@@ -36,7 +36,7 @@ fn pair() -> Pair {
         .map(|(i, (k, a))| Member {
             code: MemberCode::new(110_001 + i as u32).unwrap(),
             name: format!("Merchant {}", i + 1),
-            role: Role::Merchant,
+            roles: Roles::of(&[Role::Witness, Role::Merchant]),
             key: k.public(),
             addresses: vec![a.clone()],
             initial_fee_balance: Fen::from_fen(1_000),
@@ -188,49 +188,32 @@ async fn gossip_awaiting_judgement_is_bounded_in_bytes() {
         }
         None::<Command>
     });
-    let (stats, b, p) = start(|c| c.events_bytes_max = 1024 * 1024, host).await;
-    // Blocks of B's chain, each holding one payment with a 100 KB reference: they decode,
-    // and the host would refuse them, but it never judges.
+    let (stats, b, p) = start(|c| c.events_bytes_max = 8 * 1024, host).await;
+    // Headers of B's chain (about 200 bytes each): they decode, and the host would judge
+    // them, but it never does.
     let key = &p.keys[1];
     let chain = p.genesis.members()[1].code;
-    let event = fapiao_core::EventBody {
-        network: p.genesis.network_id(),
-        chain,
-        author: key.public(),
-        timestamp: Timestamp(1),
-        kind: fapiao_core::EventKind::PaymentRecorded(fapiao_core::event::PaymentRecorded {
-            payment_id: "P".into(),
-            amount: Fen::from_fen(1),
-            currency: fapiao_core::event::Currency::Cny,
-            method: fapiao_core::event::PaymentMethod::Card,
-            terminal_id: "T".into(),
-            external_ref: "x".repeat(100_000),
-        }),
-    }
-    .sign(key);
     // Wait for A's subscriptions to reach B.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for h in 0..20u64 {
-        let entries = vec![fapiao_core::Entry::Event(event.clone())];
+    for h in 0..80u64 {
         let body = fapiao_core::HeaderBody {
             network: p.genesis.network_id(),
             chain,
             height: 1_000 + h,
             parent: BlockHash(Hash32::ZERO),
             timestamp: Timestamp(1),
-            events_root: fapiao_core::block::entries_root(&entries),
-            event_count: 1,
+            events_root: Hash32::ZERO,
+            event_count: 0,
             state_root: Hash32::ZERO,
         };
-        let block = fapiao_core::Block {
-            header: body.sign(key),
-            entries,
-        };
         b.commands
-            .send(HostileCommand::Publish(Topic::Blocks, codec::to_bytes(&block)))
+            .send(HostileCommand::Publish(
+                Topic::Headers,
+                codec::to_bytes(&body.sign(key)),
+            ))
             .await
             .unwrap();
     }
-    // About ten fit in 1 MiB; the others are dropped.
+    // About forty fit in 8 KiB; the others are dropped.
     wait_for(&stats, "gossip_dropped", 5).await;
 }

@@ -3,7 +3,7 @@
 
 use fapiao_core::block::entries_root;
 use fapiao_core::event::*;
-use fapiao_core::genesis::{Member, Role};
+use fapiao_core::genesis::{Member, Role, Roles};
 use fapiao_core::*;
 use fapiao_domain::{execute_block, BlockContext, ChainContext, StateKey};
 use fapiao_store::replay::{replay, ReplayOptions};
@@ -23,7 +23,7 @@ fn genesis() -> Genesis {
         vec![Member {
             code: MemberCode::new(110_001).unwrap(),
             name: "M".into(),
-            role: Role::Merchant,
+            roles: Roles::of(&[Role::Witness, Role::Merchant]),
             key: key().public(),
             addresses: vec![],
             policy: Some(MerchantPolicy {

@@ -33,6 +33,12 @@ impl World {
         let World { members, held, .. } = self;
         let m = &mut members[i];
         for (chain, c) in &m.disk.chains {
+            if !c.blocks.is_empty() && !m.disk.genesis.may_read(m.code, *chain) {
+                broken.push(format!(
+                    "member {} holds blocks of chain {chain}, which it may not read",
+                    m.code
+                ));
+            }
             let from = m.checked.get(chain).copied().unwrap_or(0) as usize;
             for (k, block) in c.blocks.iter().enumerate().skip(from) {
                 let height = k as u64 + 1;
@@ -98,6 +104,9 @@ impl World {
                 .map(|x| (x.blocks.len(), x.root()));
             for &i in &honest {
                 let m = &self.members[i];
+                if !m.disk.genesis.may_read(m.code, chain) {
+                    continue;
+                }
                 let theirs = m.disk.chains.get(&chain).map(|x| (x.blocks.len(), x.root()));
                 if theirs != own {
                     return Err(format!(
@@ -166,6 +175,9 @@ impl World {
             };
             for &i in &honest {
                 let m = &self.members[i];
+                if !m.disk.genesis.may_read(m.code, chain) {
+                    continue;
+                }
                 let Some(theirs) = m.disk.chains.get(&chain) else {
                     return Err(format!("member {} does not hold chain {chain}", m.code));
                 };

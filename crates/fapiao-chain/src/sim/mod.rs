@@ -26,7 +26,7 @@ pub use workload::WorkloadCounts;
 
 use crate::replica::{Config, Fatal, Input, Output, Replica};
 use fapiao_core::event::{InvoiceType, MerchantPolicy};
-use fapiao_core::genesis::Role;
+use fapiao_core::genesis::{Role, Roles};
 use fapiao_core::{
     Block, BlockHash, Certificate, Entry, Equivocation, Fen, Genesis, Hash32, Member, MemberCode, SecretKey, TaxRate,
     Timestamp,
@@ -68,8 +68,12 @@ impl Rng {
 pub struct SimConfig {
     /// The seed: with the commit, it fixes the whole run.
     pub seed: u64,
-    /// Merchant members (at least 4 when `equivocate` is set).
+    /// Merchant members that witness (at least 4 when `equivocate` is set).
     pub members: usize,
+    /// Merchant members that do not witness: they produce their chain, validate nothing
+    /// else, and must never hold another member's block (the confidentiality rule is
+    /// checked after every step).
+    pub merchants_only: usize,
     /// How long faults (loss, duplication, delay, crashes) and block production last.
     pub fault_ms: u64,
     /// How long after the faults the members have to converge.
@@ -100,11 +104,13 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// The standard run for `seed`: 4 members, every fault on.
+    /// The standard run for `seed`: 4 witnesses (and, for odd seeds, one merchant that
+    /// is not a witness), every fault on.
     pub fn standard(seed: u64) -> SimConfig {
         SimConfig {
             seed,
             members: 4,
+            merchants_only: (seed % 2) as usize,
             fault_ms: 4_000,
             settle_ms: 60_000,
             loss_percent: 10,
@@ -168,6 +174,7 @@ pub struct SimFailure {
 
 #[derive(Debug, Clone)]
 enum Msg {
+    Header(fapiao_core::Header),
     Block(Block),
     Attestation(fapiao_core::Attestation),
     Evidence(Equivocation),
@@ -296,11 +303,15 @@ fn member_key(seed: u64, i: usize) -> SecretKey {
     SecretKey::from_seed(&s)
 }
 
-fn merchant(i: usize, key: &SecretKey, fee_balance: Fen, policy: MerchantPolicy) -> Member {
+fn merchant(i: usize, witness: bool, key: &SecretKey, fee_balance: Fen, policy: MerchantPolicy) -> Member {
     Member {
         code: MemberCode::new(110_001 + i as u32).unwrap_or_else(|| unreachable!()),
         name: format!("Merchant {}", i + 1),
-        role: Role::Merchant,
+        roles: if witness {
+            Roles::of(&[Role::Witness, Role::Merchant])
+        } else {
+            Roles::of(&[Role::Merchant])
+        },
         key: key.public(),
         addresses: vec![],
         initial_fee_balance: fee_balance,
@@ -308,9 +319,16 @@ fn merchant(i: usize, key: &SecretKey, fee_balance: Fen, policy: MerchantPolicy)
     }
 }
 
-/// A genesis of `n` merchants with keys derived from `seed` (what replica tests use).
+/// A genesis of `n` merchants that witness, with keys derived from `seed` (what replica
+/// tests use).
 pub fn genesis(seed: u64, n: usize) -> (Genesis, Vec<SecretKey>) {
-    let keys: Vec<SecretKey> = (0..n).map(|i| member_key(seed, i)).collect();
+    genesis_of(seed, &vec![true; n])
+}
+
+/// A genesis of one merchant per entry of `witness` (whether it witnesses), in code
+/// order, with keys derived from `seed`.
+pub fn genesis_of(seed: u64, witness: &[bool]) -> (Genesis, Vec<SecretKey>) {
+    let keys: Vec<SecretKey> = (0..witness.len()).map(|i| member_key(seed, i)).collect();
     let policy = MerchantPolicy {
         permitted_types: vec![InvoiceType::Normal],
         max_invoice_total: Fen::from_fen(100_000_000),
@@ -318,7 +336,7 @@ pub fn genesis(seed: u64, n: usize) -> (Genesis, Vec<SecretKey>) {
     let members = keys
         .iter()
         .enumerate()
-        .map(|(i, k)| merchant(i, k, Fen::from_fen(1_000), policy.clone()))
+        .map(|(i, k)| merchant(i, witness[i], k, Fen::from_fen(1_000), policy.clone()))
         .collect();
     let g = Genesis::new(
         "sim".into(),
@@ -350,17 +368,26 @@ pub const SIM_FEE_FEN: i64 = 10;
 /// deposits that re-issue them come early in every run.
 pub const SIM_OPENING_FEE_FEN: i64 = 4 * SIM_FEE_FEN;
 
-/// The simulator's consortium for `seed`: `n` merchants with a small fee balance and a
-/// policy up to the amount bound, the operator (code 900001) and a verifier (800001),
-/// which sign events but run no node and do not attest; the usual Chinese VAT rates.
-pub fn consortium(seed: u64, n: usize) -> Consortium {
-    let merchants: Vec<SecretKey> = (0..n).map(|i| member_key(seed, i)).collect();
+/// The simulator's consortium for `seed`: `n` merchants that witness and then `m` that
+/// do not, with a small fee balance and a policy up to the amount bound, the operator
+/// (code 900001) and a verifier (800001), which sign events but run no node and do not
+/// attest; the usual Chinese VAT rates.
+pub fn consortium(seed: u64, n: usize, m: usize) -> Consortium {
+    let merchants: Vec<SecretKey> = (0..n + m).map(|i| member_key(seed, i)).collect();
     let operator = member_key(seed, 200);
     let verifier = member_key(seed, 201);
     let mut members: Vec<Member> = merchants
         .iter()
         .enumerate()
-        .map(|(i, k)| merchant(i, k, Fen::from_fen(SIM_OPENING_FEE_FEN), workload::default_policy()))
+        .map(|(i, k)| {
+            merchant(
+                i,
+                i < n,
+                k,
+                Fen::from_fen(SIM_OPENING_FEE_FEN),
+                workload::default_policy(),
+            )
+        })
         .collect();
     for (code, name, role, key) in [
         (900_001, "Operator", Role::Operator, &operator),
@@ -369,7 +396,7 @@ pub fn consortium(seed: u64, n: usize) -> Consortium {
         members.push(Member {
             code: MemberCode::new(code).unwrap_or_else(|| unreachable!()),
             name: name.into(),
-            role,
+            roles: Roles::of(&[role]),
             key: key.public(),
             addresses: vec![],
             initial_fee_balance: Fen::ZERO,
@@ -402,7 +429,7 @@ impl World {
             merchants,
             operator,
             verifier,
-        } = consortium(cfg.seed, cfg.members);
+        } = consortium(cfg.seed, cfg.members, cfg.merchants_only);
         let mut rng = Rng::new(cfg.seed);
         let members = merchants
             .into_iter()
@@ -423,7 +450,7 @@ impl World {
                 }
             })
             .collect();
-        let n = cfg.members as u64;
+        let n = (cfg.members + cfg.merchants_only) as u64;
         let mut crashes = Vec::new();
         if cfg.crashes_max > 0 {
             for _ in 0..rng.range(1, cfg.crashes_max) {
@@ -497,7 +524,7 @@ impl World {
     fn start(&mut self, i: usize) {
         let m = &mut self.members[i];
         let genesis = m.disk.genesis.clone();
-        m.held = self.cfg.members > 1;
+        m.held = self.cfg.members + self.cfg.merchants_only > 1;
         m.replica = Some(Replica::new(
             self.config,
             genesis,
@@ -618,7 +645,11 @@ impl World {
     fn perform(&mut self, i: usize, o: Output) {
         let code = self.members[i].code;
         match o {
-            Output::BroadcastBlock(b) => self.broadcast(i, Msg::Block(b)),
+            Output::AnnounceHeader(h) => self.broadcast(i, Msg::Header(h)),
+            Output::SendBlock { peer, block } => {
+                let to = self.index(peer);
+                self.send(i, to, Msg::Block(block), false);
+            }
             Output::BroadcastAttestation(a) => self.broadcast(i, Msg::Attestation(a)),
             Output::BroadcastEvidence(e) => self.broadcast(i, Msg::Evidence(e)),
             Output::RequestHeads { peer } => {
@@ -717,6 +748,13 @@ impl World {
         self.report.delivered += 1;
         let from_code = self.members[from].code;
         match msg {
+            Msg::Header(header) => self.input(
+                to,
+                Input::Header {
+                    from: from_code,
+                    header,
+                },
+            ),
             Msg::Block(block) => self.input(to, Input::Block { from: from_code, block }),
             Msg::Attestation(attestation) => self.input(
                 to,
@@ -745,6 +783,13 @@ impl World {
                 to: hi,
             } => {
                 let d = &self.members[to].disk;
+                if !d.genesis.may_read(from_code, chain) {
+                    // The node's responder refuses too (PROTOCOL.md, "Confidentiality").
+                    self.violation(format!(
+                        "member {from_code} asked for chain {chain}, which it may not read"
+                    ));
+                    return;
+                }
                 let hi = hi.min(lo.saturating_add(self.config.sync_blocks_max - 1));
                 let blocks: Vec<(Block, Option<Certificate>)> = (lo..=hi)
                     .map_while(|h| {
@@ -840,7 +885,9 @@ impl World {
             if let (Some(twin), false) = (self.build(i, &genesis, &other), targets.is_empty()) {
                 let to = targets[self.rng.range(0, targets.len() as u64 - 1) as usize];
                 self.report.equivocations += 1;
-                self.send(i, to, Msg::Block(twin.block), true);
+                // Its header, gossiped to one member: the block that member then fetches
+                // from the equivocator is the other one.
+                self.send(i, to, Msg::Header(twin.block.header), true);
             }
         }
         if Some(i) != self.equivocator {

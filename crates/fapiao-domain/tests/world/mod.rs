@@ -20,6 +20,15 @@ pub fn key(n: u8) -> SecretKey {
     SecretKey::from_seed(&[n; 32])
 }
 
+/// A merchant witnesses too, as in a consortium of merchants that trust each other.
+pub fn roles_of(role: Role) -> Roles {
+    if role == Role::Merchant {
+        Roles::of(&[Role::Witness, Role::Merchant])
+    } else {
+        Roles::of(&[role])
+    }
+}
+
 pub fn member(code: u32, name: &str, role: Role, k: &SecretKey) -> Member {
     let policy = (role == Role::Merchant).then(|| MerchantPolicy {
         permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
@@ -28,7 +37,7 @@ pub fn member(code: u32, name: &str, role: Role, k: &SecretKey) -> Member {
     Member {
         code: MemberCode::new(code).unwrap(),
         name: name.into(),
-        role,
+        roles: roles_of(role),
         key: k.public(),
         addresses: vec![],
         initial_fee_balance: if role == Role::Merchant {
