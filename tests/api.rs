@@ -289,6 +289,17 @@ fn every_endpoint_refuses_bad_input_cleanly() {
         "NOT_FOUND",
         Some("id"),
     );
+    check(api.get("/v1/events/xyz/outcome", None), 400, "MALFORMED_ID", Some("id"));
+    check(
+        api.get(&format!("/v1/events/{}/outcome", "ab".repeat(32)), None),
+        404,
+        "NOT_RECORDED",
+        Some("id"),
+    );
+    // A recorded event's outcome is public; a payment derives nothing.
+    let (status, body) = api.get(&format!("/v1/events/{}/outcome", good.id()), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["derived"], json!([]), "{body}");
     check(api.get("/v2/nothing", None), 404, "NOT_FOUND", None);
 
     // Good reads.

@@ -197,11 +197,29 @@ fn the_first_claim_is_recorded_and_shows_in_the_proof_later_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(&dir.path().join("n"), free_port());
     let (number, code) = issue(&node, "1");
-    let text = ok(node.cli(&["invoice", "claim", &number, "--check-code", &code, "--ref", "EXP-1"]));
+    // The tax office claims with a profile of its own: its key and the node's address, no
+    // read token of the merchant's node (the claim's outcome is public to its author).
+    let tax_office = dir.path().join("tax-office");
+    std::fs::create_dir_all(&tax_office).unwrap();
+    std::fs::copy(node.dir.join("verifier.key"), tax_office.join("member.key")).unwrap();
+    let profile = format!(
+        "node_url = \"{}\"\nkey = \"member.key\"\nverifier_key = \"member.key\"\n",
+        node.url()
+    );
+    std::fs::write(tax_office.join("client.toml"), profile).unwrap();
+    let claim = Command::new(bin())
+        .args(["invoice", "claim", &number, "--check-code", &code, "--ref", "EXP-1"])
+        .env("FAPIAO_CLIENT", tax_office.join("client.toml"))
+        .output()
+        .unwrap();
+    let text = ok(claim);
     assert!(
         text.contains("claim RECORDED") && text.contains("member 800001"),
         "{text}"
     );
+    // That profile reads nothing else of the merchant's.
+    let r = reqwest::blocking::get(format!("{}/v1/payments", node.url())).unwrap();
+    assert_eq!(r.status(), 401);
 
     // Any later claim, whatever its reference, is refused naming the first claimant and time.
     let o = node.cli(&["invoice", "claim", &number, "--check-code", &code, "--ref", "EXP-2"]);

@@ -148,6 +148,11 @@ impl Client {
         self.get(&format!("/v1/events/{id}"))
     }
 
+    /// What recording the event derived (public: no read token needed).
+    pub fn event_outcome(&self, id: &EventId) -> Result<EventOutcomeDto, ClientError> {
+        self.get(&format!("/v1/events/{id}/outcome"))
+    }
+
     /// Waits until the event is committed (or certified, or rejected), polling.
     pub fn wait_committed(&self, id: &EventId, timeout: Duration) -> Result<EventStatusDto, ClientError> {
         let start = std::time::Instant::now();

@@ -94,6 +94,26 @@ pub struct EventStatusDto {
     pub field: Option<String>,
 }
 
+/// What recording an event derived: public, for the event's author (the event id is the
+/// credential), so a POS terminal or a verifier member learns its outcome without any
+/// read token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct EventOutcomeDto {
+    /// The event id.
+    pub event_id: String,
+    /// The event's block.
+    pub height: u64,
+    /// Its index in the block.
+    pub index: u32,
+    /// Whether the block is certified (final).
+    pub certified: bool,
+    /// The derived entries it caused, in block order, as in a block (see `entry_json`):
+    /// for an invoice request its issue or failure, for a claim its record or refusal;
+    /// empty for a payment.
+    #[schema(value_type = Vec<Object>)]
+    pub derived: Vec<Value>,
+}
+
 /// A payment's reversal.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct ReversalDto {

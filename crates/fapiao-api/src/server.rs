@@ -363,6 +363,39 @@ fn query_rejection(r: QueryRejection) -> Failure {
     Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", r.body_text(), None)
 }
 
+/// What recording an event of this node's chain derived. Public: the event id is
+/// unguessable, so only those who saw the event (its author, this node) can ask.
+#[utoipa::path(get, path = "/v1/events/{id}/outcome", params(("id" = String, Path, description = "Event id, hex")),
+    responses((status = 200, body = EventOutcomeDto),
+        (status = 400, body = ApiError, description = "MALFORMED_EVENT: not an event id"),
+        (status = 404, body = ApiError, description = "NOT_RECORDED: not in a block of this node's chain (pending, rejected or unknown: see GET /v1/events/{id})")))]
+async fn event_outcome(
+    State(s): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<EventOutcomeDto>, Failure> {
+    let Path(id) = id.map_err(path_rejection)?;
+    let id = parse_event_id(&id)?;
+    match s.engine.event_outcome(&id).map_err(store)? {
+        Some(o) => Ok(Json(EventOutcomeDto {
+            event_id: id.to_string(),
+            height: o.height,
+            index: o.index,
+            certified: o.certified,
+            derived: o
+                .derived
+                .into_iter()
+                .map(|d| entry_json(&fapiao_core::Entry::Derived(d)))
+                .collect(),
+        })),
+        None => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_RECORDED",
+            "no block of this node's chain holds that event (pending, rejected or unknown: see GET /v1/events/{id})",
+            Some("id"),
+        )),
+    }
+}
+
 /// An event's status: pending, committed, certified, rejected or unknown. Public: an
 /// event id is unguessable and the answer holds no business data.
 #[utoipa::path(get, path = "/v1/events/{id}", params(("id" = String, Path, description = "Event id, hex")),
@@ -916,7 +949,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(submit, submit_batch, event_status, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
+    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -933,6 +966,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/events", post(submit))
         .route("/v1/events/batch", post(submit_batch))
         .route("/v1/events/{id}", get(event_status))
+        .route("/v1/events/{id}/outcome", get(event_outcome))
         .route("/v1/payments", get(payments))
         .route("/v1/payments/{id}", get(payment))
         .route("/v1/invoices", get(invoices))

@@ -25,7 +25,9 @@ pub use admission::{AdmitError, AdmitOutcome, AdmitStatus, BusinessIdKind};
 pub use metrics::Metrics;
 pub use producer::EXECUTION_FAILED;
 pub use proof::ProofError;
-pub use queries::{EventStatus, FailureCursor, FailureRow, NodeStatus, PaymentView, FAILURE_ROWS_SCANNED_MAX};
+pub use queries::{
+    EventOutcome, EventStatus, FailureCursor, FailureRow, NodeStatus, PaymentView, FAILURE_ROWS_SCANNED_MAX,
+};
 pub use reconcile::{
     business_day, business_ms_of_day, format_day, parse_day, ReconRow, Reconciliation, RECON_LIST_MAX,
 };

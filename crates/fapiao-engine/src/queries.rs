@@ -9,6 +9,19 @@ use fapiao_store::tables::{self, IdxFailure, Table};
 use fapiao_store::{failure_index, Head, StoreError};
 use std::sync::atomic::Ordering;
 
+/// What recording an event derived (see [`Engine::event_outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOutcome {
+    /// The event's block.
+    pub height: u64,
+    /// Its index in the block.
+    pub index: u32,
+    /// Whether the block is certified.
+    pub certified: bool,
+    /// The derived entries it caused, in block order (none for a payment, for example).
+    pub derived: Vec<Derived>,
+}
+
 /// Where an event stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventStatus {
@@ -153,6 +166,35 @@ impl Engine {
             });
         }
         Ok(EventStatus::Unknown)
+    }
+
+    /// What recording an event of this node's chain derived: the derived entries of its
+    /// block that it caused (an invoice issued or its failure, a claim recorded or
+    /// refused, a red letter, ...), in block order. `None` until the event is in a block,
+    /// and for an event of another chain: the author learns the outcome from the node it
+    /// submitted to, with no read token, and the event id (unguessable) is the credential.
+    pub fn event_outcome(&self, id: &EventId) -> Result<Option<EventOutcome>, StoreError> {
+        let Some(loc) = self.store().locate(id)?.filter(|l| l.chain == self.chain()) else {
+            return Ok(None);
+        };
+        let Some(block) = self.store().block(loc.chain, loc.height)? else {
+            return Ok(None);
+        };
+        let certified = self.store().certificate(loc.chain, loc.height)?.is_some();
+        let derived = block
+            .entries
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Derived(d) if d.cause == *id => Some(d),
+                _ => None,
+            })
+            .collect();
+        Ok(Some(EventOutcome {
+            height: loc.height,
+            index: loc.index,
+            certified,
+            derived,
+        }))
     }
 
     /// One payment.
