@@ -356,15 +356,24 @@ fn quick_start_with_the_cli() {
         "{text}"
     );
 
-    // The corrected request is issued, linked to the failed one.
+    // The corrected request is issued, linked to the failed one. The code is typed as a
+    // person copies it (groups, dashes, lower case); the ledger stores its written form.
     let mut args = invoice_request_args("R2", "P1");
-    args.extend_from_slice(&["--retry-of", "R1", "--buyer-tax-id", "91110000600037341L"]);
+    args.extend_from_slice(&["--retry-of", "R1", "--buyer-tax-id", "9111 0000-6000 3734 1l"]);
     let o = node.cli(&args);
     let text = out(&o);
     assert!(o.status.success(), "{text}");
     assert!(text.contains("R1 invoice: FAILED"), "{text}");
     assert!(text.contains("R2 invoice: ISSUED"), "{text}");
     assert!(text.contains("net 50.00  tax 3.00  total 53.00"), "{text}");
+    let stored = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/invoices?request_id=R2", node.url()))
+        .bearer_auth(node.token())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(stored.contains("\"91110000600037341L\""), "{stored}");
 
     let o = node.cli(&["invoice", "list", "--failed", "--all"]);
     let text = out(&o);

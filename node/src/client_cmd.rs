@@ -487,7 +487,9 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
                     invoice_type,
                     buyer: Buyer {
                         name: a.buyer_name,
-                        tax_id: a.buyer_tax_id,
+                        // As a person types it (lower case, spaces, dashes, full-width):
+                        // the ledger stores, and checks, the written form.
+                        tax_id: a.buyer_tax_id.as_deref().map(fapiao_domain::uscc::normalise),
                     },
                     lines,
                     payment_ids: a.payments,
@@ -689,7 +691,7 @@ fn retry(
         r.buyer.name = n;
     }
     if let Some(t) = buyer_tax_id {
-        r.buyer.tax_id = Some(t);
+        r.buyer.tax_id = Some(fapiao_domain::uscc::normalise(&t));
     }
     if !lines.is_empty() {
         r.lines = lines;
