@@ -252,3 +252,88 @@ fn the_first_claim_is_recorded_and_shows_in_the_proof_later_ones_are_refused() {
         out(&o)
     );
 }
+
+/// As on the national platform, an invoice verifies by its number, issue date and total
+/// including tax as well as by its check code; wrong factors get the answer an unknown
+/// number gets and cost nothing; each invoice verifies at most 5 times a day, the answer
+/// says how many checks are left, and once they are used up every request for that
+/// invoice is refused the same way, whatever its factors.
+#[test]
+fn an_invoice_verifies_by_date_and_total_a_bounded_number_of_times_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("n"), free_port());
+    let (number, code) = issue(&node, "1");
+    let (other, other_code) = issue(&node, "2");
+    let inv: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/invoices/{number}", node.url()))
+        .bearer_auth(node.token())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let date = fapiao_engine::format_day(fapiao_engine::business_day(inv["issued_at_ms"].as_u64().unwrap()));
+    let fen = inv["total_fen"].as_i64().unwrap();
+    let total = format!("{}.{:02}", fen / 100, fen % 100);
+    let file = dir.path().join("b.bundle");
+    let by_factors = |date: &str, total: &str| {
+        node.cli(&[
+            "proof",
+            "get",
+            &number,
+            "--issue-date",
+            date,
+            "--total",
+            total,
+            "-o",
+            file.to_str().unwrap(),
+        ])
+    };
+    let text = ok(by_factors(&date, &total));
+    assert!(text.contains("4 more time(s) today"), "{text}");
+    let text = ok(verify(&node, &file, &[]));
+    assert!(text.contains(&number), "{text}");
+
+    // Wrong factors: the answer an unknown number gets, and no check is spent.
+    let get = |query: &str| {
+        let r = reqwest::blocking::get(format!("{}/v1/verify/{number}?{query}", node.url())).unwrap();
+        let status = r.status().as_u16();
+        let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let body: Value = r.json().unwrap();
+        (status, body["code"].as_str().unwrap_or("").to_string(), body, retry)
+    };
+    let wrong_total = format!("{}.{:02}", fen / 100 + 1, fen % 100);
+    for query in [
+        format!("issue_date={date}&total={wrong_total}"),
+        format!("issue_date=2020-01-01&total={total}"),
+        format!("issue_date={date}"),
+        format!("issue_date={date}&total=-1.00"),
+        format!("check_code={code}&total={total}"),
+    ] {
+        let (status, c, body, _) = get(&query);
+        assert_eq!((status, c.as_str()), (404, "NOT_FOUND"), "{query}: {body}");
+    }
+    for left in [3, 2, 1, 0] {
+        let (status, _, body, _) = get(&format!("check_code={code}"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["checks_left_today"], left, "{body}");
+    }
+    // Used up: refused whatever the factors, so the refusal tells nothing about them.
+    for query in [
+        format!("check_code={code}"),
+        format!("issue_date=2020-01-01&total={wrong_total}"),
+    ] {
+        let (status, c, body, retry) = get(&query);
+        assert_eq!((status, c.as_str()), (429, "CHECKS_EXHAUSTED"), "{body}");
+        let retry: u64 = retry.unwrap().parse().unwrap();
+        assert!((1..=86_400).contains(&retry), "Retry-After {retry}");
+    }
+    let o = by_factors(&date, &total);
+    assert!(
+        !o.status.success() && out(&o).contains("CHECKS_EXHAUSTED"),
+        "{}",
+        out(&o)
+    );
+    // Another invoice is not affected.
+    let r = reqwest::blocking::get(format!("{}/v1/verify/{other}?check_code={other_code}", node.url())).unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -67,6 +67,8 @@ impl Default for EngineSection {
 pub(crate) struct ApiSection {
     pub(crate) body_bytes_max: usize,
     pub(crate) page_max: usize,
+    /// Times one invoice may be verified per day (UTC+8) on this node (default 5).
+    pub(crate) verify_checks_per_day: u32,
 }
 
 impl Default for ApiSection {
@@ -75,6 +77,7 @@ impl Default for ApiSection {
         ApiSection {
             body_bytes_max: d.body_bytes_max,
             page_max: d.page_max,
+            verify_checks_per_day: d.verify_checks_per_day,
         }
     }
 }

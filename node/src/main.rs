@@ -380,9 +380,15 @@ enum ProofCommand {
     Get {
         /// The invoice number.
         number: String,
-        /// Its check code.
-        #[arg(long)]
-        check_code: String,
+        /// Its check code; or give --issue-date and --total, as the national platform asks.
+        #[arg(long, required_unless_present = "issue_date", conflicts_with_all = ["issue_date", "total"])]
+        check_code: Option<String>,
+        /// The issue date printed on the invoice, YYYY-MM-DD (UTC+8).
+        #[arg(long, requires = "total")]
+        issue_date: Option<String>,
+        /// The total including tax (价税合计) in yuan, e.g. 53.00.
+        #[arg(long, requires = "issue_date")]
+        total: Option<String>,
         /// Where to write the bundle.
         #[arg(short = 'o', long)]
         out: PathBuf,
@@ -502,10 +508,19 @@ fn run(cli: Cli) -> Result<()> {
                 ProofCommand::Get {
                     number,
                     check_code,
+                    issue_date,
+                    total,
                     out,
                 },
             client,
-        } => proof_cmd::get(&client, &number, &check_code, &out),
+        } => {
+            let factors = match (&check_code, &issue_date, &total) {
+                (Some(c), _, _) => proof_cmd::Factors::CheckCode(c),
+                (None, Some(d), Some(t)) => proof_cmd::Factors::DateAndTotal(d, t),
+                _ => anyhow::bail!("give --check-code, or --issue-date and --total"),
+            };
+            proof_cmd::get(&client, &number, factors, &out)
+        }
         Command::Verify {
             bundle,
             genesis,

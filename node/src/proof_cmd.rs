@@ -25,18 +25,30 @@ pub(crate) fn parse_duration_ms(s: &str) -> Result<u64> {
     n.checked_mul(ms).context("duration too long")
 }
 
+/// What identifies an invoice to the node besides its number.
+pub(crate) enum Factors<'a> {
+    /// The check code.
+    CheckCode(&'a str),
+    /// The issue date (`YYYY-MM-DD`) and the total including tax (yuan).
+    DateAndTotal(&'a str, &'a str),
+}
+
 /// Fetches the bundle from the profile's node (no token needed) and writes its
 /// canonical bytes to `out`.
-pub(crate) fn get(profile: &Path, number: &str, check_code: &str, out: &Path) -> Result<()> {
+pub(crate) fn get(profile: &Path, number: &str, factors: Factors<'_>, out: &Path) -> Result<()> {
     let (p, _) = crate::config::load_profile(profile)?;
     let client = Client::new(&p.node_url, None);
-    let dto = client.proof(number, check_code)?;
+    let dto = match factors {
+        Factors::CheckCode(c) => client.proof(number, c)?,
+        Factors::DateAndTotal(d, t) => client.proof_by_date_and_total(number, d, t)?,
+    };
     let bytes = hex::decode(&dto.bundle_hex).context("the node sent a bundle that is not hex")?;
     crate::files::write_atomic_bytes(out, &bytes)?;
     println!(
-        "bundle for {number}: {} bytes, written to {}",
+        "bundle for {number}: {} bytes, written to {}; this invoice can be checked {} more time(s) today on this node",
         bytes.len(),
-        out.display()
+        out.display(),
+        dto.checks_left_today
     );
     Ok(())
 }

@@ -85,6 +85,7 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
         read_token: cfg.read_token()?,
         body_bytes_max: cfg.config.api.body_bytes_max,
         page_max: cfg.config.api.page_max,
+        verify_checks_per_day: cfg.config.api.verify_checks_per_day,
     };
     Ok(Running {
         engine,

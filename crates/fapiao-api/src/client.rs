@@ -140,7 +140,23 @@ impl Client {
 
     /// An invoice's proof bundle (public: the check code is the credential).
     pub fn proof(&self, number: &str, check_code: &str) -> Result<ProofDto, ClientError> {
-        self.get(&format!("/v1/verify/{number}?check_code={check_code}"))
+        self.get(&format!("/v1/verify/{}?check_code={}", enc(number), enc(check_code)))
+    }
+
+    /// An invoice's proof bundle by the platform's factors: its issue date
+    /// (`YYYY-MM-DD`, UTC+8) and its total including tax in yuan.
+    pub fn proof_by_date_and_total(
+        &self,
+        number: &str,
+        issue_date: &str,
+        total: &str,
+    ) -> Result<ProofDto, ClientError> {
+        self.get(&format!(
+            "/v1/verify/{}?issue_date={}&total={}",
+            enc(number),
+            enc(issue_date),
+            enc(total)
+        ))
     }
 
     /// An event's status.

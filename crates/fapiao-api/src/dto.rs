@@ -843,17 +843,22 @@ pub struct ProofDto {
     /// The same bundle as JSON (the canonical structure, field for field).
     #[schema(value_type = Object)]
     pub bundle: Value,
+    /// How many more times this node verifies this invoice today (UTC+8): each invoice
+    /// may be checked a bounded number of times a day (5 by default), as on the national
+    /// platform.
+    pub checks_left_today: u32,
 }
 
 impl ProofDto {
-    /// From a bundle.
-    pub fn new(b: &fapiao_proof::Bundle) -> Self {
+    /// From a bundle, with the checks left today.
+    pub fn new(b: &fapiao_proof::Bundle, checks_left_today: u32) -> Self {
         let bytes = b.to_bytes();
         ProofDto {
             version: b.version,
             bundle_bytes: bytes.len(),
             bundle_hex: hex::encode(&bytes),
             bundle: serde_json::to_value(b).unwrap_or(Value::Null),
+            checks_left_today,
         }
     }
 }

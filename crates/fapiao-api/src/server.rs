@@ -23,6 +23,8 @@ pub struct ApiConfig {
     pub body_bytes_max: usize,
     /// Largest page of a list.
     pub page_max: usize,
+    /// Times one invoice may be verified per day (UTC+8) on this node.
+    pub verify_checks_per_day: u32,
 }
 
 impl Default for ApiConfig {
@@ -31,6 +33,7 @@ impl Default for ApiConfig {
             read_token: String::new(),
             body_bytes_max: 4 * 1024 * 1024,
             page_max: 1000,
+            verify_checks_per_day: 5,
         }
     }
 }
@@ -40,6 +43,31 @@ struct AppState {
     engine: Engine,
     config: Arc<ApiConfig>,
     limiter: Arc<RateLimiter>,
+    checks: Arc<std::sync::Mutex<DailyChecks>>,
+}
+
+/// Invoices verified today on this node, with how often: each invoice may be checked a
+/// bounded number of times a day, as on the national platform. Only successful checks
+/// count (a wrong factor costs the invoice's holder nothing); once an invoice is used up,
+/// every request for it is refused until midnight (UTC+8), whatever its factors, so the
+/// refusal says nothing about them. In memory: a restart starts the day's counts again.
+#[derive(Default)]
+struct DailyChecks {
+    day: u64,
+    counts: std::collections::HashMap<InvoiceNumber, u32>,
+}
+
+/// Distinct invoices counted per day; past it, an invoice not counted yet is refused as
+/// busy until the next day (bounds the memory a flood of genuine checks can take).
+const CHECKED_INVOICES_PER_DAY_MAX: usize = 200_000;
+
+impl DailyChecks {
+    fn roll(&mut self, today: u64) {
+        if self.day != today {
+            self.day = today;
+            self.counts.clear();
+        }
+    }
 }
 
 /// Public verification requests per client address and second.
@@ -834,15 +862,37 @@ const RECON_DAYS_MAX: u64 = 366;
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct VerifyQuery {
-    /// The invoice's check code (20 digits).
-    check_code: String,
+    /// The invoice's check code (20 digits); or give `issue_date` and `total`.
+    check_code: Option<String>,
+    /// The issue date printed on the invoice, `YYYY-MM-DD` (UTC+8), with `total`.
+    issue_date: Option<String>,
+    /// The total including tax (价税合计) in yuan, e.g. `53.00`, with `issue_date`.
+    total: Option<String>,
+}
+
+impl VerifyQuery {
+    /// The factors given, if they are one complete, well-formed set.
+    fn factors(&self) -> Option<fapiao_engine::Factors> {
+        match (&self.check_code, &self.issue_date, &self.total) {
+            (Some(c), None, None) => c.parse().ok().map(fapiao_engine::Factors::CheckCode),
+            (None, Some(d), Some(t)) => Some(fapiao_engine::Factors::IssueDateAndTotal {
+                day: fapiao_engine::parse_day(d)?,
+                total: t.parse().ok().filter(|f: &fapiao_core::Fen| !f.is_negative())?,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// The proof bundle of an invoice, for offline verification. Public (no token): the
-/// caller must know the invoice number and its check code; a wrong check code gets
-/// exactly the answer an unknown invoice gets. Rate-limited per client address.
+/// caller must know the invoice number and its check code, or its issue date and total
+/// including tax; wrong factors, an unknown number and malformed input get the same
+/// answer. Rate-limited per client address, and each invoice verifies at most
+/// `verify_checks_per_day` times a day (UTC+8) on this node.
 #[utoipa::path(get, path = "/v1/verify/{number}", params(("number" = String, Path), VerifyQuery),
-    responses((status = 200, body = ProofDto), (status = 404, body = ApiError), (status = 429, body = ApiError),
+    responses((status = 200, body = ProofDto),
+              (status = 404, body = ApiError, description = "NOT_FOUND: wrong factors, unknown or malformed"),
+              (status = 429, body = ApiError, description = "RATE_LIMITED (Retry-After: 1), or CHECKS_EXHAUSTED: this invoice was verified its daily number of times (Retry-After: seconds to midnight UTC+8)"),
               (status = 503, body = ApiError)))]
 async fn verify_invoice(
     State(s): State<AppState>,
@@ -863,25 +913,57 @@ async fn verify_invoice(
         Failure::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
-            "no invoice with this number and check code",
+            "no invoice with this number and these factors",
             None,
         )
     };
-    let Path(number) = number.map_err(path_rejection)?;
-    let Query(q) = q.map_err(query_rejection)?;
     // Malformed input is answered like an unknown invoice too: nothing to learn from it.
-    let (Ok(number), Ok(code)) = (
-        number.parse::<InvoiceNumber>(),
-        q.check_code.parse::<fapiao_core::CheckCode>(),
-    ) else {
+    let (Ok(Path(number)), Ok(Query(q))) = (number, q) else {
         return Err(not_found());
     };
+    let (Ok(number), Some(factors)) = (number.parse::<InvoiceNumber>(), q.factors()) else {
+        return Err(not_found());
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let today = fapiao_engine::business_day(now_ms);
+    let limit = s.config.verify_checks_per_day;
+    let used = {
+        let mut checks = s.checks.lock().unwrap_or_else(|p| p.into_inner());
+        checks.roll(today);
+        let known = checks.counts.contains_key(&number);
+        if !known && checks.counts.len() >= CHECKED_INVOICES_PER_DAY_MAX {
+            limit
+        } else {
+            checks.counts.get(&number).copied().unwrap_or(0)
+        }
+    };
+    if used >= limit {
+        let to_midnight = (86_400_000 - fapiao_engine::business_ms_of_day(now_ms)).div_ceil(1000);
+        let f = Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "CHECKS_EXHAUSTED",
+            format!("this invoice was verified {limit} times today (UTC+8), the most a day; retry after midnight"),
+            None,
+        );
+        return Ok(([(header::RETRY_AFTER, to_midnight.to_string())], f).into_response());
+    }
     let engine = s.engine.clone();
-    let built = tokio::task::spawn_blocking(move || engine.proof_bundle(&number, &code))
+    let built = tokio::task::spawn_blocking(move || engine.proof_bundle(&number, &factors))
         .await
         .map_err(|e| internal(e.to_string()))?;
     match built {
-        Ok(b) => Ok(Json(ProofDto::new(&b)).into_response()),
+        Ok(b) => {
+            let left = {
+                let mut checks = s.checks.lock().unwrap_or_else(|p| p.into_inner());
+                checks.roll(today);
+                let n = checks.counts.entry(number).or_insert(0);
+                *n += 1;
+                limit.saturating_sub(*n)
+            };
+            Ok(Json(ProofDto::new(&b, left)).into_response())
+        }
         Err(fapiao_engine::ProofError::NotFound) => Err(not_found()),
         Err(fapiao_engine::ProofError::NotCertified) => {
             let f = Failure::new(
@@ -961,6 +1043,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         engine,
         config: Arc::new(config),
         limiter: Arc::new(RateLimiter::default()),
+        checks: Arc::new(std::sync::Mutex::new(DailyChecks::default())),
     };
     Router::new()
         .route("/v1/events", post(submit))

@@ -24,7 +24,7 @@ mod reconcile;
 pub use admission::{AdmitError, AdmitOutcome, AdmitStatus, BusinessIdKind};
 pub use metrics::Metrics;
 pub use producer::EXECUTION_FAILED;
-pub use proof::ProofError;
+pub use proof::{Factors, ProofError};
 pub use queries::{
     EventOutcome, EventStatus, FailureCursor, FailureRow, NodeStatus, PaymentView, FAILURE_ROWS_SCANNED_MAX,
 };

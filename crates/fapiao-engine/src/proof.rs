@@ -2,8 +2,9 @@
 
 use crate::Engine;
 use fapiao_core::event::DerivedKind;
+use fapiao_core::event::InvoiceIssued;
 use fapiao_core::state::{InvoiceRecord, StateKey, StateValue};
-use fapiao_core::{merkle, CheckCode, Entry, Hash32, InvoiceNumber, MemberCode};
+use fapiao_core::{merkle, CheckCode, Entry, Fen, Hash32, InvoiceNumber, MemberCode};
 use fapiao_domain::StateRead;
 use fapiao_proof::{Bundle, CertifiedHeader, EntryProof, StatusProof, BUNDLE_VERSION};
 use fapiao_store::tables::IdxInvoice;
@@ -24,13 +25,42 @@ pub enum ProofError {
     Store(#[from] StoreError),
 }
 
+/// What a verifier presents with an invoice's number to get its bundle: the check code
+/// printed on it, or, as the national platform asks for a fully digitalised invoice, its
+/// issue date and its total including tax (价税合计).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factors {
+    /// The 20-digit check code.
+    CheckCode(CheckCode),
+    /// The issue date and the total.
+    IssueDateAndTotal {
+        /// The business day of issue (days since 1970-01-01 in UTC+8, the date printed).
+        day: u64,
+        /// The total including tax.
+        total: Fen,
+    },
+}
+
+impl Factors {
+    /// Whether the invoice `issued` has these factors.
+    fn match_issue(&self, issued: &InvoiceIssued) -> bool {
+        match self {
+            Factors::CheckCode(c) => issued.check_code == *c,
+            Factors::IssueDateAndTotal { day, total } => {
+                crate::reconcile::business_day(issued.issued_at.0) == *day && issued.total == *total
+            }
+        }
+    }
+}
+
 /// Attempts at a consistent read while blocks are being committed.
 const SNAPSHOT_ATTEMPTS_MAX: usize = 5;
 
 impl Engine {
-    /// The proof bundle of invoice `number`, if `check_code` is its check code. The
-    /// status is proven against the chain's head, which must be certified.
-    pub fn proof_bundle(&self, number: &InvoiceNumber, check_code: &CheckCode) -> Result<Bundle, ProofError> {
+    /// The proof bundle of invoice `number`, if `factors` are its own (a wrong factor
+    /// and an unknown number are the same answer). The status is proven against the
+    /// chain's head, which must be certified.
+    pub fn proof_bundle(&self, number: &InvoiceNumber, factors: &Factors) -> Result<Bundle, ProofError> {
         let chain = number.member();
         if self.genesis().merchant(chain).is_none() {
             return Err(ProofError::NotFound);
@@ -44,7 +74,7 @@ impl Engine {
                 .get(&StateKey::Invoice(*number))?
                 .ok_or(ProofError::NotFound)?;
             match &value {
-                StateValue::Invoice(InvoiceRecord::Blue(b)) if b.issued.check_code == *check_code => {}
+                StateValue::Invoice(InvoiceRecord::Blue(b)) if factors.match_issue(&b.issued) => {}
                 _ => return Err(ProofError::NotFound),
             }
             let proof = store.prove(chain, &StateKey::Invoice(*number))?;
