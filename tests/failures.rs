@@ -515,14 +515,15 @@ fn page_text(dom: &str) -> String {
 
 /// Renders `invoice` as text and HTML, checks the text's QR code, renders the HTML in
 /// headless Chromium and checks what it shows: the document's fields and links, and the
-/// QR code read from a screenshot, whose verification address answers.
+/// QR code read from a screenshot, whose address opens the verification page, which
+/// Chromium renders with the verified result and a bundle that verifies offline.
 fn reprint(node: &DevNode, invoice: &str, must_show: &[&str]) {
     let inv = invoice_json(node, invoice);
     let check_code = inv["check_code"].as_str().unwrap();
     let total = fapiao_core::Fen::from_fen(inv["total_fen"].as_i64().unwrap()).to_string();
-    let verify = format!("{}/v1/verify/{invoice}?check_code={check_code}", node.url());
-    let day =
-        fapiao_engine::format_day(fapiao_engine::business_day(inv["issued_at_ms"].as_u64().unwrap())).replace('-', "");
+    let date = fapiao_engine::format_day(fapiao_engine::business_day(inv["issued_at_ms"].as_u64().unwrap()));
+    let verify = format!("{}/verify?number={invoice}&issue_date={date}&total={total}", node.url());
+    let day = date.replace('-', "");
     let payload = format!("FAPIAO1,{invoice},{check_code},{total},{day},{verify}");
 
     let text = ok(node.cli(&["invoice", "show", invoice, "--format", "text"]));
@@ -588,9 +589,61 @@ fn reprint(node: &DevNode, invoice: &str, must_show: &[&str]) {
         (px.iter().map(|v| u32::from(*v)).sum::<u32>() / px.len() as u32) as u8
     });
     assert_eq!(decoded, payload, "the QR code Chromium shows");
-    // The address in the QR code answers with the invoice's proof.
-    let r = reqwest::blocking::get(&verify).unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{verify}");
+    verification_page(
+        node,
+        &verify,
+        invoice,
+        must_show.iter().any(|s| s.starts_with("REVERSED")),
+    );
+}
+
+/// The verification page at `url` (the reprint's QR address), rendered by Chromium as a
+/// person's browser shows it: genuine, with the invoice's status and the block it is
+/// proven as of, and a bundle to download that `fapiao verify` accepts; wrong factors
+/// give the one refusal.
+fn verification_page(node: &DevNode, url: &str, invoice: &str, reversed: bool) {
+    let profile = tempfile::tempdir().unwrap();
+    let o = chromium(profile.path(), &["--dump-dom", url]);
+    assert!(o.status.success(), "{}", out(&o));
+    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(dom.contains("id=\"result\">Genuine"), "{dom}");
+    assert!(dom.contains(&format!("id=\"number\">{invoice}<")), "{dom}");
+    let shown = page_text(&dom);
+    let status = if reversed {
+        "Reversed by red invoice(s)"
+    } else {
+        "Issued, standing in full"
+    };
+    for s in [
+        status,
+        "Proven as of",
+        "certified block",
+        "Checks left today",
+        "Dev Merchant",
+    ] {
+        assert!(shown.contains(s), "the verification page shows {s:?}:\n{shown}");
+    }
+    let href = dom
+        .split("id=\"bundle\"")
+        .nth(1)
+        .and_then(|rest| rest.split("base64,").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page links the bundle");
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, href).unwrap();
+    let file = profile.path().join("page.bundle");
+    std::fs::write(&file, bytes).unwrap();
+    let genesis = node.dir.join("genesis.toml");
+    let text = ok(Command::new(bin())
+        .args(["verify", file.to_str().unwrap(), "--genesis", genesis.to_str().unwrap()])
+        .output()
+        .unwrap());
+    assert!(text.contains("VALID") && text.contains(invoice), "{text}");
+    // A wrong total: the one refusal, with the form to try again.
+    let wrong = url.replace("&total=", "&total=1");
+    let o = chromium(profile.path(), &["--dump-dom", &wrong]);
+    let dom = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(dom.contains("id=\"result\">No invoice matches"), "{dom}");
+    assert!(dom.contains("<form"), "{dom}");
 }
 
 // ---- tests -------------------------------------------------------------------------

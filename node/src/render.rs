@@ -4,11 +4,12 @@
 //!
 //! QR payload (one line, comma-separated, documented in `docs/API.md`):
 //! `FAPIAO1,<number>,<check code>,<total yuan>,<issue date YYYYMMDD, UTC+8>,<verify URL>`,
-//! where the verify URL is `<base>/v1/verify/<number>?check_code=<check code>`, the
-//! public proof endpoint of a member node.
+//! where the verify URL is `<base>/verify?number=<number>&issue_date=<YYYY-MM-DD>&total=<yuan>`,
+//! the public verification page of a member node, which shows the verified result.
 
 use anyhow::{anyhow, Result};
 use fapiao_api::dto::{InvoiceDto, LineDto};
+use fapiao_api::escape_html as esc;
 use fapiao_core::{Fen, Quantity, TaxRate};
 use fapiao_engine::{business_day, business_ms_of_day, format_day};
 use qrcode::render::{svg, unicode};
@@ -20,18 +21,21 @@ pub(crate) struct Document<'a> {
     pub(crate) invoice: &'a InvoiceDto,
     /// For a red-letter invoice: the invoice it reverses (its buyer is the buyer).
     pub(crate) original: Option<&'a InvoiceDto>,
-    /// The base URL of the node whose `/v1/verify` the QR code points at.
+    /// The base URL of the node whose verification page the QR code points at.
     pub(crate) verify_base: &'a str,
 }
 
 impl Document<'_> {
-    /// The public verification address of this invoice.
+    /// The public verification page of this invoice, with the factors a person would
+    /// type: its number, issue date (UTC+8) and total including tax.
     pub(crate) fn verify_url(&self) -> String {
+        let i = self.invoice;
         format!(
-            "{}/v1/verify/{}?check_code={}",
+            "{}/verify?number={}&issue_date={}&total={}",
             self.verify_base.trim_end_matches('/'),
-            self.invoice.number,
-            self.invoice.check_code
+            i.number,
+            format_day(business_day(i.issued_at_ms)),
+            Fen::from_fen(i.total_fen)
         )
     }
 
@@ -369,22 +373,6 @@ fn local_time(ms: u64) -> String {
         secs / 60 % 60,
         secs % 60
     )
-}
-
-/// HTML text escaping (buyer names and descriptions come from clients).
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

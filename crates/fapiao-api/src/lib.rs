@@ -10,6 +10,9 @@
 pub mod client;
 pub mod dto;
 pub mod outbox;
+mod verify;
+
+pub use verify::esc as escape_html;
 mod server;
 
 pub use client::{Client, ClientError};

@@ -1,6 +1,7 @@
 //! The HTTP server: routes, bearer-token reads, JSON errors, body limits.
 
 use crate::dto::*;
+use crate::verify::{check, CheckFailed, Checked, DailyChecks, VerifyQuery};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -39,35 +40,11 @@ impl Default for ApiConfig {
 }
 
 #[derive(Clone)]
-struct AppState {
-    engine: Engine,
-    config: Arc<ApiConfig>,
-    limiter: Arc<RateLimiter>,
-    checks: Arc<std::sync::Mutex<DailyChecks>>,
-}
-
-/// Invoices verified today on this node, with how often: each invoice may be checked a
-/// bounded number of times a day, as on the national platform. Only successful checks
-/// count (a wrong factor costs the invoice's holder nothing); once an invoice is used up,
-/// every request for it is refused until midnight (UTC+8), whatever its factors, so the
-/// refusal says nothing about them. In memory: a restart starts the day's counts again.
-#[derive(Default)]
-struct DailyChecks {
-    day: u64,
-    counts: std::collections::HashMap<InvoiceNumber, u32>,
-}
-
-/// Distinct invoices counted per day; past it, an invoice not counted yet is refused as
-/// busy until the next day (bounds the memory a flood of genuine checks can take).
-const CHECKED_INVOICES_PER_DAY_MAX: usize = 200_000;
-
-impl DailyChecks {
-    fn roll(&mut self, today: u64) {
-        if self.day != today {
-            self.day = today;
-            self.counts.clear();
-        }
-    }
+pub(crate) struct AppState {
+    pub(crate) engine: Engine,
+    pub(crate) config: Arc<ApiConfig>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) checks: Arc<std::sync::Mutex<DailyChecks>>,
 }
 
 /// Public verification requests per client address and second.
@@ -78,13 +55,13 @@ const LIMITER_ADDRESSES_MAX: usize = 100_000;
 
 /// A fixed-window rate limiter per client address, for the public verification endpoint.
 #[derive(Default)]
-struct RateLimiter {
+pub(crate) struct RateLimiter {
     windows: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u64, u32)>>,
 }
 
 impl RateLimiter {
     /// Whether `ip` may make one more request in the current second.
-    fn allow(&self, ip: std::net::IpAddr) -> bool {
+    pub(crate) fn allow(&self, ip: std::net::IpAddr) -> bool {
         let second = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -859,31 +836,6 @@ async fn reconciliation(
 /// Longest reconciliation range, days.
 const RECON_DAYS_MAX: u64 = 366;
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-struct VerifyQuery {
-    /// The invoice's check code (20 digits); or give `issue_date` and `total`.
-    check_code: Option<String>,
-    /// The issue date printed on the invoice, `YYYY-MM-DD` (UTC+8), with `total`.
-    issue_date: Option<String>,
-    /// The total including tax (价税合计) in yuan, e.g. `53.00`, with `issue_date`.
-    total: Option<String>,
-}
-
-impl VerifyQuery {
-    /// The factors given, if they are one complete, well-formed set.
-    fn factors(&self) -> Option<fapiao_engine::Factors> {
-        match (&self.check_code, &self.issue_date, &self.total) {
-            (Some(c), None, None) => c.parse().ok().map(fapiao_engine::Factors::CheckCode),
-            (None, Some(d), Some(t)) => Some(fapiao_engine::Factors::IssueDateAndTotal {
-                day: fapiao_engine::parse_day(d)?,
-                total: t.parse().ok().filter(|f: &fapiao_core::Fen| !f.is_negative())?,
-            }),
-            _ => None,
-        }
-    }
-}
-
 /// The proof bundle of an invoice, for offline verification. Public (no token): the
 /// caller must know the invoice number and its check code, or its issue date and total
 /// including tax; wrong factors, an unknown number and malformed input get the same
@@ -921,51 +873,23 @@ async fn verify_invoice(
     let (Ok(Path(number)), Ok(Query(q))) = (number, q) else {
         return Err(not_found());
     };
-    let (Ok(number), Some(factors)) = (number.parse::<InvoiceNumber>(), q.factors()) else {
-        return Err(not_found());
-    };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let today = fapiao_engine::business_day(now_ms);
-    let limit = s.config.verify_checks_per_day;
-    let used = {
-        let mut checks = s.checks.lock().unwrap_or_else(|p| p.into_inner());
-        checks.roll(today);
-        let known = checks.counts.contains_key(&number);
-        if !known && checks.counts.len() >= CHECKED_INVOICES_PER_DAY_MAX {
-            limit
-        } else {
-            checks.counts.get(&number).copied().unwrap_or(0)
+    let checked = check(&s, &number, &q).await.map_err(|e| match e {
+        CheckFailed::Store(e) => store(e),
+        CheckFailed::Task(m) => internal(m),
+    })?;
+    match checked {
+        Checked::Found { bundle, left } => Ok(Json(ProofDto::new(&bundle, left)).into_response()),
+        Checked::NotFound => Err(not_found()),
+        Checked::Exhausted { limit, retry_secs } => {
+            let f = Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "CHECKS_EXHAUSTED",
+                format!("this invoice was verified {limit} times today (UTC+8), the most a day; retry after midnight"),
+                None,
+            );
+            Ok(([(header::RETRY_AFTER, retry_secs.to_string())], f).into_response())
         }
-    };
-    if used >= limit {
-        let to_midnight = (86_400_000 - fapiao_engine::business_ms_of_day(now_ms)).div_ceil(1000);
-        let f = Failure::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "CHECKS_EXHAUSTED",
-            format!("this invoice was verified {limit} times today (UTC+8), the most a day; retry after midnight"),
-            None,
-        );
-        return Ok(([(header::RETRY_AFTER, to_midnight.to_string())], f).into_response());
-    }
-    let engine = s.engine.clone();
-    let built = tokio::task::spawn_blocking(move || engine.proof_bundle(&number, &factors))
-        .await
-        .map_err(|e| internal(e.to_string()))?;
-    match built {
-        Ok(b) => {
-            let left = {
-                let mut checks = s.checks.lock().unwrap_or_else(|p| p.into_inner());
-                checks.roll(today);
-                let n = checks.counts.entry(number).or_insert(0);
-                *n += 1;
-                limit.saturating_sub(*n)
-            };
-            Ok(Json(ProofDto::new(&b, left)).into_response())
-        }
-        Err(fapiao_engine::ProofError::NotFound) => Err(not_found()),
-        Err(fapiao_engine::ProofError::NotCertified) => {
+        Checked::NotCertified => {
             let f = Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "NOT_CERTIFIED",
@@ -974,7 +898,6 @@ async fn verify_invoice(
             );
             Ok(([(header::RETRY_AFTER, "1")], f).into_response())
         }
-        Err(fapiao_engine::ProofError::Store(e)) => Err(store(e)),
     }
 }
 
@@ -1062,6 +985,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/chains/{chain}/blocks/{height}", get(chain_block))
         .route("/v1/evidence", get(evidence))
         .route("/v1/verify/{number}", get(verify_invoice))
+        .route("/verify", get(crate::verify::page))
         .route("/v1/reconciliation", get(reconciliation))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
