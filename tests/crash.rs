@@ -219,6 +219,12 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    // A replay that verifies signatures states the machine's ceiling and its share of it.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("signature limit of this machine") && stdout.contains("replay rate against the limit"),
+        "{stdout}"
+    );
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["clean"], true, "{r}");
     assert_eq!(r["chains"][0]["matches_live_state"], true, "{r}");

@@ -48,6 +48,8 @@ pub(crate) fn run_replay(
     into: Option<&Path>,
 ) -> Result<()> {
     let (ledger, genesis) = locate(data, genesis)?;
+    // With signatures verified, the machine's signature limit is the ceiling to state.
+    let limit = verify_signatures.then(|| crate::siglimit::Limit::measure(std::time::Duration::from_secs(1)));
     let source = Store::open(
         &ledger,
         &StoreOptions {
@@ -104,6 +106,13 @@ pub(crate) fn run_replay(
         let _ = std::fs::remove_dir_all(&target_dir);
     }
     print_report(&r, secs);
+    if let Some(limit) = &limit {
+        println!("{}", limit.describe());
+        println!(
+            "  replay rate against the limit: {}",
+            limit.ratio(r.counts.events as f64 / secs.max(1e-9))
+        );
+    }
     if let Some(path) = report {
         let text = serde_json::to_string_pretty(&report_json(&r, secs))?;
         files::write_atomic(path, &text)?;

@@ -77,6 +77,9 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
     if data.exists() {
         bail!("{} exists; the benchmark makes a fresh network there", data.display());
     }
+    // The ceiling first, on an idle machine: what the same cores verify per second.
+    let limit = crate::siglimit::Limit::measure(Duration::from_secs(2));
+    println!("{}", limit.describe());
     // An opening fee balance that covers every invoice of the run.
     dev::init_with(data, None, Fen::from_fen(1_000_000_000_000))?;
     let mut cfg = crate::config::load(&data.join("node.toml"))?;
@@ -179,6 +182,11 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
             &engine,
             start_height,
         )?;
+        // Every event of the run is signed by the one client key.
+        println!(
+            "  committed rate against the limit: {}",
+            limit.ratio(total as f64 / commit_secs)
+        );
         if let Some(server) = server {
             server.abort();
         }

@@ -15,6 +15,7 @@ mod proof_cmd;
 mod render;
 mod replicate;
 mod run;
+mod siglimit;
 mod sim_cmd;
 
 use anyhow::{Context, Result};
