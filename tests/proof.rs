@@ -221,14 +221,28 @@ fn the_first_claim_is_recorded_and_shows_in_the_proof_later_ones_are_refused() {
     let r = reqwest::blocking::get(format!("{}/v1/payments", node.url())).unwrap();
     assert_eq!(r.status(), 401);
 
-    // Any later claim, whatever its reference, is refused naming the first claimant and time.
+    // Any later claim, whatever its reference, is refused: told when, not by whom.
     let o = node.cli(&["invoice", "claim", &number, "--check-code", &code, "--ref", "EXP-2"]);
     assert!(!o.status.success());
     let text = out(&o);
     assert!(
-        text.contains("claim REFUSED: already claimed by member 800001 at "),
+        text.contains("claim REFUSED: already claimed on ") && text.contains("(UTC+8)"),
         "{text}"
     );
+    let o = node.cli(&[
+        "invoice",
+        "claim",
+        &number,
+        "--check-code",
+        &code,
+        "--ref",
+        "EXP-2B",
+        "--json",
+    ]);
+    let outcome: Value = serde_json::from_str(&out(&o)).unwrap_or_else(|_| panic!("{}", out(&o)));
+    assert_eq!(outcome["data"]["refusal"]["reason"], "already_claimed", "{outcome}");
+    assert!(outcome["data"]["refusal"]["first_claimed_at_ms"].is_u64(), "{outcome}");
+    assert!(outcome["data"]["refusal"].get("first_claimant").is_none(), "{outcome}");
 
     // The claim is in the status proof.
     let file = dir.path().join("claimed.bundle");

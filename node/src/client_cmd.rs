@@ -773,9 +773,8 @@ fn claim(ctx: &Ctx, number: &str, check_code: &str, claim_ref: String) -> Result
         let r = &d["refusal"];
         let why = match r["reason"].as_str() {
             Some("already_claimed") => format!(
-                "already claimed by member {} at {} ms (block time)",
-                r["first_claimant"].as_str().unwrap_or("?"),
-                r["first_claimed_at_ms"]
+                "already claimed on {}",
+                crate::render::local_time(r["first_claimed_at_ms"].as_u64().unwrap_or(0))
             ),
             Some("reversed") => "the invoice is fully red-letter reversed".to_string(),
             _ => "no invoice with this number and check code".to_string(),

@@ -364,7 +364,7 @@ footer {{ margin-top: 12px; font-size: 13px; }}
 }
 
 /// `YYYY-MM-DD HH:MM:SS (UTC+8)`, the merchants' business time.
-fn local_time(ms: u64) -> String {
+pub(crate) fn local_time(ms: u64) -> String {
     let secs = business_ms_of_day(ms) / 1000;
     format!(
         "{} {:02}:{:02}:{:02} (UTC+8)",

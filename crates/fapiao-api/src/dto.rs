@@ -830,6 +830,18 @@ pub fn entry_json(e: &Entry) -> Value {
     }
 }
 
+/// A derived entry as the public outcome of its event shows it (`GET
+/// /v1/events/{id}/outcome`): as in a block, except that a claim refused because the
+/// invoice was claimed before says when, not by whom (the first claimant's identity is
+/// that member's business, not the second claimant's).
+pub fn outcome_json(d: &fapiao_core::Derived) -> Value {
+    let mut v = entry_json(&Entry::Derived(d.clone()));
+    if let Some(refusal) = v.pointer_mut("/data/refusal").and_then(Value::as_object_mut) {
+        refusal.remove("first_claimant");
+    }
+    v
+}
+
 /// A proof bundle: its canonical bytes (what `fapiao verify` checks) and the same
 /// structure as JSON, for reading.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

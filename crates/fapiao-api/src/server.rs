@@ -386,11 +386,7 @@ async fn event_outcome(
             height: o.height,
             index: o.index,
             certified: o.certified,
-            derived: o
-                .derived
-                .into_iter()
-                .map(|d| entry_json(&fapiao_core::Entry::Derived(d)))
-                .collect(),
+            derived: o.derived.iter().map(outcome_json).collect(),
         })),
         None => Err(Failure::new(
             StatusCode::NOT_FOUND,
