@@ -774,7 +774,7 @@ fn claim(ctx: &Ctx, number: &str, check_code: &str, claim_ref: String) -> Result
         let why = match r["reason"].as_str() {
             Some("already_claimed") => format!(
                 "already claimed on {}",
-                crate::render::local_time(r["first_claimed_at_ms"].as_u64().unwrap_or(0))
+                fapiao_engine::format_time(r["first_claimed_at_ms"].as_u64().unwrap_or(0))
             ),
             Some("reversed") => "the invoice is fully red-letter reversed".to_string(),
             _ => "no invoice with this number and check code".to_string(),

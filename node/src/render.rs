@@ -11,7 +11,7 @@ use anyhow::{anyhow, Result};
 use fapiao_api::dto::{InvoiceDto, LineDto};
 use fapiao_api::escape_html as esc;
 use fapiao_core::{Fen, Quantity, TaxRate};
-use fapiao_engine::{business_day, business_ms_of_day, format_day};
+use fapiao_engine::{business_day, format_day, format_time};
 use qrcode::render::{svg, unicode};
 use qrcode::{EcLevel, QrCode};
 
@@ -156,7 +156,7 @@ impl Document<'_> {
         line("=".repeat(self.title().len()));
         line(format!("Number      {}", i.number));
         line(format!("Check code  {}", i.check_code));
-        line(format!("Issued      {}", local_time(i.issued_at_ms)));
+        line(format!("Issued      {}", format_time(i.issued_at_ms)));
         if let Some(t) = &i.invoice_type {
             line(format!("Type        {}", t.replace('_', " ")));
         }
@@ -208,7 +208,7 @@ impl Document<'_> {
                 "Claimed for reimbursement by member {} (ref {}) on {}",
                 c.claimant,
                 c.claim_ref,
-                local_time(c.claimed_at_ms)
+                format_time(c.claimed_at_ms)
             ));
         }
         line(String::new());
@@ -268,7 +268,7 @@ impl Document<'_> {
                     "<p id=\"claim\">Claimed for reimbursement by member {} (ref {}) on {}</p>",
                     esc(&c.claimant),
                     esc(&c.claim_ref),
-                    local_time(c.claimed_at_ms)
+                    format_time(c.claimed_at_ms)
                 )
             })
             .unwrap_or_default();
@@ -341,7 +341,7 @@ footer {{ margin-top: 12px; font-size: 13px; }}
             title = self.title(),
             number = esc(&i.number),
             check_code = esc(&i.check_code),
-            issued = local_time(i.issued_at_ms),
+            issued = format_time(i.issued_at_ms),
             kind = esc(&i
                 .invoice_type
                 .clone()
@@ -363,29 +363,9 @@ footer {{ margin-top: 12px; font-size: 13px; }}
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS (UTC+8)`, the merchants' business time.
-pub(crate) fn local_time(ms: u64) -> String {
-    let secs = business_ms_of_day(ms) / 1000;
-    format!(
-        "{} {:02}:{:02}:{:02} (UTC+8)",
-        format_day(business_day(ms)),
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn local_time_is_utc_plus_8() {
-        // 2026-01-01T00:00:03Z is 08:00:03 in Beijing.
-        assert_eq!(local_time(1_767_225_603_000), "2026-01-01 08:00:03 (UTC+8)");
-        // 2025-12-31T16:00:00Z is already 2026-01-01 there.
-        assert_eq!(local_time(1_767_196_800_000), "2026-01-01 00:00:00 (UTC+8)");
-    }
 
     #[test]
     fn text_from_clients_is_escaped() {

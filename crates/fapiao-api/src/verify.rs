@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
 use fapiao_core::{Fen, InvoiceNumber};
-use fapiao_engine::{business_day, business_ms_of_day, format_day, Factors, ProofError};
+use fapiao_engine::{business_day, business_ms_of_day, format_day, format_time, Factors, ProofError};
 use fapiao_proof::{Bundle, Status};
 use serde::Deserialize;
 
@@ -252,7 +252,7 @@ fn genuine(s: &AppState, bundle: &Bundle, v: &fapiao_proof::Verified, left: u32)
     };
     let claim = v.claim.as_ref().map_or_else(
         || "Not claimed for reimbursement".to_string(),
-        |c| format!("Claimed for reimbursement at {} (UTC+8)", when(c.at_ms)),
+        |c| format!("Claimed for reimbursement at {}", format_time(c.at_ms)),
     );
     let now = wall_ms();
     let ago = now.saturating_sub(v.as_of_ms) / 1000;
@@ -282,10 +282,10 @@ fn genuine(s: &AppState, bundle: &Bundle, v: &fapiao_proof::Verified, left: u32)
         "as-of",
         "Proven as of (截至)",
         format!(
-            "certified block {} of chain {}, {} (UTC+8), {ago}",
+            "certified block {} of chain {}, {}, {ago}",
             v.as_of_height,
             v.chain,
-            when(v.as_of_ms)
+            format_time(v.as_of_ms)
         ),
     ));
     rows.push(("checks-left", "Checks left today (今日剩余查验次数)", left.to_string()));
@@ -300,12 +300,6 @@ fn genuine(s: &AppState, bundle: &Bundle, v: &fapiao_proof::Verified, left: u32)
          and check it offline, with the consortium's genesis file alone: <code>fapiao verify {number}.bundle --genesis genesis.toml</code></p>",
         number = i.number,
     )
-}
-
-/// A block time as `YYYY-MM-DD HH:MM` in UTC+8.
-fn when(ms: u64) -> String {
-    let m = business_ms_of_day(ms) / 60_000;
-    format!("{} {:02}:{:02}", format_day(business_day(ms)), m / 60, m % 60)
 }
 
 /// The whole page: the form (with what was given) and `result`.

@@ -91,16 +91,6 @@ impl Roles {
         Role::ALL.into_iter().filter(move |r| self.has(*r))
     }
 
-    /// True when no role is held.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The bits, as encoded.
-    pub fn bits(self) -> u8 {
-        self.0
-    }
-
     fn is_valid(self) -> bool {
         self.0 != 0 && self.0 >> Role::ALL.len() == 0
     }

@@ -29,7 +29,7 @@ pub use queries::{
     EventOutcome, EventStatus, FailureCursor, FailureRow, NodeStatus, PaymentView, FAILURE_ROWS_SCANNED_MAX,
 };
 pub use reconcile::{
-    business_day, business_ms_of_day, format_day, parse_day, ReconRow, Reconciliation, RECON_LIST_MAX,
+    business_day, business_ms_of_day, format_day, format_time, parse_day, ReconRow, Reconciliation, RECON_LIST_MAX,
 };
 
 use fapiao_core::{Genesis, MemberCode, NetworkId, SecretKey};
@@ -257,11 +257,6 @@ impl Engine {
     /// names no chain).
     pub fn chain(&self) -> MemberCode {
         self.shared.chain
-    }
-
-    /// Whether this node's member owns a chain and produces its blocks.
-    pub fn produces(&self) -> bool {
-        self.shared.produces
     }
 
     /// The network id.

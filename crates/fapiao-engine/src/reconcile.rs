@@ -63,6 +63,18 @@ pub fn business_day(ms: u64) -> u64 {
     (ms + CST_OFFSET_MS) / DAY_MS
 }
 
+/// A block time as `YYYY-MM-DD HH:MM:SS (UTC+8)`, as reprints and pages show it.
+pub fn format_time(ms: u64) -> String {
+    let secs = business_ms_of_day(ms) / 1000;
+    format!(
+        "{} {:02}:{:02}:{:02} (UTC+8)",
+        format_day(business_day(ms)),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// One row: a day and a payment method.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconRow {
@@ -265,6 +277,14 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_utc_plus_8() {
+        // 2026-01-01T00:00:03Z is 08:00:03 in Beijing.
+        assert_eq!(format_time(1_767_225_603_000), "2026-01-01 08:00:03 (UTC+8)");
+        // 2025-12-31T16:00:00Z is already 2026-01-01 there.
+        assert_eq!(format_time(1_767_196_800_000), "2026-01-01 00:00:00 (UTC+8)");
+    }
 
     #[test]
     fn days_round_trip_and_bad_dates_are_refused() {

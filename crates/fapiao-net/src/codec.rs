@@ -1,7 +1,7 @@
 //! The codecs of the two request-response protocols, sync and block delivery: one
 //! length-prefixed canonical frame per request and per response, each bounded.
 
-use crate::wire::{read_frame, write_frame, write_raw_frame, Request, Response};
+use crate::wire::{read_frame, read_frame_bytes, write_frame, write_raw_frame, Request, Response};
 use fapiao_core::Block;
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::StreamProtocol;
@@ -88,16 +88,30 @@ impl DeliverCodec {
 /// The acknowledgement is the empty frame.
 const ACK_BYTES_MAX: usize = 16;
 
+/// A delivered block, with the length of the frame it came in (what it costs the
+/// receiver's memory budget; 0 on the sending side, where it is not read).
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) block: Block,
+    pub(crate) bytes: usize,
+}
+
 impl libp2p::request_response::Codec for DeliverCodec {
     type Protocol = StreamProtocol;
-    type Request = Block;
+    type Request = Delivery;
     type Response = ();
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Block>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Delivery>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.frame_bytes_max).await
+        let frame = read_frame_bytes(io, self.frame_bytes_max).await?;
+        let block = fapiao_core::codec::decode_limited(&frame, self.frame_bytes_max)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        Ok(Delivery {
+            block,
+            bytes: frame.len(),
+        })
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
@@ -107,11 +121,11 @@ impl libp2p::request_response::Codec for DeliverCodec {
         read_frame(io, ACK_BYTES_MAX).await
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, block: Block) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, d: Delivery) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &block).await
+        write_frame(io, &d.block).await
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, ack: ()) -> io::Result<()>

@@ -612,7 +612,8 @@ impl Task {
             Command::Deliver(member, block) => {
                 if let Some(peer) = self.member_peer(member) {
                     if self.connected.contains_key(&peer) {
-                        self.swarm.behaviour_mut().deliver.send_request(&peer, block);
+                        let delivery = codec::Delivery { block, bytes: 0 };
+                        self.swarm.behaviour_mut().deliver.send_request(&peer, delivery);
                     }
                 }
             }
@@ -732,7 +733,7 @@ impl Task {
         }
     }
 
-    fn deliver_event(&mut self, ev: request_response::Event<Block, ()>) {
+    fn deliver_event(&mut self, ev: request_response::Event<codec::Delivery, ()>) {
         match ev {
             request_response::Event::Message {
                 peer,
@@ -744,7 +745,8 @@ impl Task {
                 let Some(from) = self.members.get(&peer).copied() else {
                     return;
                 };
-                let bytes = canonical::to_bytes(&request).len();
+                // The frame's length, as read: the block is not encoded again to weigh it.
+                let bytes = request.bytes;
                 let queued = self.gossip_bytes.fetch_add(bytes, Ordering::Relaxed);
                 let budget = Budget(Charge {
                     bytes,
@@ -757,7 +759,7 @@ impl Task {
                 }
                 self.emit(NetEvent::Block {
                     from,
-                    block: request,
+                    block: request.block,
                     budget,
                 });
             }
