@@ -7,6 +7,13 @@ source scripts/common.sh
 # The reprint test renders the HTML invoice in headless Chromium.
 FAPIAO_APT_PACKAGES+=(chromium)
 fapiao_install_missing
+# A one-shot CI build gains nothing from incremental compilation and its caches weigh
+# gigabytes; say how much disk the run starts with, since a full disk is the usual way a
+# cold run fails.
+if [[ ${CI:-} == true ]]; then
+  export CARGO_INCREMENTAL=0
+fi
+df -h "$CARGO_TARGET_DIR" | awk 'NR == 2 { print "== disk: " $4 " free for " ENVIRON["CARGO_TARGET_DIR"] }' >&2
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
