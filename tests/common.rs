@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
 use fapiao_core::{keyfile, Genesis, SecretKey};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -344,4 +345,54 @@ pub fn take_backup(config: &Path, out: &Path) -> String {
         "--out",
         out.to_str().unwrap(),
     ])
+}
+
+/// Issues an invoice for a fresh payment and returns (number, check code).
+pub fn issue(node: &DevNode, tag: &str) -> (String, String) {
+    ok(node.cli(&[
+        "pay",
+        "--amount",
+        "100.00",
+        "--method",
+        "wechat",
+        "--id",
+        &format!("P{tag}"),
+    ]));
+    let (request, payment) = (format!("R{tag}"), format!("P{tag}"));
+    let mut args = invoice_request_args(&request, &payment);
+    args.extend_from_slice(&["--buyer-tax-id", "91110000600037341L"]);
+    ok(node.cli(&args));
+    let v: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/invoices?request_id=R{tag}", node.url()))
+        .bearer_auth(node.token())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let inv = &v.as_array().unwrap()[0];
+    (
+        inv["number"].as_str().unwrap().to_string(),
+        inv["check_code"].as_str().unwrap().to_string(),
+    )
+}
+
+pub fn get_bundle(node: &DevNode, number: &str, code: &str, file: &std::path::Path) -> std::process::Output {
+    node.cli(&[
+        "proof",
+        "get",
+        number,
+        "--check-code",
+        code,
+        "-o",
+        file.to_str().unwrap(),
+    ])
+}
+
+pub fn verify(node: &DevNode, file: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let genesis = node.dir.join("genesis.toml");
+    Command::new(bin())
+        .args(["verify", file.to_str().unwrap(), "--genesis", genesis.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap()
 }

@@ -285,7 +285,7 @@ fn wrong_payment(node: &DevNode, p: &str) -> Sums {
         "{}",
         out(&o)
     );
-    ok(node.cli(&["invoice", "red-letter", &number, "--reason", "issue_error"]));
+    ok(node.cli(&["redform", "start", &number, "--reason", "issue_error"]));
     ok(node.cli(&["reverse", "--payment", &p1, "--reason", "entered twice"]));
 
     pay(node, &p2, "100.00", "wechat");
@@ -308,7 +308,7 @@ fn wrong_payment(node: &DevNode, p: &str) -> Sums {
         "{p2} was refunded below its invoice: {v}"
     );
     // After the red letter the payment's invoice is reversed: it no longer needs one.
-    ok(node.cli(&["invoice", "red-letter", &number2, "--reason", "sales_return"]));
+    ok(node.cli(&["redform", "start", &number2, "--reason", "sales_return"]));
     let v = reconcile(node);
     assert!(
         !v["needs_red_letter"]
@@ -337,7 +337,7 @@ fn red_letter_then_corrected(node: &DevNode, p: &str) -> (Sums, String, String) 
     let p1 = format!("{p}P1");
     pay(node, &p1, "60.00", "alipay");
     let wrong = issued_number(&request(node, &format!("{p}R1"), &p1, TAX_ID, "normal"));
-    let red = ok(node.cli(&["invoice", "red-letter", &wrong, "--reason", "issue_error"]));
+    let red = ok(node.cli(&["redform", "start", &wrong, "--reason", "issue_error"]));
     assert!(red.contains("REVERSED"), "{red}");
     let corrected = issued_number(&request_with(
         node,
@@ -666,7 +666,7 @@ fn the_failure_catalogue_is_served_by_the_cli_and_the_api() {
     assert_eq!(cli, api);
     let entries = cli.as_array().unwrap();
     assert_eq!(entries.len(), fapiao_core::event::FailureReason::ALL.len());
-    assert_eq!(entries.len(), 23);
+    assert_eq!(entries.len(), 25);
     for e in entries {
         assert!(
             !e["cause"].as_str().unwrap().is_empty() && !e["remedy"].as_str().unwrap().is_empty(),

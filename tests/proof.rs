@@ -7,56 +7,6 @@ use common::*;
 use serde_json::Value;
 use std::process::Command;
 
-/// Issues an invoice for a fresh payment and returns (number, check code).
-fn issue(node: &DevNode, tag: &str) -> (String, String) {
-    ok(node.cli(&[
-        "pay",
-        "--amount",
-        "100.00",
-        "--method",
-        "wechat",
-        "--id",
-        &format!("P{tag}"),
-    ]));
-    let (request, payment) = (format!("R{tag}"), format!("P{tag}"));
-    let mut args = invoice_request_args(&request, &payment);
-    args.extend_from_slice(&["--buyer-tax-id", "91110000600037341L"]);
-    ok(node.cli(&args));
-    let v: Value = reqwest::blocking::Client::new()
-        .get(format!("{}/v1/invoices?request_id=R{tag}", node.url()))
-        .bearer_auth(node.token())
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let inv = &v.as_array().unwrap()[0];
-    (
-        inv["number"].as_str().unwrap().to_string(),
-        inv["check_code"].as_str().unwrap().to_string(),
-    )
-}
-
-fn get_bundle(node: &DevNode, number: &str, code: &str, file: &std::path::Path) -> std::process::Output {
-    node.cli(&[
-        "proof",
-        "get",
-        number,
-        "--check-code",
-        code,
-        "-o",
-        file.to_str().unwrap(),
-    ])
-}
-
-fn verify(node: &DevNode, file: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let genesis = node.dir.join("genesis.toml");
-    Command::new(bin())
-        .args(["verify", file.to_str().unwrap(), "--genesis", genesis.to_str().unwrap()])
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_bundle_verifies_offline_and_every_flipped_byte_is_caught() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +51,7 @@ fn a_reversed_invoice_says_so_and_an_old_status_fails_max_age() {
     let (number, code) = issue(&node, "1");
     let old = dir.path().join("old.bundle");
     ok(get_bundle(&node, &number, &code, &old));
-    ok(node.cli(&["invoice", "red-letter", &number, "--reason", "sales_return"]));
+    ok(node.cli(&["redform", "start", &number, "--reason", "sales_return"]));
     let new = dir.path().join("new.bundle");
     ok(get_bundle(&node, &number, &code, &new));
     let text = ok(verify(&node, &new, &[]));
@@ -208,13 +158,13 @@ fn the_first_claim_is_recorded_and_shows_in_the_proof_later_ones_are_refused() {
     );
     std::fs::write(tax_office.join("client.toml"), profile).unwrap();
     let claim = Command::new(bin())
-        .args(["invoice", "claim", &number, "--check-code", &code, "--ref", "EXP-1"])
+        .args(["claim", "lock", &number, "--check-code", &code, "--ref", "EXP-1"])
         .env("FAPIAO_CLIENT", tax_office.join("client.toml"))
         .output()
         .unwrap();
     let text = ok(claim);
     assert!(
-        text.contains("claim RECORDED") && text.contains("member 800001"),
+        text.contains("LOCKED: invoice") && text.contains("member 800001"),
         "{text}"
     );
     // That profile reads nothing else of the merchant's.
@@ -222,16 +172,16 @@ fn the_first_claim_is_recorded_and_shows_in_the_proof_later_ones_are_refused() {
     assert_eq!(r.status(), 401);
 
     // Any later claim, whatever its reference, is refused: told when, not by whom.
-    let o = node.cli(&["invoice", "claim", &number, "--check-code", &code, "--ref", "EXP-2"]);
+    let o = node.cli(&["claim", "lock", &number, "--check-code", &code, "--ref", "EXP-2"]);
     assert!(!o.status.success());
     let text = out(&o);
     assert!(
-        text.contains("claim REFUSED: already claimed on ") && text.contains("(UTC+8)"),
+        text.contains("REFUSED: already locked for reimbursement since ") && text.contains("(UTC+8)"),
         "{text}"
     );
     let o = node.cli(&[
-        "invoice",
         "claim",
+        "lock",
         &number,
         "--check-code",
         &code,
@@ -239,7 +189,8 @@ fn the_first_claim_is_recorded_and_shows_in_the_proof_later_ones_are_refused() {
         "EXP-2B",
         "--json",
     ]);
-    let outcome: Value = serde_json::from_str(&out(&o)).unwrap_or_else(|_| panic!("{}", out(&o)));
+    let outcome: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", out(&o)));
+    let outcome = &outcome["derived"][0];
     assert_eq!(outcome["data"]["refusal"]["reason"], "already_claimed", "{outcome}");
     assert!(outcome["data"]["refusal"]["first_claimed_at_ms"].is_u64(), "{outcome}");
     assert!(outcome["data"]["refusal"].get("first_claimant").is_none(), "{outcome}");
@@ -248,20 +199,23 @@ fn the_first_claim_is_recorded_and_shows_in_the_proof_later_ones_are_refused() {
     let file = dir.path().join("claimed.bundle");
     ok(get_bundle(&node, &number, &code, &file));
     let text = ok(verify(&node, &file, &[]));
-    assert!(text.contains("claim     claimed by member 800001 (EXP-1)"), "{text}");
+    assert!(
+        text.contains("claim     locked for reimbursement by member 800001 (EXP-1)"),
+        "{text}"
+    );
 
     // A reversed invoice cannot be claimed; a wrong check code reveals nothing.
     let (number2, code2) = issue(&node, "2");
-    ok(node.cli(&["invoice", "red-letter", &number2, "--reason", "issue_error"]));
-    let o = node.cli(&["invoice", "claim", &number2, "--check-code", &code2, "--ref", "EXP-3"]);
+    ok(node.cli(&["redform", "start", &number2, "--reason", "issue_error"]));
+    let o = node.cli(&["claim", "lock", &number2, "--check-code", &code2, "--ref", "EXP-3"]);
     assert!(
-        out(&o).contains("claim REFUSED: the invoice is fully red-letter reversed"),
+        out(&o).contains("REFUSED: the invoice is fully red-letter reversed"),
         "{}",
         out(&o)
     );
-    let o = node.cli(&["invoice", "claim", &number2, "--check-code", &code, "--ref", "EXP-4"]);
+    let o = node.cli(&["claim", "lock", &number2, "--check-code", &code, "--ref", "EXP-4"]);
     assert!(
-        out(&o).contains("claim REFUSED: no invoice with this number and check code"),
+        out(&o).contains("REFUSED: no such invoice or form for this member"),
         "{}",
         out(&o)
     );

@@ -205,8 +205,11 @@ impl Network {
         }
     }
 
+    /// Node `i`'s member: the members that run nodes, in code order, are the nodes in
+    /// order (merchants, then the tax office's node).
     fn chain(&self, i: usize) -> MemberCode {
-        self.genesis.members()[i].code
+        let runs = self.genesis.members().iter().filter(|m| self.genesis.runs_node(m.code));
+        runs.map(|m| m.code).nth(i).expect("a member per node")
     }
 
     /// Submits `count` payments to node `i`'s own chain, signed by its client key.

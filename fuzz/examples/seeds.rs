@@ -209,6 +209,48 @@ fn main() {
         3,
     );
     events.push(("invoice_claim_requested", submit(&claim, 3)));
+    // The buyer's side, by the claim's holder (the verifier): booking, a seller's form
+    // that waits for it and its confirmation, a form it starts and withdraws, closing.
+    let booking = body(
+        EventKind::InvoiceBookingSet(BookingSet {
+            invoice_number: n1,
+            status: BookingStatus::BookedDeducted,
+        }),
+        3,
+    );
+    events.push(("invoice_booking_set", submit(&booking, 3)));
+    let held = body(
+        EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+            request_id: "RL2".into(),
+            invoice_number: n1,
+            reason: RedLetterReason::SalesDiscount,
+            scope: RedLetterScope::Partial(vec![line("Discount", 1000, 100, 600)]),
+        }),
+        5,
+    );
+    submit(&held, 5);
+    let form = |n| RedFormRef { invoice_number: n1, form: n };
+    let answer = body(EventKind::RedFormAnswered(RedFormAnswer { form: form(1), confirm: true }), 3);
+    events.push(("red_form_answered", submit(&answer, 3)));
+    let start = body(
+        EventKind::RedFormStarted(RedFormStart {
+            invoice_number: n1,
+            reason: RedLetterReason::IssueError,
+            scope: RedLetterScope::Full,
+        }),
+        3,
+    );
+    events.push(("red_form_started", submit(&start, 3)));
+    let withdraw = body(EventKind::RedFormWithdrawn(form(2)), 3);
+    events.push(("red_form_withdrawn", submit(&withdraw, 3)));
+    let close = body(
+        EventKind::InvoiceClaimClosed(ClaimAction {
+            invoice_number: n1,
+            claim_ref: "EXP-1".into(),
+        }),
+        3,
+    );
+    events.push(("invoice_claim_closed", submit(&close, 3)));
     let revoke = body(EventKind::ClientKeyRevoked(ClientKeyRevoked { key: key(6).public() }), 1);
     let revoke = revoke.sign(&key(1));
     events.push(("client_key_revoked", revoke.clone()));

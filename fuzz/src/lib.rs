@@ -50,6 +50,7 @@ pub fn genesis() -> Genesis {
             max_invoice_total: Fen::from_fen(100_000_000),
         }),
         initial_fee_balance: Fen::from_fen(if role == Role::Merchant { 100_000 } else { 0 }),
+        tax_id: None,
     };
     let built = Genesis::new(
         "fapiao-fuzz".into(),

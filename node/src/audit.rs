@@ -164,6 +164,10 @@ fn print_report(r: &ReplayReport, secs: f64) {
         "invoices issued {}, red-letter {}, claims {} (refused {})",
         c.invoices_issued, c.red_letters, c.claims, c.claims_refused
     );
+    if !c.buyer_actions.is_empty() {
+        let actions: Vec<String> = c.buyer_actions.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("buyer's side: {}", actions.join(", "));
+    }
     let statuses: Vec<String> = c.invoices_by_status.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!(
         "invoices by status: {}",
@@ -218,7 +222,7 @@ fn report_json(r: &ReplayReport, secs: f64) -> serde_json::Value {
             "blocks": c.blocks, "entries": c.entries, "events": c.events, "signatures_verified": c.signatures_verified,
             "payments": c.payments, "paid_fen": fen_json(c.paid_fen), "refunds": c.refunds, "refunded_fen": fen_json(c.refunded_fen),
             "payment_reversals": c.payment_reversals, "invoices_issued": c.invoices_issued, "red_letters": c.red_letters,
-            "claims": c.claims, "claims_refused": c.claims_refused,
+            "claims": c.claims, "claims_refused": c.claims_refused, "buyer_actions": c.buyer_actions,
             "invoices_by_status": c.invoices_by_status, "failures_by_reason": c.failures,
         },
         "anomalies": r.anomalies.iter().map(|a| json!({

@@ -13,6 +13,9 @@ use fapiao_core::{
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod buyer;
+pub(crate) use buyer::{claim as claim_cmd, redform, ClaimCommand, RedformCommand};
+
 /// Options every client command takes.
 #[derive(Args, Clone)]
 pub(crate) struct ClientOpts {
@@ -104,33 +107,6 @@ pub(crate) enum InvoiceCommand {
         /// The failure code, e.g. INVOICE_TYPE_NOT_PERMITTED.
         #[arg(long)]
         reason: String,
-    },
-    /// Claim an invoice for reimbursement, as a verifier member (the profile's
-    /// `verifier_key`). Submit it to the issuer's node: the first claim is recorded on
-    /// the issuer's chain; any later one is refused, naming the first claimant and time.
-    Claim {
-        /// The invoice number.
-        number: String,
-        /// Its check code.
-        #[arg(long)]
-        check_code: String,
-        /// Your reference (expense report number).
-        #[arg(long = "ref")]
-        claim_ref: String,
-    },
-    /// Reverse an issued invoice with a red-letter invoice.
-    RedLetter {
-        /// The invoice to reverse.
-        number: String,
-        /// issue_error, sales_return, service_termination or sales_discount.
-        #[arg(long)]
-        reason: String,
-        /// Lines to reverse ("DESCRIPTION|QTY|UNIT_PRICE|RATE%"); none = the whole rest.
-        #[arg(long = "line")]
-        lines: Vec<String>,
-        /// The red-letter request id (default: generated).
-        #[arg(long)]
-        id: Option<String>,
     },
 }
 
@@ -590,11 +566,6 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             Ok(())
         }
         InvoiceCommand::History { request } => print_request(&ctx, &request),
-        InvoiceCommand::Claim {
-            number,
-            check_code,
-            claim_ref,
-        } => claim(&ctx, &number, &check_code, claim_ref),
         InvoiceCommand::Retry {
             request,
             id,
@@ -636,33 +607,6 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             }
             println!("re-issued {} request(s): {issued} issued", list.failures.len());
             Ok(())
-        }
-        InvoiceCommand::RedLetter {
-            number,
-            reason,
-            lines,
-            id,
-        } => {
-            let invoice_number = parse_number(&number)?;
-            let reason = RedLetterReason::from_name(&reason)
-                .ok_or_else(|| anyhow!("--reason: issue_error, sales_return, service_termination or sales_discount"))?;
-            let scope = if lines.is_empty() {
-                RedLetterScope::Full
-            } else {
-                RedLetterScope::Partial(lines.iter().map(|l| parse_line(l)).collect::<Result<Vec<_>>>()?)
-            };
-            let id = id.unwrap_or_else(|| gen_id("RED"));
-            let key = ctx.client_key()?;
-            ctx.submit(
-                &key,
-                EventKind::InvoiceRedLetterRequested(RedLetterRequested {
-                    request_id: id.clone(),
-                    invoice_number,
-                    reason,
-                    scope,
-                }),
-            )?;
-            print_request(&ctx, &id)
         }
     }
 }
@@ -723,66 +667,6 @@ pub(crate) fn policy_set(opts: &ClientOpts, types: &[String], max_total: &str) -
     ctx.print_submitted("policy", &r)
 }
 
-fn claim(ctx: &Ctx, number: &str, check_code: &str, claim_ref: String) -> Result<()> {
-    let invoice_number = parse_number(number)?;
-    let check_code: fapiao_core::CheckCode = check_code
-        .parse()
-        .map_err(|e: fapiao_core::ids::ParseError| anyhow!("--check-code: {e}"))?;
-    if invoice_number.member() != ctx.chain {
-        bail!(
-            "invoice {invoice_number} was issued on chain {}; submit the claim to that member's node \
-             (this profile's node holds chain {})",
-            invoice_number.member(),
-            ctx.chain
-        );
-    }
-    let key = ctx.key(ctx.profile.verifier_key.as_deref(), "verifier")?;
-    let (id, r) = ctx.submit(
-        &key,
-        EventKind::InvoiceClaimRequested(ClaimRequested {
-            invoice_number,
-            check_code,
-            claim_ref,
-        }),
-    )?;
-    let Some(height) = r.height else {
-        return ctx.print_submitted("claim", &r);
-    };
-    // The claim's outcome is public to whoever holds its id: a verifier needs no read
-    // token of the merchant's node.
-    let outcome = ctx
-        .client
-        .event_outcome(&id)?
-        .derived
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("the claim's block has no outcome for it"))?;
-    if ctx.opts.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
-        return Ok(());
-    }
-    let d = &outcome["data"];
-    if outcome["kind"] == "claim_recorded" {
-        println!(
-            "claim RECORDED: invoice {invoice_number} claimed by member {} (ref {}) at block {height}",
-            d["claimant"].as_str().unwrap_or("?"),
-            d["claim_ref"].as_str().unwrap_or("?")
-        );
-        Ok(())
-    } else {
-        let r = &d["refusal"];
-        let why = match r["reason"].as_str() {
-            Some("already_claimed") => format!(
-                "already claimed on {}",
-                fapiao_engine::format_time(r["first_claimed_at_ms"].as_u64().unwrap_or(0))
-            ),
-            Some("reversed") => "the invoice is fully red-letter reversed".to_string(),
-            _ => "no invoice with this number and check code".to_string(),
-        };
-        bail!("claim REFUSED: {why}")
-    }
-}
-
 fn print_request(ctx: &Ctx, id: &str) -> Result<()> {
     let h = ctx.client.request(id)?;
     if ctx.opts.json {
@@ -810,7 +694,13 @@ fn print_request(ctx: &Ctx, id: &str) -> Result<()> {
                     if f.retryable { " [retryable unchanged]" } else { "" }
                 );
             }
-            _ => println!("{mark} {} {}: {}", r.request_id, r.kind, r.outcome),
+            (None, None) => match &r.red_form {
+                Some(form) => println!(
+                    "{mark} {} {}: AWAITING_CONFIRMATION by the buyer, form {form} (void after 72 hours unanswered)",
+                    r.request_id, r.kind
+                ),
+                None => println!("{mark} {} {}: {}", r.request_id, r.kind, r.outcome),
+            },
         }
     }
     if let Some(n) = h.history.iter().rev().find_map(|r| r.invoice_number.clone()) {
@@ -863,8 +753,8 @@ fn print_invoice(i: &InvoiceDto) {
     if let Some(r) = &i.replaced_by {
         println!("  replaced by corrected invoice {r}");
     }
-    if let Some(c) = &i.claim {
-        println!("  claimed by member {} ({})", c.claimant, c.claim_ref);
+    for l in crate::render::buyer_side_lines(i) {
+        println!("  {l}");
     }
 }
 

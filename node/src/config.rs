@@ -47,6 +47,9 @@ pub(crate) struct EngineSection {
     /// Free disk kept in reserve, MiB: below it writes answer 503 STORAGE_FULL, below
     /// half of it block production pauses (see OPERATIONS.md, storage full).
     pub(crate) disk_reserve_mb: u64,
+    /// Moves this node's block clock forward by this many ms (drills and tests only; see
+    /// OPERATIONS.md "Configuration").
+    pub(crate) clock_offset_ms: u64,
 }
 
 impl Default for EngineSection {
@@ -58,6 +61,7 @@ impl Default for EngineSection {
             pending_max: d.pending_max,
             batch_events_max: d.batch_events_max,
             disk_reserve_mb: d.disk_reserve_bytes / (1024 * 1024),
+            clock_offset_ms: 0,
         }
     }
 }
@@ -129,6 +133,7 @@ impl Loaded {
             pending_max: e.pending_max.max(1),
             batch_events_max: e.batch_events_max.clamp(1, 100_000),
             disk_reserve_bytes: e.disk_reserve_mb.saturating_mul(1024 * 1024),
+            clock_offset_ms: e.clock_offset_ms,
             ..fapiao_engine::EngineConfig::default()
         }
     }
@@ -161,6 +166,10 @@ pub(crate) struct ClientProfile {
     /// A verifier member's key file, if this profile may claim invoices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) verifier_key: Option<PathBuf>,
+    /// A buyer member's key file (a member whose tax id is on the invoices it buys), if
+    /// this profile may book invoices and answer red-letter forms as their buyer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) buyer_key: Option<PathBuf>,
     /// A directory for the durable outbox: every signed event is written there before
     /// it is sent, and waits there while the node is unreachable or in maintenance.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -34,12 +34,14 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
     let member = SecretKey::generate();
     let operator = SecretKey::generate();
     let verifier = SecretKey::generate();
+    let buyer = SecretKey::generate();
     let mut genesis_members = dev_members(&[(DEV_CHAIN, &member, None, true)], fee_balance);
-    genesis_members.extend(dev_others(&operator, &verifier, None));
+    genesis_members.extend(dev_others(&operator, &verifier, &buyer, None));
     let genesis = dev_genesis_of(genesis_members)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     files::write_key_file(&dir.join("operator.key"), &operator, true)?;
     files::write_key_file(&dir.join("verifier.key"), &verifier, true)?;
+    files::write_key_file(&dir.join("buyer.key"), &buyer, true)?;
     // The CLI profile may act as the operator and the verifier too, so every command
     // works on the one-node network. node.toml, written last, marks the network as made.
     write_node(dir, &genesis, DEV_CHAIN, &member, port, None, true)?;
@@ -51,10 +53,21 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
 pub(crate) const DEV_OPERATOR: u32 = 900_001;
 /// See [`DEV_OPERATOR`].
 pub(crate) const DEV_VERIFIER: u32 = 800_001;
+/// The dev buyer: a company that buys from the dev merchants, with a tax id, so booking
+/// and red-letter confirmation forms can be tried (invoice it with
+/// `--buyer-tax-id 91110000600037341L`). It signs events and runs no node.
+pub(crate) const DEV_BUYER: u32 = 700_001;
+/// The dev buyer's unified social credit code.
+pub(crate) const DEV_BUYER_TAX_ID: &str = "91110000600037341L";
 
 /// The dev operator and tax office. With `tax_office_node`, the tax office also
 /// witnesses and runs a node at that peer address (it may read every chain).
-fn dev_others(operator: &SecretKey, verifier: &SecretKey, tax_office_node: Option<String>) -> Vec<Member> {
+fn dev_others(
+    operator: &SecretKey,
+    verifier: &SecretKey,
+    buyer: &SecretKey,
+    tax_office_node: Option<String>,
+) -> Vec<Member> {
     let tax_office = match tax_office_node {
         Some(_) => Roles::of(&[Role::Witness, Role::TaxOffice]),
         None => Roles::of(&[Role::TaxOffice]),
@@ -78,7 +91,18 @@ fn dev_others(operator: &SecretKey, verifier: &SecretKey, tax_office_node: Optio
         addresses: addr.into_iter().collect(),
         policy: None,
         initial_fee_balance: Fen::from_fen(0),
+        tax_id: None,
     })
+    .chain(std::iter::once(Member {
+        code: MemberCode::new(DEV_BUYER).unwrap_or_else(|| unreachable!()),
+        name: "Dev Buyer Trading Co.".into(),
+        roles: Roles::of(&[Role::Verifier]),
+        key: buyer.public(),
+        addresses: Vec::new(),
+        policy: None,
+        initial_fee_balance: Fen::from_fen(0),
+        tax_id: Some(DEV_BUYER_TAX_ID.into()),
+    }))
     .collect()
 }
 
@@ -117,6 +141,7 @@ fn dev_members(members: &[(u32, &SecretKey, Option<String>, bool)], fee_balance:
                 max_invoice_total: Fen::from_fen(100_000_000),
             }),
             initial_fee_balance: fee_balance,
+            tax_id: None,
         })
         .collect()
 }
@@ -163,6 +188,7 @@ fn write_node(
         member_key: Some("node.key".into()),
         operator_key: with_operator_and_verifier.then(|| "operator.key".into()),
         verifier_key: with_operator_and_verifier.then(|| "verifier.key".into()),
+        buyer_key: with_operator_and_verifier.then(|| "buyer.key".into()),
         outbox: Some("outbox".into()),
     };
     files::write_private(&dir.join("client.toml"), &toml::to_string_pretty(&profile)?)?;
@@ -280,16 +306,18 @@ pub(crate) fn init_multi(dir: &Path, topology: Topology, fee_balance: Fen) -> Re
         .collect();
     let operator = SecretKey::generate();
     let verifier = SecretKey::generate();
+    let buyer = SecretKey::generate();
     let mut all = dev_members(&members, fee_balance);
     let tax_office_addr = topology
         .tax_office_node
         .then(|| format!("/ip4/127.0.0.1/tcp/{}", p2p[n]));
-    all.extend(dev_others(&operator, &verifier, tax_office_addr));
+    all.extend(dev_others(&operator, &verifier, &buyer, tax_office_addr));
     let genesis = dev_genesis_of(all)?;
     for (i, d) in dirs.iter().enumerate() {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         files::write_key_file(&d.join("operator.key"), &operator, true)?;
         files::write_key_file(&d.join("verifier.key"), &verifier, true)?;
+        files::write_key_file(&d.join("buyer.key"), &buyer, true)?;
         let listen = format!("/ip4/127.0.0.1/tcp/{}", p2p[i]);
         if i < n {
             write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen), true)?;

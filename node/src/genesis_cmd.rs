@@ -115,6 +115,7 @@ fn parse_member(a: MemberArgs) -> Result<Member> {
         addresses: a.addresses,
         policy,
         initial_fee_balance: Fen::from_fen(if merchant { a.initial_fee_balance_fen } else { 0 }),
+        tax_id: None,
     })
 }
 

@@ -20,7 +20,7 @@ mod sim_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use client_cmd::{ClientOpts, FeeCommand, InvoiceCommand, KeyCommand};
+use client_cmd::{ClaimCommand, ClientOpts, FeeCommand, InvoiceCommand, KeyCommand, RedformCommand};
 use std::path::PathBuf;
 
 /// Fapiao: a consortium invoice ledger.
@@ -207,6 +207,22 @@ enum Command {
     Invoice {
         #[command(subcommand)]
         command: InvoiceCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Red-letter confirmation forms (红字确认单): start, confirm, reject, withdraw,
+    /// list, show.
+    Redform {
+        #[command(subcommand)]
+        command: RedformCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// The reimbursement claim of an invoice (lock, unlock, close) and its booking by
+    /// the buyer.
+    Claim {
+        #[command(subcommand)]
+        command: ClaimCommand,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -631,6 +647,8 @@ fn run(cli: Cli) -> Result<()> {
         } => client_cmd::refund(&opts, payment, &amount, id, reason),
         Command::Reverse { payment, reason, opts } => client_cmd::reverse(&opts, payment, reason),
         Command::Invoice { command, opts } => client_cmd::invoice(&opts, command),
+        Command::Redform { command, opts } => client_cmd::redform(&opts, command),
+        Command::Claim { command, opts } => client_cmd::claim_cmd(&opts, command),
         Command::Fee { command, opts } => client_cmd::fee(&opts, command),
         Command::Key { command, opts } => client_cmd::key(&opts, command),
         Command::Status { opts } => client_cmd::status(&opts),

@@ -92,12 +92,31 @@ pub(crate) fn verify(
             if let Some(n) = v.issued.replaces {
                 status.push_str(&format!(" (corrects {n})"));
             }
-            let claim = v.claim.as_ref().map(|c| {
-                format!(
-                    "claimed by member {} ({}), block time {} ms",
-                    c.claimant, c.claim_ref, c.at_ms
-                )
+            let claim = v.claim.as_ref().map(|c| match c.closed_at_ms {
+                None => format!(
+                    "locked for reimbursement by member {} ({}) at {}",
+                    c.claimant,
+                    c.claim_ref,
+                    fapiao_engine::format_time(c.at_ms)
+                ),
+                Some(closed) => format!(
+                    "reimbursed (closed) by member {} ({}) at {}",
+                    c.claimant,
+                    c.claim_ref,
+                    fapiao_engine::format_time(closed)
+                ),
             });
+            let booking = v
+                .booking
+                .map(|(b, at)| format!("{} {} at {}", b.code(), b.name(), fapiao_engine::format_time(at)));
+            let forms: Vec<String> = v
+                .forms
+                .iter()
+                .map(|f| {
+                    let red = f.red_number.map(|n| format!(", red invoice {n}")).unwrap_or_default();
+                    format!("form {} by the {}: {}{red}", f.form, f.initiator.name(), f.state.name())
+                })
+                .collect();
             if json {
                 println!(
                     "{}",
@@ -109,6 +128,8 @@ pub(crate) fn verify(
                         "buyer": v.issued.buyer.name,
                         "status": status,
                         "claim": claim,
+                        "booking": booking,
+                        "forms": forms,
                         "issued_height": v.issued_height,
                         "as_of_height": v.as_of_height,
                         "as_of_ms": v.as_of_ms,
@@ -125,6 +146,12 @@ pub(crate) fn verify(
                 println!("  status    {status}");
                 if let Some(c) = claim {
                     println!("  claim     {c}");
+                }
+                if let Some(b) = booking {
+                    println!("  booking   {b}");
+                }
+                for f in &forms {
+                    println!("  red form  {f}");
                 }
                 println!(
                     "  as of     block {}, certified by a quorum, {} s ago",

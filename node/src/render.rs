@@ -203,13 +203,8 @@ impl Document<'_> {
         for (label, n) in self.links() {
             line(format!("{label}: {n}"));
         }
-        if let Some(c) = &i.claim {
-            line(format!(
-                "Claimed for reimbursement by member {} (ref {}) on {}",
-                c.claimant,
-                c.claim_ref,
-                format_time(c.claimed_at_ms)
-            ));
+        for l in buyer_side_lines(i) {
+            line(l);
         }
         line(String::new());
         line(format!("Verify: {}", self.verify_url()));
@@ -260,18 +255,10 @@ impl Document<'_> {
             .iter()
             .map(|a| format!("{} {}", esc(&a.payment_id), Fen::from_fen(a.amount_fen)))
             .collect();
-        let claim = i
-            .claim
-            .as_ref()
-            .map(|c| {
-                format!(
-                    "<p id=\"claim\">Claimed for reimbursement by member {} (ref {}) on {}</p>",
-                    esc(&c.claimant),
-                    esc(&c.claim_ref),
-                    format_time(c.claimed_at_ms)
-                )
-            })
-            .unwrap_or_default();
+        let claim: String = buyer_side_lines(i)
+            .iter()
+            .map(|l| format!("<p class=\"buyer-side\">{}</p>", esc(l)))
+            .collect();
         let verify = self.verify_url();
         let kind_class = if self.is_red() { "red" } else { "blue" };
         Ok(format!(
@@ -361,6 +348,60 @@ footer {{ margin-top: 12px; font-size: 13px; }}
             verify = esc(&verify),
         ))
     }
+}
+
+/// One red-letter confirmation form for people: `form 1 by the seller: waiting_for_buyer
+/// (opened ..., void if unanswered by ...)`, with its red invoice once issued.
+pub(crate) fn form_line(f: &fapiao_api::dto::FormSummaryDto) -> String {
+    let red = f
+        .red_number
+        .as_ref()
+        .map(|n| format!(", red invoice {n}"))
+        .unwrap_or_default();
+    let deadline = if f.state.starts_with("waiting") {
+        format!(", void if unanswered by {}", format_time(f.deadline_ms))
+    } else {
+        String::new()
+    };
+    format!(
+        "form {} by the {}: {} (opened {}{deadline}){red}",
+        f.form,
+        f.initiator,
+        f.state,
+        format_time(f.opened_at_ms)
+    )
+}
+
+/// The buyer's side of a blue invoice for people, one line each: the reimbursement claim
+/// (locked or closed), the booking status, and every red-letter confirmation form.
+pub(crate) fn buyer_side_lines(i: &InvoiceDto) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(c) = &i.claim {
+        out.push(match c.closed_at_ms {
+            None => format!(
+                "Locked for reimbursement by member {} (ref {}) on {}",
+                c.claimant,
+                c.claim_ref,
+                format_time(c.claimed_at_ms)
+            ),
+            Some(t) => format!(
+                "Reimbursed: claim of member {} (ref {}) closed on {}",
+                c.claimant,
+                c.claim_ref,
+                format_time(t)
+            ),
+        });
+    }
+    if let Some(b) = &i.booking {
+        out.push(format!(
+            "Booking by the buyer: {} {} on {}",
+            b.code,
+            b.status,
+            format_time(b.at_ms)
+        ));
+    }
+    out.extend(i.forms.iter().map(|f| format!("Red-letter {}", form_line(f))));
+    out
 }
 
 #[cfg(test)]

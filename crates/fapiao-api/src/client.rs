@@ -200,6 +200,11 @@ impl Client {
         self.get(&format!("/v1/invoices/{}", enc(number)))
     }
 
+    /// A red-letter confirmation form of an invoice.
+    pub fn red_form(&self, number: &str, form: u32) -> Result<RedFormDto, ClientError> {
+        self.get(&format!("/v1/invoices/{}/forms/{form}", enc(number)))
+    }
+
     /// Invoices of a request (and its retries).
     pub fn invoices_for_request(&self, request_id: &str) -> Result<Vec<InvoiceDto>, ClientError> {
         self.get(&format!("/v1/invoices?request_id={}", enc(request_id)))

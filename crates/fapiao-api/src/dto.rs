@@ -1,7 +1,9 @@
 //! The API's JSON shapes and their conversions from ledger types. Internal types are
 //! not serialised for the API's sake; these are.
 
-use fapiao_core::event::{Buyer, ClaimRefusal, DerivedKind, EventKind, IssuedLine, LineItem, RedLetterScope};
+use fapiao_core::event::{
+    Buyer, ClaimRefusal, DerivedKind, EventKind, IssuedLine, LineItem, RedFormRefusal, RedLetterScope,
+};
 use fapiao_core::{Entry, Header};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, RequestBody, RequestOutcome, RequestRecord};
@@ -233,6 +235,119 @@ pub struct ClaimDto {
     pub claim_ref: String,
     /// When.
     pub claimed_at_ms: u64,
+    /// `locked` (the claimant's flow is running) or `closed` (reimbursed: final).
+    pub state: String,
+    /// When it was closed.
+    pub closed_at_ms: Option<u64>,
+}
+
+/// The buyer's booking status (入账状态).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BookingDto {
+    /// `not_booked` (01), `booked_deducted` (02), `booked_not_deducted` (03), `withdrawn` (06).
+    pub status: String,
+    /// The platform's two-digit code.
+    pub code: String,
+    /// The buyer member that recorded it.
+    pub buyer: String,
+    /// When.
+    pub at_ms: u64,
+}
+
+/// A red-letter confirmation form (红字确认单) as its invoice lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct FormSummaryDto {
+    /// Its number on the invoice (from 1).
+    pub form: u32,
+    /// `seller` or `buyer`.
+    pub initiator: String,
+    /// `no_confirmation_needed`, `waiting_for_buyer`, `waiting_for_seller`, `confirmed`,
+    /// `rejected`, `withdrawn` or `void` (a waiting form past its deadline is shown void).
+    pub state: String,
+    /// When it was started.
+    pub opened_at_ms: u64,
+    /// When a waiting form becomes void (72 hours of block time after it was started).
+    pub deadline_ms: u64,
+    /// The red invoice it issued.
+    pub red_number: Option<String>,
+}
+
+impl FormSummaryDto {
+    /// From a summary, its state as of `now`.
+    pub fn new(f: &fapiao_domain::state::FormSummary, now: fapiao_core::Timestamp) -> Self {
+        FormSummaryDto {
+            form: f.form,
+            initiator: f.initiator.name().into(),
+            state: f.state_at(now).name().into(),
+            opened_at_ms: f.opened_at.0,
+            deadline_ms: f.opened_at.0.saturating_add(fapiao_core::event::RED_FORM_WINDOW_MS),
+            red_number: f.red_number.map(|n| n.to_string()),
+        }
+    }
+}
+
+/// A red-letter confirmation form in full.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct RedFormDto {
+    /// The invoice.
+    pub invoice_number: String,
+    /// Its number on the invoice.
+    pub form: u32,
+    /// `seller` or `buyer`.
+    pub initiator: String,
+    /// The buyer-side member that started it (a buyer's form).
+    pub buyer: Option<String>,
+    /// `issue_error` (01), `sales_return` (02), `service_termination` (03), `sales_discount` (04).
+    pub reason: String,
+    /// `full`, or the partial lines.
+    pub scope: Value,
+    /// The request the red invoice answers (the seller's request id, or `{invoice}-F{form}`).
+    pub request_id: String,
+    /// The event that started it.
+    pub event_id: String,
+    /// As in [`FormSummaryDto`].
+    pub state: String,
+    /// When it was started.
+    pub opened_at_ms: u64,
+    /// When a waiting form becomes void.
+    pub deadline_ms: u64,
+    /// When it was answered, withdrawn or voided.
+    pub decided_at_ms: Option<u64>,
+    /// The red invoice it issued.
+    pub red_number: Option<String>,
+}
+
+impl RedFormDto {
+    /// From a form record, its state as of `now`.
+    pub fn new(
+        n: fapiao_core::InvoiceNumber,
+        form: u32,
+        f: &fapiao_domain::state::RedForm,
+        now: fapiao_core::Timestamp,
+    ) -> Self {
+        RedFormDto {
+            invoice_number: n.to_string(),
+            form,
+            initiator: f.initiator.name().into(),
+            buyer: f.buyer.map(|m| m.to_string()),
+            reason: f.reason.name().into(),
+            scope: scope_json(&f.scope),
+            request_id: f.request_id.clone(),
+            event_id: f.event.to_string(),
+            state: f.state_at(now).name().into(),
+            opened_at_ms: f.opened_at.0,
+            deadline_ms: f.deadline().0,
+            decided_at_ms: f.decided_at.map(|t| t.0),
+            red_number: f.red_number.map(|n| n.to_string()),
+        }
+    }
+}
+
+fn scope_json(scope: &RedLetterScope) -> Value {
+    match scope {
+        RedLetterScope::Full => json!("full"),
+        RedLetterScope::Partial(lines) => json!({"partial": lines.iter().map(line_json).collect::<Vec<_>>()}),
+    }
 }
 
 /// A payment's share of an invoice.
@@ -287,8 +402,12 @@ pub struct InvoiceDto {
     pub original: Option<String>,
     /// Red: the reason.
     pub red_letter_reason: Option<String>,
-    /// Blue: the claim, if claimed.
+    /// Blue: the reimbursement claim (lock or closed), if any.
     pub claim: Option<ClaimDto>,
+    /// Blue: the buyer's booking status, once recorded.
+    pub booking: Option<BookingDto>,
+    /// Blue: its red-letter confirmation forms, in order.
+    pub forms: Vec<FormSummaryDto>,
     /// How the total is drawn from payments (blue: standing; red: returned).
     pub allocations: Vec<AllocationDto>,
     /// Blue: the reversed invoice this corrected invoice replaces.
@@ -298,8 +417,9 @@ pub struct InvoiceDto {
 }
 
 impl InvoiceDto {
-    /// From an invoice record; the seller's name comes from `genesis`.
-    pub fn new(r: &InvoiceRecord, genesis: &fapiao_core::Genesis) -> Self {
+    /// From an invoice record; the seller's name comes from `genesis`; forms are shown
+    /// as of `now` (a waiting form past its deadline is void).
+    pub fn new(r: &InvoiceRecord, genesis: &fapiao_core::Genesis, now: fapiao_core::Timestamp) -> Self {
         let number = match r {
             InvoiceRecord::Blue(b) => b.issued.number,
             InvoiceRecord::Red(r) => r.red_number,
@@ -342,7 +462,16 @@ impl InvoiceDto {
                         claimant: c.claimant.to_string(),
                         claim_ref: c.claim_ref.clone(),
                         claimed_at_ms: c.claimed_at.0,
+                        state: if c.closed_at.is_some() { "closed" } else { "locked" }.into(),
+                        closed_at_ms: c.closed_at.map(|t| t.0),
                     }),
+                    booking: b.booking.as_ref().map(|k| BookingDto {
+                        status: k.status.name().into(),
+                        code: k.status.code().into(),
+                        buyer: k.buyer.to_string(),
+                        at_ms: k.at.0,
+                    }),
+                    forms: b.forms.iter().map(|f| FormSummaryDto::new(f, now)).collect(),
                     allocations: b
                         .standing
                         .iter()
@@ -377,6 +506,8 @@ impl InvoiceDto {
                 original: Some(r.original.to_string()),
                 red_letter_reason: Some(r.reason.name().into()),
                 claim: None,
+                booking: None,
+                forms: Vec::new(),
                 allocations: r
                     .allocations
                     .iter()
@@ -444,6 +575,9 @@ pub struct RequestDto {
     /// The request itself (buyer, lines, payments, type), canonical bytes of the
     /// `RequestBody` in hex, so a client can re-issue it with corrections.
     pub request_hex: String,
+    /// A red-letter request that waits for the buyer's confirmation: the form it
+    /// opened, `INVOICE/FORM`.
+    pub red_form: Option<String>,
 }
 
 impl RequestDto {
@@ -456,6 +590,7 @@ impl RequestDto {
         let (outcome, number, failure) = match &r.outcome {
             RequestOutcome::Issued(n) => ("issued", Some(n.to_string()), None),
             RequestOutcome::Reversed(n) => ("reversed", Some(n.to_string()), None),
+            RequestOutcome::AwaitingConfirmation(_) => ("awaiting_confirmation", None, None),
             RequestOutcome::Failed { reason, field, detail } => {
                 let info = catalogue::info(*reason);
                 (
@@ -487,6 +622,12 @@ impl RequestDto {
                 at_ms: a.at.0,
             }),
             request_hex: hex::encode(fapiao_core::codec::to_bytes(&r.body)),
+            red_form: match (&r.body, &r.outcome) {
+                (RequestBody::RedLetter(rl), RequestOutcome::AwaitingConfirmation(form)) => {
+                    Some(format!("{}/{form}", rl.invoice_number))
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -751,10 +892,7 @@ pub fn entry_json(e: &Entry) -> Value {
                 EventKind::InvoiceRedLetterRequested(r) => json!({
                     "request_id": r.request_id, "invoice_number": r.invoice_number.to_string(),
                     "reason": r.reason.name(),
-                    "scope": match &r.scope {
-                        RedLetterScope::Full => json!("full"),
-                        RedLetterScope::Partial(lines) => json!({"partial": lines.iter().map(line_json).collect::<Vec<_>>()}),
-                    },
+                    "scope": scope_json(&r.scope),
                 }),
                 EventKind::InvoiceClaimRequested(c) => json!({
                     "invoice_number": c.invoice_number.to_string(), "claim_ref": c.claim_ref,
@@ -769,6 +907,21 @@ pub fn entry_json(e: &Entry) -> Value {
                     "payments": a.permissions.payments, "invoices": a.permissions.invoices,
                 }),
                 EventKind::ClientKeyRevoked(r) => json!({"key": r.key.to_hex()}),
+                EventKind::InvoiceClaimUnlocked(a) | EventKind::InvoiceClaimClosed(a) => json!({
+                    "invoice_number": a.invoice_number.to_string(), "claim_ref": a.claim_ref,
+                }),
+                EventKind::InvoiceBookingSet(b) => json!({
+                    "invoice_number": b.invoice_number.to_string(), "status": b.status.name(), "code": b.status.code(),
+                }),
+                EventKind::RedFormStarted(f) => json!({
+                    "invoice_number": f.invoice_number.to_string(), "reason": f.reason.name(), "scope": scope_json(&f.scope),
+                }),
+                EventKind::RedFormAnswered(a) => json!({
+                    "invoice_number": a.form.invoice_number.to_string(), "form": a.form.form, "confirm": a.confirm,
+                }),
+                EventKind::RedFormWithdrawn(f) => {
+                    json!({"invoice_number": f.invoice_number.to_string(), "form": f.form})
+                }
             };
             json!({
                 "id": ev.id().to_string(), "type": "event", "kind": b.kind.name(), "chain": b.chain.to_string(),
@@ -822,6 +975,41 @@ pub fn entry_json(e: &Entry) -> Value {
                         }),
                         ClaimRefusal::Reversed => json!({"reason": "reversed"}),
                         ClaimRefusal::NotFound => json!({"reason": "not_found"}),
+                        ClaimRefusal::Closed { closed_at } => json!({"reason": "closed", "closed_at_ms": closed_at.0}),
+                        ClaimRefusal::NotLocked => json!({"reason": "not_locked"}),
+                        ClaimRefusal::NotLockHolder => json!({"reason": "not_lock_holder"}),
+                    }}),
+                ),
+                DerivedKind::ClaimUnlocked(c) | DerivedKind::ClaimClosed(c) => (
+                    if matches!(d.kind, DerivedKind::ClaimUnlocked(_)) {
+                        "claim_unlocked"
+                    } else {
+                        "claim_closed"
+                    },
+                    json!({"invoice_number": c.invoice_number.to_string(), "claimant": c.claimant.to_string(),
+                           "claim_ref": c.claim_ref, "at_ms": c.at.0}),
+                ),
+                DerivedKind::BookingRecorded(b) => (
+                    "booking_recorded",
+                    json!({"invoice_number": b.invoice_number.to_string(), "buyer": b.buyer.to_string(),
+                           "status": b.status.name(), "code": b.status.code(), "at_ms": b.at.0}),
+                ),
+                DerivedKind::RedFormChanged(f) => (
+                    "red_form_changed",
+                    json!({"invoice_number": f.form.invoice_number.to_string(), "form": f.form.form,
+                           "state": f.state.name(), "at_ms": f.at.0}),
+                ),
+                DerivedKind::RedFormRefused(f) => (
+                    "red_form_refused",
+                    json!({"invoice_number": f.invoice_number.to_string(), "form": f.form,
+                    "refusal": match &f.refusal {
+                        RedFormRefusal::NotFound => json!({"reason": "not_found"}),
+                        RedFormRefusal::NotWaiting(state) => json!({"reason": "not_waiting", "state": state.name()}),
+                        RedFormRefusal::WrongSide => json!({"reason": "wrong_side"}),
+                        RedFormRefusal::Failed { reason, detail } => {
+                            let info = catalogue::info(*reason);
+                            json!({"reason": "failed", "code": info.code, "remedy": info.remedy, "detail": detail})
+                        }
                     }}),
                 ),
             };

@@ -506,12 +506,44 @@ async fn invoice(
         Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_NUMBER", e.0, Some("number"))
     })?;
     match s.engine.invoice(&n).map_err(store)? {
-        Some(i) => Ok(Json(InvoiceDto::new(&i, s.engine.genesis()))),
+        Some(i) => Ok(Json(InvoiceDto::new(&i, s.engine.genesis(), wall_now()))),
         None => Err(Failure::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             format!("no invoice {n}"),
             Some("number"),
+        )),
+    }
+}
+
+/// The node's clock, against which a waiting form's deadline is shown (the ledger
+/// decides by block time; a form past its deadline can no longer be answered).
+fn wall_now() -> fapiao_core::Timestamp {
+    fapiao_core::Timestamp(crate::verify::wall_ms())
+}
+
+/// One red-letter confirmation form of an invoice, in full.
+#[utoipa::path(get, path = "/v1/invoices/{number}/forms/{form}",
+    params(("number" = String, Path), ("form" = u32, Path, minimum = 1)), security(("bearer" = [])),
+    responses((status = 200, body = RedFormDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 401, body = ApiError)))]
+async fn red_form(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, u32)>, PathRejection>,
+) -> Result<Json<RedFormDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Path((number, form)) = path.map_err(path_rejection)?;
+    let n: InvoiceNumber = number.parse().map_err(|e: fapiao_core::ids::ParseError| {
+        Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_NUMBER", e.0, Some("number"))
+    })?;
+    match s.engine.red_form(&n, form).map_err(store)? {
+        Some(f) => Ok(Json(RedFormDto::new(n, form, &f, wall_now()))),
+        None => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no form {form} on invoice {n}"),
+            Some("form"),
         )),
     }
 }
@@ -567,7 +599,7 @@ async fn invoices(
     let mut out = Vec::new();
     for n in numbers {
         if let Some(i) = s.engine.invoice(&n).map_err(store)? {
-            out.push(InvoiceDto::new(&i, s.engine.genesis()));
+            out.push(InvoiceDto::new(&i, s.engine.genesis(), wall_now()));
         }
     }
     Ok(Json(out))
@@ -950,7 +982,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
+    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, red_form, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -973,6 +1005,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/payments/{id}", get(payment))
         .route("/v1/invoices", get(invoices))
         .route("/v1/invoices/{number}", get(invoice))
+        .route("/v1/invoices/{number}/forms/{form}", get(red_form))
         .route("/v1/requests/{id}", get(request))
         .route("/v1/failures", get(failures))
         .route("/v1/failure-catalogue", get(catalogue))

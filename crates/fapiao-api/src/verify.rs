@@ -98,7 +98,17 @@ pub(crate) enum Checked {
     NotCertified,
 }
 
-fn wall_ms() -> u64 {
+fn booking_words(b: fapiao_core::event::BookingStatus) -> &'static str {
+    use fapiao_core::event::BookingStatus as B;
+    match b {
+        B::NotBooked => "not booked (未入账)",
+        B::BookedDeducted => "booked, VAT deducted (已入账（扣除）)",
+        B::BookedNotDeducted => "booked, not deducted (已入账（不扣除）)",
+        B::Withdrawn => "booking withdrawn (入账撤销)",
+    }
+}
+
+pub(crate) fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -252,8 +262,32 @@ fn genuine(s: &AppState, bundle: &Bundle, v: &fapiao_proof::Verified, left: u32)
     };
     let claim = v.claim.as_ref().map_or_else(
         || "Not claimed for reimbursement".to_string(),
-        |c| format!("Claimed for reimbursement at {}", format_time(c.at_ms)),
+        |c| match c.closed_at_ms {
+            None => format!("Locked for reimbursement since {} (报销中)", format_time(c.at_ms)),
+            Some(t) => format!("Reimbursed: claim closed at {} (已报销)", format_time(t)),
+        },
     );
+    let booking = v.booking.map_or_else(
+        || "Not recorded by the buyer".to_string(),
+        |(b, at)| format!("{} {} since {}", b.code(), booking_words(b), format_time(at)),
+    );
+    let forms = if v.forms.is_empty() {
+        "None".to_string()
+    } else {
+        v.forms
+            .iter()
+            .map(|f| {
+                let red = f.red_number.map(|n| format!(", red invoice {n}")).unwrap_or_default();
+                format!(
+                    "Form {} by the {}: {}{red}",
+                    f.form,
+                    f.initiator.name(),
+                    f.state.name().replace('_', " ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let now = wall_ms();
     let ago = now.saturating_sub(v.as_of_ms) / 1000;
     let ago = match ago {
@@ -274,6 +308,8 @@ fn genuine(s: &AppState, bundle: &Bundle, v: &fapiao_proof::Verified, left: u32)
         ("total", "Total including tax (价税合计)", format!("CNY {}", i.total)),
         ("status", "Status (状态)", status),
         ("claim", "Reimbursement (报销)", claim),
+        ("booking", "Booking by the buyer (入账状态)", booking),
+        ("forms", "Red-letter confirmation forms (红字确认单)", forms),
     ];
     if let Some(n) = &v.replaced_by {
         rows.push(("replaced-by", "Replaced by (更正发票)", n.to_string()));

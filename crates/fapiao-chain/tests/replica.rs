@@ -347,6 +347,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
         .iter()
         .map(|m| Member {
             initial_fee_balance: Fen::from_fen(0),
+            tax_id: None,
             ..m.clone()
         })
         .collect();
@@ -357,6 +358,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
         key: operator.public(),
         addresses: vec![],
         initial_fee_balance: Fen::from_fen(0),
+        tax_id: None,
         policy: None,
     });
     let genesis = Genesis::new(

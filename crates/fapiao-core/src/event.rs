@@ -106,6 +106,19 @@ pub enum EventKind {
     ClientKeyAuthorized(ClientKeyAuthorized),
     /// The chain owner revokes a client key.
     ClientKeyRevoked(ClientKeyRevoked),
+    /// The lock holder releases its reimbursement lock (its flow failed).
+    InvoiceClaimUnlocked(ClaimAction),
+    /// The lock holder closes its claim: the invoice is reimbursed, for good.
+    InvoiceClaimClosed(ClaimAction),
+    /// The buyer records the invoice's booking status (入账状态).
+    InvoiceBookingSet(BookingSet),
+    /// The buyer starts a red-letter confirmation form (红字确认单); the seller's own
+    /// start is [`EventKind::InvoiceRedLetterRequested`].
+    RedFormStarted(RedFormStart),
+    /// The side a form waits for confirms or rejects it.
+    RedFormAnswered(RedFormAnswer),
+    /// The side that started a form withdraws it while it waits.
+    RedFormWithdrawn(RedFormRef),
 }
 
 impl EventKind {
@@ -122,6 +135,12 @@ impl EventKind {
             EventKind::MerchantPolicySet(_) => "merchant_policy_set",
             EventKind::ClientKeyAuthorized(_) => "client_key_authorized",
             EventKind::ClientKeyRevoked(_) => "client_key_revoked",
+            EventKind::InvoiceClaimUnlocked(_) => "invoice_claim_unlocked",
+            EventKind::InvoiceClaimClosed(_) => "invoice_claim_closed",
+            EventKind::InvoiceBookingSet(_) => "invoice_booking_set",
+            EventKind::RedFormStarted(_) => "red_form_started",
+            EventKind::RedFormAnswered(_) => "red_form_answered",
+            EventKind::RedFormWithdrawn(_) => "red_form_withdrawn",
         }
     }
 }
@@ -360,6 +379,181 @@ pub struct ClaimRequested {
     pub claim_ref: String,
 }
 
+/// The lock holder's unlock or close of its claim.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClaimAction {
+    /// The invoice.
+    pub invoice_number: InvoiceNumber,
+    /// The reference the lock was taken with.
+    pub claim_ref: String,
+}
+
+/// A buyer's booking status of an invoice (入账状态), with the platform's codes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum BookingStatus {
+    /// 01 未入账: not booked.
+    NotBooked,
+    /// 02 已入账（扣除）: booked, input VAT deducted.
+    BookedDeducted,
+    /// 03 已入账（不扣除）: booked, not deducted.
+    BookedNotDeducted,
+    /// 06 入账撤销: booking withdrawn.
+    Withdrawn,
+}
+
+impl BookingStatus {
+    /// Every status, in canonical order.
+    pub const ALL: [BookingStatus; 4] = [
+        BookingStatus::NotBooked,
+        BookingStatus::BookedDeducted,
+        BookingStatus::BookedNotDeducted,
+        BookingStatus::Withdrawn,
+    ];
+
+    /// The platform's two-digit code.
+    pub fn code(self) -> &'static str {
+        match self {
+            BookingStatus::NotBooked => "01",
+            BookingStatus::BookedDeducted => "02",
+            BookingStatus::BookedNotDeducted => "03",
+            BookingStatus::Withdrawn => "06",
+        }
+    }
+
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BookingStatus::NotBooked => "not_booked",
+            BookingStatus::BookedDeducted => "booked_deducted",
+            BookingStatus::BookedNotDeducted => "booked_not_deducted",
+            BookingStatus::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Parses a name or a code (`booked_deducted` or `02`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == s || b.code() == s)
+    }
+
+    /// Whether the invoice counts as booked: the seller may then not reverse it alone.
+    pub fn is_booked(self) -> bool {
+        matches!(self, BookingStatus::BookedDeducted | BookingStatus::BookedNotDeducted)
+    }
+}
+
+/// The buyer records an invoice's booking status.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BookingSet {
+    /// The invoice.
+    pub invoice_number: InvoiceNumber,
+    /// The status.
+    pub status: BookingStatus,
+}
+
+/// The buyer starts a red-letter confirmation form.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RedFormStart {
+    /// The invoice to reverse.
+    pub invoice_number: InvoiceNumber,
+    /// Why.
+    pub reason: RedLetterReason,
+    /// How much.
+    pub scope: RedLetterScope,
+}
+
+/// One form of an invoice: forms are numbered from 1 per invoice.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RedFormRef {
+    /// The invoice.
+    pub invoice_number: InvoiceNumber,
+    /// The form's number on it.
+    pub form: u32,
+}
+
+/// The waited-for side's answer to a form.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RedFormAnswer {
+    /// The form.
+    pub form: RedFormRef,
+    /// Confirm (the red invoice is issued) or reject.
+    pub confirm: bool,
+}
+
+/// Which side of an invoice.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum Party {
+    /// The merchant that issued it (its member key or a client key with `invoices`).
+    Seller,
+    /// The buyer: the member whose tax id is the invoice's buyer tax id, or the member
+    /// holding its reimbursement claim.
+    Buyer,
+}
+
+impl Party {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Party::Seller => "seller",
+            Party::Buyer => "buyer",
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> Party {
+        match self {
+            Party::Seller => Party::Buyer,
+            Party::Buyer => Party::Seller,
+        }
+    }
+}
+
+/// How long a form waits for the other side, in block time: 72 hours.
+pub const RED_FORM_WINDOW_MS: u64 = 72 * 3600 * 1000;
+
+/// A red-letter confirmation form's state.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub enum FormState {
+    /// The buyer had neither booked nor claimed the invoice: the seller's form issued the
+    /// red invoice at once.
+    NoConfirmationNeeded,
+    /// Started by the seller, waiting for the buyer.
+    WaitingForBuyer,
+    /// Started by the buyer, waiting for the seller.
+    WaitingForSeller,
+    /// Confirmed; the red invoice was issued.
+    Confirmed,
+    /// Rejected by the side it waited for.
+    Rejected,
+    /// Withdrawn by the side that started it.
+    Withdrawn,
+    /// Not answered within [`RED_FORM_WINDOW_MS`] of block time.
+    Void,
+}
+
+impl FormState {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FormState::NoConfirmationNeeded => "no_confirmation_needed",
+            FormState::WaitingForBuyer => "waiting_for_buyer",
+            FormState::WaitingForSeller => "waiting_for_seller",
+            FormState::Confirmed => "confirmed",
+            FormState::Rejected => "rejected",
+            FormState::Withdrawn => "withdrawn",
+            FormState::Void => "void",
+        }
+    }
+
+    /// The side a waiting form waits for.
+    pub fn waiting_for(self) -> Option<Party> {
+        match self {
+            FormState::WaitingForBuyer => Some(Party::Buyer),
+            FormState::WaitingForSeller => Some(Party::Seller),
+            _ => None,
+        }
+    }
+}
+
 /// The operator credits the merchant's fee balance.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct FeeDeposited {
@@ -436,6 +630,16 @@ pub enum DerivedKind {
     ClaimRecorded(ClaimRecorded),
     /// A reimbursement claim was refused.
     ClaimRefused(ClaimRefused),
+    /// A reimbursement lock was released by its holder.
+    ClaimUnlocked(ClaimChanged),
+    /// A reimbursement claim was closed (reimbursed): final.
+    ClaimClosed(ClaimChanged),
+    /// The buyer's booking status was recorded.
+    BookingRecorded(BookingRecorded),
+    /// A red-letter confirmation form was started or changed state.
+    RedFormChanged(RedFormChanged),
+    /// A form action was refused.
+    RedFormRefused(RedFormRefused),
 }
 
 /// A line as issued, with its computed amounts.
@@ -541,13 +745,18 @@ pub enum FailureReason {
     PaymentInvoicesLimit,
     /// Red-letter: the invoice already has the most red-letter invoices one may have.
     RedLettersLimit,
+    /// Red-letter: a confirmation form on the invoice is still waiting for an answer.
+    RedFormOpen,
+    /// Red-letter: the confirmation form this request opened was rejected, withdrawn or
+    /// left unanswered for 72 hours.
+    RedFormNotConfirmed,
 }
 
 impl FailureReason {
     /// Every reason, in canonical (variant index) order. The `match` in
     /// [`FailureReason::index`] has no wildcard, so a new variant does not compile until
     /// it is given an index; a test checks that this list holds every index once.
-    pub const ALL: [FailureReason; 23] = [
+    pub const ALL: [FailureReason; 25] = [
         FailureReason::BuyerNameMissing,
         FailureReason::BuyerTaxIdInvalid,
         FailureReason::BuyerTaxIdRequired,
@@ -571,6 +780,8 @@ impl FailureReason {
         FailureReason::ReplacesInvalid,
         FailureReason::PaymentInvoicesLimit,
         FailureReason::RedLettersLimit,
+        FailureReason::RedFormOpen,
+        FailureReason::RedFormNotConfirmed,
     ];
 
     /// The variant index: the number the canonical encoding writes for it.
@@ -599,6 +810,8 @@ impl FailureReason {
             FailureReason::ReplacesInvalid => 20,
             FailureReason::PaymentInvoicesLimit => 21,
             FailureReason::RedLettersLimit => 22,
+            FailureReason::RedFormOpen => 23,
+            FailureReason::RedFormNotConfirmed => 24,
         }
     }
 }
@@ -670,8 +883,18 @@ pub enum ClaimRefusal {
     },
     /// The invoice is fully reversed.
     Reversed,
-    /// No such invoice, or the check code is wrong (deliberately indistinguishable).
+    /// No such invoice, or the check code is wrong, or (for a booking) the member is not
+    /// the invoice's buyer (deliberately indistinguishable).
     NotFound,
+    /// The invoice's claim was closed (reimbursed) at this time.
+    Closed {
+        /// When.
+        closed_at: Timestamp,
+    },
+    /// Unlock or close of an invoice that is not locked.
+    NotLocked,
+    /// Unlock or close by a member, or with a reference, other than the lock's.
+    NotLockHolder,
 }
 
 /// A reimbursement claim was refused.
@@ -683,6 +906,74 @@ pub struct ClaimRefused {
     pub claimant: MemberCode,
     /// Why.
     pub refusal: ClaimRefusal,
+}
+
+/// A lock holder's unlock or close.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClaimChanged {
+    /// The invoice.
+    pub invoice_number: InvoiceNumber,
+    /// The lock holder.
+    pub claimant: MemberCode,
+    /// Its reference.
+    pub claim_ref: String,
+    /// The block time.
+    pub at: Timestamp,
+}
+
+/// A booking status was recorded.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BookingRecorded {
+    /// The invoice.
+    pub invoice_number: InvoiceNumber,
+    /// The buyer member.
+    pub buyer: MemberCode,
+    /// The status.
+    pub status: BookingStatus,
+    /// The block time.
+    pub at: Timestamp,
+}
+
+/// A form was started or changed state.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RedFormChanged {
+    /// The form.
+    pub form: RedFormRef,
+    /// Its new state.
+    pub state: FormState,
+    /// The block time.
+    pub at: Timestamp,
+}
+
+/// Why a form action was refused.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum RedFormRefusal {
+    /// No such invoice or form, or the signer is not a side of it (indistinguishable).
+    NotFound,
+    /// The form no longer waits: it is in this state.
+    NotWaiting(FormState),
+    /// The form waits for the other side (an answer), or was started by the other side
+    /// (a withdrawal).
+    WrongSide,
+    /// The reversal the form asks for cannot be made (the same reasons as a red-letter
+    /// request's failure).
+    Failed {
+        /// Why.
+        reason: FailureReason,
+        /// Specifics.
+        detail: String,
+    },
+}
+
+/// A form action was refused; nothing changed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RedFormRefused {
+    /// The invoice.
+    pub invoice_number: InvoiceNumber,
+    /// The form, when the action named one.
+    pub form: Option<u32>,
+    /// Why.
+    pub refusal: RedFormRefusal,
 }
 
 /// One entry of a block: an input event, or an event derived from executing it.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// The genesis format this code reads and writes.
-pub const GENESIS_FORMAT_VERSION: u16 = 2;
+pub const GENESIS_FORMAT_VERSION: u16 = 3;
 
 /// The largest number of members; bounds certificate size.
 pub const MEMBERS_MAX: usize = 64;
@@ -121,6 +121,10 @@ pub struct Member {
     pub policy: Option<MerchantPolicy>,
     /// A merchant's opening fee balance.
     pub initial_fee_balance: Fen,
+    /// The organisation's unified social credit code, when it buys from the merchants:
+    /// an invoice whose buyer tax id is this code is this member's to book, to confirm
+    /// red-letter forms on and to start them (PROTOCOL.md "Buyers").
+    pub tax_id: Option<String>,
 }
 
 /// A validated genesis in canonical form: members sorted by code, tax rates sorted.
@@ -201,6 +205,7 @@ impl Genesis {
         }
         members.sort_by_key(|m| m.code);
         let mut keys = BTreeSet::new();
+        let mut tax_ids = BTreeSet::new();
         for (i, m) in members.iter_mut().enumerate() {
             let f = |name: &str| format!("members[{i}].{name}");
             if m.name.trim().is_empty() || m.name.len() > 256 {
@@ -221,6 +226,12 @@ impl Genesis {
             }
             if !m.roles.is_valid() {
                 return Err(field_err(f("roles"), "must hold at least one known role"));
+            }
+            if let Some(t) = &m.tax_id {
+                crate::uscc::validate(t).map_err(|e| field_err(f("tax_id"), e.to_string()))?;
+                if !tax_ids.insert(t.clone()) {
+                    return Err(field_err(f("tax_id"), "two members share a tax id"));
+                }
             }
             match (&mut m.policy, m.roles.has(Role::Merchant)) {
                 (Some(p), true) => {
@@ -374,6 +385,11 @@ impl Genesis {
         self.members.iter().find(|m| m.key == *key)
     }
 
+    /// The member whose tax id is `tax_id` (a buyer inside the consortium).
+    pub fn member_by_tax_id(&self, tax_id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.tax_id.as_deref() == Some(tax_id))
+    }
+
     /// Decodes canonical bytes and re-validates; the result must re-encode to `bytes`.
     pub fn from_canonical(bytes: &[u8]) -> Result<Genesis, GenesisError> {
         let g: Genesis = codec::decode(bytes)?;
@@ -459,6 +475,7 @@ impl Genesis {
                 addresses: m.addresses,
                 policy,
                 initial_fee_balance: Fen::from_fen(m.initial_fee_balance_fen.unwrap_or(0)),
+                tax_id: m.tax_id.as_deref().map(crate::uscc::normalise),
             });
         }
         Genesis::new(
@@ -495,6 +512,7 @@ impl Genesis {
                         .map(|p| p.permitted_types.iter().map(|t| t.name().to_string()).collect()),
                     max_invoice_total_fen: m.policy.as_ref().map(|p| p.max_invoice_total.fen()),
                     initial_fee_balance_fen: m.roles.has(Role::Merchant).then_some(m.initial_fee_balance.fen()),
+                    tax_id: m.tax_id.clone(),
                 })
                 .collect(),
         };
@@ -538,4 +556,6 @@ struct MemberFile {
     max_invoice_total_fen: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     initial_fee_balance_fen: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    tax_id: Option<String>,
 }

@@ -5,8 +5,8 @@
 
 use crate::event::FailureReason;
 use crate::event::{
-    Allocation, InvoiceIssued, InvoiceRequested, InvoiceReversed, MerchantPolicy, PaymentRecorded, Permissions,
-    RedLetterRequested,
+    Allocation, BookingStatus, FormState, InvoiceIssued, InvoiceRequested, InvoiceReversed, MerchantPolicy, Party,
+    PaymentRecorded, Permissions, RedLetterReason, RedLetterRequested, RedLetterScope, RED_FORM_WINDOW_MS,
 };
 use crate::smt::{self, Node, NodeKey, NodeStore, TreeError, TreeUpdate};
 use crate::{codec, EventId, Fen, InvoiceNumber, MemberCode, PublicKey, TaxRate, Timestamp};
@@ -33,6 +33,8 @@ pub enum StateKey {
     ClientKey(PublicKey),
     /// Invoice requests that failed only for the fee balance, waiting for a deposit.
     FeeBlocked,
+    /// A red-letter confirmation form, by invoice and form number.
+    RedForm(InvoiceNumber, u32),
 }
 
 impl StateKey {
@@ -63,6 +65,8 @@ pub enum StateValue {
     ClientKey(ClientKeyRecord),
     /// For [`StateKey::FeeBlocked`].
     FeeBlocked(FeeBlockedQueue),
+    /// For [`StateKey::RedForm`].
+    RedForm(RedForm),
 }
 
 impl StateValue {
@@ -84,6 +88,7 @@ impl StateValue {
                 | (StateKey::Deposit(_), StateValue::Deposit(_))
                 | (StateKey::ClientKey(_), StateValue::ClientKey(_))
                 | (StateKey::FeeBlocked, StateValue::FeeBlocked(_))
+                | (StateKey::RedForm(..), StateValue::RedForm(_))
         )
     }
 }
@@ -189,6 +194,9 @@ pub enum RequestOutcome {
         /// Specifics.
         detail: String,
     },
+    /// The invoice is booked or claimed: the request opened this confirmation form
+    /// (numbered on the invoice) and waits for the buyer.
+    AwaitingConfirmation(u32),
 }
 
 /// An invoice or red-letter request and its outcome.
@@ -250,6 +258,88 @@ pub struct ClaimInfo {
     pub claimed_at: Timestamp,
     /// The claim event.
     pub event: EventId,
+    /// Set when the claimant closed the claim (reimbursed): final.
+    pub closed_at: Option<Timestamp>,
+}
+
+/// The buyer's booking status of an invoice.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Booking {
+    /// The status.
+    pub status: BookingStatus,
+    /// The buyer member that recorded it.
+    pub buyer: MemberCode,
+    /// Block time.
+    pub at: Timestamp,
+}
+
+/// A red-letter confirmation form (红字确认单) as a blue invoice lists it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct FormSummary {
+    /// Its number on the invoice (from 1).
+    pub form: u32,
+    /// Who started it.
+    pub initiator: Party,
+    /// Its state as last written (a waiting form is void once its deadline has passed in
+    /// block time: [`FormSummary::state_at`]).
+    pub state: FormState,
+    /// Block time it was started.
+    pub opened_at: Timestamp,
+    /// The red invoice it issued.
+    pub red_number: Option<InvoiceNumber>,
+}
+
+impl FormSummary {
+    /// The form's state at block time `t`: a form still waiting at its deadline is void.
+    pub fn state_at(&self, t: Timestamp) -> FormState {
+        void_after(self.state, self.opened_at, t)
+    }
+}
+
+fn void_after(state: FormState, opened_at: Timestamp, t: Timestamp) -> FormState {
+    if state.waiting_for().is_some() && t.0 >= opened_at.0.saturating_add(RED_FORM_WINDOW_MS) {
+        FormState::Void
+    } else {
+        state
+    }
+}
+
+/// A red-letter confirmation form in full.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RedForm {
+    /// Who started it.
+    pub initiator: Party,
+    /// The member on the buyer's side that started it (a buyer's form).
+    pub buyer: Option<MemberCode>,
+    /// Why.
+    pub reason: RedLetterReason,
+    /// How much.
+    pub scope: RedLetterScope,
+    /// The seller's red-letter request id, or `{invoice}-F{form}` for a buyer's form:
+    /// the red invoice answers it.
+    pub request_id: String,
+    /// The event that started it.
+    pub event: EventId,
+    /// Block time it was started.
+    pub opened_at: Timestamp,
+    /// Its state as last written (see [`RedForm::state_at`]).
+    pub state: FormState,
+    /// Block time of the answer, withdrawal or voiding.
+    pub decided_at: Option<Timestamp>,
+    /// The red invoice it issued.
+    pub red_number: Option<InvoiceNumber>,
+}
+
+impl RedForm {
+    /// The form's state at block time `t` (see [`FormSummary::state_at`]).
+    pub fn state_at(&self, t: Timestamp) -> FormState {
+        void_after(self.state, self.opened_at, t)
+    }
+
+    /// Block time after which an unanswered form is void.
+    pub fn deadline(&self) -> Timestamp {
+        Timestamp(self.opened_at.0.saturating_add(RED_FORM_WINDOW_MS))
+    }
 }
 
 /// An issued (blue) invoice and its current status.
@@ -268,6 +358,23 @@ pub struct BlueInvoice {
     pub claim: Option<ClaimInfo>,
     /// The corrected invoice that replaced this one after its red-letter reversal.
     pub replaced_by: Option<InvoiceNumber>,
+    /// The buyer's booking status, once recorded.
+    pub booking: Option<Booking>,
+    /// Red-letter confirmation forms, in order.
+    pub forms: Vec<FormSummary>,
+}
+
+impl BlueInvoice {
+    /// Whether the buyer has booked or claimed it: then the seller cannot reverse it
+    /// without the buyer's confirmation.
+    pub fn held_by_buyer(&self) -> bool {
+        self.claim.is_some() || self.booking.as_ref().is_some_and(|b| b.status.is_booked())
+    }
+
+    /// The form still waiting at block time `t`, if any (at most one waits at a time).
+    pub fn waiting_form(&self, t: Timestamp) -> Option<&FormSummary> {
+        self.forms.iter().find(|f| f.state_at(t).waiting_for().is_some())
+    }
 }
 
 impl BlueInvoice {

@@ -147,6 +147,40 @@ fn kind() -> impl Strategy<Value = EventKind> {
             })
         }),
         pk().prop_map(|key| EventKind::ClientKeyRevoked(ClientKeyRevoked { key })),
+        (number(), text(), any::<bool>()).prop_map(|(invoice_number, claim_ref, close)| {
+            let a = ClaimAction {
+                invoice_number,
+                claim_ref,
+            };
+            if close {
+                EventKind::InvoiceClaimClosed(a)
+            } else {
+                EventKind::InvoiceClaimUnlocked(a)
+            }
+        }),
+        (number(), 0usize..4).prop_map(|(invoice_number, s)| EventKind::InvoiceBookingSet(BookingSet {
+            invoice_number,
+            status: BookingStatus::ALL[s],
+        })),
+        (
+            number(),
+            red_reason(),
+            prop::option::of(prop::collection::vec(line(), 0..3))
+        )
+            .prop_map(
+                |(invoice_number, reason, partial)| EventKind::RedFormStarted(RedFormStart {
+                    invoice_number,
+                    reason,
+                    scope: partial.map(RedLetterScope::Partial).unwrap_or(RedLetterScope::Full),
+                })
+            ),
+        (number(), any::<u32>(), prop::option::of(any::<bool>())).prop_map(|(invoice_number, form, answer)| {
+            let form = RedFormRef { invoice_number, form };
+            match answer {
+                Some(confirm) => EventKind::RedFormAnswered(RedFormAnswer { form, confirm }),
+                None => EventKind::RedFormWithdrawn(form),
+            }
+        }),
     ]
 }
 
@@ -250,7 +284,7 @@ fn derived() -> impl Strategy<Value = Derived> {
         })
     });
     let refused =
-        (number(), code(), 0u8..3, code(), any::<u64>()).prop_map(|(invoice_number, claimant, r, first, t)| {
+        (number(), code(), 0u8..6, code(), any::<u64>()).prop_map(|(invoice_number, claimant, r, first, t)| {
             DerivedKind::ClaimRefused(ClaimRefused {
                 invoice_number,
                 claimant,
@@ -260,14 +294,71 @@ fn derived() -> impl Strategy<Value = Derived> {
                         claimed_at: Timestamp(t),
                     },
                     1 => ClaimRefusal::Reversed,
+                    2 => ClaimRefusal::Closed {
+                        closed_at: Timestamp(t),
+                    },
+                    3 => ClaimRefusal::NotLocked,
+                    4 => ClaimRefusal::NotLockHolder,
                     _ => ClaimRefusal::NotFound,
                 },
             })
         });
-    (h32(), prop_oneof![issued, failed, reversed, claimed, refused]).prop_map(|(c, kind)| Derived {
-        cause: EventId(c),
-        kind,
-    })
+    const STATES: [FormState; 7] = [
+        FormState::NoConfirmationNeeded,
+        FormState::WaitingForBuyer,
+        FormState::WaitingForSeller,
+        FormState::Confirmed,
+        FormState::Rejected,
+        FormState::Withdrawn,
+        FormState::Void,
+    ];
+    let buyer_side = (number(), code(), text(), any::<u64>(), 0u8..9, any::<u32>()).prop_map(
+        |(invoice_number, member, claim_ref, t, k, form)| {
+            let changed = ClaimChanged {
+                invoice_number,
+                claimant: member,
+                claim_ref: claim_ref.clone(),
+                at: Timestamp(t),
+            };
+            let form_ref = RedFormRef { invoice_number, form };
+            match k {
+                0 => DerivedKind::ClaimUnlocked(changed),
+                1 => DerivedKind::ClaimClosed(changed),
+                2 => DerivedKind::BookingRecorded(BookingRecorded {
+                    invoice_number,
+                    buyer: member,
+                    status: BookingStatus::ALL[(t % 4) as usize],
+                    at: Timestamp(t),
+                }),
+                3 => DerivedKind::RedFormChanged(RedFormChanged {
+                    form: form_ref,
+                    state: STATES[(t % 7) as usize],
+                    at: Timestamp(t),
+                }),
+                _ => DerivedKind::RedFormRefused(RedFormRefused {
+                    invoice_number,
+                    form: (k % 2 == 0).then_some(form),
+                    refusal: match k {
+                        4 => RedFormRefusal::NotFound,
+                        5 => RedFormRefusal::NotWaiting(STATES[(t % 7) as usize]),
+                        6 => RedFormRefusal::WrongSide,
+                        _ => RedFormRefusal::Failed {
+                            reason: FailureReason::ALL[(t % FailureReason::ALL.len() as u64) as usize],
+                            detail: claim_ref,
+                        },
+                    },
+                }),
+            }
+        },
+    );
+    (
+        h32(),
+        prop_oneof![issued, failed, reversed, claimed, refused, buyer_side],
+    )
+        .prop_map(|(c, kind)| Derived {
+            cause: EventId(c),
+            kind,
+        })
 }
 
 const ALL_REASONS: [FailureReason; FailureReason::ALL.len()] = FailureReason::ALL;

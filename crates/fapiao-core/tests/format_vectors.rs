@@ -33,6 +33,7 @@ fn genesis() -> Genesis {
                 max_invoice_total: Fen::from_fen(100_000),
             }),
             initial_fee_balance: Fen::from_fen(500),
+            tax_id: None,
         }],
     )
     .unwrap()
@@ -182,7 +183,242 @@ fn vectors() -> Vec<(&'static str, String)> {
     };
     cert.verify(&g, &net).unwrap();
     v.push(("certificate", hex::encode(to_bytes(&cert))));
+    state_vectors(&mut v, number, check, req.id());
     v
+}
+
+/// One value of every state record type, the state root over all of them, and a
+/// presence and an absence proof (FORMAT.md §10), each proof checked here as a verifier
+/// would.
+fn state_vectors(v: &mut Vec<(&'static str, String)>, number: InvoiceNumber, check: CheckCode, req: EventId) {
+    use fapiao_core::smt::{self, MemNodes};
+    use fapiao_core::state::*;
+    let t = |ms: u64| Timestamp(1_767_225_600_000 + ms);
+    let chain = number.member();
+    let line = IssuedLine {
+        item: LineItem {
+            description: "Tea".into(),
+            quantity: Quantity(1000),
+            unit_price: Fen::from_fen(5000),
+            tax_rate: TaxRate(600),
+        },
+        net: Fen::from_fen(5000),
+        tax: Fen::from_fen(300),
+    };
+    let red_number = InvoiceNumber::new(26, chain, 2).unwrap();
+    let records: Vec<(&'static str, StateKey, StateValue)> = vec![
+        (
+            "state.value.meta",
+            StateKey::Meta,
+            StateValue::Meta(MerchantMeta {
+                fee_balance: Fen::from_fen(490),
+                policy: MerchantPolicy {
+                    permitted_types: vec![InvoiceType::Normal],
+                    max_invoice_total: Fen::from_fen(100_000),
+                },
+                next_sequence: 3,
+            }),
+        ),
+        (
+            "state.value.payment",
+            StateKey::Payment("P1".into()),
+            StateValue::Payment(PaymentRecord {
+                recorded: PaymentRecorded {
+                    payment_id: "P1".into(),
+                    amount: Fen::from_fen(5300),
+                    currency: Currency::Cny,
+                    method: PaymentMethod::Wechat,
+                    terminal_id: "T".into(),
+                    external_ref: "".into(),
+                },
+                event: EventId(Hash32([1; 32])),
+                recorded_at: t(1000),
+                refunded: Fen::from_fen(100),
+                refund_ids: vec!["F1".into()],
+                reversed: None,
+            }),
+        ),
+        (
+            "state.value.payment_invoicing",
+            StateKey::PaymentInvoicing("P1".into()),
+            StateValue::PaymentInvoicing(PaymentInvoicing {
+                invoiced: Fen::from_fen(5300),
+                invoices: vec![number],
+            }),
+        ),
+        (
+            "state.value.refund",
+            StateKey::Refund("F1".into()),
+            StateValue::Refund(RefundRecord {
+                payment_id: "P1".into(),
+                amount: Fen::from_fen(100),
+                event: EventId(Hash32([2; 32])),
+            }),
+        ),
+        (
+            "state.value.request",
+            StateKey::Request("RL1".into()),
+            StateValue::Request(RequestRecord {
+                event: EventId(Hash32([3; 32])),
+                requested_at: t(4000),
+                body: RequestBody::RedLetter(RedLetterRequested {
+                    request_id: "RL1".into(),
+                    invoice_number: number,
+                    reason: RedLetterReason::SalesReturn,
+                    scope: RedLetterScope::Full,
+                }),
+                outcome: RequestOutcome::AwaitingConfirmation(1),
+                retried_by: None,
+                auto_reissue: None,
+            }),
+        ),
+        (
+            "state.value.invoice_blue",
+            StateKey::Invoice(number),
+            StateValue::Invoice(InvoiceRecord::Blue(BlueInvoice {
+                issued: InvoiceIssued {
+                    request_id: "R1".into(),
+                    number,
+                    check_code: check,
+                    invoice_type: InvoiceType::Normal,
+                    buyer: Buyer {
+                        name: "B".into(),
+                        tax_id: Some("91110000600037341L".into()),
+                    },
+                    lines: vec![line.clone()],
+                    net: Fen::from_fen(5000),
+                    tax: Fen::from_fen(300),
+                    total: Fen::from_fen(5300),
+                    fee: Fen::from_fen(10),
+                    allocations: vec![Allocation {
+                        payment_id: "P1".into(),
+                        amount: Fen::from_fen(5300),
+                    }],
+                    issued_at: t(3000),
+                    replaces: None,
+                },
+                remaining: vec![RateAmounts {
+                    rate: TaxRate(600),
+                    net: Fen::from_fen(5000),
+                    tax: Fen::from_fen(300),
+                }],
+                standing: vec![Allocation {
+                    payment_id: "P1".into(),
+                    amount: Fen::from_fen(5300),
+                }],
+                red_letters: vec![],
+                claim: Some(ClaimInfo {
+                    claimant: MemberCode::new(800_001).unwrap(),
+                    claim_ref: "EXP-1".into(),
+                    claimed_at: t(3500),
+                    event: req,
+                    closed_at: None,
+                }),
+                replaced_by: None,
+                booking: Some(Booking {
+                    status: BookingStatus::BookedDeducted,
+                    buyer: MemberCode::new(800_001).unwrap(),
+                    at: t(3600),
+                }),
+                forms: vec![FormSummary {
+                    form: 1,
+                    initiator: Party::Seller,
+                    state: FormState::WaitingForBuyer,
+                    opened_at: t(4000),
+                    red_number: None,
+                }],
+            })),
+        ),
+        (
+            "state.value.invoice_red",
+            StateKey::Invoice(red_number),
+            StateValue::Invoice(InvoiceRecord::Red(InvoiceReversed {
+                request_id: "RL0".into(),
+                original: number,
+                red_number,
+                red_check_code: check,
+                reason: RedLetterReason::IssueError,
+                lines: vec![line],
+                net: Fen::from_fen(5000),
+                tax: Fen::from_fen(300),
+                total: Fen::from_fen(5300),
+                fully_reversed: true,
+                allocations: vec![],
+                reversed_at: t(3900),
+            })),
+        ),
+        (
+            "state.value.deposit",
+            StateKey::Deposit("D1".into()),
+            StateValue::Deposit(DepositRecord {
+                amount: Fen::from_fen(1000),
+                event: EventId(Hash32([4; 32])),
+            }),
+        ),
+        (
+            "state.value.client_key",
+            StateKey::ClientKey(key(5).public()),
+            StateValue::ClientKey(ClientKeyRecord {
+                label: "POS".into(),
+                permissions: Permissions {
+                    payments: true,
+                    invoices: false,
+                },
+                authorized_at: t(500),
+                revoked_at: None,
+            }),
+        ),
+        (
+            "state.value.fee_blocked",
+            StateKey::FeeBlocked,
+            StateValue::FeeBlocked(FeeBlockedQueue {
+                requests: vec!["R7".into()],
+            }),
+        ),
+        (
+            "state.value.red_form",
+            StateKey::RedForm(number, 1),
+            StateValue::RedForm(RedForm {
+                initiator: Party::Seller,
+                buyer: None,
+                reason: RedLetterReason::SalesReturn,
+                scope: RedLetterScope::Full,
+                request_id: "RL1".into(),
+                event: EventId(Hash32([3; 32])),
+                opened_at: t(4000),
+                state: FormState::WaitingForBuyer,
+                decided_at: None,
+                red_number: None,
+            }),
+        ),
+    ];
+    let mut writes = std::collections::BTreeMap::new();
+    for (name, key, value) in &records {
+        assert!(value.matches(key), "{name}");
+        v.push((name, hex::encode(value.to_bytes())));
+        writes.insert(key.clone(), value.clone());
+    }
+    v.push(("state.key.invoice", hex::encode(StateKey::Invoice(number).to_bytes())));
+    let mut nodes = MemNodes(Default::default());
+    let (changes, root) = tree_update(&nodes, &writes).unwrap();
+    nodes.apply(changes);
+    v.push(("state.root", root.to_hex()));
+    // Presence: the blue invoice's record.
+    let path = smt::key_hash(&StateKey::Invoice(number).to_bytes());
+    let present = smt::prove(&nodes, &path).unwrap();
+    let value = writes[&StateKey::Invoice(number)].to_bytes();
+    smt::verify(&root, &path, Some(&smt::value_hash(&value)), &present).unwrap();
+    v.push(("state.proof.present", hex::encode(to_bytes(&present))));
+    // Absence: a payment that was never recorded.
+    let missing = smt::key_hash(&StateKey::Payment("P9".into()).to_bytes());
+    let absent = smt::prove(&nodes, &missing).unwrap();
+    smt::verify(&root, &missing, None, &absent).unwrap();
+    assert!(
+        smt::verify(&root, &path, None, &present).is_err(),
+        "a presence proof does not prove absence"
+    );
+    v.push(("state.proof.absent_key", missing.to_hex()));
+    v.push(("state.proof.absent", hex::encode(to_bytes(&absent))));
 }
 
 fn doc_vectors() -> Vec<(String, String)> {

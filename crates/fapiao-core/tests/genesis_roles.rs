@@ -10,7 +10,7 @@ fn key(n: u8) -> String {
 /// A genesis file with one member per `(code, roles, merchant policy)`.
 fn file(members: &[(&str, &str, bool)], quorum: Option<u32>) -> String {
     let mut s = String::from(
-        "format_version = 2\nnetwork_name = \"roles\"\ncreated_at_ms = 1767225600000\n\
+        "format_version = 3\nnetwork_name = \"roles\"\ncreated_at_ms = 1767225600000\n\
          fee_per_invoice_fen = 10\nallowed_tax_rates_bp = [600]\n",
     );
     if let Some(q) = quorum {
@@ -102,7 +102,7 @@ fn genesis_files_with_wrong_roles_are_refused_naming_the_field() {
     assert!(refused(&two, Some(1)).contains("quorum"));
     assert_eq!(Genesis::from_toml(&file(&two, Some(2))).unwrap().quorum(), 2);
     // Format version 1 files (one `role` per member) are not read.
-    let old = file(&[m(r#"["witness", "merchant"]"#)], None).replace("format_version = 2", "format_version = 1");
+    let old = file(&[m(r#"["witness", "merchant"]"#)], None).replace("format_version = 3", "format_version = 1");
     assert!(Genesis::from_toml(&old)
         .unwrap_err()
         .to_string()

@@ -35,6 +35,9 @@ pub const REFUNDS_PER_PAYMENT_MAX: usize = 100;
 pub const INVOICES_PER_PAYMENT_MAX: usize = 100;
 /// Most red-letter invoices against one blue invoice.
 pub const RED_LETTERS_PER_INVOICE_MAX: usize = 100;
+/// Most red-letter confirmation forms on one blue invoice, whatever became of them (the
+/// invoice record lists a summary of each).
+pub const RED_FORMS_PER_INVOICE_MAX: usize = 100;
 
 // Every sum runs over one of these lists (or the per-rate amounts of at most `LINES_MAX`
 // lines), each term at most `AMOUNT_FEN_MAX`.
@@ -127,6 +130,28 @@ pub fn check_event(kind: &EventKind) -> Result<(), Rejection> {
             Ok(())
         }
         EventKind::ClientKeyRevoked(_) => Ok(()),
+        EventKind::InvoiceClaimUnlocked(a) | EventKind::InvoiceClaimClosed(a) => {
+            check_text("claim_ref", &a.claim_ref)?;
+            check_number(&a.invoice_number)
+        }
+        EventKind::InvoiceBookingSet(b) => check_number(&b.invoice_number),
+        EventKind::RedFormStarted(f) => {
+            check_number(&f.invoice_number)?;
+            match &f.scope {
+                RedLetterScope::Partial(lines) => check_lines(lines),
+                RedLetterScope::Full => Ok(()),
+            }
+        }
+        EventKind::RedFormAnswered(a) => check_number(&a.form.invoice_number),
+        EventKind::RedFormWithdrawn(f) => check_number(&f.invoice_number),
+    }
+}
+
+fn check_number(n: &fapiao_core::InvoiceNumber) -> Result<(), Rejection> {
+    if n.is_well_formed() {
+        Ok(())
+    } else {
+        Err(invalid("invoice_number", "malformed invoice number"))
     }
 }
 

@@ -56,6 +56,8 @@ pub fn info(reason: FailureReason) -> FailureInfo {
         R::ReplacesInvalid => ("REPLACES_INVALID", false, "replaces must name an invoice of this merchant that was red-letter reversed and not replaced yet, and list only payments it drew on."),
         R::PaymentInvoicesLimit => ("PAYMENT_INVOICES_LIMIT", false, "Invoice what is left of this payment together with the others in fewer, larger invoices: list other payments, or red-letter and re-issue the small ones as one."),
         R::RedLettersLimit => ("RED_LETTERS_LIMIT", false, "Reverse what is left of the invoice in one full red-letter instead of more partial ones."),
+        R::RedFormOpen => ("RED_FORM_OPEN", true, "Wait for the open confirmation form to be answered (or withdraw it if you started it), then request the reversal again: `fapiao redform list INVOICE`."),
+        R::RedFormNotConfirmed => ("RED_FORM_NOT_CONFIRMED", false, "The buyer did not confirm the reversal: agree it with the buyer, then start a new form (`fapiao redform start INVOICE` with a new request id)."),
     };
     FailureInfo {
         reason,
@@ -93,6 +95,8 @@ fn cause(reason: FailureReason) -> &'static str {
         R::ReplacesInvalid => "replaces names no red-letter reversed invoice of this merchant, one already replaced, or one that did not draw on the listed payments.",
         R::PaymentInvoicesLimit => "A listed payment is already drawn on by 100 invoices, the most one payment may carry (the bound keeps its record small).",
         R::RedLettersLimit => "The invoice already has 100 red-letter invoices, the most one invoice may have.",
+        R::RedFormOpen => "A red-letter confirmation form on this invoice is still waiting for an answer; one form waits at a time.",
+        R::RedFormNotConfirmed => "The buyer has booked or claimed the invoice, so the reversal needed its confirmation; the form was rejected, withdrawn or left 72 hours unanswered.",
     }
 }
 
@@ -157,7 +161,8 @@ mod tests {
                 "PAYMENT_NOT_FOUND",
                 "INVOICE_TYPE_NOT_PERMITTED",
                 "TOTAL_ABOVE_MERCHANT_LIMIT",
-                "FEE_BALANCE_TOO_LOW"
+                "FEE_BALANCE_TOO_LOW",
+                "RED_FORM_OPEN"
             ]
         );
     }

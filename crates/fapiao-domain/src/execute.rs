@@ -19,8 +19,8 @@ use crate::uscc;
 use fapiao_core::event::{
     Allocation, ClaimRecorded, ClaimRefusal, ClaimRefused, ClaimRequested, ClientKeyAuthorized, ClientKeyRevoked,
     FailureReason, FeeDeposited, InvoiceFailed, InvoiceIssued, InvoiceRequested, InvoiceReversed, InvoiceType,
-    IssuedLine, LineItem, MerchantPolicy, PaymentRecorded, PaymentRefunded, PaymentReversed, RedLetterRequested,
-    RedLetterScope,
+    IssuedLine, LineItem, MerchantPolicy, PaymentRecorded, PaymentRefunded, PaymentReversed, RedLetterReason,
+    RedLetterRequested, RedLetterScope,
 };
 use fapiao_core::genesis::Role;
 use fapiao_core::hash::{hash, Domain};
@@ -327,6 +327,14 @@ pub fn execute_block<S: StateRead>(
     })
 }
 
+/// A reversal checked against the invoice, not yet written.
+struct RedPlan {
+    blue: BlueInvoice,
+    lines: Vec<IssuedLine>,
+    reversing: Vec<RateAmounts>,
+    remaining: Vec<RateAmounts>,
+}
+
 /// A business failure of an invoice or red-letter request.
 struct Failure {
     reason: FailureReason,
@@ -384,8 +392,26 @@ pub fn authorize<S: StateRead>(
         } else {
             Err(unauthorized())
         }),
+        EventKind::InvoiceClaimUnlocked(_) | EventKind::InvoiceClaimClosed(_) => {
+            Ok(member(&[Role::Verifier, Role::TaxOffice]))
+        }
+        // Any member may speak for a buyer; execution checks that it is this invoice's.
+        EventKind::InvoiceBookingSet(_) | EventKind::RedFormStarted(_) => Ok(member(&Role::ALL)),
+        // Either side: the seller (owner or invoicing client key, answering `None`) or a
+        // member on the buyer's side.
+        EventKind::RedFormAnswered(_) | EventKind::RedFormWithdrawn(_) => match client(|p| p.invoices)? {
+            Ok(None) => Ok(Ok(None)),
+            _ => Ok(member(&Role::ALL)),
+        },
     }
 }
+
+/// The member that signed an event [`authorize`] admits from members only.
+fn member_signer(signer: Option<MemberCode>) -> MemberCode {
+    signer.unwrap_or_else(|| unreachable!("authorize admits this kind from members only"))
+}
+
+mod buyer;
 
 struct Exec<'c, 'g, 's, 'b, S> {
     ctx: &'c ChainContext<'g>,
@@ -422,10 +448,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             EventKind::PaymentReversed(r) => self.reverse(r).map(|()| vec![]),
             EventKind::InvoiceRequested(r) => self.request_invoice(r).map(one),
             EventKind::InvoiceRedLetterRequested(r) => self.red_letter(r).map(one),
-            EventKind::InvoiceClaimRequested(c) => {
-                let claimant = signer.unwrap_or_else(|| unreachable!("a claim's signer is a member"));
-                self.claim(c, claimant).map(one)
-            }
+            EventKind::InvoiceClaimRequested(c) => self.claim(c, member_signer(signer)).map(one),
             EventKind::FeeDeposited(d) => {
                 self.deposit(d)?;
                 self.reissue_fee_blocked(d)
@@ -433,6 +456,12 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             EventKind::MerchantPolicySet(p) => self.set_policy(p).map(|()| vec![]),
             EventKind::ClientKeyAuthorized(a) => self.authorize_key(a).map(|()| vec![]),
             EventKind::ClientKeyRevoked(r) => self.revoke_key(r).map(|()| vec![]),
+            EventKind::InvoiceClaimUnlocked(a) => self.unlock_claim(a, member_signer(signer)).map(one),
+            EventKind::InvoiceClaimClosed(a) => self.close_claim(a, member_signer(signer)).map(one),
+            EventKind::InvoiceBookingSet(b) => self.set_booking(b, member_signer(signer)).map(one),
+            EventKind::RedFormStarted(f) => self.start_buyer_form(f, member_signer(signer)).map(one),
+            EventKind::RedFormAnswered(a) => self.answer_form(a, signer),
+            EventKind::RedFormWithdrawn(f) => self.withdraw_form(f, signer).map(one),
         }
     }
 
@@ -972,6 +1001,8 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 red_letters: Vec::new(),
                 claim: None,
                 replaced_by: None,
+                booking: None,
+                forms: Vec::new(),
                 issued: issued.clone(),
             })),
         );
@@ -997,11 +1028,15 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         if self.state.request(&r.request_id)?.is_some() {
             return Err(Rejection::DuplicateRequestId(r.request_id.clone()).into());
         }
-        let outcome = self.try_red_letter(r)?;
+        let outcome = self.seller_red_letter(r)?;
         let (record_outcome, derived) = match outcome {
-            Ok(rev) => (
+            Ok(buyer::SellerRed::Issued(rev)) => (
                 RequestOutcome::Reversed(rev.red_number),
                 DerivedKind::InvoiceReversed(rev),
+            ),
+            Ok(buyer::SellerRed::Waiting(changed)) => (
+                RequestOutcome::AwaitingConfirmation(changed.form.form),
+                DerivedKind::RedFormChanged(changed),
             ),
             Err(f) => (
                 RequestOutcome::Failed {
@@ -1031,8 +1066,9 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         Ok(derived)
     }
 
-    fn try_red_letter(&mut self, r: &RedLetterRequested) -> Step<Result<InvoiceReversed, Failure>, S::Error> {
-        let n = r.invoice_number;
+    /// Checks a reversal of `scope` of invoice `n` against what is left of it, writing
+    /// nothing: what a form is checked with when it opens and when it is confirmed.
+    fn plan_red_letter(&self, n: InvoiceNumber, scope: &RedLetterScope) -> Step<Result<RedPlan, Failure>, S::Error> {
         let blue = match self.state.invoice(&n)? {
             Some(InvoiceRecord::Blue(b)) if n.member() == self.ctx.chain => b,
             _ => {
@@ -1061,7 +1097,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             )));
         }
         let corrupt = || ExecError::Corrupt(StateKey::Invoice(n));
-        let lines: Vec<IssuedLine> = match &r.scope {
+        let lines: Vec<IssuedLine> = match scope {
             RedLetterScope::Full => {
                 if Some(&blue.remaining) == amounts::by_rate(&blue.issued.lines).as_ref() {
                     blue.issued.lines.clone()
@@ -1114,6 +1150,31 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 }
             }
         }
+        Ok(Ok(RedPlan {
+            blue,
+            lines,
+            reversing,
+            remaining,
+        }))
+    }
+
+    fn try_red_letter(
+        &mut self,
+        n: InvoiceNumber,
+        request_id: &str,
+        reason: RedLetterReason,
+        scope: &RedLetterScope,
+    ) -> Step<Result<InvoiceReversed, Failure>, S::Error> {
+        let RedPlan {
+            blue,
+            lines,
+            reversing,
+            remaining,
+        } = match self.plan_red_letter(n, scope)? {
+            Ok(p) => p,
+            Err(f) => return Ok(Err(f)),
+        };
+        let corrupt = || ExecError::Corrupt(StateKey::Invoice(n));
         // Each amount is within what is left of the invoice, itself within the bound.
         let net = Fen::checked_sum(reversing.iter().map(|x| x.net)).ok_or_else(corrupt)?;
         let tax = Fen::checked_sum(reversing.iter().map(|x| x.tax)).ok_or_else(corrupt)?;
@@ -1155,11 +1216,11 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         let red_number = self.next_number(&mut meta)?;
         let fully_reversed = remaining.iter().all(|x| x.net.is_zero() && x.tax.is_zero());
         let rev = InvoiceReversed {
-            request_id: r.request_id.clone(),
+            request_id: request_id.to_owned(),
             original: n,
             red_number,
             red_check_code: self.check_code(&red_number, self.id),
-            reason: r.reason,
+            reason,
             lines,
             net,
             tax,
@@ -1195,6 +1256,9 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             // A wrong check code looks exactly like an unknown invoice.
             _ => return refused(ClaimRefusal::NotFound),
         };
+        if let Some(closed_at) = blue.claim.as_ref().and_then(|c| c.closed_at) {
+            return refused(ClaimRefusal::Closed { closed_at });
+        }
         if let Some(first) = &blue.claim {
             return refused(ClaimRefusal::AlreadyClaimed {
                 claimant: first.claimant,
@@ -1209,6 +1273,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             claim_ref: c.claim_ref.clone(),
             claimed_at: self.block.timestamp,
             event: self.id,
+            closed_at: None,
         });
         self.state.put(
             StateKey::Invoice(c.invoice_number),

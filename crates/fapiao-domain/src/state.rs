@@ -158,6 +158,16 @@ impl<'a, S: StateRead> Overlay<'a, S> {
         }
     }
 
+    /// A red-letter confirmation form, if present.
+    pub fn red_form(&self, number: &InvoiceNumber, form: u32) -> Result<Option<RedForm>, ExecError<S::Error>> {
+        let key = StateKey::RedForm(*number, form);
+        match self.get(&key)? {
+            None => Ok(None),
+            Some(StateValue::RedForm(v)) => Ok(Some(v)),
+            Some(_) => Err(ExecError::Corrupt(key)),
+        }
+    }
+
     /// The client key record, if present.
     pub fn client_key(&self, key: &PublicKey) -> Result<Option<ClientKeyRecord>, ExecError<S::Error>> {
         let k = StateKey::ClientKey(*key);

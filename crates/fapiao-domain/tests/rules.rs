@@ -6,77 +6,9 @@ mod world;
 
 use fapiao_core::event::*;
 use fapiao_core::*;
-use fapiao_domain::state::{InvoiceRecord, RequestOutcome, StateKey, StateValue};
+use fapiao_domain::state::{BlueInvoice, InvoiceRecord, RequestOutcome, StateKey, StateValue};
 use fapiao_domain::Executed;
 use world::*;
-
-/// Who signs the event under test.
-#[derive(Clone, Copy, Debug)]
-enum Who {
-    Owner,
-    Operator,
-    Verifier,
-    /// Client key `key(n)` (authorised or not, depending on the setup).
-    Client(u8),
-    /// Another merchant's member key.
-    OtherMerchant,
-}
-
-/// What the event under test must do.
-#[derive(Debug, PartialEq)]
-enum Expect {
-    /// Applied with no derived events.
-    Applied,
-    /// Issued an invoice.
-    Issued,
-    /// Recorded an invoice failure with this reason.
-    Failed(FailureReason),
-    /// Recorded a red-letter reversal.
-    Reversed,
-    /// Recorded a claim.
-    Claimed,
-    /// Recorded a claim refusal.
-    ClaimRefused,
-    /// Rejected with this code; nothing is recorded.
-    Rejected(&'static str),
-}
-
-fn signer(w: &World, who: Who) -> SecretKey {
-    match who {
-        Who::Owner => w.owner.clone(),
-        Who::Operator => w.operator.clone(),
-        Who::Verifier => w.verifier.clone(),
-        Who::Client(n) => key(n),
-        Who::OtherMerchant => key(2),
-    }
-}
-
-/// Runs `setup`, then submits `kind` signed by `who`, and compares the outcome with
-/// `expected`. A rejection must leave the state exactly as it was.
-fn check(setup: impl FnOnce(&mut World), who: Who, kind: EventKind, expected: Expect) -> World {
-    let mut w = World::new();
-    setup(&mut w);
-    let before = w.state.clone();
-    let author = signer(&w, who);
-    let outcome = w.submit_as(&author, kind.clone());
-    let got = match &outcome {
-        Err(r) => Expect::Rejected(r.code()),
-        Ok(d) => match d.as_slice() {
-            [] => Expect::Applied,
-            [DerivedKind::InvoiceIssued(_)] => Expect::Issued,
-            [DerivedKind::InvoiceFailed(f)] => Expect::Failed(f.reason),
-            [DerivedKind::InvoiceReversed(_)] => Expect::Reversed,
-            [DerivedKind::ClaimRecorded(_)] => Expect::Claimed,
-            [DerivedKind::ClaimRefused(_)] => Expect::ClaimRefused,
-            other => panic!("unexpected derived events {other:?}"),
-        },
-    };
-    assert_eq!(got, expected, "event {kind:?} by {who:?}: outcome {outcome:?}");
-    if matches!(got, Expect::Rejected(_)) {
-        assert_eq!(w.state, before, "a rejected event must not change the state");
-    }
-    w
-}
 
 fn invoice(r: InvoiceRequested) -> EventKind {
     EventKind::InvoiceRequested(r)
@@ -1423,4 +1355,582 @@ fn a_rejected_event_in_a_block_does_not_affect_the_others() {
     assert_eq!(ex.entries.len(), 2);
     assert_eq!(w.payment("A").unwrap().recorded.amount, Fen::from_fen(5));
     assert!(w.payment("B").is_some());
+}
+
+// ---- the buyer's side: reimbursement lock, booking, red-letter confirmation forms ----
+
+/// The test invoice R1 (53.00 on P1), the same in every fresh world.
+fn issue_r1(w: &mut World) {
+    base(w);
+    issued(&w.submit(invoice(request("R1", &["P1"]))));
+}
+
+fn r1() -> InvoiceIssued {
+    let mut w = World::new();
+    base(&mut w);
+    issued(&w.submit(invoice(request("R1", &["P1"]))))
+}
+
+fn lock(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
+    EventKind::InvoiceClaimRequested(ClaimRequested {
+        invoice_number: inv.number,
+        check_code: inv.check_code,
+        claim_ref: claim_ref.into(),
+    })
+}
+
+fn unlock(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
+    EventKind::InvoiceClaimUnlocked(ClaimAction {
+        invoice_number: inv.number,
+        claim_ref: claim_ref.into(),
+    })
+}
+
+fn close(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
+    EventKind::InvoiceClaimClosed(ClaimAction {
+        invoice_number: inv.number,
+        claim_ref: claim_ref.into(),
+    })
+}
+
+fn book(inv: &InvoiceIssued, status: BookingStatus) -> EventKind {
+    EventKind::InvoiceBookingSet(BookingSet {
+        invoice_number: inv.number,
+        status,
+    })
+}
+
+fn seller_red(inv: &InvoiceIssued, id: &str, scope: RedLetterScope) -> EventKind {
+    EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: id.into(),
+        invoice_number: inv.number,
+        reason: RedLetterReason::SalesReturn,
+        scope,
+    })
+}
+
+fn buyer_form(inv: &InvoiceIssued, scope: RedLetterScope) -> EventKind {
+    EventKind::RedFormStarted(RedFormStart {
+        invoice_number: inv.number,
+        reason: RedLetterReason::SalesDiscount,
+        scope,
+    })
+}
+
+fn form_ref(inv: &InvoiceIssued, form: u32) -> RedFormRef {
+    RedFormRef {
+        invoice_number: inv.number,
+        form,
+    }
+}
+
+fn answer(inv: &InvoiceIssued, form: u32, confirm: bool) -> EventKind {
+    EventKind::RedFormAnswered(RedFormAnswer {
+        form: form_ref(inv, form),
+        confirm,
+    })
+}
+
+fn withdraw(inv: &InvoiceIssued, form: u32) -> EventKind {
+    EventKind::RedFormWithdrawn(form_ref(inv, form))
+}
+
+fn as_who(w: &mut World, who: Who, kind: EventKind) -> Outcome {
+    let k = signer(w, who);
+    w.submit_as(&k, kind)
+}
+
+fn blue_of(w: &World, inv: &InvoiceIssued) -> BlueInvoice {
+    match w.invoice(inv.number) {
+        Some(InvoiceRecord::Blue(b)) => b,
+        other => panic!("{other:?}"),
+    }
+}
+
+const HOURS_72: u64 = 72 * 3600 * 1000;
+
+#[test]
+fn the_reimbursement_lock_is_held_released_and_closed_by_its_holder_only() {
+    let inv = r1();
+    let locked = |w: &mut World| {
+        issue_r1(w);
+        as_who(w, Who::Verifier, lock(&r1(), "EXP-1")).unwrap();
+    };
+    // Anyone else is refused while it is locked, and told when, not by whom.
+    let w = check(
+        locked,
+        Who::Buyer,
+        lock(&inv, "B-9"),
+        Expect::ClaimRefused(ClaimRefusal::AlreadyClaimed {
+            claimant: MemberCode::new(VERIFIER).unwrap(),
+            claimed_at: Timestamp(T0 + 4000),
+        }),
+    );
+    assert!(blue_of(&w, &inv)
+        .claim
+        .is_some_and(|c| c.claim_ref == "EXP-1" && c.closed_at.is_none()));
+    // Only the holder, with its reference, unlocks or closes.
+    check(
+        locked,
+        Who::Buyer,
+        unlock(&inv, "EXP-1"),
+        Expect::ClaimRefused(ClaimRefusal::NotLockHolder),
+    );
+    check(
+        locked,
+        Who::Verifier,
+        unlock(&inv, "EXP-2"),
+        Expect::ClaimRefused(ClaimRefusal::NotLockHolder),
+    );
+    check(
+        locked,
+        Who::Verifier,
+        close(&inv, "EXP-2"),
+        Expect::ClaimRefused(ClaimRefusal::NotLockHolder),
+    );
+    check(
+        locked,
+        Who::Owner,
+        unlock(&inv, "EXP-1"),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    check(
+        locked,
+        Who::Client(9),
+        close(&inv, "EXP-1"),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    // Unlocked, another claimant may lock it.
+    let unlocked = |w: &mut World| {
+        locked(w);
+        as_who(w, Who::Verifier, unlock(&r1(), "EXP-1")).unwrap();
+    };
+    let w = check(locked, Who::Verifier, unlock(&inv, "EXP-1"), Expect::Unlocked);
+    assert_eq!(blue_of(&w, &inv).claim, None);
+    check(unlocked, Who::Buyer, lock(&inv, "B-1"), Expect::Claimed);
+    check(
+        unlocked,
+        Who::Verifier,
+        unlock(&inv, "EXP-1"),
+        Expect::ClaimRefused(ClaimRefusal::NotLocked),
+    );
+    check(
+        issue_r1,
+        Who::Verifier,
+        close(&inv, "EXP-1"),
+        Expect::ClaimRefused(ClaimRefusal::NotLocked),
+    );
+    // Closed is final: every later claim is refused with the time of closing.
+    let buyer_locked = |w: &mut World| {
+        unlocked(w);
+        as_who(w, Who::Buyer, lock(&r1(), "B-1")).unwrap();
+    };
+    let closed = |w: &mut World| {
+        buyer_locked(w);
+        as_who(w, Who::Buyer, close(&r1(), "B-1")).unwrap();
+    };
+    let w = check(buyer_locked, Who::Buyer, close(&inv, "B-1"), Expect::Closed);
+    let closed_at = blue_of(&w, &inv).claim.and_then(|c| c.closed_at).unwrap();
+    for (who, kind) in [
+        (Who::Verifier, lock(&inv, "EXP-3")),
+        (Who::Buyer, lock(&inv, "B-2")),
+        (Who::Buyer, unlock(&inv, "B-1")),
+        (Who::Buyer, close(&inv, "B-1")),
+    ] {
+        check(
+            closed,
+            who,
+            kind,
+            Expect::ClaimRefused(ClaimRefusal::Closed { closed_at }),
+        );
+    }
+    // An unknown invoice is not found.
+    let mut other = inv.clone();
+    other.number = InvoiceNumber::new(26, MemberCode::new(MERCHANT).unwrap(), 999).unwrap();
+    check(
+        locked,
+        Who::Verifier,
+        unlock(&other, "EXP-1"),
+        Expect::ClaimRefused(ClaimRefusal::NotFound),
+    );
+}
+
+#[test]
+fn the_booking_status_is_the_buyers_to_record() {
+    let inv = r1();
+    for status in BookingStatus::ALL {
+        let w = check(issue_r1, Who::Buyer, book(&inv, status), Expect::Booked(status));
+        assert_eq!(blue_of(&w, &inv).booking.map(|b| b.status), Some(status));
+    }
+    // Not the buyer: answered as an unknown invoice.
+    for who in [Who::Verifier, Who::OtherMerchant, Who::Operator, Who::Owner] {
+        check(
+            issue_r1,
+            who,
+            book(&inv, BookingStatus::BookedDeducted),
+            Expect::ClaimRefused(ClaimRefusal::NotFound),
+        );
+    }
+    check(
+        issue_r1,
+        Who::Client(9),
+        book(&inv, BookingStatus::BookedDeducted),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    // The claim holder speaks for the buyer too.
+    let locked = |w: &mut World| {
+        issue_r1(w);
+        as_who(w, Who::Verifier, lock(&r1(), "EXP-1")).unwrap();
+    };
+    check(
+        locked,
+        Who::Verifier,
+        book(&inv, BookingStatus::BookedNotDeducted),
+        Expect::Booked(BookingStatus::BookedNotDeducted),
+    );
+    // A fully reversed invoice cannot be booked (withdrawing a booking stays possible).
+    let reversed_r1 = |w: &mut World| {
+        issue_r1(w);
+        w.submit(seller_red(&r1(), "RL", RedLetterScope::Full)).unwrap();
+    };
+    check(
+        reversed_r1,
+        Who::Buyer,
+        book(&inv, BookingStatus::BookedDeducted),
+        Expect::ClaimRefused(ClaimRefusal::Reversed),
+    );
+    check(
+        reversed_r1,
+        Who::Buyer,
+        book(&inv, BookingStatus::Withdrawn),
+        Expect::Booked(BookingStatus::Withdrawn),
+    );
+}
+
+#[test]
+fn a_seller_form_on_an_invoice_the_buyer_does_not_hold_issues_at_once() {
+    let inv = r1();
+    for hold in [None, Some(BookingStatus::NotBooked), Some(BookingStatus::Withdrawn)] {
+        let setup = move |w: &mut World| {
+            issue_r1(w);
+            if let Some(s) = hold {
+                as_who(w, Who::Buyer, book(&r1(), s)).unwrap();
+            }
+        };
+        let w = check(
+            setup,
+            Who::Owner,
+            seller_red(&inv, "RL", RedLetterScope::Full),
+            Expect::Reversed,
+        );
+        let form = &blue_of(&w, &inv).forms[0];
+        assert_eq!(
+            (form.form, form.initiator, form.state),
+            (1, Party::Seller, FormState::NoConfirmationNeeded)
+        );
+        assert!(form.red_number.is_some());
+    }
+}
+
+#[test]
+fn a_seller_form_on_a_booked_or_locked_invoice_waits_for_the_buyer() {
+    let inv = r1();
+    let booked = |w: &mut World| {
+        issue_r1(w);
+        as_who(w, Who::Buyer, book(&r1(), BookingStatus::BookedDeducted)).unwrap();
+    };
+    let w = check(
+        booked,
+        Who::Owner,
+        seller_red(&inv, "RL", RedLetterScope::Full),
+        Expect::Form(FormState::WaitingForBuyer),
+    );
+    assert_eq!(
+        w.request("RL").unwrap().outcome,
+        RequestOutcome::AwaitingConfirmation(1)
+    );
+    assert!(!blue_of(&w, &inv).fully_reversed());
+    let waiting = |w: &mut World| {
+        booked(w);
+        w.submit(seller_red(&r1(), "RL", RedLetterScope::Full)).unwrap();
+    };
+    // The buyer confirms: the red invoice is issued and answers the seller's request.
+    let w = check(waiting, Who::Buyer, answer(&inv, 1, true), Expect::FormConfirmed);
+    let b = blue_of(&w, &inv);
+    assert!(b.fully_reversed());
+    assert_eq!(b.forms[0].state, FormState::Confirmed);
+    assert_eq!(
+        w.request("RL").unwrap().outcome,
+        RequestOutcome::Reversed(b.red_letters[0])
+    );
+    // The seller cannot answer its own form, nor may anyone but the buyer.
+    check(
+        waiting,
+        Who::Owner,
+        answer(&inv, 1, true),
+        Expect::FormRefused(RedFormRefusal::WrongSide),
+    );
+    check(
+        waiting,
+        Who::Verifier,
+        answer(&inv, 1, true),
+        Expect::FormRefused(RedFormRefusal::NotFound),
+    );
+    check(
+        waiting,
+        Who::OtherMerchant,
+        answer(&inv, 1, true),
+        Expect::FormRefused(RedFormRefusal::NotFound),
+    );
+    check(
+        waiting,
+        Who::Buyer,
+        answer(&inv, 2, true),
+        Expect::FormRefused(RedFormRefusal::NotFound),
+    );
+    // The buyer rejects: the seller's request fails, with its remedy.
+    let w = check(
+        waiting,
+        Who::Buyer,
+        answer(&inv, 1, false),
+        Expect::Form(FormState::Rejected),
+    );
+    assert!(matches!(
+        w.request("RL").unwrap().outcome,
+        RequestOutcome::Failed {
+            reason: FailureReason::RedFormNotConfirmed,
+            ..
+        }
+    ));
+    assert!(!blue_of(&w, &inv).fully_reversed());
+    // The seller withdraws; the buyer cannot withdraw the seller's form.
+    check(
+        waiting,
+        Who::Owner,
+        withdraw(&inv, 1),
+        Expect::Form(FormState::Withdrawn),
+    );
+    check(
+        waiting,
+        Who::Buyer,
+        withdraw(&inv, 1),
+        Expect::FormRefused(RedFormRefusal::WrongSide),
+    );
+    // One form waits at a time: the seller's second request fails until it is answered.
+    check(
+        waiting,
+        Who::Owner,
+        seller_red(&inv, "RL2", RedLetterScope::Full),
+        Expect::Failed(FailureReason::RedFormOpen),
+    );
+    check(
+        waiting,
+        Who::Buyer,
+        buyer_form(&inv, RedLetterScope::Full),
+        Expect::FormRefused(RedFormRefusal::Failed {
+            reason: FailureReason::RedFormOpen,
+            detail: String::new(),
+        }),
+    );
+    // Answered once, a form takes no second answer.
+    let confirmed = |w: &mut World| {
+        waiting(w);
+        as_who(w, Who::Buyer, answer(&r1(), 1, true)).unwrap();
+    };
+    check(
+        confirmed,
+        Who::Buyer,
+        answer(&inv, 1, false),
+        Expect::FormRefused(RedFormRefusal::NotWaiting(FormState::Confirmed)),
+    );
+    // On a locked invoice the lock holder is the buyer's side.
+    let locked = |w: &mut World| {
+        issue_r1(w);
+        as_who(w, Who::Verifier, lock(&r1(), "EXP-1")).unwrap();
+        w.submit(seller_red(&r1(), "RL", RedLetterScope::Full)).unwrap();
+    };
+    check(locked, Who::Verifier, answer(&inv, 1, true), Expect::FormConfirmed);
+}
+
+#[test]
+fn a_form_unanswered_for_72_hours_of_block_time_is_void() {
+    let inv = r1();
+    let waiting = |w: &mut World| {
+        issue_r1(w);
+        as_who(w, Who::Buyer, book(&r1(), BookingStatus::BookedDeducted)).unwrap();
+        w.submit(seller_red(&r1(), "RL", RedLetterScope::Full)).unwrap();
+    };
+    // One block before the deadline it still waits (each block adds a second).
+    let just_before = move |w: &mut World| {
+        waiting(w);
+        w.time += HOURS_72 - 2000;
+    };
+    check(just_before, Who::Buyer, answer(&inv, 1, true), Expect::FormConfirmed);
+    let late = move |w: &mut World| {
+        waiting(w);
+        w.time += HOURS_72;
+    };
+    let w = check(
+        late,
+        Who::Buyer,
+        answer(&inv, 1, true),
+        Expect::FormRefused(RedFormRefusal::NotWaiting(FormState::Void)),
+    );
+    assert_eq!(blue_of(&w, &inv).forms[0].state, FormState::Void);
+    assert!(matches!(
+        w.request("RL").unwrap().outcome,
+        RequestOutcome::Failed {
+            reason: FailureReason::RedFormNotConfirmed,
+            ..
+        }
+    ));
+    // Void, it no longer blocks a new form.
+    check(
+        late,
+        Who::Owner,
+        seller_red(&inv, "RL2", RedLetterScope::Full),
+        Expect::Form(FormState::WaitingForBuyer),
+    );
+    check(
+        late,
+        Who::Owner,
+        withdraw(&inv, 1),
+        Expect::FormRefused(RedFormRefusal::NotWaiting(FormState::Void)),
+    );
+}
+
+#[test]
+fn a_buyer_form_waits_for_the_seller() {
+    let inv = r1();
+    let w = check(
+        issue_r1,
+        Who::Buyer,
+        buyer_form(&inv, RedLetterScope::Full),
+        Expect::Form(FormState::WaitingForSeller),
+    );
+    assert_eq!(blue_of(&w, &inv).forms[0].initiator, Party::Buyer);
+    // Only the buyer's side may start one.
+    for who in [Who::Verifier, Who::OtherMerchant, Who::Operator] {
+        check(
+            issue_r1,
+            who,
+            buyer_form(&inv, RedLetterScope::Full),
+            Expect::FormRefused(RedFormRefusal::NotFound),
+        );
+    }
+    let waiting = |w: &mut World| {
+        issue_r1(w);
+        as_who(w, Who::Buyer, buyer_form(&r1(), RedLetterScope::Full)).unwrap();
+    };
+    // The seller confirms: with its member key or an invoicing client key.
+    let w = check(waiting, Who::Owner, answer(&inv, 1, true), Expect::FormConfirmed);
+    let b = blue_of(&w, &inv);
+    let red = match w.invoice(b.red_letters[0]) {
+        Some(InvoiceRecord::Red(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(red.request_id, format!("{}-F1", inv.number));
+    assert_eq!(red.reason, RedLetterReason::SalesDiscount);
+    let with_client = |invoices: bool| {
+        move |w: &mut World| {
+            waiting(w);
+            w.submit(EventKind::ClientKeyAuthorized(ClientKeyAuthorized {
+                key: key(9).public(),
+                label: "back office".into(),
+                permissions: Permissions {
+                    payments: true,
+                    invoices,
+                },
+            }))
+            .unwrap();
+        }
+    };
+    check(
+        with_client(true),
+        Who::Client(9),
+        answer(&inv, 1, false),
+        Expect::Form(FormState::Rejected),
+    );
+    check(
+        with_client(false),
+        Who::Client(9),
+        answer(&inv, 1, true),
+        Expect::Rejected("UNAUTHORIZED_KEY"),
+    );
+    // The buyer cannot confirm its own form; it may withdraw it.
+    check(
+        waiting,
+        Who::Buyer,
+        answer(&inv, 1, true),
+        Expect::FormRefused(RedFormRefusal::WrongSide),
+    );
+    check(
+        waiting,
+        Who::Buyer,
+        withdraw(&inv, 1),
+        Expect::Form(FormState::Withdrawn),
+    );
+    check(
+        waiting,
+        Who::Owner,
+        withdraw(&inv, 1),
+        Expect::FormRefused(RedFormRefusal::WrongSide),
+    );
+}
+
+#[test]
+fn a_partial_form_reverses_line_by_line_within_what_is_left() {
+    let inv = r1();
+    // R1 is 1 x 50.00 at 6%: reverse 0.4 of it, then more than is left.
+    let part = RedLetterScope::Partial(vec![line(400, 5000, 600)]);
+    let waiting = move |w: &mut World| {
+        issue_r1(w);
+        as_who(
+            w,
+            Who::Buyer,
+            buyer_form(&r1(), RedLetterScope::Partial(vec![line(400, 5000, 600)])),
+        )
+        .unwrap();
+    };
+    check(
+        issue_r1,
+        Who::Buyer,
+        buyer_form(&inv, part),
+        Expect::Form(FormState::WaitingForSeller),
+    );
+    let w = check(waiting, Who::Owner, answer(&inv, 1, true), Expect::FormConfirmed);
+    let b = blue_of(&w, &inv);
+    assert_eq!(b.remaining[0].net, Fen::from_fen(30_00));
+    assert!(!b.fully_reversed());
+    let after = move |w: &mut World| {
+        waiting(w);
+        w.submit(answer(&r1(), 1, true)).unwrap();
+    };
+    let too_much = RedLetterScope::Partial(vec![line(700, 5000, 600)]);
+    let refused = |reason| {
+        Expect::FormRefused(RedFormRefusal::Failed {
+            reason,
+            detail: String::new(),
+        })
+    };
+    check(
+        after,
+        Who::Buyer,
+        buyer_form(&inv, too_much.clone()),
+        refused(FailureReason::RedLetterExceedsRemaining),
+    );
+    // The seller's partial request is held to the same bound.
+    check(
+        after,
+        Who::Owner,
+        seller_red(&inv, "RL", too_much),
+        Expect::Failed(FailureReason::RedLetterExceedsRemaining),
+    );
+    let other_rate = RedLetterScope::Partial(vec![line(100, 5000, 900)]);
+    check(
+        issue_r1,
+        Who::Buyer,
+        buyer_form(&inv, other_rate),
+        refused(FailureReason::RedLetterExceedsRemaining),
+    );
 }

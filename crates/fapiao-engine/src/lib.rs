@@ -62,6 +62,11 @@ pub struct EngineConfig {
     /// node with peers first learns from them how far its own chain goes, so that it
     /// never signs a block at a height they already hold (a restored backup).
     pub hold_production_at_start: bool,
+    /// Added to the wall clock for this node's block timestamps. Zero in production: it
+    /// exists so a drill or a test can move a chain's block time forward (a red-letter
+    /// form's 72 hours) without waiting. Witnesses still refuse blocks more than their
+    /// skew bound ahead of their own clocks, so on a network it only works within that.
+    pub clock_offset_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +81,7 @@ impl Default for EngineConfig {
             block_bytes_max: 4 * 1024 * 1024,
             disk_reserve_bytes: 256 * 1024 * 1024,
             hold_production_at_start: false,
+            clock_offset_ms: 0,
         }
     }
 }

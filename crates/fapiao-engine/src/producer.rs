@@ -251,7 +251,7 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
         Some(h) => (h.height + 1, h.hash, h.timestamp.0),
         None => (1, BlockHash(Hash32::ZERO), 0),
     };
-    let timestamp = Timestamp(now_ms().max(last_time));
+    let timestamp = Timestamp(now_ms().saturating_add(shared.config.clock_offset_ms).max(last_time));
     let seqs: Vec<u64> = batch.iter().map(|(s, _, _)| *s).collect();
     // No event here is already in a block: a block commit removes its pending events
     // in the same atomic write, and admission dedupes against committed events first.

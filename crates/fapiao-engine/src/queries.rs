@@ -238,6 +238,18 @@ impl Engine {
         }
     }
 
+    /// A red-letter confirmation form of invoice `number`.
+    pub fn red_form(
+        &self,
+        number: &InvoiceNumber,
+        form: u32,
+    ) -> Result<Option<fapiao_domain::state::RedForm>, StoreError> {
+        match self.get_state(StateKey::RedForm(*number, form))? {
+            Some(StateValue::RedForm(f)) => Ok(Some(f)),
+            _ => Ok(None),
+        }
+    }
+
     /// One request.
     pub fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
         match self.get_state(StateKey::Request(id.into()))? {

@@ -40,6 +40,7 @@ fn pair() -> Pair {
             key: k.public(),
             addresses: vec![a.clone()],
             initial_fee_balance: Fen::from_fen(1_000),
+            tax_id: None,
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
                 max_invoice_total: Fen::from_fen(100_000_000),

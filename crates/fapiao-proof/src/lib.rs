@@ -104,6 +104,23 @@ pub struct Claim {
     pub claim_ref: String,
     /// Block time of the claim, ms.
     pub at_ms: u64,
+    /// Block time it was closed (reimbursed, final), ms; `None` while it is a lock.
+    pub closed_at_ms: Option<u64>,
+}
+
+/// A red-letter confirmation form on the invoice, as of the proven block.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Form {
+    /// Its number on the invoice.
+    pub form: u32,
+    /// Who started it.
+    pub initiator: fapiao_core::event::Party,
+    /// Its state at the proven block's time (a waiting form past its deadline is void).
+    pub state: fapiao_core::event::FormState,
+    /// Block time it was started, ms.
+    pub opened_at_ms: u64,
+    /// The red invoice it issued.
+    pub red_number: Option<InvoiceNumber>,
 }
 
 /// A valid bundle's findings.
@@ -117,8 +134,12 @@ pub struct Verified {
     pub issued_height: u64,
     /// Status.
     pub status: Status,
-    /// The claim, if any.
+    /// The reimbursement claim (lock or closed), if any.
     pub claim: Option<Claim>,
+    /// The buyer's booking status and its block time (ms), once recorded.
+    pub booking: Option<(fapiao_core::event::BookingStatus, u64)>,
+    /// The red-letter confirmation forms, in order.
+    pub forms: Vec<Form>,
     /// The corrected invoice that replaced this one after its reversal, if any (the
     /// invoice it replaces itself is `issued.replaces`).
     pub replaced_by: Option<InvoiceNumber>,
@@ -342,7 +363,20 @@ pub fn verify(
             claimant: c.claimant,
             claim_ref: c.claim_ref.clone(),
             at_ms: c.claimed_at.0,
+            closed_at_ms: c.closed_at.map(|t| t.0),
         }),
+        booking: blue.booking.as_ref().map(|b| (b.status, b.at.0)),
+        forms: blue
+            .forms
+            .iter()
+            .map(|f| Form {
+                form: f.form,
+                initiator: f.initiator,
+                state: f.state_at(status_header.body.timestamp),
+                opened_at_ms: f.opened_at.0,
+                red_number: f.red_number,
+            })
+            .collect(),
         replaced_by: blue.replaced_by,
         as_of_height: status_header.body.height,
         as_of_ms,

@@ -59,11 +59,15 @@ pub struct Counts {
     pub red_letters: u64,
     /// Claims recorded.
     pub claims: u64,
-    /// Claims refused.
+    /// Claims refused (locks, unlocks, closings and bookings).
     pub claims_refused: u64,
+    /// The buyer's side by what happened: `unlocked`, `closed`, `booked`, a form's new
+    /// state (`form_waiting_for_buyer`, `form_confirmed`, ...), `form_refused`.
+    pub buyer_actions: BTreeMap<&'static str, u64>,
     /// Failures by reason code.
     pub failures: BTreeMap<&'static str, u64>,
-    /// Final invoice status counts: `issued`, `partially_reversed`, `reversed`, `claimed`.
+    /// Final invoice status counts: `issued`, `partially_reversed`, `reversed`, `claimed`
+    /// (locked), `reimbursed` (claim closed), `booked`.
     pub invoices_by_status: BTreeMap<&'static str, u64>,
 }
 
@@ -512,8 +516,26 @@ fn count(c: &mut Counts, block: &Block) {
                 DerivedKind::InvoiceFailed(f) => *c.failures.entry(catalogue::info(f.reason).code).or_default() += 1,
                 DerivedKind::ClaimRecorded(_) => c.claims += 1,
                 DerivedKind::ClaimRefused(_) => c.claims_refused += 1,
+                DerivedKind::ClaimUnlocked(_) => *c.buyer_actions.entry("unlocked").or_default() += 1,
+                DerivedKind::ClaimClosed(_) => *c.buyer_actions.entry("closed").or_default() += 1,
+                DerivedKind::BookingRecorded(_) => *c.buyer_actions.entry("booked").or_default() += 1,
+                DerivedKind::RedFormChanged(f) => *c.buyer_actions.entry(form_key(f.state)).or_default() += 1,
+                DerivedKind::RedFormRefused(_) => *c.buyer_actions.entry("form_refused").or_default() += 1,
             },
         }
+    }
+}
+
+fn form_key(s: fapiao_core::event::FormState) -> &'static str {
+    use fapiao_core::event::FormState as F;
+    match s {
+        F::NoConfirmationNeeded => "form_no_confirmation_needed",
+        F::WaitingForBuyer => "form_waiting_for_buyer",
+        F::WaitingForSeller => "form_waiting_for_seller",
+        F::Confirmed => "form_confirmed",
+        F::Rejected => "form_rejected",
+        F::Withdrawn => "form_withdrawn",
+        F::Void => "form_void",
     }
 }
 
@@ -545,8 +567,13 @@ fn status_count(v: StateValue, c: &mut Counts) {
             "issued"
         };
         *c.invoices_by_status.entry(status).or_default() += 1;
-        if b.claim.is_some() {
-            *c.invoices_by_status.entry("claimed").or_default() += 1;
+        match b.claim.as_ref().map(|c| c.closed_at.is_some()) {
+            Some(false) => *c.invoices_by_status.entry("claimed").or_default() += 1,
+            Some(true) => *c.invoices_by_status.entry("reimbursed").or_default() += 1,
+            None => {}
+        }
+        if b.booking.as_ref().is_some_and(|k| k.status.is_booked()) {
+            *c.invoices_by_status.entry("booked").or_default() += 1;
         }
     }
 }

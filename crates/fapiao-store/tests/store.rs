@@ -31,6 +31,7 @@ fn genesis() -> Genesis {
                 max_invoice_total: Fen::from_fen(1_000_000),
             }),
             initial_fee_balance: Fen::from_fen(1000),
+            tax_id: None,
         }],
     )
     .unwrap()

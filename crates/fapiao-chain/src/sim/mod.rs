@@ -315,6 +315,7 @@ fn merchant(i: usize, witness: bool, key: &SecretKey, fee_balance: Fen, policy: 
         key: key.public(),
         addresses: vec![],
         initial_fee_balance: fee_balance,
+        tax_id: None,
         policy: Some(policy),
     }
 }
@@ -400,6 +401,7 @@ pub fn consortium(seed: u64, n: usize, m: usize) -> Consortium {
             key: key.public(),
             addresses: vec![],
             initial_fee_balance: Fen::ZERO,
+            tax_id: None,
             policy: None,
         });
     }

@@ -20,9 +20,9 @@
 
 use super::Rng;
 use fapiao_core::event::{
-    Buyer, ClaimRequested, Currency, FailureReason, FeeDeposited, InvoiceRequested, InvoiceType, LineItem,
-    MerchantPolicy, PaymentMethod, PaymentRecorded, PaymentRefunded, PaymentReversed, RedLetterReason,
-    RedLetterRequested, RedLetterScope,
+    BookingSet, BookingStatus, Buyer, ClaimAction, ClaimRequested, Currency, FailureReason, FeeDeposited, FormState,
+    InvoiceRequested, InvoiceType, LineItem, MerchantPolicy, PaymentMethod, PaymentRecorded, PaymentRefunded,
+    PaymentReversed, RedFormAnswer, RedFormRef, RedFormStart, RedLetterReason, RedLetterRequested, RedLetterScope,
 };
 use fapiao_core::money::AMOUNT_FEN_MAX;
 use fapiao_core::{
@@ -71,6 +71,7 @@ enum Pick {
     RedLetter,
     Corrected,
     Claim,
+    BuyerSide,
     Deposit,
     Policy,
 }
@@ -194,7 +195,12 @@ impl Workload {
                             remember(&mut self.claimed, *known);
                         }
                     }
-                    DerivedKind::ClaimRefused(_) => {}
+                    DerivedKind::ClaimRefused(_)
+                    | DerivedKind::ClaimUnlocked(_)
+                    | DerivedKind::ClaimClosed(_)
+                    | DerivedKind::BookingRecorded(_)
+                    | DerivedKind::RedFormChanged(_)
+                    | DerivedKind::RedFormRefused(_) => {}
                 },
             }
         }
@@ -234,6 +240,7 @@ impl Workload {
                 (Pick::RedLetter, 9),
                 (Pick::Corrected, 3),
                 (Pick::Claim, 9),
+                (Pick::BuyerSide, 8),
                 (Pick::Deposit, deposit_weight),
                 (Pick::Policy, 2),
             ];
@@ -257,6 +264,7 @@ impl Workload {
                 Pick::RedLetter => self.red_letter(who, state, now),
                 Pick::Corrected => self.corrected(who, state, now, &mut used),
                 Pick::Claim => self.claim(who, state, now),
+                Pick::BuyerSide => self.buyer_side(who, state, now),
                 Pick::Deposit => Some(self.deposit(who, state, now)),
                 Pick::Policy => Some(self.policy(who, now)),
             };
@@ -649,6 +657,74 @@ impl Workload {
         Some(self.sign(who, who.verifier, now, kind))
     }
 
+    /// The lock holder's (the verifier's) and the seller's moves on a claimed invoice:
+    /// unlock, close, booking, red-letter confirmation forms started by the buyer's side,
+    /// answered by whichever side a form waits for (now and then by the wrong one), and
+    /// withdrawn. Forms the seller opens come from [`Workload::red_letter`] on invoices
+    /// the buyer holds.
+    fn buyer_side<S: StateRead<Error = Infallible>>(
+        &mut self,
+        who: &Signers<'_>,
+        state: &S,
+        now: u64,
+    ) -> Option<Event> {
+        let claimed = self.claimed.clone();
+        let (invoice_number, _) = self.pick(&claimed)?;
+        let b = blue(state, invoice_number)?;
+        let claim_ref = b
+            .claim
+            .as_ref()
+            .map_or_else(|| "c0".to_owned(), |c| c.claim_ref.clone());
+        let action = ClaimAction {
+            invoice_number,
+            claim_ref,
+        };
+        let waiting = b.waiting_form(Timestamp(now)).cloned();
+        let roll = self.rng.range(0, 99);
+        let (key, kind) = match (roll, waiting) {
+            (0..=69, Some(f)) => {
+                let form = RedFormRef {
+                    invoice_number,
+                    form: f.form,
+                };
+                let confirm = self.rng.chance(60);
+                // Mostly the side it waits for; sometimes the other (refused: wrong side).
+                let seller = (f.state == FormState::WaitingForSeller) != self.rng.chance(10);
+                let key = if seller { who.owner } else { who.verifier };
+                if self.rng.chance(15) {
+                    (key, EventKind::RedFormWithdrawn(form))
+                } else {
+                    (key, EventKind::RedFormAnswered(RedFormAnswer { form, confirm }))
+                }
+            }
+            (0..=14, None) => (who.verifier, EventKind::InvoiceClaimUnlocked(action)),
+            (15..=29, None) | (70..=79, _) => (who.verifier, EventKind::InvoiceClaimClosed(action)),
+            (30..=49, None) | (80..=89, _) => {
+                let status = BookingStatus::ALL[self.rng.range(0, 3) as usize];
+                let kind = EventKind::InvoiceBookingSet(BookingSet { invoice_number, status });
+                (who.verifier, kind)
+            }
+            _ => {
+                let scope = match b.remaining.iter().find(|r| r.net.is_positive()) {
+                    Some(r) if self.rng.chance(50) => RedLetterScope::Partial(vec![LineItem {
+                        description: "Discount".into(),
+                        quantity: fapiao_core::Quantity::ONE,
+                        unit_price: Fen::from_fen((r.net.fen() / 2).max(1)),
+                        tax_rate: r.rate,
+                    }]),
+                    _ => RedLetterScope::Full,
+                };
+                let kind = EventKind::RedFormStarted(RedFormStart {
+                    invoice_number,
+                    reason: RedLetterReason::ALL[self.rng.range(0, 3) as usize],
+                    scope,
+                });
+                (who.verifier, kind)
+            }
+        };
+        Some(self.sign(who, key, now, kind))
+    }
+
     /// The operator credits a few invoices' worth of fees; rarely exactly up to the
     /// amount bound.
     fn deposit<S: StateRead<Error = Infallible>>(&mut self, who: &Signers<'_>, state: &S, now: u64) -> Event {
@@ -730,6 +806,20 @@ pub struct WorkloadCounts {
     pub claims_recorded: u64,
     /// Claims refused.
     pub claims_refused: u64,
+    /// Locks released by their holder.
+    pub claims_unlocked: u64,
+    /// Claims closed (reimbursed).
+    pub claims_closed: u64,
+    /// Booking statuses recorded.
+    pub bookings: u64,
+    /// Confirmation forms that started waiting.
+    pub forms_opened: u64,
+    /// Forms confirmed (a red invoice issued).
+    pub forms_confirmed: u64,
+    /// Forms rejected, withdrawn or void.
+    pub forms_closed_unconfirmed: u64,
+    /// Form actions refused (wrong side, not waiting, ...).
+    pub form_refusals: u64,
     /// Policy changes by the operator.
     pub policy_changes: u64,
     /// Events the producing member's execution rejected (they never entered a block).
@@ -800,6 +890,15 @@ impl WorkloadCounts {
                     (DerivedKind::InvoiceReversed(_), _) => {}
                     (DerivedKind::ClaimRecorded(_), _) => self.claims_recorded += 1,
                     (DerivedKind::ClaimRefused(_), _) => self.claims_refused += 1,
+                    (DerivedKind::ClaimUnlocked(_), _) => self.claims_unlocked += 1,
+                    (DerivedKind::ClaimClosed(_), _) => self.claims_closed += 1,
+                    (DerivedKind::BookingRecorded(_), _) => self.bookings += 1,
+                    (DerivedKind::RedFormChanged(f), _) => match f.state {
+                        FormState::Confirmed => self.forms_confirmed += 1,
+                        FormState::WaitingForBuyer | FormState::WaitingForSeller => self.forms_opened += 1,
+                        _ => self.forms_closed_unconfirmed += 1,
+                    },
+                    (DerivedKind::RedFormRefused(_), _) => self.form_refusals += 1,
                 },
             }
         }
@@ -824,6 +923,13 @@ impl WorkloadCounts {
         self.red_letters_failed += other.red_letters_failed;
         self.claims_recorded += other.claims_recorded;
         self.claims_refused += other.claims_refused;
+        self.claims_unlocked += other.claims_unlocked;
+        self.claims_closed += other.claims_closed;
+        self.bookings += other.bookings;
+        self.forms_opened += other.forms_opened;
+        self.forms_confirmed += other.forms_confirmed;
+        self.forms_closed_unconfirmed += other.forms_closed_unconfirmed;
+        self.form_refusals += other.form_refusals;
         self.policy_changes += other.policy_changes;
         self.rejected += other.rejected;
         for (r, n) in &other.failure_reasons {
@@ -859,6 +965,13 @@ impl WorkloadCounts {
             ("corrected invoices", self.corrected_issued),
             ("claims recorded", self.claims_recorded),
             ("claims refused", self.claims_refused),
+            ("claims unlocked", self.claims_unlocked),
+            ("claims closed", self.claims_closed),
+            ("bookings", self.bookings),
+            ("forms opened (waiting)", self.forms_opened),
+            ("forms confirmed", self.forms_confirmed),
+            ("forms rejected or withdrawn", self.forms_closed_unconfirmed),
+            ("form actions refused", self.form_refusals),
             ("policy changes", self.policy_changes),
         ]
     }

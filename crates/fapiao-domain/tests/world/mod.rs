@@ -12,6 +12,8 @@ pub const MERCHANT: u32 = 110_001;
 pub const OTHER_MERCHANT: u32 = 110_002;
 pub const OPERATOR: u32 = 900_001;
 pub const VERIFIER: u32 = 800_001;
+/// A buyer's finance department: its tax id is the test invoices' buyer tax id.
+pub const BUYER: u32 = 700_001;
 pub const VALID_TAX_ID: &str = "91110000600037341L";
 /// 2026-03-01T00:00:00Z.
 pub const T0: u64 = 1_772_323_200_000;
@@ -46,6 +48,7 @@ pub fn member(code: u32, name: &str, role: Role, k: &SecretKey) -> Member {
             Fen::from_fen(0)
         },
         policy,
+        tax_id: None,
     }
 }
 
@@ -61,6 +64,10 @@ pub fn genesis() -> Genesis {
             member(OTHER_MERCHANT, "Noodle Bar", Role::Merchant, &key(2)),
             member(OPERATOR, "Operator", Role::Operator, &key(3)),
             member(VERIFIER, "Tax Office", Role::Verifier, &key(4)),
+            Member {
+                tax_id: Some(VALID_TAX_ID.into()),
+                ..member(BUYER, "Shanghai Trading Co", Role::Verifier, &key(5))
+            },
         ],
     )
     .unwrap()
@@ -71,6 +78,7 @@ pub struct World {
     pub owner: SecretKey,
     pub operator: SecretKey,
     pub verifier: SecretKey,
+    pub buyer: SecretKey,
     pub state: MemState,
     pub height: u64,
     pub time: u64,
@@ -87,6 +95,7 @@ impl World {
             owner: key(1),
             operator: key(3),
             verifier: key(4),
+            buyer: key(5),
             state: MemState::default(),
             height: 0,
             time: T0,
@@ -251,4 +260,102 @@ pub fn reversed(outcome: &Outcome) -> InvoiceReversed {
         },
         Err(r) => panic!("expected a reversal, got rejection {r}"),
     }
+}
+
+/// Who signs the event under test.
+#[derive(Clone, Copy, Debug)]
+pub enum Who {
+    Owner,
+    Operator,
+    Verifier,
+    /// Client key `key(n)` (authorised or not, depending on the setup).
+    Client(u8),
+    /// Another merchant's member key.
+    OtherMerchant,
+    /// The buyer member (its tax id is the test invoices' buyer tax id).
+    Buyer,
+}
+
+/// What the event under test must do.
+#[derive(Debug, PartialEq)]
+pub enum Expect {
+    /// Applied with no derived events.
+    Applied,
+    /// Issued an invoice.
+    Issued,
+    /// Recorded an invoice failure with this reason.
+    Failed(FailureReason),
+    /// Recorded a red-letter reversal.
+    Reversed,
+    /// Recorded a claim.
+    Claimed,
+    /// Recorded a claim refusal (lock, unlock, close or booking).
+    ClaimRefused(ClaimRefusal),
+    /// Released a lock.
+    Unlocked,
+    /// Closed a claim.
+    Closed,
+    /// Recorded a booking status.
+    Booked(BookingStatus),
+    /// A form was started or changed to this state.
+    Form(FormState),
+    /// A form was confirmed and its red invoice issued.
+    FormConfirmed,
+    /// A form action was refused.
+    FormRefused(RedFormRefusal),
+    /// Rejected with this code; nothing is recorded.
+    Rejected(&'static str),
+}
+
+pub fn signer(w: &World, who: Who) -> SecretKey {
+    match who {
+        Who::Owner => w.owner.clone(),
+        Who::Operator => w.operator.clone(),
+        Who::Verifier => w.verifier.clone(),
+        Who::Client(n) => key(n),
+        Who::OtherMerchant => key(2),
+        Who::Buyer => w.buyer.clone(),
+    }
+}
+
+/// Runs `setup`, then submits `kind` signed by `who`, and compares the outcome with
+/// `expected`. A rejection must leave the state exactly as it was.
+pub fn check(setup: impl FnOnce(&mut World), who: Who, kind: EventKind, expected: Expect) -> World {
+    let mut w = World::new();
+    setup(&mut w);
+    let before = w.state.clone();
+    let author = signer(&w, who);
+    let outcome = w.submit_as(&author, kind.clone());
+    let got = match &outcome {
+        Err(r) => Expect::Rejected(r.code()),
+        Ok(d) => match d.as_slice() {
+            [] => Expect::Applied,
+            [DerivedKind::InvoiceIssued(_)] => Expect::Issued,
+            [DerivedKind::InvoiceFailed(f)] => Expect::Failed(f.reason),
+            [DerivedKind::InvoiceReversed(_)] => Expect::Reversed,
+            [DerivedKind::ClaimRecorded(_)] => Expect::Claimed,
+            [DerivedKind::ClaimRefused(r)] => Expect::ClaimRefused(r.refusal.clone()),
+            [DerivedKind::ClaimUnlocked(_)] => Expect::Unlocked,
+            [DerivedKind::ClaimClosed(_)] => Expect::Closed,
+            [DerivedKind::BookingRecorded(b)] => Expect::Booked(b.status),
+            [DerivedKind::RedFormChanged(c)] => Expect::Form(c.state),
+            [DerivedKind::RedFormChanged(c), DerivedKind::InvoiceReversed(_)] if c.state == FormState::Confirmed => {
+                Expect::FormConfirmed
+            }
+            // A failure's detail is for people; the test compares its reason.
+            [DerivedKind::RedFormRefused(r)] => Expect::FormRefused(match &r.refusal {
+                RedFormRefusal::Failed { reason, .. } => RedFormRefusal::Failed {
+                    reason: *reason,
+                    detail: String::new(),
+                },
+                other => other.clone(),
+            }),
+            other => panic!("unexpected derived events {other:?}"),
+        },
+    };
+    assert_eq!(got, expected, "event {kind:?} by {who:?}: outcome {outcome:?}");
+    if matches!(got, Expect::Rejected(_)) {
+        assert_eq!(w.state, before, "a rejected event must not change the state");
+    }
+    w
 }

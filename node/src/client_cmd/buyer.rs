@@ -1,0 +1,442 @@
+//! The buyer's side of an invoice from the command line: red-letter confirmation forms
+//! (`fapiao redform`) and the reimbursement claim with the booking status
+//! (`fapiao claim`). Each command signs one event with the key of the side it speaks for
+//! (`--as`), submits it to the issuer's node and prints the outcome its block recorded,
+//! read from the public `GET /v1/events/{id}/outcome` (no read token needed); a refusal
+//! is an error (exit status 1) with the reason.
+
+use super::{gen_id, parse_line, parse_number, print_request, Ctx};
+use crate::client_cmd::ClientOpts;
+use anyhow::{anyhow, bail, Result};
+use clap::{Subcommand, ValueEnum};
+use fapiao_core::event::*;
+use fapiao_core::SecretKey;
+use serde_json::Value;
+
+/// Whose key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Side {
+    /// The merchant: the profile's client key (it needs the `invoices` permission).
+    Seller,
+    /// The buyer member: the profile's `buyer_key` (its tax id is the invoice's buyer
+    /// tax id).
+    Buyer,
+    /// The verifier member that holds the reimbursement claim: the profile's
+    /// `verifier_key`.
+    Verifier,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RedformCommand {
+    /// Start a red-letter confirmation form. As the seller (default) it is a red-letter
+    /// request: issued at once if the buyer has neither booked nor claimed the invoice,
+    /// otherwise it waits for the buyer. As the buyer it waits for the seller.
+    Start {
+        /// The invoice to reverse.
+        number: String,
+        /// issue_error (01), sales_return (02), service_termination (03) or
+        /// sales_discount (04).
+        #[arg(long)]
+        reason: String,
+        /// Lines to reverse ("DESCRIPTION|QTY|UNIT_PRICE|RATE%"), in the invoice's line
+        /// order; none = the whole rest.
+        #[arg(long = "line")]
+        lines: Vec<String>,
+        /// The seller's request id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// Which side starts it.
+        #[arg(long = "as", value_enum, default_value = "seller")]
+        side: Side,
+    },
+    /// Confirm a form that waits for your side: the red invoice is issued.
+    Confirm {
+        /// The invoice.
+        number: String,
+        /// The form's number on it.
+        form: u32,
+        /// Which side answers.
+        #[arg(long = "as", value_enum, default_value = "seller")]
+        side: Side,
+    },
+    /// Reject a form that waits for your side.
+    Reject {
+        /// The invoice.
+        number: String,
+        /// The form's number on it.
+        form: u32,
+        /// Which side answers.
+        #[arg(long = "as", value_enum, default_value = "seller")]
+        side: Side,
+    },
+    /// Withdraw a waiting form your side started.
+    Withdraw {
+        /// The invoice.
+        number: String,
+        /// The form's number on it.
+        form: u32,
+        /// Which side withdraws.
+        #[arg(long = "as", value_enum, default_value = "seller")]
+        side: Side,
+    },
+    /// List an invoice's forms (read token of the issuer's node).
+    List {
+        /// The invoice.
+        number: String,
+    },
+    /// Show one form in full (read token of the issuer's node).
+    Show {
+        /// The invoice.
+        number: String,
+        /// The form's number on it.
+        form: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ClaimCommand {
+    /// Lock an invoice for your reimbursement flow (verifier key by default). Any other
+    /// claimant is refused while it is locked or closed, told when, not by whom.
+    Lock {
+        /// The invoice.
+        number: String,
+        /// Its check code (proves you hold the invoice).
+        #[arg(long)]
+        check_code: String,
+        /// Your reference (expense report number).
+        #[arg(long = "ref")]
+        claim_ref: String,
+        /// Which member locks.
+        #[arg(long = "as", value_enum, default_value = "verifier")]
+        side: Side,
+    },
+    /// Release your lock (your flow failed); another claimant may then lock it.
+    Unlock {
+        /// The invoice.
+        number: String,
+        /// The reference you locked it with.
+        #[arg(long = "ref")]
+        claim_ref: String,
+        /// Which member holds the lock.
+        #[arg(long = "as", value_enum, default_value = "verifier")]
+        side: Side,
+    },
+    /// Close your claim: the invoice is reimbursed, for good.
+    Close {
+        /// The invoice.
+        number: String,
+        /// The reference you locked it with.
+        #[arg(long = "ref")]
+        claim_ref: String,
+        /// Which member holds the lock.
+        #[arg(long = "as", value_enum, default_value = "verifier")]
+        side: Side,
+    },
+    /// Record the invoice's booking status as its buyer (入账): 01 not booked, 02 booked
+    /// and deducted, 03 booked not deducted, 06 booking withdrawn (names work too).
+    Book {
+        /// The invoice.
+        number: String,
+        /// 01, 02, 03, 06, or not_booked, booked_deducted, booked_not_deducted, withdrawn.
+        #[arg(long)]
+        status: String,
+        /// Which member books (the buyer, or the claim's holder).
+        #[arg(long = "as", value_enum, default_value = "buyer")]
+        side: Side,
+    },
+}
+
+impl Ctx {
+    fn side_key(&self, side: Side) -> Result<SecretKey> {
+        match side {
+            Side::Seller => self.client_key(),
+            Side::Buyer => self.key(self.profile.buyer_key.as_deref(), "buyer"),
+            Side::Verifier => self.key(self.profile.verifier_key.as_deref(), "verifier"),
+        }
+    }
+
+    /// Submits `kind` signed for `side`, then prints what its block recorded; a refusal
+    /// is an error.
+    fn act(&self, side: Side, kind: EventKind) -> Result<()> {
+        let key = self.side_key(side)?;
+        let (id, r) = self.submit(&key, kind)?;
+        if r.height.is_none() {
+            return self.print_submitted("event", &r);
+        }
+        let outcome = self.client.event_outcome(&id)?;
+        if self.opts.json {
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+        }
+        let mut refused = None;
+        for d in &outcome.derived {
+            let (line, refusal) = describe(d);
+            if !self.opts.json {
+                println!("{line}");
+            }
+            refused = refused.or(refusal);
+        }
+        match refused {
+            Some(why) => bail!("REFUSED: {why}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One derived entry for people, and the refusal it carries, if it is one.
+fn describe(d: &Value) -> (String, Option<String>) {
+    let data = &d["data"];
+    let s = |k: &str| data[k].as_str().unwrap_or("?").to_string();
+    let time = |k: &str| fapiao_engine::format_time(data[k].as_u64().unwrap_or(0));
+    match d["kind"].as_str().unwrap_or("") {
+        "claim_recorded" => (
+            format!(
+                "LOCKED: invoice {} for member {} (ref {})",
+                s("invoice_number"),
+                s("claimant"),
+                s("claim_ref")
+            ),
+            None,
+        ),
+        "claim_unlocked" => (
+            format!("UNLOCKED: invoice {} at {}", s("invoice_number"), time("at_ms")),
+            None,
+        ),
+        "claim_closed" => (
+            format!(
+                "CLOSED: invoice {} reimbursed at {}",
+                s("invoice_number"),
+                time("at_ms")
+            ),
+            None,
+        ),
+        "booking_recorded" => (
+            format!(
+                "BOOKED: invoice {} status {} {}",
+                s("invoice_number"),
+                s("code"),
+                s("status")
+            ),
+            None,
+        ),
+        "red_form_changed" => (
+            format!(
+                "FORM {}/{}: {}",
+                s("invoice_number"),
+                data["form"].as_u64().unwrap_or(0),
+                s("state").to_uppercase()
+            ),
+            None,
+        ),
+        "invoice_reversed" => (
+            format!(
+                "RED INVOICE {} issued against {} ({})",
+                s("red_number"),
+                s("original"),
+                s("total_fen")
+            ),
+            None,
+        ),
+        "invoice_failed" => {
+            let why = format!("{}: {} Remedy: {}", s("reason"), s("detail"), s("remedy"));
+            (format!("FAILED {why}"), Some(why))
+        }
+        "claim_refused" | "red_form_refused" => {
+            let r = &data["refusal"];
+            let why = match r["reason"].as_str().unwrap_or("") {
+                "already_claimed" => format!(
+                    "already locked for reimbursement since {}",
+                    fapiao_engine::format_time(r["first_claimed_at_ms"].as_u64().unwrap_or(0))
+                ),
+                "closed" => format!(
+                    "the claim was closed (reimbursed) at {}",
+                    fapiao_engine::format_time(r["closed_at_ms"].as_u64().unwrap_or(0))
+                ),
+                "reversed" => "the invoice is fully red-letter reversed".into(),
+                "not_locked" => "the invoice is not locked".into(),
+                "not_lock_holder" => "the lock is not yours (another member or reference)".into(),
+                "not_waiting" => format!("the form no longer waits: it is {}", r["state"].as_str().unwrap_or("?")),
+                "wrong_side" => "the form waits for (or was started by) the other side".into(),
+                "failed" => format!(
+                    "{}: {} Remedy: {}",
+                    r["code"].as_str().unwrap_or("?"),
+                    r["detail"].as_str().unwrap_or(""),
+                    r["remedy"].as_str().unwrap_or("")
+                ),
+                _ => "no such invoice or form for this member".into(),
+            };
+            (format!("REFUSED: {why}"), Some(why))
+        }
+        other => (format!("{other}: {data}"), None),
+    }
+}
+
+fn reason(name: &str) -> Result<RedLetterReason> {
+    let by_code = match name {
+        "01" => Some(RedLetterReason::IssueError),
+        "02" => Some(RedLetterReason::SalesReturn),
+        "03" => Some(RedLetterReason::ServiceTermination),
+        "04" => Some(RedLetterReason::SalesDiscount),
+        _ => None,
+    };
+    by_code.or_else(|| RedLetterReason::from_name(name)).ok_or_else(|| {
+        anyhow!("--reason: issue_error (01), sales_return (02), service_termination (03) or sales_discount (04)")
+    })
+}
+
+pub(crate) fn redform(opts: &ClientOpts, cmd: RedformCommand) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    let form_ref = |number: &str, form: u32| -> Result<RedFormRef> {
+        Ok(RedFormRef {
+            invoice_number: parse_number(number)?,
+            form,
+        })
+    };
+    match cmd {
+        RedformCommand::Start {
+            number,
+            reason: r,
+            lines,
+            id,
+            side,
+        } => {
+            let invoice_number = parse_number(&number)?;
+            let reason = reason(&r)?;
+            let scope = if lines.is_empty() {
+                RedLetterScope::Full
+            } else {
+                RedLetterScope::Partial(lines.iter().map(|l| parse_line(l)).collect::<Result<Vec<_>>>()?)
+            };
+            if side != Side::Seller {
+                if id.is_some() {
+                    bail!("--id names the seller's request; a buyer's form is numbered on the invoice");
+                }
+                return ctx.act(
+                    side,
+                    EventKind::RedFormStarted(RedFormStart {
+                        invoice_number,
+                        reason,
+                        scope,
+                    }),
+                );
+            }
+            let id = id.unwrap_or_else(|| gen_id("RED"));
+            let key = ctx.client_key()?;
+            ctx.submit(
+                &key,
+                EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+                    request_id: id.clone(),
+                    invoice_number,
+                    reason,
+                    scope,
+                }),
+            )?;
+            print_request(&ctx, &id)
+        }
+        RedformCommand::Confirm { number, form, side } => ctx.act(
+            side,
+            EventKind::RedFormAnswered(RedFormAnswer {
+                form: form_ref(&number, form)?,
+                confirm: true,
+            }),
+        ),
+        RedformCommand::Reject { number, form, side } => ctx.act(
+            side,
+            EventKind::RedFormAnswered(RedFormAnswer {
+                form: form_ref(&number, form)?,
+                confirm: false,
+            }),
+        ),
+        RedformCommand::Withdraw { number, form, side } => {
+            ctx.act(side, EventKind::RedFormWithdrawn(form_ref(&number, form)?))
+        }
+        RedformCommand::List { number } => {
+            let i = ctx.client.invoice(&number)?;
+            if ctx.opts.json {
+                println!("{}", serde_json::to_string_pretty(&i.forms)?);
+                return Ok(());
+            }
+            if i.forms.is_empty() {
+                println!("invoice {number} has no red-letter confirmation form");
+            }
+            for f in &i.forms {
+                println!("{}", crate::render::form_line(f));
+            }
+            Ok(())
+        }
+        RedformCommand::Show { number, form } => {
+            let f = ctx.client.red_form(&number, form)?;
+            if ctx.opts.json {
+                println!("{}", serde_json::to_string_pretty(&f)?);
+                return Ok(());
+            }
+            println!(
+                "form {}/{} by the {}: {}",
+                f.invoice_number, f.form, f.initiator, f.state
+            );
+            println!("  reason    {}", f.reason);
+            println!("  scope     {}", f.scope);
+            println!("  request   {}", f.request_id);
+            println!("  opened    {}", fapiao_engine::format_time(f.opened_at_ms));
+            println!("  deadline  {}", fapiao_engine::format_time(f.deadline_ms));
+            if let Some(t) = f.decided_at_ms {
+                println!("  decided   {}", fapiao_engine::format_time(t));
+            }
+            if let Some(n) = &f.red_number {
+                println!("  red       {n}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn claim(opts: &ClientOpts, cmd: ClaimCommand) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    let action = |number: &str, claim_ref: String| -> Result<ClaimAction> {
+        Ok(ClaimAction {
+            invoice_number: parse_number(number)?,
+            claim_ref,
+        })
+    };
+    match cmd {
+        ClaimCommand::Lock {
+            number,
+            check_code,
+            claim_ref,
+            side,
+        } => {
+            let check_code: fapiao_core::CheckCode = check_code
+                .parse()
+                .map_err(|e: fapiao_core::ids::ParseError| anyhow!("--check-code: {e}"))?;
+            ctx.act(
+                side,
+                EventKind::InvoiceClaimRequested(ClaimRequested {
+                    invoice_number: parse_number(&number)?,
+                    check_code,
+                    claim_ref,
+                }),
+            )
+        }
+        ClaimCommand::Unlock {
+            number,
+            claim_ref,
+            side,
+        } => ctx.act(side, EventKind::InvoiceClaimUnlocked(action(&number, claim_ref)?)),
+        ClaimCommand::Close {
+            number,
+            claim_ref,
+            side,
+        } => ctx.act(side, EventKind::InvoiceClaimClosed(action(&number, claim_ref)?)),
+        ClaimCommand::Book { number, status, side } => {
+            let status = BookingStatus::parse(&status).ok_or_else(|| {
+                anyhow!("--status: 01 not_booked, 02 booked_deducted, 03 booked_not_deducted or 06 withdrawn")
+            })?;
+            ctx.act(
+                side,
+                EventKind::InvoiceBookingSet(BookingSet {
+                    invoice_number: parse_number(&number)?,
+                    status,
+                }),
+            )
+        }
+    }
+}
