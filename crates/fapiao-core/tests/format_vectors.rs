@@ -473,10 +473,12 @@ fn format_md_vectors_match_the_code() {
             .unwrap_or_else(|| panic!("docs/FORMAT.md has no vector {name}"));
         assert_eq!(&doc.1, value, "docs/FORMAT.md vector {name} differs from the code");
     }
+    // `bundle` is checked by fapiao-proof's `format_vector` test (it needs the bundle's types).
+    let here = documented.iter().filter(|(n, _)| n != "bundle").count();
     assert_eq!(
-        documented.len(),
+        here,
         computed.len(),
-        "docs/FORMAT.md has vectors the test does not check"
+        "docs/FORMAT.md has vectors the tests do not check"
     );
 }
 

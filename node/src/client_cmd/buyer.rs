@@ -229,10 +229,10 @@ fn describe(d: &Value) -> (String, Option<String>) {
         ),
         "invoice_reversed" => (
             format!(
-                "RED INVOICE {} issued against {} ({})",
+                "RED INVOICE {} issued against {} (total {} reversed)",
                 s("red_number"),
                 s("original"),
-                s("total_fen")
+                fapiao_core::Fen::from_fen(data["total_fen"].as_i64().unwrap_or(0))
             ),
             None,
         ),
