@@ -273,6 +273,37 @@ fn every_endpoint_refuses_bad_input_cleanly() {
         Some("number"),
     );
     check(api.authed("/v1/invoices"), 400, "MALFORMED_QUERY", None);
+    // A red-letter form: the same answers for a bad number, a bad or absent form.
+    check(
+        api.get("/v1/invoices/26110001000000000001/forms/1", None),
+        401,
+        "UNAUTHORIZED",
+        Some("authorization"),
+    );
+    check(
+        api.authed("/v1/invoices/123/forms/1"),
+        400,
+        "MALFORMED_NUMBER",
+        Some("number"),
+    );
+    check(
+        api.authed("/v1/invoices/26110001000000000001/forms/x"),
+        400,
+        "MALFORMED_PATH",
+        None,
+    );
+    check(
+        api.authed("/v1/invoices/26110001000000000001/forms/4294967296"),
+        400,
+        "MALFORMED_PATH",
+        None,
+    );
+    check(
+        api.authed("/v1/invoices/26110001000000000099/forms/1"),
+        404,
+        "NOT_FOUND",
+        Some("form"),
+    );
     check(
         api.authed("/v1/failures?reason=NOPE"),
         400,

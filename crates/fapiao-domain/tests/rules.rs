@@ -1934,3 +1934,22 @@ fn a_partial_form_reverses_line_by_line_within_what_is_left() {
         refused(FailureReason::RedLetterExceedsRemaining),
     );
 }
+
+#[test]
+fn a_malformed_invoice_number_on_the_buyers_side_is_rejected_before_anything_is_read() {
+    // Year 200: the canonical decoder accepts the bytes, the bounds do not.
+    let bad: InvoiceNumber = codec::decode(&[200, 0xb1, 0xad, 0x01, 0x00, 1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    assert!(!bad.is_well_formed());
+    let mut inv = r1();
+    inv.number = bad;
+    for (who, kind) in [
+        (Who::Verifier, unlock(&inv, "EXP-1")),
+        (Who::Verifier, close(&inv, "EXP-1")),
+        (Who::Buyer, book(&inv, BookingStatus::BookedDeducted)),
+        (Who::Buyer, buyer_form(&inv, RedLetterScope::Full)),
+        (Who::Buyer, answer(&inv, 1, true)),
+        (Who::Owner, withdraw(&inv, 1)),
+    ] {
+        check(issue_r1, who, kind, Expect::Rejected("INVALID_FIELD"));
+    }
+}

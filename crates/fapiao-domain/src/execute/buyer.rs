@@ -401,7 +401,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             self.set_form_state(r.invoice_number, r.form, form)?;
             return Ok(one(changed(FormState::Rejected)));
         }
-        let rev = match self.try_red_letter(r.invoice_number, &form.request_id.clone(), form.reason, &form.scope)? {
+        let rev = match self.try_red_letter(r.invoice_number, &form.request_id, form.reason, &form.scope)? {
             Ok(rev) => rev,
             Err(f) => return Ok(refused(failed(f))),
         };
