@@ -304,6 +304,40 @@ fn every_endpoint_refuses_bad_input_cleanly() {
         "NOT_FOUND",
         Some("form"),
     );
+    // An invoice's history: the same answers, and a bad page position is refused.
+    check(
+        api.get("/v1/invoices/26110001000000000001/history", None),
+        401,
+        "UNAUTHORIZED",
+        Some("authorization"),
+    );
+    check(
+        api.authed("/v1/invoices/123/history"),
+        400,
+        "MALFORMED_NUMBER",
+        Some("number"),
+    );
+    for q in ["after=1", "after=x.1", "after=1.99999999999", "limit=0"] {
+        let field = q.split('=').next();
+        check(
+            api.authed(&format!("/v1/invoices/26110001000000000001/history?{q}")),
+            400,
+            "INVALID_FIELD",
+            field,
+        );
+    }
+    check(
+        api.authed("/v1/invoices/26110001000000000001/history?limit=-1"),
+        400,
+        "MALFORMED_QUERY",
+        None,
+    );
+    check(
+        api.authed("/v1/invoices/26110001000000000099/history"),
+        404,
+        "NOT_FOUND",
+        Some("number"),
+    );
     check(
         api.authed("/v1/failures?reason=NOPE"),
         400,

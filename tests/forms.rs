@@ -95,7 +95,7 @@ fn red_letter_forms_between_seller_and_buyer() {
         "--reason",
         "sales_discount",
         "--line",
-        "Discount|1|10.00|6",
+        "Oolong tea|1|10.00|6",
         "--as",
         "buyer",
     ]));
@@ -109,14 +109,28 @@ fn red_letter_forms_between_seller_and_buyer() {
         "--reason",
         "04",
         "--line",
-        "Tea|2|50.00|6",
+        "Oolong tea|2|50.00|6",
         "--as",
         "buyer",
     ]));
     assert!(text.contains("RED_LETTER_EXCEEDS_REMAINING"), "{text}");
+    // A line the invoice does not have names nothing: each red line names an original
+    // line, in the original's order.
+    let text = refused(node.cli(&[
+        "redform",
+        "start",
+        &e2,
+        "--reason",
+        "04",
+        "--line",
+        "Cup|1|1.00|6",
+        "--as",
+        "buyer",
+    ]));
+    assert!(text.contains("RED_LETTER_LINE_UNKNOWN"), "{text}");
     let text = ok(node.cli(&["redform", "show", &e, "1"]));
     assert!(
-        text.contains("by the buyer: waiting_for_seller") && text.contains("Discount"),
+        text.contains("by the buyer: waiting_for_seller") && text.contains("Oolong tea"),
         "{text}"
     );
     let text = ok(node.cli(&["redform", "confirm", &e, "1"]));
@@ -198,4 +212,78 @@ fn the_reimbursement_lock_is_taken_released_taken_again_and_closed() {
             && text.contains("Red-letter form 1 by the seller: waiting_for_buyer"),
         "{text}"
     );
+    // Every state it went through, in ledger order, from one command: the unlock cycle
+    // is not in the invoice's current state, only in its history.
+    let text = ok(node.cli(&["invoice", "history", &f]));
+    let expected = [
+        "ISSUED",
+        "lock requested (ref EXP-1)",
+        "LOCKED",
+        "lock requested (ref B-1)",
+        "REFUSED: already locked",
+        "unlock requested (ref EXP-1)",
+        "REFUSED: the lock is not yours",
+        "unlock requested (ref EXP-9)",
+        "REFUSED: the lock is not yours",
+        "unlock requested (ref EXP-1)",
+        "UNLOCKED",
+        "lock requested (ref B-1)",
+        "LOCKED",
+        "closing requested (ref B-1)",
+        "CLOSED",
+        "REFUSED: the claim was closed",
+        "REFUSED: the claim was closed",
+        "unlock requested (ref B-1)",
+        "REFUSED",
+        "red-letter requested (sales_return, request RL-F)",
+        "WAITING_FOR_BUYER",
+    ];
+    let mut rest = text.as_str();
+    for e in expected {
+        let at = rest
+            .find(e)
+            .unwrap_or_else(|| panic!("{e:?} missing or out of order in\n{text}"));
+        rest = &rest[at + e.len()..];
+    }
+    // Page by page, the API gives the same entries in the same order.
+    let page = |after: Option<&str>| -> serde_json::Value {
+        let mut url = format!("{}/v1/invoices/{f}/history?limit=4", node.url());
+        if let Some(a) = after {
+            url.push_str(&format!("&after={a}"));
+        }
+        reqwest::blocking::Client::new()
+            .get(url)
+            .bearer_auth(node.token())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let (mut paged, mut after) = (Vec::new(), None::<String>);
+    loop {
+        let p = page(after.as_deref());
+        let entries = p["entries"].as_array().unwrap();
+        assert!(entries.len() <= 4);
+        paged.extend(
+            entries
+                .iter()
+                .map(|e| (e["height"].as_u64().unwrap(), e["index"].as_u64().unwrap())),
+        );
+        match p["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    let whole: serde_json::Value = serde_json::from_str(&ok(node.cli(&["invoice", "history", &f, "--json"]))).unwrap();
+    let whole: Vec<_> = whole
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["height"].as_u64().unwrap(), e["index"].as_u64().unwrap()))
+        .collect();
+    assert!(whole.len() > 20 && whole.windows(2).all(|w| w[0] < w[1]), "{whole:?}");
+    assert_eq!(paged, whole);
+    // The request's own history still answers by request id.
+    let text = ok(node.cli(&["invoice", "history", "RL-F"]));
+    assert!(text.contains("AWAITING_CONFIRMATION"), "{text}");
 }

@@ -224,7 +224,7 @@ fn main() {
             request_id: "RL2".into(),
             invoice_number: n1,
             reason: RedLetterReason::SalesDiscount,
-            scope: RedLetterScope::Partial(vec![line("Discount", 1000, 100, 600)]),
+            scope: RedLetterScope::Partial(vec![line("Tea", 1000, 100, 600)]),
         }),
         5,
     );

@@ -72,9 +72,11 @@ pub(crate) enum InvoiceCommand {
     /// Every failure reason: code, cause, whether the unchanged request can succeed
     /// later, and the remedy (no node needed).
     Catalogue,
-    /// Show a request with its retries.
+    /// Show a request with its retries; or, given an invoice number (20 digits), every
+    /// state the invoice went through: issue, red-letter requests and red invoices,
+    /// confirmation forms and answers, locks, refused claims, unlocks, closing, bookings.
     History {
-        /// The request id.
+        /// The request id, or an invoice number.
         request: String,
     },
     /// Re-issue a request (typically a failed one) with corrections, linked to it by
@@ -565,7 +567,10 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
             }
             Ok(())
         }
-        InvoiceCommand::History { request } => print_request(&ctx, &request),
+        InvoiceCommand::History { request } => match request.parse::<InvoiceNumber>() {
+            Ok(_) => buyer::print_invoice_history(&ctx, &request),
+            Err(_) => print_request(&ctx, &request),
+        },
         InvoiceCommand::Retry {
             request,
             id,

@@ -205,6 +205,15 @@ impl Client {
         self.get(&format!("/v1/invoices/{}/forms/{form}", enc(number)))
     }
 
+    /// One page of an invoice's history, after position `after` (`HEIGHT.INDEX`).
+    pub fn invoice_history(&self, number: &str, after: Option<&str>) -> Result<InvoiceHistoryDto, ClientError> {
+        let mut q = format!("/v1/invoices/{}/history", enc(number));
+        if let Some(a) = after {
+            q.push_str(&format!("?after={}", enc(a)));
+        }
+        self.get(&q)
+    }
+
     /// Invoices of a request (and its retries).
     pub fn invoices_for_request(&self, request_id: &str) -> Result<Vec<InvoiceDto>, ClientError> {
         self.get(&format!("/v1/invoices?request_id={}", enc(request_id)))

@@ -4,7 +4,7 @@
 use fapiao_core::event::{
     Buyer, ClaimRefusal, DerivedKind, EventKind, IssuedLine, LineItem, RedFormRefusal, RedLetterScope,
 };
-use fapiao_core::{Entry, Header};
+use fapiao_core::{Entry, Header, InvoiceNumber};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, RequestBody, RequestOutcome, RequestRecord};
 use fapiao_engine::{FailureRow, NodeStatus, PaymentView};
@@ -704,6 +704,56 @@ pub struct CatalogueEntryDto {
     pub cause: String,
     /// Remedy.
     pub remedy: String,
+}
+
+/// An invoice's history: every entry about it, in ledger order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InvoiceHistoryDto {
+    /// The invoice.
+    pub number: String,
+    /// The entries of this page.
+    pub entries: Vec<HistoryEntryDto>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// One entry of an invoice's history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEntryDto {
+    /// Block height.
+    pub height: u64,
+    /// Index in the block.
+    pub index: u32,
+    /// Block time.
+    pub timestamp_ms: u64,
+    /// Whether the block is certified.
+    pub certified: bool,
+    /// The entry (as in a block: `type` event or derived, `kind`, `data`).
+    #[schema(value_type = Object)]
+    pub entry: Value,
+}
+
+impl InvoiceHistoryDto {
+    /// From the rows of one page of at most `limit`.
+    pub fn new(number: InvoiceNumber, rows: &[fapiao_engine::HistoryEntry], limit: usize) -> Self {
+        InvoiceHistoryDto {
+            number: number.to_string(),
+            entries: rows
+                .iter()
+                .map(|r| HistoryEntryDto {
+                    height: r.height,
+                    index: r.index,
+                    timestamp_ms: r.timestamp.0,
+                    certified: r.certified,
+                    entry: entry_json(&r.entry),
+                })
+                .collect(),
+            next: rows
+                .last()
+                .filter(|_| rows.len() >= limit)
+                .map(|r| format!("{}.{}", r.height, r.index)),
+        }
+    }
 }
 
 /// A block header.

@@ -551,6 +551,73 @@ async fn red_form(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// Page size (at most the node's page size).
+    #[param(minimum = 1)]
+    limit: Option<usize>,
+    /// Continue after this position (`HEIGHT.INDEX`, the `next` of the previous page).
+    #[param(pattern = r"^[0-9]{1,20}\.[0-9]{1,10}$")]
+    after: Option<String>,
+}
+
+/// Every state an invoice went through, in ledger order: each entry about it (its
+/// request and issue, red-letter requests and red invoices, confirmation forms and their
+/// answers, locks, refused claims, unlocks, closing, bookings), with block and time.
+#[utoipa::path(get, path = "/v1/invoices/{number}/history",
+    params(("number" = String, Path), HistoryQuery), security(("bearer" = [])),
+    responses((status = 200, body = InvoiceHistoryDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 401, body = ApiError)))]
+async fn invoice_history(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    number: Result<Path<String>, PathRejection>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<InvoiceHistoryDto>, Failure> {
+    authorize(&s, &headers)?;
+    let Path(number) = number.map_err(path_rejection)?;
+    let Query(q) = q.map_err(query_rejection)?;
+    let n: InvoiceNumber = number.parse().map_err(|e: fapiao_core::ids::ParseError| {
+        Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_NUMBER", e.0, Some("number"))
+    })?;
+    let after = match &q.after {
+        None => None,
+        Some(a) => Some(
+            a.split_once('.')
+                .and_then(|(h, i)| Some((h.parse::<u64>().ok()?, i.parse::<u32>().ok()?)))
+                .ok_or_else(|| {
+                    Failure::new(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_FIELD",
+                        "after: HEIGHT.INDEX, the next of an earlier page",
+                        Some("after"),
+                    )
+                })?,
+        ),
+    };
+    if q.limit == Some(0) {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            "limit: at least 1",
+            Some("limit"),
+        ));
+    }
+    if s.engine.invoice(&n).map_err(store)?.is_none() {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no invoice {n}"),
+            Some("number"),
+        ));
+    }
+    let limit = q.limit.unwrap_or(s.config.page_max).min(s.config.page_max);
+    let rows = s.engine.invoice_history(&n, after, limit).map_err(store)?;
+    Ok(Json(InvoiceHistoryDto::new(n, &rows, limit)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct InvoiceQuery {
     /// The invoices issued for this request and its retries.
     request_id: Option<String>,
@@ -982,7 +1049,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, red_form, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
+    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, red_form, invoice_history, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -1006,6 +1073,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/invoices", get(invoices))
         .route("/v1/invoices/{number}", get(invoice))
         .route("/v1/invoices/{number}/forms/{form}", get(red_form))
+        .route("/v1/invoices/{number}/history", get(invoice_history))
         .route("/v1/requests/{id}", get(request))
         .route("/v1/failures", get(failures))
         .route("/v1/failure-catalogue", get(catalogue))

@@ -122,6 +122,27 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The invoice this event is about, if any: what a per-invoice history lists it under.
+    pub fn invoice(&self) -> Option<InvoiceNumber> {
+        match self {
+            EventKind::InvoiceRedLetterRequested(r) => Some(r.invoice_number),
+            EventKind::InvoiceClaimRequested(c) => Some(c.invoice_number),
+            EventKind::InvoiceClaimUnlocked(a) | EventKind::InvoiceClaimClosed(a) => Some(a.invoice_number),
+            EventKind::InvoiceBookingSet(b) => Some(b.invoice_number),
+            EventKind::RedFormStarted(f) => Some(f.invoice_number),
+            EventKind::RedFormAnswered(a) => Some(a.form.invoice_number),
+            EventKind::RedFormWithdrawn(f) => Some(f.invoice_number),
+            EventKind::PaymentRecorded(_)
+            | EventKind::PaymentRefunded(_)
+            | EventKind::PaymentReversed(_)
+            | EventKind::InvoiceRequested(_)
+            | EventKind::FeeDeposited(_)
+            | EventKind::MerchantPolicySet(_)
+            | EventKind::ClientKeyAuthorized(_)
+            | EventKind::ClientKeyRevoked(_) => None,
+        }
+    }
+
     /// A stable snake_case name, used in APIs, metrics and exports.
     pub fn name(&self) -> &'static str {
         match self {
@@ -610,6 +631,24 @@ pub struct Derived {
     pub kind: DerivedKind,
 }
 
+impl DerivedKind {
+    /// The invoices this derived event changes or answers about (at most two: a red
+    /// invoice and its original, a corrected invoice and the one it replaces).
+    pub fn invoices(&self) -> Vec<InvoiceNumber> {
+        match self {
+            DerivedKind::InvoiceIssued(i) => std::iter::once(i.number).chain(i.replaces).collect(),
+            DerivedKind::InvoiceReversed(r) => vec![r.original, r.red_number],
+            DerivedKind::ClaimRecorded(c) => vec![c.invoice_number],
+            DerivedKind::ClaimRefused(c) => vec![c.invoice_number],
+            DerivedKind::ClaimUnlocked(c) | DerivedKind::ClaimClosed(c) => vec![c.invoice_number],
+            DerivedKind::BookingRecorded(b) => vec![b.invoice_number],
+            DerivedKind::RedFormChanged(f) => vec![f.form.invoice_number],
+            DerivedKind::RedFormRefused(f) => vec![f.invoice_number],
+            DerivedKind::InvoiceFailed(_) => vec![],
+        }
+    }
+}
+
 impl Derived {
     /// `H_derived(canonical(self))`.
     pub fn id(&self) -> EventId {
@@ -750,13 +789,17 @@ pub enum FailureReason {
     /// Red-letter: the confirmation form this request opened was rejected, withdrawn or
     /// left unanswered for 72 hours.
     RedFormNotConfirmed,
+    /// Red-letter: a partial line names no line of the original invoice, or breaks the
+    /// original's line order (each names, by description and rate, a later line than the
+    /// one before it that still has something left).
+    RedLetterLineUnknown,
 }
 
 impl FailureReason {
     /// Every reason, in canonical (variant index) order. The `match` in
     /// [`FailureReason::index`] has no wildcard, so a new variant does not compile until
     /// it is given an index; a test checks that this list holds every index once.
-    pub const ALL: [FailureReason; 25] = [
+    pub const ALL: [FailureReason; 26] = [
         FailureReason::BuyerNameMissing,
         FailureReason::BuyerTaxIdInvalid,
         FailureReason::BuyerTaxIdRequired,
@@ -782,6 +825,7 @@ impl FailureReason {
         FailureReason::RedLettersLimit,
         FailureReason::RedFormOpen,
         FailureReason::RedFormNotConfirmed,
+        FailureReason::RedLetterLineUnknown,
     ];
 
     /// The variant index: the number the canonical encoding writes for it.
@@ -812,6 +856,7 @@ impl FailureReason {
             FailureReason::RedLettersLimit => 22,
             FailureReason::RedFormOpen => 23,
             FailureReason::RedFormNotConfirmed => 24,
+            FailureReason::RedLetterLineUnknown => 25,
         }
     }
 }

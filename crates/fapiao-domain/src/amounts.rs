@@ -74,6 +74,88 @@ pub fn find_rate(rates: &[RateAmounts], rate: TaxRate) -> Option<&RateAmounts> {
     rates.iter().find(|r| r.rate == rate)
 }
 
+/// What is left of one line of a blue invoice: its amounts less every red line matched
+/// to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineLeft {
+    /// Net left.
+    pub net: Fen,
+    /// Tax left.
+    pub tax: Fen,
+}
+
+impl LineLeft {
+    /// A line's full amounts, before any reversal.
+    pub fn of(l: &IssuedLine) -> Self {
+        LineLeft { net: l.net, tax: l.tax }
+    }
+
+    /// Whether anything is left.
+    pub fn any(&self) -> bool {
+        !self.net.is_zero() || !self.tax.is_zero()
+    }
+}
+
+/// Why red lines could not be taken off the original's lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TakeError {
+    /// Red line `.0` names no later original line with the same description and rate
+    /// and something left.
+    Unknown(usize),
+    /// Red line `line` reverses more than is left of original line `original`.
+    Exceeds {
+        /// The red line.
+        line: usize,
+        /// The original line it names.
+        original: usize,
+        /// What was left of it.
+        left: LineLeft,
+    },
+}
+
+/// Takes red-letter lines off the original invoice's lines, in order (the 数电 rule that
+/// a partial reversal keeps the original's line order). Red line `i` names the first
+/// original line after the one red line `i - 1` named that has the same description and
+/// tax rate and something left; its net and tax must be within what is left of that line.
+/// A red line that takes all of a line's net takes exactly the tax left on it (its tax is
+/// set to that), so per-line rounding can neither strand a fen nor overdraw one.
+///
+/// The same function checks a new reversal and replays the stored red invoices of an
+/// invoice to find what is left of each line, so both read the lines the same way.
+/// On error `left` and `red` may be partly updated: callers work on copies.
+pub fn take_lines(original: &[IssuedLine], left: &mut [LineLeft], red: &mut [IssuedLine]) -> Result<(), TakeError> {
+    debug_assert_eq!(original.len(), left.len());
+    let mut from = 0;
+    for (i, r) in red.iter_mut().enumerate() {
+        let j = (from..original.len())
+            .find(|&j| {
+                let o = &original[j].item;
+                o.description == r.item.description && o.tax_rate == r.item.tax_rate && left[j].any()
+            })
+            .ok_or(TakeError::Unknown(i))?;
+        let l = left[j];
+        let exceeds = TakeError::Exceeds {
+            line: i,
+            original: j,
+            left: l,
+        };
+        if r.net > l.net {
+            return Err(exceeds);
+        }
+        if r.net == l.net {
+            r.tax = l.tax;
+        } else if r.tax > l.tax {
+            return Err(exceeds);
+        }
+        left[j] = LineLeft {
+            net: l.net.checked_sub(r.net).ok_or(exceeds.clone())?,
+            tax: l.tax.checked_sub(r.tax).ok_or(exceeds)?,
+        };
+        from = j + 1;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +197,106 @@ mod tests {
             tax_rate: TaxRate(1300),
         };
         assert!(line(&item).is_none());
+    }
+
+    fn issued(description: &str, net: i64, tax: i64, rate: u16) -> IssuedLine {
+        IssuedLine {
+            item: LineItem {
+                description: description.into(),
+                quantity: Quantity::ONE,
+                unit_price: Fen::from_fen(net),
+                tax_rate: TaxRate(rate),
+            },
+            net: Fen::from_fen(net),
+            tax: Fen::from_fen(tax),
+        }
+    }
+
+    #[test]
+    fn red_lines_keep_the_original_order_and_stay_within_each_line() {
+        let original = [
+            issued("Tea", 1000, 130, 1300),
+            issued("Pot", 3333, 200, 600),
+            issued("Tea", 500, 65, 1300),
+        ];
+        let fresh = || original.iter().map(LineLeft::of).collect::<Vec<_>>();
+        // Both "Tea" lines, in order: the second names the third original line.
+        let mut left = fresh();
+        let mut red = [issued("Tea", 1000, 130, 1300), issued("Tea", 200, 26, 1300)];
+        take_lines(&original, &mut left, &mut red).unwrap();
+        assert_eq!(
+            left[0],
+            LineLeft {
+                net: Fen::ZERO,
+                tax: Fen::ZERO
+            }
+        );
+        assert_eq!(left[2].net, Fen::from_fen(300));
+        // Order: "Pot" is line 2, so a "Tea" after it can only be line 3 (too small for
+        // 10.00), and a second "Pot" names nothing.
+        let mut red = [issued("Pot", 1, 0, 600), issued("Tea", 1000, 130, 1300)];
+        assert!(matches!(
+            take_lines(&original, &mut fresh(), &mut red),
+            Err(TakeError::Exceeds {
+                line: 1,
+                original: 2,
+                ..
+            })
+        ));
+        let mut red = [issued("Pot", 1, 0, 600), issued("Pot", 1, 0, 600)];
+        assert_eq!(
+            take_lines(&original, &mut fresh(), &mut red),
+            Err(TakeError::Unknown(1))
+        );
+        // A description or rate not on the invoice names nothing.
+        let mut red = [issued("Cup", 1, 0, 1300)];
+        assert_eq!(
+            take_lines(&original, &mut fresh(), &mut red),
+            Err(TakeError::Unknown(0))
+        );
+        let mut red = [issued("Tea", 1, 0, 900)];
+        assert_eq!(
+            take_lines(&original, &mut fresh(), &mut red),
+            Err(TakeError::Unknown(0))
+        );
+        // More than the line: refused, even though the rate has room on another line.
+        let mut red = [issued("Tea", 1001, 130, 1300)];
+        assert!(matches!(
+            take_lines(&original, &mut fresh(), &mut red),
+            Err(TakeError::Exceeds {
+                line: 0,
+                original: 0,
+                ..
+            })
+        ));
+        // A line used up is skipped: the next "Tea" is the third line.
+        let mut left = fresh();
+        take_lines(&original, &mut left, &mut [issued("Tea", 1000, 130, 1300)]).unwrap();
+        let mut red = [issued("Tea", 100, 13, 1300)];
+        take_lines(&original, &mut left, &mut red).unwrap();
+        assert_eq!(left[2].net, Fen::from_fen(400));
+    }
+
+    #[test]
+    fn the_last_of_a_line_takes_exactly_its_tax() {
+        let original = [issued("Pot", 3333, 200, 600)];
+        let mut left = vec![LineLeft::of(&original[0])];
+        // 3 x 11.11 at 6%: each part's tax rounds to 0.67, 2.01 in all, one fen over.
+        for _ in 0..2 {
+            let mut red = [issued("Pot", 1111, 67, 600)];
+            take_lines(&original, &mut left, &mut red).unwrap();
+            assert_eq!(red[0].tax, Fen::from_fen(67));
+        }
+        let mut last = [issued("Pot", 1111, 67, 600)];
+        take_lines(&original, &mut left, &mut last).unwrap();
+        assert_eq!(last[0].tax, Fen::from_fen(66));
+        assert_eq!(
+            left[0],
+            LineLeft {
+                net: Fen::ZERO,
+                tax: Fen::ZERO
+            }
+        );
+        assert!(!left[0].any());
     }
 }

@@ -52,12 +52,13 @@ pub fn info(reason: FailureReason) -> FailureInfo {
         R::AmountOverflow => ("AMOUNT_OVERFLOW", false, "A line's amount is too large to represent: check quantities and prices and re-issue with retry_of."),
         R::InvoiceNotFound => ("INVOICE_NOT_FOUND", false, "Check the invoice number: it must be an issued (blue) invoice of this merchant."),
         R::InvoiceAlreadyReversed => ("INVOICE_ALREADY_REVERSED", false, "Nothing is left to reverse on this invoice."),
-        R::RedLetterExceedsRemaining => ("RED_LETTER_EXCEEDS_REMAINING", false, "Reverse at most what is left of the invoice, using only tax rates that appear on it."),
+        R::RedLetterExceedsRemaining => ("RED_LETTER_EXCEEDS_REMAINING", false, "Reverse at most what is left of each line of the original (its red invoices show what was taken already), or reverse the rest in full."),
         R::ReplacesInvalid => ("REPLACES_INVALID", false, "replaces must name an invoice of this merchant that was red-letter reversed and not replaced yet, and list only payments it drew on."),
         R::PaymentInvoicesLimit => ("PAYMENT_INVOICES_LIMIT", false, "Invoice what is left of this payment together with the others in fewer, larger invoices: list other payments, or red-letter and re-issue the small ones as one."),
         R::RedLettersLimit => ("RED_LETTERS_LIMIT", false, "Reverse what is left of the invoice in one full red-letter instead of more partial ones."),
         R::RedFormOpen => ("RED_FORM_OPEN", true, "Wait for the open confirmation form to be answered (or withdraw it if you started it), then request the reversal again: `fapiao redform list INVOICE`."),
         R::RedFormNotConfirmed => ("RED_FORM_NOT_CONFIRMED", false, "The buyer did not confirm the reversal: agree it with the buyer, then start a new form (`fapiao redform start INVOICE` with a new request id)."),
+        R::RedLetterLineUnknown => ("RED_LETTER_LINE_UNKNOWN", false, "List the lines to reverse as they are printed on the original invoice (same description and tax rate), in the original's order, each at most once; then start a new red-letter request."),
     };
     FailureInfo {
         reason,
@@ -91,12 +92,13 @@ fn cause(reason: FailureReason) -> &'static str {
         R::AmountOverflow => "A line's amount is too large to represent.",
         R::InvoiceNotFound => "The red-letter request names no issued (blue) invoice of this merchant.",
         R::InvoiceAlreadyReversed => "The invoice to reverse is already fully reversed.",
-        R::RedLetterExceedsRemaining => "The partial red-letter lines exceed what is left of the invoice, or use a rate not on it.",
+        R::RedLetterExceedsRemaining => "A partial red-letter line reverses more than is left of the original line it names.",
         R::ReplacesInvalid => "replaces names no red-letter reversed invoice of this merchant, one already replaced, or one that did not draw on the listed payments.",
         R::PaymentInvoicesLimit => "A listed payment is already drawn on by 100 invoices, the most one payment may carry (the bound keeps its record small).",
         R::RedLettersLimit => "The invoice already has 100 red-letter invoices, the most one invoice may have.",
         R::RedFormOpen => "A red-letter confirmation form on this invoice is still waiting for an answer; one form waits at a time.",
         R::RedFormNotConfirmed => "The buyer has booked or claimed the invoice, so the reversal needed its confirmation; the form was rejected, withdrawn or left 72 hours unanswered.",
+        R::RedLetterLineUnknown => "A partial red-letter line names no line of the original invoice with something left, or lists the original's lines out of their order.",
     }
 }
 

@@ -8,7 +8,7 @@
 //! Every input is explicit (genesis, block time, state), every collection is ordered,
 //! so every validator derives the same events and writes.
 
-use crate::amounts;
+use crate::amounts::{self, LineLeft, TakeError};
 use crate::bounds::{self, invalid};
 use crate::state::{
     alloc, AutoReissue, BlueInvoice, ClaimInfo, ClientKeyRecord, DepositRecord, ExecError, InvoiceRecord, MerchantMeta,
@@ -1097,31 +1097,64 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             )));
         }
         let corrupt = || ExecError::Corrupt(StateKey::Invoice(n));
+        let original = &blue.issued.lines;
+        let mut left = self.lines_left(n, &blue)?;
         let lines: Vec<IssuedLine> = match scope {
-            RedLetterScope::Full => {
-                if Some(&blue.remaining) == amounts::by_rate(&blue.issued.lines).as_ref() {
-                    blue.issued.lines.clone()
-                } else {
-                    blue.remaining
-                        .iter()
-                        .filter(|ra| !ra.net.is_zero() || !ra.tax.is_zero())
-                        .map(|ra| IssuedLine {
+            // Whatever is left of each line, under the line's own description.
+            RedLetterScope::Full => original
+                .iter()
+                .zip(&left)
+                .filter(|(_, l)| l.any())
+                .map(|(o, l)| {
+                    if *l == LineLeft::of(o) {
+                        o.clone()
+                    } else {
+                        IssuedLine {
                             item: LineItem {
-                                description: format!("Remaining amount of invoice {n}"),
                                 quantity: Quantity::ONE,
-                                unit_price: ra.net,
-                                tax_rate: ra.rate,
+                                unit_price: l.net,
+                                ..o.item.clone()
                             },
-                            net: ra.net,
-                            tax: ra.tax,
-                        })
-                        .collect()
+                            net: l.net,
+                            tax: l.tax,
+                        }
+                    }
+                })
+                .collect(),
+            RedLetterScope::Partial(items) => {
+                let mut lines = match self.validate_lines(items) {
+                    Ok(t) => t.lines,
+                    Err(f) => return Ok(Err(f)),
+                };
+                match amounts::take_lines(original, &mut left, &mut lines) {
+                    Ok(()) => lines,
+                    Err(TakeError::Unknown(i)) => {
+                        return Ok(Err(fail(
+                            FailureReason::RedLetterLineUnknown,
+                            format!("scope.lines[{i}]"),
+                            format!(
+                                "\"{}\" at {} is not a line of {n} with something left after the lines before it \
+                                 (partial lines keep the original's order)",
+                                items[i].description, items[i].tax_rate
+                            ),
+                        )))
+                    }
+                    Err(TakeError::Exceeds { line, original, left }) => {
+                        return Ok(Err(fail(
+                            FailureReason::RedLetterExceedsRemaining,
+                            format!("scope.lines[{line}]"),
+                            format!(
+                                "reversing net {} tax {} of line {} of {n}, but only net {} tax {} is left of it",
+                                lines[line].net,
+                                lines[line].tax,
+                                original + 1,
+                                left.net,
+                                left.tax
+                            ),
+                        )))
+                    }
                 }
             }
-            RedLetterScope::Partial(items) => match self.validate_lines(items) {
-                Ok(t) => t.lines,
-                Err(f) => return Ok(Err(f)),
-            },
         };
         let reversing = amounts::by_rate(&lines).ok_or(Rejection::Overflow("lines"))?;
         let mut remaining: Vec<RateAmounts> = blue.remaining.clone();
@@ -1156,6 +1189,24 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             reversing,
             remaining,
         }))
+    }
+
+    /// What is left of each line of blue invoice `n`: its red invoices' lines taken off
+    /// in order, as they were when each was checked. A stored red line that no longer
+    /// fits is a corrupt record.
+    fn lines_left(&self, n: InvoiceNumber, blue: &BlueInvoice) -> Step<Vec<LineLeft>, S::Error> {
+        let original = &blue.issued.lines;
+        let mut left: Vec<LineLeft> = original.iter().map(LineLeft::of).collect();
+        for red in &blue.red_letters {
+            let Some(InvoiceRecord::Red(r)) = self.state.invoice(red)? else {
+                return Err(ExecError::Corrupt(StateKey::Invoice(*red)).into());
+            };
+            let mut lines = r.lines.clone();
+            if amounts::take_lines(original, &mut left, &mut lines).is_err() || lines != r.lines {
+                return Err(ExecError::Corrupt(StateKey::Invoice(n)).into());
+            }
+        }
+        Ok(left)
     }
 
     fn try_red_letter(

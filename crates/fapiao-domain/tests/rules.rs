@@ -622,7 +622,7 @@ fn red_letter_rules() {
         setup,
         Who::Owner,
         red("X", number, RedLetterScope::Partial(vec![line(1000, 100, 1300)])),
-        Expect::Failed(F::RedLetterExceedsRemaining),
+        Expect::Failed(F::RedLetterLineUnknown),
     );
     check(
         setup,
@@ -1931,7 +1931,7 @@ fn a_partial_form_reverses_line_by_line_within_what_is_left() {
         issue_r1,
         Who::Buyer,
         buyer_form(&inv, other_rate),
-        refused(FailureReason::RedLetterExceedsRemaining),
+        refused(FailureReason::RedLetterLineUnknown),
     );
 }
 
@@ -1952,4 +1952,106 @@ fn a_malformed_invoice_number_on_the_buyers_side_is_rejected_before_anything_is_
     ] {
         check(issue_r1, who, kind, Expect::Rejected("INVALID_FIELD"));
     }
+}
+
+#[test]
+fn a_partial_reversal_names_original_lines_in_their_order() {
+    use FailureReason as F;
+    let item = |d: &str, qty: i64, price: i64, rate: u16| LineItem {
+        description: d.into(),
+        ..line(qty, price, rate)
+    };
+    // Tea 20.00 at 13%, Pot 30.00 at 6%, Tea 10.00 at 13%: 66.70 with tax, on P1.
+    let setup = |w: &mut World| {
+        base(w);
+        let mut r = request("R1", &["P1"]);
+        r.lines = vec![
+            item("Tea", 2000, 1000, 1300),
+            item("Pot", 1000, 3000, 600),
+            item("Tea", 1000, 1000, 1300),
+        ];
+        issued(&w.submit(invoice(r)));
+    };
+    let number = {
+        let mut w = World::new();
+        setup(&mut w);
+        InvoiceNumber::new(26, w.chain, 1).unwrap()
+    };
+    let red = |id: &str, lines: Vec<LineItem>| {
+        EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+            request_id: id.into(),
+            invoice_number: number,
+            reason: RedLetterReason::SalesReturn,
+            scope: RedLetterScope::Partial(lines),
+        })
+    };
+    // In order, both Tea lines at once.
+    let w = check(
+        setup,
+        Who::Owner,
+        red(
+            "X",
+            vec![
+                item("Tea", 1000, 1000, 1300),
+                item("Pot", 500, 3000, 600),
+                item("Tea", 1000, 1000, 1300),
+            ],
+        ),
+        Expect::Reversed,
+    );
+    match w.invoice(number).unwrap() {
+        InvoiceRecord::Blue(b) => {
+            assert_eq!(b.remaining_total(), Some(Fen::from_fen(10_00 + 1_30 + 15_00 + 90)));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Out of the original's order: after the Pot line only the second Tea line is left,
+    // and it is too small for 20.00.
+    check(
+        setup,
+        Who::Owner,
+        red("X", vec![item("Pot", 1000, 3000, 600), item("Tea", 2000, 1000, 1300)]),
+        Expect::Failed(F::RedLetterExceedsRemaining),
+    );
+    // The same line twice, or a line not on the invoice: nothing to name.
+    check(
+        setup,
+        Who::Owner,
+        red("X", vec![item("Pot", 100, 3000, 600), item("Pot", 100, 3000, 600)]),
+        Expect::Failed(F::RedLetterLineUnknown),
+    );
+    check(
+        setup,
+        Who::Owner,
+        red("X", vec![item("Cup", 1000, 100, 1300)]),
+        Expect::Failed(F::RedLetterLineUnknown),
+    );
+    // Per line, not per rate: the first Tea line cannot take the second one's room.
+    check(
+        setup,
+        Who::Owner,
+        red("X", vec![item("Tea", 2500, 1000, 1300)]),
+        Expect::Failed(F::RedLetterExceedsRemaining),
+    );
+    // A used-up line is skipped: the next Tea names the third line; then a full reversal
+    // takes exactly the rest, line by line, under the original descriptions.
+    let mut w = World::new();
+    setup(&mut w);
+    reversed(&w.submit(red("A", vec![item("Tea", 2000, 1000, 1300)])));
+    let second = reversed(&w.submit(red("B", vec![item("Tea", 400, 1000, 1300)])));
+    assert_eq!((second.net, second.tax), (Fen::from_fen(4_00), Fen::from_fen(52)));
+    let rest = reversed(&w.submit(EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: "C".into(),
+        invoice_number: number,
+        reason: RedLetterReason::SalesReturn,
+        scope: RedLetterScope::Full,
+    })));
+    let described: Vec<_> = rest
+        .lines
+        .iter()
+        .map(|l| (l.item.description.as_str(), l.net.fen(), l.tax.fen()))
+        .collect();
+    assert_eq!(described, vec![("Pot", 30_00, 1_80), ("Tea", 6_00, 78)]);
+    assert!(rest.fully_reversed);
+    assert_eq!(w.invoicing("P1").invoiced, Fen::ZERO);
 }

@@ -26,7 +26,8 @@ pub use metrics::Metrics;
 pub use producer::EXECUTION_FAILED;
 pub use proof::{Factors, ProofError};
 pub use queries::{
-    EventOutcome, EventStatus, FailureCursor, FailureRow, NodeStatus, PaymentView, FAILURE_ROWS_SCANNED_MAX,
+    EventOutcome, EventStatus, FailureCursor, FailureRow, HistoryEntry, NodeStatus, PaymentView,
+    FAILURE_ROWS_SCANNED_MAX, HISTORY_PAGE_MAX,
 };
 pub use reconcile::{
     business_day, business_ms_of_day, format_day, format_time, parse_day, ReconRow, Reconciliation, RECON_LIST_MAX,

@@ -22,6 +22,24 @@ pub struct EventOutcome {
     pub derived: Vec<Derived>,
 }
 
+/// One entry of an invoice's history (see [`Engine::invoice_history`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The block.
+    pub height: u64,
+    /// The index in the block.
+    pub index: u32,
+    /// The block time.
+    pub timestamp: fapiao_core::Timestamp,
+    /// Whether the block is certified.
+    pub certified: bool,
+    /// The entry.
+    pub entry: Entry,
+}
+
+/// The most history entries one read returns.
+pub const HISTORY_PAGE_MAX: usize = 1000;
+
 /// Where an event stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventStatus {
@@ -195,6 +213,61 @@ impl Engine {
             certified,
             derived,
         }))
+    }
+
+    /// Every entry about invoice `number` on its chain, in ledger order, after position
+    /// `after` (height, index), at most `limit` (clamped to [`HISTORY_PAGE_MAX`]): the
+    /// request, the issue, red-letter requests, forms and their answers, claims (locks,
+    /// refusals, unlocks, closing) and bookings, each with its outcome. An entry read back
+    /// from another place than its index row says is [`StoreError::Tampered`].
+    pub fn invoice_history(
+        &self,
+        number: &InvoiceNumber,
+        after: Option<(u64, u32)>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let chain = number.member();
+        let prefix = tables::IdxInvoiceHistory::key(&(*number, chain, 0, 0));
+        let prefix = &prefix[..prefix.len() - 12];
+        let start = after.map(|(h, i)| match i.checked_add(1) {
+            Some(i) => tables::IdxInvoiceHistory::key(&(*number, chain, h, i)),
+            None => tables::IdxInvoiceHistory::key(&(*number, chain, h.saturating_add(1), 0)),
+        });
+        let rows =
+            self.store()
+                .scan::<tables::IdxInvoiceHistory>(prefix, start.as_deref(), limit.min(HISTORY_PAGE_MAX))?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut header: Option<Header> = None;
+        for (_, loc) in rows {
+            let tampered = |detail: &str| StoreError::Tampered {
+                chain: loc.chain,
+                key: format!("history row of {number} at {}.{}", loc.height, loc.index),
+                detail: detail.into(),
+            };
+            let entry = self.store().entry(&loc)?.ok_or_else(|| tampered("no entry is there"))?;
+            let about = match &entry {
+                Entry::Event(e) => e.body.kind.invoice() == Some(*number),
+                Entry::Derived(d) => d.kind.invoices().contains(number) || d.kind.invoices().is_empty(),
+            };
+            if loc.chain != chain || !about {
+                return Err(tampered("the entry there is not about this invoice"));
+            }
+            if header.as_ref().is_none_or(|h| h.body.height != loc.height) {
+                header = self.store().header(loc.chain, loc.height)?;
+            }
+            let timestamp = header
+                .as_ref()
+                .map(|h| h.body.timestamp)
+                .ok_or_else(|| tampered("its block header is missing"))?;
+            out.push(HistoryEntry {
+                height: loc.height,
+                index: loc.index,
+                timestamp,
+                certified: self.store().certificate(loc.chain, loc.height)?.is_some(),
+                entry,
+            });
+        }
+        Ok(out)
     }
 
     /// One payment.

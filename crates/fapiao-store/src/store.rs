@@ -5,14 +5,15 @@ use crate::StoreError;
 use fapiao_core::event::{DerivedKind, EventKind};
 use fapiao_core::smt::{self, Node, NodeKey, NodeStore};
 use fapiao_core::{
-    codec, Block, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, MemberCode,
+    codec, Block, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, InvoiceNumber,
+    MemberCode,
 };
 use fapiao_domain::{StateKey, StateRead, StateValue};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
     WriteOptions, DB,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A stored row as bytes: its key and value.
@@ -514,6 +515,16 @@ impl Store {
         let mut b = WriteBatch::default();
         let hash = c.block.header.hash();
         self.put::<Headers>(&mut b, &(chain, h.height), &c.block.header);
+        // A derived failure names no invoice: it is about the invoice its cause is about.
+        let about: HashMap<EventId, InvoiceNumber> = c
+            .block
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Event(ev) => ev.body.kind.invoice().map(|n| (ev.id(), n)),
+                Entry::Derived(_) => None,
+            })
+            .collect();
         for (i, entry) in c.block.entries.iter().enumerate() {
             let loc = EntryLoc {
                 chain,
@@ -522,6 +533,16 @@ impl Store {
             };
             self.put::<Entries>(&mut b, &(chain, h.height, loc.index), entry);
             self.index_entry(&mut b, entry, loc);
+            let invoices = match entry {
+                Entry::Event(e) => e.body.kind.invoice().into_iter().collect(),
+                Entry::Derived(d) => match d.kind.invoices() {
+                    v if v.is_empty() => about.get(&d.cause).copied().into_iter().collect(),
+                    v => v,
+                },
+            };
+            for n in invoices {
+                self.put::<IdxInvoiceHistory>(&mut b, &(n, chain, h.height, loc.index), &loc);
+            }
         }
         for (k, v) in &c.state.writes {
             self.put::<State>(&mut b, &(chain, k.clone()), v);

@@ -115,6 +115,16 @@ table!(
     IdxInvoice, "idx_invoice", InvoiceNumber, EntryLoc, |k| codec::to_bytes(k)
 );
 table!(
+    /// Every entry about an invoice, by (invoice, chain, height, index): its history in
+    /// ledger order (requests, issue, reversals, claims, bookings, forms and their outcomes).
+    IdxInvoiceHistory, "idx_invoice_history", (InvoiceNumber, MemberCode, u64, u32), EntryLoc, |k| {
+        let mut v = codec::to_bytes(&k.0);
+        v.extend_from_slice(&chain_height(k.1, k.2));
+        v.extend_from_slice(&k.3.to_be_bytes());
+        v
+    }
+);
+table!(
     /// Payments by (chain, payment id): where the recording event is.
     IdxPayment, "idx_payment", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1)
 );
@@ -226,12 +236,13 @@ fn chain_height_of(table: &'static str, k: &[u8]) -> Result<(MemberCode, u64), c
 }
 
 /// Every column family, for opening.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     Headers::NAME,
     Entries::NAME,
     Certs::NAME,
     Events::NAME,
     IdxInvoice::NAME,
+    IdxInvoiceHistory::NAME,
     IdxPayment::NAME,
     IdxRequest::NAME,
     IdxFailure::NAME,
@@ -299,6 +310,13 @@ pub fn describe_row(table: &str, key: &[u8], value: &[u8]) -> (Option<MemberCode
         "idx_invoice" => match codec::decode::<InvoiceNumber>(key) {
             Ok(n) => (Some(n.member()), format!("invoice {n}")),
             Err(_) => (None, format!("undecodable key {}", hex(key))),
+        },
+        "idx_invoice_history" => match codec::decode::<EntryLoc>(value) {
+            Ok(l) => (
+                Some(l.chain),
+                format!("history row {} at block {}.{}", hex(key), l.height, l.index),
+            ),
+            Err(_) => (None, format!("undecodable history row {}", hex(key))),
         },
         "idx_payment" => (chain_of(key), format!("payment {}", text(key.get(4..).unwrap_or(&[])))),
         "idx_request" => (chain_of(key), format!("request {}", text(key.get(4..).unwrap_or(&[])))),

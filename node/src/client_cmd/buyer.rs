@@ -266,8 +266,85 @@ fn describe(d: &Value) -> (String, Option<String>) {
             };
             (format!("REFUSED: {why}"), Some(why))
         }
+        "invoice_issued" => (
+            format!(
+                "ISSUED {} to {} (total {}){}",
+                s("number"),
+                data["buyer"]["name"].as_str().unwrap_or("?"),
+                fapiao_core::Fen::from_fen(data["total_fen"].as_i64().unwrap_or(0)),
+                data["replaces"]
+                    .as_str()
+                    .map(|r| format!(", replacing {r}"))
+                    .unwrap_or_default()
+            ),
+            None,
+        ),
         other => (format!("{other}: {data}"), None),
     }
+}
+
+/// One input event of an invoice's history for people: what was asked, and by whom.
+fn describe_event(e: &Value) -> String {
+    let data = &e["data"];
+    let s = |k: &str| data[k].as_str().unwrap_or("?").to_string();
+    let by = e["author"].as_str().map(|a| &a[..a.len().min(12)]).unwrap_or("?");
+    let what = match e["kind"].as_str().unwrap_or("") {
+        "invoice_red_letter_requested" => {
+            format!("red-letter requested ({}, request {})", s("reason"), s("request_id"))
+        }
+        "invoice_claim_requested" => format!("lock requested (ref {})", s("claim_ref")),
+        "invoice_claim_unlocked" => format!("unlock requested (ref {})", s("claim_ref")),
+        "invoice_claim_closed" => format!("closing requested (ref {})", s("claim_ref")),
+        "invoice_booking_set" => format!("booking status {} {} set", s("code"), s("status")),
+        "red_form_started" => format!("form started by the buyer ({})", s("reason")),
+        "red_form_answered" => format!(
+            "form {} {}",
+            data["form"].as_u64().unwrap_or(0),
+            if data["confirm"].as_bool() == Some(true) {
+                "confirmed"
+            } else {
+                "rejected"
+            }
+        ),
+        "red_form_withdrawn" => format!("form {} withdrawn", data["form"].as_u64().unwrap_or(0)),
+        other => other.to_string(),
+    };
+    format!("{what}, signed by key {by}...")
+}
+
+/// `fapiao invoice history NUMBER`: every state the invoice went through, in ledger
+/// order, page by page: each request or answer and what the ledger recorded for it.
+pub(crate) fn print_invoice_history(ctx: &Ctx, number: &str) -> Result<()> {
+    let mut after: Option<String> = None;
+    let mut all = Vec::new();
+    loop {
+        let page = ctx.client.invoice_history(number, after.as_deref())?;
+        all.extend(page.entries);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    if ctx.opts.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    println!("invoice {number}: {} entries", all.len());
+    for h in &all {
+        let text = if h.entry["type"] == "event" {
+            format!("  asked: {}", describe_event(&h.entry))
+        } else {
+            describe(&h.entry).0
+        };
+        println!(
+            "{} block {}.{}{}  {text}",
+            fapiao_engine::format_time(h.timestamp_ms),
+            h.height,
+            h.index,
+            if h.certified { "" } else { " (not yet certified)" }
+        );
+    }
+    Ok(())
 }
 
 fn reason(name: &str) -> Result<RedLetterReason> {

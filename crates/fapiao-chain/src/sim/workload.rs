@@ -218,6 +218,46 @@ impl Workload {
         Some(list[self.rng.range(0, list.len() as u64 - 1) as usize].clone())
     }
 
+    /// A partial reversal of `b`: mostly some lines of the original, in its order, each
+    /// for part of its amount; now and then more than a line holds
+    /// (RED_LETTER_EXCEEDS_REMAINING), lines out of order or a line the invoice does not
+    /// have (RED_LETTER_LINE_UNKNOWN). Line amounts already reversed are not tracked here:
+    /// the executor decides, as it does for a client.
+    fn partial_of(&mut self, b: &BlueInvoice) -> RedLetterScope {
+        let issued = &b.issued.lines;
+        let first = self.rng.range(0, issued.len() as u64 - 1) as usize;
+        let mut lines = Vec::new();
+        for (i, l) in issued.iter().enumerate() {
+            if i != first && !self.rng.chance(30) {
+                continue;
+            }
+            let net = l.net.fen().max(1);
+            let net = if self.rng.chance(10) {
+                net + self.rng.range(1, 100) as i64
+            } else {
+                self.rng.range(1, net as u64) as i64
+            };
+            lines.push(LineItem {
+                quantity: Quantity::ONE,
+                unit_price: Fen::from_fen(net),
+                ..l.item.clone()
+            });
+        }
+        if self.rng.chance(5) {
+            let rate = b.issued.lines[0].item.tax_rate;
+            lines.push(LineItem {
+                description: "returned".into(),
+                quantity: Quantity::ONE,
+                unit_price: Fen::from_fen(1),
+                tax_rate: rate,
+            });
+        }
+        if self.rng.chance(5) {
+            lines.reverse();
+        }
+        RedLetterScope::Partial(lines)
+    }
+
     /// The next block's input events, `n` of them (fewer when nothing fits).
     pub(super) fn events<S: StateRead<Error = Infallible>>(
         &mut self,
@@ -582,24 +622,10 @@ impl Workload {
             n = self.pick(&invoices)?.0;
             b = blue(state, n)?;
         }
-        let standing: Vec<_> = b.remaining.iter().filter(|r| r.net.is_positive()).collect();
-        let scope = if standing.is_empty() || self.rng.chance(45) {
+        let scope = if b.fully_reversed() || self.rng.chance(45) {
             RedLetterScope::Full
         } else {
-            let ra = standing[self.rng.range(0, standing.len() as u64 - 1) as usize];
-            // Mostly within what is left at that rate (the tax rounding may still go a
-            // fen over), now and then more than is left: RED_LETTER_EXCEEDS_REMAINING.
-            let net = if self.rng.chance(10) {
-                ra.net.fen() + self.rng.range(1, 100) as i64
-            } else {
-                self.rng.range(1, ra.net.fen() as u64) as i64
-            };
-            RedLetterScope::Partial(vec![LineItem {
-                description: "returned".into(),
-                quantity: Quantity::ONE,
-                unit_price: Fen::from_fen(net),
-                tax_rate: ra.rate,
-            }])
+            self.partial_of(&b)
         };
         let kind = EventKind::InvoiceRedLetterRequested(RedLetterRequested {
             request_id,
@@ -705,14 +731,10 @@ impl Workload {
                 (who.verifier, kind)
             }
             _ => {
-                let scope = match b.remaining.iter().find(|r| r.net.is_positive()) {
-                    Some(r) if self.rng.chance(50) => RedLetterScope::Partial(vec![LineItem {
-                        description: "Discount".into(),
-                        quantity: fapiao_core::Quantity::ONE,
-                        unit_price: Fen::from_fen((r.net.fen() / 2).max(1)),
-                        tax_rate: r.rate,
-                    }]),
-                    _ => RedLetterScope::Full,
+                let scope = if !b.fully_reversed() && self.rng.chance(50) {
+                    self.partial_of(&b)
+                } else {
+                    RedLetterScope::Full
                 };
                 let kind = EventKind::RedFormStarted(RedFormStart {
                     invoice_number,
