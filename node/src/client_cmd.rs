@@ -155,6 +155,38 @@ pub(crate) enum FeeCommand {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum QuotaCommand {
+    /// Grant (or adjust) the month's invoicing quota, tax included (tax office key).
+    Grant {
+        /// Amount in yuan.
+        amount: String,
+        /// The month, YYYYMM in UTC+8 (default: this month).
+        #[arg(long)]
+        month: Option<u32>,
+    },
+    /// Suspend the month's quota (tax office key).
+    Suspend {
+        /// The month, YYYYMM in UTC+8 (default: this month).
+        #[arg(long)]
+        month: Option<u32>,
+    },
+    /// Lift a suspension (tax office key).
+    Resume {
+        /// The month, YYYYMM in UTC+8 (default: this month).
+        #[arg(long)]
+        month: Option<u32>,
+    },
+    /// After the monthly filing: the month gets the amount last granted (tax office key).
+    Revalidate {
+        /// The month, YYYYMM in UTC+8 (default: this month).
+        #[arg(long)]
+        month: Option<u32>,
+    },
+    /// The quota on record: month, granted, used, left, suspended, waiting requests.
+    Show,
+}
+
+#[derive(Subcommand)]
 pub(crate) enum KeyCommand {
     /// Authorise a client key to sign on this chain (member key).
     Authorize {
@@ -684,10 +716,15 @@ fn print_request(ctx: &Ctx, id: &str) -> Result<()> {
             (Some(n), _) => {
                 println!("{mark} {} {}: {} {n}", r.request_id, r.kind, r.outcome.to_uppercase());
                 if let Some(a) = &r.auto_reissue {
-                    println!(
-                        "    failed first for the fee balance; issued automatically when fee deposit {} covered it",
-                        a.deposit_id
-                    );
+                    match (&a.deposit_id, a.quota_month) {
+                        (Some(d), _) => println!(
+                            "    failed first for the fee balance; issued automatically when fee deposit {d} covered it"
+                        ),
+                        (None, Some(m)) => println!(
+                            "    failed first for the quota; issued automatically when the tax office's quota change for {m} made room"
+                        ),
+                        (None, None) => println!("    issued automatically by event {}", a.event_id),
+                    }
                 }
             }
             (None, Some(f)) => {
@@ -834,7 +871,53 @@ pub(crate) fn fee(opts: &ClientOpts, cmd: FeeCommand) -> Result<()> {
     }
 }
 
-/// The requests a fee deposit re-ran (the derived entries right after it in its block).
+/// `fapiao quota`: the tax office's quota changes, signed with the profile's
+/// `verifier_key` (the dev tax office), and the quota on record.
+pub(crate) fn quota(opts: &ClientOpts, cmd: QuotaCommand) -> Result<()> {
+    let ctx = Ctx::new(opts)?;
+    let this_month = || crate::now().utc8_month();
+    let (month, action) = match cmd {
+        QuotaCommand::Show => {
+            let q = ctx.client.quota()?;
+            if ctx.opts.json {
+                println!("{}", serde_json::to_string_pretty(&q)?);
+            } else if !q.under_quota {
+                println!("not under quota: no tax office has granted this merchant one");
+            } else {
+                println!(
+                    "quota {}{}: granted {}  used {}  left {}{}",
+                    q.month.unwrap_or(0),
+                    if q.valid {
+                        ""
+                    } else {
+                        " (EXPIRED: this month has none yet)"
+                    },
+                    Fen::from_fen(q.granted_fen),
+                    Fen::from_fen(q.used_fen),
+                    Fen::from_fen(q.left_fen),
+                    if q.suspended { "  SUSPENDED" } else { "" }
+                );
+                println!("{} request(s) wait for quota", q.waiting_requests);
+            }
+            return Ok(());
+        }
+        QuotaCommand::Grant { amount, month } => (month, QuotaAction::Grant(money(&amount, "AMOUNT")?)),
+        QuotaCommand::Suspend { month } => (month, QuotaAction::Suspend),
+        QuotaCommand::Resume { month } => (month, QuotaAction::Resume),
+        QuotaCommand::Revalidate { month } => (month, QuotaAction::Revalidate),
+    };
+    let key = ctx.key(ctx.profile.verifier_key.as_deref(), "tax office (verifier_key)")?;
+    let month = month.unwrap_or_else(this_month);
+    let (event, r) = ctx.submit(&key, EventKind::QuotaChanged(QuotaChange { month, action }))?;
+    ctx.print_submitted(&format!("quota {} for {month}", action.name()), &r)?;
+    if let Some(height) = r.height {
+        print_auto_reissues(&ctx, height, &event.to_string())?;
+    }
+    Ok(())
+}
+
+/// The requests a fee deposit or a quota change re-ran (the derived entries right after
+/// it in its block).
 fn print_auto_reissues(ctx: &Ctx, height: u64, deposit: &str) -> Result<()> {
     if ctx.opts.json {
         return Ok(());

@@ -20,7 +20,7 @@ mod sim_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use client_cmd::{ClaimCommand, ClientOpts, FeeCommand, InvoiceCommand, KeyCommand, RedformCommand};
+use client_cmd::{ClaimCommand, ClientOpts, FeeCommand, InvoiceCommand, KeyCommand, QuotaCommand, RedformCommand};
 use std::path::PathBuf;
 
 /// Fapiao: a consortium invoice ledger.
@@ -230,6 +230,13 @@ enum Command {
     Fee {
         #[command(subcommand)]
         command: FeeCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// The monthly invoicing quota (授信额度) a tax office grants the merchant.
+    Quota {
+        #[command(subcommand)]
+        command: QuotaCommand,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -650,6 +657,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Redform { command, opts } => client_cmd::redform(&opts, command),
         Command::Claim { command, opts } => client_cmd::claim_cmd(&opts, command),
         Command::Fee { command, opts } => client_cmd::fee(&opts, command),
+        Command::Quota { command, opts } => client_cmd::quota(&opts, command),
         Command::Key { command, opts } => client_cmd::key(&opts, command),
         Command::Status { opts } => client_cmd::status(&opts),
         Command::Replay {

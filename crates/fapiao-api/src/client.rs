@@ -214,6 +214,11 @@ impl Client {
         self.get(&q)
     }
 
+    /// The merchant's invoicing quota.
+    pub fn quota(&self) -> Result<QuotaDto, ClientError> {
+        self.get("/v1/quota")
+    }
+
     /// Invoices of a request (and its retries).
     pub fn invoices_for_request(&self, request_id: &str) -> Result<Vec<InvoiceDto>, ClientError> {
         self.get(&format!("/v1/invoices?request_id={}", enc(request_id)))

@@ -2,11 +2,11 @@
 //! not serialised for the API's sake; these are.
 
 use fapiao_core::event::{
-    Buyer, ClaimRefusal, DerivedKind, EventKind, IssuedLine, LineItem, RedFormRefusal, RedLetterScope,
+    Buyer, ClaimRefusal, DerivedKind, EventKind, IssuedLine, LineItem, QuotaAction, RedFormRefusal, RedLetterScope,
 };
 use fapiao_core::{Entry, Header, InvoiceNumber};
 use fapiao_domain::catalogue;
-use fapiao_domain::state::{InvoiceRecord, RequestBody, RequestOutcome, RequestRecord};
+use fapiao_domain::state::{InvoiceRecord, ReissueTrigger, RequestBody, RequestOutcome, RequestRecord};
 use fapiao_engine::{FailureRow, NodeStatus, PaymentView};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -538,14 +538,19 @@ pub struct FailureInfoDto {
     pub detail: String,
 }
 
-/// The fee deposit that issued a fee-blocked request automatically.
+/// What issued a blocked request automatically: a fee deposit (for FEE_BALANCE_TOO_LOW)
+/// or a tax office's quota change (for QUOTA_EXCEEDED, QUOTA_EXPIRED, QUOTA_SUSPENDED).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct AutoReissueDto {
-    /// The deposit id.
-    pub deposit_id: String,
-    /// The deposit event.
-    pub deposit_event_id: String,
-    /// Block time of the deposit (and of the issue).
+    /// `fee_deposit` or `quota`.
+    pub trigger: String,
+    /// The deposit id, for a fee deposit.
+    pub deposit_id: Option<String>,
+    /// The quota's month (`YYYYMM`, UTC+8), for a quota change.
+    pub quota_month: Option<u32>,
+    /// The event that made room.
+    pub event_id: String,
+    /// Block time of that event (and of the issue).
     pub at_ms: u64,
 }
 
@@ -617,8 +622,20 @@ impl RequestDto {
             retry_of,
             retried_by: r.retried_by.clone(),
             auto_reissue: r.auto_reissue.as_ref().map(|a| AutoReissueDto {
-                deposit_id: a.deposit_id.clone(),
-                deposit_event_id: a.deposit_event.to_string(),
+                trigger: match a.trigger {
+                    ReissueTrigger::Deposit(_) => "fee_deposit",
+                    ReissueTrigger::Quota(_) => "quota",
+                }
+                .into(),
+                deposit_id: match &a.trigger {
+                    ReissueTrigger::Deposit(d) => Some(d.clone()),
+                    ReissueTrigger::Quota(_) => None,
+                },
+                quota_month: match a.trigger {
+                    ReissueTrigger::Quota(m) => Some(m),
+                    ReissueTrigger::Deposit(_) => None,
+                },
+                event_id: a.event.to_string(),
                 at_ms: a.at.0,
             }),
             request_hex: hex::encode(fapiao_core::codec::to_bytes(&r.body)),
@@ -704,6 +721,48 @@ pub struct CatalogueEntryDto {
     pub cause: String,
     /// Remedy.
     pub remedy: String,
+}
+
+/// The merchant's invoicing quota (授信额度) for the month.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QuotaDto {
+    /// Whether the merchant invoices under a quota (a tax office granted one once).
+    pub under_quota: bool,
+    /// The month of the quota on record, `YYYYMM` (UTC+8).
+    pub month: Option<u32>,
+    /// The month of the node's clock, `YYYYMM` (UTC+8).
+    pub current_month: u32,
+    /// Whether the quota on record is for the current month (otherwise invoicing fails
+    /// with QUOTA_EXPIRED until it is granted or re-validated).
+    pub valid: bool,
+    /// Granted, tax included.
+    pub granted_fen: i64,
+    /// Used by blue invoices less what red invoices gave back.
+    pub used_fen: i64,
+    /// Left.
+    pub left_fen: i64,
+    /// Suspended by the tax office.
+    pub suspended: bool,
+    /// Requests waiting for quota, issued automatically when it makes room.
+    pub waiting_requests: usize,
+}
+
+impl QuotaDto {
+    /// From the record, the queue length and the month now.
+    pub fn new(q: Option<&fapiao_domain::state::QuotaRecord>, waiting: usize, now: fapiao_core::Timestamp) -> Self {
+        let current_month = now.utc8_month();
+        QuotaDto {
+            under_quota: q.is_some(),
+            month: q.map(|q| q.month),
+            current_month,
+            valid: q.is_some_and(|q| q.month == current_month),
+            granted_fen: q.map_or(0, |q| q.granted.fen()),
+            used_fen: q.map_or(0, |q| q.used.fen()),
+            left_fen: q.map_or(0, |q| q.left().fen()),
+            suspended: q.is_some_and(|q| q.suspended),
+            waiting_requests: waiting,
+        }
+    }
 }
 
 /// An invoice's history: every entry about it, in ledger order.
@@ -972,6 +1031,10 @@ pub fn entry_json(e: &Entry) -> Value {
                 EventKind::RedFormWithdrawn(f) => {
                     json!({"invoice_number": f.invoice_number.to_string(), "form": f.form})
                 }
+                EventKind::QuotaChanged(c) => json!({
+                    "month": c.month, "action": c.action.name(),
+                    "amount_fen": match c.action { QuotaAction::Grant(a) => Some(a.fen()), _ => None },
+                }),
             };
             json!({
                 "id": ev.id().to_string(), "type": "event", "kind": b.kind.name(), "chain": b.chain.to_string(),

@@ -516,6 +516,16 @@ async fn invoice(
     }
 }
 
+/// The merchant's invoicing quota for the month: granted, used, left, suspended, and
+/// how many requests wait for it.
+#[utoipa::path(get, path = "/v1/quota", security(("bearer" = [])),
+    responses((status = 200, body = QuotaDto), (status = 401, body = ApiError)))]
+async fn quota(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<QuotaDto>, Failure> {
+    authorize(&s, &headers)?;
+    let (record, waiting) = s.engine.quota().map_err(store)?;
+    Ok(Json(QuotaDto::new(record.as_ref(), waiting, wall_now())))
+}
+
 /// The node's clock, against which a waiting form's deadline is shown (the ledger
 /// decides by block time; a form past its deadline can no longer be answered).
 fn wall_now() -> fapiao_core::Timestamp {
@@ -1049,7 +1059,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, red_form, invoice_history, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
+    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, red_form, invoice_history, quota, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -1074,6 +1084,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/invoices/{number}", get(invoice))
         .route("/v1/invoices/{number}/forms/{form}", get(red_form))
         .route("/v1/invoices/{number}/history", get(invoice_history))
+        .route("/v1/quota", get(quota))
         .route("/v1/requests/{id}", get(request))
         .route("/v1/failures", get(failures))
         .route("/v1/failure-catalogue", get(catalogue))

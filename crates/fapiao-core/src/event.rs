@@ -119,6 +119,46 @@ pub enum EventKind {
     RedFormAnswered(RedFormAnswer),
     /// The side that started a form withdraws it while it waits.
     RedFormWithdrawn(RedFormRef),
+    /// The tax office grants, adjusts, suspends, resumes or re-validates the merchant's
+    /// invoicing quota (授信额度) for a month.
+    QuotaChanged(QuotaChange),
+}
+
+/// A tax office's change to a merchant's monthly invoicing quota.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct QuotaChange {
+    /// The month it is for, `YYYYMM` in UTC+8; it must be the month of the block that
+    /// records it (a quota is never carried from one month into another).
+    pub month: u32,
+    /// What changes.
+    pub action: QuotaAction,
+}
+
+/// What a [`QuotaChange`] does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum QuotaAction {
+    /// Grant the month's quota, or adjust it: the amount including tax the merchant may
+    /// invoice in the month (what is already used stays used).
+    Grant(Fen),
+    /// Suspend invoicing under the quota until resumed.
+    Suspend,
+    /// Lift a suspension.
+    Resume,
+    /// After the monthly filing: the new month gets the amount last granted, nothing
+    /// carried over from the month before.
+    Revalidate,
+}
+
+impl QuotaAction {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuotaAction::Grant(_) => "grant",
+            QuotaAction::Suspend => "suspend",
+            QuotaAction::Resume => "resume",
+            QuotaAction::Revalidate => "revalidate",
+        }
+    }
 }
 
 impl EventKind {
@@ -135,6 +175,7 @@ impl EventKind {
             EventKind::PaymentRecorded(_)
             | EventKind::PaymentRefunded(_)
             | EventKind::PaymentReversed(_)
+            | EventKind::QuotaChanged(_)
             | EventKind::InvoiceRequested(_)
             | EventKind::FeeDeposited(_)
             | EventKind::MerchantPolicySet(_)
@@ -162,6 +203,7 @@ impl EventKind {
             EventKind::RedFormStarted(_) => "red_form_started",
             EventKind::RedFormAnswered(_) => "red_form_answered",
             EventKind::RedFormWithdrawn(_) => "red_form_withdrawn",
+            EventKind::QuotaChanged(_) => "quota_changed",
         }
     }
 }
@@ -793,13 +835,20 @@ pub enum FailureReason {
     /// original's line order (each names, by description and rate, a later line than the
     /// one before it that still has something left).
     RedLetterLineUnknown,
+    /// The invoice's total is more than is left of the month's invoicing quota.
+    QuotaExceeded,
+    /// The merchant is under quota and has no valid quota for the block's month (not
+    /// granted or re-validated yet).
+    QuotaExpired,
+    /// The month's quota is suspended by the tax office.
+    QuotaSuspended,
 }
 
 impl FailureReason {
     /// Every reason, in canonical (variant index) order. The `match` in
     /// [`FailureReason::index`] has no wildcard, so a new variant does not compile until
     /// it is given an index; a test checks that this list holds every index once.
-    pub const ALL: [FailureReason; 26] = [
+    pub const ALL: [FailureReason; 29] = [
         FailureReason::BuyerNameMissing,
         FailureReason::BuyerTaxIdInvalid,
         FailureReason::BuyerTaxIdRequired,
@@ -826,6 +875,9 @@ impl FailureReason {
         FailureReason::RedFormOpen,
         FailureReason::RedFormNotConfirmed,
         FailureReason::RedLetterLineUnknown,
+        FailureReason::QuotaExceeded,
+        FailureReason::QuotaExpired,
+        FailureReason::QuotaSuspended,
     ];
 
     /// The variant index: the number the canonical encoding writes for it.
@@ -857,6 +909,9 @@ impl FailureReason {
             FailureReason::RedFormOpen => 23,
             FailureReason::RedFormNotConfirmed => 24,
             FailureReason::RedLetterLineUnknown => 25,
+            FailureReason::QuotaExceeded => 26,
+            FailureReason::QuotaExpired => 27,
+            FailureReason::QuotaSuspended => 28,
         }
     }
 }

@@ -84,7 +84,26 @@ impl fmt::Display for BlockHash {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
 pub struct Timestamp(pub u64);
 
+/// China Standard Time (UTC+8), the offset of the platform's business day, month and year.
+const CST: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
+    Ok(o) => o,
+    Err(_) => panic!("UTC+8 is a valid offset"),
+};
+
 impl Timestamp {
+    /// The month of this instant in China Standard Time (UTC+8), as `YYYYMM`: the
+    /// boundary of a merchant's invoicing quota.
+    pub fn utc8_month(self) -> u32 {
+        let secs = (self.0 / 1000).min(253_402_300_799 - 8 * 3600) as i64;
+        match time::OffsetDateTime::from_unix_timestamp(secs) {
+            Ok(t) => {
+                let t = t.to_offset(CST);
+                t.year() as u32 * 100 + u8::from(t.month()) as u32
+            }
+            Err(_) => unreachable!("clamped to the years time represents"),
+        }
+    }
+
     /// The UTC calendar year (proleptic Gregorian) of this instant.
     pub fn utc_year(self) -> i64 {
         let days = (self.0 / 86_400_000) as i64;
@@ -222,6 +241,11 @@ mod tests {
         assert_eq!(Timestamp(1_767_225_599_999).utc_year(), 2025);
         // 2000-02-29T12:00:00Z (leap day).
         assert_eq!(Timestamp(951_825_600_000).utc_year(), 2000);
+        // UTC+8 months: 2026-11-30T16:00:00Z is 2026-12-01 00:00 in Beijing.
+        assert_eq!(Timestamp(1_796_054_400_000).utc8_month(), 202612);
+        assert_eq!(Timestamp(1_796_054_399_999).utc8_month(), 202611);
+        assert_eq!(Timestamp(0).utc8_month(), 197001);
+        assert_eq!(Timestamp(u64::MAX).utc8_month(), 999912);
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub enum StateKey {
     FeeBlocked,
     /// A red-letter confirmation form, by invoice and form number.
     RedForm(InvoiceNumber, u32),
+    /// The merchant's invoicing quota for the current month (absent: not under quota).
+    Quota,
+    /// Invoice requests that failed only for the quota, waiting for a grant.
+    QuotaBlocked,
 }
 
 impl StateKey {
@@ -67,6 +71,10 @@ pub enum StateValue {
     FeeBlocked(FeeBlockedQueue),
     /// For [`StateKey::RedForm`].
     RedForm(RedForm),
+    /// For [`StateKey::Quota`].
+    Quota(QuotaRecord),
+    /// For [`StateKey::QuotaBlocked`].
+    QuotaBlocked(FeeBlockedQueue),
 }
 
 impl StateValue {
@@ -89,6 +97,8 @@ impl StateValue {
                 | (StateKey::ClientKey(_), StateValue::ClientKey(_))
                 | (StateKey::FeeBlocked, StateValue::FeeBlocked(_))
                 | (StateKey::RedForm(..), StateValue::RedForm(_))
+                | (StateKey::Quota, StateValue::Quota(_))
+                | (StateKey::QuotaBlocked, StateValue::QuotaBlocked(_))
         )
     }
 }
@@ -217,15 +227,52 @@ pub struct RequestRecord {
     pub auto_reissue: Option<AutoReissue>,
 }
 
-/// The fee deposit that issued a fee-blocked request automatically.
+/// The event that issued a blocked request automatically.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct AutoReissue {
-    /// The deposit's id.
-    pub deposit_id: String,
-    /// The deposit event (the derived issue sits right after it).
-    pub deposit_event: EventId,
+    /// What made room.
+    pub trigger: ReissueTrigger,
+    /// That event (the derived issue sits right after it).
+    pub event: EventId,
     /// Block time.
     pub at: Timestamp,
+}
+
+/// What made room for a blocked request.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum ReissueTrigger {
+    /// A fee deposit, by deposit id, for a request blocked by the fee balance.
+    Deposit(String),
+    /// A quota grant, resumption or re-validation for the month `YYYYMM`, for a request
+    /// blocked by the quota.
+    Quota(u32),
+}
+
+/// A merchant's invoicing quota (授信额度) for one month, granted by a tax office.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct QuotaRecord {
+    /// The month, `YYYYMM` in UTC+8. A block of a later month finds it expired.
+    pub month: u32,
+    /// What may be invoiced in the month, tax included.
+    pub granted: Fen,
+    /// What blue invoices used in the month, less what red invoices gave back.
+    pub used: Fen,
+    /// Suspended by the tax office.
+    pub suspended: bool,
+    /// The tax office member that made the last change.
+    pub by: MemberCode,
+    /// Block time of the last change.
+    pub changed_at: Timestamp,
+}
+
+impl QuotaRecord {
+    /// What is left of the grant.
+    pub fn left(&self) -> Fen {
+        self.granted
+            .checked_sub(self.used)
+            .filter(|l| !l.is_negative())
+            .unwrap_or(Fen::ZERO)
+    }
 }
 
 /// Invoice requests that failed only because the fee balance was below the fee, in the

@@ -376,6 +376,25 @@ fn state_vectors(v: &mut Vec<(&'static str, String)>, number: InvoiceNumber, che
             }),
         ),
         (
+            "state.value.quota",
+            StateKey::Quota,
+            StateValue::Quota(QuotaRecord {
+                month: 202603,
+                granted: Fen::from_fen(10_000_000),
+                used: Fen::from_fen(53_00),
+                suspended: false,
+                by: MemberCode::new(810_001).unwrap(),
+                changed_at: t(1000),
+            }),
+        ),
+        (
+            "state.value.quota_blocked",
+            StateKey::QuotaBlocked,
+            StateValue::QuotaBlocked(FeeBlockedQueue {
+                requests: vec!["R8".into()],
+            }),
+        ),
+        (
             "state.value.red_form",
             StateKey::RedForm(number, 1),
             StateValue::RedForm(RedForm {

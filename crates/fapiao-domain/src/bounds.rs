@@ -109,6 +109,15 @@ pub fn check_event(kind: &EventKind) -> Result<(), Rejection> {
             check_id("deposit_id", &d.deposit_id)?;
             check_amount("amount", d.amount)
         }
+        EventKind::QuotaChanged(c) => {
+            if !(200_001..=999_912).contains(&c.month) || !(1..=12).contains(&(c.month % 100)) {
+                return Err(invalid("month", "must be YYYYMM, a month of the years 2000 to 9999"));
+            }
+            match c.action {
+                fapiao_core::event::QuotaAction::Grant(a) => check_amount("amount", a),
+                _ => Ok(()),
+            }
+        }
         EventKind::MerchantPolicySet(p) => {
             if p.permitted_types.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(invalid("permitted_types", "must be sorted and distinct"));

@@ -58,6 +58,9 @@ pub fn info(reason: FailureReason) -> FailureInfo {
         R::RedLettersLimit => ("RED_LETTERS_LIMIT", false, "Reverse what is left of the invoice in one full red-letter instead of more partial ones."),
         R::RedFormOpen => ("RED_FORM_OPEN", true, "Wait for the open confirmation form to be answered (or withdraw it if you started it), then request the reversal again: `fapiao redform list INVOICE`."),
         R::RedFormNotConfirmed => ("RED_FORM_NOT_CONFIRMED", false, "The buyer did not confirm the reversal: agree it with the buyer, then start a new form (`fapiao redform start INVOICE` with a new request id)."),
+        R::QuotaExceeded => ("QUOTA_EXCEEDED", true, "Ask the tax office to raise this month's quota (`fapiao quota grant`), or split the sale over months: the node issues the request automatically, in the order requests failed, once a grant makes room (or re-issue it unchanged). A red invoice gives its total back."),
+        R::QuotaExpired => ("QUOTA_EXPIRED", true, "File the monthly return, then ask the tax office to re-validate the quota for the new month (`fapiao quota revalidate`) or grant one: the node then issues the waiting requests automatically."),
+        R::QuotaSuspended => ("QUOTA_SUSPENDED", true, "Resolve the matter with the tax office; once it resumes the quota (`fapiao quota resume`) the waiting requests are issued automatically."),
         R::RedLetterLineUnknown => ("RED_LETTER_LINE_UNKNOWN", false, "List the lines to reverse as they are printed on the original invoice (same description and tax rate), in the original's order, each at most once; then start a new red-letter request."),
     };
     FailureInfo {
@@ -98,6 +101,9 @@ fn cause(reason: FailureReason) -> &'static str {
         R::RedLettersLimit => "The invoice already has 100 red-letter invoices, the most one invoice may have.",
         R::RedFormOpen => "A red-letter confirmation form on this invoice is still waiting for an answer; one form waits at a time.",
         R::RedFormNotConfirmed => "The buyer has booked or claimed the invoice, so the reversal needed its confirmation; the form was rejected, withdrawn or left 72 hours unanswered.",
+        R::QuotaExceeded => "The invoice's total (tax included) is more than is left of the merchant's invoicing quota (授信额度) for the month.",
+        R::QuotaExpired => "The merchant invoices under a quota and has none for this month (UTC+8) yet: a quota ends with its month and is not carried over.",
+        R::QuotaSuspended => "The tax office suspended the merchant's invoicing quota for the month.",
         R::RedLetterLineUnknown => "A partial red-letter line names no line of the original invoice with something left, or lists the original's lines out of their order.",
     }
 }
@@ -164,7 +170,10 @@ mod tests {
                 "INVOICE_TYPE_NOT_PERMITTED",
                 "TOTAL_ABOVE_MERCHANT_LIMIT",
                 "FEE_BALANCE_TOO_LOW",
-                "RED_FORM_OPEN"
+                "RED_FORM_OPEN",
+                "QUOTA_EXCEEDED",
+                "QUOTA_EXPIRED",
+                "QUOTA_SUSPENDED"
             ]
         );
     }

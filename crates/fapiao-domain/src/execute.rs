@@ -11,16 +11,16 @@
 use crate::amounts::{self, LineLeft, TakeError};
 use crate::bounds::{self, invalid};
 use crate::state::{
-    alloc, AutoReissue, BlueInvoice, ClaimInfo, ClientKeyRecord, DepositRecord, ExecError, InvoiceRecord, MerchantMeta,
-    Overlay, PaymentRecord, PaymentReversal, RateAmounts, RefundRecord, RequestBody, RequestOutcome, RequestRecord,
-    StateKey, StateRead, StateValue,
+    alloc, AutoReissue, Blocked, BlueInvoice, ClaimInfo, ClientKeyRecord, DepositRecord, ExecError, InvoiceRecord,
+    MerchantMeta, Overlay, PaymentRecord, PaymentReversal, QuotaRecord, RateAmounts, RefundRecord, ReissueTrigger,
+    RequestBody, RequestOutcome, RequestRecord, StateKey, StateRead, StateValue,
 };
 use crate::uscc;
 use fapiao_core::event::{
     Allocation, ClaimRecorded, ClaimRefusal, ClaimRefused, ClaimRequested, ClientKeyAuthorized, ClientKeyRevoked,
     FailureReason, FeeDeposited, InvoiceFailed, InvoiceIssued, InvoiceRequested, InvoiceReversed, InvoiceType,
-    IssuedLine, LineItem, MerchantPolicy, PaymentRecorded, PaymentRefunded, PaymentReversed, RedLetterReason,
-    RedLetterRequested, RedLetterScope,
+    IssuedLine, LineItem, MerchantPolicy, PaymentRecorded, PaymentRefunded, PaymentReversed, QuotaAction, QuotaChange,
+    RedLetterReason, RedLetterRequested, RedLetterScope,
 };
 use fapiao_core::genesis::Role;
 use fapiao_core::hash::{hash, Domain};
@@ -387,6 +387,7 @@ pub fn authorize<S: StateRead>(
         EventKind::InvoiceRequested(_) | EventKind::InvoiceRedLetterRequested(_) => client(|p| p.invoices),
         EventKind::InvoiceClaimRequested(_) => Ok(member(&[Role::Verifier, Role::TaxOffice])),
         EventKind::FeeDeposited(_) | EventKind::MerchantPolicySet(_) => Ok(member(&[Role::Operator])),
+        EventKind::QuotaChanged(_) => Ok(member(&[Role::TaxOffice])),
         EventKind::ClientKeyAuthorized(_) | EventKind::ClientKeyRevoked(_) => Ok(if *author == ctx.owner {
             Ok(None)
         } else {
@@ -451,8 +452,9 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             EventKind::InvoiceClaimRequested(c) => self.claim(c, member_signer(signer)).map(one),
             EventKind::FeeDeposited(d) => {
                 self.deposit(d)?;
-                self.reissue_fee_blocked(d)
+                self.reissue_blocked(Blocked::Fee, ReissueTrigger::Deposit(d.deposit_id.clone()))
             }
+            EventKind::QuotaChanged(c) => self.change_quota(c, member_signer(signer)),
             EventKind::MerchantPolicySet(p) => self.set_policy(p).map(|()| vec![]),
             EventKind::ClientKeyAuthorized(a) => self.authorize_key(a).map(|()| vec![]),
             EventKind::ClientKeyRevoked(r) => self.revoke_key(r).map(|()| vec![]),
@@ -599,35 +601,19 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             }
         };
         if let Some(mut prev) = retried {
-            if matches!(
-                prev.1.outcome,
-                RequestOutcome::Failed {
-                    reason: FailureReason::FeeBalanceTooLow,
-                    ..
+            if let RequestOutcome::Failed { reason, .. } = prev.1.outcome {
+                if let Some(kind) = Blocked::of(reason) {
+                    // The retry takes over: the original must not be issued automatically too.
+                    let mut queue = self.state.blocked(kind)?;
+                    queue.requests.retain(|id| *id != prev.0);
+                    self.state.put(kind.key(), kind.value(queue));
                 }
-            ) {
-                // The retry takes over: the original must not be issued by a deposit too.
-                let mut queue = self.state.fee_blocked()?;
-                queue.requests.retain(|id| *id != prev.0);
-                self.state.put(StateKey::FeeBlocked, StateValue::FeeBlocked(queue));
             }
             prev.1.retried_by = Some(r.request_id.clone());
             self.state.put(StateKey::Request(prev.0), StateValue::Request(prev.1));
         }
         if let Err(f) = &mut outcome {
-            if f.reason == FailureReason::FeeBalanceTooLow {
-                let mut queue = self.state.fee_blocked()?;
-                if queue.requests.len() < FEE_BLOCKED_MAX {
-                    queue.requests.push(r.request_id.clone());
-                    self.state.put(StateKey::FeeBlocked, StateValue::FeeBlocked(queue));
-                    f.detail
-                        .push_str("; it is issued automatically once a fee deposit covers it");
-                } else {
-                    f.detail.push_str(&format!(
-                        "; not queued for automatic re-issue ({FEE_BLOCKED_MAX} requests already wait): retry it after a deposit"
-                    ));
-                }
-            }
+            self.enqueue_blocked(&r.request_id, f)?;
         }
         let (record_outcome, derived) = match outcome {
             Ok(issued) => (
@@ -716,17 +702,43 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         amounts::totals(lines).ok_or_else(|| fail(FailureReason::AmountOverflow, "lines", "line amounts overflow"))
     }
 
-    /// Re-runs fee-blocked requests, oldest first, after deposit `d`: each is issued (or
-    /// fails for a reason that arose meanwhile) until the balance no longer covers the
-    /// fee or the block's automatic re-issue budget is spent. Derived events name their
-    /// request as the cause and sit right after the deposit.
-    fn reissue_fee_blocked(&mut self, d: &FeeDeposited) -> Step<Vec<Derived>, S::Error> {
-        let mut queue = self.state.fee_blocked()?;
+    /// Queues a request that failed for the fee or the quota, to be issued
+    /// automatically when room comes; says so (or why not) in the failure's detail.
+    fn enqueue_blocked(&mut self, request_id: &str, f: &mut Failure) -> Step<(), S::Error> {
+        let Some(kind) = Blocked::of(f.reason) else {
+            return Ok(());
+        };
+        let mut queue = self.state.blocked(kind)?;
+        if queue.requests.len() < FEE_BLOCKED_MAX {
+            queue.requests.push(request_id.to_owned());
+            self.state.put(kind.key(), kind.value(queue));
+            f.detail.push_str(&format!("; {}", kind.waiting()));
+        } else {
+            f.detail.push_str(&format!(
+                "; not queued for automatic re-issue ({FEE_BLOCKED_MAX} requests already wait): retry it later"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Re-runs the requests blocked by `kind`, oldest first, after `trigger` made room:
+    /// each is issued (or fails for a reason that arose meanwhile, and waits in the other
+    /// queue if that reason is the other kind of room) until one fails for `kind` again
+    /// (it stays at the front) or the block's automatic re-issue budget is spent.
+    /// Derived events name their request as the cause and sit right after the trigger.
+    fn reissue_blocked(&mut self, kind: Blocked, trigger: ReissueTrigger) -> Step<Vec<Derived>, S::Error> {
+        let queue = self.state.blocked(kind)?;
         let fee = self.ctx.genesis.fee_per_invoice();
         let mut derived = Vec::new();
         let mut done = 0;
+        let by = match &trigger {
+            ReissueTrigger::Deposit(d) => format!("deposit {d}"),
+            ReissueTrigger::Quota(m) => format!("the quota change for {m}"),
+        };
         for request_id in &queue.requests {
-            if self.meta()?.fee_balance < fee || self.state.auto_bytes() >= AUTO_REISSUE_BYTES_MAX {
+            if (kind == Blocked::Fee && self.meta()?.fee_balance < fee)
+                || self.state.auto_bytes() >= AUTO_REISSUE_BYTES_MAX
+            {
                 break;
             }
             let Some(mut record) = self.state.request(request_id)? else {
@@ -736,35 +748,37 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 return Err(Stop::Exec(ExecError::Corrupt(StateKey::Request(request_id.clone()))));
             };
             let r = r.clone();
-            let kind = match self.validate_and_issue(&r, record.event)? {
-                Err(f) if f.reason == FailureReason::FeeBalanceTooLow => break,
+            let kind_of = |f: &Failure| Blocked::of(f.reason);
+            let derived_kind = match self.validate_and_issue(&r, record.event)? {
+                Err(f) if kind_of(&f) == Some(kind) => break,
                 Ok(issued) => {
                     record.outcome = RequestOutcome::Issued(issued.number);
                     record.auto_reissue = Some(AutoReissue {
-                        deposit_id: d.deposit_id.clone(),
-                        deposit_event: self.id,
+                        trigger: trigger.clone(),
+                        event: self.id,
                         at: self.block.timestamp,
                     });
                     DerivedKind::InvoiceIssued(issued)
                 }
-                Err(f) => {
-                    let detail = format!("{}; found when deposit {} re-ran the request", f.detail, d.deposit_id);
+                Err(mut f) => {
+                    f.detail = format!("{}; found when {by} re-ran the request", f.detail);
+                    self.enqueue_blocked(request_id, &mut f)?;
                     record.outcome = RequestOutcome::Failed {
                         reason: f.reason,
                         field: f.field.clone(),
-                        detail: detail.clone(),
+                        detail: f.detail.clone(),
                     };
                     DerivedKind::InvoiceFailed(InvoiceFailed {
                         request_id: request_id.clone(),
                         reason: f.reason,
                         field: f.field,
-                        detail,
+                        detail: f.detail,
                     })
                 }
             };
             let one = Derived {
                 cause: record.event,
-                kind,
+                kind: derived_kind,
             };
             self.state.add_auto_bytes(codec::to_bytes(&one).len());
             derived.push(one);
@@ -773,10 +787,122 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             done += 1;
         }
         if done > 0 {
-            queue.requests.drain(..done);
-            self.state.put(StateKey::FeeBlocked, StateValue::FeeBlocked(queue));
+            // Re-read: a request that failed for the other kind joined the other queue,
+            // never this one.
+            let mut now = self.state.blocked(kind)?;
+            now.requests.drain(..done);
+            self.state.put(kind.key(), kind.value(now));
         }
         Ok(derived)
+    }
+
+    /// The month's quota must be valid, not suspended and cover `total`; `Ok(None)` for
+    /// a merchant not under quota (no grant ever recorded).
+    fn check_quota(&self, total: Fen) -> Step<Result<Option<QuotaRecord>, Failure>, S::Error> {
+        let Some(q) = self.state.quota()? else {
+            return Ok(Ok(None));
+        };
+        let month = self.block.timestamp.utc8_month();
+        if q.month != month {
+            return Ok(Err(fail(
+                FailureReason::QuotaExpired,
+                "quota",
+                format!(
+                    "the quota of {} ended with its month; {month} has none yet (granted or re-validated)",
+                    q.month
+                ),
+            )));
+        }
+        if q.suspended {
+            return Ok(Err(fail(
+                FailureReason::QuotaSuspended,
+                "quota",
+                format!("the quota of {month} is suspended by the tax office"),
+            )));
+        }
+        if total > q.left() {
+            return Ok(Err(fail(
+                FailureReason::QuotaExceeded,
+                "quota",
+                format!(
+                    "total {total} is above the {} left of the {} quota of {month} ({} used)",
+                    q.left(),
+                    q.granted,
+                    q.used
+                ),
+            )));
+        }
+        Ok(Ok(Some(q)))
+    }
+
+    /// A tax office's quota change, for the block's month only; then the requests that
+    /// wait for quota are re-run when it made room.
+    fn change_quota(&mut self, c: &QuotaChange, by: MemberCode) -> Step<Vec<Derived>, S::Error> {
+        let month = self.block.timestamp.utc8_month();
+        if c.month != month {
+            return Err(invalid(
+                "month",
+                format!("this block is in {month} (UTC+8): a quota is for the month it is recorded in, never carried"),
+            )
+            .into());
+        }
+        let at = self.block.timestamp;
+        let current = self.state.quota()?;
+        let this_month = current.clone().filter(|q| q.month == month);
+        let refused = |detail: String| -> Step<Vec<Derived>, S::Error> { Err(invalid("action", detail).into()) };
+        let record = match (c.action, this_month, current) {
+            (QuotaAction::Grant(granted), Some(q), _) if granted < q.used => {
+                return refused(format!(
+                    "{} of the {month} quota is already used: grant at least that, or suspend the quota",
+                    q.used
+                ))
+            }
+            (QuotaAction::Grant(granted), Some(q), _) => QuotaRecord {
+                granted,
+                by,
+                changed_at: at,
+                ..q
+            },
+            // A new month starts from nothing used; a suspension stays until resumed.
+            (QuotaAction::Grant(granted), None, previous) => QuotaRecord {
+                month,
+                granted,
+                used: Fen::ZERO,
+                suspended: previous.is_some_and(|p| p.suspended),
+                by,
+                changed_at: at,
+            },
+            (QuotaAction::Suspend | QuotaAction::Resume, Some(q), _) => QuotaRecord {
+                suspended: c.action == QuotaAction::Suspend,
+                by,
+                changed_at: at,
+                ..q
+            },
+            (QuotaAction::Suspend | QuotaAction::Resume, None, _) => {
+                return refused(format!(
+                    "{month} has no quota to suspend or resume: grant or re-validate it first"
+                ))
+            }
+            (QuotaAction::Revalidate, Some(_), _) => return refused(format!("the quota of {month} is already valid")),
+            (QuotaAction::Revalidate, None, Some(previous)) => QuotaRecord {
+                month,
+                granted: previous.granted,
+                used: Fen::ZERO,
+                suspended: previous.suspended,
+                by,
+                changed_at: at,
+            },
+            (QuotaAction::Revalidate, None, None) => {
+                return refused("nothing to re-validate: this merchant was never granted a quota".into())
+            }
+        };
+        let room = !record.suspended && record.left().is_positive();
+        self.state.put(StateKey::Quota, StateValue::Quota(record));
+        if room {
+            self.reissue_blocked(Blocked::Quota, ReissueTrigger::Quota(month))
+        } else {
+            Ok(vec![])
+        }
     }
 
     /// `replaces` must name a blue invoice of this chain with a red-letter reversal, not
@@ -931,6 +1057,10 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 ),
             )));
         }
+        let quota = match self.check_quota(totals.total)? {
+            Ok(q) => q,
+            Err(f) => return Ok(Err(f)),
+        };
         let fee = self.ctx.genesis.fee_per_invoice();
         if meta.fee_balance < fee {
             return Ok(Err(fail(
@@ -941,6 +1071,11 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         }
 
         // Issue.
+        if let Some(mut q) = quota {
+            // Within what is left of the grant (checked above).
+            q.used = q.used.checked_add(totals.total).ok_or(Rejection::Overflow("quota"))?;
+            self.state.put(StateKey::Quota, StateValue::Quota(q));
+        }
         let mut meta = meta;
         let number = self.next_number(&mut meta)?;
         // The balance covers the fee (checked above).
@@ -1263,6 +1398,13 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             return Err(corrupt().into());
         }
 
+        // A red invoice gives its total back to the quota of the month it is issued in.
+        if let Some(mut q) = self.state.quota()? {
+            if q.month == self.block.timestamp.utc8_month() {
+                q.used = q.used.checked_sub(total.min(q.used)).ok_or_else(corrupt)?;
+                self.state.put(StateKey::Quota, StateValue::Quota(q));
+            }
+        }
         let mut meta = self.meta()?;
         let red_number = self.next_number(&mut meta)?;
         let fully_reversed = remaining.iter().all(|x| x.net.is_zero() && x.tax.is_zero());

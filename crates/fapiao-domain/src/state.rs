@@ -4,7 +4,7 @@
 //! The state starts empty: records that genesis implies (fee balance, policy, next
 //! invoice sequence) are read through [`Overlay::meta`], which falls back to genesis.
 
-use fapiao_core::event::Allocation;
+use fapiao_core::event::{Allocation, FailureReason};
 pub use fapiao_core::state::*;
 use fapiao_core::{Fen, InvoiceNumber, PublicKey};
 use std::collections::BTreeMap;
@@ -178,12 +178,24 @@ impl<'a, S: StateRead> Overlay<'a, S> {
         }
     }
 
-    /// The queue of fee-blocked requests (empty when absent).
-    pub fn fee_blocked(&self) -> Result<FeeBlockedQueue, ExecError<S::Error>> {
-        match self.get(&StateKey::FeeBlocked)? {
-            None => Ok(FeeBlockedQueue::default()),
-            Some(StateValue::FeeBlocked(q)) => Ok(q),
-            Some(_) => Err(ExecError::Corrupt(StateKey::FeeBlocked)),
+    /// The queue of requests blocked by `kind` (empty when absent).
+    pub fn blocked(&self, kind: Blocked) -> Result<FeeBlockedQueue, ExecError<S::Error>> {
+        let key = kind.key();
+        match (kind, self.get(&key)?) {
+            (_, None) => Ok(FeeBlockedQueue::default()),
+            (Blocked::Fee, Some(StateValue::FeeBlocked(q))) | (Blocked::Quota, Some(StateValue::QuotaBlocked(q))) => {
+                Ok(q)
+            }
+            _ => Err(ExecError::Corrupt(key)),
+        }
+    }
+
+    /// The merchant's quota record: `None` while it is not under quota.
+    pub fn quota(&self) -> Result<Option<QuotaRecord>, ExecError<S::Error>> {
+        match self.get(&StateKey::Quota)? {
+            None => Ok(None),
+            Some(StateValue::Quota(q)) => Ok(Some(q)),
+            Some(_) => Err(ExecError::Corrupt(StateKey::Quota)),
         }
     }
 
@@ -193,6 +205,54 @@ impl<'a, S: StateRead> Overlay<'a, S> {
             None => Ok(default()),
             Some(StateValue::Meta(m)) => Ok(m),
             Some(_) => Err(ExecError::Corrupt(StateKey::Meta)),
+        }
+    }
+}
+
+/// What a request can wait for, to be issued automatically when it comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    /// A fee deposit (FEE_BALANCE_TOO_LOW).
+    Fee,
+    /// Quota from the tax office (QUOTA_EXCEEDED, QUOTA_EXPIRED, QUOTA_SUSPENDED).
+    Quota,
+}
+
+impl Blocked {
+    /// What a failure for `reason` waits for, if anything.
+    pub fn of(reason: FailureReason) -> Option<Blocked> {
+        match reason {
+            FailureReason::FeeBalanceTooLow => Some(Blocked::Fee),
+            FailureReason::QuotaExceeded | FailureReason::QuotaExpired | FailureReason::QuotaSuspended => {
+                Some(Blocked::Quota)
+            }
+            _ => None,
+        }
+    }
+
+    /// The state key of its queue.
+    pub fn key(self) -> StateKey {
+        match self {
+            Blocked::Fee => StateKey::FeeBlocked,
+            Blocked::Quota => StateKey::QuotaBlocked,
+        }
+    }
+
+    /// The state value of its queue.
+    pub fn value(self, q: FeeBlockedQueue) -> StateValue {
+        match self {
+            Blocked::Fee => StateValue::FeeBlocked(q),
+            Blocked::Quota => StateValue::QuotaBlocked(q),
+        }
+    }
+
+    /// What the failure's detail adds once it waits.
+    pub fn waiting(self) -> &'static str {
+        match self {
+            Blocked::Fee => "it is issued automatically once a fee deposit covers it",
+            Blocked::Quota => {
+                "it is issued automatically once the tax office grants, resumes or re-validates quota that covers it"
+            }
         }
     }
 }

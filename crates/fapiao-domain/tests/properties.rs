@@ -1,5 +1,6 @@
 //! Property tests over random event sequences: execution is deterministic, money is
-//! conserved per payment, fees are conserved, invoice numbers are gap-free.
+//! conserved per payment, fees are conserved, invoice numbers are gap-free, the quota's
+//! use never exceeds its grant and red invoices give it back.
 // Amounts are written yuan_fen (100_00 is 100.00 yuan), on purpose.
 #![allow(clippy::inconsistent_digit_grouping)]
 
@@ -34,6 +35,9 @@ enum Op {
     Deposit(u8, i64),
     Policy(bool, i64),
     Claim(u64, bool),
+    /// A tax office's quota change this month: 0 grant (the amount), 1 suspend, 2 resume,
+    /// 3 re-validate.
+    Quota(u8, i64),
 }
 
 /// An amount in fen: mostly everyday sums, often near or at the bound
@@ -70,6 +74,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4, prop_oneof![3 => 1i64..50, 1 => amount()]).prop_map(|(d, a)| Op::Deposit(d, a)),
         1 => (any::<bool>(), prop_oneof![3 => 0i64..30_000, 1 => amount()]).prop_map(|(s, m)| Op::Policy(s, m)),
         1 => (1u64..8, any::<bool>()).prop_map(|(s, ok)| Op::Claim(s, ok)),
+        1 => (0u8..4, prop_oneof![3 => 0i64..30_000, 1 => amount()]).prop_map(|(a, m)| Op::Quota(a, m)),
     ]
 }
 
@@ -150,6 +155,18 @@ fn event(w: &World, op: &Op) -> Event {
                     vec![InvoiceType::Normal]
                 },
                 max_invoice_total: Fen::from_fen(max),
+            }),
+        ),
+        Op::Quota(action, amount) => (
+            w.tax_office.clone(),
+            EventKind::QuotaChanged(QuotaChange {
+                month: Timestamp(w.time + 1000).utc8_month(),
+                action: match action {
+                    0 => QuotaAction::Grant(Fen::from_fen(amount)),
+                    1 => QuotaAction::Suspend,
+                    2 => QuotaAction::Resume,
+                    _ => QuotaAction::Revalidate,
+                },
             }),
         ),
         Op::Claim(seq, ok) => {
@@ -265,10 +282,31 @@ proptest! {
     fn money_is_conserved(ops in prop::collection::vec(op(), 1..80)) {
         let mut w = World::new();
         let mut deposits = 0;
+        // What the quota has used by the ledger's own entries: blue invoices add their
+        // total once the merchant is under quota, red ones give it back.
+        let mut used: Option<i128> = None;
         for op in &ops {
             let e = event(&w, op);
             let before = w.state.clone();
             let ex = w.block(std::slice::from_ref(&e));
+            if ex.rejected.is_empty() && matches!(op, Op::Quota(..)) && used.is_none() {
+                used = Some(0);
+            }
+            for entry in &ex.entries {
+                match (entry, used.as_mut()) {
+                    (Entry::Derived(Derived { kind: DerivedKind::InvoiceIssued(i), .. }), Some(u)) => *u += i128::from(i.total.fen()),
+                    (Entry::Derived(Derived { kind: DerivedKind::InvoiceReversed(r), .. }), Some(u)) => *u -= i128::from(r.total.fen()).min(*u),
+                    _ => {}
+                }
+            }
+            match (w.get(StateKey::Quota), used) {
+                (Some(StateValue::Quota(q)), Some(u)) => {
+                    prop_assert!(q.used <= q.granted, "quota used {} above the grant {}", q.used, q.granted);
+                    prop_assert_eq!(i128::from(q.used.fen()), u, "used is what the month's blue invoices took less what red ones gave back");
+                }
+                (None, None) => {}
+                (q, u) => prop_assert!(false, "quota record {:?} but model {:?}", q, u),
+            }
             if ex.rejected.is_empty() {
                 if let Op::Deposit(_, a) = op { deposits += i128::from(*a); }
             }

@@ -6,7 +6,9 @@ mod world;
 
 use fapiao_core::event::*;
 use fapiao_core::*;
-use fapiao_domain::state::{BlueInvoice, InvoiceRecord, RequestOutcome, StateKey, StateValue};
+use fapiao_domain::state::{
+    BlueInvoice, InvoiceRecord, QuotaRecord, ReissueTrigger, RequestOutcome, StateKey, StateValue,
+};
 use fapiao_domain::Executed;
 use world::*;
 
@@ -949,8 +951,8 @@ fn a_deposit_issues_fee_blocked_requests_in_order() {
             other => panic!("expected an issue, got {other:?}"),
         }
         let auto = rec.auto_reissue.expect("recorded as an automatic re-issue");
-        assert_eq!(auto.deposit_id, "D1");
-        assert_eq!(auto.deposit_event, ex.entries[0].id());
+        assert_eq!(auto.trigger, ReissueTrigger::Deposit("D1".into()));
+        assert_eq!(auto.event, ex.entries[0].id());
     }
     assert_eq!(w.fee_balance(), Fen::from_fen(0));
     assert_eq!(fee_queue(&w), ["LOW3R"]);
@@ -2054,4 +2056,236 @@ fn a_partial_reversal_names_original_lines_in_their_order() {
     assert_eq!(described, vec![("Pot", 30_00, 1_80), ("Tea", 6_00, 78)]);
     assert!(rest.fully_reversed);
     assert_eq!(w.invoicing("P1").invoiced, Fen::ZERO);
+}
+
+// ---- the invoicing quota (授信额度) -----------------------------------------------------
+
+/// T0 is 2026-03-01 08:00 in UTC+8.
+const MARCH: u32 = 202603;
+/// 2026-04-01 00:00 UTC+8 (2026-03-31T16:00:00Z).
+const APRIL_1: u64 = 1_774_972_800_000;
+
+fn quota(month: u32, action: QuotaAction) -> EventKind {
+    EventKind::QuotaChanged(QuotaChange { month, action })
+}
+
+fn grant(fen: i64) -> EventKind {
+    quota(MARCH, QuotaAction::Grant(Fen::from_fen(fen)))
+}
+
+fn quota_of(w: &World) -> QuotaRecord {
+    match w.get(StateKey::Quota) {
+        Some(StateValue::Quota(q)) => q,
+        other => panic!("Quota holds {other:?}"),
+    }
+}
+
+fn quota_queue(w: &World) -> Vec<String> {
+    match w.get(StateKey::QuotaBlocked) {
+        Some(StateValue::QuotaBlocked(q)) => q.requests,
+        None => vec![],
+        other => panic!("QuotaBlocked holds {other:?}"),
+    }
+}
+
+/// A request for 10.00 + 0.60 tax on a fresh payment of 100.00.
+fn small(w: &mut World, id: &str) -> EventKind {
+    let p = format!("P-{id}");
+    w.pay(&p, 100_00).unwrap();
+    let mut r = request(id, &[p.as_str()]);
+    r.lines = vec![line(1000, 10_00, 600)];
+    invoice(r)
+}
+
+#[test]
+fn quota_rules() {
+    use FailureReason as F;
+    use QuotaAction as A;
+    // Only a tax office changes a quota, and only for the block's month (UTC+8).
+    for who in [Who::Owner, Who::Operator, Who::Verifier, Who::Client(7)] {
+        check(base, who, grant(100_00), Expect::Rejected("UNAUTHORIZED_KEY"));
+    }
+    for month in [202604, 202602, 202613, 202600, 199912] {
+        check(
+            base,
+            Who::TaxOffice,
+            quota(month, A::Grant(Fen::from_fen(1))),
+            Expect::Rejected("INVALID_FIELD"),
+        );
+    }
+    check(
+        base,
+        Who::TaxOffice,
+        quota(MARCH, A::Grant(Fen::from_fen(-1))),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    // Nothing to suspend, resume or re-validate before a grant.
+    for a in [A::Suspend, A::Resume, A::Revalidate] {
+        check(base, Who::TaxOffice, quota(MARCH, a), Expect::Rejected("INVALID_FIELD"));
+    }
+    let granted = |fen: i64| {
+        move |w: &mut World| {
+            base(w);
+            let tax = w.tax_office.clone();
+            w.submit_as(&tax, grant(fen)).unwrap();
+        }
+    };
+    let w = check(base, Who::TaxOffice, grant(100_00), Expect::Applied);
+    assert_eq!(
+        (quota_of(&w).month, quota_of(&w).granted, quota_of(&w).used),
+        (MARCH, Fen::from_fen(100_00), Fen::ZERO)
+    );
+    // A merchant never granted a quota is not under quota; one granted is, within it.
+    check(base, Who::Owner, invoice(request("R1", &["P1"])), Expect::Issued);
+    let w = check(
+        granted(53_00),
+        Who::Owner,
+        invoice(request("R1", &["P1"])),
+        Expect::Issued,
+    );
+    assert_eq!(quota_of(&w).used, Fen::from_fen(53_00));
+    assert_eq!(quota_of(&w).left(), Fen::ZERO);
+    check(
+        granted(52_99),
+        Who::Owner,
+        invoice(request("R1", &["P1"])),
+        Expect::Failed(F::QuotaExceeded),
+    );
+    // A grant below what the month already used is refused: used never exceeds it.
+    check(
+        |w: &mut World| {
+            granted(53_00)(w);
+            issued(&w.submit(invoice(request("R1", &["P1"]))));
+        },
+        Who::TaxOffice,
+        grant(52_99),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    // Re-validating a month that is valid is refused.
+    check(
+        granted(1),
+        Who::TaxOffice,
+        quota(MARCH, A::Revalidate),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    // Suspended: refused whatever is left.
+    let suspended = move |w: &mut World| {
+        granted(100_00)(w);
+        let tax = w.tax_office.clone();
+        w.submit_as(&tax, quota(MARCH, A::Suspend)).unwrap();
+    };
+    check(
+        suspended,
+        Who::Owner,
+        invoice(request("R1", &["P1"])),
+        Expect::Failed(F::QuotaSuspended),
+    );
+    // A new month without re-validation: expired, whatever was left of March.
+    let april = move |w: &mut World| {
+        granted(100_00)(w);
+        w.time = APRIL_1;
+    };
+    check(
+        april,
+        Who::Owner,
+        invoice(request("R1", &["P1"])),
+        Expect::Failed(F::QuotaExpired),
+    );
+    // ... and March's quota can no longer be changed in April.
+    check(april, Who::TaxOffice, grant(1), Expect::Rejected("INVALID_FIELD"));
+    // The fee is checked after the quota: a request short of both waits for quota first.
+    check(
+        |w: &mut World| {
+            base(w);
+            drain_fee(w);
+            let tax = w.tax_office.clone();
+            w.submit_as(&tax, grant(1)).unwrap();
+        },
+        Who::Owner,
+        invoice(request("R1", &["P1"])),
+        Expect::Failed(F::QuotaExceeded),
+    );
+}
+
+fn drain_fee(w: &mut World) {
+    // The genesis balance (1.00) covers ten fees of 0.10: spend them.
+    for i in 0..10 {
+        let id = format!("DRAIN{i}");
+        let k = small(w, &id);
+        issued(&w.submit(k));
+    }
+}
+
+#[test]
+fn quota_blocked_requests_are_issued_in_order_when_the_tax_office_makes_room() {
+    let mut w = World::new();
+    base(&mut w);
+    let tax = w.tax_office.clone();
+    w.submit_as(&tax, grant(60_00)).unwrap();
+    issued(&w.submit(invoice(request("R1", &["P1"])))); // 53.00 of 60.00
+    let r2 = small(&mut w, "R2");
+    assert_eq!(failed(&w.submit(r2)).reason, FailureReason::QuotaExceeded);
+    let r3 = small(&mut w, "R3");
+    let f = failed(&w.submit(r3));
+    assert!(
+        f.detail.contains("issued automatically once the tax office"),
+        "{}",
+        f.detail
+    );
+    assert_eq!(quota_queue(&w), ["R2", "R3"]);
+
+    // Raised to 70.00: 17.00 left, room for R2 (10.60) only; R3 waits, first in line.
+    let ex = w.submit_as(&tax, grant(70_00)).unwrap();
+    match ex.as_slice() {
+        [DerivedKind::InvoiceIssued(i)] => assert_eq!(i.request_id, "R2"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(quota_queue(&w), ["R3"]);
+    let auto = w.request("R2").unwrap().auto_reissue.unwrap();
+    assert_eq!(auto.trigger, ReissueTrigger::Quota(MARCH));
+    assert_eq!(quota_of(&w).used, Fen::from_fen(63_60));
+
+    // A red invoice gives its total back (not re-running anything by itself).
+    reversed(&w.submit(EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: "X1".into(),
+        invoice_number: InvoiceNumber::new(26, w.chain, 1).unwrap(),
+        reason: RedLetterReason::SalesReturn,
+        scope: RedLetterScope::Full,
+    })));
+    assert_eq!(quota_of(&w).used, Fen::from_fen(10_60));
+    assert_eq!(quota_queue(&w), ["R3"]);
+    let ex = w.submit_as(&tax, grant(70_00)).unwrap();
+    assert!(matches!(ex.as_slice(), [DerivedKind::InvoiceIssued(i)] if i.request_id == "R3"));
+    assert!(quota_queue(&w).is_empty());
+
+    // April: nothing carried over; a request waits until the quota is re-validated, and
+    // the re-validated quota is the amount last granted, from nothing used.
+    w.time = APRIL_1;
+    let r4 = small(&mut w, "R4");
+    assert_eq!(failed(&w.submit(r4)).reason, FailureReason::QuotaExpired);
+    let ex = w.submit_as(&tax, quota(202604, QuotaAction::Revalidate)).unwrap();
+    assert!(matches!(ex.as_slice(), [DerivedKind::InvoiceIssued(i)] if i.request_id == "R4"));
+    let q = quota_of(&w);
+    assert_eq!(
+        (q.month, q.granted, q.used),
+        (202604, Fen::from_fen(70_00), Fen::from_fen(10_60))
+    );
+
+    // Suspended, then resumed: the waiting request is issued on resumption.
+    w.submit_as(&tax, quota(202604, QuotaAction::Suspend)).unwrap();
+    let r5 = small(&mut w, "R5");
+    assert_eq!(failed(&w.submit(r5)).reason, FailureReason::QuotaSuspended);
+    let ex = w.submit_as(&tax, quota(202604, QuotaAction::Resume)).unwrap();
+    assert!(matches!(ex.as_slice(), [DerivedKind::InvoiceIssued(i)] if i.request_id == "R5"));
+
+    // A retry takes a waiting request out of the queue: it is not issued twice.
+    let r6 = small(&mut w, "R6");
+    w.submit_as(&tax, quota(202604, QuotaAction::Suspend)).unwrap();
+    failed(&w.submit(r6));
+    assert_eq!(quota_queue(&w), ["R6"]);
+    let mut retry = request("R6B", &["P-R6"]);
+    retry.lines = vec![line(1000, 10_00, 600)];
+    retry.retry_of = Some("R6".into());
+    failed(&w.submit(invoice(retry)));
+    assert_eq!(quota_queue(&w), ["R6B"]);
 }

@@ -311,6 +311,20 @@ impl Engine {
         }
     }
 
+    /// This chain's invoicing quota record (`None`: not under quota) and how many
+    /// requests wait for quota.
+    pub fn quota(&self) -> Result<(Option<fapiao_domain::state::QuotaRecord>, usize), StoreError> {
+        let record = match self.get_state(StateKey::Quota)? {
+            Some(StateValue::Quota(q)) => Some(q),
+            _ => None,
+        };
+        let waiting = match self.get_state(StateKey::QuotaBlocked)? {
+            Some(StateValue::QuotaBlocked(q)) => q.requests.len(),
+            _ => 0,
+        };
+        Ok((record, waiting))
+    }
+
     /// A red-letter confirmation form of invoice `number`.
     pub fn red_form(
         &self,

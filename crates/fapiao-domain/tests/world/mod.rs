@@ -14,6 +14,7 @@ pub const OPERATOR: u32 = 900_001;
 pub const VERIFIER: u32 = 800_001;
 /// A buyer's finance department: its tax id is the test invoices' buyer tax id.
 pub const BUYER: u32 = 700_001;
+pub const TAX_OFFICE: u32 = 810_001;
 pub const VALID_TAX_ID: &str = "91110000600037341L";
 /// 2026-03-01T00:00:00Z.
 pub const T0: u64 = 1_772_323_200_000;
@@ -68,6 +69,7 @@ pub fn genesis() -> Genesis {
                 tax_id: Some(VALID_TAX_ID.into()),
                 ..member(BUYER, "Shanghai Trading Co", Role::Verifier, &key(5))
             },
+            member(TAX_OFFICE, "Municipal Tax Bureau", Role::TaxOffice, &key(6)),
         ],
     )
     .unwrap()
@@ -79,6 +81,7 @@ pub struct World {
     pub operator: SecretKey,
     pub verifier: SecretKey,
     pub buyer: SecretKey,
+    pub tax_office: SecretKey,
     pub state: MemState,
     pub height: u64,
     pub time: u64,
@@ -96,6 +99,7 @@ impl World {
             operator: key(3),
             verifier: key(4),
             buyer: key(5),
+            tax_office: key(6),
             state: MemState::default(),
             height: 0,
             time: T0,
@@ -274,6 +278,8 @@ pub enum Who {
     OtherMerchant,
     /// The buyer member (its tax id is the test invoices' buyer tax id).
     Buyer,
+    /// The tax office member (grants quota).
+    TaxOffice,
 }
 
 /// What the event under test must do.
@@ -315,6 +321,7 @@ pub fn signer(w: &World, who: Who) -> SecretKey {
         Who::Client(n) => key(n),
         Who::OtherMerchant => key(2),
         Who::Buyer => w.buyer.clone(),
+        Who::TaxOffice => w.tax_office.clone(),
     }
 }
 
