@@ -12,8 +12,12 @@
 # $CARGO_TARGET_DIR/debug/build/librocksdb-sys-*/out/librocksdb.a), or the one in
 # $ROCKSDB_LIB_DIR if that is set. The fuzz build has its own target directory,
 # $CARGO_TARGET_DIR/fuzz, and each target keeps the inputs it found in
-# $CARGO_TARGET_DIR/fuzz/corpus/<target>, so coverage grows from run to run; the seeds
-# committed in fuzz/corpus/<target> are read, never written.
+# $CARGO_TARGET_DIR/fuzz/corpus-<fixtures>/<target>, so coverage grows from run to run;
+# the seeds committed in fuzz/corpus/<target> are read, never written. <fixtures> is a
+# digest of fuzz/fixtures and fuzz/src: a kept input may be a validly signed bundle or
+# block of the fixed fuzz genesis from an older fixture (an older seed the fuzzer
+# kept), which proves something else and would fail the proof target's property, so
+# the kept inputs start over whenever the fixtures change (older ones are removed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -61,10 +65,18 @@ else
   mapfile -t targets < <(cargo +nightly fuzz list --fuzz-dir fuzz)
 fi
 
+fixtures="$(cat fuzz/fixtures/* fuzz/src/*.rs | sha256sum | cut -c1-16)"
+corpus_root="$fuzz_target_dir/corpus-$fixtures"
+for old in "$fuzz_target_dir"/corpus "$fuzz_target_dir"/corpus-*; do
+  if [[ -d $old && $old != "$corpus_root" ]]; then
+    rm -rf "$old"
+  fi
+done
+
 failed=()
 summary=()
 for t in "${targets[@]}"; do
-  corpus="$fuzz_target_dir/corpus/$t"
+  corpus="$corpus_root/$t"
   artifacts="fuzz/artifacts/$t"
   log="$fuzz_target_dir/logs/$t.log"
   mkdir -p "$corpus" "$artifacts" "${log%/*}" "fuzz/corpus/$t"

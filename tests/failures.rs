@@ -666,7 +666,7 @@ fn the_failure_catalogue_is_served_by_the_cli_and_the_api() {
     assert_eq!(cli, api);
     let entries = cli.as_array().unwrap();
     assert_eq!(entries.len(), fapiao_core::event::FailureReason::ALL.len());
-    assert_eq!(entries.len(), 26);
+    assert_eq!(entries.len(), 29);
     for e in entries {
         assert!(
             !e["cause"].as_str().unwrap().is_empty() && !e["remedy"].as_str().unwrap().is_empty(),
