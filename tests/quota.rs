@@ -97,4 +97,43 @@ fn quota_exhausted_granted_suspended_and_expired() {
     assert_eq!(q["granted_fen"], 20_000);
     assert_eq!(q["used_fen"], 5_300);
     assert_eq!(q["month"].to_string(), next);
+
+    // Reconciliation over both months: the quota of each (the ended one with its final
+    // figures), and what was invoiced per tax rate.
+    let (from, to) = (
+        fapiao_engine::format_day(fapiao_engine::business_day(now)),
+        fapiao_engine::format_day(fapiao_engine::business_day(now + offset)),
+    );
+    let text = ok(node.cli(&["reconcile", "--from", &from, "--to", &to, "--format", "json"]));
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let quota = r["quota"].as_array().unwrap();
+    let months: Vec<String> = quota.iter().map(|m| m["month"].to_string()).collect();
+    assert_eq!(months.last(), Some(&next), "{r}");
+    let ended = &quota[quota.len() - 2];
+    assert_eq!(
+        (&ended["granted_fen"], &ended["used_fen"], &ended["left_fen"]),
+        (&20_000.into(), &15_900.into(), &4_100.into()),
+        "{r}"
+    );
+    let six = r["by_rate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["rate_bp"] == 600)
+        .unwrap();
+    assert_eq!(
+        (
+            &six["issued_net_fen"],
+            &six["issued_tax_fen"],
+            &six["reversed_net_fen"],
+            &six["reversed_tax_fen"]
+        ),
+        (&25_000.into(), &1_500.into(), &5_000.into(), &300.into()),
+        "{r}"
+    );
+    let text = ok(node.cli(&["reconcile", "--from", &from, "--to", &to]));
+    assert!(
+        text.contains(&format!("quota {next}: granted 200.00  used 53.00  left 147.00")),
+        "{text}"
+    );
 }

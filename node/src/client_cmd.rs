@@ -1119,6 +1119,32 @@ pub(crate) fn reconcile(opts: &ClientOpts, from: &str, to: &str, format: &str) -
             for (p, n) in &r.needs_red_letter {
                 println!("needs red-letter: invoice {n} (payment {p} was refunded after invoicing)");
             }
+            if !r.by_rate.is_empty() {
+                println!(
+                    "{:<6} {:>14} {:>12} {:>14} {:>12}",
+                    "rate", "issued net", "issued tax", "reversed net", "reversed tax"
+                );
+                for x in &r.by_rate {
+                    println!(
+                        "{:<6} {:>14} {:>12} {:>14} {:>12}",
+                        x.rate,
+                        Fen::from_fen(x.issued_net_fen).to_string(),
+                        Fen::from_fen(x.issued_tax_fen).to_string(),
+                        Fen::from_fen(x.reversed_net_fen).to_string(),
+                        Fen::from_fen(x.reversed_tax_fen).to_string()
+                    );
+                }
+            }
+            for q in &r.quota {
+                println!(
+                    "quota {}: granted {}  used {}  left {}{}",
+                    q.month,
+                    Fen::from_fen(q.granted_fen),
+                    Fen::from_fen(q.used_fen),
+                    Fen::from_fen(q.left_fen),
+                    if q.suspended { "  SUSPENDED" } else { "" }
+                );
+            }
             println!("{}", if r.balanced { "balanced" } else { "NOT BALANCED" });
         }
     }

@@ -1236,10 +1236,47 @@ pub struct ReconciliationDto {
     pub needs_red_letter: Vec<(String, String)>,
     /// Such invoices beyond the listed ones.
     pub needs_red_letter_more: u64,
+    /// Invoiced per tax rate: blue invoices issued and red invoices issued on the range's
+    /// days, by rate.
+    pub by_rate: Vec<RateRowDto>,
+    /// The invoicing quota of each month the range touches that had one.
+    pub quota: Vec<QuotaMonthDto>,
     /// Balance errors (empty when everything reconciles).
     pub errors: Vec<String>,
     /// No balance error.
     pub balanced: bool,
+}
+
+/// Invoice amounts at one tax rate.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RateRowDto {
+    /// The rate, e.g. `6%`.
+    pub rate: String,
+    /// The rate in basis points (600 = 6%).
+    pub rate_bp: u16,
+    /// Net of the blue invoices issued.
+    pub issued_net_fen: i64,
+    /// Their tax.
+    pub issued_tax_fen: i64,
+    /// Net the red invoices reversed.
+    pub reversed_net_fen: i64,
+    /// Their tax.
+    pub reversed_tax_fen: i64,
+}
+
+/// One month's invoicing quota.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QuotaMonthDto {
+    /// `YYYYMM` (UTC+8).
+    pub month: u32,
+    /// Granted, tax included.
+    pub granted_fen: i64,
+    /// Used.
+    pub used_fen: i64,
+    /// Left (not carried over).
+    pub left_fen: i64,
+    /// Suspended (at the month's end, or now).
+    pub suspended: bool,
 }
 
 impl ReconciliationDto {
@@ -1261,6 +1298,29 @@ impl ReconciliationDto {
                 .needs_red_letter
                 .iter()
                 .map(|(p, n)| (p.clone(), n.to_string()))
+                .collect(),
+            by_rate: r
+                .by_rate
+                .iter()
+                .map(|x| RateRowDto {
+                    rate: x.rate.to_string(),
+                    rate_bp: x.rate.0,
+                    issued_net_fen: x.issued_net.fen(),
+                    issued_tax_fen: x.issued_tax.fen(),
+                    reversed_net_fen: x.reversed_net.fen(),
+                    reversed_tax_fen: x.reversed_tax.fen(),
+                })
+                .collect(),
+            quota: r
+                .quota
+                .iter()
+                .map(|q| QuotaMonthDto {
+                    month: q.month,
+                    granted_fen: q.granted.fen(),
+                    used_fen: q.used.fen(),
+                    left_fen: q.left.fen(),
+                    suspended: q.suspended,
+                })
                 .collect(),
             errors: r.errors.clone(),
             balanced: r.errors.is_empty(),

@@ -266,7 +266,8 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Failure> {
               (status = 200, description = "Already known: its original outcome", body = SubmitResult),
               (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
               (status = 409, description = "A business id is used by another event", body = ApiError),
-              (status = 413, body = ApiError), (status = 503, body = ApiError)))]
+              (status = 413, body = ApiError), (status = 415, description = "Not Content-Type: application/json", body = ApiError),
+              (status = 503, body = ApiError)))]
 async fn submit(
     State(s): State<AppState>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
@@ -298,6 +299,7 @@ async fn submit(
 /// Submit several signed events; each gets its own answer.
 #[utoipa::path(post, path = "/v1/events/batch", request_body = SubmitBatchRequest,
     responses((status = 200, body = BatchResponse), (status = 400, body = ApiError), (status = 413, body = ApiError),
+              (status = 415, description = "Not Content-Type: application/json", body = ApiError),
               (status = 503, body = ApiError)))]
 async fn submit_batch(
     State(s): State<AppState>,
@@ -400,7 +402,8 @@ async fn event_outcome(
 /// An event's status: pending, committed, certified, rejected or unknown. Public: an
 /// event id is unguessable and the answer holds no business data.
 #[utoipa::path(get, path = "/v1/events/{id}", params(("id" = String, Path, description = "Event id, hex")),
-    responses((status = 200, body = EventStatusDto), (status = 404, body = ApiError)))]
+    responses((status = 200, body = EventStatusDto), (status = 400, description = "Not 64 hex digits", body = ApiError),
+        (status = 404, body = ApiError)))]
 async fn event_status(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -458,7 +461,7 @@ struct PageQuery {
 
 /// Payments, by payment id.
 #[utoipa::path(get, path = "/v1/payments", params(PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Vec<PaymentDto>), (status = 401, body = ApiError)))]
+    responses((status = 200, body = Vec<PaymentDto>), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
 async fn payments(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -494,7 +497,8 @@ async fn payment(
 
 /// One invoice by number.
 #[utoipa::path(get, path = "/v1/invoices/{number}", params(("number" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = InvoiceDto), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+    responses((status = 200, body = InvoiceDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 401, body = ApiError)))]
 async fn invoice(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -801,7 +805,7 @@ struct BlocksQuery {
 
 /// Block headers of this node's chain.
 #[utoipa::path(get, path = "/v1/blocks", params(BlocksQuery), security(("bearer" = [])),
-    responses((status = 200, body = Vec<HeaderDto>), (status = 401, body = ApiError)))]
+    responses((status = 200, body = Vec<HeaderDto>), (status = 400, body = ApiError), (status = 401, body = ApiError)))]
 async fn blocks(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -818,7 +822,8 @@ async fn blocks(
 
 /// One block with its entries.
 #[utoipa::path(get, path = "/v1/blocks/{height}", params(("height" = u64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = BlockDto), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+    responses((status = 200, body = BlockDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 401, body = ApiError)))]
 async fn block(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -833,7 +838,8 @@ async fn block(
 /// whose attestations form its certificate.
 #[utoipa::path(get, path = "/v1/chains/{chain}/blocks/{height}", params(("chain" = u32, Path), ("height" = u64, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = BlockDto), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+    responses((status = 200, body = BlockDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 401, body = ApiError)))]
 async fn chain_block(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -91,40 +91,27 @@ const CST: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
 };
 
 impl Timestamp {
-    /// The month of this instant in China Standard Time (UTC+8), as `YYYYMM`: the
-    /// boundary of a merchant's invoicing quota.
-    pub fn utc8_month(self) -> u32 {
+    /// This instant as a date and time in China Standard Time (UTC+8). Instants past
+    /// the year 9999 read as its last second.
+    fn utc8(self) -> time::OffsetDateTime {
         let secs = (self.0 / 1000).min(253_402_300_799 - 8 * 3600) as i64;
         match time::OffsetDateTime::from_unix_timestamp(secs) {
-            Ok(t) => {
-                let t = t.to_offset(CST);
-                t.year() as u32 * 100 + u8::from(t.month()) as u32
-            }
+            Ok(t) => t.to_offset(CST),
             Err(_) => unreachable!("clamped to the years time represents"),
         }
     }
 
-    /// The UTC calendar year (proleptic Gregorian) of this instant.
-    pub fn utc_year(self) -> i64 {
-        let days = (self.0 / 86_400_000) as i64;
-        civil_year_from_days(days)
+    /// The month of this instant in China Standard Time (UTC+8), as `YYYYMM`: the
+    /// boundary of a merchant's invoicing quota.
+    pub fn utc8_month(self) -> u32 {
+        let t = self.utc8();
+        t.year() as u32 * 100 + u32::from(u8::from(t.month()))
     }
-}
 
-/// Year of the civil date `days` after 1970-01-01 (H. Hinnant's algorithm).
-fn civil_year_from_days(days: i64) -> i64 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400;
-    if month <= 2 {
-        year + 1
-    } else {
-        year
+    /// The calendar year of this instant in China Standard Time (UTC+8): the year an
+    /// invoice number carries, as on the reprint and for the quota.
+    pub fn utc8_year(self) -> i64 {
+        i64::from(self.utc8().year())
     }
 }
 
@@ -235,12 +222,12 @@ mod tests {
 
     #[test]
     fn years() {
-        assert_eq!(Timestamp(0).utc_year(), 1970);
-        // 2026-01-01T00:00:00Z and one millisecond before it.
-        assert_eq!(Timestamp(1_767_225_600_000).utc_year(), 2026);
-        assert_eq!(Timestamp(1_767_225_599_999).utc_year(), 2025);
+        assert_eq!(Timestamp(0).utc8_year(), 1970);
+        // 2026-01-01T00:00:00 in Beijing is 2025-12-31T16:00:00Z; one millisecond before.
+        assert_eq!(Timestamp(1_767_196_800_000).utc8_year(), 2026);
+        assert_eq!(Timestamp(1_767_196_799_999).utc8_year(), 2025);
         // 2000-02-29T12:00:00Z (leap day).
-        assert_eq!(Timestamp(951_825_600_000).utc_year(), 2000);
+        assert_eq!(Timestamp(951_825_600_000).utc8_year(), 2000);
         // UTC+8 months: 2026-11-30T16:00:00Z is 2026-12-01 00:00 in Beijing.
         assert_eq!(Timestamp(1_796_054_400_000).utc8_month(), 202612);
         assert_eq!(Timestamp(1_796_054_399_999).utc8_month(), 202611);

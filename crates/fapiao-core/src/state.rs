@@ -39,6 +39,8 @@ pub enum StateKey {
     Quota,
     /// Invoice requests that failed only for the quota, waiting for a grant.
     QuotaBlocked,
+    /// The quota of a month that has ended, by `YYYYMM`, kept for reconciliation.
+    QuotaMonth(u32),
 }
 
 impl StateKey {
@@ -75,6 +77,8 @@ pub enum StateValue {
     Quota(QuotaRecord),
     /// For [`StateKey::QuotaBlocked`].
     QuotaBlocked(FeeBlockedQueue),
+    /// For [`StateKey::QuotaMonth`].
+    QuotaMonth(QuotaRecord),
 }
 
 impl StateValue {
@@ -99,6 +103,7 @@ impl StateValue {
                 | (StateKey::RedForm(..), StateValue::RedForm(_))
                 | (StateKey::Quota, StateValue::Quota(_))
                 | (StateKey::QuotaBlocked, StateValue::QuotaBlocked(_))
+                | (StateKey::QuotaMonth(_), StateValue::QuotaMonth(_))
         )
     }
 }

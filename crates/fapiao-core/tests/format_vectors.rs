@@ -388,6 +388,18 @@ fn state_vectors(v: &mut Vec<(&'static str, String)>, number: InvoiceNumber, che
             }),
         ),
         (
+            "state.value.quota_month",
+            StateKey::QuotaMonth(202602),
+            StateValue::QuotaMonth(QuotaRecord {
+                month: 202602,
+                granted: Fen::from_fen(50_000),
+                used: Fen::from_fen(50_000),
+                suspended: true,
+                by: MemberCode::new(810_001).unwrap(),
+                changed_at: t(500),
+            }),
+        ),
+        (
             "state.value.quota_blocked",
             StateKey::QuotaBlocked,
             StateValue::QuotaBlocked(FeeBlockedQueue {

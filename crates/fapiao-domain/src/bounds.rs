@@ -110,8 +110,8 @@ pub fn check_event(kind: &EventKind) -> Result<(), Rejection> {
             check_amount("amount", d.amount)
         }
         EventKind::QuotaChanged(c) => {
-            if !(200_001..=999_912).contains(&c.month) || !(1..=12).contains(&(c.month % 100)) {
-                return Err(invalid("month", "must be YYYYMM, a month of the years 2000 to 9999"));
+            if !(197_001..=999_912).contains(&c.month) || !(1..=12).contains(&(c.month % 100)) {
+                return Err(invalid("month", "must be YYYYMM, a month of the years 1970 to 9999"));
             }
             match c.action {
                 fapiao_core::event::QuotaAction::Grant(a) => check_amount("amount", a),

@@ -896,6 +896,12 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 return refused("nothing to re-validate: this merchant was never granted a quota".into())
             }
         };
+        // A month that ended keeps its final figures (red invoices of later months give
+        // back to their own month), for reconciliation.
+        if let Some(previous) = self.state.quota()?.filter(|q| q.month != month) {
+            self.state
+                .put(StateKey::QuotaMonth(previous.month), StateValue::QuotaMonth(previous));
+        }
         let room = !record.suspended && record.left().is_positive();
         self.state.put(StateKey::Quota, StateValue::Quota(record));
         if room {
@@ -1146,7 +1152,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     }
 
     fn next_number(&self, meta: &mut MerchantMeta) -> Step<InvoiceNumber, S::Error> {
-        let year = self.block.timestamp.utc_year().rem_euclid(100) as u8;
+        let year = self.block.timestamp.utc8_year().rem_euclid(100) as u8;
         let number = InvoiceNumber::new(year, self.ctx.chain, meta.next_sequence)
             .ok_or(Rejection::Overflow("invoice sequence"))?;
         meta.next_sequence += 1;

@@ -2270,6 +2270,13 @@ fn quota_blocked_requests_are_issued_in_order_when_the_tax_office_makes_room() {
         (q.month, q.granted, q.used),
         (202604, Fen::from_fen(70_00), Fen::from_fen(10_60))
     );
+    // March keeps its final figures.
+    match w.get(StateKey::QuotaMonth(MARCH)) {
+        Some(StateValue::QuotaMonth(m)) => {
+            assert_eq!((m.granted, m.used), (Fen::from_fen(70_00), Fen::from_fen(21_20)))
+        }
+        other => panic!("{other:?}"),
+    }
 
     // Suspended, then resumed: the waiting request is issued on resumption.
     w.submit_as(&tax, quota(202604, QuotaAction::Suspend)).unwrap();

@@ -30,7 +30,8 @@ pub use queries::{
     FAILURE_ROWS_SCANNED_MAX, HISTORY_PAGE_MAX,
 };
 pub use reconcile::{
-    business_day, business_ms_of_day, format_day, format_time, parse_day, ReconRow, Reconciliation, RECON_LIST_MAX,
+    business_day, business_ms_of_day, format_day, format_time, parse_day, QuotaMonthRow, RateRow, ReconRow,
+    Reconciliation, RECON_LIST_MAX,
 };
 
 use fapiao_core::{Genesis, MemberCode, NetworkId, SecretKey};

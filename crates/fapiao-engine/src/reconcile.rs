@@ -7,7 +7,7 @@
 
 use crate::Engine;
 use fapiao_core::state::{InvoiceRecord, PaymentInvoicing, StateKey, StateValue};
-use fapiao_core::{Fen, InvoiceNumber};
+use fapiao_core::{Fen, InvoiceNumber, TaxRate, Timestamp};
 use fapiao_domain::StateRead;
 use fapiao_store::StoreError;
 use std::collections::BTreeMap;
@@ -98,9 +98,44 @@ pub struct ReconRow {
     pub voided: Fen,
 }
 
+/// Invoice amounts at one tax rate over a range: blue invoices issued and red invoices
+/// issued in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateRow {
+    /// The rate.
+    pub rate: TaxRate,
+    /// Net of the blue invoices issued.
+    pub issued_net: Fen,
+    /// Their tax.
+    pub issued_tax: Fen,
+    /// Net of the red invoices issued (positive: what they reversed).
+    pub reversed_net: Fen,
+    /// Their tax.
+    pub reversed_tax: Fen,
+}
+
+/// The invoicing quota of one month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaMonthRow {
+    /// `YYYYMM` (UTC+8).
+    pub month: u32,
+    /// Granted, tax included.
+    pub granted: Fen,
+    /// Used (blue invoices less red ones of the month).
+    pub used: Fen,
+    /// Left (nothing is carried into the next month).
+    pub left: Fen,
+    /// Suspended at the end of the month (or now, for the current one).
+    pub suspended: bool,
+}
+
 /// The reconciliation of a range.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reconciliation {
+    /// Invoiced per tax rate (invoices issued on the range's days), by rate.
+    pub by_rate: Vec<RateRow>,
+    /// The quota of each month the range touches that had one, in order.
+    pub quota: Vec<QuotaMonthRow>,
     /// Per day and method, in order.
     pub rows: Vec<ReconRow>,
     /// Totals over the rows.
@@ -173,7 +208,94 @@ impl Engine {
         }
         out.rows = rows.into_values().collect();
         out.total = total;
+        self.reconcile_rates(&view, from_day, to_day, &mut out)?;
+        self.reconcile_quota(&view, from_day, to_day, &mut out)?;
         Ok(out)
+    }
+
+    /// Invoiced per tax rate: every invoice (blue or red) issued on the range's days,
+    /// read page by page.
+    fn reconcile_rates(
+        &self,
+        view: &fapiao_store::ChainView<'_>,
+        from_day: u64,
+        to_day: u64,
+        out: &mut Reconciliation,
+    ) -> Result<(), StoreError> {
+        let prefix = StateKey::Invoice(InvoiceNumber::new(0, self.chain(), 0).unwrap_or_else(|| unreachable!()))
+            .to_bytes()[..4]
+            .to_vec();
+        let mut rates: BTreeMap<TaxRate, RateRow> = BTreeMap::new();
+        let mut after: Option<StateKey> = None;
+        let in_range = |ms: u64| (from_day..=to_day).contains(&business_day(ms));
+        loop {
+            let page = view.scan(&prefix, after.as_ref(), RECON_PAGE_ROWS)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, v) in page {
+                let (lines, red) = match &v {
+                    StateValue::Invoice(InvoiceRecord::Blue(b)) if in_range(b.issued.issued_at.0) => {
+                        (&b.issued.lines, false)
+                    }
+                    StateValue::Invoice(InvoiceRecord::Red(r)) if in_range(r.reversed_at.0) => (&r.lines, true),
+                    _ => continue,
+                };
+                for l in lines {
+                    let row = rates.entry(l.item.tax_rate).or_insert_with(|| RateRow {
+                        rate: l.item.tax_rate,
+                        issued_net: Fen::ZERO,
+                        issued_tax: Fen::ZERO,
+                        reversed_net: Fen::ZERO,
+                        reversed_tax: Fen::ZERO,
+                    });
+                    let errors = &mut out.errors;
+                    if red {
+                        add(&mut row.reversed_net, l.net, errors, "reversed net per rate");
+                        add(&mut row.reversed_tax, l.tax, errors, "reversed tax per rate");
+                    } else {
+                        add(&mut row.issued_net, l.net, errors, "issued net per rate");
+                        add(&mut row.issued_tax, l.tax, errors, "issued tax per rate");
+                    }
+                }
+            }
+        }
+        out.by_rate = rates.into_values().collect();
+        Ok(())
+    }
+
+    /// The quota of each month from `from_day`'s to `to_day`'s: the archived record of a
+    /// month that ended, or the current one.
+    fn reconcile_quota(
+        &self,
+        view: &fapiao_store::ChainView<'_>,
+        from_day: u64,
+        to_day: u64,
+        out: &mut Reconciliation,
+    ) -> Result<(), StoreError> {
+        // Noon of a business day is well inside it, whatever the offset.
+        let month_of = |day: u64| Timestamp(day * DAY_MS + 4 * 3_600_000).utc8_month();
+        let current = match view.get(&StateKey::Quota)? {
+            Some(StateValue::Quota(q)) => Some(q),
+            _ => None,
+        };
+        let (mut m, last) = (month_of(from_day), month_of(to_day));
+        while m <= last {
+            let record = match view.get(&StateKey::QuotaMonth(m))? {
+                Some(StateValue::QuotaMonth(q)) => Some(q),
+                _ => current.clone().filter(|q| q.month == m),
+            };
+            if let Some(q) = record {
+                out.quota.push(QuotaMonthRow {
+                    month: q.month,
+                    granted: q.granted,
+                    used: q.used,
+                    left: q.left(),
+                    suspended: q.suspended,
+                });
+            }
+            m = if m % 100 == 12 { (m / 100 + 1) * 100 + 1 } else { m + 1 };
+        }
+        Ok(())
     }
 
     fn reconcile_payment(

@@ -390,14 +390,14 @@ pub fn consortium(seed: u64, n: usize, m: usize) -> Consortium {
             )
         })
         .collect();
-    for (code, name, role, key) in [
-        (900_001, "Operator", Role::Operator, &operator),
-        (800_001, "Tax Office", Role::Verifier, &verifier),
+    for (code, name, roles, key) in [
+        (900_001, "Operator", &[Role::Operator][..], &operator),
+        (800_001, "Tax Office", &[Role::Verifier, Role::TaxOffice][..], &verifier),
     ] {
         members.push(Member {
             code: MemberCode::new(code).unwrap_or_else(|| unreachable!()),
             name: name.into(),
-            roles: Roles::of(&[role]),
+            roles: Roles::of(roles),
             key: key.public(),
             addresses: vec![],
             initial_fee_balance: Fen::ZERO,

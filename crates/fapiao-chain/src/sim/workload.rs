@@ -22,7 +22,8 @@ use super::Rng;
 use fapiao_core::event::{
     BookingSet, BookingStatus, Buyer, ClaimAction, ClaimRequested, Currency, FailureReason, FeeDeposited, FormState,
     InvoiceRequested, InvoiceType, LineItem, MerchantPolicy, PaymentMethod, PaymentRecorded, PaymentRefunded,
-    PaymentReversed, RedFormAnswer, RedFormRef, RedFormStart, RedLetterReason, RedLetterRequested, RedLetterScope,
+    PaymentReversed, QuotaAction, QuotaChange, RedFormAnswer, RedFormRef, RedFormStart, RedLetterReason,
+    RedLetterRequested, RedLetterScope,
 };
 use fapiao_core::money::AMOUNT_FEN_MAX;
 use fapiao_core::{
@@ -53,7 +54,7 @@ pub(super) struct Signers<'a> {
     pub(super) owner: &'a SecretKey,
     /// The operator member: fee deposits and policy.
     pub(super) operator: &'a SecretKey,
-    /// The verifier member: claims.
+    /// The verifier member, also the tax office: claims and the monthly quota.
     pub(super) verifier: &'a SecretKey,
     /// The tax rates genesis allows.
     pub(super) rates: &'a [TaxRate],
@@ -74,6 +75,7 @@ enum Pick {
     BuyerSide,
     Deposit,
     Policy,
+    Quota,
 }
 
 /// One merchant's clients (back office, operator, verifier) and what they know.
@@ -150,6 +152,13 @@ fn meta<S: StateRead<Error = Infallible>>(state: &S) -> Option<MerchantMeta> {
     match read(state, StateKey::Meta) {
         Some(StateValue::Meta(m)) => Some(m),
         _ => None,
+    }
+}
+
+fn quota_queue_len<S: StateRead<Error = Infallible>>(state: &S) -> usize {
+    match read(state, StateKey::QuotaBlocked) {
+        Some(StateValue::QuotaBlocked(q)) => q.requests.len(),
+        _ => 0,
     }
 }
 
@@ -283,6 +292,7 @@ impl Workload {
                 (Pick::BuyerSide, 8),
                 (Pick::Deposit, deposit_weight),
                 (Pick::Policy, 2),
+                (Pick::Quota, if quota_queue_len(state) > 0 { 6 } else { 2 }),
             ];
             let total: u64 = table.iter().map(|(_, w)| w).sum();
             let mut roll = self.rng.range(0, total - 1);
@@ -307,6 +317,7 @@ impl Workload {
                 Pick::BuyerSide => self.buyer_side(who, state, now),
                 Pick::Deposit => Some(self.deposit(who, state, now)),
                 Pick::Policy => Some(self.policy(who, now)),
+                Pick::Quota => Some(self.quota(who, state, now)),
             };
             // With nothing to refer to yet, the client takes a payment instead.
             out.push(event.unwrap_or_else(|| self.payment(who, now)));
@@ -763,6 +774,38 @@ impl Workload {
         self.sign(who, who.operator, now, kind)
     }
 
+    /// The tax office changes the month's quota: mostly a generous grant or a raise over
+    /// what is used (re-running the waiting requests), sometimes a tight one
+    /// (QUOTA_EXCEEDED), a suspension and its lifting, a re-validation; now and then for
+    /// another month or below what is used (refused). The simulated clock spans seconds,
+    /// so no month ends in a run: QUOTA_EXPIRED is left to the domain and process tests.
+    fn quota<S: StateRead<Error = Infallible>>(&mut self, who: &Signers<'_>, state: &S, now: u64) -> Event {
+        let used = match read(state, StateKey::Quota) {
+            Some(StateValue::Quota(q)) => q.used.fen(),
+            _ => 0,
+        };
+        let mut month = fapiao_core::Timestamp(now).utc8_month();
+        if self.rng.chance(3) {
+            month += 1;
+        }
+        let action = match self.rng.range(0, 19) {
+            0..=8 => QuotaAction::Grant(Fen::from_fen(
+                (used + self.rng.range(1, 5_000_000) as i64).min(AMOUNT_FEN_MAX),
+            )),
+            9..=10 => QuotaAction::Grant(Fen::from_fen(used + self.rng.range(0, 10_000) as i64)),
+            11 => QuotaAction::Grant(Fen::from_fen((used - 1).max(0))),
+            12..=14 => QuotaAction::Suspend,
+            15..=17 => QuotaAction::Resume,
+            _ => QuotaAction::Revalidate,
+        };
+        self.sign(
+            who,
+            who.verifier,
+            now,
+            EventKind::QuotaChanged(QuotaChange { month, action }),
+        )
+    }
+
     /// The operator changes the merchant's policy: back to the default, a low limit
     /// (TOTAL_ABOVE_MERCHANT_LIMIT), or ordinary invoices only (INVOICE_TYPE_NOT_PERMITTED).
     fn policy(&mut self, who: &Signers<'_>, now: u64) -> Event {
@@ -844,6 +887,10 @@ pub struct WorkloadCounts {
     pub form_refusals: u64,
     /// Policy changes by the operator.
     pub policy_changes: u64,
+    /// Quota changes by the tax office.
+    pub quota_changes: u64,
+    /// Invoices a quota change issued automatically from the quota queue.
+    pub quota_reissued: u64,
     /// Events the producing member's execution rejected (they never entered a block).
     pub rejected: u64,
     /// Every failure reason recorded, with how often.
@@ -878,12 +925,14 @@ impl WorkloadCounts {
                         EventKind::InvoiceRequested(r) if r.retry_of.is_some() => self.retries += 1,
                         EventKind::FeeDeposited(_) => self.fee_deposits += 1,
                         EventKind::MerchantPolicySet(_) => self.policy_changes += 1,
+                        EventKind::QuotaChanged(_) => self.quota_changes += 1,
                         _ => {}
                     }
                     last = Some(kind);
                 }
                 Entry::Derived(d) => match (&d.kind, last) {
                     (DerivedKind::InvoiceIssued(_), Some(EventKind::FeeDeposited(_))) => self.auto_reissued += 1,
+                    (DerivedKind::InvoiceIssued(_), Some(EventKind::QuotaChanged(_))) => self.quota_reissued += 1,
                     (DerivedKind::InvoiceIssued(_), Some(EventKind::InvoiceRequested(r))) => {
                         self.invoices_issued += 1;
                         if r.retry_of.is_some() {
@@ -940,6 +989,8 @@ impl WorkloadCounts {
         self.corrected_issued += other.corrected_issued;
         self.fee_deposits += other.fee_deposits;
         self.auto_reissued += other.auto_reissued;
+        self.quota_changes += other.quota_changes;
+        self.quota_reissued += other.quota_reissued;
         self.red_letters_full += other.red_letters_full;
         self.red_letters_partial += other.red_letters_partial;
         self.red_letters_failed += other.red_letters_failed;
@@ -995,6 +1046,10 @@ impl WorkloadCounts {
             ("forms rejected or withdrawn", self.forms_closed_unconfirmed),
             ("form actions refused", self.form_refusals),
             ("policy changes", self.policy_changes),
+            ("quota changes", self.quota_changes),
+            ("failed: quota exceeded", reason(FailureReason::QuotaExceeded)),
+            ("failed: quota suspended", reason(FailureReason::QuotaSuspended)),
+            ("auto re-issued by a quota change", self.quota_reissued),
         ]
     }
 }

@@ -1,0 +1,189 @@
+//! The OpenAPI document against the running server, so the two cannot drift: every
+//! operation the document lists is routed, and every status the server answers to a
+//! probe of it (no token, a wrong token, good and malformed path parameters, malformed
+//! and out-of-range query parameters, an unknown parameter, a wrong or missing body) is
+//! one the document lists for that operation, with the `{code, message, field}` body the
+//! document promises for errors.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// A plausible value for a path parameter, by name: what a client would send.
+fn sample(param: &str) -> &'static str {
+    match param {
+        "number" => "26110001000000000001",
+        "form" => "1",
+        "height" => "1",
+        "chain" => "110001",
+        "id" => "P1",
+        _ => "1",
+    }
+}
+
+/// Values that a server must refuse cleanly wherever a parameter is.
+const BAD: [&str; 4] = ["x", "-1", "99999999999999999999999999", "%E2%80%AE"];
+
+struct Probe {
+    /// The operation: its path as documented and its method.
+    op: (String, String),
+    what: String,
+    url: String,
+    token: Option<String>,
+    body: Option<(&'static str, Vec<u8>)>,
+}
+
+#[test]
+fn every_status_the_server_answers_is_in_the_openapi_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("n"), free_port());
+    // Something to read: a payment and an invoice.
+    issue(&node, "A");
+    let http = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let doc: Value = http
+        .get(format!("{}/openapi.json", node.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = node.token();
+    let mut probes = Vec::new();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let in_path: Vec<String> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect();
+            let in_query: Vec<String> = params
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect();
+            let fill = |bad: Option<(&str, &str)>| {
+                let mut url = path.clone();
+                for p in &in_path {
+                    let v = match bad {
+                        Some((name, v)) if name == p => v,
+                        _ => sample(p),
+                    };
+                    url = url.replace(&format!("{{{p}}}"), v);
+                }
+                url
+            };
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            let probe =
+                |what: String, url: String, token: Option<String>, body: Option<(&'static str, Vec<u8>)>| Probe {
+                    op: (path.clone(), method.clone()),
+                    what,
+                    url: format!("{}{}", node.url(), url),
+                    token,
+                    body,
+                };
+            let good = fill(None);
+            probes.push(probe("as documented".into(), good.clone(), Some(token.clone()), None));
+            if secured {
+                probes.push(probe("no token".into(), good.clone(), None, None));
+                probes.push(probe("wrong token".into(), good.clone(), Some("x".repeat(40)), None));
+            }
+            for p in &in_path {
+                for v in BAD {
+                    probes.push(probe(
+                        format!("path {p}={v}"),
+                        fill(Some((p, v))),
+                        Some(token.clone()),
+                        None,
+                    ));
+                }
+            }
+            for q in &in_query {
+                for v in BAD {
+                    probes.push(probe(
+                        format!("query {q}={v}"),
+                        format!("{good}?{q}={v}"),
+                        Some(token.clone()),
+                        None,
+                    ));
+                }
+            }
+            probes.push(probe(
+                "unknown query".into(),
+                format!("{good}?bogus=1"),
+                Some(token.clone()),
+                None,
+            ));
+            if method == "post" {
+                probes.push(probe(
+                    "empty JSON".into(),
+                    good.clone(),
+                    Some(token.clone()),
+                    Some(("application/json", b"{}".to_vec())),
+                ));
+                probes.push(probe(
+                    "not JSON".into(),
+                    good.clone(),
+                    Some(token.clone()),
+                    Some(("application/json", b"{".to_vec())),
+                ));
+                probes.push(probe(
+                    "wrong type".into(),
+                    good.clone(),
+                    Some(token.clone()),
+                    Some(("text/plain", b"hi".to_vec())),
+                ));
+                probes.push(probe(
+                    "too large".into(),
+                    good.clone(),
+                    Some(token.clone()),
+                    Some(("application/json", vec![b' '; 8 << 20])),
+                ));
+            }
+        }
+    }
+    assert!(operations >= 20, "the document lists {operations} operations");
+    let mut mismatches = Vec::new();
+    for p in &probes {
+        let mut r = match p.op.1.as_str() {
+            "post" => http.post(&p.url),
+            _ => http.get(&p.url),
+        };
+        if let Some(t) = &p.token {
+            r = r.bearer_auth(t);
+        }
+        if let Some((ct, body)) = &p.body {
+            r = r.header("content-type", *ct).body(body.clone());
+        }
+        let resp = r.send().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        let (path, method) = &p.op;
+        let what = format!("{} {path}, {}", method.to_uppercase(), p.what);
+        if doc["paths"][path][method]["responses"]
+            .get(status.to_string())
+            .is_none()
+        {
+            mismatches.push(format!("{what}: {status} is not documented ({text:.120})"));
+            continue;
+        }
+        if status >= 400 {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if !(body["code"].is_string() && body["message"].is_string()) {
+                mismatches.push(format!("{what}: {status} without an error body ({text:.120})"));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} probes disagree with /openapi.json:\n{}",
+        mismatches.len(),
+        probes.len(),
+        mismatches.join("\n")
+    );
+}
