@@ -10,13 +10,15 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// A plausible value for a path parameter, by name: what a client would send.
-fn sample(param: &str) -> &'static str {
+/// A plausible value for a path parameter, by operation path and name: what a client
+/// would send.
+fn sample(path: &str, param: &str) -> &'static str {
     match param {
         "number" => "26110001000000000001",
         "form" => "1",
         "height" => "1",
         "chain" => "110001",
+        "id" if path.starts_with("/v1/events/") => "abababababababababababababababababababababababababababababababab",
         "id" => "P1",
         _ => "1",
     }
@@ -25,6 +27,20 @@ fn sample(param: &str) -> &'static str {
 /// Values that a server must refuse cleanly wherever a parameter is.
 const BAD: [&str; 4] = ["x", "-1", "99999999999999999999999999", "%E2%80%AE"];
 
+/// Whether `v` fits a path parameter's documented schema (its pattern or integer range):
+/// the probes' good values must.
+fn sample_fits(schema: &Value, v: &str) -> bool {
+    match schema["pattern"].as_str() {
+        Some(r"^[0-9]{20}$") => v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()),
+        Some(r"^[0-9a-fA-F]{64}$") => v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()),
+        Some(other) => panic!("no sample rule for the pattern {other}: add one"),
+        None if schema["type"] == "integer" => v.parse::<u64>().is_ok_and(|n| {
+            schema["minimum"].as_u64().is_none_or(|m| n >= m) && schema["maximum"].as_u64().is_none_or(|m| n <= m)
+        }),
+        None => true,
+    }
+}
+
 struct Probe {
     /// The operation: its path as documented and its method.
     op: (String, String),
@@ -32,6 +48,8 @@ struct Probe {
     url: String,
     token: Option<String>,
     body: Option<(&'static str, Vec<u8>)>,
+    /// The one status the document's schema for the parameter promises.
+    must_be: Option<u16>,
 }
 
 #[test]
@@ -72,7 +90,7 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
                 for p in &in_path {
                     let v = match bad {
                         Some((name, v)) if name == p => v,
-                        _ => sample(p),
+                        _ => sample(path, p),
                     };
                     url = url.replace(&format!("{{{p}}}"), v);
                 }
@@ -86,6 +104,7 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
                     url: format!("{}{}", node.url(), url),
                     token,
                     body,
+                    must_be: None,
                 };
             let good = fill(None);
             probes.push(probe("as documented".into(), good.clone(), Some(token.clone()), None));
@@ -94,13 +113,20 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
                 probes.push(probe("wrong token".into(), good.clone(), Some("x".repeat(40)), None));
             }
             for p in &in_path {
+                // A parameter the document types as an integer or constrains by a
+                // pattern must be refused with 400 for each bad value (none of which is
+                // an integer in range or matches such a pattern); the good sample must
+                // fit the schema.
+                let schema = &params.iter().find(|x| x["name"] == p.as_str()).unwrap()["schema"];
+                assert!(
+                    sample_fits(schema, sample(path, p)),
+                    "{method} {path}: sample {p} does not fit {schema}"
+                );
+                let constrained = schema["type"] == "integer" || schema["pattern"].is_string();
                 for v in BAD {
-                    probes.push(probe(
-                        format!("path {p}={v}"),
-                        fill(Some((p, v))),
-                        Some(token.clone()),
-                        None,
-                    ));
+                    let mut pr = probe(format!("path {p}={v}"), fill(Some((p, v))), Some(token.clone()), None);
+                    pr.must_be = constrained.then_some(400);
+                    probes.push(pr);
                 }
             }
             for q in &in_query {
@@ -138,12 +164,9 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
                     Some(token.clone()),
                     Some(("text/plain", b"hi".to_vec())),
                 ));
-                probes.push(probe(
-                    "too large".into(),
-                    good.clone(),
-                    Some(token.clone()),
-                    Some(("application/json", vec![b' '; 8 << 20])),
-                ));
+                // An oversized body (413) is tested in tests/api.rs: the server may close the
+                // connection before the client has written it all, which this loop would
+                // read as a transport error.
             }
         }
     }
@@ -165,6 +188,12 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
         let text = resp.text().unwrap_or_default();
         let (path, method) = &p.op;
         let what = format!("{} {path}, {}", method.to_uppercase(), p.what);
+        if p.must_be.is_some_and(|m| m != status) {
+            mismatches.push(format!(
+                "{what}: {status}, but the parameter's schema refuses it ({text:.120})"
+            ));
+            continue;
+        }
         if doc["paths"][path][method]["responses"]
             .get(status.to_string())
             .is_none()

@@ -372,7 +372,7 @@ fn query_rejection(r: QueryRejection) -> Failure {
 
 /// What recording an event of this node's chain derived. Public: the event id is
 /// unguessable, so only those who saw the event (its author, this node) can ask.
-#[utoipa::path(get, path = "/v1/events/{id}/outcome", params(("id" = String, Path, description = "Event id, hex")),
+#[utoipa::path(get, path = "/v1/events/{id}/outcome", params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{64}$", description = "Event id, 64 hex digits")),
     responses((status = 200, body = EventOutcomeDto),
         (status = 400, body = ApiError, description = "MALFORMED_EVENT: not an event id"),
         (status = 404, body = ApiError, description = "NOT_RECORDED: not in a block of this node's chain (pending, rejected or unknown: see GET /v1/events/{id})")))]
@@ -401,7 +401,7 @@ async fn event_outcome(
 
 /// An event's status: pending, committed, certified, rejected or unknown. Public: an
 /// event id is unguessable and the answer holds no business data.
-#[utoipa::path(get, path = "/v1/events/{id}", params(("id" = String, Path, description = "Event id, hex")),
+#[utoipa::path(get, path = "/v1/events/{id}", params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{64}$", description = "Event id, 64 hex digits")),
     responses((status = 200, body = EventStatusDto), (status = 400, description = "Not 64 hex digits", body = ApiError),
         (status = 404, body = ApiError)))]
 async fn event_status(
@@ -496,7 +496,7 @@ async fn payment(
 }
 
 /// One invoice by number.
-#[utoipa::path(get, path = "/v1/invoices/{number}", params(("number" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/invoices/{number}", params(("number" = String, Path, pattern = r"^[0-9]{20}$", description = "Invoice number, 20 digits")), security(("bearer" = [])),
     responses((status = 200, body = InvoiceDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
         (status = 401, body = ApiError)))]
 async fn invoice(
@@ -538,7 +538,7 @@ fn wall_now() -> fapiao_core::Timestamp {
 
 /// One red-letter confirmation form of an invoice, in full.
 #[utoipa::path(get, path = "/v1/invoices/{number}/forms/{form}",
-    params(("number" = String, Path), ("form" = u32, Path, minimum = 1)), security(("bearer" = [])),
+    params(("number" = String, Path, pattern = r"^[0-9]{20}$", description = "Invoice number, 20 digits"), ("form" = u32, Path, minimum = 1)), security(("bearer" = [])),
     responses((status = 200, body = RedFormDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
         (status = 401, body = ApiError)))]
 async fn red_form(
@@ -578,7 +578,7 @@ struct HistoryQuery {
 /// request and issue, red-letter requests and red invoices, confirmation forms and their
 /// answers, locks, refused claims, unlocks, closing, bookings), with block and time.
 #[utoipa::path(get, path = "/v1/invoices/{number}/history",
-    params(("number" = String, Path), HistoryQuery), security(("bearer" = [])),
+    params(("number" = String, Path, pattern = r"^[0-9]{20}$", description = "Invoice number, 20 digits"), HistoryQuery), security(("bearer" = [])),
     responses((status = 200, body = InvoiceHistoryDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
         (status = 401, body = ApiError)))]
 async fn invoice_history(
@@ -821,7 +821,7 @@ async fn blocks(
 }
 
 /// One block with its entries.
-#[utoipa::path(get, path = "/v1/blocks/{height}", params(("height" = u64, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/blocks/{height}", params(("height" = u64, Path, minimum = 1)), security(("bearer" = [])),
     responses((status = 200, body = BlockDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
         (status = 401, body = ApiError)))]
 async fn block(
@@ -836,7 +836,7 @@ async fn block(
 
 /// One block of any chain this node replicates, with its certification: the witnesses
 /// whose attestations form its certificate.
-#[utoipa::path(get, path = "/v1/chains/{chain}/blocks/{height}", params(("chain" = u32, Path), ("height" = u64, Path)),
+#[utoipa::path(get, path = "/v1/chains/{chain}/blocks/{height}", params(("chain" = u32, Path, minimum = 0, maximum = 999999, description = "Member code, at most six digits"), ("height" = u64, Path, minimum = 1)),
     security(("bearer" = [])),
     responses((status = 200, body = BlockDto), (status = 400, body = ApiError), (status = 404, body = ApiError),
         (status = 401, body = ApiError)))]
@@ -952,7 +952,7 @@ const RECON_DAYS_MAX: u64 = 366;
 /// including tax; wrong factors, an unknown number and malformed input get the same
 /// answer. Rate-limited per client address, and each invoice verifies at most
 /// `verify_checks_per_day` times a day (UTC+8) on this node.
-#[utoipa::path(get, path = "/v1/verify/{number}", params(("number" = String, Path), VerifyQuery),
+#[utoipa::path(get, path = "/v1/verify/{number}", params(("number" = String, Path, description = "Invoice number, 20 digits; anything else gets the same 404 as wrong factors"), VerifyQuery),
     responses((status = 200, body = ProofDto),
               (status = 404, body = ApiError, description = "NOT_FOUND: wrong factors, unknown or malformed"),
               (status = 429, body = ApiError, description = "RATE_LIMITED (Retry-After: 1), or CHECKS_EXHAUSTED: this invoice was verified its daily number of times (Retry-After: seconds to midnight UTC+8)"),
