@@ -347,8 +347,9 @@ pub fn take_backup(config: &Path, out: &Path) -> String {
     ])
 }
 
-/// Issues an invoice for a fresh payment and returns (number, check code).
-pub fn issue(node: &DevNode, tag: &str) -> (String, String) {
+/// Pays 100.00 as `P{tag}` and requests a 53.00 invoice for it as `R{tag}` with the dev
+/// buyer's tax id; the request's output, whatever its outcome.
+pub fn pay_and_request(node: &DevNode, tag: &str) -> std::process::Output {
     ok(node.cli(&[
         "pay",
         "--amount",
@@ -361,7 +362,12 @@ pub fn issue(node: &DevNode, tag: &str) -> (String, String) {
     let (request, payment) = (format!("R{tag}"), format!("P{tag}"));
     let mut args = invoice_request_args(&request, &payment);
     args.extend_from_slice(&["--buyer-tax-id", "91110000600037341L"]);
-    ok(node.cli(&args));
+    node.cli(&args)
+}
+
+/// Issues an invoice for a fresh payment and returns (number, check code).
+pub fn issue(node: &DevNode, tag: &str) -> (String, String) {
+    ok(pay_and_request(node, tag));
     let v: Value = reqwest::blocking::Client::new()
         .get(format!("{}/v1/invoices?request_id=R{tag}", node.url()))
         .bearer_auth(node.token())

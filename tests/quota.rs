@@ -12,17 +12,7 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// Pays 100.00 as `P{tag}` and requests a 53.00 invoice for it as `R{tag}`; the output.
 fn request(node: &DevNode, tag: &str) -> String {
-    ok(node.cli(&[
-        "pay",
-        "--amount",
-        "100.00",
-        "--method",
-        "wechat",
-        "--id",
-        &format!("P{tag}"),
-    ]));
-    let (request, payment) = (format!("R{tag}"), format!("P{tag}"));
-    out(&node.cli(&invoice_request_args(&request, &payment)))
+    out(&pay_and_request(node, tag))
 }
 
 #[test]

@@ -247,7 +247,10 @@ impl Engine {
             let entry = self.store().entry(&loc)?.ok_or_else(|| tampered("no entry is there"))?;
             let about = match &entry {
                 Entry::Event(e) => e.body.kind.invoice() == Some(*number),
-                Entry::Derived(d) => d.kind.invoices().contains(number) || d.kind.invoices().is_empty(),
+                Entry::Derived(d) => {
+                    let about = d.kind.invoices();
+                    about.is_empty() || about.contains(number)
+                }
             };
             if loc.chain != chain || !about {
                 return Err(tampered("the entry there is not about this invoice"));

@@ -170,28 +170,40 @@ fn add(a: &mut Fen, b: Fen, errors: &mut Vec<String>, what: &str) {
     }
 }
 
+/// Hands every state record of the same kind as `kind` (its variant; the key's fields
+/// do not matter) to `f`, a page at a time, so memory stays flat however many there are.
+fn for_each_record(
+    view: &fapiao_store::ChainView<'_>,
+    kind: StateKey,
+    mut f: impl FnMut(StateValue) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let prefix = kind.to_bytes()[..4].to_vec();
+    let mut after: Option<StateKey> = None;
+    loop {
+        let page = view.scan(&prefix, after.as_ref(), RECON_PAGE_ROWS)?;
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        after = Some(last.clone());
+        for (_, v) in page {
+            f(v)?;
+        }
+    }
+}
+
 impl Engine {
     /// Reconciles this chain's payments recorded on business days `from..=to`.
     pub fn reconcile(&self, from_day: u64, to_day: u64) -> Result<Reconciliation, StoreError> {
         let chain = self.chain();
         let view = self.store().state(chain);
-        let prefix = StateKey::Payment(String::new()).to_bytes()[..4].to_vec();
         let mut rows: BTreeMap<(u64, String), ReconRow> = BTreeMap::new();
         let mut out = Reconciliation::default();
-        let mut after: Option<StateKey> = None;
-        loop {
-            let page = view.scan(&prefix, after.as_ref(), RECON_PAGE_ROWS)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (_, v) in page {
-                let StateValue::Payment(p) = v else { continue };
-                let day = business_day(p.recorded_at.0);
-                if day < from_day || day > to_day {
-                    continue;
-                }
-                self.reconcile_payment(&view, p, day, &mut rows, &mut out)?;
+        for_each_record(&view, StateKey::Payment(String::new()), |v| {
+            let StateValue::Payment(p) = v else { return Ok(()) };
+            let day = business_day(p.recorded_at.0);
+            if day < from_day || day > to_day {
+                return Ok(());
             }
-        }
+            self.reconcile_payment(&view, p, day, &mut rows, &mut out)
+        })?;
         let mut total = ReconRow {
             method: "all".into(),
             ..ReconRow::default()
@@ -222,43 +234,36 @@ impl Engine {
         to_day: u64,
         out: &mut Reconciliation,
     ) -> Result<(), StoreError> {
-        let prefix = StateKey::Invoice(InvoiceNumber::new(0, self.chain(), 0).unwrap_or_else(|| unreachable!()))
-            .to_bytes()[..4]
-            .to_vec();
         let mut rates: BTreeMap<TaxRate, RateRow> = BTreeMap::new();
-        let mut after: Option<StateKey> = None;
         let in_range = |ms: u64| (from_day..=to_day).contains(&business_day(ms));
-        loop {
-            let page = view.scan(&prefix, after.as_ref(), RECON_PAGE_ROWS)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (_, v) in page {
-                let (lines, red) = match &v {
-                    StateValue::Invoice(InvoiceRecord::Blue(b)) if in_range(b.issued.issued_at.0) => {
-                        (&b.issued.lines, false)
-                    }
-                    StateValue::Invoice(InvoiceRecord::Red(r)) if in_range(r.reversed_at.0) => (&r.lines, true),
-                    _ => continue,
-                };
-                for l in lines {
-                    let row = rates.entry(l.item.tax_rate).or_insert_with(|| RateRow {
-                        rate: l.item.tax_rate,
-                        issued_net: Fen::ZERO,
-                        issued_tax: Fen::ZERO,
-                        reversed_net: Fen::ZERO,
-                        reversed_tax: Fen::ZERO,
-                    });
-                    let errors = &mut out.errors;
-                    if red {
-                        add(&mut row.reversed_net, l.net, errors, "reversed net per rate");
-                        add(&mut row.reversed_tax, l.tax, errors, "reversed tax per rate");
-                    } else {
-                        add(&mut row.issued_net, l.net, errors, "issued net per rate");
-                        add(&mut row.issued_tax, l.tax, errors, "issued tax per rate");
-                    }
+        let any_invoice = StateKey::Invoice(InvoiceNumber::new(0, self.chain(), 0).unwrap_or_else(|| unreachable!()));
+        for_each_record(view, any_invoice, |v| {
+            let (lines, red) = match &v {
+                StateValue::Invoice(InvoiceRecord::Blue(b)) if in_range(b.issued.issued_at.0) => {
+                    (&b.issued.lines, false)
+                }
+                StateValue::Invoice(InvoiceRecord::Red(r)) if in_range(r.reversed_at.0) => (&r.lines, true),
+                _ => return Ok(()),
+            };
+            for l in lines {
+                let row = rates.entry(l.item.tax_rate).or_insert_with(|| RateRow {
+                    rate: l.item.tax_rate,
+                    issued_net: Fen::ZERO,
+                    issued_tax: Fen::ZERO,
+                    reversed_net: Fen::ZERO,
+                    reversed_tax: Fen::ZERO,
+                });
+                let errors = &mut out.errors;
+                if red {
+                    add(&mut row.reversed_net, l.net, errors, "reversed net per rate");
+                    add(&mut row.reversed_tax, l.tax, errors, "reversed tax per rate");
+                } else {
+                    add(&mut row.issued_net, l.net, errors, "issued net per rate");
+                    add(&mut row.issued_tax, l.tax, errors, "issued tax per rate");
                 }
             }
-        }
+            Ok(())
+        })?;
         out.by_rate = rates.into_values().collect();
         Ok(())
     }
