@@ -294,7 +294,7 @@ pub fn invoice_request_args<'a>(id: &'a str, payment: &'a str) -> Vec<&'a str> {
         "--buyer-name",
         "Shanghai Trading Co",
         "--line",
-        "Oolong tea|1|50.00|6",
+        "Oolong tea|1|50.00|6|3070401000000000000",
     ]
 }
 

@@ -97,9 +97,10 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
                         },
                         lines: vec![LineItem {
                             description: "tea".into(),
+                            tax_code: "3070401000000000000".into(),
                             quantity: fapiao_core::Quantity(1000),
                             unit_price: Fen::from_fen(100),
-                            tax_rate: fapiao_core::TaxRate(600),
+                            tax_rate: fapiao_core::TaxRate::Bp(600),
                         }],
                         payment_ids: vec![format!("R{round}-C{c}-{}", counter - 1)],
                         retry_of: None,

@@ -163,7 +163,7 @@ fn wrong_buyer_details(node: &DevNode, p: &str) -> Sums {
         "50.00 + tax is more than the 30.00 paid: {text}"
     );
     let lines = node.dir.join(format!("{p}lines.txt"));
-    std::fs::write(&lines, "Oolong tea|1|20.00|6\n").unwrap();
+    std::fs::write(&lines, "Oolong tea|1|20.00|6|3070401000000000000\n").unwrap();
     let text = ok(node.cli(&["invoice", "retry", &r3, "--lines-file", lines.to_str().unwrap()]));
     assert!(text.contains("invoice: ISSUED"), "{text}");
     Sums {
@@ -178,7 +178,16 @@ fn wrong_buyer_details(node: &DevNode, p: &str) -> Sums {
 /// Type not permitted → the operator's policy event → bulk re-issue of the affected
 /// requests.
 fn type_not_permitted(node: &DevNode, p: &str) -> Sums {
-    ok(node.cli(&["policy", "set", "--type", "normal", "--max-total", "100000.00"]));
+    ok(node.cli(&[
+        "policy",
+        "set",
+        "--type",
+        "normal",
+        "--max-total",
+        "100000.00",
+        "--rate",
+        "6",
+    ]));
     for i in 1..=3 {
         pay(node, &format!("{p}P{i}"), "60.00", "card");
         let text = request(node, &format!("{p}R{i}"), &format!("{p}P{i}"), TAX_ID, "special_vat");
@@ -195,6 +204,8 @@ fn type_not_permitted(node: &DevNode, p: &str) -> Sums {
         "special_vat",
         "--max-total",
         "100000.00",
+        "--rate",
+        "6",
     ]));
     let reissue = [
         "invoice",
@@ -666,7 +677,7 @@ fn the_failure_catalogue_is_served_by_the_cli_and_the_api() {
     assert_eq!(cli, api);
     let entries = cli.as_array().unwrap();
     assert_eq!(entries.len(), fapiao_core::event::FailureReason::ALL.len());
-    assert_eq!(entries.len(), 29);
+    assert_eq!(entries.len(), 31);
     for e in entries {
         assert!(
             !e["cause"].as_str().unwrap().is_empty() && !e["remedy"].as_str().unwrap().is_empty(),

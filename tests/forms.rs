@@ -95,7 +95,7 @@ fn red_letter_forms_between_seller_and_buyer() {
         "--reason",
         "sales_discount",
         "--line",
-        "Oolong tea|1|10.00|6",
+        "Oolong tea|1|10.00|6|3070401000000000000",
         "--as",
         "buyer",
     ]));
@@ -109,7 +109,7 @@ fn red_letter_forms_between_seller_and_buyer() {
         "--reason",
         "04",
         "--line",
-        "Oolong tea|2|50.00|6",
+        "Oolong tea|2|50.00|6|3070401000000000000",
         "--as",
         "buyer",
     ]));
@@ -123,7 +123,7 @@ fn red_letter_forms_between_seller_and_buyer() {
         "--reason",
         "04",
         "--line",
-        "Cup|1|1.00|6",
+        "Cup|1|1.00|6|3070401000000000000",
         "--as",
         "buyer",
     ]));

@@ -50,9 +50,10 @@ fn request_event(node: &DevNode, id: &str, payments: &[&str], total: i64) -> Eve
             },
             lines: vec![LineItem {
                 description: "Oolong tea".into(),
+                tax_code: "3070401000000000000".into(),
                 quantity: Quantity(1000),
                 unit_price: Fen::from_fen(total),
-                tax_rate: TaxRate(0),
+                tax_rate: TaxRate::Bp(0),
             }],
             payment_ids: payments.iter().map(|p| p.to_string()).collect(),
             retry_of: None,
@@ -118,6 +119,9 @@ fn amounts_at_every_edge_are_refused_at_admission_or_recorded_and_the_node_keeps
         EventKind::MerchantPolicySet(MerchantPolicy {
             permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
             max_invoice_total: Fen::MAX,
+            rates: [0, 100, 300, 500, 600, 900, 1300]
+                .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                .to_vec(),
         }),
     );
     assert_eq!(submit(&client, &policy).0, 202);

@@ -70,9 +70,10 @@ fn submit(b: &EventBody, signer: u8) -> fapiao_core::Event {
 fn line(description: &str, quantity: i64, unit_price: i64, rate: u16) -> LineItem {
     LineItem {
         description: description.into(),
+        tax_code: "3070401000000000000".into(),
         quantity: Quantity(quantity),
         unit_price: Fen::from_fen(unit_price),
-        tax_rate: TaxRate(rate),
+        tax_rate: TaxRate::Bp(rate),
     }
 }
 
@@ -142,6 +143,7 @@ fn main() {
         EventKind::MerchantPolicySet(MerchantPolicy {
             permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
             max_invoice_total: Fen::from_fen(50_000_000),
+            rates: [0, 100, 300, 500, 600, 900, 1300].map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp))).to_vec(),
         }),
         2,
     );

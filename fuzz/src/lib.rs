@@ -10,7 +10,7 @@ pub mod http;
 
 use fapiao_core::event::{InvoiceType, MerchantPolicy};
 use fapiao_core::genesis::{Member, Role, Roles};
-use fapiao_core::{codec, Fen, Genesis, MemberCode, NetworkId, SecretKey, TaxRate, Timestamp};
+use fapiao_core::{codec, Fen, Genesis, MemberCode, NetworkId, SecretKey, Timestamp};
 use serde::{de::DeserializeOwned, Serialize};
 use std::sync::OnceLock;
 
@@ -48,6 +48,7 @@ pub fn genesis() -> Genesis {
         policy: (role == Role::Merchant).then(|| MerchantPolicy {
             permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
             max_invoice_total: Fen::from_fen(100_000_000),
+            rates: [0, 100, 300, 500, 600, 900, 1300].map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp))).to_vec(),
         }),
         initial_fee_balance: Fen::from_fen(if role == Role::Merchant { 100_000 } else { 0 }),
         tax_id: None,
@@ -57,7 +58,7 @@ pub fn genesis() -> Genesis {
         Timestamp(1_767_225_600_000),
         None,
         Fen::from_fen(10),
-        [0, 100, 300, 500, 600, 900, 1300].into_iter().map(TaxRate).collect(),
+        fapiao_core::tax::sample_classifications(),
         vec![
             member(MERCHANT, "Fuzz Merchant", Role::Merchant, 1),
             member(OPERATOR, "Fuzz Operator", Role::Operator, 2),

@@ -43,9 +43,10 @@ pub(crate) fn presign_for(
                     },
                     lines: vec![LineItem {
                         description: "Oolong tea".into(),
+                        tax_code: "3070401000000000000".into(),
                         quantity: Quantity(1000),
                         unit_price: Fen::from_fen(1000),
-                        tax_rate: TaxRate(600),
+                        tax_rate: TaxRate::Bp(600),
                     }],
                     payment_ids: vec![format!("{tag}-P{}", i - 1)],
                     retry_of: None,

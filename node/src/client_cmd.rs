@@ -38,8 +38,9 @@ pub(crate) enum InvoiceCommand {
     Show {
         /// The 20-digit number.
         number: String,
-        /// Render as a document a person reads: `text` (QR code in block characters) or
-        /// `html` (self-contained page, QR code as SVG). Default: a short summary.
+        /// Render as a document: `text` (QR code in block characters), `html`
+        /// (self-contained page, QR code as SVG) or `xml` (the 数电 XML a finance
+        /// department files, docs/API.md). Default: a short summary.
         #[arg(long)]
         format: Option<String>,
         /// The node address the QR code's verification link points at (default: this
@@ -93,7 +94,7 @@ pub(crate) enum InvoiceCommand {
         /// Corrected buyer tax id.
         #[arg(long)]
         buyer_tax_id: Option<String>,
-        /// Replacement lines ("DESCRIPTION|QTY|UNIT_PRICE|RATE%"), repeatable.
+        /// Replacement lines ("DESCRIPTION|QTY|UNIT_PRICE|RATE|TAX_CODE"), repeatable.
         #[arg(long = "line")]
         lines: Vec<String>,
         /// A file of replacement lines, one per line in the same form.
@@ -129,7 +130,7 @@ pub(crate) struct RequestArgs {
     /// normal or special_vat.
     #[arg(long = "type", default_value = "normal")]
     invoice_type: String,
-    /// A line: "DESCRIPTION|QTY|UNIT_PRICE|RATE%" (unit price tax-exclusive, yuan).
+    /// A line: "DESCRIPTION|QTY|UNIT_PRICE|RATE|TAX_CODE" (unit price tax-exclusive, yuan).
     #[arg(long = "line", required = true)]
     lines: Vec<String>,
     /// The failed request this one corrects.
@@ -375,23 +376,33 @@ fn money(s: &str, field: &str) -> Result<Fen> {
     s.parse::<Fen>().map_err(|e| anyhow!("{field}: {e}"))
 }
 
-/// Parses "DESCRIPTION|QTY|UNIT_PRICE|RATE%".
+/// Parses "DESCRIPTION|QTY|UNIT_PRICE|RATE|CODE": RATE is a percentage or `exempt`
+/// (免税) or `not_taxable` (不征税); CODE the 19-digit tax classification code, which
+/// may be typed with spaces or dashes between digits.
 pub(crate) fn parse_line(s: &str) -> Result<LineItem> {
     let parts: Vec<&str> = s.split('|').collect();
-    let [description, qty, price, rate] = parts.as_slice() else {
-        bail!("--line \"{s}\": write DESCRIPTION|QTY|UNIT_PRICE|RATE%, e.g. \"Oolong tea|2|88.00|13\"");
+    let [description, qty, price, rate, code] = parts.as_slice() else {
+        bail!(
+            "--line \"{s}\": write DESCRIPTION|QTY|UNIT_PRICE|RATE|TAX_CODE, \
+             e.g. \"Oolong tea|2|88.00|6|3070401000000000000\" (RATE may be exempt or not_taxable)"
+        );
     };
     let quantity = parse_decimal(qty, 3)
         .ok_or_else(|| anyhow!("--line \"{s}\": quantity `{qty}` is not a number with at most 3 decimals"))?;
     let unit_price = money(price.trim(), "--line unit price")?;
-    let bp = parse_decimal(rate.trim().trim_end_matches('%'), 2)
-        .and_then(|v| u16::try_from(v).ok())
-        .ok_or_else(|| anyhow!("--line \"{s}\": rate `{rate}` is not a percentage like 13 or 1.5"))?;
+    let tax_rate: TaxRate = rate
+        .trim()
+        .parse()
+        .map_err(|e: fapiao_core::ids::ParseError| anyhow!("--line \"{s}\": rate `{rate}`: {e}"))?;
+    // What a person types is normalised; whether the code is real is the ledger's to
+    // judge (TAX_CODE_UNKNOWN), so a wrong code is recorded with its remedy.
+    let tax_code: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
     Ok(LineItem {
         description: description.trim().to_string(),
+        tax_code,
         quantity: Quantity(quantity),
         unit_price,
-        tax_rate: TaxRate(bp),
+        tax_rate,
     })
 }
 
@@ -520,6 +531,7 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
         } => {
             let inv = ctx.client.invoice(&number)?;
             let doc = match format.as_deref() {
+                Some("xml") => ctx.client.invoice_xml(&number)?,
                 None if opts.json => serde_json::to_string_pretty(&inv)? + "\n",
                 None => {
                     print_invoice(&inv);
@@ -541,7 +553,7 @@ pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
                         d.html()?
                     }
                 }
-                Some(other) => bail!("--format {other}: use text or html"),
+                Some(other) => bail!("--format {other}: use text, html or xml"),
             };
             match output {
                 Some(path) => {
@@ -687,7 +699,7 @@ fn retry(
 
 /// `fapiao policy set`: the operator replaces a merchant's invoicing policy with an
 /// operator-signed event on that merchant's chain.
-pub(crate) fn policy_set(opts: &ClientOpts, types: &[String], max_total: &str) -> Result<()> {
+pub(crate) fn policy_set(opts: &ClientOpts, types: &[String], max_total: &str, rates: &[String]) -> Result<()> {
     let ctx = Ctx::new(opts)?;
     let key = ctx.key(ctx.profile.operator_key.as_deref(), "operator")?;
     let mut permitted_types = types
@@ -696,9 +708,18 @@ pub(crate) fn policy_set(opts: &ClientOpts, types: &[String], max_total: &str) -
         .collect::<Result<Vec<_>>>()?;
     permitted_types.sort();
     permitted_types.dedup();
+    let mut rates = rates
+        .iter()
+        .map(|r| {
+            r.parse::<fapiao_core::tax::RateRule>()
+                .map_err(|e| anyhow!("--rate {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    fapiao_core::tax::canonical_rate_rules(&mut rates).map_err(|e| anyhow!("--rate: {e}"))?;
     let policy = MerchantPolicy {
         permitted_types,
         max_invoice_total: money(max_total, "--max-total")?,
+        rates,
     };
     let (_, r) = ctx.submit(&key, EventKind::MerchantPolicySet(policy))?;
     ctx.print_submitted("policy", &r)
@@ -765,14 +786,21 @@ fn print_invoice(i: &InvoiceDto) {
         println!("  reverses {} ({})", o, i.red_letter_reason.clone().unwrap_or_default());
     }
     for l in &i.lines {
+        // As the platform prints a line: `*short name*description`, and `***` for the
+        // tax of an exempt or not-taxable line.
+        let tax = match l.tax_flag {
+            Some(_) => "***".to_string(),
+            None => Fen::from_fen(l.tax_fen).to_string(),
+        };
         println!(
-            "  {:<30} {:>8} x {:>10} @ {:>6}  net {:>10}  tax {:>9}",
-            l.description,
+            "  {:<30} {:>8} x {:>10} @ {:>6}  net {:>10}  tax {:>9}  {}",
+            format!("*{}*{}", l.short_name, l.description),
             Quantity(l.quantity_thousandths).to_string(),
             Fen::from_fen(l.unit_price_fen).to_string(),
-            TaxRate(l.tax_rate_bp).to_string(),
+            l.rate().to_string(),
             Fen::from_fen(l.net_fen).to_string(),
-            Fen::from_fen(l.tax_fen).to_string()
+            tax,
+            l.tax_code
         );
     }
     println!(
@@ -1163,12 +1191,28 @@ mod tests {
 
     #[test]
     fn lines() {
-        let l = parse_line("Oolong tea|1.5|88.00|13").unwrap();
-        assert_eq!((l.quantity.0, l.unit_price.fen(), l.tax_rate.0), (1500, 8800, 1300));
-        let l = parse_line("x|2|0.5|1.5%").unwrap();
-        assert_eq!((l.quantity.0, l.unit_price.fen(), l.tax_rate.0), (2000, 50, 150));
-        assert!(parse_line("x|2|0.5").is_err());
-        assert!(parse_line("x|a|0.5|13").is_err());
-        assert!(parse_line("x|1|0.555|13").is_err());
+        let l = parse_line("Oolong tea|1.5|88.00|13|3070401000000000000").unwrap();
+        assert_eq!(
+            (l.quantity.0, l.unit_price.fen(), l.tax_rate, l.tax_code.as_str()),
+            (1500, 8800, TaxRate::Bp(1300), "3070401000000000000")
+        );
+        let l = parse_line("x|2|0.5|1.5%| 3070-4010 0000 0000 000 ").unwrap();
+        assert_eq!(
+            (l.quantity.0, l.unit_price.fen(), l.tax_rate),
+            (2000, 50, TaxRate::Bp(150))
+        );
+        assert_eq!(l.tax_code, "3070401000000000000");
+        assert_eq!(
+            parse_line("x|1|1|exempt|1010112000000000000").unwrap().tax_rate,
+            TaxRate::Exempt
+        );
+        assert_eq!(
+            parse_line("x|1|1|不征税|6010000000000000000").unwrap().tax_rate,
+            TaxRate::NotTaxable
+        );
+        assert!(parse_line("x|2|0.5|13").is_err(), "the code is required");
+        assert!(parse_line("x|a|0.5|13|3070401000000000000").is_err());
+        assert!(parse_line("x|1|0.555|13|3070401000000000000").is_err());
+        assert!(parse_line("x|1|1|free|3070401000000000000").is_err());
     }
 }

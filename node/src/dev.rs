@@ -5,7 +5,7 @@ use crate::files;
 use anyhow::{Context, Result};
 use fapiao_core::event::{ClientKeyAuthorized, EventKind, InvoiceType, MerchantPolicy, Permissions};
 use fapiao_core::genesis::{Member, Role, Roles};
-use fapiao_core::{EventBody, Fen, Genesis, MemberCode, SecretKey, TaxRate, Timestamp};
+use fapiao_core::{EventBody, Fen, Genesis, MemberCode, SecretKey, Timestamp};
 use std::path::Path;
 
 /// The dev merchant's member code.
@@ -112,7 +112,7 @@ fn dev_genesis_of(members: Vec<Member>) -> Result<Genesis> {
         crate::now(),
         None,
         Fen::from_fen(10),
-        [0, 100, 300, 500, 600, 900, 1300].into_iter().map(TaxRate).collect(),
+        fapiao_core::tax::sample_classifications(),
         members,
     )?)
 }
@@ -139,11 +139,20 @@ fn dev_members(members: &[(u32, &SecretKey, Option<String>, bool)], fee_balance:
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
                 max_invoice_total: Fen::from_fen(100_000_000),
+                rates: crate::genesis_cmd::default_rate_rules(),
             }),
             initial_fee_balance: fee_balance,
-            tax_id: None,
+            tax_id: Some(dev_merchant_tax_id(*code)),
         })
         .collect()
+}
+
+/// A dev merchant's unified social credit code, the seller id its invoices carry: a
+/// Shanghai enterprise (91 310000) whose organisation code is `MA` and the member code,
+/// with both check characters.
+fn dev_merchant_tax_id(code: u32) -> String {
+    fapiao_core::uscc::complete(&format!("91310000MA{code:06}"))
+        .unwrap_or_else(|| unreachable!("digits and code letters in every position"))
 }
 
 /// Writes one member's node directory: keys, genesis, node.toml, read token, client
@@ -412,8 +421,8 @@ pub(crate) async fn run(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
          \x20 client profile: {} (the CLI finds it by default)\n\n\
          Try, in another terminal:\n\
          \x20 fapiao pay --amount 100.00 --method wechat --id P1\n\
-         \x20 fapiao invoice request --id R1 --payment P1 --buyer-name \"Shanghai Trading Co\" --buyer-tax-id 91110000600037341M --line \"Oolong tea|1|50.00|6\"\n\
-         \x20 fapiao invoice request --id R2 --retry-of R1 --payment P1 --buyer-name \"Shanghai Trading Co\" --buyer-tax-id 91110000600037341L --line \"Oolong tea|1|50.00|6\"\n\
+         \x20 fapiao invoice request --id R1 --payment P1 --buyer-name \"Shanghai Trading Co\" --buyer-tax-id 91110000600037341M --line \"Oolong tea|1|50.00|6|3070401000000000000\"\n\
+         \x20 fapiao invoice request --id R2 --retry-of R1 --payment P1 --buyer-name \"Shanghai Trading Co\" --buyer-tax-id 91110000600037341L --line \"Oolong tea|1|50.00|6|3070401000000000000\"\n\
          \x20 fapiao invoice list --failed\n\
          \x20 curl {url}/openapi.json\n\
          Stop with Ctrl-C; `fapiao dev` again resumes with the same data.",

@@ -5,7 +5,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use fapiao_core::event::{InvoiceType, MerchantPolicy};
 use fapiao_core::genesis::{Member, Role, Roles};
-use fapiao_core::{Fen, Genesis, MemberCode, PublicKey, TaxRate, Timestamp};
+use fapiao_core::tax::{self, RateRule};
+use fapiao_core::{Fen, Genesis, MemberCode, PublicKey, Timestamp};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -21,9 +22,6 @@ pub(crate) enum GenesisCommand {
         /// Fee per issued invoice, in fen.
         #[arg(long, default_value_t = 10)]
         fee_per_invoice_fen: i64,
-        /// Allowed VAT rates in basis points, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "0,100,300,500,600,900,1300")]
-        tax_rates_bp: Vec<u16>,
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
@@ -46,6 +44,22 @@ pub(crate) enum GenesisCommand {
         /// The genesis file.
         genesis: PathBuf,
     },
+}
+
+/// A general taxpayer's rates and flags, with the 2019-04-01 change from 16% and 10%
+/// to 13% and 9% as dated rules: the default policy of `genesis init` and `fapiao dev`.
+pub(crate) const DEFAULT_RATE_RULES: &str =
+    "16:..2019-03-31,13:2019-04-01..,10:..2019-03-31,9:2019-04-01..,6,5,3,1,0,exempt,not_taxable";
+
+/// [`DEFAULT_RATE_RULES`] as rules.
+pub(crate) fn default_rate_rules() -> Vec<RateRule> {
+    DEFAULT_RATE_RULES
+        .split(',')
+        .map(|r| {
+            r.parse()
+                .unwrap_or_else(|e| panic!("the default rate rules parse: {e}"))
+        })
+        .collect()
 }
 
 #[derive(Args)]
@@ -72,6 +86,11 @@ pub(crate) struct MemberArgs {
     /// Merchants: invoice types permitted, comma separated (normal, special_vat).
     #[arg(long, value_delimiter = ',', default_value = "normal,special_vat")]
     permitted_types: Vec<String>,
+    /// Merchants: the rates and flags it may invoice at, comma separated, each `RATE`
+    /// or `RATE:FROM..UNTIL` (dates YYYY-MM-DD, either may be left out), e.g.
+    /// `13:2019-04-01..,16:..2019-03-31,6,exempt`.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_RATE_RULES)]
+    tax_rates: Vec<String>,
     /// Merchants: largest invoice total in fen.
     #[arg(long, default_value_t = 100_000_000)]
     max_invoice_total_fen: i64,
@@ -100,9 +119,15 @@ fn parse_member(a: MemberArgs) -> Result<Member> {
         for t in &a.permitted_types {
             permitted.push(InvoiceType::from_name(t).ok_or_else(|| anyhow!("--permitted-types: unknown type `{t}`"))?);
         }
+        let rates = a
+            .tax_rates
+            .iter()
+            .map(|r| r.parse::<RateRule>().map_err(|e| anyhow!("--tax-rates: {e}")))
+            .collect::<Result<Vec<_>>>()?;
         Some(MerchantPolicy {
             permitted_types: permitted,
             max_invoice_total: Fen::from_fen(a.max_invoice_total_fen),
+            rates,
         })
     } else {
         None
@@ -133,7 +158,6 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
             out,
             network_name,
             fee_per_invoice_fen,
-            tax_rates_bp,
             force,
             member,
         } => {
@@ -145,7 +169,7 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
                 now(),
                 None,
                 Fen::from_fen(fee_per_invoice_fen),
-                tax_rates_bp.into_iter().map(TaxRate).collect(),
+                tax::sample_classifications(),
                 vec![parse_member(member)?],
             )?;
             files::write_atomic(&out, &g.to_toml())?;
@@ -166,7 +190,7 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
                 g.created_at(),
                 quorum,
                 g.fee_per_invoice(),
-                g.allowed_tax_rates().to_vec(),
+                g.classifications().to_vec(),
                 members,
             )
             .context("the new member makes the genesis invalid")?;
@@ -197,8 +221,10 @@ fn show(path: &Path) -> Result<String> {
     writeln!(s, "network id   {}", g.network_id())?;
     writeln!(s, "members      {} (quorum {})", g.members().len(), g.quorum())?;
     writeln!(s, "fee/invoice  {} yuan", g.fee_per_invoice())?;
-    let rates: Vec<String> = g.allowed_tax_rates().iter().map(|r| r.to_string()).collect();
-    writeln!(s, "tax rates    {}", rates.join(", "))?;
+    writeln!(s, "tax codes    {}", g.classifications().len())?;
+    for c in g.classifications() {
+        writeln!(s, "  {}  {}", c.code, c.short_name)?;
+    }
     writeln!(s)?;
     writeln!(
         s,
@@ -211,7 +237,8 @@ fn show(path: &Path) -> Result<String> {
             .as_ref()
             .map(|p| {
                 let t: Vec<&str> = p.permitted_types.iter().map(|t| t.name()).collect();
-                format!("{} <= {}", t.join("+"), p.max_invoice_total)
+                let r: Vec<String> = p.rates.iter().map(|r| r.describe()).collect();
+                format!("{} <= {} at {}", t.join("+"), p.max_invoice_total, r.join(", "))
             })
             .unwrap_or_else(|| "-".into());
         writeln!(

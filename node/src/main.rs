@@ -383,6 +383,11 @@ enum PolicyCommand {
         /// Largest invoice total, yuan.
         #[arg(long)]
         max_total: String,
+        /// A rate or flag the merchant may invoice at, repeatable: `RATE` or
+        /// `RATE:FROM..UNTIL` (dates YYYY-MM-DD, either may be left out), e.g.
+        /// `--rate 16:..2019-03-31 --rate 13:2019-04-01.. --rate exempt`.
+        #[arg(long = "rate", required = true)]
+        rates: Vec<String>,
     },
 }
 
@@ -559,9 +564,14 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Policy {
-            command: PolicyCommand::Set { types, max_total },
+            command:
+                PolicyCommand::Set {
+                    types,
+                    max_total,
+                    rates,
+                },
             opts,
-        } => client_cmd::policy_set(&opts, &types, &max_total),
+        } => client_cmd::policy_set(&opts, &types, &max_total, &rates),
         Command::Reconcile { from, to, format, opts } => client_cmd::reconcile(&opts, &from, &to, &format),
         Command::Outbox { command, opts } => match command {
             OutboxCommand::Status => client_cmd::outbox(&opts, false, 0),

@@ -10,7 +10,7 @@
 use anyhow::{anyhow, Result};
 use fapiao_api::dto::{InvoiceDto, LineDto};
 use fapiao_api::escape_html as esc;
-use fapiao_core::{Fen, Quantity, TaxRate};
+use fapiao_core::{Fen, Quantity};
 use fapiao_engine::{business_day, format_day, format_time};
 use qrcode::render::{svg, unicode};
 use qrcode::{EcLevel, QrCode};
@@ -132,15 +132,25 @@ impl Document<'_> {
     }
 
     /// A line's shown amounts: a red-letter invoice shows negative quantities and amounts.
+    /// As the platform prints them, the rate column of an exempt or not-taxable line
+    /// reads 免税 or 不征税 and its tax column `***`.
     fn line_cells(&self, l: &LineDto) -> [String; 5] {
         let sign = if self.is_red() { -1 } else { 1 };
         [
             Quantity(sign * l.quantity_thousandths).to_string(),
             Fen::from_fen(l.unit_price_fen).to_string(),
-            TaxRate(l.tax_rate_bp).to_string(),
+            l.rate().to_string(),
             Fen::from_fen(sign * l.net_fen).to_string(),
-            Fen::from_fen(sign * l.tax_fen).to_string(),
+            match l.tax_flag {
+                Some(_) => "***".to_string(),
+                None => Fen::from_fen(sign * l.tax_fen).to_string(),
+            },
         ]
+    }
+
+    /// A line's name as printed: `*short name*description`.
+    fn line_name(l: &LineDto) -> String {
+        format!("*{}*{}", l.short_name, l.description)
     }
 
     /// Plain text, with the QR code drawn in block characters (dark modules are ink).
@@ -170,15 +180,16 @@ impl Document<'_> {
         ));
         line(String::new());
         line(format!(
-            "{:>3}  {:<32} {:>10} {:>12} {:>6} {:>12} {:>10}",
-            "#", "Description", "Quantity", "Unit price", "Rate", "Net", "Tax"
+            "{:>3}  {:<32} {:>10} {:>12} {:>6} {:>12} {:>10}  {}",
+            "#", "Description", "Quantity", "Unit price", "Rate", "Net", "Tax", "Tax code"
         ));
         for (n, l) in i.lines.iter().enumerate() {
             let [q, p, r, net, tax] = self.line_cells(l);
             line(format!(
-                "{:>3}  {:<32} {q:>10} {p:>12} {r:>6} {net:>12} {tax:>10}",
+                "{:>3}  {:<32} {q:>10} {p:>12} {r:>6} {net:>12} {tax:>10}  {}",
                 n + 1,
-                l.description
+                Self::line_name(l),
+                l.tax_code
             ));
         }
         line(format!(
@@ -238,9 +249,11 @@ impl Document<'_> {
             let [q, p, r, net, tax] = self.line_cells(l);
             rows.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td class=\"num\">{q}</td><td class=\"num\">{p}</td>\
-                 <td class=\"num\">{r}</td><td class=\"num\">{net}</td><td class=\"num\">{tax}</td></tr>\n",
+                 <td class=\"num\">{r}</td><td class=\"num\">{net}</td><td class=\"num\">{tax}</td>\
+                 <td class=\"code\">{}</td></tr>\n",
                 n + 1,
-                esc(&l.description)
+                esc(&Self::line_name(l)),
+                esc(&l.tax_code)
             ));
         }
         let mut links = String::new();
@@ -310,7 +323,7 @@ footer {{ margin-top: 12px; font-size: 13px; }}
 <div id="buyer"><h2>Buyer</h2><p>{buyer}</p><p>{buyer_tax}</p></div>
 </section>
 <table id="lines">
-<thead><tr><th>#</th><th>Description</th><th class="num">Quantity</th><th class="num">Unit price</th><th class="num">Tax rate</th><th class="num">Net</th><th class="num">Tax</th></tr></thead>
+<thead><tr><th>#</th><th>Description</th><th class="num">Quantity</th><th class="num">Unit price</th><th class="num">Tax rate</th><th class="num">Net</th><th class="num">Tax</th><th>Tax code</th></tr></thead>
 <tbody>
 {rows}</tbody>
 <tfoot><tr><td colspan="5">Total</td><td class="num" id="net">{net}</td><td class="num" id="tax">{tax}</td></tr></tfoot>

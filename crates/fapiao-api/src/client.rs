@@ -71,11 +71,8 @@ impl Client {
         format!("{}{}", self.base, path)
     }
 
-    fn finish<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        r: reqwest::Result<reqwest::blocking::Response>,
-    ) -> Result<(u16, T), ClientError> {
+    /// The status and body of an answer, or the API error it carries.
+    fn body(&self, url: &str, r: reqwest::Result<reqwest::blocking::Response>) -> Result<(u16, Vec<u8>), ClientError> {
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: url.to_string(),
             message: e.to_string(),
@@ -91,6 +88,15 @@ impl Client {
             });
             return Err(ClientError::Api { status, error });
         }
+        Ok((status, body.to_vec()))
+    }
+
+    fn finish<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        r: reqwest::Result<reqwest::blocking::Response>,
+    ) -> Result<(u16, T), ClientError> {
+        let (status, body) = self.body(url, r)?;
         serde_json::from_slice(&body)
             .map(|v| (status, v))
             .map_err(|e| ClientError::Transport {
@@ -198,6 +204,20 @@ impl Client {
     /// One invoice.
     pub fn invoice(&self, number: &str) -> Result<InvoiceDto, ClientError> {
         self.get(&format!("/v1/invoices/{}", enc(number)))
+    }
+
+    /// An invoice as 数电 XML.
+    pub fn invoice_xml(&self, number: &str) -> Result<String, ClientError> {
+        let url = self.url(&format!("/v1/invoices/{}.xml", enc(number)));
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let (_, body) = self.body(&url, req.send())?;
+        String::from_utf8(body).map_err(|e| ClientError::Transport {
+            url,
+            message: format!("the XML is not UTF-8: {e}"),
+        })
     }
 
     /// A red-letter confirmation form of an invoice.

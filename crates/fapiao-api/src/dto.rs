@@ -4,7 +4,7 @@
 use fapiao_core::event::{
     Buyer, ClaimRefusal, DerivedKind, EventKind, IssuedLine, LineItem, QuotaAction, RedFormRefusal, RedLetterScope,
 };
-use fapiao_core::{Entry, Header, InvoiceNumber};
+use fapiao_core::{Entry, Header, InvoiceNumber, TaxRate};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, ReissueTrigger, RequestBody, RequestOutcome, RequestRecord};
 use fapiao_engine::{FailureRow, NodeStatus, PaymentView};
@@ -196,17 +196,58 @@ impl From<&PaymentView> for PaymentDto {
     }
 }
 
+/// The two flags a line may carry instead of a rate; no tax is charged under either.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxFlagDto {
+    /// 免税: exempt.
+    Exempt,
+    /// 不征税: not taxable.
+    NotTaxable,
+}
+
+impl TaxFlagDto {
+    /// The flag of a rate column, if it holds one.
+    pub fn of(r: TaxRate) -> Option<Self> {
+        match r {
+            TaxRate::Bp(_) => None,
+            TaxRate::Exempt => Some(TaxFlagDto::Exempt),
+            TaxRate::NotTaxable => Some(TaxFlagDto::NotTaxable),
+        }
+    }
+
+    /// The rate column from its two DTO fields.
+    pub fn rate(bp: u16, flag: Option<Self>) -> TaxRate {
+        match flag {
+            None => TaxRate::Bp(bp),
+            Some(TaxFlagDto::Exempt) => TaxRate::Exempt,
+            Some(TaxFlagDto::NotTaxable) => TaxRate::NotTaxable,
+        }
+    }
+}
+
 /// An invoice line.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct LineDto {
-    /// What.
+    /// What, as the line prints it after the short name.
     pub description: String,
+    /// The tax classification code (税收分类编码).
+    #[schema(pattern = "^[1-9][0-9]{18}$")]
+    pub tax_code: String,
+    /// The classification's short name (简称), printed as `*餐饮服务*` before the
+    /// description.
+    pub short_name: String,
     /// Quantity in thousandths.
     pub quantity_thousandths: i64,
     /// Tax-exclusive unit price, fen.
     pub unit_price_fen: i64,
-    /// Rate, basis points.
+    /// Rate, basis points (0 under a flag).
+    #[schema(maximum = 10000)]
     pub tax_rate_bp: u16,
+    /// Set when the line is exempt or not taxable instead of taxed at a rate.
+    pub tax_flag: Option<TaxFlagDto>,
+    /// The rate column as printed: `13%`, `免税`, `不征税`.
+    pub tax_rate: String,
     /// Net, fen.
     pub net_fen: i64,
     /// Tax, fen.
@@ -217,12 +258,23 @@ impl From<&IssuedLine> for LineDto {
     fn from(l: &IssuedLine) -> Self {
         LineDto {
             description: l.item.description.clone(),
+            tax_code: l.item.tax_code.clone(),
+            short_name: l.short_name.clone(),
             quantity_thousandths: l.item.quantity.0,
             unit_price_fen: l.item.unit_price.fen(),
-            tax_rate_bp: l.item.tax_rate.0,
+            tax_rate_bp: l.item.tax_rate.bp(),
+            tax_flag: TaxFlagDto::of(l.item.tax_rate),
+            tax_rate: l.item.tax_rate.to_string(),
             net_fen: l.net.fen(),
             tax_fen: l.tax.fen(),
         }
+    }
+}
+
+impl LineDto {
+    /// The rate column.
+    pub fn rate(&self) -> TaxRate {
+        TaxFlagDto::rate(self.tax_rate_bp, self.tax_flag)
     }
 }
 
@@ -368,6 +420,8 @@ pub struct InvoiceDto {
     pub seller_code: String,
     /// The seller's registered name (from genesis).
     pub seller_name: String,
+    /// The seller's unified social credit code, when genesis gives one.
+    pub seller_tax_id: Option<String>,
     /// `blue` or `red`.
     pub kind: String,
     /// 20-digit check code.
@@ -427,6 +481,7 @@ impl InvoiceDto {
         let seller = number.member();
         let seller_code = seller.to_string();
         let seller_name = genesis.member(seller).map(|m| m.name.clone()).unwrap_or_default();
+        let seller_tax_id = genesis.member(seller).and_then(|m| m.tax_id.clone());
         match r {
             InvoiceRecord::Blue(b) => {
                 let i = &b.issued;
@@ -441,6 +496,7 @@ impl InvoiceDto {
                     number: i.number.to_string(),
                     seller_code,
                     seller_name,
+                    seller_tax_id,
                     kind: "blue".into(),
                     check_code: i.check_code.to_string(),
                     invoice_type: Some(i.invoice_type.name().into()),
@@ -488,6 +544,7 @@ impl InvoiceDto {
                 number: r.red_number.to_string(),
                 seller_code,
                 seller_name,
+                seller_tax_id,
                 kind: "red".into(),
                 check_code: r.red_check_code.to_string(),
                 invoice_type: None,
@@ -971,7 +1028,9 @@ fn line_json(l: &LineItem) -> Value {
         "description": l.description,
         "quantity_thousandths": l.quantity.0,
         "unit_price_fen": l.unit_price.fen(),
-        "tax_rate_bp": l.tax_rate.0,
+        "tax_code": l.tax_code,
+        "tax_rate_bp": l.tax_rate.bp(),
+        "tax_flag": TaxFlagDto::of(l.tax_rate),
     })
 }
 
@@ -1250,10 +1309,12 @@ pub struct ReconciliationDto {
 /// Invoice amounts at one tax rate.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RateRowDto {
-    /// The rate, e.g. `6%`.
+    /// The rate as printed, e.g. `6%`, `免税`, `不征税`.
     pub rate: String,
-    /// The rate in basis points (600 = 6%).
+    /// The rate in basis points (600 = 6%; 0 under a flag).
     pub rate_bp: u16,
+    /// Set for the exempt and not-taxable rows.
+    pub flag: Option<TaxFlagDto>,
     /// Net of the blue invoices issued.
     pub issued_net_fen: i64,
     /// Their tax.
@@ -1304,7 +1365,8 @@ impl ReconciliationDto {
                 .iter()
                 .map(|x| RateRowDto {
                     rate: x.rate.to_string(),
-                    rate_bp: x.rate.0,
+                    rate_bp: x.rate.bp(),
+                    flag: TaxFlagDto::of(x.rate),
                     issued_net_fen: x.issued_net.fen(),
                     issued_tax_fen: x.issued_tax.fen(),
                     reversed_net_fen: x.reversed_net.fen(),

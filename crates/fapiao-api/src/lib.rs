@@ -11,6 +11,7 @@ pub mod client;
 pub mod dto;
 pub mod outbox;
 mod verify;
+pub mod xml;
 
 pub use verify::esc as escape_html;
 mod server;

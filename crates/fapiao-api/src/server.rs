@@ -503,14 +503,26 @@ async fn invoice(
     State(s): State<AppState>,
     headers: HeaderMap,
     number: Result<Path<String>, PathRejection>,
-) -> Result<Json<InvoiceDto>, Failure> {
+) -> Result<Response, Failure> {
     authorize(&s, &headers)?;
     let Path(number) = number.map_err(path_rejection)?;
-    let n: InvoiceNumber = number.parse().map_err(|e: fapiao_core::ids::ParseError| {
+    // The router cannot match a parameter with a suffix, so `{number}.xml` arrives here.
+    if let Some(number) = number.strip_suffix(".xml") {
+        return invoice_xml(&s, number);
+    }
+    let n = parse_number(&number)?;
+    Ok(Json(invoice_dto(&s, &n)?).into_response())
+}
+
+fn parse_number(number: &str) -> Result<InvoiceNumber, Failure> {
+    number.parse().map_err(|e: fapiao_core::ids::ParseError| {
         Failure::new(StatusCode::BAD_REQUEST, "MALFORMED_NUMBER", e.0, Some("number"))
-    })?;
-    match s.engine.invoice(&n).map_err(store)? {
-        Some(i) => Ok(Json(InvoiceDto::new(&i, s.engine.genesis(), wall_now()))),
+    })
+}
+
+fn invoice_dto(s: &AppState, n: &InvoiceNumber) -> Result<InvoiceDto, Failure> {
+    match s.engine.invoice(n).map_err(store)? {
+        Some(i) => Ok(InvoiceDto::new(&i, s.engine.genesis(), wall_now())),
         None => Err(Failure::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -518,6 +530,34 @@ async fn invoice(
             Some("number"),
         )),
     }
+}
+
+/// One invoice as the fully digitalised e-invoice (数电) XML: docs/API.md gives the
+/// field mapping and `/v1/einvoice.xsd` the schema it follows.
+#[utoipa::path(get, path = "/v1/invoices/{number}.xml", params(("number" = String, Path, pattern = r"^[0-9]{20}$", description = "Invoice number, 20 digits")), security(("bearer" = [])),
+    responses((status = 200, content_type = "application/xml", body = String, description = "The invoice XML"),
+        (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 401, body = ApiError)))]
+fn invoice_xml(s: &AppState, number: &str) -> Result<Response, Failure> {
+    let n = parse_number(number)?;
+    let inv = invoice_dto(s, &n)?;
+    let original = match &inv.original {
+        Some(o) => Some(invoice_dto(s, &parse_number(o)?)?),
+        None => None,
+    };
+    let xml = crate::xml::invoice_xml(&inv, original.as_ref())
+        .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string(), None))?;
+    Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
+}
+
+/// The XML schema of `/v1/invoices/{number}.xml`.
+#[utoipa::path(get, path = "/v1/einvoice.xsd",
+    responses((status = 200, content_type = "application/xml", body = String, description = "The schema")))]
+async fn einvoice_schema() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        crate::xml::SCHEMA,
+    )
+        .into_response()
 }
 
 /// The merchant's invoicing quota for the month: granted, used, left, suspended, and
@@ -1065,7 +1105,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, red_form, invoice_history, quota, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
+    paths(submit, submit_batch, event_status, event_outcome, payments, payment, invoice, invoice_xml, einvoice_schema, red_form, invoice_history, quota, invoices, request, failures, catalogue, blocks, block, chain_block, evidence, verify_invoice, reconciliation, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -1088,6 +1128,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/payments/{id}", get(payment))
         .route("/v1/invoices", get(invoices))
         .route("/v1/invoices/{number}", get(invoice))
+        .route("/v1/einvoice.xsd", get(einvoice_schema))
         .route("/v1/invoices/{number}/forms/{form}", get(red_form))
         .route("/v1/invoices/{number}/history", get(invoice_history))
         .route("/v1/quota", get(quota))

@@ -366,7 +366,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
         Timestamp(0),
         None,
         Fen::from_fen(10),
-        vec![TaxRate(600)],
+        fapiao_core::tax::sample_classifications(),
         members,
     )
     .unwrap();
@@ -406,9 +406,10 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
             },
             lines: vec![LineItem {
                 description: "tea".into(),
+                tax_code: "3070401000000000000".into(),
                 quantity: Quantity::ONE,
                 unit_price: Fen::from_fen(5_000),
-                tax_rate: TaxRate(600),
+                tax_rate: TaxRate::Bp(600),
             }],
             payment_ids: vec!["p1".into()],
             retry_of: None,
@@ -932,7 +933,7 @@ fn a_witness_that_owns_no_chain_attests_every_chain_and_is_never_held() {
         g.created_at(),
         None,
         g.fee_per_invoice(),
-        g.allowed_tax_rates().to_vec(),
+        g.classifications().to_vec(),
         members,
     )
     .expect("a witness that owns no chain is a valid member");

@@ -22,9 +22,10 @@ fn event(i: u64, key: &SecretKey) -> Event {
             },
             lines: vec![LineItem {
                 description: "Oolong tea, 250 g".into(),
+                tax_code: "3070401000000000000".into(),
                 quantity: Quantity(2000),
                 unit_price: Fen::from_fen(8800),
-                tax_rate: TaxRate(1300),
+                tax_rate: TaxRate::Bp(1300),
             }],
             payment_ids: vec![format!("PAY-{i:08}")],
             retry_of: None,

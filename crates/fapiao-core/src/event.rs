@@ -6,6 +6,7 @@ use crate::hash::{hash, Domain, Hash32};
 use crate::ids::{CheckCode, EventId, InvoiceNumber, MemberCode, NetworkId, Timestamp};
 use crate::money::{Fen, Quantity, TaxRate};
 use crate::sig::{self, PublicKey, SecretKey, SigError, Signature};
+use crate::tax::RateRule;
 use serde::{Deserialize, Serialize};
 
 /// What an author signs: which network and chain, who, when, and what.
@@ -340,13 +341,16 @@ pub struct Buyer {
 /// One invoice line. Amounts are tax-exclusive; see `docs/FORMAT.md` for the rounding.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct LineItem {
-    /// What was sold.
+    /// What was sold, as the line prints it after the classification's short name.
     pub description: String,
+    /// The tax classification code (税收分类编码), 19 digits, from the consortium's
+    /// table in genesis.
+    pub tax_code: String,
     /// How many, in thousandths.
     pub quantity: Quantity,
     /// Tax-exclusive price of one unit.
     pub unit_price: Fen,
-    /// The VAT rate.
+    /// The VAT rate, or the exempt or not-taxable flag.
     pub tax_rate: TaxRate,
 }
 
@@ -633,6 +637,9 @@ pub struct MerchantPolicy {
     pub permitted_types: Vec<InvoiceType>,
     /// Largest total (tax included) of one invoice.
     pub max_invoice_total: Fen,
+    /// The rates and flags the merchant may invoice at, each with the days it is in
+    /// force (canonical order: `tax::canonical_rate_rules`).
+    pub rates: Vec<RateRule>,
 }
 
 /// What a client key may sign.
@@ -728,6 +735,8 @@ pub enum DerivedKind {
 pub struct IssuedLine {
     /// The requested line.
     pub item: LineItem,
+    /// The short name (简称) of the line's classification code when it was issued.
+    pub short_name: String,
     /// `round_half_up(quantity * unit_price / 1000)`.
     pub net: Fen,
     /// `round_half_up(net * rate / 10000)`.
@@ -786,7 +795,8 @@ pub enum FailureReason {
     BuyerTaxIdRequired,
     /// No lines.
     NoLines,
-    /// A line's tax rate is not allowed by genesis.
+    /// A line's rate or flag is not in the merchant's policy, or a special VAT
+    /// invoice carries an exempt line.
     TaxRateNotAllowed,
     /// A line's quantity is zero or negative.
     LineQuantityNotPositive,
@@ -842,13 +852,17 @@ pub enum FailureReason {
     QuotaExpired,
     /// The month's quota is suspended by the tax office.
     QuotaSuspended,
+    /// A line's tax classification code is malformed or not in the consortium's table.
+    TaxCodeUnknown,
+    /// The merchant's policy has the line's rate, but not in force on the issue date.
+    TaxRateNotInForce,
 }
 
 impl FailureReason {
     /// Every reason, in canonical (variant index) order. The `match` in
     /// [`FailureReason::index`] has no wildcard, so a new variant does not compile until
     /// it is given an index; a test checks that this list holds every index once.
-    pub const ALL: [FailureReason; 29] = [
+    pub const ALL: [FailureReason; 31] = [
         FailureReason::BuyerNameMissing,
         FailureReason::BuyerTaxIdInvalid,
         FailureReason::BuyerTaxIdRequired,
@@ -878,6 +892,8 @@ impl FailureReason {
         FailureReason::QuotaExceeded,
         FailureReason::QuotaExpired,
         FailureReason::QuotaSuspended,
+        FailureReason::TaxCodeUnknown,
+        FailureReason::TaxRateNotInForce,
     ];
 
     /// The variant index: the number the canonical encoding writes for it.
@@ -912,6 +928,8 @@ impl FailureReason {
             FailureReason::QuotaExceeded => 26,
             FailureReason::QuotaExpired => 27,
             FailureReason::QuotaSuspended => 28,
+            FailureReason::TaxCodeUnknown => 29,
+            FailureReason::TaxRateNotInForce => 30,
         }
     }
 }

@@ -5,13 +5,14 @@ use crate::codec;
 use crate::event::{InvoiceType, MerchantPolicy};
 use crate::hash::{hash, Domain};
 use crate::ids::{MemberCode, NetworkId, Timestamp};
-use crate::money::{Fen, TaxRate, AMOUNT_FEN_MAX};
+use crate::money::{Fen, AMOUNT_FEN_MAX};
 use crate::sig::PublicKey;
+use crate::tax::{self, Classification, RateRule, TaxRate};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// The genesis format this code reads and writes.
-pub const GENESIS_FORMAT_VERSION: u16 = 3;
+pub const GENESIS_FORMAT_VERSION: u16 = 4;
 
 /// The largest number of members; bounds certificate size.
 pub const MEMBERS_MAX: usize = 64;
@@ -127,7 +128,8 @@ pub struct Member {
     pub tax_id: Option<String>,
 }
 
-/// A validated genesis in canonical form: members sorted by code, tax rates sorted.
+/// A validated genesis in canonical form: members sorted by code, the classification
+/// table by code, each merchant's rate rules by rate.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Genesis {
     format_version: u16,
@@ -135,7 +137,7 @@ pub struct Genesis {
     created_at: Timestamp,
     quorum: u32,
     fee_per_invoice: Fen,
-    allowed_tax_rates: Vec<TaxRate>,
+    classifications: Vec<Classification>,
     members: Vec<Member>,
 }
 
@@ -171,14 +173,15 @@ pub fn default_quorum(n: usize) -> u32 {
 }
 
 impl Genesis {
-    /// Validates and canonicalises (sorts members by code and tax rates ascending).
+    /// Validates and canonicalises (sorts members by code, the classification table by
+    /// code and each policy's rate rules).
     /// `quorum` defaults to `floor(2n/3)+1` where n is the number of witnesses.
     pub fn new(
         network_name: String,
         created_at: Timestamp,
         quorum: Option<u32>,
         fee_per_invoice: Fen,
-        mut allowed_tax_rates: Vec<TaxRate>,
+        mut classifications: Vec<Classification>,
         mut members: Vec<Member>,
     ) -> Result<Genesis, GenesisError> {
         if network_name.trim().is_empty() || network_name.len() > 128 {
@@ -193,16 +196,7 @@ impl Genesis {
                 format!("must be 0 to {AMOUNT_FEN_MAX} fen"),
             ));
         }
-        if allowed_tax_rates.is_empty() {
-            return Err(field_err("allowed_tax_rates_bp", "must allow at least one rate"));
-        }
-        if allowed_tax_rates.iter().any(|r| r.0 > 10_000) {
-            return Err(field_err("allowed_tax_rates_bp", "a rate is at most 10000 bp (100%)"));
-        }
-        allowed_tax_rates.sort();
-        if allowed_tax_rates.windows(2).any(|w| w[0] == w[1]) {
-            return Err(field_err("allowed_tax_rates_bp", "rates must be distinct"));
-        }
+        tax::canonical_classifications(&mut classifications).map_err(|e| field_err("classifications", e))?;
         members.sort_by_key(|m| m.code);
         let mut keys = BTreeSet::new();
         let mut tax_ids = BTreeSet::new();
@@ -237,6 +231,7 @@ impl Genesis {
                 (Some(p), true) => {
                     p.permitted_types.sort();
                     p.permitted_types.dedup();
+                    tax::canonical_rate_rules(&mut p.rates).map_err(|e| field_err(f("tax_rates"), e))?;
                     if p.max_invoice_total.is_negative() || p.max_invoice_total > Fen::MAX {
                         return Err(field_err(
                             f("max_invoice_total_fen"),
@@ -289,7 +284,7 @@ impl Genesis {
             created_at,
             quorum,
             fee_per_invoice,
-            allowed_tax_rates,
+            classifications,
             members,
         })
     }
@@ -319,9 +314,14 @@ impl Genesis {
         self.fee_per_invoice
     }
 
-    /// Allowed tax rates, ascending.
-    pub fn allowed_tax_rates(&self) -> &[TaxRate] {
-        &self.allowed_tax_rates
+    /// The tax classification codes lines may carry, by code.
+    pub fn classifications(&self) -> &[Classification] {
+        &self.classifications
+    }
+
+    /// The classification table's row for `code`.
+    pub fn classification(&self, code: &str) -> Option<&Classification> {
+        tax::find_classification(&self.classifications, code)
     }
 
     /// Members, by code.
@@ -404,7 +404,7 @@ impl Genesis {
             g.created_at,
             Some(g.quorum),
             g.fee_per_invoice,
-            g.allowed_tax_rates.clone(),
+            g.classifications.clone(),
             g.members.clone(),
         )?;
         if again != g {
@@ -443,9 +443,9 @@ impl Genesis {
                 roles = roles.with(role);
             }
             let key = PublicKey::from_hex(&m.public_key).map_err(|e| field_err(f("public_key"), e.to_string()))?;
-            let policy = match (m.permitted_invoice_types, m.max_invoice_total_fen) {
-                (None, None) => None,
-                (Some(types), Some(max)) => {
+            let policy = match (m.permitted_invoice_types, m.max_invoice_total_fen, m.tax_rates) {
+                (None, None, None) => None,
+                (Some(types), Some(max), Some(rates)) => {
                     let mut permitted = Vec::new();
                     for t in types {
                         permitted.push(InvoiceType::from_name(&t).ok_or_else(|| {
@@ -455,15 +455,21 @@ impl Genesis {
                             )
                         })?);
                     }
+                    let rates = rates
+                        .iter()
+                        .map(RateRuleFile::parse)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| field_err(f("tax_rates"), e))?;
                     Some(MerchantPolicy {
                         permitted_types: permitted,
                         max_invoice_total: Fen::from_fen(max),
+                        rates,
                     })
                 }
                 _ => {
                     return Err(field_err(
                         f("permitted_invoice_types"),
-                        "set both permitted_invoice_types and max_invoice_total_fen, or neither",
+                        "set permitted_invoice_types, max_invoice_total_fen and tax_rates, or none of them",
                     ))
                 }
             };
@@ -483,7 +489,13 @@ impl Genesis {
             Timestamp(file.created_at_ms),
             file.quorum,
             Fen::from_fen(file.fee_per_invoice_fen),
-            file.allowed_tax_rates_bp.into_iter().map(TaxRate).collect(),
+            file.classifications
+                .into_iter()
+                .map(|c| Classification {
+                    code: c.code,
+                    short_name: c.short_name,
+                })
+                .collect(),
             members,
         )
     }
@@ -496,7 +508,14 @@ impl Genesis {
             created_at_ms: self.created_at.0,
             quorum: Some(self.quorum),
             fee_per_invoice_fen: self.fee_per_invoice.fen(),
-            allowed_tax_rates_bp: self.allowed_tax_rates.iter().map(|r| r.0).collect(),
+            classifications: self
+                .classifications
+                .iter()
+                .map(|c| ClassificationFile {
+                    code: c.code.clone(),
+                    short_name: c.short_name.clone(),
+                })
+                .collect(),
             members: self
                 .members
                 .iter()
@@ -511,6 +530,10 @@ impl Genesis {
                         .as_ref()
                         .map(|p| p.permitted_types.iter().map(|t| t.name().to_string()).collect()),
                     max_invoice_total_fen: m.policy.as_ref().map(|p| p.max_invoice_total.fen()),
+                    tax_rates: m
+                        .policy
+                        .as_ref()
+                        .map(|p| p.rates.iter().map(RateRuleFile::of).collect()),
                     initial_fee_balance_fen: m.roles.has(Role::Merchant).then_some(m.initial_fee_balance.fen()),
                     tax_id: m.tax_id.clone(),
                 })
@@ -537,8 +560,55 @@ struct GenesisFile {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     quorum: Option<u32>,
     fee_per_invoice_fen: i64,
-    allowed_tax_rates_bp: Vec<u16>,
+    classifications: Vec<ClassificationFile>,
     members: Vec<MemberFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassificationFile {
+    code: String,
+    short_name: String,
+}
+
+/// A rate rule in the TOML: `{ rate = "13%", from = "2019-04-01" }`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateRuleFile {
+    rate: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    until: Option<String>,
+}
+
+impl RateRuleFile {
+    fn parse(&self) -> Result<RateRule, String> {
+        let day = |d: &Option<String>| {
+            d.as_deref()
+                .map(|t| tax::parse_date(t).ok_or_else(|| format!("`{t}` is not a date written YYYY-MM-DD")))
+                .transpose()
+        };
+        Ok(RateRule {
+            rate: self
+                .rate
+                .parse::<TaxRate>()
+                .map_err(|e| format!("`{}`: {}", self.rate, e.0))?,
+            from: day(&self.from)?,
+            until: day(&self.until)?,
+        })
+    }
+
+    fn of(r: &RateRule) -> RateRuleFile {
+        RateRuleFile {
+            rate: match r.rate.flag_name() {
+                Some(flag) => flag.to_owned(),
+                None => r.rate.to_string(),
+            },
+            from: r.from.map(tax::format_date),
+            until: r.until.map(tax::format_date),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -554,6 +624,8 @@ struct MemberFile {
     permitted_invoice_types: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     max_invoice_total_fen: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    tax_rates: Option<Vec<RateRuleFile>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     initial_fee_balance_fen: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -108,6 +108,13 @@ impl Timestamp {
         t.year() as u32 * 100 + u32::from(u8::from(t.month()))
     }
 
+    /// The calendar date of this instant in China Standard Time (UTC+8), as `YYYYMMDD`:
+    /// the issue date, and the day a merchant's rate rules are judged on.
+    pub fn utc8_date(self) -> u32 {
+        let t = self.utc8().date();
+        t.year() as u32 * 10_000 + u32::from(u8::from(t.month())) * 100 + u32::from(t.day())
+    }
+
     /// The calendar year of this instant in China Standard Time (UTC+8): the year an
     /// invoice number carries, as on the reprint and for the quota.
     pub fn utc8_year(self) -> i64 {
@@ -232,6 +239,8 @@ mod tests {
         assert_eq!(Timestamp(1_796_054_400_000).utc8_month(), 202612);
         assert_eq!(Timestamp(1_796_054_399_999).utc8_month(), 202611);
         assert_eq!(Timestamp(0).utc8_month(), 197001);
+        assert_eq!(Timestamp(1_796_054_400_000).utc8_date(), 20261201);
+        assert_eq!(Timestamp(1_796_054_399_999).utc8_date(), 20261130);
         assert_eq!(Timestamp(u64::MAX).utc8_month(), 999912);
     }
 

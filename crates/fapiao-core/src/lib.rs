@@ -17,6 +17,7 @@ pub mod money;
 pub mod sig;
 pub mod smt;
 pub mod state;
+pub mod tax;
 pub mod uscc;
 
 pub use block::{Attestation, AttestationBody, Block, Certificate, Equivocation, Header, HeaderBody};

@@ -121,20 +121,7 @@ impl FromStr for Fen {
     }
 }
 
-/// A tax rate in basis points (1300 = 13%).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
-pub struct TaxRate(pub u16);
-
-impl fmt::Display for TaxRate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bp = self.0;
-        if bp % 100 == 0 {
-            write!(f, "{}%", bp / 100)
-        } else {
-            write!(f, "{}.{:02}%", bp / 100, bp % 100)
-        }
-    }
-}
+pub use crate::tax::TaxRate;
 
 /// A quantity in thousandths of a unit (1500 = 1.5 units).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
@@ -193,8 +180,6 @@ mod tests {
 
     #[test]
     fn display_rates_and_quantities() {
-        assert_eq!(TaxRate(1300).to_string(), "13%");
-        assert_eq!(TaxRate(150).to_string(), "1.50%");
         assert_eq!(Quantity(1500).to_string(), "1.5");
         assert_eq!(Quantity(2000).to_string(), "2");
     }

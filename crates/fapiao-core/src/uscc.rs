@@ -197,9 +197,29 @@ pub fn check_character(prefix: &str) -> Option<char> {
     Some(ALPHABET[((31 - sum % 31) % 31) as usize] as char)
 }
 
+/// A code from its first 16 characters (authority, entity type, region, and the
+/// organisation code's 8-character body), with both check characters computed; `None`
+/// unless the result validates (for tools that build codes, like the dev network).
+pub fn complete(first16: &str) -> Option<String> {
+    if first16.len() != 16 || !first16.is_ascii() {
+        return None;
+    }
+    let org = organisation_check(&first16.as_bytes()[8..]);
+    let prefix = format!("{first16}{org}");
+    let code = format!("{prefix}{}", check_character(&prefix)?);
+    validate(&code).is_ok().then_some(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn complete_builds_valid_codes_only() {
+        assert_eq!(complete("9111000060003734").as_deref(), Some("91110000600037341L"));
+        assert_eq!(complete("9131000MA1110001"), None, "letters in the region");
+        assert_eq!(complete("911100006000373"), None);
+    }
 
     fn check(input: &str, expected: Result<(), UsccError>) {
         assert_eq!(validate(input), expected, "{input}");

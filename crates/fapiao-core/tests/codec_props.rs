@@ -35,15 +35,26 @@ fn check_code() -> impl Strategy<Value = CheckCode> {
     h32().prop_map(|h| CheckCode::from_digest(&h))
 }
 fn line() -> impl Strategy<Value = LineItem> {
-    (text(), any::<i64>(), fen(), any::<u16>()).prop_map(|(description, q, unit_price, r)| LineItem {
+    let rate = prop_oneof![
+        any::<u16>().prop_map(TaxRate::Bp),
+        Just(TaxRate::Exempt),
+        Just(TaxRate::NotTaxable)
+    ];
+    (text(), text(), any::<i64>(), fen(), rate).prop_map(|(description, tax_code, q, unit_price, tax_rate)| LineItem {
         description,
+        tax_code,
         quantity: Quantity(q),
         unit_price,
-        tax_rate: TaxRate(r),
+        tax_rate,
     })
 }
 fn issued_line() -> impl Strategy<Value = IssuedLine> {
-    (line(), fen(), fen()).prop_map(|(item, net, tax)| IssuedLine { item, net, tax })
+    (line(), text(), fen(), fen()).prop_map(|(item, short_name, net, tax)| IssuedLine {
+        item,
+        short_name,
+        net,
+        tax,
+    })
 }
 fn buyer() -> impl Strategy<Value = Buyer> {
     (text(), prop::option::of(text())).prop_map(|(name, tax_id)| Buyer { name, tax_id })
@@ -137,6 +148,9 @@ fn kind() -> impl Strategy<Value = EventKind> {
             EventKind::MerchantPolicySet(MerchantPolicy {
                 permitted_types,
                 max_invoice_total,
+                rates: [0, 100, 300, 500, 600, 900, 1300]
+                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                    .to_vec(),
             })
         }),
         (pk(), text(), any::<bool>(), any::<bool>()).prop_map(|(key, label, payments, invoices)| {

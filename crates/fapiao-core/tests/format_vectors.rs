@@ -21,7 +21,7 @@ fn genesis() -> Genesis {
         Timestamp(1_767_225_600_000),
         None,
         Fen::from_fen(10),
-        vec![TaxRate(600), TaxRate(1300)],
+        fapiao_core::tax::sample_classifications(),
         vec![Member {
             code: MemberCode::new(110_001).unwrap(),
             name: "Tea".into(),
@@ -31,6 +31,9 @@ fn genesis() -> Genesis {
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
                 max_invoice_total: Fen::from_fen(100_000),
+                rates: [0, 100, 300, 500, 600, 900, 1300]
+                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                    .to_vec(),
             }),
             initial_fee_balance: Fen::from_fen(500),
             tax_id: None,
@@ -82,9 +85,10 @@ fn vectors() -> Vec<(&'static str, String)> {
             },
             lines: vec![LineItem {
                 description: "Tea".into(),
+                tax_code: "3070401000000000000".into(),
                 quantity: Quantity(1000),
                 unit_price: Fen::from_fen(5000),
-                tax_rate: TaxRate(600),
+                tax_rate: TaxRate::Bp(600),
             }],
             payment_ids: vec!["P1".into()],
             retry_of: None,
@@ -99,6 +103,21 @@ fn vectors() -> Vec<(&'static str, String)> {
     let check = CheckCode::from_digest(&hash(Domain::CheckCode, &to_bytes(&(net, number, req.id()))));
     v.push(("check_code.input", hex::encode(to_bytes(&(net, number, req.id())))));
     v.push(("check_code", check.to_string()));
+    // The flags and a dated rate rule, as a line and a policy carry them.
+    let exempt = LineItem {
+        description: "Cabbage".into(),
+        tax_code: "1010112000000000000".into(),
+        quantity: Quantity(2000),
+        unit_price: Fen::from_fen(1000),
+        tax_rate: TaxRate::Exempt,
+    };
+    v.push(("line.exempt", hex::encode(to_bytes(&exempt))));
+    let rule = fapiao_core::tax::RateRule {
+        rate: TaxRate::Bp(1300),
+        from: Some(20190401),
+        until: None,
+    };
+    v.push(("rate_rule", hex::encode(to_bytes(&rule))));
     let issued = Derived {
         cause: req.id(),
         kind: DerivedKind::InvoiceIssued(InvoiceIssued {
@@ -113,10 +132,12 @@ fn vectors() -> Vec<(&'static str, String)> {
             lines: vec![IssuedLine {
                 item: LineItem {
                     description: "Tea".into(),
+                    tax_code: "3070401000000000000".into(),
                     quantity: Quantity(1000),
                     unit_price: Fen::from_fen(5000),
-                    tax_rate: TaxRate(600),
+                    tax_rate: TaxRate::Bp(600),
                 },
+                short_name: "餐饮服务".into(),
                 net: Fen::from_fen(5000),
                 tax: Fen::from_fen(300),
             }],
@@ -198,10 +219,12 @@ fn state_vectors(v: &mut Vec<(&'static str, String)>, number: InvoiceNumber, che
     let line = IssuedLine {
         item: LineItem {
             description: "Tea".into(),
+            tax_code: "3070401000000000000".into(),
             quantity: Quantity(1000),
             unit_price: Fen::from_fen(5000),
-            tax_rate: TaxRate(600),
+            tax_rate: TaxRate::Bp(600),
         },
+        short_name: "餐饮服务".into(),
         net: Fen::from_fen(5000),
         tax: Fen::from_fen(300),
     };
@@ -215,6 +238,9 @@ fn state_vectors(v: &mut Vec<(&'static str, String)>, number: InvoiceNumber, che
                 policy: MerchantPolicy {
                     permitted_types: vec![InvoiceType::Normal],
                     max_invoice_total: Fen::from_fen(100_000),
+                    rates: [0, 100, 300, 500, 600, 900, 1300]
+                        .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                        .to_vec(),
                 },
                 next_sequence: 3,
             }),
@@ -298,7 +324,7 @@ fn state_vectors(v: &mut Vec<(&'static str, String)>, number: InvoiceNumber, che
                     replaces: None,
                 },
                 remaining: vec![RateAmounts {
-                    rate: TaxRate(600),
+                    rate: TaxRate::Bp(600),
                     net: Fen::from_fen(5000),
                     tax: Fen::from_fen(300),
                 }],
@@ -533,7 +559,7 @@ fn signatures_in_vectors_verify() {
         Timestamp(0),
         None,
         Fen::from_fen(0),
-        vec![TaxRate(0)],
+        fapiao_core::tax::sample_classifications(),
         g.members().to_vec(),
     )
     .unwrap();

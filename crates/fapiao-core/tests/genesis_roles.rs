@@ -10,8 +10,9 @@ fn key(n: u8) -> String {
 /// A genesis file with one member per `(code, roles, merchant policy)`.
 fn file(members: &[(&str, &str, bool)], quorum: Option<u32>) -> String {
     let mut s = String::from(
-        "format_version = 3\nnetwork_name = \"roles\"\ncreated_at_ms = 1767225600000\n\
-         fee_per_invoice_fen = 10\nallowed_tax_rates_bp = [600]\n",
+        "format_version = 4\nnetwork_name = \"roles\"\ncreated_at_ms = 1767225600000\n\
+         fee_per_invoice_fen = 10\n\
+         classifications = [{ code = \"3070401000000000000\", short_name = \"餐饮服务\" }]\n",
     );
     if let Some(q) = quorum {
         s.push_str(&format!("quorum = {q}\n"));
@@ -23,7 +24,9 @@ fn file(members: &[(&str, &str, bool)], quorum: Option<u32>) -> String {
         ));
         if *merchant {
             s.push_str(
-                "permitted_invoice_types = [\"normal\"]\nmax_invoice_total_fen = 100000\ninitial_fee_balance_fen = 100\n",
+                "permitted_invoice_types = [\"normal\"]\nmax_invoice_total_fen = 100000\ninitial_fee_balance_fen = 100\n\
+                 tax_rates = [{ rate = \"16%\", until = \"2019-03-31\" }, { rate = \"13%\", from = \"2019-04-01\" }, \
+                 { rate = \"exempt\" }]\n",
             );
         }
     }
@@ -102,9 +105,47 @@ fn genesis_files_with_wrong_roles_are_refused_naming_the_field() {
     assert!(refused(&two, Some(1)).contains("quorum"));
     assert_eq!(Genesis::from_toml(&file(&two, Some(2))).unwrap().quorum(), 2);
     // Format version 1 files (one `role` per member) are not read.
-    let old = file(&[m(r#"["witness", "merchant"]"#)], None).replace("format_version = 3", "format_version = 1");
+    let old = file(&[m(r#"["witness", "merchant"]"#)], None).replace("format_version = 4", "format_version = 1");
     assert!(Genesis::from_toml(&old)
         .unwrap_err()
         .to_string()
         .contains("format_version"));
+}
+
+#[test]
+fn tax_rules_are_data_and_wrong_ones_are_refused_naming_the_field() {
+    let one = [("110001", r#"["witness", "merchant"]"#, true)];
+    let g = Genesis::from_toml(&file(&one, None)).unwrap();
+    let rates = &g.member(code(110001)).unwrap().policy.as_ref().unwrap().rates;
+    let shown: Vec<String> = rates.iter().map(|r| r.describe()).collect();
+    assert_eq!(
+        shown,
+        ["13% from 2019-04-01", "16% until 2019-03-31", "免税"],
+        "canonical order: by rate"
+    );
+    assert_eq!(g.classification("3070401000000000000").unwrap().short_name, "餐饮服务");
+    assert_eq!(
+        Genesis::from_toml(&g.to_toml()).unwrap(),
+        g,
+        "the TOML form round-trips"
+    );
+    let with = |from: &str, to: &str| {
+        let text = file(&one, None).replace(from, to);
+        Genesis::from_toml(&text).unwrap_err().to_string()
+    };
+    let e = with(
+        "rate = \"16%\", until = \"2019-03-31\"",
+        "rate = \"13%\", until = \"2019-04-01\"",
+    );
+    assert!(e.contains("members[0].tax_rates") && e.contains("overlap"), "{e}");
+    let e = with("\"2019-03-31\"", "\"2019-02-30\"");
+    assert!(e.contains("members[0].tax_rates") && e.contains("2019-02-30"), "{e}");
+    let e = with("rate = \"exempt\"", "rate = \"free\"");
+    assert!(e.contains("members[0].tax_rates"), "{e}");
+    let e = with("tax_rates = [", "tax_rates_x = [");
+    assert!(e.contains("tax_rates"), "{e}");
+    let e = with("3070401000000000000", "307040100000000000");
+    assert!(e.contains("classifications") && e.contains("19 digits"), "{e}");
+    let e = with("short_name = \"餐饮服务\"", "short_name = \"\"");
+    assert!(e.contains("classifications"), "{e}");
 }

@@ -1,7 +1,8 @@
 //! Line amounts: tax-exclusive net and tax, each rounded half up to the fen.
 //!
 //! `net = round_half_up(quantity_thousandths * unit_price / 1000)`,
-//! `tax = round_half_up(net * rate_bp / 10000)`, `total = sum(net) + sum(tax)`.
+//! `tax = round_half_up(net * rate_bp / 10000)` (0 under the exempt and not-taxable
+//! flags), `total = sum(net) + sum(tax)`.
 //! Computed in `i128`; a result that does not fit in `i64` is an overflow.
 
 use crate::state::RateAmounts;
@@ -23,23 +24,31 @@ pub struct Totals {
 }
 
 /// Net and tax of one line (quantity and price must be positive). `None` on overflow.
-pub fn line(item: &LineItem) -> Option<IssuedLine> {
+pub fn net_tax(item: &LineItem) -> Option<(Fen, Fen)> {
     debug_assert!(item.quantity.0 > 0 && item.unit_price.is_positive());
     let net = div_round_half_up(i128::from(item.quantity.0) * i128::from(item.unit_price.fen()), 1000)?;
-    let tax = div_round_half_up(i128::from(net) * i128::from(item.tax_rate.0), 10_000)?;
+    let tax = div_round_half_up(i128::from(net) * i128::from(item.tax_rate.bp()), 10_000)?;
+    Some((Fen::from_fen(net), Fen::from_fen(tax)))
+}
+
+/// One line with its amounts and its classification's short name. `None` on overflow.
+pub fn line(item: &LineItem, short_name: String) -> Option<IssuedLine> {
+    let (net, tax) = net_tax(item)?;
     Some(IssuedLine {
         item: item.clone(),
-        net: Fen::from_fen(net),
-        tax: Fen::from_fen(tax),
+        short_name,
+        net,
+        tax,
     })
 }
 
-/// Amounts of every line and the sums. `None` on overflow.
-pub fn totals(items: &[LineItem]) -> Option<Totals> {
+/// Amounts of every line and the sums; `short_name` gives each line's short name.
+/// `None` on overflow.
+pub fn totals(items: &[LineItem], short_name: impl Fn(&LineItem) -> String) -> Option<Totals> {
     let mut lines = Vec::with_capacity(items.len());
     let (mut net, mut tax) = (Fen::ZERO, Fen::ZERO);
     for item in items {
-        let l = line(item)?;
+        let l = line(item, short_name(item))?;
         net = net.checked_add(l.net)?;
         tax = tax.checked_add(l.tax)?;
         lines.push(l);
@@ -115,8 +124,9 @@ pub enum TakeError {
 
 /// Takes red-letter lines off the original invoice's lines, in order (the 数电 rule that
 /// a partial reversal keeps the original's line order). Red line `i` names the first
-/// original line after the one red line `i - 1` named that has the same description and
-/// tax rate and something left; its net and tax must be within what is left of that line.
+/// original line after the one red line `i - 1` named that has the same description,
+/// classification code and tax rate and something left; its net and tax must be within
+/// what is left of that line, and it takes that line's short name.
 /// A red line that takes all of a line's net takes exactly the tax left on it (its tax is
 /// set to that), so per-line rounding can neither strand a fen nor overdraw one.
 ///
@@ -130,7 +140,10 @@ pub fn take_lines(original: &[IssuedLine], left: &mut [LineLeft], red: &mut [Iss
         let j = (from..original.len())
             .find(|&j| {
                 let o = &original[j].item;
-                o.description == r.item.description && o.tax_rate == r.item.tax_rate && left[j].any()
+                o.description == r.item.description
+                    && o.tax_code == r.item.tax_code
+                    && o.tax_rate == r.item.tax_rate
+                    && left[j].any()
             })
             .ok_or(TakeError::Unknown(i))?;
         let l = left[j];
@@ -151,6 +164,7 @@ pub fn take_lines(original: &[IssuedLine], left: &mut [LineLeft], red: &mut [Iss
             net: l.net.checked_sub(r.net).ok_or(exceeds.clone())?,
             tax: l.tax.checked_sub(r.tax).ok_or(exceeds)?,
         };
+        r.short_name.clone_from(&original[j].short_name);
         from = j + 1;
     }
     Ok(())
@@ -162,18 +176,15 @@ mod tests {
     use fapiao_core::Quantity;
 
     fn check(quantity: i64, unit_price: i64, rate: u16, expected: (i64, i64)) {
-        let l = line(&LineItem {
+        let (net, tax) = net_tax(&LineItem {
             description: "x".into(),
+            tax_code: CODE.into(),
             quantity: Quantity(quantity),
             unit_price: Fen::from_fen(unit_price),
-            tax_rate: TaxRate(rate),
+            tax_rate: TaxRate::Bp(rate),
         })
         .unwrap();
-        assert_eq!(
-            (l.net.fen(), l.tax.fen()),
-            expected,
-            "{quantity} x {unit_price} @ {rate}"
-        );
+        assert_eq!((net.fen(), tax.fen()), expected, "{quantity} x {unit_price} @ {rate}");
     }
 
     #[test]
@@ -189,24 +200,43 @@ mod tests {
     }
 
     #[test]
+    fn flags_carry_no_tax() {
+        for flag in [TaxRate::Exempt, TaxRate::NotTaxable] {
+            let item = LineItem {
+                description: "x".into(),
+                tax_code: CODE.into(),
+                quantity: Quantity(2000),
+                unit_price: Fen::from_fen(1050),
+                tax_rate: flag,
+            };
+            assert_eq!(net_tax(&item), Some((Fen::from_fen(2100), Fen::ZERO)));
+        }
+    }
+
+    #[test]
     fn overflow_is_none() {
         let item = LineItem {
             description: "x".into(),
+            tax_code: CODE.into(),
             quantity: Quantity(i64::MAX),
             unit_price: Fen::from_fen(i64::MAX),
-            tax_rate: TaxRate(1300),
+            tax_rate: TaxRate::Bp(1300),
         };
-        assert!(line(&item).is_none());
+        assert!(net_tax(&item).is_none());
     }
+
+    const CODE: &str = "3070401000000000000";
 
     fn issued(description: &str, net: i64, tax: i64, rate: u16) -> IssuedLine {
         IssuedLine {
             item: LineItem {
                 description: description.into(),
+                tax_code: CODE.into(),
                 quantity: Quantity::ONE,
                 unit_price: Fen::from_fen(net),
-                tax_rate: TaxRate(rate),
+                tax_rate: TaxRate::Bp(rate),
             },
+            short_name: "餐饮服务".into(),
             net: Fen::from_fen(net),
             tax: Fen::from_fen(tax),
         }

@@ -23,6 +23,9 @@ use fapiao_core::Fen;
 pub const ID_BYTES_MAX: usize = 64;
 /// Longest free text (names, descriptions, reasons, labels), in bytes.
 pub const TEXT_BYTES_MAX: usize = 256;
+/// Longest tax classification code field, in bytes: a well-formed code has 19 digits;
+/// a mistyped one up to this length is recorded as the invoice's failure.
+pub const TAX_CODE_LEN_MAX: usize = 32;
 /// Most lines on one invoice or red-letter.
 pub const LINES_MAX: usize = 100;
 /// Most payments one invoice may cover.
@@ -128,6 +131,12 @@ pub fn check_event(kind: &EventKind) -> Result<(), Rejection> {
             if p.max_invoice_total > Fen::MAX {
                 return Err(above_max("max_invoice_total"));
             }
+            // The rules must already be in canonical order: the event is signed bytes.
+            let mut canonical = p.rates.clone();
+            fapiao_core::tax::canonical_rate_rules(&mut canonical).map_err(|e| invalid("rates", e))?;
+            if canonical != p.rates {
+                return Err(invalid("rates", "must be sorted by rate, then start"));
+            }
             Ok(())
         }
         EventKind::ClientKeyAuthorized(a) => {
@@ -219,6 +228,14 @@ fn check_lines(lines: &[LineItem]) -> Result<(), Rejection> {
     let mut computable = true;
     for (i, l) in lines.iter().enumerate() {
         check_text(&format!("lines[{i}].description"), &l.description)?;
+        // A malformed code is the invoice's recorded failure (TAX_CODE_UNKNOWN); only
+        // its length is bounded here.
+        if l.tax_code.len() > TAX_CODE_LEN_MAX {
+            return Err(invalid(
+                format!("lines[{i}].tax_code"),
+                format!("at most {TAX_CODE_LEN_MAX} bytes"),
+            ));
+        }
         if l.unit_price > Fen::MAX {
             return Err(above_max(format!("lines[{i}].unit_price")));
         }
@@ -226,13 +243,14 @@ fn check_lines(lines: &[LineItem]) -> Result<(), Rejection> {
             computable = false;
             continue;
         }
-        match amounts::line(l) {
-            Some(a) if a.net <= Fen::MAX && a.net.checked_add(a.tax).is_some_and(|t| t <= Fen::MAX) => {}
+        match amounts::net_tax(l) {
+            Some((net, tax)) if net <= Fen::MAX && net.checked_add(tax).is_some_and(|t| t <= Fen::MAX) => {}
             _ => return Err(above_max(format!("lines[{i}]"))),
         }
     }
     if computable {
-        match amounts::totals(lines) {
+        // A line's short name does not change its amounts.
+        match amounts::totals(lines, |_| String::new()) {
             Some(t) if t.total <= Fen::MAX => {}
             _ => return Err(above_max("lines")),
         }

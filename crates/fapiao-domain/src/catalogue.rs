@@ -37,7 +37,7 @@ pub fn info(reason: FailureReason) -> FailureInfo {
         R::BuyerTaxIdInvalid => ("BUYER_TAX_ID_INVALID", false, "Ask the buyer for their 18-character unified social credit code, check it, and re-issue with retry_of."),
         R::BuyerTaxIdRequired => ("BUYER_TAX_ID_REQUIRED", false, "A special VAT invoice needs the buyer's tax id: add it, or request a normal invoice, and re-issue with retry_of."),
         R::NoLines => ("NO_LINES", false, "Add at least one line and re-issue with retry_of."),
-        R::TaxRateNotAllowed => ("TAX_RATE_NOT_ALLOWED", false, "Use one of the tax rates allowed by the consortium (see genesis) and re-issue with retry_of."),
+        R::TaxRateNotAllowed => ("TAX_RATE_NOT_ALLOWED", false, "Use a rate or flag in this merchant's policy (the failure's detail lists them), put exempt (免税) sales on an ordinary invoice, and re-issue with retry_of; a rate the merchant should have is added by the operator (`fapiao policy set`)."),
         R::LineQuantityNotPositive => ("LINE_QUANTITY_NOT_POSITIVE", false, "Every line needs a quantity above zero; correct it and re-issue with retry_of."),
         R::LinePriceNotPositive => ("LINE_PRICE_NOT_POSITIVE", false, "Every line needs a unit price above zero; correct it and re-issue with retry_of."),
         R::PaymentsInvalid => ("PAYMENTS_INVALID", false, "List each payment the invoice covers exactly once and re-issue with retry_of."),
@@ -61,7 +61,9 @@ pub fn info(reason: FailureReason) -> FailureInfo {
         R::QuotaExceeded => ("QUOTA_EXCEEDED", true, "Ask the tax office to raise this month's quota (`fapiao quota grant`), or split the sale over months: the node issues the request automatically, in the order requests failed, once a grant makes room (or re-issue it unchanged). A red invoice gives its total back."),
         R::QuotaExpired => ("QUOTA_EXPIRED", true, "File the monthly return, then ask the tax office to re-validate the quota for the new month (`fapiao quota revalidate`) or grant one: the node then issues the waiting requests automatically."),
         R::QuotaSuspended => ("QUOTA_SUSPENDED", true, "Resolve the matter with the tax office; once it resumes the quota (`fapiao quota resume`) the waiting requests are issued automatically."),
-        R::RedLetterLineUnknown => ("RED_LETTER_LINE_UNKNOWN", false, "List the lines to reverse as they are printed on the original invoice (same description and tax rate), in the original's order, each at most once; then start a new red-letter request."),
+        R::RedLetterLineUnknown => ("RED_LETTER_LINE_UNKNOWN", false, "List the lines to reverse as they are printed on the original invoice (same description, classification code and tax rate), in the original's order, each at most once; then start a new red-letter request."),
+        R::TaxCodeUnknown => ("TAX_CODE_UNKNOWN", false, "Give each line the 19-digit tax classification code (税收分类编码) of what was sold, from the consortium's table (`fapiao genesis show` lists it), and re-issue with retry_of; a code the table lacks is added by a new genesis or configuration."),
+        R::TaxRateNotInForce => ("TAX_RATE_NOT_IN_FORCE", false, "Use the rate in force on the issue date (the failure lists the merchant's rules for this rate) and re-issue with retry_of; the operator schedules rate changes with `fapiao policy set`."),
     };
     FailureInfo {
         reason,
@@ -80,7 +82,7 @@ fn cause(reason: FailureReason) -> &'static str {
         R::BuyerTaxIdInvalid => "The buyer tax id is not a valid unified social credit code (length, characters or check character).",
         R::BuyerTaxIdRequired => "A special VAT invoice was requested without the buyer's tax id.",
         R::NoLines => "The request has no lines.",
-        R::TaxRateNotAllowed => "A line uses a tax rate the consortium's genesis does not allow.",
+        R::TaxRateNotAllowed => "A line's rate or flag is not in the merchant's policy, or an exempt (免税) line is on a special VAT invoice.",
         R::LineQuantityNotPositive => "A line's quantity is zero or negative.",
         R::LinePriceNotPositive => "A line's unit price is zero or negative.",
         R::PaymentsInvalid => "No payment is listed, or one is listed twice.",
@@ -105,6 +107,8 @@ fn cause(reason: FailureReason) -> &'static str {
         R::QuotaExpired => "The merchant invoices under a quota and has none for this month (UTC+8) yet: a quota ends with its month and is not carried over.",
         R::QuotaSuspended => "The tax office suspended the merchant's invoicing quota for the month.",
         R::RedLetterLineUnknown => "A partial red-letter line names no line of the original invoice with something left, or lists the original's lines out of their order.",
+        R::TaxCodeUnknown => "A line's tax classification code is not 19 digits, or is not in the consortium's classification table.",
+        R::TaxRateNotInForce => "The merchant's policy has the line's rate, but no rule for it is in force on the issue date (UTC+8): the rate was scheduled to start later or has ended.",
     }
 }
 

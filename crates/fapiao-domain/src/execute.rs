@@ -24,6 +24,7 @@ use fapiao_core::event::{
 };
 use fapiao_core::genesis::Role;
 use fapiao_core::hash::{hash, Domain};
+use fapiao_core::tax::{self, RateRule, TaxRate};
 use fapiao_core::{
     codec, CheckCode, Derived, DerivedKind, Entry, Event, EventId, EventKind, Fen, Genesis, InvoiceNumber, MemberCode,
     NetworkId, PublicKey, Quantity, Timestamp,
@@ -90,6 +91,7 @@ impl<'g> ChainContext<'g> {
             policy: m.and_then(|m| m.policy.clone()).unwrap_or(MerchantPolicy {
                 permitted_types: Vec::new(),
                 max_invoice_total: Fen::ZERO,
+                rates: Vec::new(),
             }),
             next_sequence: 1,
         }
@@ -670,11 +672,19 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         Ok(Ok(Some((prev_id.clone(), prev))))
     }
 
-    fn validate_lines(&self, lines: &[LineItem]) -> Result<amounts::Totals, Failure> {
+    /// Checks the lines of an invoice (`issue` holds the merchant's policy and the
+    /// invoice type) or of a partial red-letter (`None`: its lines must name the
+    /// original's lines, which `amounts::take_lines` checks and which give their short
+    /// names, whatever rates are in force today). Per line, in order: quantity, price,
+    /// classification code, rate.
+    fn validate_lines(
+        &self,
+        lines: &[LineItem],
+        issue: Option<(&MerchantPolicy, InvoiceType)>,
+    ) -> Result<amounts::Totals, Failure> {
         if lines.is_empty() {
             return Err(fail(FailureReason::NoLines, "lines", "the request has no lines"));
         }
-        let allowed = self.ctx.genesis.allowed_tax_rates();
         for (i, l) in lines.iter().enumerate() {
             if l.quantity.0 <= 0 {
                 return Err(fail(
@@ -690,16 +700,78 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                     format!("unit price is {}", l.unit_price),
                 ));
             }
-            if !allowed.contains(&l.tax_rate) {
-                let list: Vec<String> = allowed.iter().map(|r| r.to_string()).collect();
-                return Err(fail(
-                    FailureReason::TaxRateNotAllowed,
-                    format!("lines[{i}].tax_rate"),
-                    format!("rate {} is not allowed; allowed: {}", l.tax_rate, list.join(", ")),
-                ));
+            if let Some((policy, invoice_type)) = issue {
+                self.check_line_tax(i, l, policy, invoice_type)?;
             }
         }
-        amounts::totals(lines).ok_or_else(|| fail(FailureReason::AmountOverflow, "lines", "line amounts overflow"))
+        let genesis = self.ctx.genesis;
+        let short_name = |l: &LineItem| {
+            genesis
+                .classification(&l.tax_code)
+                .map(|c| c.short_name.clone())
+                .unwrap_or_default()
+        };
+        amounts::totals(lines, short_name)
+            .ok_or_else(|| fail(FailureReason::AmountOverflow, "lines", "line amounts overflow"))
+    }
+
+    /// A line's classification code and rate against the consortium's table and the
+    /// merchant's rate rules on the block's date (UTC+8).
+    fn check_line_tax(
+        &self,
+        i: usize,
+        l: &LineItem,
+        policy: &MerchantPolicy,
+        invoice_type: InvoiceType,
+    ) -> Result<(), Failure> {
+        if !tax::code_is_well_formed(&l.tax_code) || self.ctx.genesis.classification(&l.tax_code).is_none() {
+            let why = if tax::code_is_well_formed(&l.tax_code) {
+                "is not in the consortium's classification table"
+            } else {
+                "is not 19 digits starting 1 to 9"
+            };
+            return Err(fail(
+                FailureReason::TaxCodeUnknown,
+                format!("lines[{i}].tax_code"),
+                format!("`{}` {why}", l.tax_code),
+            ));
+        }
+        let field = format!("lines[{i}].tax_rate");
+        let rules: Vec<&RateRule> = policy.rates.iter().filter(|r| r.rate == l.tax_rate).collect();
+        if rules.is_empty() {
+            let list: Vec<String> = policy.rates.iter().map(RateRule::describe).collect();
+            return Err(fail(
+                FailureReason::TaxRateNotAllowed,
+                field,
+                format!(
+                    "{} is not in this merchant's policy; it has: {}",
+                    l.tax_rate,
+                    list.join(", ")
+                ),
+            ));
+        }
+        let date = self.block.timestamp.utc8_date();
+        if !rules.iter().any(|r| r.in_force(date)) {
+            let list: Vec<String> = rules.iter().map(|r| r.describe()).collect();
+            return Err(fail(
+                FailureReason::TaxRateNotInForce,
+                field,
+                format!(
+                    "{} is not in force on {}: {}",
+                    l.tax_rate,
+                    tax::format_date(date),
+                    list.join(", ")
+                ),
+            ));
+        }
+        if l.tax_rate == TaxRate::Exempt && invoice_type == InvoiceType::SpecialVat {
+            return Err(fail(
+                FailureReason::TaxRateNotAllowed,
+                field,
+                "an exempt (免税) sale cannot go on a special VAT invoice: issue an ordinary invoice",
+            ));
+        }
+        Ok(())
     }
 
     /// Queues a request that failed for the fee or the quota, to be issued
@@ -979,7 +1051,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             }
             None => {}
         }
-        let totals = match self.validate_lines(&r.lines) {
+        let totals = match self.validate_lines(&r.lines, Some((&meta.policy, r.invoice_type))) {
             Ok(t) => t,
             Err(f) => return Ok(Err(f)),
         };
@@ -1256,6 +1328,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                                 unit_price: l.net,
                                 ..o.item.clone()
                             },
+                            short_name: o.short_name.clone(),
                             net: l.net,
                             tax: l.tax,
                         }
@@ -1263,7 +1336,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 })
                 .collect(),
             RedLetterScope::Partial(items) => {
-                let mut lines = match self.validate_lines(items) {
+                let mut lines = match self.validate_lines(items, None) {
                     Ok(t) => t.lines,
                     Err(f) => return Ok(Err(f)),
                 };

@@ -155,6 +155,9 @@ fn event(w: &World, op: &Op) -> Event {
                     vec![InvoiceType::Normal]
                 },
                 max_invoice_total: Fen::from_fen(max),
+                rates: [0, 100, 300, 500, 600, 900, 1300]
+                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                    .to_vec(),
             }),
         ),
         Op::Quota(action, amount) => (

@@ -34,6 +34,9 @@ fn set_policy(w: &mut World, types: Vec<InvoiceType>, max: i64) {
         EventKind::MerchantPolicySet(MerchantPolicy {
             permitted_types: types,
             max_invoice_total: Fen::from_fen(max),
+            rates: [0, 100, 300, 500, 600, 900, 1300]
+                .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                .to_vec(),
         }),
     )
     .unwrap();
@@ -74,7 +77,7 @@ fn every_invoice_failure_reason() {
     check(
         base,
         Who::Owner,
-        with(|r| r.lines[0].tax_rate = TaxRate(700)),
+        with(|r| r.lines[0].tax_rate = TaxRate::Bp(700)),
         Expect::Failed(F::TaxRateNotAllowed),
     );
     check(
@@ -286,6 +289,9 @@ fn amounts_at_every_edge() {
             EventKind::MerchantPolicySet(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
                 max_invoice_total: Fen::from_fen(fen),
+                rates: [0, 100, 300, 500, 600, 900, 1300]
+                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                    .to_vec(),
             }),
             expected,
         );
@@ -793,7 +799,7 @@ fn an_invoice_outcome_never_changes_a_payment() {
     let before = (w.payment("P1").unwrap(), w.payment("P2").unwrap());
     let kinds = vec![
         with(|r| r.buyer.tax_id = Some("BAD".into())),
-        with(|r| r.lines[0].tax_rate = TaxRate(700)),
+        with(|r| r.lines[0].tax_rate = TaxRate::Bp(700)),
         invoice(request("OK", &["P1", "P2"])),
         with(|r| r.request_id = "R9".into()),
     ];
@@ -1004,6 +1010,7 @@ fn the_fee_queue_and_automatic_issues_are_bounded() {
         r.lines = (0..LINES_MAX)
             .map(|_| LineItem {
                 description: "x".repeat(TEXT_BYTES_MAX),
+                tax_code: "3070401000000000000".into(),
                 ..line(1000, 100, 600)
             })
             .collect();
@@ -1094,6 +1101,9 @@ fn policy_changes_override_genesis_and_need_the_operator() {
         EventKind::MerchantPolicySet(MerchantPolicy {
             permitted_types: types,
             max_invoice_total: Fen::from_fen(500_00),
+            rates: [0, 100, 300, 500, 600, 900, 1300]
+                .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                .to_vec(),
         })
     };
     check(
@@ -1961,6 +1971,7 @@ fn a_partial_reversal_names_original_lines_in_their_order() {
     use FailureReason as F;
     let item = |d: &str, qty: i64, price: i64, rate: u16| LineItem {
         description: d.into(),
+        tax_code: "3070401000000000000".into(),
         ..line(qty, price, rate)
     };
     // Tea 20.00 at 13%, Pot 30.00 at 6%, Tea 10.00 at 13%: 66.70 with tax, on P1.
@@ -2295,4 +2306,131 @@ fn quota_blocked_requests_are_issued_in_order_when_the_tax_office_makes_room() {
     retry.retry_of = Some("R6".into());
     failed(&w.submit(invoice(retry)));
     assert_eq!(quota_queue(&w), ["R6B"]);
+}
+
+/// Tax rules as data: the merchant's dated rate rules, the two flags, the
+/// classification table, and the special VAT invoice's rules.
+#[test]
+fn tax_rates_flags_and_classification_codes() {
+    use fapiao_core::tax::RateRule;
+    use FailureReason as F;
+    fn dated(w: &mut World) {
+        base(w);
+        let rules = [
+            "16:..2019-03-31",
+            "13:2019-04-01..",
+            "6",
+            "exempt",
+            "not_taxable",
+            "20:2100-01-01..",
+        ];
+        let mut rates: Vec<RateRule> = rules.iter().map(|r| r.parse().unwrap()).collect();
+        fapiao_core::tax::canonical_rate_rules(&mut rates).unwrap();
+        let op = w.operator.clone();
+        w.submit_as(
+            &op,
+            EventKind::MerchantPolicySet(MerchantPolicy {
+                permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
+                max_invoice_total: Fen::from_fen(100_000_00),
+                rates,
+            }),
+        )
+        .unwrap();
+    }
+    let rate = |t: TaxRate| with(move |r| r.lines[0].tax_rate = t);
+    // In force on the block's date (2026): 13%, 6% and both flags.
+    for t in [
+        TaxRate::Bp(1300),
+        TaxRate::Bp(600),
+        TaxRate::Exempt,
+        TaxRate::NotTaxable,
+    ] {
+        check(dated, Who::Owner, rate(t), Expect::Issued);
+    }
+    // 16% ended on 2019-03-31; 20% is scheduled for 2100; 9% is not the merchant's.
+    check(
+        dated,
+        Who::Owner,
+        rate(TaxRate::Bp(1600)),
+        Expect::Failed(F::TaxRateNotInForce),
+    );
+    check(
+        dated,
+        Who::Owner,
+        rate(TaxRate::Bp(2000)),
+        Expect::Failed(F::TaxRateNotInForce),
+    );
+    check(
+        dated,
+        Who::Owner,
+        rate(TaxRate::Bp(900)),
+        Expect::Failed(F::TaxRateNotAllowed),
+    );
+    // An exempt sale cannot go on a special VAT invoice; a not-taxable one can.
+    let special = |t: TaxRate| {
+        with(move |r| {
+            r.invoice_type = InvoiceType::SpecialVat;
+            r.lines[0].tax_rate = t;
+        })
+    };
+    check(
+        dated,
+        Who::Owner,
+        special(TaxRate::Exempt),
+        Expect::Failed(F::TaxRateNotAllowed),
+    );
+    check(dated, Who::Owner, special(TaxRate::NotTaxable), Expect::Issued);
+    // A code not in the table, a mistyped one, an empty one.
+    for code in ["3070401000000000009", "307040100000000000", "30704010000000000x", ""] {
+        check(
+            dated,
+            Who::Owner,
+            with(move |r| r.lines[0].tax_code = code.into()),
+            Expect::Failed(F::TaxCodeUnknown),
+        );
+    }
+    // A code longer than any a person could mistype is not an invoice at all.
+    check(
+        dated,
+        Who::Owner,
+        with(|r| r.lines[0].tax_code = "3".repeat(33)),
+        Expect::Rejected("INVALID_FIELD"),
+    );
+    // Exempt and not-taxable lines carry no tax, and the issued lines keep the
+    // classification's short name.
+    let w = check(
+        dated,
+        Who::Owner,
+        with(|r| {
+            let mut second = r.lines[0].clone();
+            second.tax_code = "6010000000000000000".into();
+            second.tax_rate = TaxRate::NotTaxable;
+            r.lines[0].tax_rate = TaxRate::Exempt;
+            r.lines.push(second);
+        }),
+        Expect::Issued,
+    );
+    let Some(RequestOutcome::Issued(n)) = w.request("R1").map(|r| r.outcome) else {
+        panic!("issued")
+    };
+    let Some(InvoiceRecord::Blue(b)) = w.invoice(n) else {
+        panic!("a blue invoice")
+    };
+    let names: Vec<&str> = b.issued.lines.iter().map(|l| l.short_name.as_str()).collect();
+    assert_eq!(names, ["餐饮服务", "预付卡销售"]);
+    assert!(b.issued.lines.iter().all(|l| l.tax.is_zero()));
+    assert!(b.issued.tax.is_zero() && b.issued.total == b.issued.net);
+    // A rule set out of canonical order, or overlapping, is not a policy.
+    let unsorted = EventKind::MerchantPolicySet(MerchantPolicy {
+        permitted_types: vec![InvoiceType::Normal],
+        max_invoice_total: Fen::from_fen(100_00),
+        rates: vec![RateRule::always(TaxRate::Bp(1300)), RateRule::always(TaxRate::Bp(600))],
+    });
+    check(base, Who::Operator, unsorted, Expect::Rejected("INVALID_FIELD"));
+    let overlapping = EventKind::MerchantPolicySet(MerchantPolicy {
+        permitted_types: vec![InvoiceType::Normal],
+        max_invoice_total: Fen::from_fen(100_00),
+        rates: vec!["13:..2020-01-01".parse().unwrap(), "13:2019-06-01..".parse().unwrap()],
+    });
+    check(base, Who::Operator, overlapping, Expect::Rejected("INVALID_FIELD"));
 }

@@ -4,7 +4,7 @@
 
 use fapiao_core::event::{InvoiceType, MerchantPolicy};
 use fapiao_core::genesis::{Member, Role, Roles};
-use fapiao_core::{codec, BlockHash, Fen, Genesis, Hash32, MemberCode, SecretKey, TaxRate, Timestamp};
+use fapiao_core::{codec, BlockHash, Fen, Genesis, Hash32, MemberCode, SecretKey, Timestamp};
 use fapiao_net::hostile::{self, HostileCommand, HostileEvent, Topic};
 use fapiao_net::{Command, Net, NetConfig, NetEvent, NetStats, Request, Response, WireHead};
 use std::sync::atomic::Ordering;
@@ -44,6 +44,9 @@ fn pair() -> Pair {
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
                 max_invoice_total: Fen::from_fen(100_000_000),
+                rates: [0, 100, 300, 500, 600, 900, 1300]
+                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                    .to_vec(),
             }),
         })
         .collect();
@@ -52,7 +55,7 @@ fn pair() -> Pair {
         Timestamp(0),
         None,
         Fen::from_fen(10),
-        vec![TaxRate(0)],
+        fapiao_core::tax::sample_classifications(),
         members,
     )
     .unwrap();

@@ -27,7 +27,7 @@ fn genesis() -> Genesis {
         Timestamp(1_767_225_600_000),
         None,
         Fen::from_fen(10),
-        vec![TaxRate(600), TaxRate(1300)],
+        fapiao_core::tax::sample_classifications(),
         vec![Member {
             code: MemberCode::new(110_001).unwrap(),
             name: "Tea".into(),
@@ -37,6 +37,9 @@ fn genesis() -> Genesis {
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
                 max_invoice_total: Fen::from_fen(100_000),
+                rates: [0, 100, 300, 500, 600, 900, 1300]
+                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                    .to_vec(),
             }),
             initial_fee_balance: Fen::from_fen(500),
             tax_id: None,
@@ -61,9 +64,10 @@ fn bundle() -> (Bundle, Genesis) {
     };
     let tea = LineItem {
         description: "Tea".into(),
+        tax_code: "3070401000000000000".into(),
         quantity: Quantity(1000),
         unit_price: Fen::from_fen(5000),
-        tax_rate: TaxRate(600),
+        tax_rate: TaxRate::Bp(600),
     };
     let buyer = Buyer {
         name: "B".into(),
@@ -106,6 +110,7 @@ fn bundle() -> (Bundle, Genesis) {
         buyer,
         lines: vec![IssuedLine {
             item: tea,
+            short_name: "餐饮服务".into(),
             net: Fen::from_fen(5000),
             tax: Fen::from_fen(300),
         }],
@@ -129,7 +134,7 @@ fn bundle() -> (Bundle, Genesis) {
     let record = StateValue::Invoice(InvoiceRecord::Blue(BlueInvoice {
         issued,
         remaining: vec![RateAmounts {
-            rate: TaxRate(600),
+            rate: TaxRate::Bp(600),
             net: Fen::from_fen(5000),
             tax: Fen::from_fen(300),
         }],

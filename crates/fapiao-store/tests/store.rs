@@ -19,7 +19,7 @@ fn genesis() -> Genesis {
         Timestamp(0),
         None,
         Fen::from_fen(10),
-        vec![TaxRate(600)],
+        fapiao_core::tax::sample_classifications(),
         vec![Member {
             code: MemberCode::new(110_001).unwrap(),
             name: "M".into(),
@@ -29,6 +29,9 @@ fn genesis() -> Genesis {
             policy: Some(MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
                 max_invoice_total: Fen::from_fen(1_000_000),
+                rates: [0, 100, 300, 500, 600, 900, 1300]
+                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+                    .to_vec(),
             }),
             initial_fee_balance: Fen::from_fen(1000),
             tax_id: None,
@@ -118,9 +121,10 @@ fn invoice(id: &str, payment: &str) -> EventKind {
         },
         lines: vec![LineItem {
             description: "x".into(),
+            tax_code: "3070401000000000000".into(),
             quantity: Quantity(1000),
             unit_price: Fen::from_fen(100),
-            tax_rate: TaxRate(600),
+            tax_rate: TaxRate::Bp(600),
         }],
         payment_ids: vec![payment.into()],
         retry_of: None,

@@ -38,7 +38,7 @@ pub(crate) enum RedformCommand {
         /// sales_discount (04).
         #[arg(long)]
         reason: String,
-        /// Lines to reverse ("DESCRIPTION|QTY|UNIT_PRICE|RATE%"), in the invoice's line
+        /// Lines to reverse ("DESCRIPTION|QTY|UNIT_PRICE|RATE|TAX_CODE"), in the invoice's line
         /// order; none = the whole rest.
         #[arg(long = "line")]
         lines: Vec<String>,

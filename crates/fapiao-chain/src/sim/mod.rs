@@ -27,6 +27,7 @@ pub use workload::WorkloadCounts;
 use crate::replica::{Config, Fatal, Input, Output, Replica};
 use fapiao_core::event::{InvoiceType, MerchantPolicy};
 use fapiao_core::genesis::{Role, Roles};
+use fapiao_core::tax::{self, RateRule};
 use fapiao_core::{
     Block, BlockHash, Certificate, Entry, Equivocation, Fen, Genesis, Hash32, Member, MemberCode, SecretKey, TaxRate,
     Timestamp,
@@ -333,6 +334,7 @@ pub fn genesis_of(seed: u64, witness: &[bool]) -> (Genesis, Vec<SecretKey>) {
     let policy = MerchantPolicy {
         permitted_types: vec![InvoiceType::Normal],
         max_invoice_total: Fen::from_fen(100_000_000),
+        rates: vec![RateRule::always(TaxRate::Bp(600))],
     };
     let members = keys
         .iter()
@@ -344,7 +346,7 @@ pub fn genesis_of(seed: u64, witness: &[bool]) -> (Genesis, Vec<SecretKey>) {
         Timestamp(0),
         None,
         Fen::from_fen(10),
-        vec![TaxRate(0), TaxRate(600), TaxRate(1300)],
+        tax::sample_classifications(),
         members,
     )
     .unwrap_or_else(|e| panic!("simulator genesis is valid: {e}"));
@@ -410,7 +412,7 @@ pub fn consortium(seed: u64, n: usize, m: usize) -> Consortium {
         Timestamp(0),
         None,
         Fen::from_fen(SIM_FEE_FEN),
-        [0, 100, 300, 600, 900, 1300].into_iter().map(TaxRate).collect(),
+        tax::sample_classifications(),
         members,
     )
     .unwrap_or_else(|e| panic!("simulator genesis is valid: {e}"));
@@ -846,7 +848,7 @@ impl World {
             owner: &m.key,
             operator: &self.operator,
             verifier: &self.verifier,
-            rates: m.disk.genesis.allowed_tax_rates(),
+            codes: m.disk.genesis.classifications(),
         };
         m.workload.events(&who, chain, self.now, n)
     }
@@ -877,7 +879,7 @@ impl World {
                     owner: &m.key,
                     operator: &self.operator,
                     verifier: &self.verifier,
-                    rates: genesis.allowed_tax_rates(),
+                    codes: genesis.classifications(),
                 };
                 vec![m.workload.payment(&who, self.now)]
             };

@@ -26,6 +26,7 @@ use fapiao_core::event::{
     RedLetterRequested, RedLetterScope,
 };
 use fapiao_core::money::AMOUNT_FEN_MAX;
+use fapiao_core::tax::{Classification, RateRule};
 use fapiao_core::{
     Block, CheckCode, DerivedKind, Entry, Event, EventBody, EventKind, Fen, Hash32, InvoiceNumber, MemberCode,
     NetworkId, Quantity, SecretKey, TaxRate, Timestamp,
@@ -39,8 +40,34 @@ use std::convert::Infallible;
 pub(super) const VALID_TAX_ID: &str = "91110000600037341L";
 /// The same code with a wrong check character.
 const BAD_TAX_ID: &str = "91110000600037341M";
-/// A rate the simulated genesis does not allow (the VAT rate before 2018).
-const RATE_NOT_ALLOWED: TaxRate = TaxRate(1700);
+/// A rate no simulated policy has (the VAT rate before 2018).
+const RATE_NOT_ALLOWED: TaxRate = TaxRate::Bp(1700);
+/// A rate every simulated policy schedules from 2100-01-01, long after the simulated
+/// clock: TAX_RATE_NOT_IN_FORCE.
+const RATE_NOT_IN_FORCE: TaxRate = TaxRate::Bp(1600);
+/// The rates and flags every simulated policy has, in force on every day.
+const SIM_RATES: [TaxRate; 8] = [
+    TaxRate::Bp(0),
+    TaxRate::Bp(100),
+    TaxRate::Bp(300),
+    TaxRate::Bp(600),
+    TaxRate::Bp(900),
+    TaxRate::Bp(1300),
+    TaxRate::Exempt,
+    TaxRate::NotTaxable,
+];
+
+/// The rate rules of every simulated policy, in canonical order.
+fn sim_rate_rules() -> Vec<RateRule> {
+    let mut rules: Vec<RateRule> = SIM_RATES.into_iter().map(RateRule::always).collect();
+    rules.push(RateRule {
+        rate: RATE_NOT_IN_FORCE,
+        from: Some(21000101),
+        until: None,
+    });
+    rules.sort();
+    rules
+}
 /// Most ids one list of the client's knowledge keeps (oldest dropped first).
 const KNOWN_MAX: usize = 256;
 /// Payments within this many fen of [`AMOUNT_FEN_MAX`] count as "at the bound".
@@ -56,8 +83,8 @@ pub(super) struct Signers<'a> {
     pub(super) operator: &'a SecretKey,
     /// The verifier member, also the tax office: claims and the monthly quota.
     pub(super) verifier: &'a SecretKey,
-    /// The tax rates genesis allows.
-    pub(super) rates: &'a [TaxRate],
+    /// The consortium's classification table.
+    pub(super) codes: &'a [Classification],
 }
 
 /// The kinds of event the workload draws, with their weights.
@@ -256,6 +283,7 @@ impl Workload {
             let rate = b.issued.lines[0].item.tax_rate;
             lines.push(LineItem {
                 description: "returned".into(),
+                tax_code: b.issued.lines[0].item.tax_code.clone(),
                 quantity: Quantity::ONE,
                 unit_price: Fen::from_fen(1),
                 tax_rate: rate,
@@ -426,8 +454,14 @@ impl Workload {
     }
 
     /// Lines whose total (tax included) is at most `max` fen (`max` ≥ 1), over the
-    /// allowed rates and a few quantities, so rounding is exercised.
-    fn lines_within(&mut self, rates: &[TaxRate], max: i64) -> Vec<LineItem> {
+    /// rates and flags every policy has (no exempt line on a special VAT invoice), the
+    /// table's codes and a few quantities, so rounding is exercised.
+    fn lines_within(&mut self, codes: &[Classification], special: bool, max: i64) -> Vec<LineItem> {
+        let rates: Vec<TaxRate> = SIM_RATES
+            .into_iter()
+            .filter(|r| !(special && *r == TaxRate::Exempt))
+            .collect();
+        let code = |rng: &mut Rng| codes[rng.range(0, codes.len() as u64 - 1) as usize].code.clone();
         let count = self.rng.range(1, 3) as i64;
         let budget = max / count;
         let mut lines = Vec::new();
@@ -436,9 +470,9 @@ impl Workload {
                 break;
             }
             let mut rate = rates[self.rng.range(0, rates.len() as u64 - 1) as usize];
-            let mut net = (i128::from(budget) * 10_000 / (10_000 + i128::from(rate.0))) as i64 - 1;
+            let mut net = (i128::from(budget) * 10_000 / (10_000 + i128::from(rate.bp()))) as i64 - 1;
             if net < 1 {
-                rate = TaxRate(0);
+                rate = TaxRate::Bp(0);
                 net = budget - 1;
             }
             let net = if self.rng.chance(30) {
@@ -455,18 +489,20 @@ impl Workload {
             }
             lines.push(LineItem {
                 description: format!("item {k}"),
+                tax_code: code(&mut self.rng),
                 quantity: Quantity(quantity),
                 unit_price: Fen::from_fen(unit),
                 tax_rate: rate,
             });
         }
-        match fapiao_domain::amounts::totals(&lines) {
+        match fapiao_domain::amounts::totals(&lines, |_| String::new()) {
             Some(t) if !lines.is_empty() && t.total.fen() <= max => lines,
             _ => vec![LineItem {
                 description: "item".into(),
+                tax_code: code(&mut self.rng),
                 quantity: Quantity::ONE,
                 unit_price: Fen::from_fen(1),
-                tax_rate: TaxRate(0),
+                tax_rate: TaxRate::Bp(0),
             }],
         }
     }
@@ -514,7 +550,7 @@ impl Workload {
         } else {
             InvoiceType::Normal
         };
-        let lines = self.lines_within(who.rates, max);
+        let lines = self.lines_within(who.codes, invoice_type == InvoiceType::SpecialVat, max);
         used.extend(payment_ids.iter().cloned());
         let request = InvoiceRequested {
             request_id: self.next_id("r"),
@@ -542,7 +578,7 @@ impl Workload {
             request_id: self.next_id("r"),
             invoice_type: InvoiceType::Normal,
             buyer: self.buyer(InvoiceType::Normal),
-            lines: self.lines_within(who.rates, left.max(1)),
+            lines: self.lines_within(who.codes, false, left.max(1)),
             payment_ids: vec![pid.clone()],
             retry_of: None,
             replaces: None,
@@ -551,7 +587,14 @@ impl Workload {
             // BUYER_TAX_ID_INVALID
             0 | 1 => r.buyer.tax_id = Some(BAD_TAX_ID.into()),
             // TAX_RATE_NOT_ALLOWED
-            2 | 3 => r.lines[0].tax_rate = RATE_NOT_ALLOWED,
+            2 => r.lines[0].tax_rate = RATE_NOT_ALLOWED,
+            // TAX_RATE_NOT_IN_FORCE, or TAX_CODE_UNKNOWN (a code not in the table, or
+            // a mistyped one)
+            3 => match self.rng.range(0, 2) {
+                0 => r.lines[0].tax_rate = RATE_NOT_IN_FORCE,
+                1 => r.lines[0].tax_code = "3070401000000000009".into(),
+                _ => r.lines[0].tax_code = "307040100000000000".into(),
+            },
             // PAYMENT_NOT_FOUND
             4 => r.payment_ids = vec![format!("nope-{}", self.seq)],
             // TOTAL_ABOVE_INVOICEABLE (rejected as above the bound when the payment is
@@ -559,9 +602,10 @@ impl Workload {
             5 => {
                 r.lines = vec![LineItem {
                     description: "too much".into(),
+                    tax_code: r.lines[0].tax_code.clone(),
                     quantity: Quantity::ONE,
                     unit_price: Fen::from_fen(left + self.rng.range(1, 1_000) as i64),
-                    tax_rate: TaxRate(0),
+                    tax_rate: TaxRate::Bp(0),
                 }]
             }
             // BUYER_TAX_ID_REQUIRED
@@ -814,10 +858,12 @@ impl Workload {
             2 => MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
                 max_invoice_total: Fen::from_fen(50_000),
+                rates: sim_rate_rules(),
             },
             _ => MerchantPolicy {
                 permitted_types: vec![InvoiceType::Normal],
                 max_invoice_total: Fen::MAX,
+                rates: sim_rate_rules(),
             },
         };
         self.sign(who, who.operator, now, EventKind::MerchantPolicySet(p))
@@ -830,6 +876,7 @@ pub(super) fn default_policy() -> MerchantPolicy {
     MerchantPolicy {
         permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
         max_invoice_total: Fen::MAX,
+        rates: sim_rate_rules(),
     }
 }
 
@@ -1023,6 +1070,11 @@ impl WorkloadCounts {
             ("invoices failed", self.invoices_failed),
             ("failed: buyer tax id invalid", reason(FailureReason::BuyerTaxIdInvalid)),
             ("failed: tax rate not allowed", reason(FailureReason::TaxRateNotAllowed)),
+            (
+                "failed: tax rate not in force",
+                reason(FailureReason::TaxRateNotInForce),
+            ),
+            ("failed: tax code unknown", reason(FailureReason::TaxCodeUnknown)),
             ("failed: payment not found", reason(FailureReason::PaymentNotFound)),
             (
                 "failed: total above invoiceable",

@@ -36,6 +36,9 @@ pub fn member(code: u32, name: &str, role: Role, k: &SecretKey) -> Member {
     let policy = (role == Role::Merchant).then(|| MerchantPolicy {
         permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
         max_invoice_total: Fen::from_fen(100_000_000),
+        rates: [0, 100, 300, 500, 600, 900, 1300]
+            .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
+            .to_vec(),
     });
     Member {
         code: MemberCode::new(code).unwrap(),
@@ -59,7 +62,7 @@ pub fn genesis() -> Genesis {
         Timestamp(T0),
         None,
         Fen::from_fen(10),
-        [0, 100, 300, 600, 900, 1300].into_iter().map(TaxRate).collect(),
+        fapiao_core::tax::sample_classifications(),
         vec![
             member(MERCHANT, "Tea House", Role::Merchant, &key(1)),
             member(OTHER_MERCHANT, "Noodle Bar", Role::Merchant, &key(2)),
@@ -212,9 +215,10 @@ pub fn payment(id: &str, fen: i64) -> PaymentRecorded {
 pub fn line(qty_thousandths: i64, unit_price: i64, rate: u16) -> LineItem {
     LineItem {
         description: "Oolong tea".into(),
+        tax_code: "3070401000000000000".into(),
         quantity: Quantity(qty_thousandths),
         unit_price: Fen::from_fen(unit_price),
-        tax_rate: TaxRate(rate),
+        tax_rate: TaxRate::Bp(rate),
     }
 }
 
