@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
-# The reprint test renders the HTML invoice in headless Chromium.
-FAPIAO_APT_PACKAGES+=(chromium)
+# The reprint test renders the HTML invoice in headless Chromium; the e-invoice test
+# validates the 数电 XML against its schema with xmllint.
+FAPIAO_APT_PACKAGES+=(chromium libxml2-utils)
 fapiao_install_missing
 # A one-shot CI build gains nothing from incremental compilation and its caches weigh
 # gigabytes; say how much disk the run starts with, since a full disk is the usual way a

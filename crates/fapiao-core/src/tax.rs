@@ -85,6 +85,20 @@ impl std::str::FromStr for TaxRate {
     }
 }
 
+/// The VAT rates (13%, 9%, 6%, 0% for exports, the levy rates 5%, 3%, 1%) and the two
+/// flags in force since 2019-04-01, in canonical order.
+pub const CURRENT_RATES: [TaxRate; 9] = [
+    TaxRate::Bp(0),
+    TaxRate::Bp(100),
+    TaxRate::Bp(300),
+    TaxRate::Bp(500),
+    TaxRate::Bp(600),
+    TaxRate::Bp(900),
+    TaxRate::Bp(1300),
+    TaxRate::Exempt,
+    TaxRate::NotTaxable,
+];
+
 /// The largest rate, 100%.
 pub const RATE_BP_MAX: u16 = 10_000;
 

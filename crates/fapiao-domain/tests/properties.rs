@@ -12,7 +12,13 @@ use fapiao_domain::state::{InvoiceRecord, StateKey, StateValue};
 use proptest::prelude::*;
 use world::*;
 
-const RATES: [u16; 7] = [0, 100, 300, 600, 900, 1300, 700]; // the last is not allowed
+/// The rates and flags lines use: every one the test merchant has, and 7%, which no
+/// policy has.
+fn rates() -> Vec<TaxRate> {
+    let mut r = fapiao_core::tax::CURRENT_RATES.to_vec();
+    r.push(TaxRate::Bp(700));
+    r
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -63,7 +69,7 @@ fn unit_price() -> impl Strategy<Value = i64> + Clone {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let line = (0i64..3000, unit_price(), 0usize..7);
+    let line = (0i64..3000, unit_price(), 0usize..rates().len());
     prop_oneof![
         4 => (0u8..8, amount()).prop_map(|(p, a)| Op::Pay(p, a)),
         1 => (0u8..8, 0u8..8, amount()).prop_map(|(r, p, a)| Op::Refund(r, p, a)),
@@ -79,7 +85,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn to_line((q, p, r): (i64, i64, usize)) -> LineItem {
-    line(q, p, RATES[r])
+    let mut l = line(q, p, 0);
+    l.tax_rate = rates()[r];
+    l
 }
 
 /// The event an op stands for, and who signs it.
@@ -155,9 +163,7 @@ fn event(w: &World, op: &Op) -> Event {
                     vec![InvoiceType::Normal]
                 },
                 max_invoice_total: Fen::from_fen(max),
-                rates: [0, 100, 300, 500, 600, 900, 1300]
-                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
-                    .to_vec(),
+                rates: policy_rates(),
             }),
         ),
         Op::Quota(action, amount) => (

@@ -46,16 +46,7 @@ const RATE_NOT_ALLOWED: TaxRate = TaxRate::Bp(1700);
 /// clock: TAX_RATE_NOT_IN_FORCE.
 const RATE_NOT_IN_FORCE: TaxRate = TaxRate::Bp(1600);
 /// The rates and flags every simulated policy has, in force on every day.
-const SIM_RATES: [TaxRate; 8] = [
-    TaxRate::Bp(0),
-    TaxRate::Bp(100),
-    TaxRate::Bp(300),
-    TaxRate::Bp(600),
-    TaxRate::Bp(900),
-    TaxRate::Bp(1300),
-    TaxRate::Exempt,
-    TaxRate::NotTaxable,
-];
+const SIM_RATES: [TaxRate; 9] = fapiao_core::tax::CURRENT_RATES;
 
 /// The rate rules of every simulated policy, in canonical order.
 fn sim_rate_rules() -> Vec<RateRule> {

@@ -32,13 +32,19 @@ pub fn roles_of(role: Role) -> Roles {
     }
 }
 
+/// The test merchant's rates: the usual ones and both flags, in force on every day.
+pub fn policy_rates() -> Vec<fapiao_core::tax::RateRule> {
+    fapiao_core::tax::CURRENT_RATES
+        .into_iter()
+        .map(fapiao_core::tax::RateRule::always)
+        .collect()
+}
+
 pub fn member(code: u32, name: &str, role: Role, k: &SecretKey) -> Member {
     let policy = (role == Role::Merchant).then(|| MerchantPolicy {
         permitted_types: vec![InvoiceType::Normal, InvoiceType::SpecialVat],
         max_invoice_total: Fen::from_fen(100_000_000),
-        rates: [0, 100, 300, 500, 600, 900, 1300]
-            .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
-            .to_vec(),
+        rates: policy_rates(),
     });
     Member {
         code: MemberCode::new(code).unwrap(),
