@@ -459,6 +459,40 @@ fn quick_start_with_the_cli() {
     assert!(o.status.success(), "{}", out(&o));
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["chain"], "110001");
+
+    // What the API offers, the CLI reads too: payments, blocks, evidence, with times as
+    // dates in UTC+8.
+    let text = ok(node.cli(&["payment", "show", "P1"]));
+    assert!(
+        text.contains("PAYMENT P1: 100.00 CNY by wechat")
+            && text.contains("(UTC+8)")
+            && text.contains("invoiced     53.00")
+            && text.contains("invoiceable  47.00"),
+        "{text}"
+    );
+    let text = out(&node.cli(&["payment", "show", "NOPE"]));
+    assert!(text.contains("NOT_FOUND"), "{text}");
+    ok(node.cli(&["pay", "--amount", "2.00", "--method", "cash", "--id", "P2"]));
+    let text = ok(node.cli(&["payment", "list", "--limit", "1"]));
+    assert!(
+        text.contains("P1") && !text.contains("P2 ") && text.contains("more: fapiao payment list --after P1"),
+        "{text}"
+    );
+    let text = ok(node.cli(&["payment", "list", "--after", "P1"]));
+    assert!(text.contains("P2") && !text.contains("\nP1 "), "{text}");
+    let o = node.cli(&["payment", "list", "--limit", "0"]);
+    assert!(!o.status.success(), "a page of nothing is refused: {}", out(&o));
+    let text = ok(node.cli(&["block", "list"]));
+    assert!(text.contains("certified") && text.contains("(UTC+8)"), "{text}");
+    let text = ok(node.cli(&["block", "show", "1"]));
+    assert!(
+        text.contains("BLOCK 1 of chain 110001") && text.contains("[0] event ") && text.contains("time         "),
+        "{text}"
+    );
+    let o = node.cli(&["block", "show", "0"]);
+    assert!(!o.status.success(), "{}", out(&o));
+    let text = ok(node.cli(&["evidence"]));
+    assert!(text.contains("no equivocation evidence"), "{text}");
 }
 
 /// Maintenance: writes answer 503 MAINTENANCE with a long Retry-After, reads keep

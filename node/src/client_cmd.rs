@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod buyer;
+mod ledger;
 pub(crate) use buyer::{claim as claim_cmd, redform, ClaimCommand, RedformCommand};
+pub(crate) use ledger::{block, evidence, payment, BlockCommand, PaymentCommand};
 
 /// Options every client command takes.
 #[derive(Args, Clone)]

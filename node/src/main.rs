@@ -247,6 +247,25 @@ enum Command {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Payments of this chain: one, or a page in id order.
+    Payment {
+        #[command(subcommand)]
+        command: client_cmd::PaymentCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Blocks of this node's chain: headers, or one block with its entries.
+    Block {
+        #[command(subcommand)]
+        command: client_cmd::BlockCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Equivocation evidence the node holds (each names a frozen chain).
+    Evidence {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// The node's status.
     Status {
         #[command(flatten)]
@@ -669,6 +688,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fee { command, opts } => client_cmd::fee(&opts, command),
         Command::Quota { command, opts } => client_cmd::quota(&opts, command),
         Command::Key { command, opts } => client_cmd::key(&opts, command),
+        Command::Payment { command, opts } => client_cmd::payment(&opts, command),
+        Command::Block { command, opts } => client_cmd::block(&opts, command),
+        Command::Evidence { opts } => client_cmd::evidence(&opts),
         Command::Status { opts } => client_cmd::status(&opts),
         Command::Replay {
             data,

@@ -206,6 +206,16 @@ impl Client {
         self.get(&format!("/v1/invoices/{}", enc(number)))
     }
 
+    /// Block headers of this node's chain from height `from`.
+    pub fn blocks(&self, from: u64, limit: u64) -> Result<Vec<HeaderDto>, ClientError> {
+        self.get(&format!("/v1/blocks?from={from}&limit={limit}"))
+    }
+
+    /// The equivocation evidence the node holds.
+    pub fn evidence(&self) -> Result<Vec<EvidenceDto>, ClientError> {
+        self.get("/v1/evidence")
+    }
+
     /// An invoice as 数电 XML.
     pub fn invoice_xml(&self, number: &str) -> Result<String, ClientError> {
         let url = self.url(&format!("/v1/invoices/{}.xml", enc(number)));
