@@ -50,6 +50,14 @@ struct Probe {
     body: Option<(&'static str, Vec<u8>)>,
     /// The one status the document's schema for the parameter promises.
     must_be: Option<u16>,
+    /// A status the schema rules out (a value inside its bounds is not refused).
+    must_not: Option<u16>,
+}
+
+/// Whether a schema is an integer's (utoipa may write `["integer", "null"]` for an
+/// optional one).
+fn is_integer(schema: &Value) -> bool {
+    schema["type"] == "integer" || schema["type"].as_array().is_some_and(|t| t.contains(&"integer".into()))
 }
 
 #[test]
@@ -105,6 +113,7 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
                     token,
                     body,
                     must_be: None,
+                    must_not: None,
                 };
             let good = fill(None);
             probes.push(probe("as documented".into(), good.clone(), Some(token.clone()), None));
@@ -130,6 +139,36 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
                 }
             }
             for q in &in_query {
+                // An integer query parameter states both bounds, and the server holds to
+                // them: one past either is refused with 400, the bounds themselves are not.
+                let schema = &params.iter().find(|x| x["name"] == q.as_str()).unwrap()["schema"];
+                if is_integer(schema) {
+                    let (Some(min), Some(max)) = (schema["minimum"].as_f64(), schema["maximum"].as_f64()) else {
+                        panic!("{method} {path}: the integer query parameter {q} states no bounds: {schema}")
+                    };
+                    let (min, max) = (min as u64, max as u64);
+                    let edges = [
+                        (min.checked_sub(1), true),
+                        (Some(min), false),
+                        (Some(max), false),
+                        (max.checked_add(1), true),
+                    ];
+                    for (v, refused) in edges {
+                        let Some(v) = v else { continue };
+                        let mut pr = probe(
+                            format!("query {q}={v} (a bound)"),
+                            format!("{good}?{q}={v}"),
+                            Some(token.clone()),
+                            None,
+                        );
+                        if refused {
+                            pr.must_be = Some(400);
+                        } else {
+                            pr.must_not = Some(400);
+                        }
+                        probes.push(pr);
+                    }
+                }
                 for v in BAD {
                     probes.push(probe(
                         format!("query {q}={v}"),
@@ -188,6 +227,12 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
         let text = resp.text().unwrap_or_default();
         let (path, method) = &p.op;
         let what = format!("{} {path}, {}", method.to_uppercase(), p.what);
+        if p.must_not == Some(status) {
+            mismatches.push(format!(
+                "{what}: {status}, but the value is within the documented bounds ({text:.120})"
+            ));
+            continue;
+        }
         if p.must_be.is_some_and(|m| m != status) {
             mismatches.push(format!(
                 "{what}: {status}, but the parameter's schema refuses it ({text:.120})"

@@ -455,8 +455,32 @@ async fn event_status(
 struct PageQuery {
     /// Start after this id.
     after: Option<String>,
-    /// Page size.
+    /// Page size (default 100; above the node's page size, that size).
+    #[param(minimum = 1, maximum = 1000000)]
     limit: Option<usize>,
+}
+
+/// The largest `limit` a page query takes; a value above the node's page size is
+/// served as that size.
+const LIMIT_MAX: usize = 1_000_000;
+
+/// The largest `from` height a query takes: 2^53 - 1, the largest integer every JSON
+/// client reads exactly.
+const HEIGHT_QUERY_MAX: u64 = (1 << 53) - 1;
+
+/// A page size from a query: `default` when absent, 1 to [`LIMIT_MAX`] when given (400
+/// otherwise, as the OpenAPI document says), never above the node's page size.
+fn page_limit(limit: Option<usize>, default: usize, page_max: usize) -> Result<usize, Failure> {
+    match limit {
+        None => Ok(default.min(page_max)),
+        Some(n) if (1..=LIMIT_MAX).contains(&n) => Ok(n.min(page_max)),
+        Some(_) => Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            format!("limit: 1 to {LIMIT_MAX}"),
+            Some("limit"),
+        )),
+    }
 }
 
 /// Payments, by payment id.
@@ -469,7 +493,7 @@ async fn payments(
 ) -> Result<Json<Vec<PaymentDto>>, Failure> {
     authorize(&s, &headers)?;
     let Query(q) = q.map_err(query_rejection)?;
-    let limit = q.limit.unwrap_or(100).min(s.config.page_max);
+    let limit = page_limit(q.limit, 100, s.config.page_max)?;
     let rows = s.engine.payments(q.after.as_deref(), limit).map_err(store)?;
     Ok(Json(rows.iter().map(PaymentDto::from).collect()))
 }
@@ -606,8 +630,8 @@ async fn red_form(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
-    /// Page size (at most the node's page size).
-    #[param(minimum = 1)]
+    /// Page size (above the node's page size, that size).
+    #[param(minimum = 1, maximum = 1000000)]
     limit: Option<usize>,
     /// Continue after this position (`HEIGHT.INDEX`, the `next` of the previous page).
     #[param(pattern = r"^[0-9]{1,20}\.[0-9]{1,10}$")]
@@ -648,14 +672,7 @@ async fn invoice_history(
                 })?,
         ),
     };
-    if q.limit == Some(0) {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_FIELD",
-            "limit: at least 1",
-            Some("limit"),
-        ));
-    }
+    let limit = page_limit(q.limit, s.config.page_max, s.config.page_max)?;
     if s.engine.invoice(&n).map_err(store)?.is_none() {
         return Err(Failure::new(
             StatusCode::NOT_FOUND,
@@ -664,7 +681,6 @@ async fn invoice_history(
             Some("number"),
         ));
     }
-    let limit = q.limit.unwrap_or(s.config.page_max).min(s.config.page_max);
     let rows = s.engine.invoice_history(&n, after, limit).map_err(store)?;
     Ok(Json(InvoiceHistoryDto::new(n, &rows, limit)))
 }
@@ -759,7 +775,8 @@ struct FailureQuery {
     reason: Option<String>,
     /// Leave out failures whose retries ended in an issued invoice (default true).
     open: Option<bool>,
-    /// Page size.
+    /// Page size (above the node's page size, that size).
+    #[param(minimum = 1, maximum = 1000000)]
     limit: Option<usize>,
     /// Continue after this cursor (the `next` of the previous page).
     after: Option<String>,
@@ -786,7 +803,7 @@ async fn failures(
             )
         })?),
     };
-    let limit = q.limit.unwrap_or(s.config.page_max).min(s.config.page_max);
+    let limit = page_limit(q.limit, s.config.page_max, s.config.page_max)?;
     let after = match &q.after {
         None => None,
         Some(a) => Some(fapiao_engine::FailureCursor::from_text(a).ok_or_else(|| {
@@ -838,8 +855,10 @@ async fn catalogue() -> Json<Vec<CatalogueEntryDto>> {
 #[serde(deny_unknown_fields)]
 struct BlocksQuery {
     /// First height (default 1).
+    #[param(minimum = 1, maximum = 9007199254740991_u64)]
     from: Option<u64>,
-    /// Page size.
+    /// Page size (default 100; above the node's page size, that size).
+    #[param(minimum = 1, maximum = 1000000)]
     limit: Option<usize>,
 }
 
@@ -853,9 +872,21 @@ async fn blocks(
 ) -> Result<Json<Vec<HeaderDto>>, Failure> {
     authorize(&s, &headers)?;
     let Query(q) = q.map_err(query_rejection)?;
+    let from = match q.from {
+        None => 1,
+        Some(h) if (1..=HEIGHT_QUERY_MAX).contains(&h) => h,
+        Some(_) => {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                format!("from: a height, 1 to {HEIGHT_QUERY_MAX}"),
+                Some("from"),
+            ))
+        }
+    };
     let rows = s
         .engine
-        .blocks(q.from.unwrap_or(1), q.limit.unwrap_or(100).min(s.config.page_max))
+        .blocks(from, page_limit(q.limit, 100, s.config.page_max)?)
         .map_err(store)?;
     Ok(Json(rows.iter().map(|(h, c)| HeaderDto::new(h, *c)).collect()))
 }
