@@ -810,7 +810,7 @@ fn print_invoice(i: &InvoiceDto) {
         Fen::from_fen(i.net_fen),
         Fen::from_fen(i.tax_fen),
         Fen::from_fen(i.total_fen),
-        if i.kind == "blue" {
+        if i.kind == fapiao_api::dto::InvoiceKindDto::Blue {
             format!("  fee {}", Fen::from_fen(i.fee_fen))
         } else {
             String::new()

@@ -8,7 +8,7 @@
 //! the public verification page of a member node, which shows the verified result.
 
 use anyhow::{anyhow, Result};
-use fapiao_api::dto::{InvoiceDto, LineDto};
+use fapiao_api::dto::{InvoiceDto, InvoiceKindDto, InvoiceStatusDto, LineDto};
 use fapiao_api::escape_html as esc;
 use fapiao_core::{Fen, Quantity};
 use fapiao_engine::{business_day, format_day, format_time};
@@ -58,7 +58,7 @@ impl Document<'_> {
     }
 
     fn is_red(&self) -> bool {
-        self.invoice.kind == "red"
+        self.invoice.kind == InvoiceKindDto::Red
     }
 
     fn title(&self) -> &'static str {
@@ -95,16 +95,17 @@ impl Document<'_> {
     /// The status line, in words.
     fn status(&self) -> String {
         let i = self.invoice;
-        let mut s = match i.status.as_str() {
-            "issued" => "ISSUED".to_string(),
-            "partially_reversed" => format!("PARTLY REVERSED by red-letter {}", i.red_letters.join(", ")),
-            "reversed" => format!("REVERSED by red-letter {}", i.red_letters.join(", ")),
-            "red_letter" => format!(
+        let mut s = match i.status {
+            InvoiceStatusDto::Issued => "ISSUED".to_string(),
+            InvoiceStatusDto::PartiallyReversed => {
+                format!("PARTLY REVERSED by red-letter {}", i.red_letters.join(", "))
+            }
+            InvoiceStatusDto::Reversed => format!("REVERSED by red-letter {}", i.red_letters.join(", ")),
+            InvoiceStatusDto::RedLetter => format!(
                 "RED-LETTER: reverses {} ({})",
                 i.original.as_deref().unwrap_or("?"),
                 i.red_letter_reason.as_deref().unwrap_or("?").replace('_', " ")
             ),
-            other => other.to_uppercase(),
         };
         if let Some(r) = &i.replaced_by {
             s.push_str(&format!("; replaced by corrected invoice {r}"));

@@ -411,6 +411,50 @@ pub struct AllocationDto {
     pub amount_fen: i64,
 }
 
+/// Which kind of invoice.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceKindDto {
+    /// Issued from payments.
+    Blue,
+    /// A red-letter invoice, reversing (part of) a blue one.
+    Red,
+}
+
+/// Where an invoice stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceStatusDto {
+    /// Blue, nothing reversed.
+    Issued,
+    /// Blue, reversed in part by red-letter invoices.
+    PartiallyReversed,
+    /// Blue, reversed in full.
+    Reversed,
+    /// A red-letter invoice.
+    RedLetter,
+}
+
+impl std::fmt::Display for InvoiceKindDto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvoiceKindDto::Blue => "blue",
+            InvoiceKindDto::Red => "red",
+        })
+    }
+}
+
+impl std::fmt::Display for InvoiceStatusDto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvoiceStatusDto::Issued => "issued",
+            InvoiceStatusDto::PartiallyReversed => "partially_reversed",
+            InvoiceStatusDto::Reversed => "reversed",
+            InvoiceStatusDto::RedLetter => "red_letter",
+        })
+    }
+}
+
 /// An invoice, blue (issued) or red (red-letter).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct InvoiceDto {
@@ -422,8 +466,8 @@ pub struct InvoiceDto {
     pub seller_name: String,
     /// The seller's unified social credit code, when genesis gives one.
     pub seller_tax_id: Option<String>,
-    /// `blue` or `red`.
-    pub kind: String,
+    /// Blue (issued) or red (a red-letter invoice).
+    pub kind: InvoiceKindDto,
     /// 20-digit check code.
     pub check_code: String,
     /// `normal` or `special_vat` (blue only).
@@ -446,8 +490,8 @@ pub struct InvoiceDto {
     pub fee_fen: i64,
     /// Block time of issue.
     pub issued_at_ms: u64,
-    /// Blue: `issued`, `partially_reversed`, `reversed`; red: `red_letter`.
-    pub status: String,
+    /// Where the invoice stands.
+    pub status: InvoiceStatusDto,
     /// Blue: total still standing, fen.
     pub remaining_total_fen: i64,
     /// Blue: red-letter invoices against it.
@@ -486,18 +530,18 @@ impl InvoiceDto {
             InvoiceRecord::Blue(b) => {
                 let i = &b.issued;
                 let status = if b.fully_reversed() {
-                    "reversed"
+                    InvoiceStatusDto::Reversed
                 } else if b.red_letters.is_empty() {
-                    "issued"
+                    InvoiceStatusDto::Issued
                 } else {
-                    "partially_reversed"
+                    InvoiceStatusDto::PartiallyReversed
                 };
                 InvoiceDto {
                     number: i.number.to_string(),
                     seller_code,
                     seller_name,
                     seller_tax_id,
-                    kind: "blue".into(),
+                    kind: InvoiceKindDto::Blue,
                     check_code: i.check_code.to_string(),
                     invoice_type: Some(i.invoice_type.name().into()),
                     request_id: i.request_id.clone(),
@@ -509,7 +553,7 @@ impl InvoiceDto {
                     total_fen: i.total.fen(),
                     fee_fen: i.fee.fen(),
                     issued_at_ms: i.issued_at.0,
-                    status: status.into(),
+                    status,
                     remaining_total_fen: b.remaining_total().map_or(0, |t| t.fen()),
                     red_letters: b.red_letters.iter().map(|n| n.to_string()).collect(),
                     original: None,
@@ -545,7 +589,7 @@ impl InvoiceDto {
                 seller_code,
                 seller_name,
                 seller_tax_id,
-                kind: "red".into(),
+                kind: InvoiceKindDto::Red,
                 check_code: r.red_check_code.to_string(),
                 invoice_type: None,
                 request_id: r.request_id.clone(),
@@ -557,7 +601,7 @@ impl InvoiceDto {
                 total_fen: -r.total.fen(),
                 fee_fen: 0,
                 issued_at_ms: r.reversed_at.0,
-                status: "red_letter".into(),
+                status: InvoiceStatusDto::RedLetter,
                 remaining_total_fen: 0,
                 red_letters: Vec::new(),
                 original: Some(r.original.to_string()),

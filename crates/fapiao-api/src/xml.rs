@@ -6,7 +6,7 @@
 //! Written with quick-xml's serde serialiser: the element tree is the structs below, so
 //! escaping and nesting are the library's, not string concatenation.
 
-use crate::dto::{InvoiceDto, LineDto};
+use crate::dto::{InvoiceDto, InvoiceKindDto, LineDto};
 use fapiao_core::Fen;
 use serde::Serialize;
 
@@ -156,7 +156,7 @@ struct TaxSupervisionInfo {
 /// The invoice as 数电 XML. A red invoice takes its buyer and invoice type from
 /// `original`, the blue invoice it reverses, which must be given.
 pub fn invoice_xml(inv: &InvoiceDto, original: Option<&InvoiceDto>) -> Result<String, XmlError> {
-    let red = inv.kind == "red";
+    let red = inv.kind == InvoiceKindDto::Red;
     let head = if red {
         let o = original
             .filter(|o| Some(&o.number) == inv.original.as_ref())
