@@ -389,7 +389,7 @@ pub(crate) fn parse_line(s: &str) -> Result<LineItem> {
              e.g. \"Oolong tea|2|88.00|6|3070401000000000000\" (RATE may be exempt or not_taxable)"
         );
     };
-    let quantity = parse_decimal(qty, 3)
+    let quantity = fapiao_core::money::parse_fixed(qty.trim(), 3)
         .ok_or_else(|| anyhow!("--line \"{s}\": quantity `{qty}` is not a number with at most 3 decimals"))?;
     let unit_price = money(price.trim(), "--line unit price")?;
     let tax_rate: TaxRate = rate
@@ -406,26 +406,6 @@ pub(crate) fn parse_line(s: &str) -> Result<LineItem> {
         unit_price,
         tax_rate,
     })
-}
-
-/// "1.5" with 3 decimals → 1500.
-fn parse_decimal(s: &str, decimals: u32) -> Option<i64> {
-    let s = s.trim();
-    let (w, f) = s.split_once('.').unwrap_or((s, ""));
-    if w.is_empty()
-        || f.len() > decimals as usize
-        || !w.bytes().all(|b| b.is_ascii_digit())
-        || !f.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let scale = 10i64.pow(decimals);
-    let frac = if f.is_empty() {
-        0
-    } else {
-        f.parse::<i64>().ok()? * 10i64.pow(decimals - f.len() as u32)
-    };
-    w.parse::<i64>().ok()?.checked_mul(scale)?.checked_add(frac)
 }
 
 pub(crate) fn pay(

@@ -158,10 +158,9 @@ struct TaxSupervisionInfo {
 pub fn invoice_xml(inv: &InvoiceDto, original: Option<&InvoiceDto>) -> Result<String, XmlError> {
     let red = inv.kind == InvoiceKindDto::Red;
     let head = if red {
-        let o = original
+        original
             .filter(|o| Some(&o.number) == inv.original.as_ref())
-            .ok_or_else(|| XmlError::Original(inv.original.clone().unwrap_or_default()))?;
-        o
+            .ok_or_else(|| XmlError::Original(inv.original.clone().unwrap_or_default()))?
     } else {
         inv
     };

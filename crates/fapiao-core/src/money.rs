@@ -103,22 +103,33 @@ impl FromStr for Fen {
             Some(rest) => (true, rest),
             None => (false, s),
         };
-        let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
-        if whole.is_empty()
-            || frac.len() > 2
-            || !whole.bytes().all(|b| b.is_ascii_digit())
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(crate::ids::ParseError(MSG));
-        }
-        let whole: i64 = whole.parse().map_err(|_| crate::ids::ParseError(MSG))?;
-        let frac: i64 = format!("{frac:0<2}").parse().map_err(|_| crate::ids::ParseError(MSG))?;
-        let fen = whole
-            .checked_mul(100)
-            .and_then(|w| w.checked_add(frac))
-            .ok_or(crate::ids::ParseError(MSG))?;
+        let fen = parse_fixed(body, 2).ok_or(crate::ids::ParseError(MSG))?;
         Ok(Fen(if neg { -fen } else { fen }))
     }
+}
+
+/// A non-negative decimal with at most `decimals` places (`12`, `12.5`, `0.05`), as an
+/// integer in units of 10^-decimals: `parse_fixed("12.5", 2) == Some(1250)`. `None` for
+/// anything else (a sign, spaces, an empty whole part, too many places, overflow).
+pub fn parse_fixed(s: &str, decimals: u32) -> Option<i64> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty()
+        || frac.len() > decimals as usize
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let frac = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i64>().ok()? * 10i64.pow(decimals - frac.len() as u32)
+    };
+    whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(10i64.pow(decimals))?
+        .checked_add(frac)
 }
 
 pub use crate::tax::TaxRate;

@@ -65,23 +65,11 @@ impl std::str::FromStr for TaxRate {
             "not_taxable" | "不征税" => return Ok(TaxRate::NotTaxable),
             _ => {}
         }
-        let digits = s.strip_suffix('%').unwrap_or(s);
-        let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-        if whole.is_empty()
-            || whole.len() > 3
-            || frac.len() > 2
-            || !whole.bytes().all(|b| b.is_ascii_digit())
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(crate::ids::ParseError(MSG));
+        let bp = crate::money::parse_fixed(s.strip_suffix('%').unwrap_or(s), 2).ok_or(crate::ids::ParseError(MSG))?;
+        match u16::try_from(bp) {
+            Ok(bp) if bp <= RATE_BP_MAX => Ok(TaxRate::Bp(bp)),
+            _ => Err(crate::ids::ParseError("a tax rate is at most 100%")),
         }
-        let whole: u16 = whole.parse().map_err(|_| crate::ids::ParseError(MSG))?;
-        let frac: u16 = format!("{frac:0<2}").parse().map_err(|_| crate::ids::ParseError(MSG))?;
-        let bp = whole * 100 + frac;
-        if bp > RATE_BP_MAX {
-            return Err(crate::ids::ParseError("a tax rate is at most 100%"));
-        }
-        Ok(TaxRate::Bp(bp))
     }
 }
 

@@ -724,12 +724,14 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         policy: &MerchantPolicy,
         invoice_type: InvoiceType,
     ) -> Result<(), Failure> {
-        if !tax::code_is_well_formed(&l.tax_code) || self.ctx.genesis.classification(&l.tax_code).is_none() {
-            let why = if tax::code_is_well_formed(&l.tax_code) {
-                "is not in the consortium's classification table"
-            } else {
-                "is not 19 digits starting 1 to 9"
-            };
+        let why = if !tax::code_is_well_formed(&l.tax_code) {
+            Some("is not 19 digits starting 1 to 9")
+        } else if self.ctx.genesis.classification(&l.tax_code).is_none() {
+            Some("is not in the consortium's classification table")
+        } else {
+            None
+        };
+        if let Some(why) = why {
             return Err(fail(
                 FailureReason::TaxCodeUnknown,
                 format!("lines[{i}].tax_code"),
