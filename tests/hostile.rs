@@ -66,7 +66,7 @@ fn request_event(node: &DevNode, id: &str, payments: &[&str], total: i64) -> Eve
 fn submit(client: &Client, e: &Event) -> (u16, String) {
     match client.submit(e) {
         Ok(r) => (202, r.status),
-        Err(ClientError::Api { status, error }) => (status, error.code),
+        Err(ClientError::Api { status, error, .. }) => (status, error.code),
         Err(e) => panic!("transport: {e}"),
     }
 }
@@ -175,7 +175,7 @@ fn a_rewritten_record_is_never_served_poisons_only_the_event_that_reads_it_and_r
     node.spawn();
     let client = Client::new(&node.url(), Some(node.token()));
     match client.payment("S1") {
-        Err(ClientError::Api { status, error }) => {
+        Err(ClientError::Api { status, error, .. }) => {
             assert_eq!((status, error.code.as_str()), (500, "STORE_DAMAGED"), "{error:?}");
             assert!(error.message.contains("rebuild-state"), "{}", error.message);
         }
@@ -327,7 +327,7 @@ fn a_full_disk_refuses_writes_keeps_reads_loses_nothing_and_resumes_by_itself() 
     let started = Instant::now();
     let answer = loop {
         match client.submit(&refused) {
-            Err(ClientError::Api { status: 503, error }) if error.code == "STORAGE_FULL" => break error,
+            Err(ClientError::Api { status: 503, error, .. }) if error.code == "STORAGE_FULL" => break error,
             other if started.elapsed() > Duration::from_secs(5) => panic!("not refused: {other:?}"),
             _ => std::thread::sleep(Duration::from_millis(100)),
         }

@@ -76,6 +76,12 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
         .unwrap()
         .json()
         .unwrap();
+    let codes: Vec<String> = doc["components"]["schemas"]["ApiError"]["properties"]["code"]["enum"]
+        .as_array()
+        .expect("ApiError.code lists its values")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
     let token = node.token();
     let mut probes = Vec::new();
     let mut operations = 0;
@@ -250,6 +256,21 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             if !(body["code"].is_string() && body["message"].is_string()) {
                 mismatches.push(format!("{what}: {status} without an error body ({text:.120})"));
+                continue;
+            }
+            // The code is one the document lists, served with the status that code
+            // always has.
+            let code = body["code"].as_str().unwrap_or_default();
+            if !codes.iter().any(|c| c == code) {
+                mismatches.push(format!("{what}: code {code} is not in the document's list"));
+            }
+            match code.parse::<fapiao_domain::ErrorCode>() {
+                Ok(c) if c.http_status() == status => {}
+                Ok(c) => mismatches.push(format!(
+                    "{what}: {code} answered {status}, but it is a {}",
+                    c.http_status()
+                )),
+                Err(e) => mismatches.push(format!("{what}: {e}")),
             }
         }
     }
@@ -260,4 +281,49 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
         probes.len(),
         mismatches.join("\n")
     );
+}
+
+/// Routes that are deliberately not part of the JSON API, each with why.
+const NOT_API: [(&str, &str); 4] = [
+    ("/verify", "the verification page for people (HTML)"),
+    ("/metrics", "Prometheus text for the operator's scraper"),
+    ("/health", "a liveness probe answering `ok`"),
+    ("/openapi.json", "the document itself"),
+];
+
+/// Every route the server defines is in the document or deliberately left out of it
+/// (`NOT_API`), and the document names no route the server lacks. The routes are read
+/// from the router's source, so a new route cannot be added without deciding.
+#[test]
+fn every_route_is_documented_or_deliberately_not_api() {
+    let source = include_str!("../crates/fapiao-api/src/server.rs");
+    let routed: std::collections::BTreeSet<String> = source
+        .split(".route(\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect();
+    assert!(routed.len() >= 20, "read {} routes from the router", routed.len());
+    let doc: Value = serde_json::to_value(<fapiao_api::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
+    // `GET /v1/invoices/{number}.xml` is served by the `/v1/invoices/{number}` route.
+    let documented: std::collections::BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| p.trim_end_matches(".xml").to_string())
+        .collect();
+    let mut problems = Vec::new();
+    for r in &routed {
+        let excused = NOT_API.iter().any(|(p, _)| p == r);
+        match (documented.contains(r), excused) {
+            (false, false) => problems.push(format!("{r} is routed but not in the document")),
+            (true, true) => problems.push(format!("{r} is documented but listed as not API")),
+            _ => {}
+        }
+    }
+    for d in &documented {
+        if !routed.contains(d) {
+            problems.push(format!("{d} is in the document but not routed"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -5,7 +5,7 @@
 mod audit;
 mod bench;
 mod bench_net;
-mod client_cmd;
+mod client;
 mod config;
 mod dev;
 mod drill;
@@ -20,7 +20,7 @@ mod sim_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use client_cmd::{ClaimCommand, ClientOpts, FeeCommand, InvoiceCommand, KeyCommand, QuotaCommand, RedformCommand};
+use client::{ClaimCommand, ClientOpts, FeeCommand, InvoiceCommand, KeyCommand, QuotaCommand, RedformCommand};
 use std::path::PathBuf;
 
 /// Fapiao: a consortium invoice ledger.
@@ -109,7 +109,7 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
         #[command(flatten)]
-        opts: client_cmd::ClientOpts,
+        opts: client::ClientOpts,
     },
     /// Invoice proof bundles.
     Proof {
@@ -250,14 +250,14 @@ enum Command {
     /// Payments of this chain: one, or a page in id order.
     Payment {
         #[command(subcommand)]
-        command: client_cmd::PaymentCommand,
+        command: client::PaymentCommand,
         #[command(flatten)]
         opts: ClientOpts,
     },
     /// Blocks of this node's chain: headers, or one block with its entries.
     Block {
         #[command(subcommand)]
-        command: client_cmd::BlockCommand,
+        command: client::BlockCommand,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -590,11 +590,11 @@ fn run(cli: Cli) -> Result<()> {
                     rates,
                 },
             opts,
-        } => client_cmd::policy_set(&opts, &types, &max_total, &rates),
-        Command::Reconcile { from, to, format, opts } => client_cmd::reconcile(&opts, &from, &to, &format),
+        } => client::policy_set(&opts, &types, &max_total, &rates),
+        Command::Reconcile { from, to, format, opts } => client::reconcile(&opts, &from, &to, &format),
         Command::Outbox { command, opts } => match command {
-            OutboxCommand::Status => client_cmd::outbox(&opts, false, 0),
-            OutboxCommand::Flush { wait } => client_cmd::outbox(&opts, true, wait),
+            OutboxCommand::Status => client::outbox(&opts, false, 0),
+            OutboxCommand::Flush { wait } => client::outbox(&opts, true, wait),
         },
         Command::BenchVerify { bundle, genesis, runs } => proof_cmd::bench(&bundle, &genesis, runs),
         Command::Drill { command } => {
@@ -673,25 +673,25 @@ fn run(cli: Cli) -> Result<()> {
             terminal,
             reference,
             opts,
-        } => client_cmd::pay(&opts, &amount, &method, id, terminal, reference),
+        } => client::pay(&opts, &amount, &method, id, terminal, reference),
         Command::Refund {
             payment,
             amount,
             id,
             reason,
             opts,
-        } => client_cmd::refund(&opts, payment, &amount, id, reason),
-        Command::Reverse { payment, reason, opts } => client_cmd::reverse(&opts, payment, reason),
-        Command::Invoice { command, opts } => client_cmd::invoice(&opts, command),
-        Command::Redform { command, opts } => client_cmd::redform(&opts, command),
-        Command::Claim { command, opts } => client_cmd::claim_cmd(&opts, command),
-        Command::Fee { command, opts } => client_cmd::fee(&opts, command),
-        Command::Quota { command, opts } => client_cmd::quota(&opts, command),
-        Command::Key { command, opts } => client_cmd::key(&opts, command),
-        Command::Payment { command, opts } => client_cmd::payment(&opts, command),
-        Command::Block { command, opts } => client_cmd::block(&opts, command),
-        Command::Evidence { opts } => client_cmd::evidence(&opts),
-        Command::Status { opts } => client_cmd::status(&opts),
+        } => client::refund(&opts, payment, &amount, id, reason),
+        Command::Reverse { payment, reason, opts } => client::reverse(&opts, payment, reason),
+        Command::Invoice { command, opts } => client::invoice(&opts, command),
+        Command::Redform { command, opts } => client::redform(&opts, command),
+        Command::Claim { command, opts } => client::claim_cmd(&opts, command),
+        Command::Fee { command, opts } => client::fee(&opts, command),
+        Command::Quota { command, opts } => client::quota(&opts, command),
+        Command::Key { command, opts } => client::key(&opts, command),
+        Command::Payment { command, opts } => client::payment(&opts, command),
+        Command::Block { command, opts } => client::block(&opts, command),
+        Command::Evidence { opts } => client::evidence(&opts),
+        Command::Status { opts } => client::status(&opts),
         Command::Replay {
             data,
             genesis,

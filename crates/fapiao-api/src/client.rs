@@ -15,6 +15,8 @@ pub enum ClientError {
         status: u16,
         /// The error body.
         error: ApiError,
+        /// The node's `Retry-After` (seconds), when it sent one.
+        retry_after_s: Option<u64>,
     },
     /// The node could not be reached, or answered something unreadable.
     #[error("cannot reach the node at {url}: {message}")]
@@ -31,6 +33,14 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { error, .. } => Some(&error.code),
+            ClientError::Transport { .. } => None,
+        }
+    }
+
+    /// How long the node asked the client to wait (its `Retry-After`), in seconds.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            ClientError::Api { retry_after_s, .. } => *retry_after_s,
             ClientError::Transport { .. } => None,
         }
     }
@@ -79,6 +89,11 @@ impl Client {
         };
         let resp = r.map_err(transport)?;
         let status = resp.status().as_u16();
+        let retry_after_s = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = resp.bytes().map_err(transport)?;
         if status >= 400 {
             let error = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| ApiError {
@@ -86,7 +101,11 @@ impl Client {
                 message: String::from_utf8_lossy(&body).chars().take(200).collect(),
                 field: None,
             });
-            return Err(ClientError::Api { status, error });
+            return Err(ClientError::Api {
+                status,
+                error,
+                retry_after_s,
+            });
         }
         Ok((status, body.to_vec()))
     }

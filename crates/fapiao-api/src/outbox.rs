@@ -22,6 +22,7 @@
 use crate::client::{Client, ClientError};
 use crate::dto::ApiError;
 use fapiao_core::{codec, Event, EventId};
+use fapiao_domain::ErrorCode;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -319,11 +320,10 @@ impl Outbox {
                                 report.delivered += 1;
                                 report.outcomes.push((ev.id(), Ok(ok.clone())));
                             }
+                            // A refusal that waiting can lift (busy, maintenance, a full
+                            // disk, ...): the code says so.
                             (None, Some(e))
-                                if matches!(
-                                    e.code.as_str(),
-                                    "BUSY" | "UNAVAILABLE" | "MAINTENANCE" | "STORAGE_FULL" | "OWN_CHAIN_BEHIND"
-                                ) =>
+                                if e.code.parse::<ErrorCode>().is_ok_and(|c| c.retry_after_s().is_some()) =>
                             {
                                 transient.get_or_insert_with(|| format!("{}: {}", e.code, e.message));
                             }
@@ -341,13 +341,7 @@ impl Outbox {
                     }
                 }
                 Err(e) if e.is_transient() => {
-                    report.retry_after_s = match &e {
-                        ClientError::Api { error, .. } if error.code == "MAINTENANCE" => Some(30),
-                        ClientError::Api { error, .. } if error.code == "STORAGE_FULL" => Some(10),
-                        ClientError::Api { error, .. } if error.code == "OWN_CHAIN_BEHIND" => Some(5),
-                        ClientError::Api { .. } => Some(1),
-                        ClientError::Transport { .. } => None,
-                    };
+                    report.retry_after_s = e.retry_after_s();
                     report.deferred = Some(e.to_string());
                     break;
                 }

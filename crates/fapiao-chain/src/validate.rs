@@ -146,7 +146,7 @@ where
     if let Some((index, r)) = executed.rejected.first() {
         return Ok(Err(Invalid::Rejected {
             index: *index,
-            code: r.code(),
+            code: r.code().as_str(),
         }));
     }
     if executed.entries != block.entries {

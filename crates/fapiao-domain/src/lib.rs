@@ -8,11 +8,13 @@
 pub mod amounts;
 pub mod bounds;
 pub mod catalogue;
+pub mod code;
 pub mod execute;
 pub mod state;
 /// The USCC check lives in core (genesis validates members' tax ids with it).
 pub use fapiao_core::uscc;
 
 pub use bounds::check_event;
+pub use code::ErrorCode;
 pub use execute::{authorize, execute, execute_block, BlockContext, ChainContext, Executed, Rejection};
 pub use state::{MemState, Overlay, StateKey, StateRead, StateValue};

@@ -4,7 +4,7 @@ use crate::{Engine, Shared};
 use fapiao_core::event::EventKind;
 use fapiao_core::sig::{self, BatchItem};
 use fapiao_core::{codec, Event, EventId};
-use fapiao_domain::StateKey;
+use fapiao_domain::{ErrorCode, StateKey};
 use fapiao_store::{Store, StoreError};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -140,22 +140,22 @@ pub enum AdmitError {
 
 impl AdmitError {
     /// A stable code for APIs.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AdmitError::Malformed(_) => "MALFORMED_EVENT",
-            AdmitError::TooLarge { .. } => "EVENT_TOO_LARGE",
-            AdmitError::BatchTooLarge { .. } => "BATCH_TOO_LARGE",
-            AdmitError::WrongNetwork { .. } => "WRONG_NETWORK",
-            AdmitError::WrongChain { .. } => "WRONG_CHAIN",
-            AdmitError::BadSignature(_) => "BAD_SIGNATURE",
-            AdmitError::Unauthorized { .. } => "UNAUTHORIZED_KEY",
+            AdmitError::Malformed(_) => ErrorCode::MalformedEvent,
+            AdmitError::TooLarge { .. } => ErrorCode::EventTooLarge,
+            AdmitError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            AdmitError::WrongNetwork { .. } => ErrorCode::WrongNetwork,
+            AdmitError::WrongChain { .. } => ErrorCode::WrongChain,
+            AdmitError::BadSignature(_) => ErrorCode::BadSignature,
+            AdmitError::Unauthorized { .. } => ErrorCode::UnauthorizedKey,
             AdmitError::Conflict { kind, .. } => kind.code(),
-            AdmitError::Busy { .. } => "BUSY",
-            AdmitError::Unavailable(_) => "UNAVAILABLE",
-            AdmitError::Maintenance => "MAINTENANCE",
-            AdmitError::StorageFull { .. } => "STORAGE_FULL",
-            AdmitError::OwnChainBehind(_) => "OWN_CHAIN_BEHIND",
-            AdmitError::NoChain => "NO_CHAIN",
+            AdmitError::Busy { .. } => ErrorCode::Busy,
+            AdmitError::Unavailable(_) => ErrorCode::Unavailable,
+            AdmitError::Maintenance => ErrorCode::Maintenance,
+            AdmitError::StorageFull { .. } => ErrorCode::StorageFull,
+            AdmitError::OwnChainBehind(_) => ErrorCode::OwnChainBehind,
+            AdmitError::NoChain => ErrorCode::NoChain,
             AdmitError::Invalid(r) => r.code(),
         }
     }
@@ -199,12 +199,12 @@ impl BusinessIdKind {
     }
 
     /// The API code of a conflict on it.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            BusinessIdKind::Payment => "DUPLICATE_PAYMENT_ID",
-            BusinessIdKind::Refund => "DUPLICATE_REFUND_ID",
-            BusinessIdKind::Request => "DUPLICATE_REQUEST_ID",
-            BusinessIdKind::Deposit => "DUPLICATE_DEPOSIT_ID",
+            BusinessIdKind::Payment => ErrorCode::DuplicatePaymentId,
+            BusinessIdKind::Refund => ErrorCode::DuplicateRefundId,
+            BusinessIdKind::Request => ErrorCode::DuplicateRequestId,
+            BusinessIdKind::Deposit => ErrorCode::DuplicateDepositId,
         }
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 /// The code an admitted event gets when executing it failed for a reason that is not a
 /// ledger rule (see the module documentation).
-pub const EXECUTION_FAILED: &str = "EXECUTION_FAILED";
+pub const EXECUTION_FAILED: &str = fapiao_domain::ErrorCode::ExecutionFailed.as_str();
 
 /// The first pause after a storage failure; it doubles up to [`STALL_PAUSE_MS_MAX`].
 const STALL_PAUSE_MS_MIN: u64 = 200;
@@ -222,7 +222,9 @@ fn execute_all(
             }
             Guarded::Rejected(r) => {
                 built.rejected_by_rule += 1;
-                built.refused.push(refused(e.id(), r.code(), r.to_string(), r.field()));
+                built
+                    .refused
+                    .push(refused(e.id(), r.code().as_str(), r.to_string(), r.field()));
             }
             Guarded::Poison(why) => {
                 built.poisoned += 1;

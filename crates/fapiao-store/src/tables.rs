@@ -90,57 +90,101 @@ macro_rules! table {
     };
 }
 
-table!(
-    /// Block headers by (chain, height).
-    Headers, "headers", (MemberCode, u64), Header, |k| chain_height(k.0, k.1)
-);
-table!(
-    /// Block entries by (chain, height, index).
-    Entries, "entries", (MemberCode, u64, u32), Entry, |k| {
-        let mut v = chain_height(k.0, k.1);
-        v.extend_from_slice(&k.2.to_be_bytes());
-        v
+/// Defines every table in one place, by kind, and generates [`ALL`] and [`DERIVED`]
+/// from the definitions, so no table can be left out of either list.
+macro_rules! tables {
+    (
+        log { $($(#[$ldoc:meta])* $lname:ident, $lcf:literal, $lkey:ty, $lvalue:ty, |$lk:ident| $lenc:expr;)* }
+        derived { $($(#[$ddoc:meta])* $dname:ident, $dcf:literal, $dkey:ty, $dvalue:ty, |$dk:ident| $denc:expr;)* }
+        local { $($(#[$odoc:meta])* $oname:ident, $ocf:literal, $okey:ty, $ovalue:ty, |$ok:ident| $oenc:expr;)* }
+    ) => {
+        $(table!($(#[$ldoc])* $lname, $lcf, $lkey, $lvalue, |$lk| $lenc);)*
+        $(table!($(#[$ddoc])* $dname, $dcf, $dkey, $dvalue, |$dk| $denc);)*
+        $(table!($(#[$odoc])* $oname, $ocf, $okey, $ovalue, |$ok| $oenc);)*
+
+        /// Every column family, for opening: the block log, the derived tables, the
+        /// node's own.
+        pub const ALL: [&str; [$($lcf,)* $($dcf,)* $($ocf,)*].len()] = [$($lcf,)* $($dcf,)* $($ocf,)*];
+
+        /// The column families derived from blocks: dropped and rebuilt by
+        /// `rebuild-state`, compared row by row by `replay`.
+        pub const DERIVED: [&str; [$($dcf,)*].len()] = [$($dcf,)*];
+    };
+}
+
+tables! {
+    // The block log: what the chains hold, as received and certified.
+    log {
+        /// Block headers by (chain, height).
+        Headers, "headers", (MemberCode, u64), Header, |k| chain_height(k.0, k.1);
+        /// Block entries by (chain, height, index).
+        Entries, "entries", (MemberCode, u64, u32), Entry, |k| {
+            let mut v = chain_height(k.0, k.1);
+            v.extend_from_slice(&k.2.to_be_bytes());
+            v
+        };
+        /// Certificates by (chain, height).
+        Certs, "certs", (MemberCode, u64), Certificate, |k| chain_height(k.0, k.1);
     }
-);
-table!(
-    /// Certificates by (chain, height).
-    Certs, "certs", (MemberCode, u64), Certificate, |k| chain_height(k.0, k.1)
-);
-table!(
-    /// Where every entry (input or derived) is, by id.
-    Events, "events", EventId, EntryLoc, |k| k.0 .0.to_vec()
-);
-table!(
-    /// Issued and red-letter invoices by number: where the issuing entry is.
-    IdxInvoice, "idx_invoice", InvoiceNumber, EntryLoc, |k| codec::to_bytes(k)
-);
-table!(
-    /// Every entry about an invoice, by (invoice, chain, height, index): its history in
-    /// ledger order (requests, issue, reversals, claims, bookings, forms and their outcomes).
-    IdxInvoiceHistory, "idx_invoice_history", (InvoiceNumber, MemberCode, u64, u32), EntryLoc, |k| {
-        let mut v = codec::to_bytes(&k.0);
-        v.extend_from_slice(&chain_height(k.1, k.2));
-        v.extend_from_slice(&k.3.to_be_bytes());
-        v
+    // Derived from the block log, rebuilt by `rebuild-state` and compared by `replay`.
+    derived {
+        /// Where every entry (input or derived) is, by id.
+        Events, "events", EventId, EntryLoc, |k| k.0 .0.to_vec();
+        /// Issued and red-letter invoices by number: where the issuing entry is.
+        IdxInvoice, "idx_invoice", InvoiceNumber, EntryLoc, |k| codec::to_bytes(k);
+        /// Every entry about an invoice, by (invoice, chain, height, index): its history in
+        /// ledger order (requests, issue, reversals, claims, bookings, forms and their outcomes).
+        IdxInvoiceHistory, "idx_invoice_history", (InvoiceNumber, MemberCode, u64, u32), EntryLoc, |k| {
+            let mut v = codec::to_bytes(&k.0);
+            v.extend_from_slice(&chain_height(k.1, k.2));
+            v.extend_from_slice(&k.3.to_be_bytes());
+            v
+        };
+        /// Payments by (chain, payment id): where the recording event is.
+        IdxPayment, "idx_payment", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1);
+        /// Invoice and red-letter requests by (chain, request id).
+        IdxRequest, "idx_request", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1);
+        /// Failures by (chain, reason index, request id): where the failure entry is.
+        IdxFailure, "idx_failure", (MemberCode, u32, String), EntryLoc, |k| {
+            let mut v = ch(k.0).to_vec();
+            v.extend_from_slice(&k.1.to_be_bytes());
+            v.extend_from_slice(k.2.as_bytes());
+            v
+        };
+        /// Chain state records by (chain, key).
+        State, "state", (MemberCode, StateKey), StateValue, |k| {
+            let mut v = ch(k.0).to_vec();
+            v.extend_from_slice(&k.1.to_bytes());
+            v
+        };
+        /// State tree nodes by (chain, node position).
+        Tree, "tree", (MemberCode, NodeKey), Node, |k| {
+            let mut v = ch(k.0).to_vec();
+            v.push(k.1.depth);
+            v.extend_from_slice(k.1.prefix.as_bytes());
+            v
+        };
     }
-);
-table!(
-    /// Payments by (chain, payment id): where the recording event is.
-    IdxPayment, "idx_payment", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1)
-);
-table!(
-    /// Invoice and red-letter requests by (chain, request id).
-    IdxRequest, "idx_request", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1)
-);
-table!(
-    /// Failures by (chain, reason index, request id): where the failure entry is.
-    IdxFailure, "idx_failure", (MemberCode, u32, String), EntryLoc, |k| {
-        let mut v = ch(k.0).to_vec();
-        v.extend_from_slice(&k.1.to_be_bytes());
-        v.extend_from_slice(k.2.as_bytes());
-        v
+    // This node's own records (pending events, votes, heads, evidence).
+    local {
+        /// Admitted events not yet in a block, by admission sequence (node-local).
+        Pending, "pending", u64, Event, |k| k.to_be_bytes().to_vec();
+        /// This node's attestation votes by (chain, height): persisted before sending.
+        Votes, "votes", (MemberCode, u64), BlockHash, |k| chain_height(k.0, k.1);
+        /// Admitted events dropped at execution, with why (node-local).
+        Rejected, "rejected", EventId, RejectedInfo, |k| k.0 .0.to_vec();
+        /// Each chain's head.
+        Heads, "heads", MemberCode, Head, |k| ch(*k).to_vec();
+        /// Equivocation evidence per chain (the first found): the chain is frozen here.
+        EvidenceTable, "evidence", MemberCode, Equivocation, |k| ch(*k).to_vec();
+        /// Per chain, a height up to which every block this node holds is certified (each
+        /// certificate checked against the block it certifies), as found at the last start:
+        /// the next start resumes from it instead of reading every certificate ever stored
+        /// (node-local).
+        CertifiedPrefix, "certified_prefix", MemberCode, u64, |k| ch(*k).to_vec();
     }
-);
+}
+
 impl IdxFailure {
     /// The (reason index, request id) of a stored key.
     pub fn decode_key(k: &[u8]) -> Result<(u32, String), crate::StoreError> {
@@ -158,51 +202,6 @@ impl IdxFailure {
         Ok((reason, id.to_string()))
     }
 }
-
-table!(
-    /// Chain state records by (chain, key).
-    State, "state", (MemberCode, StateKey), StateValue, |k| {
-        let mut v = ch(k.0).to_vec();
-        v.extend_from_slice(&k.1.to_bytes());
-        v
-    }
-);
-table!(
-    /// State tree nodes by (chain, node position).
-    Tree, "tree", (MemberCode, NodeKey), Node, |k| {
-        let mut v = ch(k.0).to_vec();
-        v.push(k.1.depth);
-        v.extend_from_slice(k.1.prefix.as_bytes());
-        v
-    }
-);
-table!(
-    /// Admitted events not yet in a block, by admission sequence (node-local).
-    Pending, "pending", u64, Event, |k| k.to_be_bytes().to_vec()
-);
-table!(
-    /// This node's attestation votes by (chain, height): persisted before sending.
-    Votes, "votes", (MemberCode, u64), BlockHash, |k| chain_height(k.0, k.1)
-);
-table!(
-    /// Admitted events dropped at execution, with why (node-local).
-    Rejected, "rejected", EventId, RejectedInfo, |k| k.0 .0.to_vec()
-);
-table!(
-    /// Each chain's head.
-    Heads, "heads", MemberCode, Head, |k| ch(*k).to_vec()
-);
-table!(
-    /// Equivocation evidence per chain (the first found): the chain is frozen here.
-    EvidenceTable, "evidence", MemberCode, Equivocation, |k| ch(*k).to_vec()
-);
-table!(
-    /// Per chain, a height up to which every block this node holds is certified (each
-    /// certificate checked against the block it certifies), as found at the last start:
-    /// the next start resumes from it instead of reading every certificate ever stored
-    /// (node-local).
-    CertifiedPrefix, "certified_prefix", MemberCode, u64, |k| ch(*k).to_vec()
-);
 
 impl Votes {
     /// The (chain, height) of a stored key.
@@ -234,38 +233,6 @@ fn chain_height_of(table: &'static str, k: &[u8]) -> Result<(MemberCode, u64), c
         _ => Err(bad()),
     }
 }
-
-/// Every column family, for opening.
-pub const ALL: [&str; 17] = [
-    Headers::NAME,
-    Entries::NAME,
-    Certs::NAME,
-    Events::NAME,
-    IdxInvoice::NAME,
-    IdxInvoiceHistory::NAME,
-    IdxPayment::NAME,
-    IdxRequest::NAME,
-    IdxFailure::NAME,
-    State::NAME,
-    Tree::NAME,
-    Pending::NAME,
-    Votes::NAME,
-    Rejected::NAME,
-    Heads::NAME,
-    EvidenceTable::NAME,
-    CertifiedPrefix::NAME,
-];
-
-/// The column families derived from blocks (rebuilt by `rebuild-state`).
-pub const DERIVED: [&str; 7] = [
-    Events::NAME,
-    IdxInvoice::NAME,
-    IdxPayment::NAME,
-    IdxRequest::NAME,
-    IdxFailure::NAME,
-    State::NAME,
-    Tree::NAME,
-];
 
 /// The (chain, height) key prefix, for scans.
 pub fn chain_prefix(chain: MemberCode) -> Vec<u8> {

@@ -14,12 +14,13 @@
 use super::{fail, Exec, Failure, Step};
 use crate::bounds::RED_FORMS_PER_INVOICE_MAX;
 use crate::state::{
-    BlueInvoice, Booking, FormSummary, InvoiceRecord, RedForm, RequestOutcome, StateKey, StateRead, StateValue,
+    BlueInvoice, Booking, ClaimInfo, FormSummary, InvoiceRecord, RedForm, RequestOutcome, StateKey, StateRead,
+    StateValue,
 };
 use fapiao_core::event::{
-    BookingRecorded, BookingSet, ClaimAction, ClaimChanged, ClaimRefusal, ClaimRefused, FailureReason, FormState,
-    InvoiceReversed, Party, RedFormAnswer, RedFormChanged, RedFormRef, RedFormRefusal, RedFormRefused, RedFormStart,
-    RedLetterRequested,
+    BookingRecorded, BookingSet, ClaimAction, ClaimChanged, ClaimRecorded, ClaimRefusal, ClaimRefused, ClaimRequested,
+    FailureReason, FormState, InvoiceReversed, Party, RedFormAnswer, RedFormChanged, RedFormRef, RedFormRefusal,
+    RedFormRefused, RedFormStart, RedLetterRequested,
 };
 use fapiao_core::{Derived, DerivedKind, InvoiceNumber, MemberCode};
 
@@ -465,5 +466,51 @@ fn failed(f: Failure) -> RedFormRefusal {
     RedFormRefusal::Failed {
         reason: f.reason,
         detail: f.detail,
+    }
+}
+
+impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
+    pub(super) fn claim(&mut self, c: &ClaimRequested, claimant: MemberCode) -> Step<DerivedKind, S::Error> {
+        let refused = |refusal| {
+            Ok(DerivedKind::ClaimRefused(ClaimRefused {
+                invoice_number: c.invoice_number,
+                claimant,
+                refusal,
+            }))
+        };
+        let mut blue = match self.state.invoice(&c.invoice_number)? {
+            Some(InvoiceRecord::Blue(b)) if b.issued.check_code == c.check_code => b,
+            // A wrong check code looks exactly like an unknown invoice.
+            _ => return refused(ClaimRefusal::NotFound),
+        };
+        if let Some(closed_at) = blue.claim.as_ref().and_then(|c| c.closed_at) {
+            return refused(ClaimRefusal::Closed { closed_at });
+        }
+        if let Some(first) = &blue.claim {
+            return refused(ClaimRefusal::AlreadyClaimed {
+                claimant: first.claimant,
+                claimed_at: first.claimed_at,
+            });
+        }
+        if blue.fully_reversed() {
+            return refused(ClaimRefusal::Reversed);
+        }
+        blue.claim = Some(ClaimInfo {
+            claimant,
+            claim_ref: c.claim_ref.clone(),
+            claimed_at: self.block.timestamp,
+            event: self.id,
+            closed_at: None,
+        });
+        self.state.put(
+            StateKey::Invoice(c.invoice_number),
+            StateValue::Invoice(InvoiceRecord::Blue(blue)),
+        );
+        Ok(DerivedKind::ClaimRecorded(ClaimRecorded {
+            invoice_number: c.invoice_number,
+            claimant,
+            claim_ref: c.claim_ref.clone(),
+            claimed_at: self.block.timestamp,
+        }))
     }
 }

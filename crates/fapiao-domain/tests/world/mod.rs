@@ -344,7 +344,7 @@ pub fn check(setup: impl FnOnce(&mut World), who: Who, kind: EventKind, expected
     let author = signer(&w, who);
     let outcome = w.submit_as(&author, kind.clone());
     let got = match &outcome {
-        Err(r) => Expect::Rejected(r.code()),
+        Err(r) => Expect::Rejected(r.code().as_str()),
         Ok(d) => match d.as_slice() {
             [] => Expect::Applied,
             [DerivedKind::InvoiceIssued(_)] => Expect::Issued,

@@ -3,7 +3,7 @@
 //! JSON with `--json`.
 
 use super::Ctx;
-use crate::client_cmd::ClientOpts;
+use crate::client::ClientOpts;
 use anyhow::Result;
 use clap::Subcommand;
 use fapiao_api::dto::PaymentDto;

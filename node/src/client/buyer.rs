@@ -5,8 +5,9 @@
 //! read from the public `GET /v1/events/{id}/outcome` (no read token needed); a refusal
 //! is an error (exit status 1) with the reason.
 
-use super::{gen_id, parse_line, parse_number, print_request, Ctx};
-use crate::client_cmd::ClientOpts;
+use super::invoices::print_request;
+use super::{gen_id, parse_line, parse_number, Ctx};
+use crate::client::ClientOpts;
 use anyhow::{anyhow, bail, Result};
 use clap::{Subcommand, ValueEnum};
 use fapiao_core::event::*;

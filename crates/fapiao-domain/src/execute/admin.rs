@@ -1,0 +1,38 @@
+//! Merchant policy and client keys, written by the operator and the owner.
+
+use super::*;
+
+impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
+    pub(super) fn set_policy(&mut self, p: &MerchantPolicy) -> Step<(), S::Error> {
+        let mut meta = self.meta()?;
+        meta.policy = p.clone();
+        self.state.put(StateKey::Meta, StateValue::Meta(meta));
+        Ok(())
+    }
+
+    pub(super) fn authorize_key(&mut self, a: &ClientKeyAuthorized) -> Step<(), S::Error> {
+        if self.ctx.genesis.member_by_key(&a.key).is_some() {
+            return Err(invalid("key", "a member key cannot be a client key").into());
+        }
+        self.state.put(
+            StateKey::ClientKey(a.key),
+            StateValue::ClientKey(ClientKeyRecord {
+                label: a.label.clone(),
+                permissions: a.permissions,
+                authorized_at: self.block.timestamp,
+                revoked_at: None,
+            }),
+        );
+        Ok(())
+    }
+
+    pub(super) fn revoke_key(&mut self, r: &ClientKeyRevoked) -> Step<(), S::Error> {
+        let mut k = match self.state.client_key(&r.key)? {
+            Some(k) if k.revoked_at.is_none() => k,
+            _ => return Err(Rejection::KeyNotAuthorized(r.key).into()),
+        };
+        k.revoked_at = Some(self.block.timestamp);
+        self.state.put(StateKey::ClientKey(r.key), StateValue::ClientKey(k));
+        Ok(())
+    }
+}
