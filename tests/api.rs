@@ -396,6 +396,13 @@ fn every_endpoint_refuses_bad_input_cleanly() {
         .unwrap();
     assert!(m.contains("fapiao_events_admitted_total 3"), "{m}");
     assert!(m.contains("fapiao_events_duplicate_total"), "{m}");
+    // Every refused request above is counted.
+    let errors: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("fapiao_http_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no fapiao_http_errors_total in {m}"));
+    assert!(errors >= 10, "only {errors} error answers counted");
 
     // Still serving after all of it.
     assert!(client_api.status().is_ok());

@@ -88,24 +88,12 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
                 let kind = if counter % 5 == 0 {
                     // An invoice request for an earlier payment of this client: derived
                     // events must survive the crash too.
-                    EventKind::InvoiceRequested(InvoiceRequested {
-                        request_id: format!("Q{counter}"),
-                        invoice_type: InvoiceType::Normal,
-                        buyer: Buyer {
-                            name: "Buyer".into(),
-                            tax_id: None,
-                        },
-                        lines: vec![LineItem {
-                            description: "tea".into(),
-                            tax_code: "3070401000000000000".into(),
-                            quantity: fapiao_core::Quantity(1000),
-                            unit_price: Fen::from_fen(100),
-                            tax_rate: fapiao_core::TaxRate::Bp(600),
-                        }],
-                        payment_ids: vec![format!("R{round}-C{c}-{}", counter - 1)],
-                        retry_of: None,
-                        replaces: None,
-                    })
+                    fapiao_testkit::invoice_request(
+                        &format!("Q{counter}"),
+                        "Buyer",
+                        vec![fapiao_testkit::line("tea", 100, 600)],
+                        &[&format!("R{round}-C{c}-{}", counter - 1)],
+                    )
                 } else {
                     EventKind::PaymentRecorded(PaymentRecorded {
                         payment_id: id,

@@ -284,7 +284,7 @@ fn fee_too_low(node: &DevNode, p: &str) -> Sums {
     Sums::invoiced_once(3)
 }
 
-/// A payment entered wrongly can be reversed only after its invoice is red-letter
+/// A payment entered wrongly can be voided only after its invoice is red-letter
 /// reversed; a refund after invoicing shows as needing a red letter until it has one.
 fn wrong_payment(node: &DevNode, p: &str) -> Sums {
     let (p1, p2, p3) = (format!("{p}P1"), format!("{p}P2"), format!("{p}P3"));
@@ -297,7 +297,7 @@ fn wrong_payment(node: &DevNode, p: &str) -> Sums {
         out(&o)
     );
     ok(node.cli(&["redform", "start", &number, "--reason", "issue_error"]));
-    ok(node.cli(&["reverse", "--payment", &p1, "--reason", "entered twice"]));
+    ok(node.cli(&["void", "--payment", &p1, "--reason", "entered twice"]));
 
     pay(node, &p2, "100.00", "wechat");
     let number2 = issued_number(&request(node, &format!("{p}R2"), &p2, TAX_ID, "normal"));

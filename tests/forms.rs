@@ -136,7 +136,7 @@ fn red_letter_forms_between_seller_and_buyer() {
     let text = ok(node.cli(&["redform", "confirm", &e, "1"]));
     assert!(text.contains("CONFIRMED") && text.contains("RED INVOICE"), "{text}");
     let report = verified(&node, dir.path(), &e, &e_code);
-    assert!(report.contains("partly reversed by"), "{report}");
+    assert!(report.contains("partially reversed by"), "{report}");
     assert!(report.contains("red form  form 1 by the buyer: confirmed"), "{report}");
 
     // 72 hours of block time without an answer: the form is void. The node's block clock

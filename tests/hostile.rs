@@ -11,7 +11,7 @@ use common::*;
 use fapiao_api::{Client, ClientError};
 use fapiao_core::event::*;
 use fapiao_core::money::AMOUNT_FEN_MAX;
-use fapiao_core::{codec, Event, EventBody, Fen, Quantity, SecretKey, TaxRate, Timestamp};
+use fapiao_core::{codec, Event, EventBody, Fen, SecretKey, Timestamp};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,24 +41,12 @@ fn request_event(node: &DevNode, id: &str, payments: &[&str], total: i64) -> Eve
     sign(
         node,
         &node.client_key(),
-        EventKind::InvoiceRequested(InvoiceRequested {
-            request_id: id.into(),
-            invoice_type: InvoiceType::Normal,
-            buyer: Buyer {
-                name: "Shanghai Trading Co".into(),
-                tax_id: None,
-            },
-            lines: vec![LineItem {
-                description: "Oolong tea".into(),
-                tax_code: "3070401000000000000".into(),
-                quantity: Quantity(1000),
-                unit_price: Fen::from_fen(total),
-                tax_rate: TaxRate::Bp(0),
-            }],
-            payment_ids: payments.iter().map(|p| p.to_string()).collect(),
-            retry_of: None,
-            replaces: None,
-        }),
+        fapiao_testkit::invoice_request(
+            id,
+            "Shanghai Trading Co",
+            vec![fapiao_testkit::line("Oolong tea", total, 0)],
+            payments,
+        ),
     )
 }
 

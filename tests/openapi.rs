@@ -212,6 +212,45 @@ fn every_status_the_server_answers_is_in_the_openapi_document() {
                 // An oversized body (413) is tested in tests/api.rs: the server may close the
                 // connection before the client has written it all, which this loop would
                 // read as a transport error.
+                // The body's documented bounds: at each bound the size is not refused, one
+                // past it is (413).
+                let schemas = &doc["components"]["schemas"];
+                let hex_max = schemas["SubmitRequest"]["properties"]["event"]["maxLength"]
+                    .as_u64()
+                    .expect("the event's hex states its maxLength") as usize;
+                let items_max = schemas["SubmitBatchRequest"]["properties"]["events"]["maxItems"]
+                    .as_u64()
+                    .expect("a batch states its maxItems") as usize;
+                let body = |len: usize, items: usize| {
+                    let one = serde_json::Value::from("0".repeat(len));
+                    let v = if path == "/v1/events" {
+                        serde_json::json!({ "event": one })
+                    } else {
+                        serde_json::json!({ "events": vec![one; items] })
+                    };
+                    Some(("application/json", serde_json::to_vec(&v).unwrap()))
+                };
+                let mut bound = |what: String, b, refused: bool| {
+                    let mut pr = probe(what, good.clone(), Some(token.clone()), b);
+                    if refused {
+                        pr.must_be = Some(413);
+                    } else {
+                        pr.must_not = Some(413);
+                    }
+                    probes.push(pr);
+                };
+                if path == "/v1/events" {
+                    bound(format!("event of {hex_max} hex digits"), body(hex_max, 1), false);
+                    bound(
+                        format!("event of {} hex digits", hex_max + 2),
+                        body(hex_max + 2, 1),
+                        true,
+                    );
+                } else {
+                    // An item over its length is refused alone, inside a 200 answer.
+                    bound(format!("{items_max} events"), body(2, items_max), false);
+                    bound(format!("{} events", items_max + 1), body(2, items_max + 1), true);
+                }
             }
         }
     }
@@ -323,6 +362,51 @@ fn every_route_is_documented_or_deliberately_not_api() {
     for d in &documented {
         if !routed.contains(d) {
             problems.push(format!("{d} is in the document but not routed"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Properties that hold free text although their name is one closed sets use.
+const FREE_TEXT: [(&str, &str); 1] = [("VoidDto", "reason")];
+
+/// Closed sets are enums in the document: every property named like one (a status, a
+/// state, a kind, ...) lists its values, directly or through a referenced enum schema, so
+/// a generated client cannot be handed a value it does not know.
+#[test]
+fn closed_sets_are_enums_in_the_document() {
+    let doc: Value = serde_json::to_value(<fapiao_api::ApiDoc as utoipa::OpenApi>::openapi()).unwrap();
+    let closed = [
+        "status",
+        "state",
+        "kind",
+        "outcome",
+        "initiator",
+        "trigger",
+        "invoice_type",
+        "code",
+        "reason",
+        "flag",
+        "tax_flag",
+        "method",
+        "currency",
+    ];
+    let lists_values = |p: &Value| {
+        let s = p.to_string();
+        p.get("enum").is_some() || s.contains("\"$ref\"")
+    };
+    let mut problems = Vec::new();
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let Some(props) = schema["properties"].as_object() else {
+            continue;
+        };
+        for (prop, p) in props {
+            if closed.contains(&prop.as_str())
+                && !FREE_TEXT.contains(&(name.as_str(), prop.as_str()))
+                && !lists_values(p)
+            {
+                problems.push(format!("{name}.{prop} is a closed set without an enum"));
+            }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -124,13 +124,13 @@ fn main() {
     );
     events.push(("payment_refunded", submit(&refund, 5)));
     let reverse = body(
-        EventKind::PaymentReversed(PaymentReversed {
+        EventKind::PaymentVoided(PaymentVoided {
             payment_id: "P3".into(),
             reason: "entered twice".into(),
         }),
         5,
     );
-    events.push(("payment_reversed", submit(&reverse, 5)));
+    events.push(("payment_voided", submit(&reverse, 5)));
     let deposit = body(
         EventKind::FeeDeposited(FeeDeposited {
             deposit_id: "D1".into(),

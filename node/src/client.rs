@@ -25,7 +25,7 @@ pub(crate) use fees::{fee, policy_set, quota, FeeCommand, QuotaCommand};
 pub(crate) use invoices::{invoice, InvoiceCommand};
 pub(crate) use keys::{key, KeyCommand};
 pub(crate) use ledger::{block, evidence, payment, BlockCommand, PaymentCommand};
-pub(crate) use payments::{pay, refund, reverse};
+pub(crate) use payments::{pay, refund, void};
 pub(crate) use reports::{outbox, reconcile, status};
 
 /// Options every client command takes.

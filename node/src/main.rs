@@ -16,6 +16,7 @@ mod render;
 mod replicate;
 mod run;
 mod siglimit;
+#[cfg(feature = "sim")]
 mod sim_cmd;
 
 use anyhow::{Context, Result};
@@ -192,8 +193,10 @@ enum Command {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Reverse a wrongly entered payment (only while no issued invoice covers it).
-    Reverse {
+    /// Void a wrongly entered payment (only while no issued invoice covers it). Was
+    /// `reverse`, which still works: an invoice is red-lettered, a payment is voided.
+    #[command(alias = "reverse")]
+    Void {
         /// The payment.
         #[arg(long)]
         payment: String,
@@ -367,6 +370,8 @@ enum Command {
     },
     /// Run the deterministic replication simulator over many seeds (whole-domain
     /// workload, lossy network, crash-restarts, an equivocator); exits 1 if any fails.
+    /// Built with `--features sim`.
+    #[cfg(feature = "sim")]
     Sim(sim_cmd::SimArgs),
 }
 
@@ -681,7 +686,7 @@ fn run(cli: Cli) -> Result<()> {
             reason,
             opts,
         } => client::refund(&opts, payment, &amount, id, reason),
-        Command::Reverse { payment, reason, opts } => client::reverse(&opts, payment, reason),
+        Command::Void { payment, reason, opts } => client::void(&opts, payment, reason),
         Command::Invoice { command, opts } => client::invoice(&opts, command),
         Command::Redform { command, opts } => client::redform(&opts, command),
         Command::Claim { command, opts } => client::claim_cmd(&opts, command),
@@ -729,6 +734,7 @@ fn run(cli: Cli) -> Result<()> {
             seconds,
             settle_seconds,
         } => bench_net::run(&data, events, batch, rate, seconds, settle_seconds),
+        #[cfg(feature = "sim")]
         Command::Sim(args) => sim_cmd::run(&args),
     }
 }

@@ -83,7 +83,7 @@ pub(crate) fn verify(
         Ok(v) => {
             let mut status = match &v.status {
                 Status::Issued => "issued".to_string(),
-                Status::PartlyReversed(r) => format!("partly reversed by {}", join(r)),
+                Status::PartiallyReversed(r) => format!("partially reversed by {}", join(r)),
                 Status::Reversed(r) => format!("reversed by {}", join(r)),
             };
             if let Some(n) = v.replaced_by {

@@ -98,7 +98,7 @@ impl Document<'_> {
         let mut s = match i.status {
             InvoiceStatusDto::Issued => "ISSUED".to_string(),
             InvoiceStatusDto::PartiallyReversed => {
-                format!("PARTLY REVERSED by red-letter {}", i.red_letters.join(", "))
+                format!("PARTIALLY REVERSED by red-letter {}", i.red_letters.join(", "))
             }
             InvoiceStatusDto::Reversed => format!("REVERSED by red-letter {}", i.red_letters.join(", ")),
             InvoiceStatusDto::RedLetter => format!(

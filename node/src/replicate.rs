@@ -91,66 +91,86 @@ impl Ledger for StoreLedger {
     }
 }
 
-/// Rows read per page at start-up.
-const LOAD_PAGE_ROWS: usize = 1024;
-/// Most certificates above a chain's certified prefix kept for the replica at start;
-/// the rest are fetched again by sync.
-const LOAD_CERTIFICATES_MAX: usize = 10_000;
+/// The store as the protocol reads it ([`fapiao_chain::disk`]): the restart loader and
+/// the sync responder run the same rules here as in the simulator.
+struct StoreRead<'a>(&'a Store);
 
-/// What the replica needs from disk to resume. It reads only what lies above each
-/// chain's certified prefix as recorded at the last start (every certificate below it was
-/// checked then), a page at a time, and records the new prefix.
+impl fapiao_chain::disk::ChainRead for StoreRead<'_> {
+    type Error = StoreError;
+
+    fn heads(&self) -> Result<Vec<(MemberCode, StoredHead)>, StoreError> {
+        Ok(self
+            .0
+            .heads()?
+            .into_iter()
+            .map(|(chain, h)| {
+                let head = StoredHead {
+                    height: h.height,
+                    hash: h.hash,
+                    timestamp: h.timestamp,
+                };
+                (chain, head)
+            })
+            .collect())
+    }
+
+    fn block(&self, chain: MemberCode, height: u64) -> Result<Option<Block>, StoreError> {
+        self.0.block(chain, height)
+    }
+
+    fn block_hash(&self, chain: MemberCode, height: u64) -> Result<Option<fapiao_core::BlockHash>, StoreError> {
+        Ok(self.0.header(chain, height)?.map(|h| h.hash()))
+    }
+
+    fn certificate(&self, chain: MemberCode, height: u64) -> Result<Option<fapiao_core::Certificate>, StoreError> {
+        self.0.certificate(chain, height)
+    }
+
+    fn certificates(
+        &self,
+        chain: MemberCode,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<fapiao_core::Certificate>, StoreError> {
+        let start = Certs::key(&(chain, from));
+        Ok(self
+            .0
+            .scan::<Certs>(&chain_prefix(chain), Some(&start), limit)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    fn votes(
+        &self,
+        chain: MemberCode,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, fapiao_core::BlockHash)>, StoreError> {
+        let start = Votes::key(&(chain, from));
+        self.0
+            .scan::<Votes>(&chain_prefix(chain), Some(&start), limit)?
+            .into_iter()
+            .map(|(k, b)| Ok((Votes::decode_key(&k)?.1, b)))
+            .collect()
+    }
+
+    fn evidence(&self) -> Result<Vec<fapiao_core::Equivocation>, StoreError> {
+        self.0.evidence()
+    }
+
+    fn certified_prefix(&self, chain: MemberCode) -> Result<u64, StoreError> {
+        self.0.certified_prefix(chain)
+    }
+}
+
+/// What the replica needs from disk to resume ([`fapiao_chain::disk::load`]); records
+/// each chain's certified prefix so the next start reads only above it.
 fn persisted(store: &Store, genesis: &Genesis) -> Result<Persisted> {
-    let mut p = Persisted::default();
-    for (chain, head) in store.heads()? {
-        p.heads.insert(
-            chain,
-            StoredHead {
-                height: head.height,
-                hash: head.hash,
-                timestamp: head.timestamp,
-            },
-        );
+    let p = fapiao_chain::disk::load(&StoreRead(store), genesis, fapiao_chain::disk::LoadLimits::default())?;
+    for (chain, certified) in &p.certified {
+        store.set_certified_prefix(*chain, *certified)?;
     }
-    for m in genesis.members() {
-        let chain = m.code;
-        let head = p.heads.get(&chain).map_or(0, |h| h.height);
-        let mut certified = store.certified_prefix(chain)?.min(head);
-        let mut next = certified + 1;
-        loop {
-            let start = Certs::key(&(chain, next));
-            let page = store.scan::<Certs>(&chain_prefix(chain), Some(&start), LOAD_PAGE_ROWS)?;
-            let Some((last, _)) = page.last() else { break };
-            next = Certs::decode_key(last)?.1 + 1;
-            for (_, cert) in page {
-                // A certificate counts for the prefix only if it certifies the block this
-                // node holds at that height: one for a block it does not hold (stored
-                // before the block arrived) is kept for the replica to match later.
-                let holds =
-                    cert.height <= head && store.header(chain, cert.height)?.map(|h| h.hash()) == Some(cert.block);
-                if cert.height == certified + 1 && holds {
-                    certified = cert.height;
-                } else if cert.height > certified && p.certificates.len() < LOAD_CERTIFICATES_MAX {
-                    p.certificates.push(cert);
-                }
-            }
-        }
-        store.set_certified_prefix(chain, certified)?;
-        p.certified.insert(chain, certified);
-        // Votes above the prefix: at most the blocks not yet certified.
-        let start = Votes::key(&(chain, certified + 1));
-        let mut from = Some(start);
-        while let Some(key) = from.take() {
-            let page = store.scan::<Votes>(&chain_prefix(chain), Some(&key), LOAD_PAGE_ROWS)?;
-            if let Some((last, _)) = page.last() {
-                from = Some(Votes::key(&(chain, Votes::decode_key(last)?.1 + 1)));
-            }
-            for (k, block) in page {
-                p.votes.push((chain, Votes::decode_key(&k)?.1, block));
-            }
-        }
-    }
-    p.evidence = store.evidence()?;
     Ok(p)
 }
 
@@ -502,38 +522,36 @@ impl Loop {
             Request::Heads => Ok(Response::Heads(
                 self.replica.heads().into_iter().map(Into::into).collect(),
             )),
-            Request::Blocks { chain, .. } if !self.ledger.genesis.may_read(asker, *chain) => {
-                tracing::warn!(member = %asker, %chain, "asked for blocks of a chain it may not read");
-                Ok(Response::NotEntitled)
-            }
             Request::Blocks { chain, from, to } => {
-                let store = &self.ledger.store;
-                let count_max = Config::default().sync_blocks_max;
+                let read = StoreRead(&self.ledger.store);
+                // Twice the largest block: the transport's frame holds at least that much
+                // (asserted in fapiao-net's configuration).
                 let bytes_max = self.engine.config().block_bytes_max * 2;
-                let mut out = Vec::new();
-                let mut bytes = 0usize;
-                let last = (*to).min(from.saturating_add(count_max - 1));
-                for h in *from..=last {
-                    let Some(b) = store.block(*chain, h)? else { break };
-                    bytes += fapiao_core::codec::to_bytes(&b).len();
-                    if !out.is_empty() && bytes > bytes_max {
-                        break;
-                    }
-                    let cert = store.certificate(*chain, h)?.filter(|c| c.block == b.header.hash());
-                    out.push((b, cert));
-                }
-                Ok(Response::Blocks(out))
+                let config = self.replica.config();
+                let blocks = fapiao_chain::disk::answer_blocks(
+                    &read,
+                    &self.ledger.genesis,
+                    config,
+                    asker,
+                    (*chain, *from, *to),
+                    bytes_max,
+                )?;
+                Ok(blocks.map_or_else(
+                    || {
+                        tracing::warn!(member = %asker, %chain, "asked for blocks of a chain it may not read");
+                        Response::NotEntitled
+                    },
+                    Response::Blocks,
+                ))
             }
             Request::Certificates { chain, from, to } => {
-                let store = &self.ledger.store;
-                let last = (*to).min(from.saturating_add(Config::default().sync_certificates_max - 1));
-                let mut out = Vec::new();
-                for h in *from..=last {
-                    if let Some(c) = store.certificate(*chain, h)? {
-                        out.push(c);
-                    }
-                }
-                Ok(Response::Certificates(out))
+                let read = StoreRead(&self.ledger.store);
+                let config = self.replica.config();
+                Ok(Response::Certificates(fapiao_chain::disk::answer_certificates(
+                    &read,
+                    config,
+                    (*chain, *from, *to),
+                )?))
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::dto::*;
 use fapiao_core::{codec, Event, EventId};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -316,15 +317,11 @@ impl Client {
     }
 }
 
+/// What [`enc`] leaves as it is: RFC 3986's unreserved characters (ASCII letters and
+/// digits, `-`, `_`, `.`, `~`); every other byte is written `%XX`.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Percent-encodes a path or query component.
 fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    utf8_percent_encode(s, COMPONENT).to_string()
 }

@@ -4,6 +4,7 @@
 use fapiao_core::event::{
     Buyer, ClaimRefusal, DerivedKind, EventKind, IssuedLine, LineItem, QuotaAction, RedFormRefusal, RedLetterScope,
 };
+use fapiao_core::state::InvoiceStatus;
 use fapiao_core::{Entry, Header, InvoiceNumber, TaxRate};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, ReissueTrigger, RequestBody, RequestOutcome, RequestRecord};
@@ -12,6 +13,23 @@ use fapiao_engine::{FailureRow, NodeStatus, PaymentView};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
+
+/// A string schema that takes only `names` (and `null` when `nullable`): the OpenAPI
+/// form of a closed set, built from the list the code itself uses.
+fn closed_set(names: impl IntoIterator<Item = &'static str>, nullable: bool) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let mut values: Vec<serde_json::Value> = names.into_iter().map(Into::into).collect();
+    let ty = if nullable {
+        values.push(serde_json::Value::Null);
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(ty)
+        .enum_values(Some(values))
+        .build()
+}
 
 mod blocks;
 mod events;

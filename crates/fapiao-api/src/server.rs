@@ -52,6 +52,8 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) checks: Arc<std::sync::Mutex<DailyChecks>>,
+    /// The OpenAPI document this node serves.
+    pub(crate) document: Arc<serde_json::Value>,
 }
 
 /// Public verification requests per client address and second.
@@ -241,7 +243,7 @@ async fn status(State(s): State<AppState>) -> Result<Json<StatusDto>, Failure> {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, fapiao_engine::Metrics::CONTENT_TYPE)],
         s.engine.metrics().render(),
     )
         .into_response()
@@ -255,8 +257,22 @@ async fn health(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi_json(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json((*s.document).clone())
+}
+
+/// The OpenAPI document with this node's own bounds written in: the event size and the
+/// batch size are settings (`[engine]`), so the document served states the ones this
+/// node enforces.
+fn node_document(engine: &fapiao_engine::EngineConfig) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let hex_max = serde_json::Value::from(engine.event_bytes_max * 2);
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["SubmitRequest"]["properties"]["event"]["maxLength"] = hex_max.clone();
+    let events = &mut schemas["SubmitBatchRequest"]["properties"]["events"];
+    events["maxItems"] = engine.batch_events_max.into();
+    events["items"]["maxLength"] = hex_max;
+    doc
 }
 
 async fn not_found() -> Failure {
@@ -285,10 +301,21 @@ impl utoipa::Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
+/// Counts every error answer (`fapiao_http_errors_total`), whichever handler or
+/// extractor produced it.
+async fn count_errors(State(s): State<AppState>, r: Response) -> Response {
+    if r.status().is_client_error() || r.status().is_server_error() {
+        s.engine.metrics().count_http_error();
+    }
+    r
+}
+
 /// The router for `engine`.
 pub fn router(engine: Engine, config: ApiConfig) -> Router {
     let body_max = config.body_bytes_max;
+    let document = Arc::new(node_document(engine.config()));
     let state = AppState {
+        document,
         engine,
         config: Arc::new(config),
         limiter: Arc::new(RateLimiter::default()),
@@ -322,6 +349,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/health", get(health))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
+        .layer(axum::middleware::map_response_with_state(state.clone(), count_errors))
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(state)
 }

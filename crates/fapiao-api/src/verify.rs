@@ -257,7 +257,7 @@ fn genuine(s: &AppState, bundle: &Bundle, v: &fapiao_proof::Verified, left: u32)
     let numbers = |ns: &[InvoiceNumber]| ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
     let status = match &v.status {
         Status::Issued => "Issued, standing in full (正常)".to_string(),
-        Status::PartlyReversed(r) => format!("Partly reversed by red invoice(s) {} (部分红冲)", numbers(r)),
+        Status::PartiallyReversed(r) => format!("Partially reversed by red invoice(s) {} (部分红冲)", numbers(r)),
         Status::Reversed(r) => format!("Reversed by red invoice(s) {} (已红冲)", numbers(r)),
     };
     let claim = v.claim.as_ref().map_or_else(

@@ -6,7 +6,11 @@
 //! with every input; the chain store is reached only through [`replica::Ledger`]; the
 //! simulator's randomness is a seeded generator of its own.
 
+pub mod disk;
 pub mod replica;
+/// The simulator: built only with the `sim` feature, which the crate's own tests and
+/// `fapiao sim` (the node's `sim` feature) enable; a node never carries it.
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod validate;
 

@@ -493,6 +493,11 @@ impl Replica {
         self.outputs.pop_front()
     }
 
+    /// The settings it runs with (the sync responder's limits come from here).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Every chain's head, certified prefix and frozen flag: the answer to a heads request.
     pub fn heads(&self) -> Vec<HeadSummary> {
         self.chains

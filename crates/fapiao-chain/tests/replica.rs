@@ -5,13 +5,11 @@
 use fapiao_chain::sim::{genesis, genesis_of, MemChain, MemLedger};
 use fapiao_chain::{Config, HeadSummary, Input, Invalid, Output, Persisted, Replica, Verdict};
 use fapiao_core::block::BlockError;
-use fapiao_core::event::{
-    Buyer, Currency, EventKind, FeeDeposited, InvoiceRequested, InvoiceType, LineItem, PaymentMethod, PaymentRecorded,
-};
+use fapiao_core::event::{Currency, EventKind, FeeDeposited, PaymentMethod, PaymentRecorded};
 use fapiao_core::genesis::{Member, Role, Roles};
 use fapiao_core::{
-    AttestationBody, Block, BlockHash, DerivedKind, Entry, EventBody, Fen, Genesis, Hash32, MemberCode, Quantity,
-    SecretKey, TaxRate, Timestamp,
+    AttestationBody, Block, BlockHash, DerivedKind, Entry, EventBody, Fen, Genesis, Hash32, MemberCode, SecretKey,
+    Timestamp,
 };
 
 const NOW: u64 = 1_000_000;
@@ -397,24 +395,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
     );
     let request = event(
         &owner,
-        EventKind::InvoiceRequested(InvoiceRequested {
-            request_id: "r1".into(),
-            invoice_type: InvoiceType::Normal,
-            buyer: Buyer {
-                name: "Buyer".into(),
-                tax_id: None,
-            },
-            lines: vec![LineItem {
-                description: "tea".into(),
-                tax_code: "3070401000000000000".into(),
-                quantity: Quantity::ONE,
-                unit_price: Fen::from_fen(5_000),
-                tax_rate: TaxRate::Bp(600),
-            }],
-            payment_ids: vec!["p1".into()],
-            retry_of: None,
-            replaces: None,
-        }),
+        fapiao_testkit::invoice_request("r1", "Buyer", vec![fapiao_testkit::line("tea", 5_000, 600)], &["p1"]),
     );
     let deposit = event(
         &operator,

@@ -92,7 +92,7 @@ pub enum EventKind {
     /// Part or all of a payment was returned to the payer.
     PaymentRefunded(PaymentRefunded),
     /// A payment was entered wrongly and is void.
-    PaymentReversed(PaymentReversed),
+    PaymentVoided(PaymentVoided),
     /// An invoice is requested for one or more payments.
     InvoiceRequested(InvoiceRequested),
     /// An issued invoice is to be reversed with a red-letter invoice.
@@ -175,7 +175,7 @@ impl EventKind {
             EventKind::RedFormWithdrawn(f) => Some(f.invoice_number),
             EventKind::PaymentRecorded(_)
             | EventKind::PaymentRefunded(_)
-            | EventKind::PaymentReversed(_)
+            | EventKind::PaymentVoided(_)
             | EventKind::QuotaChanged(_)
             | EventKind::InvoiceRequested(_)
             | EventKind::FeeDeposited(_)
@@ -190,7 +190,7 @@ impl EventKind {
         match self {
             EventKind::PaymentRecorded(_) => "payment_recorded",
             EventKind::PaymentRefunded(_) => "payment_refunded",
-            EventKind::PaymentReversed(_) => "payment_reversed",
+            EventKind::PaymentVoided(_) => "payment_voided",
             EventKind::InvoiceRequested(_) => "invoice_requested",
             EventKind::InvoiceRedLetterRequested(_) => "invoice_red_letter_requested",
             EventKind::InvoiceClaimRequested(_) => "invoice_claim_requested",
@@ -262,6 +262,18 @@ pub enum Currency {
     Cny,
 }
 
+impl Currency {
+    /// Every currency.
+    pub const ALL: [Currency; 1] = [Currency::Cny];
+
+    /// The ISO 4217 code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Currency::Cny => "CNY",
+        }
+    }
+}
+
 /// A payment was taken.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct PaymentRecorded {
@@ -294,7 +306,7 @@ pub struct PaymentRefunded {
 
 /// A payment entered wrongly is void.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct PaymentReversed {
+pub struct PaymentVoided {
     /// The payment.
     pub payment_id: String,
     /// Free text.
@@ -557,6 +569,9 @@ pub enum Party {
 }
 
 impl Party {
+    /// Both sides.
+    pub const ALL: [Party; 2] = [Party::Seller, Party::Buyer];
+
     /// The snake_case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -598,6 +613,17 @@ pub enum FormState {
 }
 
 impl FormState {
+    /// Every state.
+    pub const ALL: [FormState; 7] = [
+        FormState::NoConfirmationNeeded,
+        FormState::WaitingForBuyer,
+        FormState::WaitingForSeller,
+        FormState::Confirmed,
+        FormState::Rejected,
+        FormState::Withdrawn,
+        FormState::Void,
+    ];
+
     /// The snake_case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -807,7 +833,7 @@ pub enum FailureReason {
     /// A referenced payment is not on this chain.
     PaymentNotFound,
     /// A referenced payment was reversed.
-    PaymentReversed,
+    PaymentVoided,
     /// A referenced payment has nothing left to invoice.
     PaymentFullyInvoiced,
     /// The total is above what the payments can still cover.
@@ -872,7 +898,7 @@ impl FailureReason {
         FailureReason::LinePriceNotPositive,
         FailureReason::PaymentsInvalid,
         FailureReason::PaymentNotFound,
-        FailureReason::PaymentReversed,
+        FailureReason::PaymentVoided,
         FailureReason::PaymentFullyInvoiced,
         FailureReason::TotalAboveInvoiceable,
         FailureReason::InvoiceTypeNotPermitted,
@@ -908,7 +934,7 @@ impl FailureReason {
             FailureReason::LinePriceNotPositive => 6,
             FailureReason::PaymentsInvalid => 7,
             FailureReason::PaymentNotFound => 8,
-            FailureReason::PaymentReversed => 9,
+            FailureReason::PaymentVoided => 9,
             FailureReason::PaymentFullyInvoiced => 10,
             FailureReason::TotalAboveInvoiceable => 11,
             FailureReason::InvoiceTypeNotPermitted => 12,

@@ -132,8 +132,8 @@ pub struct PaymentRecord {
     pub refunded: Fen,
     /// Refund ids, in order.
     pub refund_ids: Vec<String>,
-    /// Set when the payment was reversed as wrongly entered.
-    pub reversed: Option<PaymentReversal>,
+    /// Set when the payment was voided as wrongly entered.
+    pub voided: Option<PaymentVoid>,
 }
 
 impl PaymentRecord {
@@ -146,7 +146,7 @@ impl PaymentRecord {
 
 /// A payment's reversal.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct PaymentReversal {
+pub struct PaymentVoid {
     /// The reversing event.
     pub event: EventId,
     /// Block time.
@@ -416,7 +416,42 @@ pub struct BlueInvoice {
     pub forms: Vec<FormSummary>,
 }
 
+/// Where a blue invoice stands against its red-letter invoices: the one status the
+/// proof verifier, the API, replay and the reprint all read ([`BlueInvoice::status`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub enum InvoiceStatus {
+    /// Issued and standing in full.
+    Issued,
+    /// Red-lettered in part: some of it still stands.
+    PartiallyReversed,
+    /// Red-lettered in full: nothing of it stands.
+    Reversed,
+}
+
+impl InvoiceStatus {
+    /// The stable name, as the API and reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            InvoiceStatus::Issued => "issued",
+            InvoiceStatus::PartiallyReversed => "partially_reversed",
+            InvoiceStatus::Reversed => "reversed",
+        }
+    }
+}
+
 impl BlueInvoice {
+    /// Its status: reversed when every remaining amount is zero, partially reversed when
+    /// it has red-letter invoices but something still stands, issued otherwise.
+    pub fn status(&self) -> InvoiceStatus {
+        if self.red_letters.is_empty() {
+            InvoiceStatus::Issued
+        } else if self.fully_reversed() {
+            InvoiceStatus::Reversed
+        } else {
+            InvoiceStatus::PartiallyReversed
+        }
+    }
+
     /// Whether the buyer has booked or claimed it: then the seller cannot reverse it
     /// without the buyer's confirmation.
     pub fn held_by_buyer(&self) -> bool {

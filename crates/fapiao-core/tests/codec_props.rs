@@ -97,7 +97,7 @@ fn kind() -> impl Strategy<Value = EventKind> {
             }
         )),
         (text(), text())
-            .prop_map(|(payment_id, reason)| EventKind::PaymentReversed(PaymentReversed { payment_id, reason })),
+            .prop_map(|(payment_id, reason)| EventKind::PaymentVoided(PaymentVoided { payment_id, reason })),
         (
             text(),
             inv_type(),

@@ -7,40 +7,9 @@
 use fapiao_core::block::{AttestationBody, WitnessSignature};
 use fapiao_core::codec::to_bytes;
 use fapiao_core::event::*;
-use fapiao_core::genesis::{Role, Roles};
 use fapiao_core::hash::{hash, Domain};
 use fapiao_core::*;
-
-fn key(n: u8) -> SecretKey {
-    SecretKey::from_seed(&[n; 32])
-}
-
-fn genesis() -> Genesis {
-    Genesis::new(
-        "vectors".into(),
-        Timestamp(1_767_225_600_000),
-        None,
-        Fen::from_fen(10),
-        fapiao_core::tax::sample_classifications(),
-        vec![Member {
-            code: MemberCode::new(110_001).unwrap(),
-            name: "Tea".into(),
-            roles: Roles::of(&[Role::Witness, Role::Merchant]),
-            key: key(1).public(),
-            addresses: vec!["/ip4/127.0.0.1/tcp/7001".into()],
-            policy: Some(MerchantPolicy {
-                permitted_types: vec![InvoiceType::Normal],
-                max_invoice_total: Fen::from_fen(100_000),
-                rates: [0, 100, 300, 500, 600, 900, 1300]
-                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
-                    .to_vec(),
-            }),
-            initial_fee_balance: Fen::from_fen(500),
-            tax_id: None,
-        }],
-    )
-    .unwrap()
-}
+use fapiao_testkit::{format_md_vectors as doc_vectors, key, vector_genesis as genesis};
 
 fn vectors() -> Vec<(&'static str, String)> {
     let g = genesis();
@@ -261,7 +230,7 @@ fn state_vectors(v: &mut Vec<(&'static str, String)>, number: InvoiceNumber, che
                 recorded_at: t(1000),
                 refunded: Fen::from_fen(100),
                 refund_ids: vec!["F1".into()],
-                reversed: None,
+                voided: None,
             }),
         ),
         (
@@ -476,38 +445,6 @@ fn state_vectors(v: &mut Vec<(&'static str, String)>, number: InvoiceNumber, che
     );
     v.push(("state.proof.absent_key", missing.to_hex()));
     v.push(("state.proof.absent", hex::encode(to_bytes(&absent))));
-}
-
-fn doc_vectors() -> Vec<(String, String)> {
-    // Read at run time: cargo sets CARGO_MANIFEST_DIR for the test process, while a
-    // compile-time path could name another clone that shared the build cache.
-    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    let path = std::path::Path::new(&dir).join("../../docs/FORMAT.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{} is readable: {e}", path.display()));
-    let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(l) = lines.next() {
-        if let Some(name) = l
-            .trim()
-            .strip_prefix("<!-- vector: ")
-            .and_then(|s| s.strip_suffix(" -->"))
-        {
-            assert_eq!(
-                lines.next().map(str::trim),
-                Some("```text"),
-                "vector {name}: a ```text block must follow"
-            );
-            let mut value = String::new();
-            for l in lines.by_ref() {
-                if l.trim() == "```" {
-                    break;
-                }
-                value.push_str(l.trim());
-            }
-            out.push((name.to_string(), value));
-        }
-    }
-    out
 }
 
 #[test]

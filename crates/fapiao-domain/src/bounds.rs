@@ -67,7 +67,7 @@ pub fn check_event(kind: &EventKind) -> Result<(), Rejection> {
             check_amount("amount", r.amount)?;
             check_text("reason", &r.reason)
         }
-        EventKind::PaymentReversed(r) => {
+        EventKind::PaymentVoided(r) => {
             check_id("payment_id", &r.payment_id)?;
             check_text("reason", &r.reason)
         }

@@ -85,7 +85,7 @@ codes! {
     /// A refund or void names a payment the chain does not hold.
     PaymentUnknown = "PAYMENT_UNKNOWN", 400, None;
     /// The payment is already voided.
-    PaymentAlreadyReversed = "PAYMENT_ALREADY_REVERSED", 400, None;
+    PaymentAlreadyVoided = "PAYMENT_ALREADY_VOIDED", 400, None;
     /// A refund above what is left of the payment.
     RefundExceedsRefundable = "REFUND_EXCEEDS_REFUNDABLE", 400, None;
     /// A voided payment may not have been invoiced.

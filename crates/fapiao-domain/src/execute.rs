@@ -12,14 +12,14 @@ use crate::amounts::{self, LineLeft, TakeError};
 use crate::bounds::{self, invalid};
 use crate::state::{
     alloc, AutoReissue, Blocked, BlueInvoice, ClientKeyRecord, DepositRecord, ExecError, InvoiceRecord, MerchantMeta,
-    Overlay, PaymentRecord, PaymentReversal, QuotaRecord, RateAmounts, RefundRecord, ReissueTrigger, RequestBody,
+    Overlay, PaymentRecord, PaymentVoid, QuotaRecord, RateAmounts, RefundRecord, ReissueTrigger, RequestBody,
     RequestOutcome, RequestRecord, StateKey, StateRead, StateValue,
 };
 use crate::uscc;
 use fapiao_core::event::{
     Allocation, ClientKeyAuthorized, ClientKeyRevoked, FailureReason, FeeDeposited, InvoiceFailed, InvoiceIssued,
     InvoiceRequested, InvoiceReversed, InvoiceType, IssuedLine, LineItem, MerchantPolicy, PaymentRecorded,
-    PaymentRefunded, PaymentReversed, QuotaAction, QuotaChange, RedLetterReason, RedLetterRequested, RedLetterScope,
+    PaymentRefunded, PaymentVoided, QuotaAction, QuotaChange, RedLetterReason, RedLetterRequested, RedLetterScope,
 };
 use fapiao_core::genesis::Role;
 use fapiao_core::hash::{hash, Domain};
@@ -243,7 +243,7 @@ pub fn authorize<S: StateRead>(
         _ => Err(unauthorized()),
     };
     match kind {
-        EventKind::PaymentRecorded(_) | EventKind::PaymentRefunded(_) | EventKind::PaymentReversed(_) => {
+        EventKind::PaymentRecorded(_) | EventKind::PaymentRefunded(_) | EventKind::PaymentVoided(_) => {
             client(|p| p.payments)
         }
         EventKind::InvoiceRequested(_) | EventKind::InvoiceRedLetterRequested(_) => client(|p| p.invoices),
@@ -314,7 +314,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         match kind {
             EventKind::PaymentRecorded(p) => self.record_payment(p).map(|()| vec![]),
             EventKind::PaymentRefunded(r) => self.refund(r).map(|()| vec![]),
-            EventKind::PaymentReversed(r) => self.reverse(r).map(|()| vec![]),
+            EventKind::PaymentVoided(r) => self.void(r).map(|()| vec![]),
             EventKind::InvoiceRequested(r) => self.request_invoice(r).map(one),
             EventKind::InvoiceRedLetterRequested(r) => self.red_letter(r).map(one),
             EventKind::InvoiceClaimRequested(c) => self.claim(c, member_signer(signer)).map(one),

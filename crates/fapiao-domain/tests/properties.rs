@@ -106,7 +106,7 @@ fn event(w: &World, op: &Op) -> Event {
         ),
         Op::Reverse(p) => (
             owner,
-            EventKind::PaymentReversed(PaymentReversed {
+            EventKind::PaymentVoided(PaymentVoided {
                 payment_id: format!("P{p}"),
                 reason: String::new(),
             }),

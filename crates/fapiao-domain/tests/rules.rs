@@ -113,7 +113,7 @@ fn every_invoice_failure_reason() {
     check(
         |w| {
             base(w);
-            w.submit(EventKind::PaymentReversed(PaymentReversed {
+            w.submit(EventKind::PaymentVoided(PaymentVoided {
                 payment_id: "P2".into(),
                 reason: "typo".into(),
             }))
@@ -121,7 +121,7 @@ fn every_invoice_failure_reason() {
         },
         Who::Owner,
         with(|r| r.payment_ids = vec!["P2".into()]),
-        Expect::Failed(F::PaymentReversed),
+        Expect::Failed(F::PaymentVoided),
     );
     check(
         |w| {
@@ -669,7 +669,7 @@ fn payment_rules() {
         })
     };
     let reverse = |pid: &str| {
-        EventKind::PaymentReversed(PaymentReversed {
+        EventKind::PaymentVoided(PaymentVoided {
             payment_id: pid.into(),
             reason: "entered twice".into(),
         })
@@ -736,7 +736,7 @@ fn payment_rules() {
         },
         Who::Owner,
         refund("F1", "P1", 1),
-        Expect::Rejected("PAYMENT_ALREADY_REVERSED"),
+        Expect::Rejected("PAYMENT_ALREADY_VOIDED"),
     );
     check(
         |w| {
@@ -745,7 +745,7 @@ fn payment_rules() {
         },
         Who::Owner,
         reverse("P1"),
-        Expect::Rejected("PAYMENT_ALREADY_REVERSED"),
+        Expect::Rejected("PAYMENT_ALREADY_VOIDED"),
     );
     // A refund is a payment fact: recorded even after the payment is invoiced.
     check(
@@ -765,7 +765,7 @@ fn a_payment_is_reversed_only_after_its_invoice_is_red_lettered() {
     base(&mut w);
     let inv = issued(&w.submit(invoice(request("R1", &["P1"]))));
     let reverse = || {
-        EventKind::PaymentReversed(PaymentReversed {
+        EventKind::PaymentVoided(PaymentVoided {
             payment_id: "P1".into(),
             reason: "wrong terminal".into(),
         })
@@ -789,7 +789,7 @@ fn a_payment_is_reversed_only_after_its_invoice_is_red_lettered() {
         scope: RedLetterScope::Full,
     })));
     assert_eq!(w.submit(reverse()), Ok(vec![]));
-    assert!(w.payment("P1").unwrap().reversed.is_some());
+    assert!(w.payment("P1").unwrap().voided.is_some());
 }
 
 #[test]

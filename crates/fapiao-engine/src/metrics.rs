@@ -1,6 +1,10 @@
-//! Counters and gauges, rendered in the Prometheus text format.
+//! Counters and gauges, rendered in the OpenMetrics text format (which Prometheus reads)
+//! by `prometheus-client`.
 
-use std::fmt::Write;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The engine's metrics.
@@ -49,7 +53,7 @@ pub struct Metrics {
     pub block_micros: AtomicU64,
     /// Critical threads that died.
     pub thread_failures: AtomicU64,
-    /// HTTP requests answered with an error.
+    /// HTTP requests answered with an error: [`Metrics::count_http_error`] counts one.
     pub http_errors: AtomicU64,
     /// Peer connections refused (not a genesis member, or banned).
     pub peer_refused: AtomicU64,
@@ -61,166 +65,180 @@ pub struct Metrics {
     pub blocks_replicated: AtomicU64,
 }
 
+/// How a value is exposed.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A counter: its sample is named `…_total`.
+    Counter,
+    /// A counter of whole seconds: `…_seconds_total`, with a `# UNIT` line.
+    Seconds,
+    /// A gauge.
+    Gauge,
+}
+
 impl Metrics {
-    /// The Prometheus text exposition.
+    /// The media type of [`Metrics::render`]'s text, the OpenMetrics text format.
+    pub const CONTENT_TYPE: &'static str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+    /// Counts one HTTP request answered with an error (`fapiao_http_errors_total`).
+    pub fn count_http_error(&self) {
+        self.http_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition of every metric in the OpenMetrics text format (see
+    /// [`Metrics::CONTENT_TYPE`]), ending with `# EOF`. Samples are named `fapiao_…`,
+    /// counters' with `_total`.
     pub fn render(&self) -> String {
+        use Kind::{Counter, Gauge, Seconds};
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 25] = [
+        // Names without the `fapiao_` prefix, and without the `_seconds` unit and the
+        // `_total` suffix, which prometheus-client adds; help texts without the full stop
+        // it adds too.
+        let rows = [
             (
-                "fapiao_peer_connections_refused_total",
-                "counter",
-                "Peer connections refused (not a genesis member, or banned).",
+                "peer_connections_refused",
+                Counter,
+                "Peer connections refused (not a genesis member, or banned)",
                 g(&self.peer_refused),
             ),
             (
-                "fapiao_peer_penalties_total",
-                "counter",
-                "Peers disconnected and banned for sending invalid data.",
+                "peer_penalties",
+                Counter,
+                "Peers disconnected and banned for sending invalid data",
                 g(&self.peer_penalties),
             ),
             (
-                "fapiao_gossip_dropped_total",
-                "counter",
-                "Gossip messages dropped because replication was behind (sync recovers them).",
+                "gossip_dropped",
+                Counter,
+                "Gossip messages dropped because replication was behind (sync recovers them)",
                 g(&self.gossip_dropped),
             ),
             (
-                "fapiao_blocks_replicated_total",
-                "counter",
-                "Blocks of other members' chains validated by re-execution and stored.",
+                "blocks_replicated",
+                Counter,
+                "Blocks of other members' chains validated by re-execution and stored",
                 g(&self.blocks_replicated),
             ),
             (
-                "fapiao_events_admitted_total",
-                "counter",
-                "Events admitted (durable, acknowledged).",
+                "events_admitted",
+                Counter,
+                "Events admitted (durable, acknowledged)",
                 g(&self.events_admitted),
             ),
             (
-                "fapiao_events_duplicate_total",
-                "counter",
-                "Submissions of an already known event.",
+                "events_duplicate",
+                Counter,
+                "Submissions of an already known event",
                 g(&self.events_duplicate),
             ),
+            ("events_refused", Counter, "Events refused at admission", g(&self.events_refused)),
             (
-                "fapiao_events_refused_total",
-                "counter",
-                "Events refused at admission.",
-                g(&self.events_refused),
-            ),
-            (
-                "fapiao_events_rejected_execution_total",
-                "counter",
-                "Admitted events dropped when executed.",
+                "events_rejected_execution",
+                Counter,
+                "Admitted events dropped when executed",
                 g(&self.events_rejected_execution),
             ),
             (
-                "fapiao_events_execution_failed_total",
-                "counter",
-                "Admitted events refused because executing them failed (EXECUTION_FAILED): a panic or a damaged record they read.",
+                "events_execution_failed",
+                Counter,
+                "Admitted events refused because executing them failed (EXECUTION_FAILED): a panic or a damaged record they read",
                 g(&self.events_execution_failed),
             ),
             (
-                "fapiao_producer_stalls_total",
-                "counter",
-                "Times block production paused because storage failed; events stay pending.",
+                "producer_stalls",
+                Counter,
+                "Times block production paused because storage failed; events stay pending",
                 g(&self.producer_stalls),
             ),
             (
-                "fapiao_producer_stalled",
-                "gauge",
-                "1 while block production is paused by a storage failure.",
+                "producer_stalled",
+                Gauge,
+                "1 while block production is paused by a storage failure",
                 g(&self.producer_stalled),
             ),
             (
-                "fapiao_production_held",
-                "gauge",
-                "1 while block production is held for the peers' view of this node's own chain (at start, or for good when they hold more of it).",
+                "production_held",
+                Gauge,
+                "1 while block production is held for the peers' view of this node's own chain (at start, or for good when they hold more of it)",
                 g(&self.production_held),
             ),
             (
-                "fapiao_storage_full",
-                "gauge",
-                "1 while writes are refused with STORAGE_FULL (free disk below the reserve).",
+                "storage_full",
+                Gauge,
+                "1 while writes are refused with STORAGE_FULL (free disk below the reserve)",
                 g(&self.storage_full),
             ),
+            ("events_committed", Counter, "Input events committed in blocks", g(&self.events_committed)),
             (
-                "fapiao_events_committed_total",
-                "counter",
-                "Input events committed in blocks.",
-                g(&self.events_committed),
-            ),
-            (
-                "fapiao_derived_committed_total",
-                "counter",
-                "Derived events committed in blocks.",
+                "derived_committed",
+                Counter,
+                "Derived events committed in blocks",
                 g(&self.derived_committed),
             ),
+            ("blocks_committed", Counter, "Blocks committed", g(&self.blocks_committed)),
+            ("pending_events", Gauge, "Admitted events waiting for a block", g(&self.pending)),
+            ("head_height", Gauge, "Height of this node's chain", g(&self.head_height)),
             (
-                "fapiao_blocks_committed_total",
-                "counter",
-                "Blocks committed.",
-                g(&self.blocks_committed),
-            ),
-            (
-                "fapiao_pending_events",
-                "gauge",
-                "Admitted events waiting for a block.",
-                g(&self.pending),
-            ),
-            (
-                "fapiao_head_height",
-                "gauge",
-                "Height of this node's chain.",
-                g(&self.head_height),
-            ),
-            (
-                "fapiao_certified_height",
-                "gauge",
-                "Highest certified height of this node's chain.",
+                "certified_height",
+                Gauge,
+                "Highest certified height of this node's chain",
                 g(&self.certified_height),
             ),
             (
-                "fapiao_signatures_verified_total",
-                "counter",
-                "Event signatures verified at admission.",
+                "signatures_verified",
+                Counter,
+                "Event signatures verified at admission",
                 g(&self.signatures_verified),
             ),
+            ("admission_groups", Counter, "Synced admission writes", g(&self.admission_groups)),
             (
-                "fapiao_admission_groups_total",
-                "counter",
-                "Synced admission writes.",
-                g(&self.admission_groups),
-            ),
-            (
-                "fapiao_admission_seconds_total",
-                "counter",
-                "Seconds spent in admission writes.",
+                "admission",
+                Seconds,
+                "Seconds spent in admission writes",
                 g(&self.admission_micros) / 1_000_000,
             ),
             (
-                "fapiao_block_seconds_total",
-                "counter",
-                "Seconds spent building and committing blocks.",
+                "block",
+                Seconds,
+                "Seconds spent building and committing blocks",
                 g(&self.block_micros) / 1_000_000,
             ),
-            (
-                "fapiao_thread_failures_total",
-                "counter",
-                "Critical threads that died.",
-                g(&self.thread_failures),
-            ),
-            (
-                "fapiao_http_errors_total",
-                "counter",
-                "HTTP requests answered with an error.",
-                g(&self.http_errors),
-            ),
+            ("thread_failures", Counter, "Critical threads that died", g(&self.thread_failures)),
+            ("http_errors", Counter, "HTTP requests answered with an error", g(&self.http_errors)),
         ];
-        let mut s = String::new();
+        // A registry of this instant's values, so the atomics above stay the API the
+        // engine, the server and the node update.
+        let mut registry = Registry::with_prefix("fapiao");
         for (name, kind, help, value) in rows {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            match kind {
+                Counter => registry.register(name, help, ConstCounter::new(value)),
+                Seconds => registry.register_with_unit(name, help, Unit::Seconds, ConstCounter::new(value)),
+                Gauge => registry.register(name, help, ConstGauge::new(value)),
+            }
         }
-        s
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_keep_their_names_and_http_errors_are_counted() {
+        let m = Metrics::default();
+        m.count_http_error();
+        m.block_micros.store(2_500_000, Ordering::Relaxed);
+        let text = m.render();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples.len(), 25, "{text}");
+        assert!(samples.contains(&"fapiao_http_errors_total 1"), "{text}");
+        assert!(samples.contains(&"fapiao_block_seconds_total 2"), "{text}");
+        assert!(samples.contains(&"fapiao_pending_events 0"), "{text}");
+        assert!(!text.contains("_total_total"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -7,16 +7,45 @@
 
 use crate::Engine;
 use fapiao_core::state::{InvoiceRecord, PaymentInvoicing, StateKey, StateValue};
-use fapiao_core::{Fen, InvoiceNumber, TaxRate, Timestamp};
+use fapiao_core::{tax, Fen, InvoiceNumber, TaxRate, Timestamp};
 use fapiao_domain::StateRead;
 use fapiao_store::StoreError;
 use std::collections::BTreeMap;
+use time::{Date, Month, OffsetDateTime, Time, UtcOffset};
 
-/// Milliseconds in a day, and China Standard Time's offset.
-const DAY_MS: u64 = 86_400_000;
-const CST_OFFSET_MS: u64 = 8 * 3_600_000;
+/// China Standard Time (UTC+8), for the time of day. The business day itself is
+/// fapiao-core's UTC+8 date ([`Timestamp::utc8_date`]); a test checks the two agree.
+const CST: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
+    Ok(o) => o,
+    Err(_) => panic!("UTC+8 is a valid offset"),
+};
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian), if valid.
+/// Day 0: 1970-01-01, as a Julian day number.
+const EPOCH_JULIAN_DAY: i32 = OffsetDateTime::UNIX_EPOCH.to_julian_day();
+
+/// Days since 1970-01-01 of a calendar date written `YYYYMMDD` (from 1970), if it is one.
+fn day_of(date: u32) -> Option<u64> {
+    let month = Month::try_from(u8::try_from(date / 100 % 100).ok()?).ok()?;
+    let day = u8::try_from(date % 100).ok()?;
+    let d = Date::from_calendar_date(i32::try_from(date / 10_000).ok()?, month, day).ok()?;
+    u64::try_from(d.to_julian_day() - EPOCH_JULIAN_DAY).ok()
+}
+
+/// The calendar date, `YYYYMMDD`, of a day number; past 9999-12-31 it reads as that day,
+/// as fapiao-core's dates do.
+fn date_of(day: u64) -> u32 {
+    let date = i32::try_from(day)
+        .ok()
+        .and_then(|d| d.checked_add(EPOCH_JULIAN_DAY))
+        .and_then(|j| Date::from_julian_day(j).ok())
+        .filter(|d| d.year() <= 9999);
+    match date {
+        Some(d) => d.year() as u32 * 10_000 + u32::from(u8::from(d.month())) * 100 + u32::from(d.day()),
+        None => 99_991_231,
+    }
+}
+
+/// Days since 1970-01-01 of a civil date `Y-M-D` (years 1970 to 9999), if valid.
 pub fn parse_day(s: &str) -> Option<u64> {
     let mut it = s.trim().splitn(3, '-');
     let (y, m, d): (i64, i64, i64) = (
@@ -24,43 +53,31 @@ pub fn parse_day(s: &str) -> Option<u64> {
         it.next()?.parse().ok()?,
         it.next()?.parse().ok()?,
     );
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    // Days from civil (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
+    day_of(u32::try_from(y * 10_000 + m * 100 + d).ok()?)
 }
 
 /// The civil date `YYYY-MM-DD` of a day number.
 pub fn format_day(day: u64) -> String {
-    let z = day as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    tax::format_date(date_of(day))
 }
 
-/// Milliseconds since the start of the business day (UTC+8) of a block time.
+/// Milliseconds since the start of the business day (UTC+8) of a block time. Instants
+/// past the year 9999 read as its last millisecond.
 pub fn business_ms_of_day(ms: u64) -> u64 {
-    (ms + CST_OFFSET_MS) % DAY_MS
+    let clock = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.checked_to_offset(CST))
+        .map_or(Time::MAX, |t| t.time());
+    let (h, m, s, milli) = clock.as_hms_milli();
+    ((u64::from(h) * 60 + u64::from(m)) * 60 + u64::from(s)) * 1000 + u64::from(milli)
 }
 
 /// The business day (days since 1970-01-01, UTC+8) of a block time.
 pub fn business_day(ms: u64) -> u64 {
-    (ms + CST_OFFSET_MS) / DAY_MS
+    day_of(Timestamp(ms).utc8_date()).unwrap_or_else(|| unreachable!("a date of the years 1970 to 9999"))
 }
 
 /// A block time as `YYYY-MM-DD HH:MM:SS (UTC+8)`, as reprints and pages show it.
@@ -277,8 +294,7 @@ impl Engine {
         to_day: u64,
         out: &mut Reconciliation,
     ) -> Result<(), StoreError> {
-        // Noon of a business day is well inside it, whatever the offset.
-        let month_of = |day: u64| Timestamp(day * DAY_MS + 4 * 3_600_000).utc8_month();
+        let month_of = |day: u64| date_of(day) / 100;
         let current = match view.get(&StateKey::Quota)? {
             Some(StateValue::Quota(q)) => Some(q),
             _ => None,
@@ -342,7 +358,7 @@ impl Engine {
                 invoicing.invoiced
             ));
         }
-        if p.reversed.is_some() {
+        if p.voided.is_some() {
             add(&mut row.voided, p.recorded.amount, errors, "voided");
             if !invoicing.invoiced.is_zero() {
                 errors.push(format!(
@@ -405,6 +421,8 @@ impl Engine {
 mod tests {
     use super::*;
 
+    const DAY_MS: u64 = 86_400_000;
+
     #[test]
     fn times_are_utc_plus_8() {
         // 2026-01-01T00:00:03Z is 08:00:03 in Beijing.
@@ -427,5 +445,27 @@ mod tests {
         }
         // 2026-11-22 00:30 in Beijing is still 2026-11-21 in UTC.
         assert_eq!(business_day(20_778 * DAY_MS + 16 * 3_600_000 + 1_800_000), 20_779);
+    }
+
+    #[test]
+    fn the_clock_and_the_day_share_one_offset() {
+        // Around midnight in Beijing, across a leap day, a year's end and the epoch: the day
+        // (fapiao-core's UTC+8 date) and the time of day (this file's offset) add up.
+        for midnight_utc in [
+            16 * 3_600_000,
+            11_016 * DAY_MS + 16 * 3_600_000,
+            20_453 * DAY_MS + 16 * 3_600_000,
+        ] {
+            for ms in (midnight_utc - 3 * 3_600_000..midnight_utc + 3 * 3_600_000).step_by(599_999) {
+                assert_eq!(
+                    business_day(ms) * DAY_MS + business_ms_of_day(ms),
+                    ms + 8 * 3_600_000,
+                    "{ms}"
+                );
+            }
+        }
+        // Instants past the year 9999 read as its last millisecond.
+        assert_eq!(format_time(u64::MAX), "9999-12-31 23:59:59 (UTC+8)");
+        assert_eq!(business_ms_of_day(u64::MAX), DAY_MS - 1);
     }
 }

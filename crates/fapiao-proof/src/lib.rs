@@ -2,7 +2,7 @@
 //!
 //! A bundle lets a verifier who trusts only the genesis file learn that an invoice is
 //! genuine, that a quorum of members certified it, and its status as of a certified
-//! header: issued, partly or fully red-letter reversed (by which red invoices), or
+//! header: issued, partially or fully red-letter reversed (by which red invoices), or
 //! claimed (by whom, when). The bytes are in `docs/FORMAT.md` §12.
 //!
 //! Architecture invariant: depends on `fapiao-core` alone (no store, no network, no
@@ -10,7 +10,7 @@
 
 use fapiao_core::block::BlockError;
 use fapiao_core::event::{DerivedKind, EventKind, InvoiceIssued};
-use fapiao_core::state::{InvoiceRecord, StateKey, StateValue};
+use fapiao_core::state::{InvoiceRecord, InvoiceStatus, StateKey, StateValue};
 use fapiao_core::{codec, merkle, smt, Certificate, Entry, Genesis, Header, InvoiceNumber, MemberCode, NetworkId};
 use serde::{Deserialize, Serialize};
 
@@ -89,8 +89,8 @@ impl Bundle {
 pub enum Status {
     /// Issued and standing in full.
     Issued,
-    /// Partly reversed by these red-letter invoices.
-    PartlyReversed(Vec<InvoiceNumber>),
+    /// Partially reversed by these red-letter invoices.
+    PartiallyReversed(Vec<InvoiceNumber>),
     /// Fully reversed by these red-letter invoices.
     Reversed(Vec<InvoiceNumber>),
 }
@@ -340,12 +340,10 @@ pub fn verify(
     if blue.issued != issued {
         return Err(vec![Problem::Status("the proven record is of another issue".into())]);
     }
-    let status = if blue.red_letters.is_empty() {
-        Status::Issued
-    } else if blue.fully_reversed() {
-        Status::Reversed(blue.red_letters.clone())
-    } else {
-        Status::PartlyReversed(blue.red_letters.clone())
+    let status = match blue.status() {
+        InvoiceStatus::Issued => Status::Issued,
+        InvoiceStatus::PartiallyReversed => Status::PartiallyReversed(blue.red_letters.clone()),
+        InvoiceStatus::Reversed => Status::Reversed(blue.red_letters.clone()),
     };
     let as_of_ms = status_header.body.timestamp.0;
     if let Some(max_ms) = max_age_ms {

@@ -9,44 +9,12 @@
 use fapiao_core::block::{AttestationBody, WitnessSignature};
 use fapiao_core::codec::to_bytes;
 use fapiao_core::event::*;
-use fapiao_core::genesis::{Role, Roles};
 use fapiao_core::hash::{hash, Domain};
 use fapiao_core::smt::{self, MemNodes};
 use fapiao_core::state::{tree_update, BlueInvoice, InvoiceRecord, RateAmounts, StateKey, StateValue};
 use fapiao_core::*;
 use fapiao_proof::{Bundle, CertifiedHeader, EntryProof, StatusProof, BUNDLE_VERSION};
-
-fn key(n: u8) -> SecretKey {
-    SecretKey::from_seed(&[n; 32])
-}
-
-/// The §11 genesis: one merchant `110001` that witnesses.
-fn genesis() -> Genesis {
-    Genesis::new(
-        "vectors".into(),
-        Timestamp(1_767_225_600_000),
-        None,
-        Fen::from_fen(10),
-        fapiao_core::tax::sample_classifications(),
-        vec![Member {
-            code: MemberCode::new(110_001).unwrap(),
-            name: "Tea".into(),
-            roles: Roles::of(&[Role::Witness, Role::Merchant]),
-            key: key(1).public(),
-            addresses: vec!["/ip4/127.0.0.1/tcp/7001".into()],
-            policy: Some(MerchantPolicy {
-                permitted_types: vec![InvoiceType::Normal],
-                max_invoice_total: Fen::from_fen(100_000),
-                rates: [0, 100, 300, 500, 600, 900, 1300]
-                    .map(|bp| fapiao_core::tax::RateRule::always(fapiao_core::TaxRate::Bp(bp)))
-                    .to_vec(),
-            }),
-            initial_fee_balance: Fen::from_fen(500),
-            tax_id: None,
-        }],
-    )
-    .unwrap()
-}
+use fapiao_testkit::{format_md_vector as documented, key, vector_genesis as genesis};
 
 /// The §11 block (payment, request, issued invoice) with a real state root: the tree
 /// holding the blue invoice as issued. Certified by the one witness; the status is
@@ -200,23 +168,6 @@ fn bundle() -> (Bundle, Genesis) {
         status,
     };
     (bundle, g)
-}
-
-/// The hex of the vector `name` in docs/FORMAT.md.
-fn documented(name: &str) -> String {
-    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    let path = std::path::Path::new(&dir).join("../../docs/FORMAT.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let marker = format!("<!-- vector: {name} -->");
-    let start = text
-        .find(&marker)
-        .unwrap_or_else(|| panic!("docs/FORMAT.md has no vector {name}"));
-    let block = text[start + marker.len()..].trim_start();
-    let block = block
-        .strip_prefix("```text")
-        .expect("a ```text block follows the marker");
-    let end = block.find("```").expect("the block ends");
-    block[..end].split_whitespace().collect()
 }
 
 #[test]

@@ -506,7 +506,7 @@ fn count(c: &mut Counts, block: &Block) {
                         c.refunds += 1;
                         c.refunded_fen += i128::from(r.amount.fen());
                     }
-                    EventKind::PaymentReversed(_) => c.payment_reversals += 1,
+                    EventKind::PaymentVoided(_) => c.payment_reversals += 1,
                     _ => {}
                 }
             }
@@ -559,14 +559,7 @@ fn status_counts(store: &Store, chain: MemberCode, c: &mut Counts) -> Result<(),
 
 fn status_count(v: StateValue, c: &mut Counts) {
     if let StateValue::Invoice(InvoiceRecord::Blue(b)) = v {
-        let status = if b.fully_reversed() {
-            "reversed"
-        } else if !b.red_letters.is_empty() {
-            "partially_reversed"
-        } else {
-            "issued"
-        };
-        *c.invoices_by_status.entry(status).or_default() += 1;
+        *c.invoices_by_status.entry(b.status().name()).or_default() += 1;
         match b.claim.as_ref().map(|c| c.closed_at.is_some()) {
             Some(false) => *c.invoices_by_status.entry("claimed").or_default() += 1,
             Some(true) => *c.invoices_by_status.entry("reimbursed").or_default() += 1,

@@ -101,35 +101,11 @@ fn commit(store: &Store, g: &Genesis, height: u64, kinds: Vec<EventKind>) {
 }
 
 fn pay(id: &str, fen: i64) -> EventKind {
-    EventKind::PaymentRecorded(PaymentRecorded {
-        payment_id: id.into(),
-        amount: Fen::from_fen(fen),
-        currency: Currency::Cny,
-        method: PaymentMethod::Cash,
-        terminal_id: String::new(),
-        external_ref: String::new(),
-    })
+    fapiao_testkit::payment(id, fen)
 }
 
 fn invoice(id: &str, payment: &str) -> EventKind {
-    EventKind::InvoiceRequested(InvoiceRequested {
-        request_id: id.into(),
-        invoice_type: InvoiceType::Normal,
-        buyer: Buyer {
-            name: "B".into(),
-            tax_id: None,
-        },
-        lines: vec![LineItem {
-            description: "x".into(),
-            tax_code: "3070401000000000000".into(),
-            quantity: Quantity(1000),
-            unit_price: Fen::from_fen(100),
-            tax_rate: TaxRate::Bp(600),
-        }],
-        payment_ids: vec![payment.into()],
-        retry_of: None,
-        replaces: None,
-    })
+    fapiao_testkit::invoice_request(id, "B", vec![fapiao_testkit::line("x", 100, 600)], &[payment])
 }
 
 fn build(dir: &std::path::Path, g: &Genesis) {

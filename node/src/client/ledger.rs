@@ -78,7 +78,7 @@ pub(crate) fn payment(opts: &ClientOpts, cmd: PaymentCommand) -> Result<()> {
                     Fen::from_fen(p.invoiced_fen).to_string(),
                     Fen::from_fen(p.invoiceable_fen).to_string(),
                     format_time(p.recorded_at_ms),
-                    if p.reversed.is_some() { "  VOIDED" } else { "" }
+                    if p.voided.is_some() { "  VOIDED" } else { "" }
                 );
             }
             if let Some(last) = page.last() {
@@ -108,7 +108,7 @@ fn print_payment(p: &PaymentDto) {
     if !p.external_ref.is_empty() {
         println!("  reference    {}", p.external_ref);
     }
-    if let Some(r) = &p.reversed {
+    if let Some(r) = &p.voided {
         println!(
             "  VOIDED       {} ({}; event {})",
             format_time(r.at_ms),

@@ -51,15 +51,15 @@ pub(crate) fn refund(
     ctx.print_submitted(&format!("refund {id}"), &r)
 }
 
-pub(crate) fn reverse(opts: &ClientOpts, payment: String, reason: String) -> Result<()> {
+pub(crate) fn void(opts: &ClientOpts, payment: String, reason: String) -> Result<()> {
     let ctx = Ctx::new(opts)?;
     let key = ctx.client_key()?;
     let (_, r) = ctx.submit(
         &key,
-        EventKind::PaymentReversed(PaymentReversed {
+        EventKind::PaymentVoided(PaymentVoided {
             payment_id: payment.clone(),
             reason,
         }),
     )?;
-    ctx.print_submitted(&format!("reversal of payment {payment}"), &r)
+    ctx.print_submitted(&format!("void of payment {payment}"), &r)
 }

@@ -175,13 +175,13 @@ pub fn entry_json(e: &Entry) -> Value {
             let b = &ev.body;
             let data = match &b.kind {
                 EventKind::PaymentRecorded(p) => json!({
-                    "payment_id": p.payment_id, "amount_fen": p.amount.fen(), "currency": "CNY",
+                    "payment_id": p.payment_id, "amount_fen": p.amount.fen(), "currency": p.currency.code(),
                     "method": p.method.name(), "terminal_id": p.terminal_id, "external_ref": p.external_ref,
                 }),
                 EventKind::PaymentRefunded(r) => json!({
                     "payment_id": r.payment_id, "refund_id": r.refund_id, "amount_fen": r.amount.fen(), "reason": r.reason,
                 }),
-                EventKind::PaymentReversed(r) => json!({"payment_id": r.payment_id, "reason": r.reason}),
+                EventKind::PaymentVoided(r) => json!({"payment_id": r.payment_id, "reason": r.reason}),
                 EventKind::InvoiceRequested(r) => json!({
                     "request_id": r.request_id, "invoice_type": r.invoice_type.name(), "buyer": buyer_json(&r.buyer),
                     "lines": r.lines.iter().map(line_json).collect::<Vec<_>>(), "payment_ids": r.payment_ids,

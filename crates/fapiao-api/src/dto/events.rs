@@ -36,6 +36,7 @@ pub struct SubmitResult {
     /// The event id, hex.
     pub event_id: String,
     /// `pending`, `committed` or `rejected`.
+    #[schema(schema_with = submit_states_schema)]
     pub status: String,
     /// The block height when committed.
     pub height: Option<u64>,
@@ -43,6 +44,7 @@ pub struct SubmitResult {
     /// its original outcome.
     pub duplicate: bool,
     /// For `rejected`: the code.
+    #[schema(schema_with = rejection_codes_schema)]
     pub code: Option<String>,
     /// For `rejected`: why.
     pub message: Option<String>,
@@ -74,12 +76,14 @@ pub struct EventStatusDto {
     /// The event id.
     pub event_id: String,
     /// `pending`, `committed`, `certified` or `rejected`.
+    #[schema(schema_with = event_states_schema)]
     pub status: String,
     /// Block height.
     pub height: Option<u64>,
     /// Entry index in the block.
     pub index: Option<u32>,
     /// For `rejected`: code.
+    #[schema(schema_with = rejection_codes_schema)]
     pub code: Option<String>,
     /// For `rejected`: why.
     pub message: Option<String>,
@@ -114,4 +118,17 @@ fn error_code_schema() -> utoipa::openapi::Object {
         .schema_type(utoipa::openapi::Type::String)
         .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
         .build()
+}
+
+fn submit_states_schema() -> utoipa::openapi::Object {
+    closed_set(["pending", "committed", "rejected"], false)
+}
+
+fn event_states_schema() -> utoipa::openapi::Object {
+    closed_set(["pending", "committed", "certified", "rejected"], false)
+}
+
+/// Why an admitted event was dropped when its block was built: one of the error codes.
+fn rejection_codes_schema() -> utoipa::openapi::Object {
+    closed_set(ErrorCode::ALL.iter().map(|c| c.as_str()), true)
 }

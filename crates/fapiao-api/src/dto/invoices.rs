@@ -1,6 +1,7 @@
 //! Invoices and their lines, forms, claims, history and proof; the monthly quota.
 
 use super::*;
+use fapiao_core::event::{BookingStatus, FormState, InvoiceType, Party, RedLetterReason};
 
 /// The two flags a line may carry instead of a rate; no tax is charged under either.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -94,6 +95,7 @@ pub struct ClaimDto {
     /// When.
     pub claimed_at_ms: u64,
     /// `locked` (the claimant's flow is running) or `closed` (reimbursed: final).
+    #[schema(schema_with = claim_states_schema)]
     pub state: String,
     /// When it was closed.
     pub closed_at_ms: Option<u64>,
@@ -103,8 +105,10 @@ pub struct ClaimDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct BookingDto {
     /// `not_booked` (01), `booked_deducted` (02), `booked_not_deducted` (03), `withdrawn` (06).
+    #[schema(schema_with = booking_statuses_schema)]
     pub status: String,
     /// The platform's two-digit code.
+    #[schema(schema_with = booking_codes_schema)]
     pub code: String,
     /// The buyer member that recorded it.
     pub buyer: String,
@@ -118,9 +122,11 @@ pub struct FormSummaryDto {
     /// Its number on the invoice (from 1).
     pub form: u32,
     /// `seller` or `buyer`.
+    #[schema(schema_with = parties_schema)]
     pub initiator: String,
     /// `no_confirmation_needed`, `waiting_for_buyer`, `waiting_for_seller`, `confirmed`,
     /// `rejected`, `withdrawn` or `void` (a waiting form past its deadline is shown void).
+    #[schema(schema_with = form_states_schema)]
     pub state: String,
     /// When it was started.
     pub opened_at_ms: u64,
@@ -152,10 +158,12 @@ pub struct RedFormDto {
     /// Its number on the invoice.
     pub form: u32,
     /// `seller` or `buyer`.
+    #[schema(schema_with = parties_schema)]
     pub initiator: String,
     /// The buyer-side member that started it (a buyer's form).
     pub buyer: Option<String>,
     /// `issue_error` (01), `sales_return` (02), `service_termination` (03), `sales_discount` (04).
+    #[schema(schema_with = red_letter_reasons_schema)]
     pub reason: String,
     /// `full`, or the partial lines.
     pub scope: Value,
@@ -164,6 +172,7 @@ pub struct RedFormDto {
     /// The event that started it.
     pub event_id: String,
     /// As in [`FormSummaryDto`].
+    #[schema(schema_with = form_states_schema)]
     pub state: String,
     /// When it was started.
     pub opened_at_ms: u64,
@@ -277,6 +286,7 @@ pub struct InvoiceDto {
     /// 20-digit check code.
     pub check_code: String,
     /// `normal` or `special_vat` (blue only).
+    #[schema(schema_with = invoice_types_schema)]
     pub invoice_type: Option<String>,
     /// The request it answers.
     pub request_id: String,
@@ -335,12 +345,10 @@ impl InvoiceDto {
         match r {
             InvoiceRecord::Blue(b) => {
                 let i = &b.issued;
-                let status = if b.fully_reversed() {
-                    InvoiceStatusDto::Reversed
-                } else if b.red_letters.is_empty() {
-                    InvoiceStatusDto::Issued
-                } else {
-                    InvoiceStatusDto::PartiallyReversed
+                let status = match b.status() {
+                    InvoiceStatus::Issued => InvoiceStatusDto::Issued,
+                    InvoiceStatus::PartiallyReversed => InvoiceStatusDto::PartiallyReversed,
+                    InvoiceStatus::Reversed => InvoiceStatusDto::Reversed,
                 };
                 InvoiceDto {
                     number: i.number.to_string(),
@@ -553,4 +561,32 @@ impl ProofDto {
             checks_left_today,
         }
     }
+}
+
+fn claim_states_schema() -> utoipa::openapi::Object {
+    closed_set(["locked", "closed"], false)
+}
+
+fn booking_statuses_schema() -> utoipa::openapi::Object {
+    closed_set(BookingStatus::ALL.map(BookingStatus::name), false)
+}
+
+fn parties_schema() -> utoipa::openapi::Object {
+    closed_set(Party::ALL.map(Party::name), false)
+}
+
+fn form_states_schema() -> utoipa::openapi::Object {
+    closed_set(FormState::ALL.map(FormState::name), false)
+}
+
+fn red_letter_reasons_schema() -> utoipa::openapi::Object {
+    closed_set(RedLetterReason::ALL.map(RedLetterReason::name), false)
+}
+
+fn invoice_types_schema() -> utoipa::openapi::Object {
+    closed_set(InvoiceType::ALL.map(InvoiceType::name), true)
+}
+
+fn booking_codes_schema() -> utoipa::openapi::Object {
+    closed_set(BookingStatus::ALL.map(BookingStatus::code), false)
 }

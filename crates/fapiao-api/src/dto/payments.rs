@@ -1,15 +1,16 @@
 //! Payments and the daily reconciliation.
 
 use super::*;
+use fapiao_core::event::{Currency, PaymentMethod};
 
-/// A payment's reversal.
+/// A payment's voiding.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-pub struct ReversalDto {
+pub struct VoidDto {
     /// When.
     pub at_ms: u64,
     /// Why.
     pub reason: String,
-    /// The reversing event.
+    /// The voiding event.
     pub event_id: String,
 }
 
@@ -21,8 +22,10 @@ pub struct PaymentDto {
     /// Paid, fen.
     pub amount_fen: i64,
     /// Currency.
+    #[schema(schema_with = currencies_schema)]
     pub currency: String,
     /// Method.
+    #[schema(schema_with = payment_methods_schema)]
     pub method: String,
     /// Terminal.
     pub terminal_id: String,
@@ -36,11 +39,11 @@ pub struct PaymentDto {
     pub refunded_fen: i64,
     /// Refund ids.
     pub refund_ids: Vec<String>,
-    /// Reversal, if reversed.
-    pub reversed: Option<ReversalDto>,
+    /// Its voiding, if it was voided as wrongly entered.
+    pub voided: Option<VoidDto>,
     /// Covered by issued, unreversed invoices, fen.
     pub invoiced_fen: i64,
-    /// Still invoiceable, fen (paid - refunded - invoiced, at least 0; 0 if reversed).
+    /// Still invoiceable, fen (paid - refunded - invoiced, at least 0; 0 if voided).
     pub invoiceable_fen: i64,
     /// Invoices that drew on it.
     pub invoices: Vec<String>,
@@ -56,7 +59,7 @@ impl From<&PaymentView> for PaymentDto {
         PaymentDto {
             payment_id: r.recorded.payment_id.clone(),
             amount_fen: r.recorded.amount.fen(),
-            currency: "CNY".into(),
+            currency: r.recorded.currency.code().into(),
             method: r.recorded.method.name().into(),
             terminal_id: r.recorded.terminal_id.clone(),
             external_ref: r.recorded.external_ref.clone(),
@@ -64,13 +67,13 @@ impl From<&PaymentView> for PaymentDto {
             event_id: r.event.to_string(),
             refunded_fen: r.refunded.fen(),
             refund_ids: r.refund_ids.clone(),
-            reversed: r.reversed.as_ref().map(|x| ReversalDto {
+            voided: r.voided.as_ref().map(|x| VoidDto {
                 at_ms: x.at.0,
                 reason: x.reason.clone(),
                 event_id: x.event.to_string(),
             }),
             invoiced_fen: invoiced,
-            invoiceable_fen: if r.reversed.is_some() {
+            invoiceable_fen: if r.voided.is_some() {
                 0
             } else {
                 // Both within the amount bound: the difference is exact.
@@ -88,6 +91,7 @@ pub struct ReconRowDto {
     /// `YYYY-MM-DD` (UTC+8), or `all` for the total.
     pub day: String,
     /// Payment method, or `all`.
+    #[schema(schema_with = payment_methods_schema)]
     pub method: String,
     /// Payments (not counting voided ones).
     pub payments: u64,
@@ -235,4 +239,12 @@ impl ReconciliationDto {
             balanced: r.errors.is_empty(),
         }
     }
+}
+
+fn currencies_schema() -> utoipa::openapi::Object {
+    closed_set(Currency::ALL.map(Currency::code), false)
+}
+
+fn payment_methods_schema() -> utoipa::openapi::Object {
+    closed_set(PaymentMethod::ALL.map(PaymentMethod::name), false)
 }

@@ -1,11 +1,13 @@
 //! Invoice requests, their failures and the failure catalogue.
 
 use super::*;
+use fapiao_core::event::FailureReason;
 
 /// A failure reason with its catalogue entry.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct FailureInfoDto {
     /// Stable code.
+    #[schema(schema_with = failure_codes_schema)]
     pub code: String,
     /// Whether the unchanged request can succeed later.
     pub retryable: bool,
@@ -22,6 +24,7 @@ pub struct FailureInfoDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct AutoReissueDto {
     /// `fee_deposit` or `quota`.
+    #[schema(schema_with = reissue_triggers_schema)]
     pub trigger: String,
     /// The deposit id, for a fee deposit.
     pub deposit_id: Option<String>,
@@ -39,6 +42,7 @@ pub struct RequestDto {
     /// The request id.
     pub request_id: String,
     /// `invoice` or `red_letter`.
+    #[schema(schema_with = request_kinds_schema)]
     pub kind: String,
     /// Block time.
     pub requested_at_ms: u64,
@@ -46,6 +50,7 @@ pub struct RequestDto {
     pub event_id: String,
     /// `issued`, `reversed`, `awaiting_confirmation` (a red-letter request whose form
     /// waits for the buyer) or `failed`.
+    #[schema(schema_with = request_outcomes_schema)]
     pub outcome: String,
     /// The invoice issued (or red-letter number).
     pub invoice_number: Option<String>,
@@ -144,6 +149,7 @@ pub struct FailureDto {
     /// The request.
     pub request_id: String,
     /// Code.
+    #[schema(schema_with = failure_codes_schema)]
     pub code: String,
     /// Retryable unchanged.
     pub retryable: bool,
@@ -194,6 +200,7 @@ pub struct FailureListDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CatalogueEntryDto {
     /// Code.
+    #[schema(schema_with = failure_codes_schema)]
     pub code: String,
     /// Retryable unchanged.
     pub retryable: bool,
@@ -201,4 +208,20 @@ pub struct CatalogueEntryDto {
     pub cause: String,
     /// Remedy.
     pub remedy: String,
+}
+
+fn reissue_triggers_schema() -> utoipa::openapi::Object {
+    closed_set(["fee_deposit", "quota"], false)
+}
+
+fn request_kinds_schema() -> utoipa::openapi::Object {
+    closed_set(["invoice", "red_letter"], false)
+}
+
+fn request_outcomes_schema() -> utoipa::openapi::Object {
+    closed_set(["issued", "reversed", "awaiting_confirmation", "failed"], false)
+}
+
+fn failure_codes_schema() -> utoipa::openapi::Object {
+    closed_set(FailureReason::ALL.map(|r| catalogue::info(r).code), false)
 }

@@ -2,6 +2,7 @@
 //! ([`MemLedger`]): the [`Ledger`] its replica writes through, which survives a simulated
 //! crash.
 
+use crate::disk::ChainRead;
 use crate::replica::{Ledger, Persisted, StoredHead};
 use crate::validate::{reexecute, Invalid};
 use fapiao_core::block::entries_root;
@@ -224,43 +225,78 @@ impl MemLedger {
         self.chains.get(&chain)
     }
 
-    /// What a restarting replica loads.
+    /// What a restarting replica loads: the node's rule ([`crate::disk::load`]) over
+    /// this memory.
     pub fn persisted(&self) -> Persisted {
-        let mut p = Persisted::default();
-        for (chain, c) in &self.chains {
-            if let Some(b) = c.blocks.last() {
-                p.heads.insert(
+        match crate::disk::load(self, &self.genesis, crate::disk::LoadLimits::default()) {
+            Ok(p) => p,
+            Err(e) => match e {},
+        }
+    }
+
+    /// The block of `chain` at `height`.
+    fn block_at(&self, chain: MemberCode, height: u64) -> Option<&Block> {
+        self.chains.get(&chain)?.blocks.get(height.checked_sub(1)? as usize)
+    }
+}
+
+impl ChainRead for MemLedger {
+    type Error = Infallible;
+
+    fn heads(&self) -> Result<Vec<(MemberCode, StoredHead)>, Infallible> {
+        Ok(self
+            .chains
+            .iter()
+            .filter_map(|(chain, c)| {
+                let b = c.blocks.last()?;
+                Some((
                     *chain,
                     StoredHead {
                         height: b.header.body.height,
                         hash: b.header.hash(),
                         timestamp: b.header.body.timestamp,
                     },
-                );
-            }
-            let mut certified = 0;
-            while let Some(cert) = self.certs.get(&(*chain, certified + 1)) {
-                match c.blocks.get(certified as usize) {
-                    Some(b) if b.header.hash() == cert.block => certified += 1,
-                    _ => break,
-                }
-            }
-            p.certified.insert(*chain, certified);
-        }
-        let floor = |chain: &MemberCode| p.certified.get(chain).copied().unwrap_or(0);
-        p.certificates = self
+                ))
+            })
+            .collect())
+    }
+
+    fn block(&self, chain: MemberCode, height: u64) -> Result<Option<Block>, Infallible> {
+        Ok(self.block_at(chain, height).cloned())
+    }
+
+    fn block_hash(&self, chain: MemberCode, height: u64) -> Result<Option<BlockHash>, Infallible> {
+        Ok(self.block_at(chain, height).map(|b| b.header.hash()))
+    }
+
+    fn certificate(&self, chain: MemberCode, height: u64) -> Result<Option<Certificate>, Infallible> {
+        Ok(self.certs.get(&(chain, height)).cloned())
+    }
+
+    fn certificates(&self, chain: MemberCode, from: u64, limit: usize) -> Result<Vec<Certificate>, Infallible> {
+        Ok(self
             .certs
-            .iter()
-            .filter(|((c, h), _)| *h > floor(c))
-            .map(|(_, cert)| cert.clone())
-            .collect();
-        p.votes = self
+            .range((chain, from)..=(chain, u64::MAX))
+            .take(limit)
+            .map(|(_, c)| c.clone())
+            .collect())
+    }
+
+    fn votes(&self, chain: MemberCode, from: u64, limit: usize) -> Result<Vec<(u64, BlockHash)>, Infallible> {
+        Ok(self
             .votes
-            .iter()
-            .filter(|((c, h), _)| *h > floor(c))
-            .map(|((c, h), b)| (*c, *h, *b))
-            .collect();
-        p.evidence = self.evidence.values().cloned().collect();
-        p
+            .range((chain, from)..=(chain, u64::MAX))
+            .take(limit)
+            .map(|((_, h), b)| (*h, *b))
+            .collect())
+    }
+
+    fn evidence(&self) -> Result<Vec<Equivocation>, Infallible> {
+        Ok(self.evidence.values().cloned().collect())
+    }
+
+    /// The simulator keeps no record of it: every start reads from height 1.
+    fn certified_prefix(&self, _chain: MemberCode) -> Result<u64, Infallible> {
+        Ok(0)
     }
 }

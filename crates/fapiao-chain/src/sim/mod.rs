@@ -787,21 +787,16 @@ impl World {
                 to: hi,
             } => {
                 let d = &self.members[to].disk;
-                if !d.genesis.may_read(from_code, chain) {
+                // The node's rule, with no frame limit: the simulated network has none.
+                let answer =
+                    crate::disk::answer_blocks(d, &d.genesis, &self.config, from_code, (chain, lo, hi), usize::MAX);
+                let Some(blocks) = answer.unwrap_or_else(|e| match e {}) else {
                     // The node's responder refuses too (PROTOCOL.md, "Confidentiality").
                     self.violation(format!(
                         "member {from_code} asked for chain {chain}, which it may not read"
                     ));
                     return;
-                }
-                let hi = hi.min(lo.saturating_add(self.config.sync_blocks_max - 1));
-                let blocks: Vec<(Block, Option<Certificate>)> = (lo..=hi)
-                    .map_while(|h| {
-                        let b = d.chains.get(&chain)?.blocks.get(h.checked_sub(1)? as usize)?.clone();
-                        let cert = d.certs.get(&(chain, h)).filter(|c| c.block == b.header.hash()).cloned();
-                        Some((b, cert))
-                    })
-                    .collect();
+                };
                 self.send(to, from, Msg::Blocks { chain, blocks }, false);
             }
             Msg::CertificatesRequest {
@@ -810,12 +805,8 @@ impl World {
                 to: hi,
             } => {
                 let d = &self.members[to].disk;
-                let hi = hi.min(lo.saturating_add(self.config.sync_certificates_max - 1));
-                let certificates: Vec<Certificate> = d
-                    .certs
-                    .range((chain, lo)..=(chain, hi))
-                    .map(|(_, c)| c.clone())
-                    .collect();
+                let certificates =
+                    crate::disk::answer_certificates(d, &self.config, (chain, lo, hi)).unwrap_or_else(|e| match e {});
                 self.send(to, from, Msg::Certificates { chain, certificates }, false);
             }
             Msg::Certificates { chain, certificates } => self.input(

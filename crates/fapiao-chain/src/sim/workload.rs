@@ -22,7 +22,7 @@ use super::Rng;
 use fapiao_core::event::{
     BookingSet, BookingStatus, Buyer, ClaimAction, ClaimRequested, Currency, FailureReason, FeeDeposited, FormState,
     InvoiceRequested, InvoiceType, LineItem, MerchantPolicy, PaymentMethod, PaymentRecorded, PaymentRefunded,
-    PaymentReversed, QuotaAction, QuotaChange, RedFormAnswer, RedFormRef, RedFormStart, RedLetterReason,
+    PaymentVoided, QuotaAction, QuotaChange, RedFormAnswer, RedFormRef, RedFormStart, RedLetterReason,
     RedLetterRequested, RedLetterScope,
 };
 use fapiao_core::money::AMOUNT_FEN_MAX;
@@ -141,7 +141,7 @@ fn payment<S: StateRead<Error = Infallible>>(state: &S, id: &str) -> Option<Paym
 /// What is left to invoice of a live payment (paid − refunded − invoiced), if positive.
 fn invoiceable<S: StateRead<Error = Infallible>>(state: &S, id: &str) -> Option<i64> {
     let p = payment(state, id)?;
-    if p.reversed.is_some() {
+    if p.voided.is_some() {
         return None;
     }
     let invoiced = match read(state, StateKey::PaymentInvoicing(id.to_owned())) {
@@ -381,7 +381,7 @@ impl Workload {
         let id = self.pick(&self.payments.clone())?;
         let p = payment(state, &id)?;
         let refundable = p.recorded.amount.fen() - p.refunded.fen();
-        if refundable <= 0 || p.reversed.is_some() {
+        if refundable <= 0 || p.voided.is_some() {
             return None;
         }
         let amount = if self.rng.chance(20) {
@@ -410,7 +410,7 @@ impl Workload {
             }
             id = self.pick(&payments)?;
         }
-        let kind = EventKind::PaymentReversed(PaymentReversed {
+        let kind = EventKind::PaymentVoided(PaymentVoided {
             payment_id: id,
             reason: "entered twice".into(),
         });
@@ -959,7 +959,7 @@ impl WorkloadCounts {
                             }
                         }
                         EventKind::PaymentRefunded(_) => self.refunds += 1,
-                        EventKind::PaymentReversed(_) => self.payment_reversals += 1,
+                        EventKind::PaymentVoided(_) => self.payment_reversals += 1,
                         EventKind::InvoiceRequested(r) if r.retry_of.is_some() => self.retries += 1,
                         EventKind::FeeDeposited(_) => self.fee_deposits += 1,
                         EventKind::MerchantPolicySet(_) => self.policy_changes += 1,

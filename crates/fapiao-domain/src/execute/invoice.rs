@@ -280,11 +280,11 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                     format!("payment {pid} is not recorded"),
                 )));
             };
-            if p.reversed.is_some() {
+            if p.voided.is_some() {
                 return Ok(Err(fail(
-                    FailureReason::PaymentReversed,
+                    FailureReason::PaymentVoided,
                     field,
-                    format!("payment {pid} was reversed"),
+                    format!("payment {pid} was voided"),
                 )));
             }
             let invoiced = self.state.payment_invoicing(pid)?.unwrap_or_default();

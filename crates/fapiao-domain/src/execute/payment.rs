@@ -16,7 +16,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 recorded_at: self.block.timestamp,
                 refunded: Fen::ZERO,
                 refund_ids: Vec::new(),
-                reversed: None,
+                voided: None,
             }),
         );
         Ok(())
@@ -27,8 +27,8 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             .state
             .payment(payment_id)?
             .ok_or_else(|| Rejection::PaymentUnknown(payment_id.to_owned()))?;
-        if p.reversed.is_some() {
-            return Err(Rejection::PaymentAlreadyReversed(payment_id.to_owned()).into());
+        if p.voided.is_some() {
+            return Err(Rejection::PaymentAlreadyVoided(payment_id.to_owned()).into());
         }
         Ok(p)
     }
@@ -80,7 +80,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         Ok(())
     }
 
-    pub(super) fn reverse(&mut self, r: &PaymentReversed) -> Step<(), S::Error> {
+    pub(super) fn void(&mut self, r: &PaymentVoided) -> Step<(), S::Error> {
         let mut p = self.live_payment(&r.payment_id)?;
         if let Some(inv) = self.state.payment_invoicing(&r.payment_id)? {
             if inv.invoiced.is_positive() {
@@ -102,7 +102,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 .into());
             }
         }
-        p.reversed = Some(PaymentReversal {
+        p.voided = Some(PaymentVoid {
             event: self.id,
             at: self.block.timestamp,
             reason: r.reason.clone(),

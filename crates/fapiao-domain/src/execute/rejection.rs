@@ -48,9 +48,9 @@ pub enum Rejection {
     /// No such payment.
     #[error("payment {0} is not recorded on this chain")]
     PaymentUnknown(String),
-    /// The payment was reversed.
-    #[error("payment {0} was reversed")]
-    PaymentAlreadyReversed(String),
+    /// The payment was voided.
+    #[error("payment {0} was voided")]
+    PaymentAlreadyVoided(String),
     /// The refund is larger than what is left.
     #[error("refund exceeds what is left to refund of payment {payment_id} ({refundable})")]
     RefundExceedsRefundable {
@@ -104,7 +104,7 @@ impl Rejection {
             Rejection::DuplicateRequestId(_) => ErrorCode::DuplicateRequestId,
             Rejection::DuplicateDepositId(_) => ErrorCode::DuplicateDepositId,
             Rejection::PaymentUnknown(_) => ErrorCode::PaymentUnknown,
-            Rejection::PaymentAlreadyReversed(_) => ErrorCode::PaymentAlreadyReversed,
+            Rejection::PaymentAlreadyVoided(_) => ErrorCode::PaymentAlreadyVoided,
             Rejection::RefundExceedsRefundable { .. } => ErrorCode::RefundExceedsRefundable,
             Rejection::PaymentInvoiced { .. } => ErrorCode::PaymentInvoiced,
             Rejection::KeyNotAuthorized(_) => ErrorCode::KeyNotAuthorized,
@@ -121,7 +121,7 @@ impl Rejection {
             Rejection::WrongChain { .. } => Some("chain".into()),
             Rejection::Unauthorized { .. } => Some("author".into()),
             Rejection::Invalid { field, .. } => Some(field.clone()),
-            Rejection::DuplicatePaymentId(_) | Rejection::PaymentUnknown(_) | Rejection::PaymentAlreadyReversed(_) => {
+            Rejection::DuplicatePaymentId(_) | Rejection::PaymentUnknown(_) | Rejection::PaymentAlreadyVoided(_) => {
                 Some("payment_id".into())
             }
             Rejection::PaymentInvoiced { .. } => Some("payment_id".into()),

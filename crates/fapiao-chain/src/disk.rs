@@ -1,0 +1,146 @@
+//! The protocol's two rules that read a member's own storage, written once for every
+//! host: what a restarting replica loads ([`load`]), and what a peer's sync request is
+//! answered with ([`answer_blocks`], [`answer_certificates`]). The node runs them over
+//! RocksDB and the simulator over memory, each through [`ChainRead`], so the simulator
+//! exercises the rules the node runs.
+
+use crate::replica::{Config, Persisted, StoredHead};
+use fapiao_core::{Block, BlockHash, Certificate, Equivocation, Genesis, MemberCode};
+
+/// What the protocol reads from a member's storage. Reads only: the host writes.
+pub trait ChainRead {
+    /// A storage failure.
+    type Error;
+    /// Every chain's stored head.
+    fn heads(&self) -> Result<Vec<(MemberCode, StoredHead)>, Self::Error>;
+    /// The stored block of `chain` at `height`.
+    fn block(&self, chain: MemberCode, height: u64) -> Result<Option<Block>, Self::Error>;
+    /// The hash of the stored block of `chain` at `height`.
+    fn block_hash(&self, chain: MemberCode, height: u64) -> Result<Option<BlockHash>, Self::Error>;
+    /// The stored certificate of `chain` at `height` (it may certify a block this member
+    /// does not hold: evidence).
+    fn certificate(&self, chain: MemberCode, height: u64) -> Result<Option<Certificate>, Self::Error>;
+    /// At most `limit` stored certificates of `chain` from `from` up, by height.
+    fn certificates(&self, chain: MemberCode, from: u64, limit: usize) -> Result<Vec<Certificate>, Self::Error>;
+    /// At most `limit` of this member's votes on `chain` from `from` up: (height, block).
+    fn votes(&self, chain: MemberCode, from: u64, limit: usize) -> Result<Vec<(u64, BlockHash)>, Self::Error>;
+    /// The equivocation evidence held.
+    fn evidence(&self) -> Result<Vec<Equivocation>, Self::Error>;
+    /// A height up to which every block held of `chain` was found certified at the last
+    /// start (0 when the host keeps no such record): [`load`] starts there.
+    fn certified_prefix(&self, chain: MemberCode) -> Result<u64, Self::Error>;
+}
+
+/// A block in a sync answer, with its certificate when one certifies it.
+pub type BlockAnswer = (Block, Option<Certificate>);
+
+/// How much [`load`] reads at a time and keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadLimits {
+    /// Rows per storage read.
+    pub page_rows: usize,
+    /// Most certificates above a chain's certified prefix handed to the replica; the
+    /// rest are fetched again by sync.
+    pub certificates_max: usize,
+}
+
+impl Default for LoadLimits {
+    fn default() -> Self {
+        LoadLimits {
+            page_rows: 1024,
+            certificates_max: 10_000,
+        }
+    }
+}
+
+/// What a restarting replica needs from storage: every head, and per member's chain the
+/// certified prefix (extended from the one recorded at the last start, a certificate
+/// counting only when it certifies the block held at its height), the certificates and
+/// this member's votes above it, and the evidence. Reads a page at a time, only above
+/// each recorded prefix; the host records the new prefixes from `certified`.
+pub fn load<S: ChainRead>(s: &S, genesis: &Genesis, limits: LoadLimits) -> Result<Persisted, S::Error> {
+    let mut p = Persisted::default();
+    p.heads.extend(s.heads()?);
+    let page_rows = limits.page_rows.max(1);
+    for m in genesis.members() {
+        let chain = m.code;
+        let head = p.heads.get(&chain).map_or(0, |h| h.height);
+        let mut certified = s.certified_prefix(chain)?.min(head);
+        let mut next = certified + 1;
+        loop {
+            let page = s.certificates(chain, next, page_rows)?;
+            let Some(last) = page.last() else { break };
+            next = last.height + 1;
+            for cert in page {
+                // A certificate for a block this member does not hold (stored before the
+                // block arrived) does not extend the prefix; the replica matches it later.
+                let holds = cert.height <= head && s.block_hash(chain, cert.height)? == Some(cert.block);
+                if cert.height == certified + 1 && holds {
+                    certified = cert.height;
+                } else if cert.height > certified && p.certificates.len() < limits.certificates_max {
+                    p.certificates.push(cert);
+                }
+            }
+        }
+        p.certified.insert(chain, certified);
+        // Votes above the prefix: at most the blocks not yet certified.
+        let mut next = certified + 1;
+        loop {
+            let page = s.votes(chain, next, page_rows)?;
+            let Some(&(last, _)) = page.last() else { break };
+            next = last + 1;
+            p.votes.extend(page.into_iter().map(|(h, b)| (chain, h, b)));
+        }
+    }
+    p.evidence = s.evidence()?;
+    Ok(p)
+}
+
+/// The answer to `asker`'s request for the blocks of `chain` from `from` to `to`: `None`
+/// when `asker` may not read that chain (confidentiality: the sender refuses), else the
+/// consecutive blocks held from `from`, each with its certificate when one certifies
+/// that very block, at most `config.sync_blocks_max` of them and, past the first, at most
+/// `bytes_max` encoded bytes in all (so the answer fits the transport's frame).
+pub fn answer_blocks<S: ChainRead>(
+    s: &S,
+    genesis: &Genesis,
+    config: &Config,
+    asker: MemberCode,
+    (chain, from, to): (MemberCode, u64, u64),
+    bytes_max: usize,
+) -> Result<Option<Vec<BlockAnswer>>, S::Error> {
+    if !genesis.may_read(asker, chain) {
+        return Ok(None);
+    }
+    let last = to.min(from.saturating_add(config.sync_blocks_max.saturating_sub(1)));
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for h in from..=last {
+        let Some(b) = s.block(chain, h)? else { break };
+        bytes = bytes.saturating_add(fapiao_core::codec::to_bytes(&b).len());
+        if !out.is_empty() && bytes > bytes_max {
+            break;
+        }
+        let cert = s.certificate(chain, h)?.filter(|c| c.block == b.header.hash());
+        out.push((b, cert));
+    }
+    Ok(Some(out))
+}
+
+/// The answer to a request for the certificates of `chain` from `from` to `to`: those
+/// held, by height, at most `config.sync_certificates_max`. Certificates are public
+/// (every member may check any chain's certified heads).
+pub fn answer_certificates<S: ChainRead>(
+    s: &S,
+    config: &Config,
+    (chain, from, to): (MemberCode, u64, u64),
+) -> Result<Vec<Certificate>, S::Error> {
+    let last = to.min(from.saturating_add(config.sync_certificates_max.saturating_sub(1)));
+    if last < from {
+        return Ok(Vec::new());
+    }
+    let span = usize::try_from(last - from + 1).unwrap_or(usize::MAX);
+    let mut out = s.certificates(chain, from, span)?;
+    out.retain(|c| c.height <= last);
+    Ok(out)
+}
