@@ -16,7 +16,7 @@ use fapiao_domain::StateRead;
 use fapiao_engine::EventStatus;
 use fapiao_fuzz::http::harness;
 use fapiao_fuzz::{fixed, key, MERCHANT};
-use fapiao_net::wire::{encode_frame, encode_gossip, Gossip, Request, Response, WireHead};
+use fapiao_net::wire::{encode_frame, encode_gossip, Gossip, Request, Response, HeadSummary};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -370,7 +370,7 @@ fn main() {
     ] {
         out.put("sync_request", name, &frame(&r));
     }
-    let heads = Response::Heads(vec![WireHead {
+    let heads = Response::Heads(vec![HeadSummary {
         chain,
         height: head.height,
         hash: head.hash,

@@ -40,6 +40,7 @@ fn total_blocks(store: &Store, genesis: &Genesis) -> Result<u64> {
         .sum())
 }
 
+// Long: the replay command: options, progress, the run and its report.
 pub(crate) fn run_replay(
     data: &Path,
     genesis: Option<&Path>,
@@ -124,6 +125,7 @@ pub(crate) fn run_replay(
     Ok(())
 }
 
+// Long: prints the audit report's sections in order.
 fn print_report(r: &ReplayReport, secs: f64) {
     let c = &r.counts;
     println!(
@@ -153,7 +155,7 @@ fn print_report(r: &ReplayReport, secs: f64) {
         );
     }
     println!(
-        "payments {} (paid {}), refunds {} (refunded {}), payment reversals {}",
+        "payments {} (paid {}), refunds {} (refunded {}), payments voided {}",
         c.payments,
         yuan(c.paid_fen),
         c.refunds,

@@ -74,6 +74,7 @@ pub(crate) fn presign_for(
         .collect()
 }
 
+// Long: one measured scenario; its phases share the engine and the clock it reads.
 pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients: usize) -> Result<()> {
     if data.exists() {
         bail!("{} exists; the benchmark makes a fresh network there", data.display());

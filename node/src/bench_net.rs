@@ -91,6 +91,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+// Long: one measured scenario; its phases share the processes and the clock it reads.
 pub(crate) fn run(
     data: &Path,
     events: usize,

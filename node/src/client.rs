@@ -26,7 +26,7 @@ pub(crate) use invoices::{invoice, InvoiceCommand};
 pub(crate) use keys::{key, KeyCommand};
 pub(crate) use ledger::{block, evidence, payment, BlockCommand, PaymentCommand};
 pub(crate) use payments::{pay, refund, void};
-pub(crate) use reports::{outbox, reconcile, status};
+pub(crate) use reports::{outbox_flush, outbox_status, reconcile, status};
 
 /// Options every client command takes.
 #[derive(Args, Clone)]

@@ -18,8 +18,17 @@ fn random_token() -> String {
 }
 
 fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `n` distinct free ports on loopback. All are held open until every one is chosen:
+/// taking them one at a time could hand the same port out twice (a node's peer port and
+/// its API port), which failed that node's start with "address already in use".
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// The dev merchant's opening fee balance: 1,000.00 yuan, 10,000 invoices at 0.10.
@@ -157,6 +166,7 @@ fn dev_merchant_tax_id(code: u32) -> String {
 
 /// Writes one member's node directory: keys, genesis, node.toml, read token, client
 /// profile and the bootstrap event that authorises the client key.
+// Long: one node's config file, section by section.
 fn write_node(
     dir: &Path,
     genesis: &Genesis,
@@ -304,7 +314,9 @@ pub(crate) fn init_multi(dir: &Path, topology: Topology, fee_balance: Fen) -> Re
         );
     }
     let keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::generate()).collect();
-    let p2p: Vec<u16> = (0..nodes).map(|_| free_port()).collect::<Result<_>>()?;
+    // Every node's peer port and API port, all distinct.
+    let ports = free_ports(2 * nodes)?;
+    let (p2p, http) = ports.split_at(nodes);
     let members: Vec<(u32, &SecretKey, Option<String>, bool)> = keys
         .iter()
         .enumerate()
@@ -329,9 +341,17 @@ pub(crate) fn init_multi(dir: &Path, topology: Topology, fee_balance: Fen) -> Re
         files::write_key_file(&d.join("buyer.key"), &buyer, true)?;
         let listen = format!("/ip4/127.0.0.1/tcp/{}", p2p[i]);
         if i < n {
-            write_node(d, &genesis, DEV_CHAIN + i as u32, &keys[i], None, Some(listen), true)?;
+            write_node(
+                d,
+                &genesis,
+                DEV_CHAIN + i as u32,
+                &keys[i],
+                Some(http[i]),
+                Some(listen),
+                true,
+            )?;
         } else {
-            write_node(d, &genesis, DEV_VERIFIER, &verifier, None, Some(listen), true)?;
+            write_node(d, &genesis, DEV_VERIFIER, &verifier, Some(http[i]), Some(listen), true)?;
         }
     }
     Ok(dirs)

@@ -10,7 +10,7 @@ use fapiao_core::{
     MemberCode, NetworkId, SecretKey, Timestamp,
 };
 use fapiao_net::hostile::{self, HostileCommand, HostileEvent, Topic};
-use fapiao_net::{Command, Gossip, NetConfig, NetEvent, Request, Response, WireHead};
+use fapiao_net::{Command, Gossip, HeadSummary, NetConfig, NetEvent, Request, Response};
 use fapiao_store::tables::Head;
 use fapiao_store::{Store, StoreOptions};
 use std::collections::{BTreeMap, BTreeSet};
@@ -128,6 +128,7 @@ const EXTRA_CONNECTIONS: usize = 4;
 ///
 /// It never signs two blocks at one height the real chain holds or will reach, so it
 /// produces no equivocation evidence: the member's real node can come back and catch up.
+// Long: one scripted fault drill, its steps in the order the drill plays them.
 pub(crate) async fn garbage(cfg: &Loaded, seconds: u64) -> Result<()> {
     let genesis = files::read_genesis(&cfg.path(&cfg.config.genesis))?;
     let key = files::read_key_file(&cfg.path(&cfg.config.member_key))?;
@@ -216,8 +217,8 @@ fn frame(len: usize, body: &[u8]) -> Vec<u8> {
 }
 
 /// A head summary with the zero hash: what the drill claims for chains it does not hold.
-fn fake_head(chain: MemberCode, height: u64, certified: u64) -> WireHead {
-    WireHead {
+fn fake_head(chain: MemberCode, height: u64, certified: u64) -> HeadSummary {
+    HeadSummary {
         chain,
         height,
         hash: BlockHash(Hash32::ZERO),
@@ -422,6 +423,7 @@ impl Kit {
 
     /// One round of gossip, every kind on every topic, in an order that rotates so that a
     /// different kind comes first on each connection (the first invalid one gets us banned).
+    // Long: one scripted fault drill, its steps in the order the drill plays them.
     fn gossip(&mut self, round: u64) -> Vec<(Topic, Vec<u8>, &'static str)> {
         let mut out: Vec<(Topic, Vec<u8>, &'static str)> = Vec::new();
         if self.heavy {
@@ -605,6 +607,7 @@ impl Kit {
 
     /// One round of sync requests to one member: valid ones that cost the node work, and
     /// frames that are oversized, truncated, undecodable or of the wrong type.
+    // Long: one scripted fault drill, its steps in the order the drill plays them.
     fn requests(&mut self, round: u64) -> Vec<(Vec<u8>, bool, &'static str)> {
         let req = |r: &Request| {
             let b = codec::to_bytes(r);
@@ -714,6 +717,7 @@ impl Kit {
     }
 
     /// Our answer to a node's sync request, taking turns through the kinds of garbage.
+    // Long: one scripted fault drill, its steps in the order the drill plays them.
     fn answer(&mut self, bytes: &[u8]) -> (Vec<u8>, &'static str) {
         let resp = |r: &Response| {
             let b = codec::to_bytes(r);
@@ -726,7 +730,7 @@ impl Kit {
             return match (request, n % 3) {
                 (Some(Request::Heads), 0) => {
                     // Chains not in genesis, new ones each time.
-                    let heads: Vec<WireHead> = (0..5000)
+                    let heads: Vec<HeadSummary> = (0..5000)
                         .filter_map(|_| {
                             self.stray = if self.stray >= MemberCode::MAX {
                                 1
@@ -743,7 +747,7 @@ impl Kit {
                     )
                 }
                 (Some(Request::Heads), _) => {
-                    let heads: Vec<WireHead> = self
+                    let heads: Vec<HeadSummary> = self
                         .heads
                         .keys()
                         .map(|c| fake_head(*c, u64::MAX / 2, u64::MAX / 4))
@@ -773,7 +777,7 @@ impl Kit {
                     "answer: certificates for heads",
                 ),
                 1 => {
-                    let mut heads: Vec<WireHead> = self
+                    let mut heads: Vec<HeadSummary> = self
                         .heads
                         .keys()
                         .map(|c| fake_head(*c, u64::MAX / 2, u64::MAX / 2))
@@ -790,7 +794,7 @@ impl Kit {
                     )
                 }
                 _ => {
-                    let heads: Vec<WireHead> = self
+                    let heads: Vec<HeadSummary> = self
                         .heads
                         .keys()
                         .map(|c| fake_head(*c, u64::MAX / 2, u64::MAX / 2))

@@ -145,11 +145,7 @@ fn parse_member(a: MemberArgs) -> Result<Member> {
 }
 
 fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Timestamp(ms)
+    fapiao_engine::wall_clock()
 }
 
 pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {

@@ -483,12 +483,7 @@ enum DrillCommand {
 
 /// Wall-clock now, the rim's only clock.
 pub(crate) fn now() -> fapiao_core::Timestamp {
-    fapiao_core::Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-    )
+    fapiao_engine::wall_clock()
 }
 
 /// Output piped into a reader that stopped (`fapiao invoice show N --format text | head`)
@@ -535,6 +530,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
+// Long: the command table: one arm per command, each a call into a module.
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Keygen { out, force } => {
@@ -598,8 +594,8 @@ fn run(cli: Cli) -> Result<()> {
         } => client::policy_set(&opts, &types, &max_total, &rates),
         Command::Reconcile { from, to, format, opts } => client::reconcile(&opts, &from, &to, &format),
         Command::Outbox { command, opts } => match command {
-            OutboxCommand::Status => client::outbox(&opts, false, 0),
-            OutboxCommand::Flush { wait } => client::outbox(&opts, true, wait),
+            OutboxCommand::Status => client::outbox_status(&opts),
+            OutboxCommand::Flush { wait } => client::outbox_flush(&opts, wait),
         },
         Command::BenchVerify { bundle, genesis, runs } => proof_cmd::bench(&bundle, &genesis, runs),
         Command::Drill { command } => {

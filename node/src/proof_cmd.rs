@@ -54,6 +54,7 @@ pub(crate) fn get(profile: &Path, number: &str, factors: Factors<'_>, out: &Path
 }
 
 /// Verifies a bundle file offline. Returns whether it is valid (the caller exits 0 or 1).
+// Long: prints every field of a verified bundle, in the order a verifier reads them.
 pub(crate) fn verify(
     bundle: &Path,
     genesis: &Path,

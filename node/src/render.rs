@@ -155,6 +155,7 @@ impl Document<'_> {
     }
 
     /// Plain text, with the QR code drawn in block characters (dark modules are ink).
+    // Long: the reprint's text template, top to bottom.
     pub(crate) fn text(&self) -> Result<String> {
         let i = self.invoice;
         let (buyer, buyer_tax_id) = self.buyer();
@@ -234,6 +235,7 @@ impl Document<'_> {
 
     /// A self-contained HTML page (inline CSS and SVG, nothing fetched), for screens and
     /// printing.
+    // Long: the reprint's HTML template, top to bottom.
     pub(crate) fn html(&self) -> Result<String> {
         let i = self.invoice;
         let (buyer, buyer_tax_id) = self.buyer();

@@ -10,7 +10,7 @@ use fapiao_engine::{ChainReplication, Engine, ReplicationStatus};
 use fapiao_net::{Command, Gossip, Net, NetEvent, Request, Response, Validation};
 use fapiao_store::tables::{chain_prefix, Certs, Table, Votes};
 use fapiao_store::{BlockCommit, PreparedState, Store, StoreError};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -51,16 +51,9 @@ impl Ledger for StoreLedger {
         let done = match reexecute(&self.genesis, block, &view) {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return Ok(Err(e)),
+            Err(fapiao_chain::ReadError::State(e)) => return Err(StoreError::from_exec(e, Some(chain))),
             // The store's own error where there is one (an IO failure is not damage).
-            Err(fapiao_chain::ReadError::State(fapiao_domain::state::ExecError::Read(e)))
-            | Err(fapiao_chain::ReadError::Tree(fapiao_core::smt::TreeError::Read(e))) => return Err(e),
-            Err(fapiao_chain::ReadError::State(fapiao_domain::state::ExecError::Corrupt(k))) => {
-                return Err(StoreError::Corrupt {
-                    table: "state",
-                    key: format!("chain {chain} {k:?}"),
-                    message: "value has the wrong type for its key".into(),
-                })
-            }
+            Err(fapiao_chain::ReadError::Tree(fapiao_core::smt::TreeError::Read(e))) => return Err(e),
             Err(fapiao_chain::ReadError::Tree(fapiao_core::smt::TreeError::Corrupt(depth))) => {
                 return Err(StoreError::Inconsistent {
                     chain,
@@ -360,6 +353,7 @@ impl Loop {
         Ok(())
     }
 
+    // Long: one arm per transport event.
     fn net_event(&mut self, ev: NetEvent) -> Result<()> {
         match ev {
             NetEvent::Connected(m) => self.feed(Input::PeerConnected(m))?,
@@ -413,14 +407,13 @@ impl Loop {
                     tracing::warn!(peer = %from, %chain, "refused blocks of a chain this member may not read");
                 }
                 (Request::Heads, Response::Heads(heads)) => {
-                    if let Err(e) = self.check_heads(&heads) {
+                    if let Err(e) = fapiao_chain::sync::check_heads(&self.ledger.genesis, &heads) {
                         self.penalise(from, e);
                         return Ok(());
                     }
                     for h in &heads {
                         self.peer_heights.insert((from, h.chain), h.height);
                     }
-                    let heads = heads.into_iter().map(Into::into).collect();
                     self.feed(Input::Heads { from, heads })?;
                 }
                 (Request::Blocks { chain, from: lo, .. }, Response::Blocks(blocks)) => {
@@ -434,18 +427,13 @@ impl Loop {
                     },
                     Response::Certificates(certificates),
                 ) => {
-                    let in_range = certificates.windows(2).all(|w| w[0].height < w[1].height)
-                        && certificates
-                            .iter()
-                            .all(|c| c.chain == chain && (lo..=hi).contains(&c.height));
-                    let verdict = if in_range {
-                        self.handle(Input::Certificates {
+                    let verdict = match fapiao_chain::sync::check_certificates(chain, (lo, hi), &certificates) {
+                        Ok(()) => self.handle(Input::Certificates {
                             from,
                             chain,
                             certificates,
-                        })?
-                    } else {
-                        Verdict::Invalid(Invalid::Link("certificates are not the range asked for".into()))
+                        })?,
+                        Err(e) => Verdict::Invalid(Invalid::Link(e)),
                     };
                     if let Verdict::Invalid(e) = verdict {
                         self.penalise(from, e.to_string());
@@ -457,78 +445,19 @@ impl Loop {
         Ok(())
     }
 
-    /// A heads answer names each merchant chain of genesis at most once, with its
-    /// certified prefix at or below its head: what an honest node's answer always is.
-    /// (Unknown chains would otherwise grow `peer_heights` without bound.)
-    fn check_heads(&self, heads: &[fapiao_net::WireHead]) -> Result<(), String> {
-        let genesis = &self.ledger.genesis;
-        let mut seen = BTreeSet::new();
-        for h in heads {
-            if genesis.merchant(h.chain).is_none() {
-                return Err(format!("heads name chain {}, not a merchant of genesis", h.chain));
-            }
-            if !seen.insert(h.chain) {
-                return Err(format!("heads name chain {} twice", h.chain));
-            }
-            if h.certified > h.height {
-                return Err(format!(
-                    "heads claim chain {} certified to {} above its head {}",
-                    h.chain, h.certified, h.height
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// A blocks answer is consecutive blocks of the chain asked, from the first height
-    /// asked, each linked to the one before; and it holds at least one block when the
-    /// peer's last heads claimed the chain at or above that height (blocks are never
-    /// removed, so an honest peer always has it).
-    fn check_blocks(
-        &self,
-        peer: MemberCode,
-        chain: MemberCode,
-        lo: u64,
-        blocks: &[(Block, Option<fapiao_core::Certificate>)],
-    ) -> Result<(), String> {
-        let in_order = blocks
-            .iter()
-            .enumerate()
-            .all(|(i, (b, _))| b.header.body.chain == chain && b.header.body.height == lo.saturating_add(i as u64));
-        if !in_order {
-            return Err("blocks are not the consecutive range asked for".into());
-        }
-        if !blocks
-            .windows(2)
-            .all(|w| w[1].0.header.body.parent == w[0].0.header.hash())
-        {
-            return Err("blocks in the answer do not link".into());
-        }
-        if let Some(claimed) = self.peer_heights.get(&(peer, chain)).filter(|h| **h >= lo) {
-            if blocks.is_empty() {
-                return Err(format!(
-                    "no block from height {lo} of chain {chain}, after claiming height {claimed}"
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Answers a sync request from member `asker`. Blocks go only to a member that may
     /// read the chain (its owner, a witness, a tax office): the rule is enforced here, by
     /// the sender. Heads and certificates hold no business data and go to any member.
     fn answer(&self, asker: MemberCode, request: &Request) -> Result<Response, StoreError> {
         match request {
-            Request::Heads => Ok(Response::Heads(
-                self.replica.heads().into_iter().map(Into::into).collect(),
-            )),
+            Request::Heads => Ok(Response::Heads(self.replica.heads())),
             Request::Blocks { chain, from, to } => {
                 let read = StoreRead(&self.ledger.store);
                 // Twice the largest block: the transport's frame holds at least that much
                 // (asserted in fapiao-net's configuration).
                 let bytes_max = self.engine.config().block_bytes_max * 2;
                 let config = self.replica.config();
-                let blocks = fapiao_chain::disk::answer_blocks(
+                let blocks = fapiao_chain::sync::answer_blocks(
                     &read,
                     &self.ledger.genesis,
                     config,
@@ -547,7 +476,7 @@ impl Loop {
             Request::Certificates { chain, from, to } => {
                 let read = StoreRead(&self.ledger.store);
                 let config = self.replica.config();
-                Ok(Response::Certificates(fapiao_chain::disk::answer_certificates(
+                Ok(Response::Certificates(fapiao_chain::sync::answer_certificates(
                     &read,
                     config,
                     (*chain, *from, *to),
@@ -564,7 +493,8 @@ impl Loop {
         lo: u64,
         blocks: Vec<(Block, Option<fapiao_core::Certificate>)>,
     ) -> Result<()> {
-        let verdict = match self.check_blocks(from, chain, lo, &blocks) {
+        let claimed = self.peer_heights.get(&(from, chain)).copied();
+        let verdict = match fapiao_chain::sync::check_blocks(chain, lo, &blocks, claimed) {
             Ok(()) => self.handle(Input::Blocks { from, chain, blocks })?,
             Err(e) => Verdict::Invalid(Invalid::Link(e)),
         };

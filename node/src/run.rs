@@ -21,6 +21,8 @@ pub(crate) struct Running {
 }
 
 /// Opens the store and starts the engine; binds the HTTP listener.
+// Long: a node's start-up in order (files, store, engine, transport, replication, API), each step using what the
+// one before set up.
 pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     let genesis = Arc::new(files::read_genesis(&cfg.path(&cfg.config.genesis))?);
     let key = files::read_key_file(&cfg.path(&cfg.config.member_key))?;

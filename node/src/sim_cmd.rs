@@ -30,6 +30,7 @@ pub(crate) struct SimArgs {
 }
 
 /// Runs the seeds, printing progress to stderr and failures and the summary to stdout.
+// Long: the run and its report, section by section.
 pub(crate) fn run(args: &SimArgs) -> Result<()> {
     let end = args
         .from

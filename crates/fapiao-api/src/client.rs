@@ -70,7 +70,9 @@ impl Client {
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
-            .unwrap_or_else(|_| reqwest::blocking::Client::new());
+            // Fails only when the TLS backend cannot start, and this build has none:
+            // never silently fall back to a client without the timeout.
+            .expect("an HTTP client without TLS builds");
         Client {
             base: base.trim_end_matches('/').to_string(),
             token,

@@ -274,6 +274,8 @@ impl Outbox {
 
     /// Submits waiting events in order, in batches, until the outbox is empty or the
     /// node cannot take more now.
+    // Long: one flush: send the pending events in order, in batches, stopping at the first refusal that waiting can
+    // lift; the batches share the report and the ordering rule.
     pub fn flush(&self, client: &Client) -> Result<FlushReport, OutboxError> {
         let mut report = FlushReport::default();
         let limit = self.confirm(client, &mut report)?;

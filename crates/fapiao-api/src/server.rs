@@ -71,10 +71,7 @@ pub(crate) struct RateLimiter {
 impl RateLimiter {
     /// Whether `ip` may make one more request in the current second.
     pub(crate) fn allow(&self, ip: std::net::IpAddr) -> bool {
-        let second = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let second = fapiao_engine::wall_clock().0 / 1000;
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if w.len() >= LIMITER_ADDRESSES_MAX && !w.contains_key(&ip) {
             // Windows of past seconds are spent: drop them. Clearing everything instead

@@ -109,9 +109,7 @@ fn booking_words(b: fapiao_core::event::BookingStatus) -> &'static str {
 }
 
 pub(crate) fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    fapiao_engine::wall_clock().0
 }
 
 /// Why a verification could not be answered.
@@ -247,6 +245,7 @@ pub(crate) async fn page(
 }
 
 /// The verified result: what the bundle proves, checked by the offline verifier.
+// Long: the verification page's HTML for a genuine invoice, top to bottom.
 fn genuine(s: &AppState, bundle: &Bundle, v: &fapiao_proof::Verified, left: u32) -> String {
     let i = &v.issued;
     let seller = s

@@ -155,6 +155,7 @@ struct TaxSupervisionInfo {
 
 /// The invoice as 数电 XML. A red invoice takes its buyer and invoice type from
 /// `original`, the blue invoice it reverses, which must be given.
+// Long: the 数电 XML's fields in the schema's order.
 pub fn invoice_xml(inv: &InvoiceDto, original: Option<&InvoiceDto>) -> Result<String, XmlError> {
     let red = inv.kind == InvoiceKindDto::Red;
     let head = if red {

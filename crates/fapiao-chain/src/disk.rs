@@ -1,10 +1,9 @@
-//! The protocol's two rules that read a member's own storage, written once for every
-//! host: what a restarting replica loads ([`load`]), and what a peer's sync request is
-//! answered with ([`answer_blocks`], [`answer_certificates`]). The node runs them over
-//! RocksDB and the simulator over memory, each through [`ChainRead`], so the simulator
-//! exercises the rules the node runs.
+//! What the protocol reads from a member's own storage ([`ChainRead`]), and what a
+//! restarting replica loads from it ([`load`]). The node implements [`ChainRead`] over
+//! RocksDB and the simulator over memory, so the simulator exercises the rules the node
+//! runs; the sync answers built from it are in [`crate::sync`].
 
-use crate::replica::{Config, Persisted, StoredHead};
+use crate::replica::{Persisted, StoredHead};
 use fapiao_core::{Block, BlockHash, Certificate, Equivocation, Genesis, MemberCode};
 
 /// What the protocol reads from a member's storage. Reads only: the host writes.
@@ -30,9 +29,6 @@ pub trait ChainRead {
     /// start (0 when the host keeps no such record): [`load`] starts there.
     fn certified_prefix(&self, chain: MemberCode) -> Result<u64, Self::Error>;
 }
-
-/// A block in a sync answer, with its certificate when one certifies it.
-pub type BlockAnswer = (Block, Option<Certificate>);
 
 /// How much [`load`] reads at a time and keeps.
 #[derive(Debug, Clone, Copy)]
@@ -94,53 +90,4 @@ pub fn load<S: ChainRead>(s: &S, genesis: &Genesis, limits: LoadLimits) -> Resul
     }
     p.evidence = s.evidence()?;
     Ok(p)
-}
-
-/// The answer to `asker`'s request for the blocks of `chain` from `from` to `to`: `None`
-/// when `asker` may not read that chain (confidentiality: the sender refuses), else the
-/// consecutive blocks held from `from`, each with its certificate when one certifies
-/// that very block, at most `config.sync_blocks_max` of them and, past the first, at most
-/// `bytes_max` encoded bytes in all (so the answer fits the transport's frame).
-pub fn answer_blocks<S: ChainRead>(
-    s: &S,
-    genesis: &Genesis,
-    config: &Config,
-    asker: MemberCode,
-    (chain, from, to): (MemberCode, u64, u64),
-    bytes_max: usize,
-) -> Result<Option<Vec<BlockAnswer>>, S::Error> {
-    if !genesis.may_read(asker, chain) {
-        return Ok(None);
-    }
-    let last = to.min(from.saturating_add(config.sync_blocks_max.saturating_sub(1)));
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
-    for h in from..=last {
-        let Some(b) = s.block(chain, h)? else { break };
-        bytes = bytes.saturating_add(fapiao_core::codec::to_bytes(&b).len());
-        if !out.is_empty() && bytes > bytes_max {
-            break;
-        }
-        let cert = s.certificate(chain, h)?.filter(|c| c.block == b.header.hash());
-        out.push((b, cert));
-    }
-    Ok(Some(out))
-}
-
-/// The answer to a request for the certificates of `chain` from `from` to `to`: those
-/// held, by height, at most `config.sync_certificates_max`. Certificates are public
-/// (every member may check any chain's certified heads).
-pub fn answer_certificates<S: ChainRead>(
-    s: &S,
-    config: &Config,
-    (chain, from, to): (MemberCode, u64, u64),
-) -> Result<Vec<Certificate>, S::Error> {
-    let last = to.min(from.saturating_add(config.sync_certificates_max.saturating_sub(1)));
-    if last < from {
-        return Ok(Vec::new());
-    }
-    let span = usize::try_from(last - from + 1).unwrap_or(usize::MAX);
-    let mut out = s.certificates(chain, from, span)?;
-    out.retain(|c| c.height <= last);
-    Ok(out)
 }

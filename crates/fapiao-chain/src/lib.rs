@@ -12,6 +12,7 @@ pub mod replica;
 /// `fapiao sim` (the node's `sim` feature) enable; a node never carries it.
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod sync;
 pub mod validate;
 
 pub use replica::{Config, Fatal, HeadSummary, Input, Ledger, Output, Persisted, Replica, StoredHead, Verdict};

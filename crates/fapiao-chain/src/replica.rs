@@ -67,8 +67,9 @@ impl Default for Config {
     }
 }
 
-/// One chain as a member sees it: what a heads request answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One chain as a member sees it: what a heads request answers (on the wire too, in the
+/// canonical encoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeadSummary {
     /// The chain.
     pub chain: MemberCode,
@@ -404,6 +405,7 @@ pub struct Replica {
 impl Replica {
     /// A replica for member `me` (whose key is `key`), restored from what its host
     /// persisted. `me` must be a member of genesis and `key` its key.
+    // Long: the replica's fields, each restored from what was persisted.
     pub fn new(config: Config, genesis: Genesis, me: MemberCode, key: SecretKey, persisted: Persisted) -> Replica {
         assert!(
             genesis.member(me).is_some_and(|m| m.key == key.public()),
@@ -549,7 +551,7 @@ impl Replica {
                 chain,
                 certificates,
             } => Ok(self.on_certificates(now, from, chain, certificates)),
-            Input::OwnBlock(block) => self.on_own_block(block, ledger).map_err(fatal),
+            Input::OwnBlock(block) => Ok(self.on_own_block(block)),
             Input::Tick => {
                 self.on_tick(now);
                 Ok(Verdict::Accepted)
@@ -576,6 +578,8 @@ impl Replica {
         }
     }
 
+    // Long: a received block's checks one after the other (header, height, entries, chain, link, time) and then
+    // storing and voting; each check ends in its own verdict.
     fn on_block<L: Ledger>(
         &mut self,
         now: Timestamp,
@@ -1432,14 +1436,14 @@ impl Replica {
         verdict
     }
 
-    fn on_own_block<L: Ledger>(&mut self, block: Block, ledger: &mut L) -> Result<Verdict, L::Error> {
+    /// Our own block, already stored by the producer: nothing to write here.
+    fn on_own_block(&mut self, block: Block) -> Verdict {
         let b = &block.header.body;
         let (chain, height) = (b.chain, b.height);
         assert_eq!(chain, self.me, "own blocks are on our own chain");
         let hash = block.header.hash();
         let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
         assert_eq!(height, c.height() + 1, "own blocks extend our head");
-        let _ = ledger;
         c.head = Some(StoredHead {
             height,
             hash,
@@ -1460,7 +1464,7 @@ impl Replica {
         }
         self.attest(chain, height, hash);
         self.after_append(chain, height, hash);
-        Ok(Verdict::Accepted)
+        Verdict::Accepted
     }
 
     fn on_tick(&mut self, now: Timestamp) {

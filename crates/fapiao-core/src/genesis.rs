@@ -176,6 +176,7 @@ impl Genesis {
     /// Validates and canonicalises (sorts members by code, the classification table by
     /// code and each policy's rate rules).
     /// `quorum` defaults to `floor(2n/3)+1` where n is the number of witnesses.
+    // Long: genesis's validity rules in FORMAT.md §5's order, each with its own error.
     pub fn new(
         network_name: String,
         created_at: Timestamp,
@@ -414,6 +415,7 @@ impl Genesis {
     }
 
     /// Parses and validates the TOML form.
+    // Long: one field of the genesis file per step, each with its own error naming the field.
     pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
         let file: GenesisFile = toml::from_str(text).map_err(|e| GenesisError::Toml(e.to_string()))?;
         if file.format_version != GENESIS_FORMAT_VERSION {

@@ -180,6 +180,7 @@ fn subproof(m: usize, leaves: &[Hash32], complete: bool, out: &mut Vec<Hash32>) 
 /// Checks a consistency proof between a tree of `old` leaves with root `old_root` and a
 /// tree of `new` leaves with root `new_root` (RFC 9162, 2.1.4.2; a tree of size 0 is
 /// consistent with every tree, with an empty proof).
+// Long: RFC 6962's consistency-proof algorithm, step for step as specified.
 pub fn verify_consistency(
     old: u64,
     new: u64,

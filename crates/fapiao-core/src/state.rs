@@ -48,6 +48,14 @@ impl StateKey {
     pub fn to_bytes(&self) -> Vec<u8> {
         codec::to_bytes(self)
     }
+
+    /// The bytes every key of this variant starts with (the canonical variant tag, a
+    /// fixed-width `u32`), whatever its fields: the prefix that scans one kind of record.
+    pub fn variant_prefix(&self) -> Vec<u8> {
+        let mut b = self.to_bytes();
+        b.truncate(4);
+        b
+    }
 }
 
 /// A state value; the variant always matches the key's variant.
@@ -517,4 +525,21 @@ pub fn tree_update<S: NodeStore>(
     }
     let root = update.root()?;
     Ok((update.into_changes(), root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_variant_prefix_starts_every_key_of_its_variant_and_no_other() {
+        let a = StateKey::Payment("P1".into());
+        let b = StateKey::Payment("a much longer payment id".into());
+        let c = StateKey::Request("P1".into());
+        assert_eq!(a.variant_prefix(), b.variant_prefix());
+        assert!(b.to_bytes().starts_with(&a.variant_prefix()));
+        assert_ne!(a.variant_prefix(), c.variant_prefix());
+        assert!(!c.to_bytes().starts_with(&a.variant_prefix()));
+        assert!(StateKey::Meta.to_bytes().starts_with(&StateKey::Meta.variant_prefix()));
+    }
 }

@@ -53,6 +53,7 @@ const _: () = assert!(RED_LETTERS_PER_INVOICE_MAX as i64 <= SUM_TERMS_MAX);
 /// Checks everything about `kind` that needs no state: ids, texts, list lengths, and that
 /// every amount (payment, refund, deposit, policy limit, unit price, line and invoice
 /// total) is within [`fapiao_core::money::AMOUNT_FEN_MAX`].
+// Long: one arm per event kind, each listing that kind's bounds.
 pub fn check_event(kind: &EventKind) -> Result<(), Rejection> {
     match kind {
         EventKind::PaymentRecorded(p) => {

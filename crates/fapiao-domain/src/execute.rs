@@ -25,8 +25,8 @@ use fapiao_core::genesis::Role;
 use fapiao_core::hash::{hash, Domain};
 use fapiao_core::tax::{self, RateRule, TaxRate};
 use fapiao_core::{
-    codec, CheckCode, Derived, DerivedKind, Entry, Event, EventId, EventKind, Fen, Genesis, InvoiceNumber, MemberCode,
-    NetworkId, PublicKey, Quantity, Timestamp,
+    codec, CheckCode, Derived, DerivedKind, Entry, Event, EventBody, EventId, EventKind, Fen, Genesis, InvoiceNumber,
+    MemberCode, NetworkId, PublicKey, Quantity, Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -204,6 +204,26 @@ struct Failure {
     detail: String,
 }
 
+impl Failure {
+    /// How a failed request is recorded: the request's outcome and the derived entry
+    /// that says so, for request `request_id`.
+    fn recorded(self, request_id: &str) -> (RequestOutcome, DerivedKind) {
+        (
+            RequestOutcome::Failed {
+                reason: self.reason,
+                field: self.field.clone(),
+                detail: self.detail.clone(),
+            },
+            DerivedKind::InvoiceFailed(InvoiceFailed {
+                request_id: request_id.to_owned(),
+                reason: self.reason,
+                field: self.field,
+                detail: self.detail,
+            }),
+        )
+    }
+}
+
 fn fail(reason: FailureReason, field: impl Into<String>, detail: impl Into<String>) -> Failure {
     Failure {
         reason,
@@ -269,6 +289,24 @@ pub fn authorize<S: StateRead>(
     }
 }
 
+/// The envelope rule admission and execution share: an event is for this network and
+/// this chain.
+pub fn check_envelope(network: NetworkId, chain: MemberCode, body: &EventBody) -> Result<(), Rejection> {
+    if body.network != network {
+        return Err(Rejection::WrongNetwork {
+            expected: network,
+            found: body.network,
+        });
+    }
+    if body.chain != chain {
+        return Err(Rejection::WrongChain {
+            expected: chain,
+            found: body.chain,
+        });
+    }
+    Ok(())
+}
+
 /// The member that signed an event [`authorize`] admits from members only.
 fn member_signer(signer: Option<MemberCode>) -> MemberCode {
     signer.unwrap_or_else(|| unreachable!("authorize admits this kind from members only"))
@@ -296,16 +334,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
     fn run(&mut self, event: &Event) -> Step<Vec<Derived>, S::Error> {
         let me = self.id;
         let one = |kind| vec![Derived { cause: me, kind }];
-        if event.body.network != self.ctx.network {
-            return Err(Rejection::WrongNetwork.into());
-        }
-        if event.body.chain != self.ctx.chain {
-            return Err(Rejection::WrongChain {
-                expected: self.ctx.chain,
-                found: event.body.chain,
-            }
-            .into());
-        }
+        check_envelope(self.ctx.network, self.ctx.chain, &event.body)?;
         let kind = &event.body.kind;
         // Who may sign comes first (an unauthorised author learns nothing more), then the
         // event's own bounds, then the rules against the state.

@@ -16,5 +16,5 @@ pub use fapiao_core::uscc;
 
 pub use bounds::check_event;
 pub use code::ErrorCode;
-pub use execute::{authorize, execute, execute_block, BlockContext, ChainContext, Executed, Rejection};
+pub use execute::{authorize, check_envelope, execute, execute_block, BlockContext, ChainContext, Executed, Rejection};
 pub use state::{MemState, Overlay, StateKey, StateRead, StateValue};

@@ -24,6 +24,16 @@ mod reconcile;
 pub use admission::{AdmitError, AdmitOutcome, AdmitStatus, BusinessIdKind};
 pub use metrics::Metrics;
 pub use producer::EXECUTION_FAILED;
+
+/// The wall clock, in ms since the Unix epoch: the one place the node reads it (the
+/// engine is the rim; the domain gets time as block time). A clock before 1970 reads 0.
+pub fn wall_clock() -> fapiao_core::Timestamp {
+    fapiao_core::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
+}
 pub use proof::{Factors, ProofError};
 pub use queries::{
     EventOutcome, EventStatus, FailureCursor, FailureRow, HistoryEntry, NodeStatus, PaymentView,
@@ -175,6 +185,7 @@ pub struct Engine {
 impl Engine {
     /// Starts the engine for the merchant whose member key is `key`: loads the durable
     /// pending events and starts the admission writer and block producer threads.
+    // Long: the engine's start-up in order, each step using what the one before set up.
     pub fn start(
         store: Arc<Store>,
         genesis: Arc<Genesis>,

@@ -88,6 +88,7 @@ impl Metrics {
     /// The exposition of every metric in the OpenMetrics text format (see
     /// [`Metrics::CONTENT_TYPE`]), ending with `# EOF`. Samples are named `fapiao_…`,
     /// counters' with `_total`.
+    // Long: one registration per exported metric, in the order of the output.
     pub fn render(&self) -> String {
         use Kind::{Counter, Gauge, Seconds};
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);

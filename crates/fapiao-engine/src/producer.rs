@@ -32,10 +32,7 @@ const STALL_PAUSE_MS_MIN: u64 = 200;
 const STALL_PAUSE_MS_MAX: u64 = 10_000;
 
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::wall_clock().0
 }
 
 pub(crate) fn producer_loop(shared: Arc<Shared>) {
@@ -47,6 +44,8 @@ pub(crate) fn producer_loop(shared: Arc<Shared>) {
     }
 }
 
+// Long: the producer thread's loop: when a block is due, the disk guard, and the backoff while storage fails, whose
+// state lives across iterations.
 fn run(shared: &Shared) {
     let interval = Duration::from_millis(shared.config.block_interval_ms);
     let mut pause_ms = 0u64;
@@ -244,6 +243,8 @@ fn execute_all(
 
 /// Builds, signs and commits one block from `batch` (in admission order). An `Err` is a
 /// storage failure: nothing was committed and every event of the batch is still pending.
+// Long: one block from its batch: execute each event under its guard, prepare the state root, sign, attest and
+// commit; every step works on the block being built and adds to the timings it records.
 pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Result<(), StoreError> {
     let started = Instant::now();
     let store = &shared.store;

@@ -60,6 +60,8 @@ impl Engine {
     /// The proof bundle of invoice `number`, if `factors` are its own (a wrong factor
     /// and an unknown number are the same answer). The status is proven against the
     /// chain's head, which must be certified.
+    // Long: the bundle's parts (certified headers, entries with their proofs, the status proof), read from one
+    // snapshot and retried whole when the head moves under it.
     pub fn proof_bundle(&self, number: &InvoiceNumber, factors: &Factors) -> Result<Bundle, ProofError> {
         let chain = number.member();
         if self.genesis().merchant(chain).is_none() {

@@ -186,9 +186,15 @@ impl Engine {
         Ok(EventStatus::Unknown)
     }
 
-    /// What recording an event of this node's chain derived: the derived entries of its
-    /// block that it caused (an invoice issued or its failure, a claim recorded or
-    /// refused, a red letter, ...), in block order. `None` until the event is in a block,
+    /// The equivocation evidence this node holds, one per frozen chain.
+    pub fn evidence(&self) -> Result<Vec<fapiao_core::Equivocation>, StoreError> {
+        self.store().evidence()
+    }
+
+    /// What executing an event of this node's chain produced: the derived entries that
+    /// follow it in its block (an invoice issued or its failure, a claim recorded or
+    /// refused, a red letter, the automatic re-issues of a fee deposit, ...), in block
+    /// order. `None` until the event is in a block,
     /// and for an event of another chain: the author learns the outcome from the node it
     /// submitted to, with no read token, and the event id (unguessable) is the credential.
     pub fn event_outcome(&self, id: &EventId) -> Result<Option<EventOutcome>, StoreError> {
@@ -199,12 +205,16 @@ impl Engine {
             return Ok(None);
         };
         let certified = self.store().certificate(loc.chain, loc.height)?.is_some();
+        // What executing it produced: the derived entries that follow it in its block, up
+        // to the next input event. Most are caused by it; the automatic re-issues a fee
+        // deposit or a quota change runs are caused by the requests they answer.
         let derived = block
             .entries
             .into_iter()
-            .filter_map(|e| match e {
-                Entry::Derived(d) if d.cause == *id => Some(d),
-                _ => None,
+            .skip(loc.index as usize + 1)
+            .map_while(|e| match e {
+                Entry::Derived(d) => Some(d),
+                Entry::Event(_) => None,
             })
             .collect();
         Ok(Some(EventOutcome {
@@ -288,7 +298,7 @@ impl Engine {
     /// Payments in key order, after `after`, at most `limit`; each record checked
     /// against the state tree like every state read.
     pub fn payments(&self, after: Option<&str>, limit: usize) -> Result<Vec<PaymentView>, StoreError> {
-        let prefix = StateKey::Payment(String::new()).to_bytes()[..4].to_vec();
+        let prefix = StateKey::Payment(String::new()).variant_prefix();
         let after = after.map(|a| StateKey::Payment(a.into()));
         let view = self.view();
         let rows = view.scan(&prefix, after.as_ref(), limit)?;
@@ -378,6 +388,30 @@ impl Engine {
         Ok(back)
     }
 
+    /// The failure entry a failure index row points at. It must be this request's
+    /// failure under this reason: a rewritten index row is damage, not an answer.
+    fn indexed_failure(
+        &self,
+        loc: &fapiao_store::EntryLoc,
+        request_id: &str,
+        reason_index: u32,
+    ) -> Result<fapiao_core::event::InvoiceFailed, StoreError> {
+        match self.store().entry(loc)? {
+            Some(Entry::Derived(Derived {
+                kind: DerivedKind::InvoiceFailed(f),
+                ..
+            })) if f.request_id == request_id && failure_index(f.reason) == reason_index => Ok(f),
+            _ => Err(StoreError::Tampered {
+                chain: self.chain(),
+                key: format!("failure index row of request {request_id}"),
+                detail: format!(
+                    "it points at block {} entry {}, which is not that request's failure",
+                    loc.height, loc.index
+                ),
+            }),
+        }
+    }
+
     /// Failed requests, optionally of one reason; `open_only` leaves out those whose
     /// retries ended in an issued invoice, and those a fee deposit issued automatically.
     /// At most `limit` rows, after the cursor `after`; one call reads at most
@@ -418,24 +452,7 @@ impl Engine {
             let Some(record) = self.request(&request_id)? else {
                 continue;
             };
-            // The index entry must point at this request's failure: a rewritten index row
-            // is damage, not an answer.
-            let failure = match self.store().entry(&loc)? {
-                Some(Entry::Derived(Derived {
-                    kind: DerivedKind::InvoiceFailed(f),
-                    ..
-                })) if f.request_id == request_id && failure_index(f.reason) == reason_index => f,
-                _ => {
-                    return Err(StoreError::Tampered {
-                        chain,
-                        key: format!("failure index row of request {request_id}"),
-                        detail: format!(
-                            "it points at block {} entry {}, which is not that request's failure",
-                            loc.height, loc.index
-                        ),
-                    })
-                }
-            };
+            let failure = self.indexed_failure(&loc, &request_id, reason_index)?;
             let (reason, field, detail, resolved_by) = match &record.outcome {
                 RequestOutcome::Failed { reason, field, detail } => {
                     // A request re-run by a fee deposit may have failed again for another

@@ -194,7 +194,7 @@ fn for_each_record(
     kind: StateKey,
     mut f: impl FnMut(StateValue) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let prefix = kind.to_bytes()[..4].to_vec();
+    let prefix = kind.variant_prefix();
     let mut after: Option<StateKey> = None;
     loop {
         let page = view.scan(&prefix, after.as_ref(), RECON_PAGE_ROWS)?;
@@ -334,19 +334,7 @@ impl Engine {
             _ => PaymentInvoicing::default(),
         };
         let errors = &mut out.errors;
-        // Gross issued and what still stands, from the invoices themselves. At most
-        // INVOICES_PER_PAYMENT_MAX invoices of amounts within the bound: no overflow.
-        let (mut gross, mut standing) = (Fen::ZERO, Fen::ZERO);
-        for n in &invoicing.invoices {
-            if let Some(StateValue::Invoice(InvoiceRecord::Blue(b))) = view.get(&StateKey::Invoice(*n))? {
-                for a in b.issued.allocations.iter().filter(|a| a.payment_id == id) {
-                    add(&mut gross, a.amount, errors, &format!("payment {id}"));
-                }
-                for a in b.standing.iter().filter(|a| a.payment_id == id) {
-                    add(&mut standing, a.amount, errors, &format!("payment {id}"));
-                }
-            }
-        }
+        let (gross, standing) = invoiced_from_invoices(view, &id, &invoicing, errors)?;
         let row = rows.entry((day, method.clone())).or_insert_with(|| ReconRow {
             day,
             method,
@@ -362,7 +350,7 @@ impl Engine {
             add(&mut row.voided, p.recorded.amount, errors, "voided");
             if !invoicing.invoiced.is_zero() {
                 errors.push(format!(
-                    "payment {id} is reversed but {} of invoices still stand on it",
+                    "payment {id} is voided but {} of invoices still stand on it",
                     invoicing.invoiced
                 ));
             }
@@ -397,24 +385,53 @@ impl Engine {
                 "payment {id}: {refunded} refunded is more than the {paid} paid"
             ));
         }
-        if open.is_negative() {
-            // Refunded after invoicing: the invoices on it must be reversed (in part).
-            for n in &invoicing.invoices {
-                if out.needs_red_letter.len() < RECON_LIST_MAX {
-                    out.needs_red_letter.push((id.clone(), *n));
-                } else {
-                    out.needs_red_letter_more += 1;
-                }
-            }
-        } else if standing.is_zero() && open.is_positive() {
-            if out.uninvoiced.len() < RECON_LIST_MAX {
-                out.uninvoiced.push((id.clone(), open));
-            } else {
-                out.uninvoiced_more += 1;
-            }
-        }
+        list_open(out, &id, open, standing, &invoicing);
         Ok(())
     }
+}
+
+/// Lists payment `id` where it needs attention: refunded after invoicing (`open` below
+/// zero: its invoices need a red letter), or with nothing invoiced yet. Each list keeps at
+/// most RECON_LIST_MAX rows and counts the rest.
+fn list_open(out: &mut Reconciliation, id: &str, open: Fen, standing: Fen, invoicing: &PaymentInvoicing) {
+    if open.is_negative() {
+        for n in &invoicing.invoices {
+            if out.needs_red_letter.len() < RECON_LIST_MAX {
+                out.needs_red_letter.push((id.to_string(), *n));
+            } else {
+                out.needs_red_letter_more += 1;
+            }
+        }
+    } else if standing.is_zero() && open.is_positive() {
+        if out.uninvoiced.len() < RECON_LIST_MAX {
+            out.uninvoiced.push((id.to_string(), open));
+        } else {
+            out.uninvoiced_more += 1;
+        }
+    }
+}
+
+/// What the invoices on payment `id` drew from it in all (gross) and what of that still
+/// stands, read from the invoices themselves. At most INVOICES_PER_PAYMENT_MAX invoices
+/// of amounts within the bound: no overflow.
+fn invoiced_from_invoices(
+    view: &fapiao_store::ChainView<'_>,
+    id: &str,
+    invoicing: &PaymentInvoicing,
+    errors: &mut Vec<String>,
+) -> Result<(Fen, Fen), StoreError> {
+    let (mut gross, mut standing) = (Fen::ZERO, Fen::ZERO);
+    for n in &invoicing.invoices {
+        if let Some(StateValue::Invoice(InvoiceRecord::Blue(b))) = view.get(&StateKey::Invoice(*n))? {
+            for a in b.issued.allocations.iter().filter(|a| a.payment_id == id) {
+                add(&mut gross, a.amount, errors, &format!("payment {id}"));
+            }
+            for a in b.standing.iter().filter(|a| a.payment_id == id) {
+                add(&mut standing, a.amount, errors, &format!("payment {id}"));
+            }
+        }
+    }
+    Ok((gross, standing))
 }
 
 #[cfg(test)]

@@ -175,6 +175,7 @@ struct Behaviour {
 /// Starts a hostile transport for member `me` (with its key) on the current tokio runtime:
 /// it listens on `listen`, dials every other member, and sends or reads at most
 /// `bytes_max` bytes per message.
+// Long: the hostile transport's set-up, line for line beside the real one it mirrors.
 pub fn start_hostile(
     listen: &[String],
     genesis: &Genesis,

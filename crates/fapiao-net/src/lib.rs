@@ -29,7 +29,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-pub use wire::{Gossip, Request, Response, WireHead};
+pub use wire::{Gossip, HeadSummary, Request, Response};
 
 /// The sync protocol name.
 pub const SYNC_PROTOCOL: &str = "/fapiao/sync/1";
@@ -547,6 +547,7 @@ impl Task {
         }
     }
 
+    // Long: one arm per transport command.
     fn command(&mut self, c: Command) {
         match c {
             Command::Publish(g) => {
@@ -776,6 +777,7 @@ impl Task {
         }
     }
 
+    // Long: one arm per request-response event.
     fn sync_event(&mut self, ev: request_response::Event<Request, codec::Answer>) {
         match ev {
             request_response::Event::Message { peer, message, .. } => {
@@ -856,7 +858,7 @@ impl Task {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeOutcome {
     /// The node answered a heads request: we were let in.
-    Answered(Vec<WireHead>),
+    Answered(Vec<HeadSummary>),
     /// The node refused or dropped us before answering.
     Refused(String),
 }

@@ -1,8 +1,10 @@
 //! What crosses the wire between members, in the canonical encoding, and the framing of
 //! the sync protocol.
 
-use fapiao_chain::HeadSummary;
-use fapiao_core::{codec, Attestation, Block, BlockHash, Certificate, Equivocation, Header, MemberCode};
+/// One chain's head as a heads answer carries it: the replica's own type, encoded
+/// canonically.
+pub use fapiao_chain::HeadSummary;
+use fapiao_core::{codec, Attestation, Block, Certificate, Equivocation, Header, MemberCode};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -48,50 +50,11 @@ pub enum Request {
     },
 }
 
-/// One chain's head, on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WireHead {
-    /// The chain.
-    pub chain: MemberCode,
-    /// Head height.
-    pub height: u64,
-    /// Head hash.
-    pub hash: BlockHash,
-    /// Certified prefix.
-    pub certified: u64,
-    /// Evidence known.
-    pub frozen: bool,
-}
-
-impl From<HeadSummary> for WireHead {
-    fn from(h: HeadSummary) -> Self {
-        WireHead {
-            chain: h.chain,
-            height: h.height,
-            hash: h.hash,
-            certified: h.certified,
-            frozen: h.frozen,
-        }
-    }
-}
-
-impl From<WireHead> for HeadSummary {
-    fn from(h: WireHead) -> Self {
-        HeadSummary {
-            chain: h.chain,
-            height: h.height,
-            hash: h.hash,
-            certified: h.certified,
-            frozen: h.frozen,
-        }
-    }
-}
-
 /// A sync response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// Answer to [`Request::Heads`].
-    Heads(Vec<WireHead>),
+    Heads(Vec<HeadSummary>),
     /// Answer to [`Request::Blocks`]: consecutive blocks from the first height asked,
     /// possibly fewer than asked (size bound, or the responder has no more).
     Blocks(Vec<(Block, Option<Certificate>)>),

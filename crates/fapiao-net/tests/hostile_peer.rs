@@ -6,7 +6,7 @@ use fapiao_core::event::{InvoiceType, MerchantPolicy};
 use fapiao_core::genesis::{Member, Role, Roles};
 use fapiao_core::{codec, BlockHash, Fen, Genesis, Hash32, MemberCode, SecretKey, Timestamp};
 use fapiao_net::hostile::{self, HostileCommand, HostileEvent, Topic};
-use fapiao_net::{Command, Net, NetConfig, NetEvent, NetStats, Request, Response, WireHead};
+use fapiao_net::{Command, HeadSummary, Net, NetConfig, NetEvent, NetStats, Request, Response};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,8 +139,8 @@ fn frame(r: &Request) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_holds_a_bounded_amount_of_answers() {
     // Each answer is about 1.2 MiB, more than the peer's stream window takes in.
-    let heads: Vec<WireHead> = (0..20_000u32)
-        .map(|i| WireHead {
+    let heads: Vec<HeadSummary> = (0..20_000u32)
+        .map(|i| HeadSummary {
             chain: MemberCode::new(i % 999_999).unwrap(),
             height: 1,
             hash: BlockHash(Hash32::ZERO),

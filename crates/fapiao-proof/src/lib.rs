@@ -208,6 +208,8 @@ pub enum Problem {
 /// Checks every hash, signature, certificate quorum, inclusion proof and the status
 /// proof of `bundle` against `genesis`. `now_ms` and `max_age_ms` check freshness.
 /// Returns every problem found (the checks that depend on a failed one are skipped).
+// Long: the verifier's checks in FORMAT.md §12's numbered order, one after the other, so the code reads against the
+// specification.
 pub fn verify(
     bundle: &Bundle,
     genesis: &Genesis,

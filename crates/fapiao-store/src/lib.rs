@@ -92,6 +92,23 @@ impl StoreError {
 }
 
 impl StoreError {
+    /// A failure of executing against the store: the store's own error where there is
+    /// one (an IO failure is not damage), or a record of the wrong type for its key,
+    /// which is damage to that record of `chain` (when known).
+    pub fn from_exec(e: fapiao_domain::state::ExecError<StoreError>, chain: Option<fapiao_core::MemberCode>) -> Self {
+        match e {
+            fapiao_domain::state::ExecError::Read(e) => e,
+            fapiao_domain::state::ExecError::Corrupt(k) => StoreError::Corrupt {
+                table: "state",
+                key: match chain {
+                    Some(c) => format!("chain {c} {k:?}"),
+                    None => format!("{k:?}"),
+                },
+                message: "value has the wrong type for its key".into(),
+            },
+        }
+    }
+
     fn rocks(e: rocksdb::Error) -> Self {
         StoreError::Rocks(e.to_string())
     }

@@ -113,6 +113,8 @@ impl ReplayReport {
 /// Replays every chain of `source` into `target` (an empty store, or the same store
 /// after `clear_derived`). `progress` is called after each block with the number of
 /// blocks done.
+// Long: one pass over every block in order; its steps share the per-chain cursors and the anomaly list, and
+// splitting them would pass those around between every step.
 pub fn replay(
     source: &Store,
     target: &Store,
@@ -209,7 +211,7 @@ pub fn replay(
             };
             let executed = match execute_block(&ctx, &bc, &target.state_trusted(chain), &inputs) {
                 Ok(x) => x,
-                Err(e) => return Err(e.into_store()),
+                Err(e) => return Err(StoreError::from_exec(e, Some(chain))),
             };
             if !executed.rejected.is_empty() || executed.entries != block.entries {
                 anomaly(
@@ -305,6 +307,7 @@ const DIFFERENCES_PER_TABLE_MAX: usize = 50;
 /// walked in key order, one row at a time, so memory stays flat however large the
 /// ledger. Rows of chains not in `chains` (not replayed to their head) are skipped, except
 /// rows of no merchant at all, which cannot exist.
+// Long: one merge-walk of two sorted row streams, table by table.
 fn compare_derived(
     live: &Store,
     replayed: &Store,
@@ -567,23 +570,6 @@ fn status_count(v: StateValue, c: &mut Counts) {
         }
         if b.booking.as_ref().is_some_and(|k| k.status.is_booked()) {
             *c.invoices_by_status.entry("booked").or_default() += 1;
-        }
-    }
-}
-
-trait IntoStore {
-    fn into_store(self) -> StoreError;
-}
-
-impl IntoStore for fapiao_domain::state::ExecError<StoreError> {
-    fn into_store(self) -> StoreError {
-        match self {
-            fapiao_domain::state::ExecError::Read(e) => e,
-            fapiao_domain::state::ExecError::Corrupt(k) => StoreError::Corrupt {
-                table: "state",
-                key: format!("{k:?}"),
-                message: "value has the wrong type for its key".into(),
-            },
         }
     }
 }

@@ -488,6 +488,8 @@ impl Store {
     /// Commits one block atomically (one synced WriteBatch): header, entries, entry
     /// index, business indexes, state, tree, head, and the pending events it consumed.
     /// Checks the chain invariants right before writing.
+    // Long: the invariants asserted and every row of one block's single atomic WriteBatch; splitting it would
+    // spread the batch that must stay one write.
     pub fn commit_block(&self, c: &BlockCommit<'_>) -> Result<(), StoreError> {
         let h = &c.block.header.body;
         let chain = h.chain;

@@ -184,6 +184,7 @@ impl Ctx {
 }
 
 /// One derived entry for people, and the refusal it carries, if it is one.
+// Long: one arm per derived entry kind a buyer sees.
 fn describe(d: &Value) -> (String, Option<String>) {
     let data = &d["data"];
     let s = |k: &str| data[k].as_str().unwrap_or("?").to_string();
@@ -361,6 +362,7 @@ fn reason(name: &str) -> Result<RedLetterReason> {
     })
 }
 
+// Long: one arm per `redform` subcommand.
 pub(crate) fn redform(opts: &ClientOpts, cmd: RedformCommand) -> Result<()> {
     let ctx = Ctx::new(opts)?;
     let form_ref = |number: &str, form: u32| -> Result<RedFormRef> {

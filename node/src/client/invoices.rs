@@ -77,8 +77,9 @@ pub(crate) enum InvoiceCommand {
     /// Re-issue every open failed request with one failure reason, unchanged (after the
     /// cause was fixed: a fee deposit, a policy change).
     Reissue {
-        /// Only failed requests (required: re-issuing is for failures).
-        #[arg(long, required = true)]
+        /// Accepted for scripts written before it became optional: re-issuing always
+        /// takes failed requests.
+        #[arg(long, hide = true)]
         failed: bool,
         /// The failure code, e.g. INVOICE_TYPE_NOT_PERMITTED.
         #[arg(long)]
@@ -115,6 +116,7 @@ pub(crate) struct RequestArgs {
     replaces: Option<String>,
 }
 
+// Long: one arm per `invoice` subcommand.
 pub(crate) fn invoice(opts: &ClientOpts, cmd: InvoiceCommand) -> Result<()> {
     if let InvoiceCommand::Catalogue = cmd {
         return print_catalogue(opts.json);
@@ -430,12 +432,8 @@ pub(super) fn print_invoice(i: &InvoiceDto) {
 pub(super) fn print_catalogue(json: bool) -> Result<()> {
     let all = fapiao_domain::catalogue::ALL.map(fapiao_domain::catalogue::info);
     if json {
-        let v: Vec<serde_json::Value> = all
-            .iter()
-            .map(
-                |i| serde_json::json!({"code": i.code, "retryable": i.retryable, "cause": i.cause, "remedy": i.remedy}),
-            )
-            .collect();
+        // The API's own shape (`GET /v1/failure-catalogue`).
+        let v: Vec<fapiao_api::dto::CatalogueEntryDto> = all.iter().map(Into::into).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }

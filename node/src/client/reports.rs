@@ -2,14 +2,31 @@
 
 use super::*;
 
-/// `fapiao outbox status|flush`.
-pub(crate) fn outbox(opts: &ClientOpts, flush: bool, wait_s: u64) -> Result<()> {
+/// The profile's outbox, and the profile.
+fn open_outbox(opts: &ClientOpts) -> Result<(Outbox, ClientProfile)> {
     let (profile, dir) = load_profile(&opts.client)?;
     let Some(o) = &profile.outbox else {
         bail!("the client profile has no outbox directory (`outbox = \"outbox\"`)");
     };
     let ob = Outbox::open(&if o.is_absolute() { o.clone() } else { dir.join(o) })?;
-    if flush {
+    Ok((ob, profile))
+}
+
+/// `fapiao outbox status`: what waits, and what was refused for good.
+pub(crate) fn outbox_status(opts: &ClientOpts) -> Result<()> {
+    let (ob, _) = open_outbox(opts)?;
+    println!(
+        "waiting {}, admitted and awaiting certification {}",
+        ob.pending()?,
+        ob.awaiting()?
+    );
+    print_refused(&ob)
+}
+
+/// `fapiao outbox flush`: sends what waits, for at most `wait_s` seconds.
+pub(crate) fn outbox_flush(opts: &ClientOpts, wait_s: u64) -> Result<()> {
+    let (ob, profile) = open_outbox(opts)?;
+    {
         let client = Client::new(&profile.node_url, profile.read_token.clone());
         let r = ob.drain(&client, Backoff::default(), Duration::from_secs(wait_s))?;
         println!(
@@ -25,13 +42,12 @@ pub(crate) fn outbox(opts: &ClientOpts, flush: bool, wait_s: u64) -> Result<()> 
         if let Some(why) = r.unconfirmed {
             println!("the node did not say which admitted events are certified: {why}");
         }
-    } else {
-        println!(
-            "waiting {}, admitted and awaiting certification {}",
-            ob.pending()?,
-            ob.awaiting()?
-        );
     }
+    print_refused(&ob)
+}
+
+/// The events the outbox set aside because the node refused them for good.
+fn print_refused(ob: &Outbox) -> Result<()> {
     let failed = ob.failed()?;
     if !failed.is_empty() {
         println!(
@@ -89,6 +105,7 @@ pub(crate) fn status(opts: &ClientOpts) -> Result<()> {
 
 /// `fapiao reconcile`: payments against invoices per day and method; exits non-zero when
 /// a balance check fails.
+// Long: prints the reconciliation's sections in the order of the report.
 pub(crate) fn reconcile(opts: &ClientOpts, from: &str, to: &str, format: &str) -> Result<()> {
     let (profile, _) = load_profile(&opts.client)?;
     let client = Client::new(&profile.node_url, profile.read_token.clone());

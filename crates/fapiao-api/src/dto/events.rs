@@ -104,8 +104,9 @@ pub struct EventOutcomeDto {
     pub index: u32,
     /// Whether the block is certified (final).
     pub certified: bool,
-    /// The derived entries it caused, in block order, as in a block (see `entry_json`):
-    /// for an invoice request its issue or failure, for a claim its record or refusal;
+    /// The derived entries executing it produced, in block order, as in a block (see
+    /// `entry_json`): for an invoice request its issue or failure, for a claim its record
+    /// or refusal, for a fee deposit or a quota change the automatic re-issues it ran;
     /// empty for a payment.
     #[schema(value_type = Vec<Object>)]
     pub derived: Vec<Value>,

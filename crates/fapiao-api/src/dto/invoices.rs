@@ -333,6 +333,7 @@ pub struct InvoiceDto {
 impl InvoiceDto {
     /// From an invoice record; the seller's name comes from `genesis`; forms are shown
     /// as of `now` (a waiting form past its deadline is void).
+    // Long: one field per DTO field, blue and red.
     pub fn new(r: &InvoiceRecord, genesis: &fapiao_core::Genesis, now: fapiao_core::Timestamp) -> Self {
         let number = match r {
             InvoiceRecord::Blue(b) => b.issued.number,

@@ -210,6 +210,17 @@ pub struct CatalogueEntryDto {
     pub remedy: String,
 }
 
+impl From<&catalogue::FailureInfo> for CatalogueEntryDto {
+    fn from(i: &catalogue::FailureInfo) -> Self {
+        CatalogueEntryDto {
+            code: i.code.into(),
+            retryable: i.retryable,
+            cause: i.cause.into(),
+            remedy: i.remedy.into(),
+        }
+    }
+}
+
 fn reissue_triggers_schema() -> utoipa::openapi::Object {
     closed_set(["fee_deposit", "quota"], false)
 }

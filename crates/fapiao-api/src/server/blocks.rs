@@ -103,7 +103,7 @@ pub(super) fn block_response(
 /// two block headers and no business data.
 #[utoipa::path(get, path = "/v1/evidence", responses((status = 200, body = Vec<EvidenceDto>)))]
 pub(super) async fn evidence(State(s): State<AppState>) -> Result<Json<Vec<EvidenceDto>>, Failure> {
-    let all = s.engine.store().evidence().map_err(store)?;
+    let all = s.engine.evidence().map_err(store)?;
     Ok(Json(
         all.iter()
             .map(|e| EvidenceDto {

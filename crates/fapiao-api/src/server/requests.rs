@@ -94,15 +94,7 @@ pub(super) async fn catalogue() -> Json<Vec<CatalogueEntryDto>> {
     Json(
         fapiao_domain::catalogue::ALL
             .iter()
-            .map(|r| {
-                let i = fapiao_domain::catalogue::info(*r);
-                CatalogueEntryDto {
-                    code: i.code.into(),
-                    retryable: i.retryable,
-                    cause: i.cause.into(),
-                    remedy: i.remedy.into(),
-                }
-            })
+            .map(|r| CatalogueEntryDto::from(&fapiao_domain::catalogue::info(*r)))
             .collect(),
     )
 }

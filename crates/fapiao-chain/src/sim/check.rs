@@ -211,6 +211,7 @@ impl World {
 /// list names every invoice that drew on it; the fee balance is the opening balance
 /// plus the deposits minus every fee charged; the fee queue holds only requests that
 /// failed for the fee balance and were not retried.
+// Long: every balance of one chain's books, checked one after the other.
 fn books_balance(state: &MemState, opening: Fen) -> Result<(), String> {
     let mut drawn: BTreeMap<&str, i64> = BTreeMap::new();
     let mut drew_on: BTreeMap<&str, Vec<InvoiceNumber>> = BTreeMap::new();

@@ -191,12 +191,17 @@ enum Msg {
         from: u64,
         to: u64,
     },
+    /// An answer, with the range it answers (as the node's transport pairs an answer
+    /// with its request).
     Certificates {
         chain: MemberCode,
+        range: (u64, u64),
         certificates: Vec<Certificate>,
     },
+    /// An answer, with the first height it answers.
     Blocks {
         chain: MemberCode,
+        lo: u64,
         blocks: Vec<(Block, Option<Certificate>)>,
     },
 }
@@ -215,6 +220,9 @@ struct Node {
     checked: BTreeMap<MemberCode, u64>,
     /// Whether the replica holds production ([`Output::HoldProduction`]).
     held: bool,
+    /// The heights each peer's last heads answer claimed per chain, as the node keeps
+    /// them for [`crate::sync::check_blocks`]: (peer, chain) → height. Lost at a crash.
+    peer_heights: BTreeMap<(MemberCode, MemberCode), u64>,
 }
 
 /// The restore fault: `member`'s disk is copied at `backup_at` and it is started on the
@@ -425,6 +433,7 @@ pub fn consortium(seed: u64, n: usize, m: usize) -> Consortium {
 }
 
 impl World {
+    // Long: the simulated world's members, faults and schedule, set up from one seed.
     fn new(cfg: SimConfig) -> World {
         assert!(cfg.members >= 1 && (!cfg.equivocate || cfg.members >= 4));
         assert!(cfg.block_events_max >= 1);
@@ -451,6 +460,7 @@ impl World {
                     workload: workload::Workload::new(Rng::new(rng.next_u64())),
                     checked: BTreeMap::new(),
                     held: true,
+                    peer_heights: BTreeMap::new(),
                 }
             })
             .collect();
@@ -529,6 +539,7 @@ impl World {
         let m = &mut self.members[i];
         let genesis = m.disk.genesis.clone();
         m.held = self.cfg.members + self.cfg.merchants_only > 1;
+        m.peer_heights.clear();
         m.replica = Some(Replica::new(
             self.config,
             genesis,
@@ -552,11 +563,26 @@ impl World {
         if Some(i) == self.equivocator {
             self.report.equivocator_crashes += 1;
         }
-        // Messages in flight to a crashed member are lost with its connections.
-        self.queue.retain(|_, (to, _, _)| *to != i);
+        // Messages in flight to a crashed member are lost with its connections, and so
+        // are its sync requests and answers in flight (they travel on those connections;
+        // gossip it sent may still be relayed).
+        self.queue.retain(|_, (to, from, msg)| {
+            let sync = matches!(
+                msg,
+                Msg::HeadsRequest
+                    | Msg::Heads(_)
+                    | Msg::BlocksRequest { .. }
+                    | Msg::Blocks { .. }
+                    | Msg::CertificatesRequest { .. }
+                    | Msg::Certificates { .. }
+            );
+            *to != i && !(*from == i && sync)
+        });
         let gone = self.members[i].code;
         for j in 0..self.members.len() {
             if j != i && self.up(j) {
+                // As the node does on a disconnection: its claims go with it.
+                self.members[j].peer_heights.retain(|(p, _), _| *p != gone);
                 self.input(j, Input::PeerGone(gone));
             }
         }
@@ -748,6 +774,7 @@ impl World {
             .unwrap_or_else(|| unreachable!("outputs name members"))
     }
 
+    // Long: one arm per message kind, as the node's transport dispatches them.
     fn deliver(&mut self, to: usize, from: usize, msg: Msg) {
         self.report.delivered += 1;
         let from_code = self.members[from].code;
@@ -780,7 +807,17 @@ impl World {
                     self.send(to, from, Msg::Heads(heads), false);
                 }
             }
-            Msg::Heads(heads) => self.input(to, Input::Heads { from: from_code, heads }),
+            Msg::Heads(heads) => {
+                // The node's check of an answer; an honest peer's always passes.
+                if let Err(e) = crate::sync::check_heads(&self.members[to].disk.genesis, &heads) {
+                    self.violation(format!("heads from {from_code}: {e}"));
+                    return;
+                }
+                for h in &heads {
+                    self.members[to].peer_heights.insert((from_code, h.chain), h.height);
+                }
+                self.input(to, Input::Heads { from: from_code, heads })
+            }
             Msg::BlocksRequest {
                 chain,
                 from: lo,
@@ -789,7 +826,7 @@ impl World {
                 let d = &self.members[to].disk;
                 // The node's rule, with no frame limit: the simulated network has none.
                 let answer =
-                    crate::disk::answer_blocks(d, &d.genesis, &self.config, from_code, (chain, lo, hi), usize::MAX);
+                    crate::sync::answer_blocks(d, &d.genesis, &self.config, from_code, (chain, lo, hi), usize::MAX);
                 let Some(blocks) = answer.unwrap_or_else(|e| match e {}) else {
                     // The node's responder refuses too (PROTOCOL.md, "Confidentiality").
                     self.violation(format!(
@@ -797,7 +834,7 @@ impl World {
                     ));
                     return;
                 };
-                self.send(to, from, Msg::Blocks { chain, blocks }, false);
+                self.send(to, from, Msg::Blocks { chain, lo, blocks }, false);
             }
             Msg::CertificatesRequest {
                 chain,
@@ -806,25 +843,51 @@ impl World {
             } => {
                 let d = &self.members[to].disk;
                 let certificates =
-                    crate::disk::answer_certificates(d, &self.config, (chain, lo, hi)).unwrap_or_else(|e| match e {});
-                self.send(to, from, Msg::Certificates { chain, certificates }, false);
+                    crate::sync::answer_certificates(d, &self.config, (chain, lo, hi)).unwrap_or_else(|e| match e {});
+                self.send(
+                    to,
+                    from,
+                    Msg::Certificates {
+                        chain,
+                        range: (lo, hi),
+                        certificates,
+                    },
+                    false,
+                );
             }
-            Msg::Certificates { chain, certificates } => self.input(
-                to,
-                Input::Certificates {
-                    from: from_code,
-                    chain,
-                    certificates,
-                },
-            ),
-            Msg::Blocks { chain, blocks } => self.input(
-                to,
-                Input::Blocks {
-                    from: from_code,
-                    chain,
-                    blocks,
-                },
-            ),
+            Msg::Certificates {
+                chain,
+                range,
+                certificates,
+            } => {
+                if let Err(e) = crate::sync::check_certificates(chain, range, &certificates) {
+                    self.violation(format!("certificates from {from_code}: {e}"));
+                    return;
+                }
+                self.input(
+                    to,
+                    Input::Certificates {
+                        from: from_code,
+                        chain,
+                        certificates,
+                    },
+                )
+            }
+            Msg::Blocks { chain, lo, blocks } => {
+                let claimed = self.members[to].peer_heights.get(&(from_code, chain)).copied();
+                if let Err(e) = crate::sync::check_blocks(chain, lo, &blocks, claimed) {
+                    self.violation(format!("blocks from {from_code}: {e}"));
+                    return;
+                }
+                self.input(
+                    to,
+                    Input::Blocks {
+                        from: from_code,
+                        chain,
+                        blocks,
+                    },
+                )
+            }
         }
     }
 
@@ -846,6 +909,7 @@ impl World {
 
     /// Member `i` builds, stores and announces its next block (the equivocator sometimes
     /// also signs a second block at the same height and sends it to one honest peer).
+    // Long: one member's block, built as the node's producer builds it, step by step.
     fn produce(&mut self, i: usize) {
         let genesis = self.members[i].disk.genesis.clone();
         let code = self.members[i].code;

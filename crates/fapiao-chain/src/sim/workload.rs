@@ -1056,7 +1056,7 @@ impl WorkloadCounts {
             ("payments", self.payments),
             ("payments near the amount bound", self.payments_near_bound),
             ("refunds", self.refunds),
-            ("payment reversals", self.payment_reversals),
+            ("payments voided", self.payment_reversals),
             ("invoices issued", self.invoices_issued),
             ("invoices failed", self.invoices_failed),
             ("failed: buyer tax id invalid", reason(FailureReason::BuyerTaxIdInvalid)),

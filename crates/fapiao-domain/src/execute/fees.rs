@@ -65,17 +65,9 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 Err(mut f) => {
                     f.detail = format!("{}; found when {by} re-ran the request", f.detail);
                     self.enqueue_blocked(request_id, &mut f)?;
-                    record.outcome = RequestOutcome::Failed {
-                        reason: f.reason,
-                        field: f.field.clone(),
-                        detail: f.detail.clone(),
-                    };
-                    DerivedKind::InvoiceFailed(InvoiceFailed {
-                        request_id: request_id.clone(),
-                        reason: f.reason,
-                        field: f.field,
-                        detail: f.detail,
-                    })
+                    let (outcome, derived) = f.recorded(request_id);
+                    record.outcome = outcome;
+                    derived
                 }
             };
             let one = Derived {
@@ -139,6 +131,8 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
 
     /// A tax office's quota change, for the block's month only; then the requests that
     /// wait for quota are re-run when it made room.
+    // Long: the quota change's checks, then one arm per quota action, then the automatic re-issues it makes room
+    // for.
     pub(super) fn change_quota(&mut self, c: &QuotaChange, by: MemberCode) -> Step<Vec<Derived>, S::Error> {
         let month = self.block.timestamp.utc8_month();
         if c.month != month {

@@ -38,19 +38,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 RequestOutcome::Issued(issued.number),
                 DerivedKind::InvoiceIssued(issued),
             ),
-            Err(f) => (
-                RequestOutcome::Failed {
-                    reason: f.reason,
-                    field: f.field.clone(),
-                    detail: f.detail.clone(),
-                },
-                DerivedKind::InvoiceFailed(InvoiceFailed {
-                    request_id: r.request_id.clone(),
-                    reason: f.reason,
-                    field: f.field,
-                    detail: f.detail,
-                }),
-            ),
+            Err(f) => f.recorded(&r.request_id),
         };
         self.state.put(
             StateKey::Request(r.request_id.clone()),
@@ -370,6 +358,8 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
 
     /// Writes an invoice that passed every check: the quota, the number, the fee, the
     /// allocation over the payments (in the order listed), and the replaced invoice.
+    // Long: the writes of one issue in the order they must happen (quota, number, fee, allocation, replaced
+    // invoice, record); they share the checked figures.
     fn issue(
         &mut self,
         r: &InvoiceRequested,

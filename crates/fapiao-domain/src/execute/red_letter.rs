@@ -26,19 +26,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
                 RequestOutcome::AwaitingConfirmation(changed.form.form),
                 DerivedKind::RedFormChanged(changed),
             ),
-            Err(f) => (
-                RequestOutcome::Failed {
-                    reason: f.reason,
-                    field: f.field.clone(),
-                    detail: f.detail.clone(),
-                },
-                DerivedKind::InvoiceFailed(InvoiceFailed {
-                    request_id: r.request_id.clone(),
-                    reason: f.reason,
-                    field: f.field,
-                    detail: f.detail,
-                }),
-            ),
+            Err(f) => f.recorded(&r.request_id),
         };
         self.state.put(
             StateKey::Request(r.request_id.clone()),
@@ -56,6 +44,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
 
     /// Checks a reversal of `scope` of invoice `n` against what is left of it, writing
     /// nothing: what a form is checked with when it opens and when it is confirmed.
+    // Long: the red-letter checks in their documented order (FORMAT.md §9), each returning its failure.
     pub(super) fn plan_red_letter(
         &self,
         n: InvoiceNumber,
@@ -224,37 +213,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         let tax = Fen::checked_sum(reversing.iter().map(|x| x.tax)).ok_or_else(corrupt)?;
         let total = net.checked_add(tax).ok_or_else(corrupt)?;
 
-        // Return the reversed total to the payments, last allocated first. The invoice's
-        // standing allocations sum to what is left of it, and each payment's invoiced
-        // amount includes its allocation; a record that breaks either is corrupt.
-        let mut standing = blue.standing.clone();
-        let mut to_return = total;
-        let mut returned: Vec<Allocation> = Vec::new();
-        for a in standing.iter_mut().rev() {
-            if to_return.is_zero() {
-                break;
-            }
-            let take = a.amount.min(to_return);
-            if take.is_zero() {
-                continue;
-            }
-            a.amount = a.amount.checked_sub(take).ok_or_else(corrupt)?;
-            to_return = to_return.checked_sub(take).ok_or_else(corrupt)?;
-            returned.push(alloc(&a.payment_id, take));
-            let mut inv = self.state.payment_invoicing(&a.payment_id)?.unwrap_or_default();
-            inv.invoiced = inv
-                .invoiced
-                .checked_sub(take)
-                .filter(|v| !v.is_negative())
-                .ok_or_else(|| ExecError::Corrupt(StateKey::PaymentInvoicing(a.payment_id.clone())))?;
-            self.state.put(
-                StateKey::PaymentInvoicing(a.payment_id.clone()),
-                StateValue::PaymentInvoicing(inv),
-            );
-        }
-        if !to_return.is_zero() {
-            return Err(corrupt().into());
-        }
+        let (standing, returned) = self.return_to_payments(n, &blue.standing, total)?;
 
         // A red invoice gives its total back to the quota of the month it is issued in.
         if let Some(mut q) = self.state.quota()? {
@@ -292,5 +251,47 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         );
         self.state.put(StateKey::Meta, StateValue::Meta(meta));
         Ok(Ok(rev))
+    }
+
+    /// Returns `total` of invoice `n` to the payments it drew on, last allocated first:
+    /// the invoice's standing allocations after it, and what went back to each payment.
+    /// The standing allocations sum to what is left of the invoice, and each payment's
+    /// invoiced amount includes its allocation; a record that breaks either is corrupt.
+    fn return_to_payments(
+        &mut self,
+        n: InvoiceNumber,
+        standing: &[Allocation],
+        total: Fen,
+    ) -> Step<(Vec<Allocation>, Vec<Allocation>), S::Error> {
+        let corrupt = || ExecError::Corrupt(StateKey::Invoice(n));
+        let mut standing = standing.to_vec();
+        let mut to_return = total;
+        let mut returned: Vec<Allocation> = Vec::new();
+        for a in standing.iter_mut().rev() {
+            if to_return.is_zero() {
+                break;
+            }
+            let take = a.amount.min(to_return);
+            if take.is_zero() {
+                continue;
+            }
+            a.amount = a.amount.checked_sub(take).ok_or_else(corrupt)?;
+            to_return = to_return.checked_sub(take).ok_or_else(corrupt)?;
+            returned.push(alloc(&a.payment_id, take));
+            let mut inv = self.state.payment_invoicing(&a.payment_id)?.unwrap_or_default();
+            inv.invoiced = inv
+                .invoiced
+                .checked_sub(take)
+                .filter(|v| !v.is_negative())
+                .ok_or_else(|| ExecError::Corrupt(StateKey::PaymentInvoicing(a.payment_id.clone())))?;
+            self.state.put(
+                StateKey::PaymentInvoicing(a.payment_id.clone()),
+                StateValue::PaymentInvoicing(inv),
+            );
+        }
+        if !to_return.is_zero() {
+            return Err(corrupt().into());
+        }
+        Ok((standing, returned))
     }
 }

@@ -7,8 +7,13 @@ use crate::code::ErrorCode;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// Signed for another network.
-    #[error("event is for another network")]
-    WrongNetwork,
+    #[error("event is for network {found}, this network is {expected}")]
+    WrongNetwork {
+        /// This network.
+        expected: NetworkId,
+        /// The event's.
+        found: NetworkId,
+    },
     /// Sent to the wrong chain.
     #[error("event is for chain {found}, this is chain {expected}")]
     WrongChain {
@@ -95,7 +100,7 @@ impl Rejection {
     /// A stable code for APIs.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Rejection::WrongNetwork => ErrorCode::WrongNetwork,
+            Rejection::WrongNetwork { .. } => ErrorCode::WrongNetwork,
             Rejection::WrongChain { .. } => ErrorCode::WrongChain,
             Rejection::Unauthorized { .. } => ErrorCode::UnauthorizedKey,
             Rejection::Invalid { .. } => ErrorCode::InvalidField,
@@ -117,7 +122,7 @@ impl Rejection {
     /// The offending field, if one.
     pub fn field(&self) -> Option<String> {
         match self {
-            Rejection::WrongNetwork => Some("network".into()),
+            Rejection::WrongNetwork { .. } => Some("network".into()),
             Rejection::WrongChain { .. } => Some("chain".into()),
             Rejection::Unauthorized { .. } => Some("author".into()),
             Rejection::Invalid { field, .. } => Some(field.clone()),
