@@ -144,7 +144,7 @@ impl fapiao_chain::disk::ChainRead for StoreRead<'_> {
         self.0
             .scan::<Votes>(&chain_prefix(chain), Some(&start), limit)?
             .into_iter()
-            .map(|(k, b)| Ok((Votes::decode_key(&k)?.1, b)))
+            .map(|(k, b)| Ok((Votes::decode(&k)?.1, b)))
             .collect()
     }
 

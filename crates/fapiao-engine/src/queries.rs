@@ -444,7 +444,7 @@ impl Engine {
             if out.len() >= limit {
                 return Ok((out, last));
             }
-            let (reason_index, request_id) = tables::IdxFailure::decode_key(&k)?;
+            let (_, reason_index, request_id) = <tables::IdxFailure as tables::Table>::decode(&k)?;
             last = Some(FailureCursor {
                 reason_index,
                 request_id: request_id.clone(),

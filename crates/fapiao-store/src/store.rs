@@ -314,18 +314,7 @@ impl Store {
     /// Every chain with at least one block, with its head.
     pub fn heads(&self) -> Result<Vec<(MemberCode, Head)>, StoreError> {
         let rows = self.scan::<Heads>(&[], None, usize::MAX)?;
-        rows.into_iter()
-            .map(|(k, h)| {
-                let code = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
-                MemberCode::new(code)
-                    .map(|c| (c, h))
-                    .ok_or_else(|| StoreError::Corrupt {
-                        table: Heads::NAME,
-                        key: hex_key(&k),
-                        message: "member code out of range".into(),
-                    })
-            })
-            .collect()
+        rows.into_iter().map(|(k, h)| Ok((Heads::decode(&k)?, h))).collect()
     }
 
     /// A block header.

@@ -19,6 +19,9 @@ pub trait Table {
     type Value: Serialize + DeserializeOwned;
     /// The key's bytes; big-endian numbers so RocksDB order is numeric order.
     fn key(key: &Self::Key) -> Vec<u8>;
+    /// The key a stored key's bytes encode: the inverse of [`Table::key`]. Bytes that
+    /// encode no key are damage ([`crate::StoreError::Corrupt`]).
+    fn decode(bytes: &[u8]) -> Result<Self::Key, crate::StoreError>;
 }
 
 fn ch(chain: MemberCode) -> [u8; 4] {
@@ -76,7 +79,7 @@ pub struct RejectedInfo {
 }
 
 macro_rules! table {
-    ($(#[$doc:meta])* $name:ident, $cf:literal, $key:ty, $value:ty, |$k:ident| $enc:expr) => {
+    ($(#[$doc:meta])* $name:ident, $cf:literal, $key:ty, $value:ty, |$k:ident| $enc:expr, |$b:ident| $dec:expr) => {
         $(#[$doc])*
         pub struct $name;
         impl Table for $name {
@@ -86,6 +89,16 @@ macro_rules! table {
             fn key($k: &Self::Key) -> Vec<u8> {
                 $enc
             }
+            fn decode(bytes: &[u8]) -> Result<Self::Key, crate::StoreError> {
+                fn parse($b: &[u8]) -> Option<$key> {
+                    $dec
+                }
+                parse(bytes).ok_or_else(|| crate::StoreError::Corrupt {
+                    table: $cf,
+                    key: bytes.iter().map(|x| format!("{x:02x}")).collect(),
+                    message: "these bytes encode no key of this table".into(),
+                })
+            }
         }
     };
 }
@@ -94,13 +107,13 @@ macro_rules! table {
 /// from the definitions, so no table can be left out of either list.
 macro_rules! tables {
     (
-        log { $($(#[$ldoc:meta])* $lname:ident, $lcf:literal, $lkey:ty, $lvalue:ty, |$lk:ident| $lenc:expr;)* }
-        derived { $($(#[$ddoc:meta])* $dname:ident, $dcf:literal, $dkey:ty, $dvalue:ty, |$dk:ident| $denc:expr;)* }
-        local { $($(#[$odoc:meta])* $oname:ident, $ocf:literal, $okey:ty, $ovalue:ty, |$ok:ident| $oenc:expr;)* }
+        log { $($(#[$ldoc:meta])* $lname:ident, $lcf:literal, $lkey:ty, $lvalue:ty, |$lk:ident| $lenc:expr, |$lb:ident| $ldec:expr;)* }
+        derived { $($(#[$ddoc:meta])* $dname:ident, $dcf:literal, $dkey:ty, $dvalue:ty, |$dk:ident| $denc:expr, |$db:ident| $ddec:expr;)* }
+        local { $($(#[$odoc:meta])* $oname:ident, $ocf:literal, $okey:ty, $ovalue:ty, |$ok:ident| $oenc:expr, |$ob:ident| $odec:expr;)* }
     ) => {
-        $(table!($(#[$ldoc])* $lname, $lcf, $lkey, $lvalue, |$lk| $lenc);)*
-        $(table!($(#[$ddoc])* $dname, $dcf, $dkey, $dvalue, |$dk| $denc);)*
-        $(table!($(#[$odoc])* $oname, $ocf, $okey, $ovalue, |$ok| $oenc);)*
+        $(table!($(#[$ldoc])* $lname, $lcf, $lkey, $lvalue, |$lk| $lenc, |$lb| $ldec);)*
+        $(table!($(#[$ddoc])* $dname, $dcf, $dkey, $dvalue, |$dk| $denc, |$db| $ddec);)*
+        $(table!($(#[$odoc])* $oname, $ocf, $okey, $ovalue, |$ok| $oenc, |$ob| $odec);)*
 
         /// Every column family, for opening: the block log, the derived tables, the
         /// node's own.
@@ -112,26 +125,61 @@ macro_rules! tables {
     };
 }
 
+/// A member code, from exactly its 4 bytes.
+fn de_chain(b: &[u8]) -> Option<MemberCode> {
+    MemberCode::new(u32::from_be_bytes(b.try_into().ok()?))
+}
+
+/// A member code from the first 4 bytes, and the rest.
+fn de_chain_prefix(b: &[u8]) -> Option<(MemberCode, &[u8])> {
+    let (chain, rest) = b.split_at_checked(4)?;
+    Some((de_chain(chain)?, rest))
+}
+
+/// (chain, height), from exactly 12 bytes.
+fn de_chain_height(b: &[u8]) -> Option<(MemberCode, u64)> {
+    let (chain, height) = de_chain_prefix(b)?;
+    Some((chain, u64::from_be_bytes(height.try_into().ok()?)))
+}
+
+/// (chain, height, index), from exactly 16 bytes.
+fn de_chain_height_index(b: &[u8]) -> Option<(MemberCode, u64, u32)> {
+    let (ch_h, index) = b.split_at_checked(12)?;
+    let (chain, height) = de_chain_height(ch_h)?;
+    Some((chain, height, u32::from_be_bytes(index.try_into().ok()?)))
+}
+
+/// (chain, text), the text in UTF-8.
+fn de_chain_text(b: &[u8]) -> Option<(MemberCode, String)> {
+    let (chain, text) = de_chain_prefix(b)?;
+    Some((chain, std::str::from_utf8(text).ok()?.to_string()))
+}
+
+/// An event id, from exactly its 32 bytes.
+fn de_event_id(b: &[u8]) -> Option<EventId> {
+    Some(EventId(Hash32(b.try_into().ok()?)))
+}
+
 tables! {
     // The block log: what the chains hold, as received and certified.
     log {
         /// Block headers by (chain, height).
-        Headers, "headers", (MemberCode, u64), Header, |k| chain_height(k.0, k.1);
+        Headers, "headers", (MemberCode, u64), Header, |k| chain_height(k.0, k.1), |b| de_chain_height(b);
         /// Block entries by (chain, height, index).
         Entries, "entries", (MemberCode, u64, u32), Entry, |k| {
             let mut v = chain_height(k.0, k.1);
             v.extend_from_slice(&k.2.to_be_bytes());
             v
-        };
+        }, |b| de_chain_height_index(b);
         /// Certificates by (chain, height).
-        Certs, "certs", (MemberCode, u64), Certificate, |k| chain_height(k.0, k.1);
+        Certs, "certs", (MemberCode, u64), Certificate, |k| chain_height(k.0, k.1), |b| de_chain_height(b);
     }
     // Derived from the block log, rebuilt by `rebuild-state` and compared by `replay`.
     derived {
         /// Where every entry (input or derived) is, by id.
-        Events, "events", EventId, EntryLoc, |k| k.0 .0.to_vec();
+        Events, "events", EventId, EntryLoc, |k| k.0 .0.to_vec(), |b| de_event_id(b);
         /// Issued and red-letter invoices by number: where the issuing entry is.
-        IdxInvoice, "idx_invoice", InvoiceNumber, EntryLoc, |k| codec::to_bytes(k);
+        IdxInvoice, "idx_invoice", InvoiceNumber, EntryLoc, |k| codec::to_bytes(k), |b| codec::decode(b).ok();
         /// Every entry about an invoice, by (invoice, chain, height, index): its history in
         /// ledger order (requests, issue, reversals, claims, bookings, forms and their outcomes).
         IdxInvoiceHistory, "idx_invoice_history", (InvoiceNumber, MemberCode, u64, u32), EntryLoc, |k| {
@@ -139,23 +187,35 @@ tables! {
             v.extend_from_slice(&chain_height(k.1, k.2));
             v.extend_from_slice(&k.3.to_be_bytes());
             v
+        }, |b| {
+            // The location is the last 16 bytes; the number is everything before them.
+            let (number, loc) = b.split_at(b.len().checked_sub(16)?);
+            let (chain, height, index) = de_chain_height_index(loc)?;
+            Some((codec::decode(number).ok()?, chain, height, index))
         };
         /// Payments by (chain, payment id): where the recording event is.
-        IdxPayment, "idx_payment", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1);
+        IdxPayment, "idx_payment", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1), |b| de_chain_text(b);
         /// Invoice and red-letter requests by (chain, request id).
-        IdxRequest, "idx_request", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1);
+        IdxRequest, "idx_request", (MemberCode, String), EntryLoc, |k| chain_text(k.0, &k.1), |b| de_chain_text(b);
         /// Failures by (chain, reason index, request id): where the failure entry is.
         IdxFailure, "idx_failure", (MemberCode, u32, String), EntryLoc, |k| {
             let mut v = ch(k.0).to_vec();
             v.extend_from_slice(&k.1.to_be_bytes());
             v.extend_from_slice(k.2.as_bytes());
             v
+        }, |b| {
+            let (chain, rest) = de_chain_prefix(b)?;
+            let (reason, id) = rest.split_at_checked(4)?;
+            Some((chain, u32::from_be_bytes(reason.try_into().ok()?), std::str::from_utf8(id).ok()?.to_string()))
         };
         /// Chain state records by (chain, key).
         State, "state", (MemberCode, StateKey), StateValue, |k| {
             let mut v = ch(k.0).to_vec();
             v.extend_from_slice(&k.1.to_bytes());
             v
+        }, |b| {
+            let (chain, key) = de_chain_prefix(b)?;
+            Some((chain, codec::decode(key).ok()?))
         };
         /// State tree nodes by (chain, node position).
         Tree, "tree", (MemberCode, NodeKey), Node, |k| {
@@ -163,74 +223,29 @@ tables! {
             v.push(k.1.depth);
             v.extend_from_slice(k.1.prefix.as_bytes());
             v
+        }, |b| {
+            let (chain, rest) = de_chain_prefix(b)?;
+            let (&depth, prefix) = rest.split_first()?;
+            Some((chain, NodeKey { depth, prefix: Hash32(prefix.try_into().ok()?) }))
         };
     }
     // This node's own records (pending events, votes, heads, evidence).
     local {
         /// Admitted events not yet in a block, by admission sequence (node-local).
-        Pending, "pending", u64, Event, |k| k.to_be_bytes().to_vec();
+        Pending, "pending", u64, Event, |k| k.to_be_bytes().to_vec(), |b| Some(u64::from_be_bytes(b.try_into().ok()?));
         /// This node's attestation votes by (chain, height): persisted before sending.
-        Votes, "votes", (MemberCode, u64), BlockHash, |k| chain_height(k.0, k.1);
+        Votes, "votes", (MemberCode, u64), BlockHash, |k| chain_height(k.0, k.1), |b| de_chain_height(b);
         /// Admitted events dropped at execution, with why (node-local).
-        Rejected, "rejected", EventId, RejectedInfo, |k| k.0 .0.to_vec();
+        Rejected, "rejected", EventId, RejectedInfo, |k| k.0 .0.to_vec(), |b| de_event_id(b);
         /// Each chain's head.
-        Heads, "heads", MemberCode, Head, |k| ch(*k).to_vec();
+        Heads, "heads", MemberCode, Head, |k| ch(*k).to_vec(), |b| de_chain(b);
         /// Equivocation evidence per chain (the first found): the chain is frozen here.
-        EvidenceTable, "evidence", MemberCode, Equivocation, |k| ch(*k).to_vec();
+        EvidenceTable, "evidence", MemberCode, Equivocation, |k| ch(*k).to_vec(), |b| de_chain(b);
         /// Per chain, a height up to which every block this node holds is certified (each
         /// certificate checked against the block it certifies), as found at the last start:
         /// the next start resumes from it instead of reading every certificate ever stored
         /// (node-local).
-        CertifiedPrefix, "certified_prefix", MemberCode, u64, |k| ch(*k).to_vec();
-    }
-}
-
-impl IdxFailure {
-    /// The (reason index, request id) of a stored key.
-    pub fn decode_key(k: &[u8]) -> Result<(u32, String), crate::StoreError> {
-        let bad = || crate::StoreError::Corrupt {
-            table: Self::NAME,
-            key: k.iter().map(|b| format!("{b:02x}")).collect(),
-            message: "not a failure index key".into(),
-        };
-        let reason = k
-            .get(4..8)
-            .and_then(|r| r.try_into().ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(bad)?;
-        let id = std::str::from_utf8(k.get(8..).ok_or_else(bad)?).map_err(|_| bad())?;
-        Ok((reason, id.to_string()))
-    }
-}
-
-impl Votes {
-    /// The (chain, height) of a stored key.
-    pub fn decode_key(k: &[u8]) -> Result<(MemberCode, u64), crate::StoreError> {
-        chain_height_of(Self::NAME, k)
-    }
-}
-
-impl Certs {
-    /// The (chain, height) of a stored key.
-    pub fn decode_key(k: &[u8]) -> Result<(MemberCode, u64), crate::StoreError> {
-        chain_height_of(Self::NAME, k)
-    }
-}
-
-fn chain_height_of(table: &'static str, k: &[u8]) -> Result<(MemberCode, u64), crate::StoreError> {
-    let bad = || crate::StoreError::Corrupt {
-        table,
-        key: k.iter().map(|b| format!("{b:02x}")).collect(),
-        message: "not a (chain, height) key".into(),
-    };
-    if k.len() != 12 {
-        return Err(bad());
-    }
-    let chain = k[..4].try_into().ok().map(u32::from_be_bytes).and_then(MemberCode::new);
-    let height = k[4..].try_into().ok().map(u64::from_be_bytes);
-    match (chain, height) {
-        (Some(c), Some(h)) => Ok((c, h)),
-        _ => Err(bad()),
+        CertifiedPrefix, "certified_prefix", MemberCode, u64, |k| ch(*k).to_vec(), |b| de_chain(b);
     }
 }
 
