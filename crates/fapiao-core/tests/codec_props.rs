@@ -317,15 +317,7 @@ fn derived() -> impl Strategy<Value = Derived> {
                 },
             })
         });
-    const STATES: [FormState; 7] = [
-        FormState::NoConfirmationNeeded,
-        FormState::WaitingForBuyer,
-        FormState::WaitingForSeller,
-        FormState::Confirmed,
-        FormState::Rejected,
-        FormState::Withdrawn,
-        FormState::Void,
-    ];
+    const STATES: [FormState; 7] = FormState::ALL;
     let buyer_side = (number(), code(), text(), any::<u64>(), 0u8..9, any::<u32>()).prop_map(
         |(invoice_number, member, claim_ref, t, k, form)| {
             let changed = ClaimChanged {

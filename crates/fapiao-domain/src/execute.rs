@@ -368,6 +368,21 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
         Ok(authorize(self.ctx, self.state, &self.author, kind)??)
     }
 
+    /// Records a new request (invoice or red-letter) made by this event, with its outcome.
+    fn record_request(&mut self, request_id: &str, body: RequestBody, outcome: RequestOutcome) {
+        self.state.put(
+            StateKey::Request(request_id.to_owned()),
+            StateValue::Request(RequestRecord {
+                event: self.id,
+                requested_at: self.block.timestamp,
+                body,
+                outcome,
+                retried_by: None,
+                auto_reissue: None,
+            }),
+        );
+    }
+
     fn meta(&self) -> Step<MerchantMeta, S::Error> {
         Ok(self.state.meta(|| self.ctx.genesis_meta())?)
     }

@@ -40,17 +40,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             ),
             Err(f) => f.recorded(&r.request_id),
         };
-        self.state.put(
-            StateKey::Request(r.request_id.clone()),
-            StateValue::Request(RequestRecord {
-                event: self.id,
-                requested_at: self.block.timestamp,
-                body: RequestBody::Invoice(r.clone()),
-                outcome: record_outcome,
-                retried_by: None,
-                auto_reissue: None,
-            }),
-        );
+        self.record_request(&r.request_id, RequestBody::Invoice(r.clone()), record_outcome);
         Ok(derived)
     }
 
