@@ -279,7 +279,7 @@ pub(crate) fn export(data: &Path, genesis: Option<&Path>, chain: &str, format: &
         };
         let certified = store.certificate(chain, h)?.is_some();
         for (i, e) in block.entries.iter().enumerate() {
-            let mut v = fapiao_api::dto::entry_json(e);
+            let mut v = serde_json::to_value(fapiao_api::dto::EntryDto::new(e))?;
             v["height"] = json!(h);
             v["index"] = json!(i);
             v["block_hash"] = json!(block.header.hash().to_string());

@@ -420,6 +420,26 @@ pub(crate) fn buyer_side_lines(i: &InvoiceDto) -> Vec<String> {
     out
 }
 
+/// What a red-letter covers, for people: `full`, or each partial line.
+pub(crate) fn scope(s: &fapiao_api::dto::ScopeDto) -> String {
+    use fapiao_api::dto::{ScopeDto, TaxFlagDto};
+    match s {
+        ScopeDto::Full => "full".into(),
+        ScopeDto::Partial(lines) => {
+            let each = lines.iter().map(|l| {
+                format!(
+                    "{} x {} at {} ({})",
+                    l.description,
+                    Quantity(l.quantity_thousandths),
+                    Fen::from_fen(l.unit_price_fen),
+                    TaxFlagDto::rate(l.tax_rate_bp, l.tax_flag)
+                )
+            });
+            format!("partial: {}", each.collect::<Vec<_>>().join("; "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

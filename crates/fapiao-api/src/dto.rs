@@ -11,7 +11,7 @@ use fapiao_domain::state::{InvoiceRecord, ReissueTrigger, RequestBody, RequestOu
 use fapiao_domain::ErrorCode;
 use fapiao_engine::{FailureRow, NodeStatus, PaymentView};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 /// A string schema that takes only `names` (and `null` when `nullable`): the OpenAPI
@@ -32,12 +32,14 @@ fn closed_set(names: impl IntoIterator<Item = &'static str>, nullable: bool) -> 
 }
 
 mod blocks;
+mod entries;
 mod events;
 mod invoices;
 mod payments;
 mod requests;
 
 pub use blocks::*;
+pub use entries::*;
 pub use events::*;
 pub use invoices::*;
 pub use payments::*;

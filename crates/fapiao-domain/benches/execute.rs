@@ -4,15 +4,12 @@
 //! `cargo bench -p fapiao-domain`.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public fn.
 
-#[path = "../tests/world/mod.rs"]
-mod world;
-
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use fapiao_core::event::*;
 use fapiao_core::*;
 use fapiao_domain::execute::FEE_BLOCKED_MAX;
 use fapiao_domain::{execute_block, BlockContext, ChainContext};
-use world::*;
+use fapiao_testkit::world::*;
 
 const N: usize = FEE_BLOCKED_MAX;
 

@@ -4,13 +4,11 @@
 // Amounts are written yuan_fen (100_00 is 100.00 yuan), on purpose.
 #![allow(clippy::inconsistent_digit_grouping)]
 
-mod world;
-
 use fapiao_core::event::*;
 use fapiao_core::*;
 use fapiao_domain::state::{InvoiceRecord, StateKey, StateValue};
+use fapiao_testkit::world::*;
 use proptest::prelude::*;
-use world::*;
 
 /// The rates and flags lines use: every one the test merchant has, and 7%, which no
 /// policy has.

@@ -2,24 +2,13 @@
 // Amounts are written yuan_fen (100_00 is 100.00 yuan), on purpose.
 #![allow(clippy::inconsistent_digit_grouping)]
 
-mod world;
-
 use fapiao_core::event::*;
 use fapiao_core::*;
 use fapiao_domain::state::{
     BlueInvoice, InvoiceRecord, QuotaRecord, ReissueTrigger, RequestOutcome, StateKey, StateValue,
 };
 use fapiao_domain::Executed;
-use world::*;
-
-fn invoice(r: InvoiceRequested) -> EventKind {
-    EventKind::InvoiceRequested(r)
-}
-
-fn base(w: &mut World) {
-    w.pay("P1", 100_00).unwrap();
-    w.pay("P2", 30_00).unwrap();
-}
+use fapiao_testkit::world::*;
 
 fn with(f: impl FnOnce(&mut InvoiceRequested)) -> EventKind {
     let mut r = request("R1", &["P1"]);
@@ -193,26 +182,6 @@ const MAX: i64 = fapiao_core::money::AMOUNT_FEN_MAX;
 
 fn raise_policy(w: &mut World) {
     set_policy(w, vec![InvoiceType::Normal, InvoiceType::SpecialVat], MAX);
-}
-
-fn pay_event(id: &str, fen: i64) -> EventKind {
-    EventKind::PaymentRecorded(payment(id, fen))
-}
-
-fn refund_event(payment_id: &str, refund_id: &str, fen: i64) -> EventKind {
-    EventKind::PaymentRefunded(PaymentRefunded {
-        payment_id: payment_id.into(),
-        refund_id: refund_id.into(),
-        amount: Fen::from_fen(fen),
-        reason: String::new(),
-    })
-}
-
-fn deposit_event(id: &str, fen: i64) -> EventKind {
-    EventKind::FeeDeposited(FeeDeposited {
-        deposit_id: id.into(),
-        amount: Fen::from_fen(fen),
-    })
 }
 
 /// A request for `total` fen at 0% (one line, quantity 1) on `payments`.
@@ -1371,87 +1340,6 @@ fn a_rejected_event_in_a_block_does_not_affect_the_others() {
 
 // ---- the buyer's side: reimbursement lock, booking, red-letter confirmation forms ----
 
-/// The test invoice R1 (53.00 on P1), the same in every fresh world.
-fn issue_r1(w: &mut World) {
-    base(w);
-    issued(&w.submit(invoice(request("R1", &["P1"]))));
-}
-
-fn r1() -> InvoiceIssued {
-    let mut w = World::new();
-    base(&mut w);
-    issued(&w.submit(invoice(request("R1", &["P1"]))))
-}
-
-fn lock(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
-    EventKind::InvoiceClaimRequested(ClaimRequested {
-        invoice_number: inv.number,
-        check_code: inv.check_code,
-        claim_ref: claim_ref.into(),
-    })
-}
-
-fn unlock(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
-    EventKind::InvoiceClaimUnlocked(ClaimAction {
-        invoice_number: inv.number,
-        claim_ref: claim_ref.into(),
-    })
-}
-
-fn close(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
-    EventKind::InvoiceClaimClosed(ClaimAction {
-        invoice_number: inv.number,
-        claim_ref: claim_ref.into(),
-    })
-}
-
-fn book(inv: &InvoiceIssued, status: BookingStatus) -> EventKind {
-    EventKind::InvoiceBookingSet(BookingSet {
-        invoice_number: inv.number,
-        status,
-    })
-}
-
-fn seller_red(inv: &InvoiceIssued, id: &str, scope: RedLetterScope) -> EventKind {
-    EventKind::InvoiceRedLetterRequested(RedLetterRequested {
-        request_id: id.into(),
-        invoice_number: inv.number,
-        reason: RedLetterReason::SalesReturn,
-        scope,
-    })
-}
-
-fn buyer_form(inv: &InvoiceIssued, scope: RedLetterScope) -> EventKind {
-    EventKind::RedFormStarted(RedFormStart {
-        invoice_number: inv.number,
-        reason: RedLetterReason::SalesDiscount,
-        scope,
-    })
-}
-
-fn form_ref(inv: &InvoiceIssued, form: u32) -> RedFormRef {
-    RedFormRef {
-        invoice_number: inv.number,
-        form,
-    }
-}
-
-fn answer(inv: &InvoiceIssued, form: u32, confirm: bool) -> EventKind {
-    EventKind::RedFormAnswered(RedFormAnswer {
-        form: form_ref(inv, form),
-        confirm,
-    })
-}
-
-fn withdraw(inv: &InvoiceIssued, form: u32) -> EventKind {
-    EventKind::RedFormWithdrawn(form_ref(inv, form))
-}
-
-fn as_who(w: &mut World, who: Who, kind: EventKind) -> Outcome {
-    let k = signer(w, who);
-    w.submit_as(&k, kind)
-}
-
 fn blue_of(w: &World, inv: &InvoiceIssued) -> BlueInvoice {
     match w.invoice(inv.number) {
         Some(InvoiceRecord::Blue(b)) => b,
@@ -2075,10 +1963,6 @@ fn a_partial_reversal_names_original_lines_in_their_order() {
 const MARCH: u32 = 202603;
 /// 2026-04-01 00:00 UTC+8 (2026-03-31T16:00:00Z).
 const APRIL_1: u64 = 1_774_972_800_000;
-
-fn quota(month: u32, action: QuotaAction) -> EventKind {
-    EventKind::QuotaChanged(QuotaChange { month, action })
-}
 
 fn grant(fen: i64) -> EventKind {
     quota(MARCH, QuotaAction::Grant(Fen::from_fen(fen)))

@@ -2,8 +2,11 @@
 //! of keeping its own copy: fixed keys, the genesis of `docs/FORMAT.md`'s vectors, event
 //! builders, and the reader of the vectors the document holds.
 //!
-//! Architecture invariant: a dev-dependency only; it depends on `fapiao-core` alone, so
-//! every crate's tests can use it, and nothing outside tests ever links it.
+//! Architecture invariant: a dev-dependency only; it depends on `fapiao-core` and the pure
+//! `fapiao-domain` (for [`world`]), so every crate's tests can use it, and nothing
+//! outside tests ever links it.
+
+pub mod world;
 
 use fapiao_core::event::{
     Buyer, InvoiceRequested, InvoiceType, LineItem, MerchantPolicy, PaymentMethod, PaymentRecorded,

@@ -10,9 +10,11 @@ use super::{gen_id, parse_line, parse_number, Ctx};
 use crate::client::ClientOpts;
 use anyhow::{anyhow, bail, Result};
 use clap::{Subcommand, ValueEnum};
+use fapiao_api::dto::{
+    ClaimRefusalDto, DerivedDataDto, DerivedEntryDto, EntryDto, EventDataDto, EventEntryDto, RedFormRefusalDto,
+};
 use fapiao_core::event::*;
 use fapiao_core::SecretKey;
-use serde_json::Value;
 
 /// Whose key signs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -185,131 +187,106 @@ impl Ctx {
 
 /// One derived entry for people, and the refusal it carries, if it is one.
 // Long: one arm per derived entry kind a buyer sees.
-fn describe(d: &Value) -> (String, Option<String>) {
-    let data = &d["data"];
-    let s = |k: &str| data[k].as_str().unwrap_or("?").to_string();
-    let time = |k: &str| fapiao_engine::format_time(data[k].as_u64().unwrap_or(0));
-    match d["kind"].as_str().unwrap_or("") {
-        "claim_recorded" => (
+fn describe(d: &DerivedEntryDto) -> (String, Option<String>) {
+    let time = fapiao_engine::format_time;
+    let fen = fapiao_core::Fen::from_fen;
+    match &d.derived {
+        DerivedDataDto::ClaimRecorded(c) => (
             format!(
                 "LOCKED: invoice {} for member {} (ref {})",
-                s("invoice_number"),
-                s("claimant"),
-                s("claim_ref")
+                c.invoice_number, c.claimant, c.claim_ref
             ),
             None,
         ),
-        "claim_unlocked" => (
-            format!("UNLOCKED: invoice {} at {}", s("invoice_number"), time("at_ms")),
+        DerivedDataDto::ClaimUnlocked(c) => (
+            format!("UNLOCKED: invoice {} at {}", c.invoice_number, time(c.at_ms)),
             None,
         ),
-        "claim_closed" => (
-            format!(
-                "CLOSED: invoice {} reimbursed at {}",
-                s("invoice_number"),
-                time("at_ms")
-            ),
+        DerivedDataDto::ClaimClosed(c) => (
+            format!("CLOSED: invoice {} reimbursed at {}", c.invoice_number, time(c.at_ms)),
             None,
         ),
-        "booking_recorded" => (
-            format!(
-                "BOOKED: invoice {} status {} {}",
-                s("invoice_number"),
-                s("code"),
-                s("status")
-            ),
+        DerivedDataDto::BookingRecorded(b) => (
+            format!("BOOKED: invoice {} status {} {}", b.invoice_number, b.code, b.status),
             None,
         ),
-        "red_form_changed" => (
-            format!(
-                "FORM {}/{}: {}",
-                s("invoice_number"),
-                data["form"].as_u64().unwrap_or(0),
-                s("state").to_uppercase()
-            ),
+        DerivedDataDto::RedFormChanged(f) => (
+            format!("FORM {}/{}: {}", f.invoice_number, f.form, f.state.to_uppercase()),
             None,
         ),
-        "invoice_reversed" => (
+        DerivedDataDto::InvoiceReversed(r) => (
             format!(
                 "RED INVOICE {} issued against {} (total {} reversed)",
-                s("red_number"),
-                s("original"),
-                fapiao_core::Fen::from_fen(data["total_fen"].as_i64().unwrap_or(0))
+                r.red_number,
+                r.original,
+                fen(r.total_fen)
             ),
             None,
         ),
-        "invoice_failed" => {
-            let why = format!("{}: {} Remedy: {}", s("reason"), s("detail"), s("remedy"));
+        DerivedDataDto::InvoiceFailed(f) => {
+            let why = format!("{}: {} Remedy: {}", f.reason, f.detail, f.remedy);
             (format!("FAILED {why}"), Some(why))
         }
-        "claim_refused" | "red_form_refused" => {
-            let r = &data["refusal"];
-            let why = match r["reason"].as_str().unwrap_or("") {
-                "already_claimed" => format!(
-                    "already locked for reimbursement since {}",
-                    fapiao_engine::format_time(r["first_claimed_at_ms"].as_u64().unwrap_or(0))
-                ),
-                "closed" => format!(
-                    "the claim was closed (reimbursed) at {}",
-                    fapiao_engine::format_time(r["closed_at_ms"].as_u64().unwrap_or(0))
-                ),
-                "reversed" => "the invoice is fully red-letter reversed".into(),
-                "not_locked" => "the invoice is not locked".into(),
-                "not_lock_holder" => "the lock is not yours (another member or reference)".into(),
-                "not_waiting" => format!("the form no longer waits: it is {}", r["state"].as_str().unwrap_or("?")),
-                "wrong_side" => "the form waits for (or was started by) the other side".into(),
-                "failed" => format!(
-                    "{}: {} Remedy: {}",
-                    r["code"].as_str().unwrap_or("?"),
-                    r["detail"].as_str().unwrap_or(""),
-                    r["remedy"].as_str().unwrap_or("")
-                ),
-                _ => "no such invoice or form for this member".into(),
+        DerivedDataDto::ClaimRefused(c) => {
+            let why = match &c.refusal {
+                ClaimRefusalDto::AlreadyClaimed {
+                    first_claimed_at_ms, ..
+                } => {
+                    format!("already locked for reimbursement since {}", time(*first_claimed_at_ms))
+                }
+                ClaimRefusalDto::Closed { closed_at_ms } => {
+                    format!("the claim was closed (reimbursed) at {}", time(*closed_at_ms))
+                }
+                ClaimRefusalDto::Reversed => "the invoice is fully red-letter reversed".into(),
+                ClaimRefusalDto::NotLocked => "the invoice is not locked".into(),
+                ClaimRefusalDto::NotLockHolder => "the lock is not yours (another member or reference)".into(),
+                ClaimRefusalDto::NotFound => "no such invoice or form for this member".into(),
             };
             (format!("REFUSED: {why}"), Some(why))
         }
-        "invoice_issued" => (
+        DerivedDataDto::RedFormRefused(f) => {
+            let why = match &f.refusal {
+                RedFormRefusalDto::NotWaiting { state } => format!("the form no longer waits: it is {state}"),
+                RedFormRefusalDto::WrongSide => "the form waits for (or was started by) the other side".into(),
+                RedFormRefusalDto::Failed { code, remedy, detail } => format!("{code}: {detail} Remedy: {remedy}"),
+                RedFormRefusalDto::NotFound => "no such invoice or form for this member".into(),
+            };
+            (format!("REFUSED: {why}"), Some(why))
+        }
+        DerivedDataDto::InvoiceIssued(i) => (
             format!(
                 "ISSUED {} to {} (total {}){}",
-                s("number"),
-                data["buyer"]["name"].as_str().unwrap_or("?"),
-                fapiao_core::Fen::from_fen(data["total_fen"].as_i64().unwrap_or(0)),
-                data["replaces"]
-                    .as_str()
+                i.number,
+                i.buyer.name,
+                fen(i.total_fen),
+                i.replaces
+                    .as_ref()
                     .map(|r| format!(", replacing {r}"))
                     .unwrap_or_default()
             ),
             None,
         ),
-        other => (format!("{other}: {data}"), None),
     }
 }
 
 /// One input event of an invoice's history for people: what was asked, and by whom.
-fn describe_event(e: &Value) -> String {
-    let data = &e["data"];
-    let s = |k: &str| data[k].as_str().unwrap_or("?").to_string();
-    let by = e["author"].as_str().map(|a| &a[..a.len().min(12)]).unwrap_or("?");
-    let what = match e["kind"].as_str().unwrap_or("") {
-        "invoice_red_letter_requested" => {
-            format!("red-letter requested ({}, request {})", s("reason"), s("request_id"))
+fn describe_event(e: &EventEntryDto) -> String {
+    let by = &e.author[..e.author.len().min(12)];
+    let what = match &e.event {
+        EventDataDto::InvoiceRedLetterRequested(r) => {
+            format!("red-letter requested ({}, request {})", r.reason, r.request_id)
         }
-        "invoice_claim_requested" => format!("lock requested (ref {})", s("claim_ref")),
-        "invoice_claim_unlocked" => format!("unlock requested (ref {})", s("claim_ref")),
-        "invoice_claim_closed" => format!("closing requested (ref {})", s("claim_ref")),
-        "invoice_booking_set" => format!("booking status {} {} set", s("code"), s("status")),
-        "red_form_started" => format!("form started by the buyer ({})", s("reason")),
-        "red_form_answered" => format!(
-            "form {} {}",
-            data["form"].as_u64().unwrap_or(0),
-            if data["confirm"].as_bool() == Some(true) {
-                "confirmed"
-            } else {
-                "rejected"
-            }
-        ),
-        "red_form_withdrawn" => format!("form {} withdrawn", data["form"].as_u64().unwrap_or(0)),
-        other => other.to_string(),
+        EventDataDto::InvoiceClaimRequested(c) => format!("lock requested (ref {})", c.claim_ref),
+        EventDataDto::InvoiceClaimUnlocked(c) => format!("unlock requested (ref {})", c.claim_ref),
+        EventDataDto::InvoiceClaimClosed(c) => format!("closing requested (ref {})", c.claim_ref),
+        EventDataDto::InvoiceBookingSet(b) => format!("booking status {} {} set", b.code, b.status),
+        EventDataDto::RedFormStarted(f) => format!("form started by the buyer ({})", f.reason),
+        EventDataDto::RedFormAnswered(a) => {
+            format!("form {} {}", a.form, if a.confirm { "confirmed" } else { "rejected" })
+        }
+        EventDataDto::RedFormWithdrawn(f) => format!("form {} withdrawn", f.form),
+        EventDataDto::InvoiceRequested(r) => format!("invoice requested (request {})", r.request_id),
+        _ => EntryDto::Event(e.clone()).type_and_kind().1,
     };
     format!("{what}, signed by key {by}...")
 }
@@ -333,10 +310,9 @@ pub(crate) fn print_invoice_history(ctx: &Ctx, number: &str) -> Result<()> {
     }
     println!("invoice {number}: {} entries", all.len());
     for h in &all {
-        let text = if h.entry["type"] == "event" {
-            format!("  asked: {}", describe_event(&h.entry))
-        } else {
-            describe(&h.entry).0
+        let text = match &h.entry {
+            EntryDto::Event(e) => format!("  asked: {}", describe_event(e)),
+            EntryDto::Derived(d) => describe(d).0,
         };
         println!(
             "{} block {}.{}{}  {text}",
@@ -454,7 +430,7 @@ pub(crate) fn redform(opts: &ClientOpts, cmd: RedformCommand) -> Result<()> {
                 f.invoice_number, f.form, f.initiator, f.state
             );
             println!("  reason    {}", f.reason);
-            println!("  scope     {}", f.scope);
+            println!("  scope     {}", crate::render::scope(&f.scope));
             println!("  request   {}", f.request_id);
             println!("  opened    {}", fapiao_engine::format_time(f.opened_at_ms));
             println!("  deadline  {}", fapiao_engine::format_time(f.deadline_ms));

@@ -150,19 +150,18 @@ pub(super) fn print_auto_reissues(ctx: &Ctx, event: &EventId) -> Result<()> {
     if ctx.opts.json {
         return Ok(());
     }
+    use fapiao_api::dto::DerivedDataDto;
     for d in ctx.client.event_outcome(event)?.derived {
-        let data = &d["data"];
-        let request = data["request_id"].as_str().unwrap_or("?");
-        match d["kind"].as_str() {
-            Some("invoice_issued") => println!(
-                "re-issued automatically: request {request} -> invoice {}",
-                data["number"].as_str().unwrap_or("?")
+        match d.derived {
+            DerivedDataDto::InvoiceIssued(i) => println!(
+                "re-issued automatically: request {} -> invoice {}",
+                i.request_id, i.number
             ),
-            _ => println!(
-                "re-run automatically: request {request} now FAILED {} ({})",
-                data["reason"].as_str().unwrap_or("?"),
-                data["detail"].as_str().unwrap_or("")
+            DerivedDataDto::InvoiceFailed(f) => println!(
+                "re-run automatically: request {} now FAILED {} ({})",
+                f.request_id, f.reason, f.detail
             ),
+            _ => {}
         }
     }
     Ok(())

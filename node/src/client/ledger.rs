@@ -182,9 +182,8 @@ pub(crate) fn block(opts: &ClientOpts, cmd: BlockCommand) -> Result<()> {
                 println!("  certified by {}", b.certificate_witnesses.join(", "));
             }
             for (i, e) in b.entries.iter().enumerate() {
-                let kind = e["kind"].as_str().unwrap_or("?");
-                let what = e["type"].as_str().unwrap_or("?");
-                println!("  [{i}] {what} {kind}  {}", e["data"]);
+                let (what, kind) = e.type_and_kind();
+                println!("  [{i}] {what} {kind}  {}", e.data());
             }
         }
     }

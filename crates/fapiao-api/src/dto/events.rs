@@ -104,32 +104,31 @@ pub struct EventOutcomeDto {
     pub index: u32,
     /// Whether the block is certified (final).
     pub certified: bool,
-    /// The derived entries executing it produced, in block order, as in a block (see
-    /// `entry_json`): for an invoice request its issue or failure, for a claim its record
+    /// The derived entries executing it produced, in block order, as in a block except
+    /// that a claim refused as already claimed does not name the first claimant: for an invoice request its issue or failure, for a claim its record
     /// or refusal, for a fee deposit or a quota change the automatic re-issues it ran;
     /// empty for a payment.
-    #[schema(value_type = Vec<Object>)]
-    pub derived: Vec<Value>,
+    pub derived: Vec<DerivedEntryDto>,
 }
 
 /// The error codes as the document's enum, generated from [`ErrorCode::ALL`] so the two
 /// cannot differ.
-fn error_code_schema() -> utoipa::openapi::Object {
+pub(super) fn error_code_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::String)
         .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
         .build()
 }
 
-fn submit_states_schema() -> utoipa::openapi::Object {
+pub(super) fn submit_states_schema() -> utoipa::openapi::Object {
     closed_set(["pending", "committed", "rejected"], false)
 }
 
-fn event_states_schema() -> utoipa::openapi::Object {
+pub(super) fn event_states_schema() -> utoipa::openapi::Object {
     closed_set(["pending", "committed", "certified", "rejected"], false)
 }
 
 /// Why an admitted event was dropped when its block was built: one of the error codes.
-fn rejection_codes_schema() -> utoipa::openapi::Object {
+pub(super) fn rejection_codes_schema() -> utoipa::openapi::Object {
     closed_set(ErrorCode::ALL.iter().map(|c| c.as_str()), true)
 }

@@ -166,7 +166,7 @@ pub struct RedFormDto {
     #[schema(schema_with = red_letter_reasons_schema)]
     pub reason: String,
     /// `full`, or the partial lines.
-    pub scope: Value,
+    pub scope: ScopeDto,
     /// The request the red invoice answers (the seller's request id, or `{invoice}-F{form}`).
     pub request_id: String,
     /// The event that started it.
@@ -198,7 +198,7 @@ impl RedFormDto {
             initiator: f.initiator.name().into(),
             buyer: f.buyer.map(|m| m.to_string()),
             reason: f.reason.name().into(),
-            scope: scope_json(&f.scope),
+            scope: (&f.scope).into(),
             request_id: f.request_id.clone(),
             event_id: f.event.to_string(),
             state: f.state_at(now).name().into(),
@@ -207,13 +207,6 @@ impl RedFormDto {
             decided_at_ms: f.decided_at.map(|t| t.0),
             red_number: f.red_number.map(|n| n.to_string()),
         }
-    }
-}
-
-pub(super) fn scope_json(scope: &RedLetterScope) -> Value {
-    match scope {
-        RedLetterScope::Full => json!("full"),
-        RedLetterScope::Partial(lines) => json!({"partial": lines.iter().map(line_json).collect::<Vec<_>>()}),
     }
 }
 
@@ -503,9 +496,8 @@ pub struct HistoryEntryDto {
     pub timestamp_ms: u64,
     /// Whether the block is certified.
     pub certified: bool,
-    /// The entry (as in a block: `type` event or derived, `kind`, `data`).
-    #[schema(value_type = Object)]
-    pub entry: Value,
+    /// The entry, as in a block.
+    pub entry: EntryDto,
 }
 
 impl InvoiceHistoryDto {
@@ -520,7 +512,7 @@ impl InvoiceHistoryDto {
                     index: r.index,
                     timestamp_ms: r.timestamp.0,
                     certified: r.certified,
-                    entry: entry_json(&r.entry),
+                    entry: EntryDto::new(&r.entry),
                 })
                 .collect(),
             next: rows
@@ -564,30 +556,30 @@ impl ProofDto {
     }
 }
 
-fn claim_states_schema() -> utoipa::openapi::Object {
+pub(super) fn claim_states_schema() -> utoipa::openapi::Object {
     closed_set(["locked", "closed"], false)
 }
 
-fn booking_statuses_schema() -> utoipa::openapi::Object {
+pub(super) fn booking_statuses_schema() -> utoipa::openapi::Object {
     closed_set(BookingStatus::ALL.map(BookingStatus::name), false)
 }
 
-fn parties_schema() -> utoipa::openapi::Object {
+pub(super) fn parties_schema() -> utoipa::openapi::Object {
     closed_set(Party::ALL.map(Party::name), false)
 }
 
-fn form_states_schema() -> utoipa::openapi::Object {
+pub(super) fn form_states_schema() -> utoipa::openapi::Object {
     closed_set(FormState::ALL.map(FormState::name), false)
 }
 
-fn red_letter_reasons_schema() -> utoipa::openapi::Object {
+pub(super) fn red_letter_reasons_schema() -> utoipa::openapi::Object {
     closed_set(RedLetterReason::ALL.map(RedLetterReason::name), false)
 }
 
-fn invoice_types_schema() -> utoipa::openapi::Object {
+pub(super) fn invoice_types_schema() -> utoipa::openapi::Object {
     closed_set(InvoiceType::ALL.map(InvoiceType::name), true)
 }
 
-fn booking_codes_schema() -> utoipa::openapi::Object {
+pub(super) fn booking_codes_schema() -> utoipa::openapi::Object {
     closed_set(BookingStatus::ALL.map(BookingStatus::code), false)
 }

@@ -241,10 +241,10 @@ impl ReconciliationDto {
     }
 }
 
-fn currencies_schema() -> utoipa::openapi::Object {
+pub(super) fn currencies_schema() -> utoipa::openapi::Object {
     closed_set(Currency::ALL.map(Currency::code), false)
 }
 
-fn payment_methods_schema() -> utoipa::openapi::Object {
+pub(super) fn payment_methods_schema() -> utoipa::openapi::Object {
     closed_set(PaymentMethod::ALL.map(PaymentMethod::name), false)
 }

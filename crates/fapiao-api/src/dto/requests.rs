@@ -221,18 +221,18 @@ impl From<&catalogue::FailureInfo> for CatalogueEntryDto {
     }
 }
 
-fn reissue_triggers_schema() -> utoipa::openapi::Object {
+pub(super) fn reissue_triggers_schema() -> utoipa::openapi::Object {
     closed_set(["fee_deposit", "quota"], false)
 }
 
-fn request_kinds_schema() -> utoipa::openapi::Object {
+pub(super) fn request_kinds_schema() -> utoipa::openapi::Object {
     closed_set(["invoice", "red_letter"], false)
 }
 
-fn request_outcomes_schema() -> utoipa::openapi::Object {
+pub(super) fn request_outcomes_schema() -> utoipa::openapi::Object {
     closed_set(["issued", "reversed", "awaiting_confirmation", "failed"], false)
 }
 
-fn failure_codes_schema() -> utoipa::openapi::Object {
+pub(super) fn failure_codes_schema() -> utoipa::openapi::Object {
     closed_set(FailureReason::ALL.map(|r| catalogue::info(r).code), false)
 }

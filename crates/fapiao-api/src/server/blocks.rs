@@ -86,7 +86,7 @@ pub(super) fn block_response(
     match found {
         Some((b, cert)) => Ok(Json(BlockDto {
             header: HeaderDto::new(&b.header, cert.is_some()),
-            entries: b.entries.iter().map(entry_json).collect(),
+            entries: b.entries.iter().map(EntryDto::new).collect(),
             certificate_witnesses: cert
                 .map(|c| c.signatures.iter().map(|w| w.witness.to_string()).collect())
                 .unwrap_or_default(),

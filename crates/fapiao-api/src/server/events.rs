@@ -140,7 +140,7 @@ pub(super) async fn event_outcome(
             height: o.height,
             index: o.index,
             certified: o.certified,
-            derived: o.derived.iter().map(outcome_json).collect(),
+            derived: o.derived.iter().map(DerivedEntryDto::outcome).collect(),
         })),
         None => Err(Failure::new(
             ErrorCode::NotRecorded,

@@ -1,6 +1,8 @@
-//! A small test world: a genesis with one merchant, an operator and a verifier, and a
-//! chain state executed one block at a time. Shared by the rule and property tests.
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::new_without_default)]
+//! A small test world: a genesis with two merchants, an operator, a verifier, a buyer and
+//! a tax office, and one merchant's chain state executed one block at a time by the
+//! domain. The domain's rule and property tests drive it, and the API's entry tests read
+//! what it derives.
+#![allow(missing_docs, clippy::new_without_default, clippy::inconsistent_digit_grouping)]
 
 use fapiao_core::event::*;
 use fapiao_core::genesis::Role;
@@ -95,6 +97,8 @@ pub struct World {
     pub height: u64,
     pub time: u64,
     pub chain: MemberCode,
+    /// Every entry of every block executed so far, in ledger order.
+    pub log: Vec<Entry>,
 }
 
 /// What one submitted event did.
@@ -113,6 +117,7 @@ impl World {
             height: 0,
             time: T0,
             chain: MemberCode::new(MERCHANT).unwrap(),
+            log: Vec::new(),
         }
     }
 
@@ -138,6 +143,7 @@ impl World {
         };
         let ex = execute_block(&ctx, &bc, &self.state, events).unwrap();
         self.state.apply(ex.writes.clone());
+        self.log.extend(ex.entries.iter().cloned());
         ex
     }
 
@@ -375,4 +381,120 @@ pub fn check(setup: impl FnOnce(&mut World), who: Who, kind: EventKind, expected
         assert_eq!(w.state, before, "a rejected event must not change the state");
     }
     w
+}
+
+// Event builders the rule tests and the API entry tests share.
+
+pub fn invoice(r: InvoiceRequested) -> EventKind {
+    EventKind::InvoiceRequested(r)
+}
+
+pub fn base(w: &mut World) {
+    w.pay("P1", 100_00).unwrap();
+    w.pay("P2", 30_00).unwrap();
+}
+
+pub fn pay_event(id: &str, fen: i64) -> EventKind {
+    EventKind::PaymentRecorded(payment(id, fen))
+}
+
+pub fn refund_event(payment_id: &str, refund_id: &str, fen: i64) -> EventKind {
+    EventKind::PaymentRefunded(PaymentRefunded {
+        payment_id: payment_id.into(),
+        refund_id: refund_id.into(),
+        amount: Fen::from_fen(fen),
+        reason: String::new(),
+    })
+}
+
+pub fn deposit_event(id: &str, fen: i64) -> EventKind {
+    EventKind::FeeDeposited(FeeDeposited {
+        deposit_id: id.into(),
+        amount: Fen::from_fen(fen),
+    })
+}
+
+/// The test invoice R1 (53.00 on P1), the same in every fresh world.
+pub fn issue_r1(w: &mut World) {
+    base(w);
+    issued(&w.submit(invoice(request("R1", &["P1"]))));
+}
+
+pub fn r1() -> InvoiceIssued {
+    let mut w = World::new();
+    base(&mut w);
+    issued(&w.submit(invoice(request("R1", &["P1"]))))
+}
+
+pub fn lock(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
+    EventKind::InvoiceClaimRequested(ClaimRequested {
+        invoice_number: inv.number,
+        check_code: inv.check_code,
+        claim_ref: claim_ref.into(),
+    })
+}
+
+pub fn unlock(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
+    EventKind::InvoiceClaimUnlocked(ClaimAction {
+        invoice_number: inv.number,
+        claim_ref: claim_ref.into(),
+    })
+}
+
+pub fn close(inv: &InvoiceIssued, claim_ref: &str) -> EventKind {
+    EventKind::InvoiceClaimClosed(ClaimAction {
+        invoice_number: inv.number,
+        claim_ref: claim_ref.into(),
+    })
+}
+
+pub fn book(inv: &InvoiceIssued, status: BookingStatus) -> EventKind {
+    EventKind::InvoiceBookingSet(BookingSet {
+        invoice_number: inv.number,
+        status,
+    })
+}
+
+pub fn seller_red(inv: &InvoiceIssued, id: &str, scope: RedLetterScope) -> EventKind {
+    EventKind::InvoiceRedLetterRequested(RedLetterRequested {
+        request_id: id.into(),
+        invoice_number: inv.number,
+        reason: RedLetterReason::SalesReturn,
+        scope,
+    })
+}
+
+pub fn buyer_form(inv: &InvoiceIssued, scope: RedLetterScope) -> EventKind {
+    EventKind::RedFormStarted(RedFormStart {
+        invoice_number: inv.number,
+        reason: RedLetterReason::SalesDiscount,
+        scope,
+    })
+}
+
+pub fn form_ref(inv: &InvoiceIssued, form: u32) -> RedFormRef {
+    RedFormRef {
+        invoice_number: inv.number,
+        form,
+    }
+}
+
+pub fn answer(inv: &InvoiceIssued, form: u32, confirm: bool) -> EventKind {
+    EventKind::RedFormAnswered(RedFormAnswer {
+        form: form_ref(inv, form),
+        confirm,
+    })
+}
+
+pub fn withdraw(inv: &InvoiceIssued, form: u32) -> EventKind {
+    EventKind::RedFormWithdrawn(form_ref(inv, form))
+}
+
+pub fn as_who(w: &mut World, who: Who, kind: EventKind) -> Outcome {
+    let k = signer(w, who);
+    w.submit_as(&k, kind)
+}
+
+pub fn quota(month: u32, action: QuotaAction) -> EventKind {
+    EventKind::QuotaChanged(QuotaChange { month, action })
 }
