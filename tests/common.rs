@@ -7,6 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for a change it caused to take effect (maintenance switched,
+/// a disk filled, a refusal counted) before it fails: generous, because the suite runs
+/// on a loaded 2-core machine, and never a measurement of how fast it happens.
+#[allow(dead_code)] // Each test crate includes this module and uses part of it.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fapiao"))
 }

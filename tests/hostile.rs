@@ -316,7 +316,7 @@ fn a_full_disk_refuses_writes_keeps_reads_loses_nothing_and_resumes_by_itself() 
     let answer = loop {
         match client.submit(&refused) {
             Err(ClientError::Api { status: 503, error, .. }) if error.code == "STORAGE_FULL" => break error,
-            other if started.elapsed() > Duration::from_secs(5) => panic!("not refused: {other:?}"),
+            other if started.elapsed() > SETTLE => panic!("not refused: {other:?}"),
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     };

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, invoice_request_args, metric_at, ok, payment, take_backup};
+use common::{bin, invoice_request_args, metric_at, ok, payment, take_backup, SETTLE};
 use fapiao_api::Client;
 use fapiao_core::{keyfile, Genesis, MemberCode, SecretKey};
 use serde_json::Value;
@@ -468,10 +468,7 @@ fn a_non_member_cannot_connect() {
         if refused >= 1 {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the refusal is not counted:\n{metrics}"
-        );
+        assert!(start.elapsed() < SETTLE, "the refusal is not counted:\n{metrics}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }

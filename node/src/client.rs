@@ -52,6 +52,14 @@ pub(crate) struct Ctx {
     outbox: Option<Outbox>,
 }
 
+/// What an outbox remembers of its node (`node.json`), so events can be signed and
+/// queued while the node is unreachable.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KnownNode {
+    network_id: String,
+    chain: String,
+}
+
 impl Ctx {
     pub(crate) fn new(opts: &ClientOpts) -> Result<Ctx> {
         let (profile, dir) = load_profile(&opts.client)?;
@@ -67,19 +75,20 @@ impl Ctx {
         let (network_id, chain) = match client.status() {
             Ok(st) => {
                 if let Some(c) = &cache {
-                    let v = serde_json::json!({"network_id": st.network_id, "chain": st.chain});
-                    files::write_atomic(c, &v.to_string())?;
+                    let known = KnownNode {
+                        network_id: st.network_id.clone(),
+                        chain: st.chain.clone(),
+                    };
+                    files::write_atomic(c, &serde_json::to_string(&known)?)?;
                 }
                 (st.network_id, st.chain)
             }
             Err(e) if e.is_transient() && cache.as_ref().is_some_and(|c| c.exists()) => {
                 let c = cache.as_ref().unwrap_or_else(|| unreachable!());
-                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c)?)?;
+                let known: KnownNode = serde_json::from_str(&std::fs::read_to_string(c)?)
+                    .with_context(|| format!("reading {}", c.display()))?;
                 eprintln!("node unreachable ({e}); events go to the outbox");
-                (
-                    v["network_id"].as_str().unwrap_or_default().to_string(),
-                    v["chain"].as_str().unwrap_or_default().to_string(),
-                )
+                (known.network_id, known.chain)
             }
             Err(e) => return Err(e).context("asking the node for its network"),
         };

@@ -18,6 +18,11 @@ use fapiao_core::{
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+mod blocks;
+mod certify;
+mod own;
+mod sync;
+
 /// Every bound of the state machine, with its unit last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -282,7 +287,7 @@ pub enum Verdict {
 /// The chain store the state machine appends to.
 pub trait Ledger {
     /// A storage failure: the host must stop.
-    type Error: std::fmt::Display;
+    type Error: std::error::Error + Send + Sync + 'static;
     /// The stored header of `chain` at `height`.
     fn header(&self, chain: MemberCode, height: u64) -> Result<Option<Header>, Self::Error>;
     /// Re-executes `block` (the chain's next block: its parent is the stored head, and
@@ -293,15 +298,15 @@ pub trait Ledger {
     fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, Self::Error>;
 }
 
-/// A storage failure reported by the [`Ledger`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A storage failure reported by the [`Ledger`], with the ledger's own error as its source.
+#[derive(Debug, thiserror::Error)]
 #[error("ledger failed: {0}")]
-pub struct Fatal(pub String);
+pub struct Fatal(#[source] pub Box<dyn std::error::Error + Send + Sync + 'static>);
 
 #[derive(Debug, Clone, Copy)]
 struct SyncInFlight {
     peer: MemberCode,
-    since: u64,
+    since_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -333,8 +338,52 @@ struct ChainState {
     /// When we first saw a peer ahead, and the (certified, height) it had then. Gossip
     /// normally closes a small gap by itself, so sync starts only if we are still below
     /// that mark one heads round later.
-    behind: Option<(u64, u64, u64)>,
+    behind: Option<Behind>,
     frozen: Option<Equivocation>,
+}
+
+/// The chains a member holds. Every input naming a chain the member does not hold is
+/// turned away before it reaches a handler (`handle`, `answered`, the `contains_key`
+/// checks at each door), so inside the handlers a chain is always held: [`Chains::held`]
+/// states that once instead of at every lookup.
+#[derive(Debug, Default)]
+struct Chains(BTreeMap<MemberCode, ChainState>);
+
+impl std::ops::Deref for Chains {
+    type Target = BTreeMap<MemberCode, ChainState>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Chains {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Chains {
+    /// A chain the caller's door already checked is held.
+    fn held(&self, chain: MemberCode) -> &ChainState {
+        self.0
+            .get(&chain)
+            .unwrap_or_else(|| unreachable!("chain {chain} passed the door but is not held"))
+    }
+
+    /// As [`Chains::held`], to change it.
+    fn held_mut(&mut self, chain: MemberCode) -> &mut ChainState {
+        self.0
+            .get_mut(&chain)
+            .unwrap_or_else(|| unreachable!("chain {chain} passed the door but is not held"))
+    }
+}
+
+/// The mark a peer ahead of us set: its certified height and height, and when we saw it.
+#[derive(Debug, Clone, Copy)]
+struct Behind {
+    certified: u64,
+    height: u64,
+    seen_ms: u64,
 }
 
 impl ChainState {
@@ -348,15 +397,20 @@ impl ChainState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OwnChain {
     /// Production held until enough peers have said how far they hold our chain (see
-    /// [`Replica::own_release_if_ready`]); `since` is when the wait began (the first input).
-    Waiting { since: Option<u64> },
+    /// [`Replica::own_release_if_ready`]); `since_ms` is when the wait began (the first
+    /// input).
+    Waiting { since_ms: Option<u64> },
     /// `peer` claims our chain above our head: its block at our next height was asked for,
-    /// to check our own signature on it before believing the claim. `since`: the wait's.
-    Checking { peer: MemberCode, asked: u64, since: u64 },
+    /// to check our own signature on it before believing the claim. `since_ms`: the wait's.
+    Checking {
+        peer: MemberCode,
+        asked_ms: u64,
+        since_ms: u64,
+    },
     /// A peer showed a block of ours above our head: our ledger lost blocks (an older
     /// backup, an empty ledger). Blocks of our own chain are taken from sync answers like
     /// any member's until we hold every height the peers claim.
-    Recovering { since: u64 },
+    Recovering { since_ms: u64 },
     /// Producing: nothing we know of lies above our head.
     Clear,
     /// A block of ours does not re-execute on our ledger: held until the operator repairs it.
@@ -379,15 +433,15 @@ pub struct Replica {
     me: MemberCode,
     key: SecretKey,
     /// The chains this member may read and holds.
-    chains: BTreeMap<MemberCode, ChainState>,
+    chains: Chains,
     /// The chains it may not read: headers only.
     watched: BTreeMap<MemberCode, Watched>,
     /// Whether this member is a witness: it attests what it holds.
     witness: bool,
     peers: BTreeSet<MemberCode>,
     outputs: VecDeque<Output>,
-    last_heads_poll: u64,
-    last_resend: u64,
+    last_heads_poll_ms: u64,
+    last_resend_ms: u64,
     /// Our own chain against what the peers hold of it.
     own: OwnChain,
     /// How far each connected peer last said it holds our own chain.
@@ -395,7 +449,7 @@ pub struct Replica {
     /// Only claims received from this time on count for a release: a block of ours still
     /// in flight, or parked at a peer, may land there after an earlier answer. A heads
     /// poll after the first input, and again after each block of ours taken back.
-    own_fresh_from: u64,
+    own_fresh_from_ms: u64,
     /// Members that claimed our chain above our head and could not show the block: their
     /// claims on it are ignored from then on (an honest member never makes one while we
     /// run, so a liar must not hold our production again and again).
@@ -472,20 +526,20 @@ impl Replica {
             network,
             me,
             key,
-            chains,
+            chains: Chains(chains),
             watched,
             witness,
             peers: BTreeSet::new(),
             outputs,
-            last_heads_poll: 0,
-            last_resend: 0,
+            last_heads_poll_ms: 0,
+            last_resend_ms: 0,
             own: if alone {
                 OwnChain::Clear
             } else {
-                OwnChain::Waiting { since: None }
+                OwnChain::Waiting { since_ms: None }
             },
             own_claims: BTreeMap::new(),
-            own_fresh_from: 0,
+            own_fresh_from_ms: 0,
             own_liars: BTreeSet::new(),
         }
     }
@@ -529,12 +583,12 @@ impl Replica {
     /// Handles one input at time `now`. The outputs it causes are queued for
     /// [`Replica::poll_output`].
     pub fn handle<L: Ledger>(&mut self, now: Timestamp, input: Input, ledger: &mut L) -> Result<Verdict, Fatal> {
-        let fatal = |e: L::Error| Fatal(e.to_string());
-        if self.own == (OwnChain::Waiting { since: None }) {
+        let fatal = |e: L::Error| Fatal(Box::new(e));
+        if self.own == (OwnChain::Waiting { since_ms: None }) {
             // The wait starts with the first input, not at construction (a host may build
             // the replica well before its transport runs).
-            self.own = OwnChain::Waiting { since: Some(now.0) };
-            self.own_fresh_from = now.0 + self.config.sync_interval_ms;
+            self.own = OwnChain::Waiting { since_ms: Some(now.0) };
+            self.own_fresh_from_ms = now.0 + self.config.sync_interval_ms;
         }
         match input {
             Input::Block { from, block } => self.on_block(now, from, block, ledger).map_err(fatal),
@@ -578,924 +632,39 @@ impl Replica {
         }
     }
 
-    // Long: a received block's checks one after the other (header, height, entries, chain, link, time) and then
-    // storing and voting; each check ends in its own verdict.
-    fn on_block<L: Ledger>(
-        &mut self,
-        now: Timestamp,
-        from: MemberCode,
-        block: Block,
-        ledger: &mut L,
-    ) -> Result<Verdict, L::Error> {
-        let b = &block.header.body;
-        let (chain, height) = (b.chain, b.height);
-        if let Err(e) = block.header.verify(&self.genesis, &self.network) {
-            return Ok(Verdict::Invalid(e.into()));
-        }
-        if height == 0 {
-            return Ok(Verdict::Invalid(Invalid::Link("height 0".into())));
-        }
-        if let Err(e) = block.check_entries() {
-            return Ok(Verdict::Invalid(e.into()));
-        }
-        let Some(c) = self.chains.get(&chain) else {
-            // Verified: a merchant's chain, one this member may not read. Its owner chose
-            // to send it; it is not kept.
-            return Ok(Verdict::Ignored("a chain this member does not hold"));
-        };
-        if c.frozen.is_some() {
-            return Ok(Verdict::Ignored("chain is frozen"));
-        }
-        let hash = block.header.hash();
-        let head_height = c.height();
-        if height <= head_height {
-            return self.at_held_height(block.header, "duplicate block", ledger);
-        }
-        if let Some((other, _)) = c.buffer.get(&height) {
-            if other.header.hash() == hash {
-                return Ok(Verdict::Ignored("duplicate block"));
-            }
-            let ev = Equivocation::new(other.header.clone(), block.header);
-            return Ok(self.on_evidence(ev, true));
-        }
-        if let Some(announced) = c.ahead.get(&height).filter(|h| h.hash() != hash) {
-            // Its owner announced another block at this height.
-            let ev = Equivocation::new(announced.clone(), block.header);
-            return Ok(self.on_evidence(ev, true));
-        }
-        if chain == self.me && !matches!(self.own, OwnChain::Recovering { .. }) {
-            // Our own chain grows only through OwnBlock; a block of ours that we never
-            // produced, above our head, means our key signs elsewhere, or our ledger lost
-            // it (the host then turns recovery on). It becomes evidence when its sibling
-            // shows up; until then it is ignored.
-            return Ok(Verdict::Ignored("own chain block not produced here"));
-        }
-        if height > head_height + 1 {
-            let size = fapiao_core::codec::to_bytes(&block).len();
-            let (blocks_max, bytes_max) = (self.config.buffer_blocks_max, self.config.buffer_bytes_max);
-            let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-            // Make room by dropping the highest parked blocks, the last to be needed; a
-            // block above all of them waits for sync instead.
-            while c.buffer.len() >= blocks_max || c.buffer.values().map(|(_, n)| n).sum::<usize>() + size > bytes_max {
-                match c.buffer.keys().next_back().copied() {
-                    Some(highest) if highest > height => {
-                        c.buffer.remove(&highest);
-                    }
-                    _ => {
-                        self.request_missing(now.0, chain, from);
-                        return Ok(Verdict::Ignored("parent missing and buffer full"));
-                    }
-                }
-            }
-            c.buffer.insert(height, (block, size));
-            self.request_missing(now.0, chain, from);
-            return Ok(Verdict::Accepted);
-        }
-        // height == head + 1.
-        let verdict = self.extend(now, from, block, ledger)?;
-        if chain == self.me {
-            if let Verdict::Invalid(
-                e @ (Invalid::Rejected { .. } | Invalid::Entries { .. } | Invalid::StateRoot { .. }),
-            ) = &verdict
-            {
-                // Signed by our key and linked to our head, but not what our ledger's
-                // state derives: the ledger is not the one the chain was built on.
-                let reason = format!(
-                    "block {height} of this node's own chain, signed by this node's key and held by member {from}, \
-                     does not re-execute on this ledger ({e}): the ledger is not the one that chain was built on. \
-                     Stop the node and restore the member's own ledger, or start it with an empty one (OPERATIONS.md, \
-                     \"Back up\")"
-                );
-                self.own = OwnChain::Behind;
-                self.outputs.push_back(Output::HoldProduction {
-                    reason,
-                    refuse_writes: true,
-                });
-                return Ok(Verdict::Ignored("own block does not re-execute on this ledger"));
-            }
-        }
-        if verdict == Verdict::Accepted {
-            self.drain_buffer(now, from, chain, ledger)?;
-        }
-        Ok(verdict)
-    }
-
-    /// A gossiped header: for a chain we hold, the block it names is fetched by sync (from
-    /// its owner when connected, which always holds it), and a header that conflicts with
-    /// a block we hold is evidence. For a chain we may not read, the latest headers are
-    /// kept to catch its owner signing two blocks at one height.
-    fn on_header<L: Ledger>(
-        &mut self,
-        now: Timestamp,
-        from: MemberCode,
-        header: Header,
-        ledger: &mut L,
-    ) -> Result<Verdict, L::Error> {
-        if let Err(e) = header.verify(&self.genesis, &self.network) {
-            return Ok(Verdict::Invalid(e.into()));
-        }
-        let (chain, height, hash) = (header.body.chain, header.body.height, header.hash());
-        if height == 0 {
-            return Ok(Verdict::Invalid(Invalid::Link("height 0".into())));
-        }
-        if header.body.timestamp.0 > now.0.saturating_add(self.config.skew_ms_max) {
-            return Ok(Verdict::Ignored(
-                "block time is ahead of our clock by more than the skew",
-            ));
-        }
-        let Some(c) = self.chains.get_mut(&chain) else {
-            let keep = self.config.buffer_blocks_max;
-            let w = self
-                .watched
-                .get_mut(&chain)
-                .unwrap_or_else(|| unreachable!("verified: a merchant's chain"));
-            if w.frozen.is_some() {
-                return Ok(Verdict::Ignored("chain is frozen"));
-            }
-            return Ok(match w.headers.get(&height) {
-                Some(seen) if seen.hash() == hash => Verdict::Ignored("duplicate header"),
-                Some(seen) => {
-                    let ev = Equivocation::new(seen.clone(), header);
-                    self.on_evidence(ev, true)
-                }
-                None => {
-                    w.headers.insert(height, header);
-                    while w.headers.len() > keep {
-                        w.headers.pop_first();
-                    }
-                    Verdict::Accepted
-                }
-            });
-        };
-        if c.frozen.is_some() {
-            return Ok(Verdict::Ignored("chain is frozen"));
-        }
-        if height <= c.height() {
-            return self.at_held_height(header, "duplicate header", ledger);
-        }
-        let seen = c.ahead.get(&height).or(c.buffer.get(&height).map(|(b, _)| &b.header));
-        if let Some(other) = seen {
-            if other.hash() == hash {
-                return Ok(Verdict::Ignored("duplicate header"));
-            }
-            let ev = Equivocation::new(other.clone(), header);
-            return Ok(self.on_evidence(ev, true));
-        }
-        if chain == self.me && !matches!(self.own, OwnChain::Recovering { .. }) {
-            return Ok(Verdict::Ignored("own chain header not produced here"));
-        }
-        c.ahead.insert(height, header);
-        while c.ahead.len() > self.config.buffer_blocks_max {
-            c.ahead.pop_last();
-        }
-        let peer = self.block_source(chain, from);
-        self.request_missing(now.0, chain, peer);
-        Ok(Verdict::Accepted)
-    }
-
-    /// A validly signed header at a height of a chain we hold: the block we hold
-    /// (`duplicate`), or a second block its owner signed there, which is evidence.
-    fn at_held_height<L: Ledger>(
-        &mut self,
-        header: Header,
-        duplicate: &'static str,
-        ledger: &mut L,
-    ) -> Result<Verdict, L::Error> {
-        let (chain, height, hash) = (header.body.chain, header.body.height, header.hash());
-        let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
-        let ours = match (c.head, c.votes.get(&height)) {
-            (Some(h), _) if h.height == height => Some(h.hash),
-            (_, Some(v)) => Some(*v),
-            _ => ledger.header(chain, height)?.map(|h| h.hash()),
-        };
-        if ours == Some(hash) {
-            return Ok(Verdict::Ignored(duplicate));
-        }
-        let Some(stored) = ledger.header(chain, height)? else {
-            return Ok(Verdict::Ignored("stored block missing"));
-        };
-        Ok(self.on_evidence(Equivocation::new(stored, header), true))
-    }
-
-    /// Who to ask for `chain`'s blocks after `from` announced one: the owner when
-    /// connected (it holds every block of its chain), else `from`.
-    fn block_source(&self, chain: MemberCode, from: MemberCode) -> MemberCode {
-        if chain != self.me && self.peers.contains(&chain) {
-            chain
-        } else {
-            from
-        }
-    }
-
-    /// After a blocks answer: a header announced above what we now hold is fetched next.
-    fn follow_announced(&mut self, now: u64, chain: MemberCode, from: MemberCode) {
-        let Some(c) = self.chains.get(&chain) else { return };
-        if c.frozen.is_none() && c.sync.is_none() && c.ahead.keys().next_back().is_some_and(|h| *h > c.height()) {
-            let peer = self.block_source(chain, from);
-            self.request_missing(now, chain, peer);
-        }
-    }
-
-    /// Appends `block`, the next block of its chain, and attests it.
-    fn extend<L: Ledger>(
-        &mut self,
-        now: Timestamp,
-        from: MemberCode,
-        block: Block,
-        ledger: &mut L,
-    ) -> Result<Verdict, L::Error> {
-        let b = &block.header.body;
-        let chain = b.chain;
-        let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
-        let (parent, last_time) = match c.head {
-            Some(h) => (h.hash, Some(h.timestamp)),
-            None => (BlockHash(Hash32::ZERO), None),
-        };
-        debug_assert_eq!(b.height, c.height() + 1);
-        if b.parent != parent {
-            // The owner signed a block on another parent: ask for the parent so a
-            // conflicting block at a lower height shows up as evidence.
-            let at = b.height - 1;
-            if at > 0 {
-                self.outputs.push_back(Output::RequestBlocks {
-                    peer: from,
-                    chain,
-                    from: at,
-                    to: at,
-                });
-            }
-            return Ok(Verdict::Ignored("parent is not our head"));
-        }
-        if last_time.is_some_and(|t| b.timestamp < t) {
-            return Ok(Verdict::Invalid(Invalid::Timestamp("earlier than its parent".into())));
-        }
-        if b.timestamp.0 > now.0.saturating_add(self.config.skew_ms_max) {
-            return Ok(Verdict::Ignored(
-                "block time is ahead of our clock by more than the skew",
-            ));
-        }
-        if let Err(e) = ledger.append(&block)? {
-            return Ok(Verdict::Invalid(e));
-        }
-        let hash = block.header.hash();
-        let height = b.height;
-        let timestamp = b.timestamp;
-        if chain == self.me {
-            // A block of ours taken back: answers from before it (and the poll in
-            // flight) may be stale.
-            self.own_fresh_from = now.0 + self.config.sync_interval_ms;
-        }
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        c.head = Some(StoredHead {
-            height,
-            hash,
-            timestamp,
-        });
-        c.ahead = c.ahead.split_off(&(height + 1));
-        self.attest(chain, height, hash);
-        self.after_append(chain, height, hash);
-        Ok(Verdict::Accepted)
-    }
-
-    /// Records that we store (chain, height, hash) and, as a witness, votes for it, unless
-    /// we voted for another block there.
-    fn attest(&mut self, chain: MemberCode, height: u64, hash: BlockHash) {
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        match c.votes.get(&height) {
-            Some(v) if *v != hash => {
-                // We stored a block at this height after voting for another: impossible
-                // unless the store was replaced. Never vote twice.
-                return;
-            }
-            Some(_) => {}
-            None => {
-                c.votes.insert(height, hash);
-                self.outputs.push_back(Output::PersistVote {
-                    chain,
-                    height,
-                    block: hash,
-                });
-            }
-        }
-        if !self.witness {
-            return;
-        }
-        let att = AttestationBody {
-            network: self.network,
-            chain,
-            height,
-            block: hash,
-            witness: self.me,
-        }
-        .sign(&self.key);
-        self.outputs.push_back(Output::BroadcastAttestation(att.clone()));
-        self.add_attestation(att);
-    }
-
-    /// After a block is stored: certificates that were waiting for it.
-    fn after_append(&mut self, chain: MemberCode, height: u64, hash: BlockHash) {
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        if c.certs.get(&height) == Some(&hash) {
-            self.outputs.push_back(Output::BlockCertified {
-                chain,
-                height,
-                block: hash,
-            });
-        }
-        self.fold_certified(chain);
-    }
-
-    fn drain_buffer<L: Ledger>(
-        &mut self,
-        now: Timestamp,
-        from: MemberCode,
-        chain: MemberCode,
-        ledger: &mut L,
-    ) -> Result<(), L::Error> {
-        loop {
-            let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-            if c.frozen.is_some() {
-                return Ok(());
-            }
-            let next = c.height() + 1;
-            // Drop buffered blocks at or below the head: they were stored meanwhile.
-            c.buffer = c.buffer.split_off(&next);
-            let Some((block, _)) = c.buffer.remove(&next) else {
-                return Ok(());
-            };
-            if self.extend(now, from, block, ledger)? != Verdict::Accepted {
-                return Ok(());
-            }
-        }
-    }
-
-    fn request_missing(&mut self, now: u64, chain: MemberCode, peer: MemberCode) {
-        let max = self.config.sync_blocks_max;
-        let timeout = self.config.sync_timeout_ms;
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        if c.sync.is_some_and(|s| now.saturating_sub(s.since) < timeout) {
-            return;
-        }
-        let from = c.height() + 1;
-        c.sync = Some(SyncInFlight { peer, since: now });
-        self.outputs.push_back(Output::RequestBlocks {
-            peer,
-            chain,
-            from,
-            to: from + max - 1,
-        });
-    }
-
-    fn on_attestation(&mut self, att: Attestation) -> Verdict {
-        if let Err(e) = att.verify(&self.genesis, &self.network) {
-            return Verdict::Invalid(e.into());
-        }
-        let (chain, height) = (att.body.chain, att.body.height);
-        let Some(c) = self.chains.get(&chain) else {
-            if self.watched.contains_key(&chain) {
-                return Verdict::Ignored("a chain this member does not hold");
-            }
-            return Verdict::Invalid(BlockError::UnknownChain(chain).into());
-        };
-        if c.frozen.is_some() {
-            return Verdict::Ignored("chain is frozen");
-        }
-        if height == 0 || height <= c.certified || c.certs.contains_key(&height) {
-            return Verdict::Ignored("height already certified");
-        }
-        if height > c.height() + self.config.attestation_heights_max {
-            return Verdict::Ignored("attestation too far above our head");
-        }
-        if self.add_attestation(att) {
-            Verdict::Accepted
-        } else {
-            Verdict::Ignored("duplicate attestation")
-        }
-    }
-
-    /// Pools an attestation; at quorum, forms and records the certificate.
-    fn add_attestation(&mut self, att: Attestation) -> bool {
-        let quorum = self.genesis.quorum() as usize;
-        let (chain, height, block, witness) = (att.body.chain, att.body.height, att.body.block, att.body.witness);
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        if height <= c.certified || c.certs.contains_key(&height) {
-            return false;
-        }
-        let at = c.pool.entry(height).or_default();
-        if at.iter().any(|(b, w)| *b != block && w.contains_key(&witness)) {
-            // The witness attested another block here: it equivocated as a witness. Its
-            // second vote counts for nothing.
-            return false;
-        }
-        let voters = at.entry(block).or_default();
-        if voters.insert(witness, att).is_some() {
-            return false;
-        }
-        if voters.len() >= quorum {
-            let cert = Certificate::from_attestations(voters.values()).unwrap_or_else(|| unreachable!());
-            c.pool.remove(&height);
-            self.record_certificate(cert);
-        }
-        true
-    }
-
-    fn record_certificate(&mut self, cert: Certificate) {
-        let (chain, height, block) = (cert.chain, cert.height, cert.block);
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        if height <= c.certified || c.certs.contains_key(&height) {
-            return;
-        }
-        c.certs.insert(height, block);
-        c.pool.remove(&height);
-        self.outputs.push_back(Output::PersistCertificate(cert));
-        // Every block we store above the certified prefix carries our vote.
-        match c.votes.get(&height) {
-            Some(v) if *v == block => self.outputs.push_back(Output::BlockCertified { chain, height, block }),
-            Some(_) => {
-                // A quorum certified another block than the one we hold: the owner forked
-                // and we hold the losing side. Fetching the certified block turns that into
-                // evidence.
-                if let Some(peer) = self.peers.iter().next().copied() {
-                    self.outputs.push_back(Output::RequestBlocks {
-                        peer,
-                        chain,
-                        from: height,
-                        to: height,
-                    });
-                }
-            }
-            None => {}
-        }
-        self.fold_certified(chain);
-    }
-
-    /// Advances the contiguous certified prefix over heights whose certificate is for the
-    /// block we store, and forgets votes and attestations below it.
-    fn fold_certified(&mut self, chain: MemberCode) {
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        let head = c.height();
-        while let Some(block) = c.certs.get(&(c.certified + 1)).copied() {
-            let h = c.certified + 1;
-            if h > head {
-                break;
-            }
-            // The certified block must be the one we store (and voted for); a certificate
-            // for another block means the owner forked and we hold the losing side.
-            if c.votes.get(&h) != Some(&block) {
-                break;
-            }
-            c.certs.remove(&h);
-            c.certified = h;
-        }
-        let floor = c.certified + 1;
-        c.votes = c.votes.split_off(&floor);
-        c.pool = c.pool.split_off(&floor);
-    }
-
-    fn on_evidence(&mut self, ev: Equivocation, found_here: bool) -> Verdict {
-        let (chain, _) = match ev.verify(&self.genesis, &self.network) {
-            Ok(x) => x,
-            Err(e) => return Verdict::Invalid(e.into()),
-        };
-        if let Some(c) = self.chains.get_mut(&chain) {
-            if c.frozen.is_some() {
-                return Verdict::Ignored("chain already frozen");
-            }
-            c.frozen = Some(ev.clone());
-            c.buffer.clear();
-            c.ahead.clear();
-            c.pool.clear();
-            c.sync = None;
-        } else if let Some(w) = self.watched.get_mut(&chain) {
-            if w.frozen.is_some() {
-                return Verdict::Ignored("chain already frozen");
-            }
-            w.frozen = Some(ev.clone());
-            w.headers.clear();
-        } else {
-            return Verdict::Invalid(BlockError::UnknownChain(chain).into());
-        }
-        self.outputs.push_back(Output::EvidenceFound(ev.clone()));
-        if found_here {
-            self.outputs.push_back(Output::BroadcastEvidence(ev));
-        }
-        Verdict::Accepted
-    }
-
-    fn on_heads(&mut self, now: Timestamp, from: MemberCode, heads: &[HeadSummary]) {
-        if self.genesis.merchant(self.me).is_some() && self.genesis.may_read(from, self.me) {
-            // Only a member that may read our chain holds it; the others' heads omit it.
-            let claimed = heads.iter().find(|h| h.chain == self.me).map_or(0, |h| h.height);
-            self.own_claimed(now.0, from, claimed);
-        }
-        for h in heads {
-            let Some(c) = self.chains.get_mut(&h.chain) else {
-                continue;
-            };
-            if c.frozen.is_some() {
-                continue;
-            }
-            if h.height > 0
-                && c.head
-                    .is_some_and(|ours| ours.height == h.height && ours.hash != h.hash)
-            {
-                // Another block at our head's height: the owner signed two. Its block
-                // there, once fetched, is the evidence (heads alone never differ in
-                // height, so nothing else would fetch it).
-                self.outputs.push_back(Output::RequestBlocks {
-                    peer: from,
-                    chain: h.chain,
-                    from: h.height,
-                    to: h.height,
-                });
-            }
-            let view = PeerView {
-                peer: from,
-                height: h.height,
-                certified: h.certified,
-            };
-            if h.height > c.height() || h.certified > c.certified {
-                if c.best
-                    .is_none_or(|b| (h.certified, h.height) > (b.certified, b.height) || b.peer == from)
-                {
-                    c.best = Some(view);
-                }
-                match c.behind {
-                    // Still below the mark set a round ago: gossip did not close the gap.
-                    Some((certified, height, since))
-                        if now.0.saturating_sub(since) >= self.config.sync_interval_ms
-                            && (c.certified < certified || c.height() < height) =>
-                    {
-                        self.request_range(now.0, h.chain, view);
-                    }
-                    Some((certified, height, _)) if c.certified < certified || c.height() < height => {}
-                    _ => c.behind = Some((h.certified, h.height, now.0)),
-                }
-            } else if c
-                .behind
-                .is_some_and(|(cert, height, _)| c.certified >= cert && c.height() >= height)
-            {
-                c.behind = None;
-            }
-        }
-    }
-
-    /// Asks a peer that is ahead for the next range: certificates we lack for blocks we
-    /// hold first (certificates only, not the blocks again), then blocks above our head
-    /// (with their certificates).
-    fn request_range(&mut self, now: u64, chain: MemberCode, view: PeerView) {
-        let max = self.config.sync_blocks_max;
-        let timeout = self.config.sync_timeout_ms;
-        let certs_max = self.config.sync_certificates_max;
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        if c.sync.is_some_and(|s| now.saturating_sub(s.since) < timeout) {
-            return;
-        }
-        let held_uncertified = c.height() > c.certified;
-        // A certificate above our prefix for another block than the one we hold: the
-        // owner forked and we hold the losing side. The certified block, asked for again,
-        // turns that into evidence.
-        let next = c.certified + 1;
-        let forked = c.certs.get(&next).is_some_and(|b| c.votes.get(&next) != Some(b));
-        let output = if forked {
-            Output::RequestBlocks {
-                peer: view.peer,
-                chain,
-                from: next,
-                to: next,
-            }
-        } else if view.certified > c.certified && held_uncertified {
-            let from = c.certified + 1;
-            let to = view.certified.min(c.height()).min(from + certs_max - 1);
-            Output::RequestCertificates {
-                peer: view.peer,
-                chain,
-                from,
-                to,
-            }
-        } else if view.certified > c.certified || view.height > c.height() {
-            let from = c.height() + 1;
-            let to = view.height.max(view.certified).min(from + max - 1);
-            if to < from {
-                return;
-            }
-            Output::RequestBlocks {
-                peer: view.peer,
-                chain,
-                from,
-                to,
-            }
-        } else {
-            return;
-        };
-        c.sync = Some(SyncInFlight {
-            peer: view.peer,
-            since: now,
-        });
-        self.outputs.push_back(output);
-    }
-
-    fn on_blocks<L: Ledger>(
-        &mut self,
-        now: Timestamp,
-        from: MemberCode,
-        chain: MemberCode,
-        blocks: Vec<(Block, Option<Certificate>)>,
-        ledger: &mut L,
-    ) -> Result<Verdict, L::Error> {
-        if !self.answered(from, chain) {
-            return Ok(Verdict::Invalid(BlockError::UnknownChain(chain).into()));
-        }
-        if chain == self.me {
-            if let Some(refused) = self.own_blocks_shown(now.0, from, &blocks) {
-                return Ok(refused);
-            }
-        }
-        let mut verdict = Verdict::Ignored("nothing new");
-        for (block, cert) in blocks {
-            if block.header.body.chain != chain {
-                return Ok(Verdict::Invalid(Invalid::Link(
-                    "block of another chain in the answer".into(),
-                )));
-            }
-            let (height, hash) = (block.header.body.height, block.header.hash());
-            match self.on_block(now, from, block, ledger)? {
-                Verdict::Invalid(e) => return Ok(Verdict::Invalid(e)),
-                Verdict::Accepted => verdict = Verdict::Accepted,
-                Verdict::Ignored(_) => {}
-            }
-            if let Some(cert) = cert {
-                if cert.chain != chain || cert.height != height || cert.block != hash {
-                    return Ok(Verdict::Invalid(Invalid::Link(
-                        "certificate is for another block".into(),
-                    )));
-                }
-                let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
-                if c.frozen.is_some() || height <= c.certified || c.certs.contains_key(&height) {
-                    continue;
-                }
-                if let Err(e) = cert.verify(&self.genesis, &self.network) {
-                    return Ok(Verdict::Invalid(e.into()));
-                }
-                self.record_certificate(cert);
-                verdict = Verdict::Accepted;
-            }
-        }
-        self.continue_sync(now, chain, &verdict);
-        self.follow_announced(now.0, chain, from);
-        if chain == self.me {
-            self.own_release_if_ready(now.0);
-        }
-        Ok(verdict)
-    }
-
-    fn own_height(&self) -> u64 {
-        self.chains.get(&self.me).map_or(0, ChainState::height)
-    }
-
-    /// `peer` says it holds our chain up to `height`. Above our head, its block at our
-    /// next height is asked for before the claim is believed: a claim alone could be a
-    /// lie, a block signed by our key cannot.
-    fn own_claimed(&mut self, now: u64, peer: MemberCode, height: u64) {
-        if self.own_liars.contains(&peer) {
-            return;
-        }
-        self.own_claims.insert(peer, (height, now));
-        let ours = self.own_height();
-        let since = match self.own {
-            OwnChain::Waiting { since } => since.unwrap_or(now),
-            OwnChain::Clear => now,
-            OwnChain::Recovering { .. } => return self.own_release_if_ready(now),
-            OwnChain::Checking { .. } | OwnChain::Behind => return,
-        };
-        if height > ours {
-            self.own = OwnChain::Checking {
-                peer,
-                asked: now,
-                since,
-            };
-            self.outputs.push_back(Output::HoldProduction {
-                reason: format!("member {peer} claims this node's chain up to height {height}; checking"),
-                refuse_writes: false,
-            });
-            self.outputs.push_back(Output::RequestBlocks {
-                peer,
-                chain: self.me,
-                from: ours + 1,
-                to: ours + 1,
-            });
-        } else {
-            self.own_release_if_ready(now);
-        }
-    }
-
-    /// A blocks answer for our own chain while a claim is checked: a block at our next
-    /// height signed by our key starts recovery (and the answer is then taken as usual);
-    /// anything else from above our head refutes the claim, and the peer is at fault.
-    fn own_blocks_shown(
-        &mut self,
-        now: u64,
-        from: MemberCode,
-        blocks: &[(Block, Option<Certificate>)],
-    ) -> Option<Verdict> {
-        let OwnChain::Checking { since, .. } = self.own else {
-            return None;
-        };
-        let ours = self.own_height();
-        if blocks.first().is_some_and(|(b, _)| b.header.body.height <= ours) {
-            return None; // heights we hold: not an answer to the check
-        }
-        let shown = blocks.first().is_some_and(|(b, _)| {
-            b.header.body.height == ours + 1
-                && b.header.body.chain == self.me
-                && b.header.verify(&self.genesis, &self.network).is_ok()
-        });
-        if shown {
-            self.own = OwnChain::Recovering { since };
-            self.outputs.push_back(Output::HoldProduction {
-                reason: format!(
-                    "member {from} holds block {} of this node's own chain, signed by this node's key, but this \
-                     ledger ends at height {ours}: it was restored from an older backup or started empty. The chain \
-                     is being recovered from the peers before this node signs anything",
-                    ours + 1
-                ),
-                refuse_writes: true,
-            });
-            return None;
-        }
-        self.own_claims.remove(&from);
-        self.own_liars.insert(from);
-        self.own = OwnChain::Waiting { since: Some(since) };
-        self.own_release_if_ready(now);
-        Some(Verdict::Invalid(Invalid::Link(format!(
-            "claimed chain {} above height {ours} without the block",
-            self.me
-        ))))
-    }
-
-    /// Ends a wait or a recovery once it is safe to sign our next height: at least
-    /// `w - q + 1` other witnesses have said how far they hold our chain (w witnesses,
-    /// quorum q), and we hold every height any peer claims; and every connected peer
-    /// that may hold our chain has answered, or the wait has lasted
-    /// [`Config::own_chain_wait_ms`].
-    ///
-    /// Why `w - q + 1`: a certified block of ours was stored by at least q witnesses, so
-    /// by at least q - 1 others when we witness too (q when we do not); any `w - q + 1` of
-    /// the other witnesses include one of them, so every certified block of ours is
-    /// claimed by someone we heard. (With the default quorum that is q - 1 or fewer.)
-    /// With fewer witnesses reachable no block of ours could be certified anyway, so
-    /// waiting costs nothing but the blocks' production (events are still admitted).
-    fn own_release_if_ready(&mut self, now: u64) {
-        let since = match self.own {
-            OwnChain::Waiting { since } => since.unwrap_or(now),
-            OwnChain::Recovering { since } => since,
-            OwnChain::Checking { .. } | OwnChain::Clear | OwnChain::Behind => return,
-        };
-        let witnesses = self.genesis.with_role(Role::Witness).count();
-        let others = witnesses - usize::from(self.witness);
-        let need = (witnesses + 1)
-            .saturating_sub(self.genesis.quorum() as usize)
-            .min(others);
-        let fresh = |p: &MemberCode| self.own_claims.get(p).is_some_and(|(_, at)| *at >= self.own_fresh_from);
-        let heard = self
-            .own_claims
-            .keys()
-            .filter(|p| fresh(p) && self.genesis.witness(**p).is_some());
-        let answered = heard.count() >= need.max(1);
-        let everyone = self
-            .peers
-            .iter()
-            .filter(|p| self.genesis.may_read(**p, self.me))
-            .all(|p| fresh(p) || self.own_liars.contains(p));
-        let waited = now.saturating_sub(since) >= self.config.own_chain_wait_ms;
-        let ours = self.own_height();
-        let target = self.own_claims.values().map(|(h, _)| *h).max().unwrap_or(0);
-        if !answered || !(everyone || waited) || target > ours {
-            return;
-        }
-        let why = if matches!(self.own, OwnChain::Recovering { .. }) {
-            format!("this node's own chain is recovered from its peers up to height {ours}")
-        } else {
-            format!(
-                "{} peer(s) hold nothing of this node's chain above its head {ours}",
-                self.own_claims.len()
-            )
-        };
-        self.own = OwnChain::Clear;
-        self.outputs.push_back(Output::ReleaseProduction { why });
-    }
-
-    /// A sync answer from `from` arrived for `chain`: the request is no longer in
-    /// flight. False for a chain that is not in genesis.
-    fn answered(&mut self, from: MemberCode, chain: MemberCode) -> bool {
-        let Some(c) = self.chains.get_mut(&chain) else {
-            return false;
-        };
-        if c.sync.is_some_and(|s| s.peer == from) {
-            c.sync = None;
-        }
-        true
-    }
-
-    /// After a useful sync answer, ask for the next range while a peer is ahead.
-    fn continue_sync(&mut self, now: Timestamp, chain: MemberCode, verdict: &Verdict) {
-        let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
-        if c.frozen.is_none() && *verdict == Verdict::Accepted {
-            if let Some(view) = c.best {
-                self.request_range(now.0, chain, view);
-            }
-        }
-    }
-
-    fn on_certificates(
-        &mut self,
-        now: Timestamp,
-        from: MemberCode,
-        chain: MemberCode,
-        certificates: Vec<Certificate>,
-    ) -> Verdict {
-        if !self.answered(from, chain) {
-            return Verdict::Invalid(BlockError::UnknownChain(chain).into());
-        }
-        let mut verdict = Verdict::Ignored("nothing new");
-        for cert in certificates {
-            if cert.chain != chain {
-                return Verdict::Invalid(Invalid::Link("certificate of another chain in the answer".into()));
-            }
-            let c = self.chains.get(&chain).unwrap_or_else(|| unreachable!());
-            if c.frozen.is_some() || cert.height <= c.certified || c.certs.contains_key(&cert.height) {
-                continue;
-            }
-            if let Err(e) = cert.verify(&self.genesis, &self.network) {
-                return Verdict::Invalid(e.into());
-            }
-            self.record_certificate(cert);
-            verdict = Verdict::Accepted;
-        }
-        self.continue_sync(now, chain, &verdict);
-        verdict
-    }
-
-    /// Our own block, already stored by the producer: nothing to write here.
-    fn on_own_block(&mut self, block: Block) -> Verdict {
-        let b = &block.header.body;
-        let (chain, height) = (b.chain, b.height);
-        assert_eq!(chain, self.me, "own blocks are on our own chain");
-        let hash = block.header.hash();
-        let c = self.chains.get_mut(&chain).unwrap_or_else(|| unreachable!());
-        assert_eq!(height, c.height() + 1, "own blocks extend our head");
-        c.head = Some(StoredHead {
-            height,
-            hash,
-            timestamp: b.timestamp,
-        });
-        let entitled: Vec<MemberCode> = self
-            .peers
-            .iter()
-            .copied()
-            .filter(|p| self.genesis.may_read(*p, self.me))
-            .collect();
-        self.outputs.push_back(Output::AnnounceHeader(block.header.clone()));
-        for peer in entitled {
-            self.outputs.push_back(Output::SendBlock {
-                peer,
-                block: block.clone(),
-            });
-        }
-        self.attest(chain, height, hash);
-        self.after_append(chain, height, hash);
-        Verdict::Accepted
-    }
-
     fn on_tick(&mut self, now: Timestamp) {
         let now = now.0;
         match self.own {
             // A checked peer that does not answer loses its claim; the wait goes on.
-            OwnChain::Checking { peer, asked, since } if now.saturating_sub(asked) >= self.config.sync_timeout_ms => {
+            OwnChain::Checking {
+                peer,
+                asked_ms: asked,
+                since_ms: since,
+            } if now.saturating_sub(asked) >= self.config.sync_timeout_ms => {
                 self.own_claims.remove(&peer);
-                self.own = OwnChain::Waiting { since: Some(since) };
+                self.own = OwnChain::Waiting { since_ms: Some(since) };
                 self.own_release_if_ready(now);
             }
             OwnChain::Waiting { .. } | OwnChain::Recovering { .. } => self.own_release_if_ready(now),
             _ => {}
         }
-        if now.saturating_sub(self.last_heads_poll) >= self.config.sync_interval_ms {
-            self.last_heads_poll = now;
+        if now.saturating_sub(self.last_heads_poll_ms) >= self.config.sync_interval_ms {
+            self.last_heads_poll_ms = now;
             for peer in &self.peers {
                 self.outputs.push_back(Output::RequestHeads { peer: *peer });
             }
         }
         for c in self.chains.values_mut() {
             if c.sync
-                .is_some_and(|s| now.saturating_sub(s.since) >= self.config.sync_timeout_ms)
+                .is_some_and(|s| now.saturating_sub(s.since_ms) >= self.config.sync_timeout_ms)
             {
                 c.sync = None;
             }
         }
-        if now.saturating_sub(self.last_resend) >= self.config.resend_interval_ms {
-            self.last_resend = now;
+        if now.saturating_sub(self.last_resend_ms) >= self.config.resend_interval_ms {
+            self.last_resend_ms = now;
             let mut again = Vec::new();
-            for (chain, c) in &self.chains {
+            for (chain, c) in self.chains.iter() {
                 if let Some(ev) = &c.frozen {
                     self.outputs.push_back(Output::BroadcastEvidence(ev.clone()));
                     continue;

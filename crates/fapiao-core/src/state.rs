@@ -150,6 +150,13 @@ impl PaymentRecord {
     pub fn net_paid(&self) -> Option<Fen> {
         self.recorded.amount.checked_sub(self.refunded)
     }
+
+    /// `net_paid - invoiced`: what a new invoice may still draw on this payment. Below
+    /// zero when a refund came after invoicing (an invoice must then be red-lettered);
+    /// `None` only for a corrupt record, as for [`PaymentRecord::net_paid`].
+    pub fn left_to_invoice(&self, invoicing: &PaymentInvoicing) -> Option<Fen> {
+        self.net_paid()?.checked_sub(invoicing.invoiced)
+    }
 }
 
 /// A payment's reversal.

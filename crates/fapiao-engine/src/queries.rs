@@ -2,7 +2,7 @@
 
 use crate::Engine;
 use fapiao_core::event::{DerivedKind, FailureReason};
-use fapiao_core::{Block, Certificate, Derived, Entry, EventId, Header, InvoiceNumber, MemberCode, NetworkId};
+use fapiao_core::{Block, Certificate, Derived, Entry, EventId, Fen, Header, InvoiceNumber, MemberCode, NetworkId};
 use fapiao_domain::state::{InvoiceRecord, PaymentInvoicing, PaymentRecord, RequestOutcome, RequestRecord};
 use fapiao_domain::{StateKey, StateRead, StateValue};
 use fapiao_store::tables::{self, IdxFailure, Table};
@@ -74,6 +74,26 @@ pub struct PaymentView {
     pub record: PaymentRecord,
     /// How much of it is invoiced.
     pub invoicing: PaymentInvoicing,
+}
+
+impl PaymentView {
+    /// What a new invoice may still draw on it: nothing once voided, and nothing while
+    /// refunds have taken it below what its invoices drew (the domain's own rule,
+    /// [`PaymentRecord::left_to_invoice`]).
+    pub fn invoiceable(&self) -> Fen {
+        match self.record.left_to_invoice(&self.invoicing) {
+            Some(left) if self.record.voided.is_none() && left.is_positive() => left,
+            _ => Fen::ZERO,
+        }
+    }
+
+    /// A refund after invoicing took the payment below what its invoices drew: one of
+    /// them must be red-lettered.
+    pub fn needs_red_letter(&self) -> bool {
+        self.record
+            .left_to_invoice(&self.invoicing)
+            .is_some_and(|left| left.is_negative())
+    }
 }
 
 /// A failed request, for the failures list.

@@ -304,11 +304,12 @@ pub(super) fn retry(
         .iter()
         .find(|r| r.request_id == request)
         .ok_or_else(|| anyhow!("no request {request}"))?;
-    let body: fapiao_core::state::RequestBody = fapiao_core::codec::decode(&hex::decode(&original.request_hex)?)
-        .map_err(|e| anyhow!("the node sent an unreadable request: {e}"))?;
-    let fapiao_core::state::RequestBody::Invoice(mut r) = body else {
+    let fapiao_api::dto::RequestBodyDto::Invoice(body) = &original.request else {
         bail!("{request} is a red-letter request; only invoice requests are retried");
     };
+    let mut r = body
+        .to_request()
+        .map_err(|e| anyhow!("the node sent a request this client cannot read: {e}"))?;
     if let Some(n) = buyer_name {
         r.buyer.name = n;
     }

@@ -6,7 +6,10 @@
 //! the entry, `kind` tags its data.
 
 use super::*;
-use fapiao_core::event::{ClaimChanged, Derived, Event, FormState, QuotaChange, RedLetterReason};
+use fapiao_core::event::{
+    ClaimChanged, Derived, Event, FormState, InvoiceRequested, InvoiceType, QuotaChange, RedLetterReason,
+    RedLetterRequested,
+};
 
 /// A block entry.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -655,21 +658,8 @@ impl EventDataDto {
                 payment_id: r.payment_id.clone(),
                 reason: r.reason.clone(),
             }),
-            EventKind::InvoiceRequested(r) => EventDataDto::InvoiceRequested(InvoiceRequestedDto {
-                request_id: r.request_id.clone(),
-                invoice_type: r.invoice_type.name().into(),
-                buyer: (&r.buyer).into(),
-                lines: r.lines.iter().map(Into::into).collect(),
-                payment_ids: r.payment_ids.clone(),
-                retry_of: r.retry_of.clone(),
-                replaces: r.replaces.map(|n| n.to_string()),
-            }),
-            EventKind::InvoiceRedLetterRequested(r) => EventDataDto::InvoiceRedLetterRequested(RedLetterRequestedDto {
-                request_id: r.request_id.clone(),
-                invoice_number: r.invoice_number.to_string(),
-                reason: r.reason.name().into(),
-                scope: (&r.scope).into(),
-            }),
+            EventKind::InvoiceRequested(r) => EventDataDto::InvoiceRequested(r.into()),
+            EventKind::InvoiceRedLetterRequested(r) => EventDataDto::InvoiceRedLetterRequested(r.into()),
             EventKind::InvoiceClaimRequested(c) => {
                 EventDataDto::InvoiceClaimRequested(claim(&c.invoice_number, &c.claim_ref))
             }
@@ -717,6 +707,89 @@ impl EventDataDto {
                 form: f.form,
             }),
             EventKind::QuotaChanged(c) => EventDataDto::QuotaChanged(quota_changed(c)),
+        }
+    }
+}
+
+impl From<&InvoiceRequested> for InvoiceRequestedDto {
+    fn from(r: &InvoiceRequested) -> Self {
+        InvoiceRequestedDto {
+            request_id: r.request_id.clone(),
+            invoice_type: r.invoice_type.name().into(),
+            buyer: (&r.buyer).into(),
+            lines: r.lines.iter().map(Into::into).collect(),
+            payment_ids: r.payment_ids.clone(),
+            retry_of: r.retry_of.clone(),
+            replaces: r.replaces.map(|n| n.to_string()),
+        }
+    }
+}
+
+impl InvoiceRequestedDto {
+    /// The request itself, to be signed again with corrections (a retry); an error names
+    /// the field the node sent that this client cannot read.
+    pub fn to_request(&self) -> Result<InvoiceRequested, String> {
+        let invoice_type = InvoiceType::from_name(&self.invoice_type)
+            .ok_or_else(|| format!("unknown invoice type {:?}", self.invoice_type))?;
+        let replaces = self
+            .replaces
+            .as_deref()
+            .map(|n| n.parse().map_err(|e| format!("replaces: {e}")))
+            .transpose()?;
+        Ok(InvoiceRequested {
+            request_id: self.request_id.clone(),
+            invoice_type,
+            buyer: Buyer {
+                name: self.buyer.name.clone(),
+                tax_id: self.buyer.tax_id.clone(),
+            },
+            lines: self.lines.iter().map(RequestedLineDto::to_line).collect(),
+            payment_ids: self.payment_ids.clone(),
+            retry_of: self.retry_of.clone(),
+            replaces,
+        })
+    }
+}
+
+impl RequestedLineDto {
+    /// The line as the ledger holds it.
+    pub fn to_line(&self) -> LineItem {
+        LineItem {
+            description: self.description.clone(),
+            tax_code: self.tax_code.clone(),
+            quantity: fapiao_core::Quantity(self.quantity_thousandths),
+            unit_price: fapiao_core::Fen::from_fen(self.unit_price_fen),
+            tax_rate: TaxFlagDto::rate(self.tax_rate_bp, self.tax_flag),
+        }
+    }
+}
+
+impl From<&RedLetterRequested> for RedLetterRequestedDto {
+    fn from(r: &RedLetterRequested) -> Self {
+        RedLetterRequestedDto {
+            request_id: r.request_id.clone(),
+            invoice_number: r.invoice_number.to_string(),
+            reason: r.reason.name().into(),
+            scope: (&r.scope).into(),
+        }
+    }
+}
+
+/// What a request asked for: `{"invoice": {...}}` or `{"red_letter": {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestBodyDto {
+    /// An invoice request, as its event holds it.
+    Invoice(InvoiceRequestedDto),
+    /// A red-letter request, as its event holds it.
+    RedLetter(RedLetterRequestedDto),
+}
+
+impl From<&RequestBody> for RequestBodyDto {
+    fn from(b: &RequestBody) -> Self {
+        match b {
+            RequestBody::Invoice(r) => RequestBodyDto::Invoice(r.into()),
+            RequestBody::RedLetter(r) => RequestBodyDto::RedLetter(r.into()),
         }
     }
 }

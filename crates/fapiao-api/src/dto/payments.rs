@@ -54,8 +54,6 @@ pub struct PaymentDto {
 impl From<&PaymentView> for PaymentDto {
     fn from(v: &PaymentView) -> Self {
         let r = &v.record;
-        let net = r.net_paid().map_or(0, |n| n.fen());
-        let invoiced = v.invoicing.invoiced.fen();
         PaymentDto {
             payment_id: r.recorded.payment_id.clone(),
             amount_fen: r.recorded.amount.fen(),
@@ -72,15 +70,10 @@ impl From<&PaymentView> for PaymentDto {
                 reason: x.reason.clone(),
                 event_id: x.event.to_string(),
             }),
-            invoiced_fen: invoiced,
-            invoiceable_fen: if r.voided.is_some() {
-                0
-            } else {
-                // Both within the amount bound: the difference is exact.
-                net.saturating_sub(invoiced).max(0)
-            },
+            invoiced_fen: v.invoicing.invoiced.fen(),
+            invoiceable_fen: v.invoiceable().fen(),
             invoices: v.invoicing.invoices.iter().map(|n| n.to_string()).collect(),
-            needs_red_letter: invoiced > net,
+            needs_red_letter: v.needs_red_letter(),
         }
     }
 }

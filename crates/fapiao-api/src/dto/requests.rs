@@ -62,9 +62,9 @@ pub struct RequestDto {
     pub retried_by: Option<String>,
     /// Set when it first failed for the fee balance and a fee deposit issued it.
     pub auto_reissue: Option<AutoReissueDto>,
-    /// The request itself (buyer, lines, payments, type), canonical bytes of the
-    /// `RequestBody` in hex, so a client can re-issue it with corrections.
-    pub request_hex: String,
+    /// The request itself (buyer, lines, payments, type), so a client can re-issue it
+    /// with corrections.
+    pub request: RequestBodyDto,
     /// A red-letter request that waits for the buyer's confirmation: the form it
     /// opened, `INVOICE/FORM`.
     pub red_form: Option<String>,
@@ -123,7 +123,7 @@ impl RequestDto {
                 event_id: a.event.to_string(),
                 at_ms: a.at.0,
             }),
-            request_hex: hex::encode(fapiao_core::codec::to_bytes(&r.body)),
+            request: (&r.body).into(),
             red_form: match (&r.body, &r.outcome) {
                 (RequestBody::RedLetter(rl), RequestOutcome::AwaitingConfirmation(form)) => {
                     Some(format!("{}/{form}", rl.invoice_number))

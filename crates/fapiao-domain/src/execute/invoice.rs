@@ -267,10 +267,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             }
             let invoiced = self.state.payment_invoicing(pid)?.unwrap_or_default();
             let corrupt = || ExecError::Corrupt(StateKey::PaymentInvoicing(pid.clone()));
-            let left = p
-                .net_paid()
-                .and_then(|n| n.checked_sub(invoiced.invoiced))
-                .ok_or_else(corrupt)?;
+            let left = p.left_to_invoice(&invoiced).ok_or_else(corrupt)?;
             if !left.is_positive() {
                 return Ok(Err(fail(
                     FailureReason::PaymentFullyInvoiced,

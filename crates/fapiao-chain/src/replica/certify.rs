@@ -1,0 +1,177 @@
+//! Attestations and certificates: this member's vote on what it holds, the pool of
+//! others' votes, a quorum folded into a certificate, and equivocation evidence.
+
+use super::*;
+
+impl Replica {
+    /// Records that we store (chain, height, hash) and, as a witness, votes for it, unless
+    /// we voted for another block there.
+    pub(super) fn attest(&mut self, chain: MemberCode, height: u64, hash: BlockHash) {
+        let c = self.chains.held_mut(chain);
+        match c.votes.get(&height) {
+            Some(v) if *v != hash => {
+                // We stored a block at this height after voting for another: impossible
+                // unless the store was replaced. Never vote twice.
+                return;
+            }
+            Some(_) => {}
+            None => {
+                c.votes.insert(height, hash);
+                self.outputs.push_back(Output::PersistVote {
+                    chain,
+                    height,
+                    block: hash,
+                });
+            }
+        }
+        if !self.witness {
+            return;
+        }
+        let att = AttestationBody {
+            network: self.network,
+            chain,
+            height,
+            block: hash,
+            witness: self.me,
+        }
+        .sign(&self.key);
+        self.outputs.push_back(Output::BroadcastAttestation(att.clone()));
+        self.add_attestation(att);
+    }
+
+    pub(super) fn on_attestation(&mut self, att: Attestation) -> Verdict {
+        if let Err(e) = att.verify(&self.genesis, &self.network) {
+            return Verdict::Invalid(e.into());
+        }
+        let (chain, height) = (att.body.chain, att.body.height);
+        let Some(c) = self.chains.get(&chain) else {
+            if self.watched.contains_key(&chain) {
+                return Verdict::Ignored("a chain this member does not hold");
+            }
+            return Verdict::Invalid(BlockError::UnknownChain(chain).into());
+        };
+        if c.frozen.is_some() {
+            return Verdict::Ignored("chain is frozen");
+        }
+        if height == 0 || height <= c.certified || c.certs.contains_key(&height) {
+            return Verdict::Ignored("height already certified");
+        }
+        if height > c.height() + self.config.attestation_heights_max {
+            return Verdict::Ignored("attestation too far above our head");
+        }
+        if self.add_attestation(att) {
+            Verdict::Accepted
+        } else {
+            Verdict::Ignored("duplicate attestation")
+        }
+    }
+
+    /// Pools an attestation; at quorum, forms and records the certificate.
+    pub(super) fn add_attestation(&mut self, att: Attestation) -> bool {
+        let quorum = self.genesis.quorum() as usize;
+        let (chain, height, block, witness) = (att.body.chain, att.body.height, att.body.block, att.body.witness);
+        let c = self.chains.held_mut(chain);
+        if height <= c.certified || c.certs.contains_key(&height) {
+            return false;
+        }
+        let at = c.pool.entry(height).or_default();
+        if at.iter().any(|(b, w)| *b != block && w.contains_key(&witness)) {
+            // The witness attested another block here: it equivocated as a witness. Its
+            // second vote counts for nothing.
+            return false;
+        }
+        let voters = at.entry(block).or_default();
+        if voters.insert(witness, att).is_some() {
+            return false;
+        }
+        if voters.len() >= quorum {
+            let cert = Certificate::from_attestations(voters.values()).unwrap_or_else(|| unreachable!());
+            c.pool.remove(&height);
+            self.record_certificate(cert);
+        }
+        true
+    }
+
+    pub(super) fn record_certificate(&mut self, cert: Certificate) {
+        let (chain, height, block) = (cert.chain, cert.height, cert.block);
+        let c = self.chains.held_mut(chain);
+        if height <= c.certified || c.certs.contains_key(&height) {
+            return;
+        }
+        c.certs.insert(height, block);
+        c.pool.remove(&height);
+        self.outputs.push_back(Output::PersistCertificate(cert));
+        // Every block we store above the certified prefix carries our vote.
+        match c.votes.get(&height) {
+            Some(v) if *v == block => self.outputs.push_back(Output::BlockCertified { chain, height, block }),
+            Some(_) => {
+                // A quorum certified another block than the one we hold: the owner forked
+                // and we hold the losing side. Fetching the certified block turns that into
+                // evidence.
+                if let Some(peer) = self.peers.iter().next().copied() {
+                    self.outputs.push_back(Output::RequestBlocks {
+                        peer,
+                        chain,
+                        from: height,
+                        to: height,
+                    });
+                }
+            }
+            None => {}
+        }
+        self.fold_certified(chain);
+    }
+
+    /// Advances the contiguous certified prefix over heights whose certificate is for the
+    /// block we store, and forgets votes and attestations below it.
+    pub(super) fn fold_certified(&mut self, chain: MemberCode) {
+        let c = self.chains.held_mut(chain);
+        let head = c.height();
+        while let Some(block) = c.certs.get(&(c.certified + 1)).copied() {
+            let h = c.certified + 1;
+            if h > head {
+                break;
+            }
+            // The certified block must be the one we store (and voted for); a certificate
+            // for another block means the owner forked and we hold the losing side.
+            if c.votes.get(&h) != Some(&block) {
+                break;
+            }
+            c.certs.remove(&h);
+            c.certified = h;
+        }
+        let floor = c.certified + 1;
+        c.votes = c.votes.split_off(&floor);
+        c.pool = c.pool.split_off(&floor);
+    }
+
+    pub(super) fn on_evidence(&mut self, ev: Equivocation, found_here: bool) -> Verdict {
+        let (chain, _) = match ev.verify(&self.genesis, &self.network) {
+            Ok(x) => x,
+            Err(e) => return Verdict::Invalid(e.into()),
+        };
+        if let Some(c) = self.chains.get_mut(&chain) {
+            if c.frozen.is_some() {
+                return Verdict::Ignored("chain already frozen");
+            }
+            c.frozen = Some(ev.clone());
+            c.buffer.clear();
+            c.ahead.clear();
+            c.pool.clear();
+            c.sync = None;
+        } else if let Some(w) = self.watched.get_mut(&chain) {
+            if w.frozen.is_some() {
+                return Verdict::Ignored("chain already frozen");
+            }
+            w.frozen = Some(ev.clone());
+            w.headers.clear();
+        } else {
+            return Verdict::Invalid(BlockError::UnknownChain(chain).into());
+        }
+        self.outputs.push_back(Output::EvidenceFound(ev.clone()));
+        if found_here {
+            self.outputs.push_back(Output::BroadcastEvidence(ev));
+        }
+        Verdict::Accepted
+    }
+}
