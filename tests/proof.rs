@@ -305,3 +305,60 @@ fn an_invoice_verifies_by_date_and_total_a_bounded_number_of_times_a_day() {
     let r = reqwest::blocking::get(format!("{}/v1/verify/{other}?check_code={other_code}", node.url())).unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The height a `fapiao proof get` output says the status is proven as of.
+fn proven_as_of(text: &str) -> u64 {
+    let rest = text
+        .split("status as of block ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_status_is_proven_as_of_an_earlier_height_or_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("n"), free_port());
+    let (number, code) = issue(&node, "1");
+    let issued_at = proven_as_of(&ok(get_bundle(&node, &number, &code, &dir.path().join("a.bundle"))));
+    ok(node.cli(&["redform", "start", &number, "--reason", "sales_return"]));
+    let get = |as_of: &str, file: &str| {
+        let path = dir.path().join(file);
+        let o = node.cli(&[
+            "proof",
+            "get",
+            &number,
+            "--check-code",
+            &code,
+            "--as-of",
+            as_of,
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        (o, path)
+    };
+    // As of the height it was issued at: the status then, verified offline.
+    let (o, then) = get(&issued_at.to_string(), "then.bundle");
+    assert_eq!(proven_as_of(&ok(o)), issued_at);
+    let text = ok(verify(&node, &then, &[]));
+    assert!(text.starts_with("VALID") && text.contains("status    issued"), "{text}");
+    // As of the end of today (UTC+8): the newest certified state, which has the reversal.
+    let today = fapiao_engine::format_day(fapiao_engine::business_day(fapiao_engine::wall_clock().0));
+    let (o, now) = get(&today, "today.bundle");
+    assert!(proven_as_of(&ok(o)) > issued_at);
+    let text = ok(verify(&node, &now, &[]));
+    assert!(
+        text.starts_with("VALID") && text.contains("status    reversed by "),
+        "{text}"
+    );
+    // Before the invoice existed it is unknown; above the head nothing is certified yet;
+    // a malformed `as_of` is answered like an unknown invoice.
+    let (o, _) = get(&(issued_at - 1).to_string(), "before.bundle");
+    assert!(!o.status.success() && out(&o).contains("NOT_FOUND"), "{}", out(&o));
+    let (o, _) = get("999999", "above.bundle");
+    assert!(!o.status.success() && out(&o).contains("NOT_CERTIFIED"), "{}", out(&o));
+    let (o, _) = get("2026-13-01", "bad.bundle");
+    assert!(!o.status.success() && out(&o).contains("NOT_FOUND"), "{}", out(&o));
+    let (o, _) = get("1970-01-01", "early.bundle");
+    assert!(!o.status.success() && out(&o).contains("NOT_FOUND"), "{}", out(&o));
+}

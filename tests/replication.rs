@@ -1093,3 +1093,60 @@ impl Seen {
         self.not_entitled && self.own_blocks > 0 && self.certificates > 0 && self.heads > 0 && self.headers > 0
     }
 }
+
+/// A proof is served while the chain's newest block awaits its certificate: its status
+/// is proven as of the newest certified block, never a 503 because of the head.
+#[test]
+fn a_proof_is_served_while_the_newest_block_awaits_its_certificate() {
+    let _serial = serial();
+    let mut net = Network::start();
+    let owner = 0;
+    let profile = net.nodes[owner].dir.join("client.toml");
+    let cli = |args: &[&str]| {
+        let o = Command::new(bin())
+            .args(args)
+            .arg("--client")
+            .arg(&profile)
+            .output()
+            .unwrap();
+        ok(o)
+    };
+    cli(&["pay", "--amount", "60.00", "--method", "card", "--id", "P1"]);
+    assert!(cli(&invoice_request_args("R1", "P1")).contains("R1 invoice: ISSUED"));
+    net.wait_converged(&net.all());
+    let inv = &net.nodes[owner].get("/v1/invoices?request_id=R1")[0];
+    let number = inv["number"].as_str().unwrap().to_string();
+    let code = inv["check_code"].as_str().unwrap().to_string();
+    let certified = net.nodes[owner].get("/v1/status")["certified_height"].as_u64().unwrap();
+
+    // Two of four down: no quorum, so the owner's next block stays uncertified.
+    net.nodes[2].kill9();
+    net.nodes[3].kill9();
+    net.pay(owner, "late", 1);
+    let status = net.nodes[owner].get("/v1/status");
+    assert!(
+        status["head_height"].as_u64().unwrap() > status["certified_height"].as_u64().unwrap(),
+        "the head must await its certificate: {status}"
+    );
+    let file = net.nodes[owner].dir.join("r1.bundle");
+    let text = cli(&[
+        "proof",
+        "get",
+        &number,
+        "--check-code",
+        &code,
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains(&format!("status as of block {certified} ")),
+        "proven as of the newest certified block {certified}: {text}"
+    );
+    let genesis = net.nodes[owner].dir.join("genesis.toml");
+    let o = Command::new(bin())
+        .args(["verify", file.to_str().unwrap(), "--genesis", genesis.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = ok(o);
+    assert!(text.starts_with("VALID") && text.contains("status    issued"), "{text}");
+}

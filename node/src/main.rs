@@ -442,6 +442,11 @@ enum ProofCommand {
         /// The total including tax (价税合计) in yuan, e.g. 53.00.
         #[arg(long, requires = "issue_date")]
         total: Option<String>,
+        /// Prove the status as of this certified height of the invoice's chain, or as of
+        /// the end of this date (YYYY-MM-DD, UTC+8); by default as of its newest
+        /// certified block. The node keeps each chain's last 256 blocks.
+        #[arg(long, value_name = "HEIGHT|DATE")]
+        as_of: Option<String>,
         /// Where to write the bundle.
         #[arg(short = 'o', long)]
         out: PathBuf,
@@ -559,6 +564,7 @@ fn run(cli: Cli) -> Result<()> {
                     check_code,
                     issue_date,
                     total,
+                    as_of,
                     out,
                 },
             client,
@@ -568,7 +574,7 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(d), Some(t)) => proof_cmd::Factors::DateAndTotal(d, t),
                 _ => anyhow::bail!("give --check-code, or --issue-date and --total"),
             };
-            proof_cmd::get(&client, &number, factors, &out)
+            proof_cmd::get(&client, &number, factors, as_of.as_deref(), &out)
         }
         Command::Verify {
             bundle,

@@ -35,22 +35,36 @@ pub(crate) enum Factors<'a> {
 
 /// Fetches the bundle from the profile's node (no token needed) and writes its
 /// canonical bytes to `out`.
-pub(crate) fn get(profile: &Path, number: &str, factors: Factors<'_>, out: &Path) -> Result<()> {
+pub(crate) fn get(profile: &Path, number: &str, factors: Factors<'_>, as_of: Option<&str>, out: &Path) -> Result<()> {
     let (p, _) = crate::config::load_profile(profile)?;
     let client = Client::new(&p.node_url, None);
-    let dto = match factors {
-        Factors::CheckCode(c) => client.proof(number, c)?,
-        Factors::DateAndTotal(d, t) => client.proof_by_date_and_total(number, d, t)?,
+    let mut params = match factors {
+        Factors::CheckCode(c) => vec![("check_code", c)],
+        Factors::DateAndTotal(d, t) => vec![("issue_date", d), ("total", t)],
     };
+    params.extend(as_of.map(|a| ("as_of", a)));
+    let dto = client.proof_with(number, &params)?;
     let bytes = hex::decode(&dto.bundle_hex).context("the node sent a bundle that is not hex")?;
     crate::files::write_atomic_bytes(out, &bytes)?;
     println!(
-        "bundle for {number}: {} bytes, written to {}; this invoice can be checked {} more time(s) today on this node",
+        "bundle for {number}: {} bytes, status as of block {} of its chain, written to {}; this invoice can be \
+         checked {} more time(s) today on this node",
         bytes.len(),
+        status_height(&bytes)?,
         out.display(),
         dto.checks_left_today
     );
     Ok(())
+}
+
+/// The height a bundle proves its status as of (checked properly by `fapiao verify`).
+fn status_height(bytes: &[u8]) -> Result<u64> {
+    let b: Bundle = fapiao_core::codec::decode(bytes).context("the node sent a bundle that does not decode")?;
+    let h = b
+        .headers
+        .get(b.status.header as usize)
+        .context("the bundle's status names no header")?;
+    Ok(h.header.body.height)
 }
 
 /// Verifies a bundle file offline. Returns whether it is valid (the caller exits 0 or 1).

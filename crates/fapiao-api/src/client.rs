@@ -168,7 +168,15 @@ impl Client {
 
     /// An invoice's proof bundle (public: the check code is the credential).
     pub fn proof(&self, number: &str, check_code: &str) -> Result<ProofDto, ClientError> {
-        self.get(&format!("/v1/verify/{}?check_code={}", enc(number), enc(check_code)))
+        self.proof_with(number, &[("check_code", check_code)])
+    }
+
+    /// An invoice's proof bundle with the query parameters given: its factors
+    /// (`check_code`, or `issue_date` and `total`) and optionally `as_of`, a certified
+    /// height or a date (`YYYY-MM-DD`, UTC+8).
+    pub fn proof_with(&self, number: &str, params: &[(&str, &str)]) -> Result<ProofDto, ClientError> {
+        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect();
+        self.get(&format!("/v1/verify/{}?{}", enc(number), query.join("&")))
     }
 
     /// An invoice's proof bundle by the platform's factors: its issue date
@@ -179,12 +187,7 @@ impl Client {
         issue_date: &str,
         total: &str,
     ) -> Result<ProofDto, ClientError> {
-        self.get(&format!(
-            "/v1/verify/{}?issue_date={}&total={}",
-            enc(number),
-            enc(issue_date),
-            enc(total)
-        ))
+        self.proof_with(number, &[("issue_date", issue_date), ("total", total)])
     }
 
     /// An event's status.

@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
 use fapiao_core::{Fen, InvoiceNumber};
-use fapiao_engine::{business_day, business_ms_of_day, format_day, format_time, Factors, ProofError};
+use fapiao_engine::{business_day, business_ms_of_day, format_day, format_time, AsOf, Factors, ProofError};
 use fapiao_proof::{Bundle, Status};
 use serde::Deserialize;
 
@@ -66,6 +66,11 @@ pub(crate) struct VerifyQuery {
     pub(crate) issue_date: Option<String>,
     /// The total including tax (价税合计) in yuan, e.g. `53.00`, with `issue_date`.
     pub(crate) total: Option<String>,
+    /// Prove the status as of this certified height of the invoice's chain (digits), or
+    /// as of the end of this date (`YYYY-MM-DD`, UTC+8); by default as of the chain's
+    /// newest certified block. Malformed, like the factors, it gets the same 404 as an
+    /// unknown invoice.
+    pub(crate) as_of: Option<String>,
 }
 
 impl VerifyQuery {
@@ -84,6 +89,14 @@ impl VerifyQuery {
             _ => None,
         }
     }
+
+    /// The state asked for: `None` for a malformed `as_of`.
+    fn as_of(&self) -> Option<AsOf> {
+        match self.as_of.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Some(AsOf::NewestCertified),
+            Some(v) => AsOf::parse(v),
+        }
+    }
 }
 
 /// What a verification found.
@@ -94,8 +107,11 @@ pub(crate) enum Checked {
     NotFound,
     /// Checked its daily number of times already.
     Exhausted { limit: u32, retry_secs: u64 },
-    /// Its chain's newest block awaits its certificate.
+    /// Its chain's newest block awaits its certificate, or the height asked for is not
+    /// certified.
     NotCertified,
+    /// The height asked for is older than the node keeps.
+    NotKept { oldest: u64, kept: u64 },
 }
 
 fn booking_words(b: fapiao_core::event::BookingStatus) -> &'static str {
@@ -123,7 +139,8 @@ pub(crate) enum CheckFailed {
 /// Verifies invoice `number` with the factors of `q`, spending one of its daily checks
 /// when found.
 pub(crate) async fn check(s: &AppState, number: &str, q: &VerifyQuery) -> Result<Checked, CheckFailed> {
-    let (Ok(number), Some(factors)) = (number.trim().parse::<InvoiceNumber>(), q.factors()) else {
+    let (Ok(number), Some(factors), Some(as_of)) = (number.trim().parse::<InvoiceNumber>(), q.factors(), q.as_of())
+    else {
         return Ok(Checked::NotFound);
     };
     let now = wall_ms();
@@ -141,7 +158,7 @@ pub(crate) async fn check(s: &AppState, number: &str, q: &VerifyQuery) -> Result
         });
     }
     let engine = s.engine.clone();
-    let built = tokio::task::spawn_blocking(move || engine.proof_bundle(&number, &factors))
+    let built = tokio::task::spawn_blocking(move || engine.proof_bundle(&number, &factors, as_of))
         .await
         .map_err(|e| CheckFailed::Task(e.to_string()))?;
     match built {
@@ -158,6 +175,7 @@ pub(crate) async fn check(s: &AppState, number: &str, q: &VerifyQuery) -> Result
         }
         Err(ProofError::NotFound) => Ok(Checked::NotFound),
         Err(ProofError::NotCertified) => Ok(Checked::NotCertified),
+        Err(ProofError::NotKept { oldest, kept }) => Ok(Checked::NotKept { oldest, kept }),
         Err(ProofError::Store(e)) => Err(CheckFailed::Store(e)),
     }
 }
@@ -174,6 +192,7 @@ pub(crate) struct PageQuery {
 /// The verification page for people: a form for the invoice's number and its factors
 /// and, when they are given, the verified result. Server-rendered HTML embedded in the
 /// binary; the reprint's QR code opens it with the factors filled in.
+// Long: one arm per verification outcome, each rendering its own answer.
 pub(crate) async fn page(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -194,6 +213,7 @@ pub(crate) async fn page(
         check_code: q.check_code.clone(),
         issue_date: q.issue_date.clone(),
         total: q.total.clone(),
+        as_of: None,
     };
     match check(&s, &number, &vq).await {
         Ok(Checked::Found { bundle, left }) => match fapiao_proof::verify(&bundle, s.engine.genesis(), wall_ms(), None)
@@ -224,8 +244,9 @@ pub(crate) async fn page(
             }
             r
         }
-        Ok(Checked::NotCertified) => {
-            let body = "<p class=\"refused\" id=\"result\">The invoice's newest block is not certified yet: try again in a few seconds.</p>";
+        // The page always asks as of the newest certified block, which is always kept.
+        Ok(Checked::NotCertified | Checked::NotKept { .. }) => {
+            let body = "<p class=\"refused\" id=\"result\">The invoice's block is not certified yet: try again in a few seconds.</p>";
             let mut r = render(StatusCode::SERVICE_UNAVAILABLE, &q, body);
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

@@ -106,6 +106,8 @@ codes! {
     OwnChainBehind = "OWN_CHAIN_BEHIND", 503, Some(5);
     /// The newest block of the chain is not certified yet.
     NotCertified = "NOT_CERTIFIED", 503, Some(1);
+    /// The state as of the height or date asked for is older than the node keeps.
+    StateNotKept = "STATE_NOT_KEPT", 410, None;
     /// Too many requests from one address.
     RateLimited = "RATE_LIMITED", 429, Some(1);
     /// This invoice was verified its daily number of times.

@@ -34,7 +34,7 @@ pub fn wall_clock() -> fapiao_core::Timestamp {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     )
 }
-pub use proof::{Factors, ProofError};
+pub use proof::{AsOf, Factors, ProofError};
 pub use queries::{
     EventOutcome, EventStatus, FailureCursor, FailureRow, HistoryEntry, NodeStatus, PaymentView,
     FAILURE_ROWS_SCANNED_MAX, HISTORY_PAGE_MAX,

@@ -4,8 +4,7 @@ use crate::Engine;
 use fapiao_core::event::DerivedKind;
 use fapiao_core::event::InvoiceIssued;
 use fapiao_core::state::{InvoiceRecord, StateKey, StateValue};
-use fapiao_core::{merkle, CheckCode, Entry, Fen, Hash32, InvoiceNumber, MemberCode};
-use fapiao_domain::StateRead;
+use fapiao_core::{merkle, smt, CheckCode, Entry, Fen, Hash32, InvoiceNumber, MemberCode};
 use fapiao_proof::{Bundle, CertifiedHeader, EntryProof, StatusProof, BUNDLE_VERSION};
 use fapiao_store::tables::IdxInvoice;
 use fapiao_store::{EntryLoc, StoreError};
@@ -20,6 +19,14 @@ pub enum ProofError {
     /// The invoice or the chain's latest state is not certified yet: retry shortly.
     #[error("the invoice's chain has no certified state covering it yet; retry shortly")]
     NotCertified,
+    /// The state as of the height asked for is older than this node keeps.
+    #[error("this node keeps the state of each chain's last {kept} blocks: the oldest height it proves is {oldest}")]
+    NotKept {
+        /// The oldest height this node can still prove a status as of.
+        oldest: u64,
+        /// How many blocks' state it keeps.
+        kept: u64,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -53,88 +60,182 @@ impl Factors {
     }
 }
 
-/// Attempts at a consistent read while blocks are being committed.
-const SNAPSHOT_ATTEMPTS_MAX: usize = 5;
+/// Which state a bundle proves the invoice's status as of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AsOf {
+    /// The chain's newest certified block (a block still awaiting its certificate above
+    /// it does not hold the answer back).
+    #[default]
+    NewestCertified,
+    /// A given height, which must be certified.
+    Height(u64),
+    /// The newest block at or before a time (ms since the epoch), which must be certified.
+    Time(u64),
+}
+
+impl AsOf {
+    /// From the query's text: a height (digits), or a date `YYYY-MM-DD` meaning the end
+    /// of that business day (UTC+8).
+    pub fn parse(s: &str) -> Option<AsOf> {
+        let s = s.trim();
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse().ok().filter(|h| *h > 0).map(AsOf::Height);
+        }
+        let day = crate::reconcile::parse_day(s)?;
+        // The last millisecond of that day in UTC+8.
+        Some(AsOf::Time((day + 1) * 86_400_000 - 8 * 3_600_000 - 1))
+    }
+}
 
 impl Engine {
     /// The proof bundle of invoice `number`, if `factors` are its own (a wrong factor
-    /// and an unknown number are the same answer). The status is proven against the
-    /// chain's head, which must be certified.
-    // Long: the bundle's parts (certified headers, entries with their proofs, the status proof), read from one
-    // snapshot and retried whole when the head moves under it.
-    pub fn proof_bundle(&self, number: &InvoiceNumber, factors: &Factors) -> Result<Bundle, ProofError> {
+    /// and an unknown number are the same answer), its status proven as of `as_of`: by
+    /// default the chain's newest certified block, read from the state kept for it
+    /// (`Store::state_at`), so a block awaiting its certificate never holds it back.
+    pub fn proof_bundle(&self, number: &InvoiceNumber, factors: &Factors, as_of: AsOf) -> Result<Bundle, ProofError> {
         let chain = number.member();
         if self.genesis().merchant(chain).is_none() {
             return Err(ProofError::NotFound);
         }
-        for _ in 0..SNAPSHOT_ATTEMPTS_MAX {
-            let store = self.store();
-            let head = store.head(chain)?.ok_or(ProofError::NotFound)?;
-            let value = self
-                .store()
-                .state(chain)
-                .get(&StateKey::Invoice(*number))?
-                .ok_or(ProofError::NotFound)?;
-            match &value {
-                StateValue::Invoice(InvoiceRecord::Blue(b)) if factors.match_issue(&b.issued) => {}
-                _ => return Err(ProofError::NotFound),
-            }
-            let proof = store.prove(chain, &StateKey::Invoice(*number))?;
-            if store.head(chain)?.map(|h| h.hash) != Some(head.hash) {
-                continue; // a block landed meanwhile: read again
-            }
-            let Some(issue_loc) = store.get::<IdxInvoice>(number)? else {
-                return Err(ProofError::NotFound);
-            };
-            let issued_entry = store.entry(&issue_loc)?;
-            // The invoice index must point at this invoice's issue: anything else is a
-            // damaged index row, reported as such rather than proven.
-            let cause = match &issued_entry {
-                Some(Entry::Derived(d)) if matches!(&d.kind, DerivedKind::InvoiceIssued(i) if i.number == *number) => {
-                    d.cause
-                }
-                _ => {
-                    return Err(ProofError::Store(StoreError::Tampered {
-                        chain,
-                        key: format!("invoice index row of {number}"),
-                        detail: format!(
-                            "it points at block {} entry {}, which is not that invoice's issue",
-                            issue_loc.height, issue_loc.index
-                        ),
-                    }))
-                }
-            };
-            let request_loc = store.locate(&cause)?.ok_or(ProofError::NotFound)?;
-            let mut heights = vec![request_loc.height, issue_loc.height, head.height];
-            heights.sort_unstable();
-            heights.dedup();
-            let mut headers = Vec::with_capacity(heights.len());
-            for h in &heights {
-                let header = store.header(chain, *h)?.ok_or(ProofError::NotFound)?;
-                let certificate = store
-                    .certificate(chain, *h)?
-                    .filter(|c| c.block == header.hash())
-                    .ok_or(ProofError::NotCertified)?;
-                headers.push(CertifiedHeader { header, certificate });
-            }
-            let at = |h: u64| heights.iter().position(|x| *x == h).unwrap_or(0) as u32;
-            let request = self.entry_proof(chain, &request_loc, at(request_loc.height))?;
-            let issued_proof = self.entry_proof(chain, &issue_loc, at(issue_loc.height))?;
-            return Ok(Bundle {
-                version: BUNDLE_VERSION,
-                network: self.network(),
-                number: *number,
-                headers,
-                request,
-                issued: issued_proof,
-                status: StatusProof {
-                    header: at(head.height),
-                    value,
-                    proof,
-                },
-            });
+        let store = self.store();
+        let head = store.head(chain)?.ok_or(ProofError::NotFound)?;
+        let height = self.status_height(chain, head.height, as_of)?;
+        let kept = fapiao_store::STATE_VERSIONS_KEPT;
+        let not_kept = ProofError::NotKept {
+            oldest: head.height.saturating_sub(kept).max(1),
+            kept,
+        };
+        let state = store.state_at(chain, height)?.ok_or(not_kept)?;
+        let key = StateKey::Invoice(*number);
+        let value = state.get(&key)?.ok_or(ProofError::NotFound)?;
+        match &value {
+            StateValue::Invoice(InvoiceRecord::Blue(b)) if factors.match_issue(&b.issued) => {}
+            _ => return Err(ProofError::NotFound),
         }
-        Err(ProofError::NotCertified)
+        let proof = state.prove(&key)?;
+        // What is served must verify: the kept state's root is the header's, and the
+        // record is the one its leaf commits to (a row changed on disk is never proven).
+        let status_header = store.header(chain, height)?.ok_or(ProofError::NotFound)?;
+        let root = status_header.body.state_root;
+        if state.root()? != root {
+            return Err(ProofError::Store(StoreError::Inconsistent {
+                chain,
+                detail: format!("the state kept as of height {height} does not have that header's state root"),
+            }));
+        }
+        let leaf = smt::value_hash(&value.to_bytes());
+        if smt::verify(&root, &smt::key_hash(&key.to_bytes()), Some(&leaf), &proof).is_err() {
+            return Err(ProofError::Store(StoreError::Tampered {
+                chain,
+                key: format!("{key:?} as of height {height}"),
+                detail: "the record kept does not match the state tree's leaf".into(),
+            }));
+        }
+        let (request_loc, issue_loc) = self.request_and_issue(chain, number)?;
+        let mut heights = vec![request_loc.height, issue_loc.height, height];
+        heights.sort_unstable();
+        heights.dedup();
+        let mut headers = Vec::with_capacity(heights.len());
+        for h in &heights {
+            headers.push(self.certified_header(chain, *h)?.ok_or(ProofError::NotCertified)?);
+        }
+        let at = |h: u64| heights.iter().position(|x| *x == h).unwrap_or(0) as u32;
+        let request = self.entry_proof(chain, &request_loc, at(request_loc.height))?;
+        let issued_proof = self.entry_proof(chain, &issue_loc, at(issue_loc.height))?;
+        Ok(Bundle {
+            version: BUNDLE_VERSION,
+            network: self.network(),
+            number: *number,
+            headers,
+            request,
+            issued: issued_proof,
+            status: StatusProof {
+                header: at(height),
+                value,
+                proof,
+            },
+        })
+    }
+
+    /// Where invoice `number`'s request and its issue are in the chain's blocks.
+    fn request_and_issue(&self, chain: MemberCode, number: &InvoiceNumber) -> Result<(EntryLoc, EntryLoc), ProofError> {
+        let store = self.store();
+        let Some(issue_loc) = store.get::<IdxInvoice>(number)? else {
+            return Err(ProofError::NotFound);
+        };
+        let issued_entry = store.entry(&issue_loc)?;
+        // The invoice index must point at this invoice's issue: anything else is a
+        // damaged index row, reported as such rather than proven.
+        let cause = match &issued_entry {
+            Some(Entry::Derived(d)) if matches!(&d.kind, DerivedKind::InvoiceIssued(i) if i.number == *number) => {
+                d.cause
+            }
+            _ => {
+                return Err(ProofError::Store(StoreError::Tampered {
+                    chain,
+                    key: format!("invoice index row of {number}"),
+                    detail: format!(
+                        "it points at block {} entry {}, which is not that invoice's issue",
+                        issue_loc.height, issue_loc.index
+                    ),
+                }))
+            }
+        };
+        let request_loc = store.locate(&cause)?.ok_or(ProofError::NotFound)?;
+        Ok((request_loc, issue_loc))
+    }
+
+    /// The header at `height` of `chain` with its certificate, if it is certified.
+    fn certified_header(&self, chain: MemberCode, height: u64) -> Result<Option<CertifiedHeader>, ProofError> {
+        let store = self.store();
+        let Some(header) = store.header(chain, height)? else {
+            return Ok(None);
+        };
+        let certificate = store.certificate(chain, height)?.filter(|c| c.block == header.hash());
+        Ok(certificate.map(|certificate| CertifiedHeader { header, certificate }))
+    }
+
+    /// The height a status is proven as of: the newest certified one within the state
+    /// kept, or the one asked for, which must be certified.
+    fn status_height(&self, chain: MemberCode, head: u64, as_of: AsOf) -> Result<u64, ProofError> {
+        let store = self.store();
+        let height = match as_of {
+            AsOf::NewestCertified => {
+                let lowest = head.saturating_sub(fapiao_store::STATE_VERSIONS_KEPT).max(1);
+                for h in (lowest..=head).rev() {
+                    if self.certified_header(chain, h)?.is_some() {
+                        return Ok(h);
+                    }
+                }
+                return Err(ProofError::NotCertified);
+            }
+            AsOf::Height(h) if h > head => return Err(ProofError::NotCertified),
+            AsOf::Height(h) => h,
+            AsOf::Time(t) => {
+                // Block times never go back along a chain: the last block at or before
+                // `t`, by bisection over the stored headers.
+                let time_of = |h: u64| -> Result<u64, ProofError> {
+                    Ok(store.header(chain, h)?.ok_or(ProofError::NotFound)?.body.timestamp.0)
+                };
+                if head == 0 || time_of(1)? > t {
+                    return Err(ProofError::NotFound);
+                }
+                let (mut lo, mut hi) = (1, head);
+                while lo < hi {
+                    let mid = lo + (hi - lo).div_ceil(2);
+                    if time_of(mid)? <= t {
+                        lo = mid;
+                    } else {
+                        hi = mid - 1;
+                    }
+                }
+                lo
+            }
+        };
+        match self.certified_header(chain, height)? {
+            Some(_) => Ok(height),
+            None => Err(ProofError::NotCertified),
+        }
     }
 
     fn entry_proof(&self, chain: MemberCode, loc: &EntryLoc, header: u32) -> Result<EntryProof, ProofError> {

@@ -10,8 +10,13 @@ pub mod replay;
 mod store;
 pub mod tables;
 
-pub use store::{failure_index, BlockCommit, ChainView, PreparedState, RawRow, Row, Store, StoreOptions};
-pub use tables::{EntryLoc, Head, RejectedInfo};
+pub use store::{failure_index, BlockCommit, ChainView, PreparedState, RawRow, Row, StateAt, Store, StoreOptions};
+pub use tables::{EntryLoc, Head, RejectedInfo, Undo};
+
+/// How many of its latest blocks each chain keeps the undo of: the state as of any of
+/// those heights can be read and proven (a proof as of the newest certified height, or
+/// as of an earlier height or date). Older undo is deleted as blocks commit.
+pub const STATE_VERSIONS_KEPT: u64 = 256;
 
 use fapiao_core::MemberCode;
 use std::path::PathBuf;

@@ -535,6 +535,13 @@ impl Store {
                 self.put::<IdxInvoiceHistory>(&mut b, &(n, chain, h.height, loc.index), &loc);
             }
         }
+        // What this block overwrites, read before the batch that overwrites it; the
+        // undo of the block K heights down is no longer kept.
+        let undo = self.undo_of(chain, c.state)?;
+        self.put::<StateUndo>(&mut b, &(chain, h.height), &undo);
+        if let Some(old) = h.height.checked_sub(crate::STATE_VERSIONS_KEPT).filter(|o| *o > 0) {
+            self.delete::<StateUndo>(&mut b, &(chain, old));
+        }
         for (k, v) in &c.state.writes {
             self.put::<State>(&mut b, &(chain, k.clone()), v);
         }
@@ -568,6 +575,49 @@ impl Store {
             self.put::<Certs>(&mut b, &(chain, h.height), cert);
         }
         self.write_synced(b)
+    }
+
+    /// The current bytes of every tree node and record `state` is about to write.
+    fn undo_of(&self, chain: MemberCode, state: &PreparedState) -> Result<Undo, StoreError> {
+        let current = |name: &'static str, key: Vec<u8>| self.db.get_cf(self.cf(name), key).map_err(StoreError::rocks);
+        let mut undo = Undo::default();
+        for k in state.tree.keys() {
+            undo.tree.push((*k, current(Tree::NAME, Tree::key(&(chain, *k)))?));
+        }
+        for k in state.writes.keys() {
+            undo.records
+                .push((k.clone(), current(State::NAME, State::key(&(chain, k.clone())))?));
+        }
+        Ok(undo)
+    }
+
+    /// The state of `chain` as of `height`, read from one snapshot: the current state
+    /// with the undo of every later block applied. `None` when `height` is above the
+    /// head, or older than the undo kept ([`crate::STATE_VERSIONS_KEPT`] blocks).
+    pub fn state_at(&self, chain: MemberCode, height: u64) -> Result<Option<StateAt<'_>>, StoreError> {
+        let view = self.state_trusted(chain);
+        let Some(head) = view.typed::<Heads>(&chain)? else {
+            return Ok(None);
+        };
+        if height > head.height {
+            return Ok(None);
+        }
+        let mut at = StateAt {
+            view,
+            height,
+            tree: BTreeMap::new(),
+            records: BTreeMap::new(),
+        };
+        // From the head down: the value before the earliest block after `height` that
+        // wrote a key is its value as of `height`.
+        for h in (height + 1..=head.height).rev() {
+            let Some(undo) = at.view.typed::<StateUndo>(&(chain, h))? else {
+                return Ok(None);
+            };
+            at.tree.extend(undo.tree);
+            at.records.extend(undo.records);
+        }
+        Ok(Some(at))
     }
 
     fn index_entry(&self, b: &mut WriteBatch, entry: &Entry, loc: EntryLoc) {
@@ -939,6 +989,67 @@ impl StateRead for ChainView<'_> {
             Some(bytes) => codec::decode(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
                 table: State::NAME,
                 key: hex_key(&State::key(&(self.chain, key.clone()))),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// A chain's state as of an earlier height ([`Store::state_at`]): a snapshot of the
+/// current state with what later blocks overwrote laid over it.
+pub struct StateAt<'a> {
+    view: ChainView<'a>,
+    height: u64,
+    tree: BTreeMap<NodeKey, Option<Vec<u8>>>,
+    records: BTreeMap<StateKey, Option<Vec<u8>>>,
+}
+
+impl StateAt<'_> {
+    /// The height it is the state as of.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Its state root (the header at this height must commit to it).
+    pub fn root(&self) -> Result<Hash32, StoreError> {
+        Ok(self
+            .node(&NodeKey::on_path(0, &smt::EMPTY))?
+            .map(|n| n.hash())
+            .unwrap_or(smt::EMPTY))
+    }
+
+    /// The record under `key` as of this height.
+    pub fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        let bytes = match self.records.get(key) {
+            Some(old) => old.clone(),
+            None => self.view.raw::<State>(&(self.view.chain, key.clone()))?,
+        };
+        bytes
+            .map(|b| {
+                codec::decode(&b).map_err(|e| StoreError::Corrupt {
+                    table: StateUndo::NAME,
+                    key: hex_key(&State::key(&(self.view.chain, key.clone()))),
+                    message: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// A proof of `key`'s value as of this height.
+    pub fn prove(&self, key: &StateKey) -> Result<smt::StateProof, StoreError> {
+        smt::prove(self, &smt::key_hash(&key.to_bytes())).map_err(|e| tree_err(self.view.chain, e))
+    }
+}
+
+impl NodeStore for StateAt<'_> {
+    type Error = StoreError;
+    fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
+        match self.tree.get(at) {
+            None => self.view.typed::<Tree>(&(self.view.chain, *at)),
+            Some(None) => Ok(None),
+            Some(Some(b)) => codec::decode(b).map(Some).map_err(|e| StoreError::Corrupt {
+                table: StateUndo::NAME,
+                key: hex_key(&Tree::key(&(self.view.chain, *at))),
                 message: e.to_string(),
             }),
         }

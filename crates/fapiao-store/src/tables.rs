@@ -65,6 +65,17 @@ pub struct Head {
     pub timestamp: Timestamp,
 }
 
+/// What one block overwrote in a chain's state: the previous stored bytes of every state
+/// tree node and every state record it wrote (`None`: there was none). Applied from the
+/// head down, these give back the state as of an earlier height.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Undo {
+    /// Tree nodes, by position.
+    pub tree: Vec<(NodeKey, Option<Vec<u8>>)>,
+    /// State records, by key.
+    pub records: Vec<(StateKey, Option<Vec<u8>>)>,
+}
+
 /// Why an admitted event did not make it into a block (node-local).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct RejectedInfo {
@@ -228,6 +239,10 @@ tables! {
             let (&depth, prefix) = rest.split_first()?;
             Some((chain, NodeKey { depth, prefix: Hash32(prefix.try_into().ok()?) }))
         };
+        /// What each block overwrote in its chain's state, by (chain, height): kept for the
+        /// last [`crate::STATE_VERSIONS_KEPT`] blocks of each chain, so the state as of
+        /// any of those heights can be read back and proven (`Store::state_at`).
+        StateUndo, "state_undo", (MemberCode, u64), Undo, |k| chain_height(k.0, k.1), |b| de_chain_height(b);
     }
     // This node's own records (pending events, votes, heads, evidence).
     local {

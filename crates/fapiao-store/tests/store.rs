@@ -551,6 +551,7 @@ fn every_table_key_decodes_back_and_garbage_is_refused() {
     round_trip::<IdxFailure>((c, 29, "R1".into()));
     round_trip::<State>((c, StateKey::Payment("P1".into())));
     round_trip::<Tree>((c, NodeKey::on_path(3, &Hash32([9; 32]))));
+    round_trip::<StateUndo>((c, 9));
     round_trip::<Pending>(77);
     round_trip::<Votes>((c, 1));
     round_trip::<Rejected>(id);
@@ -560,5 +561,74 @@ fn every_table_key_decodes_back_and_garbage_is_refused() {
     // A member code above 999999 is no member: refused, not decoded.
     assert!(Heads::decode(&[0xff; 4]).is_err());
     // Every table in ALL is one of the above.
-    assert_eq!(ALL.len(), 17);
+    assert_eq!(ALL.len(), 18);
+}
+
+/// The state as of every kept height reads back: its root is the one that height's
+/// header commits to, its records are those of that height (a later payment absent, an
+/// earlier one present), and a proof from it verifies against that root.
+#[test]
+fn the_state_as_of_every_kept_height_reads_back_and_proves() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    build(dir.path(), &g);
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    for v in 0..=20u64 {
+        let at = store.state_at(chain(), v).unwrap().expect("kept");
+        let root = match v {
+            0 => fapiao_core::smt::EMPTY,
+            _ => store.header(chain(), v).unwrap().unwrap().body.state_root,
+        };
+        assert_eq!(at.root().unwrap(), root, "root as of {v}");
+        let later = StateKey::Payment(format!("P{}", v + 1));
+        assert_eq!(at.get(&later).unwrap(), None, "P{} is not recorded as of {v}", v + 1);
+        if v == 0 {
+            continue;
+        }
+        let k = StateKey::Payment(format!("P{v}"));
+        let value = at.get(&k).unwrap().expect("recorded at its own height");
+        let proof = at.prove(&k).unwrap();
+        fapiao_core::smt::verify(
+            &root,
+            &fapiao_core::smt::key_hash(&k.to_bytes()),
+            Some(&fapiao_core::smt::value_hash(&value.to_bytes())),
+            &proof,
+        )
+        .unwrap();
+        // The invoicing record changes after its payment's block (the request in the same
+        // block draws on it), and as of an earlier height it is absent.
+        let invoicing = StateKey::PaymentInvoicing(format!("P{v}"));
+        assert!(at.get(&invoicing).unwrap().is_some());
+        let before = store.state_at(chain(), v - 1).unwrap().unwrap();
+        assert_eq!(before.get(&invoicing).unwrap(), None);
+    }
+    assert!(store.state_at(chain(), 21).unwrap().is_none(), "above the head");
+}
+
+/// Only the last `STATE_VERSIONS_KEPT` heights are kept: older ones are refused, not
+/// served wrong, and a store rebuilt from its blocks keeps the same ones.
+#[test]
+fn state_versions_older_than_the_kept_window_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let kept = fapiao_store::STATE_VERSIONS_KEPT;
+    let head = kept + 4;
+    for h in 1..=head {
+        commit(&store, &g, h, vec![pay(&format!("P{h}"), 1000)]);
+    }
+    let oldest = head - kept;
+    assert!(store.state_at(chain(), oldest - 1).unwrap().is_none());
+    let at = store
+        .state_at(chain(), oldest)
+        .unwrap()
+        .expect("the oldest kept height");
+    assert_eq!(
+        at.root().unwrap(),
+        store.header(chain(), oldest).unwrap().unwrap().body.state_root
+    );
+    let rows = store
+        .raw_rows(<fapiao_store::tables::StateUndo as fapiao_store::tables::Table>::NAME)
+        .count() as u64;
+    assert_eq!(rows, kept, "one undo row per kept block");
 }

@@ -229,8 +229,9 @@ pub(super) async fn invoices(
 #[utoipa::path(get, path = "/v1/verify/{number}", params(("number" = String, Path, description = "Invoice number, 20 digits; anything else gets the same 404 as wrong factors"), VerifyQuery),
     responses((status = 200, body = ProofDto),
               (status = 404, body = ApiError, description = "NOT_FOUND: wrong factors, unknown or malformed"),
+              (status = 410, body = ApiError, description = "STATE_NOT_KEPT: `as_of` is older than the state this node keeps"),
               (status = 429, body = ApiError, description = "RATE_LIMITED (Retry-After: 1), or CHECKS_EXHAUSTED: this invoice was verified its daily number of times (Retry-After: seconds to midnight UTC+8)"),
-              (status = 503, body = ApiError)))]
+              (status = 503, body = ApiError, description = "NOT_CERTIFIED (Retry-After: 1): the invoice's block, or the height asked for, awaits its certificate")))]
 pub(super) async fn verify_invoice(
     State(s): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
@@ -274,10 +275,15 @@ pub(super) async fn verify_invoice(
         Checked::NotCertified => {
             let f = Failure::new(
                 ErrorCode::NotCertified,
-                "the invoice's chain has no certified state covering it yet; retry shortly",
+                "the invoice's block, or the height asked for, is not certified yet; retry shortly",
                 None,
             );
             Ok(f.into_response())
         }
+        Checked::NotKept { oldest, kept } => Err(Failure::new(
+            ErrorCode::StateNotKept,
+            format!("this node keeps the state of each chain's last {kept} blocks: the oldest height it proves a status as of is {oldest}"),
+            Some("as_of"),
+        )),
     }
 }
