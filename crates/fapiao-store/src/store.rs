@@ -577,18 +577,33 @@ impl Store {
         self.write_synced(b)
     }
 
-    /// The current bytes of every tree node and record `state` is about to write.
+    /// The current bytes of every tree node and record `state` is about to write: one
+    /// batched lookup per table. Tree keys come in byte order (chain, depth, prefix), as
+    /// RocksDB reads them best; record keys are ordered by `StateKey`, not by their bytes.
     fn undo_of(&self, chain: MemberCode, state: &PreparedState) -> Result<Undo, StoreError> {
-        let current = |name: &'static str, key: Vec<u8>| self.db.get_cf(self.cf(name), key).map_err(StoreError::rocks);
-        let mut undo = Undo::default();
-        for k in state.tree.keys() {
-            undo.tree.push((*k, current(Tree::NAME, Tree::key(&(chain, *k)))?));
-        }
-        for k in state.writes.keys() {
-            undo.records
-                .push((k.clone(), current(State::NAME, State::key(&(chain, k.clone())))?));
-        }
-        Ok(undo)
+        let read = |name: &'static str, keys: Vec<Vec<u8>>, sorted: bool| -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            self.db
+                .batched_multi_get_cf(self.cf(name), &keys, sorted)
+                .into_iter()
+                .map(|r| r.map(|v| v.map(|p| p.to_vec())).map_err(StoreError::rocks))
+                .collect()
+        };
+        let tree_keys = state.tree.keys().map(|k| Tree::key(&(chain, *k))).collect();
+        let record_keys = state.writes.keys().map(|k| State::key(&(chain, k.clone()))).collect();
+        Ok(Undo {
+            tree: state
+                .tree
+                .keys()
+                .copied()
+                .zip(read(Tree::NAME, tree_keys, true)?)
+                .collect(),
+            records: state
+                .writes
+                .keys()
+                .cloned()
+                .zip(read(State::NAME, record_keys, false)?)
+                .collect(),
+        })
     }
 
     /// The state of `chain` as of `height`, read from one snapshot: the current state
