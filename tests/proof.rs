@@ -362,3 +362,65 @@ fn a_status_is_proven_as_of_an_earlier_height_or_date() {
     let (o, _) = get("1970-01-01", "early.bundle");
     assert!(!o.status.success() && out(&o).contains("NOT_FOUND"), "{}", out(&o));
 }
+
+/// A kept earlier state changed on disk is never proven: the node answers that its
+/// store is damaged instead of serving a bundle no verifier would accept.
+#[test]
+fn a_changed_kept_state_is_never_proven() {
+    use fapiao_core::codec;
+    use fapiao_domain::{state::InvoiceRecord, StateKey, StateValue};
+    use fapiao_store::tables::{StateUndo, Table, Undo};
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = DevNode::start(&dir.path().join("n"), free_port());
+    let (number, code) = issue(&node, "1");
+    let issued_at = proven_as_of(&ok(get_bundle(&node, &number, &code, &dir.path().join("a.bundle"))));
+    ok(node.cli(&["redform", "start", &number, "--reason", "sales_return"]));
+    node.stop();
+    // The red-letter's block kept the invoice's record as it was before: change that copy.
+    let key = StateKey::Invoice(number.parse().unwrap());
+    let ledger = node.dir.join("ledger");
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(false);
+    let db = rocksdb::DB::open_cf(&opts, &ledger, fapiao_store::tables::ALL).unwrap();
+    let cf = db.cf_handle(StateUndo::NAME).unwrap();
+    let mut changed = false;
+    for row in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        let (k, v) = row.unwrap();
+        let (_, height) = StateUndo::decode(&k).unwrap();
+        let mut undo: Undo = codec::decode(&v).unwrap();
+        for (record, old) in &mut undo.records {
+            if *record != key || height <= issued_at {
+                continue;
+            }
+            let Some(bytes) = old else { continue };
+            let mut value: StateValue = codec::decode(bytes).unwrap();
+            match &mut value {
+                StateValue::Invoice(InvoiceRecord::Blue(b)) => b.issued.buyer.name = "Someone Else".into(),
+                other => panic!("{other:?}"),
+            }
+            *bytes = codec::to_bytes(&value);
+            changed = true;
+        }
+        db.put_cf(cf, &k, codec::to_bytes(&undo)).unwrap();
+    }
+    drop(db);
+    assert!(changed, "the red-letter's block keeps the invoice as it was before");
+    node.spawn();
+    let file = dir.path().join("then.bundle");
+    let o = node.cli(&[
+        "proof",
+        "get",
+        &number,
+        "--check-code",
+        &code,
+        "--as-of",
+        &issued_at.to_string(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && out(&o).contains("STORE_DAMAGED"), "{}", out(&o));
+    assert!(!file.exists(), "no bundle written");
+    // The current status is unaffected.
+    let text = ok(get_bundle(&node, &number, &code, &dir.path().join("now.bundle")));
+    assert!(proven_as_of(&text) > issued_at, "{text}");
+}

@@ -1035,14 +1035,14 @@ impl StateAt<'_> {
 
     /// The record under `key` as of this height.
     pub fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
-        let bytes = match self.records.get(key) {
-            Some(old) => old.clone(),
-            None => self.view.raw::<State>(&(self.view.chain, key.clone()))?,
+        let (table, bytes) = match self.records.get(key) {
+            Some(old) => (StateUndo::NAME, old.clone()),
+            None => (State::NAME, self.view.raw::<State>(&(self.view.chain, key.clone()))?),
         };
         bytes
             .map(|b| {
                 codec::decode(&b).map_err(|e| StoreError::Corrupt {
-                    table: StateUndo::NAME,
+                    table,
                     key: hex_key(&State::key(&(self.view.chain, key.clone()))),
                     message: e.to_string(),
                 })
