@@ -264,7 +264,10 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
         None => unreachable!("the engine starts only for a merchant of genesis"),
     };
     let bc = BlockContext { height, timestamp };
-    let built = execute_all(&ctx, &bc, &store.state(chain), &events)?;
+    // One view for executing and for the tree update: the update walks the tree nodes
+    // the reads' checks already fetched.
+    let view = store.state(chain);
+    let built = execute_all(&ctx, &bc, &view, &events)?;
     let m = &shared.metrics;
     m.events_rejected_execution
         .fetch_add(built.rejected_by_rule, Ordering::Relaxed);
@@ -273,7 +276,7 @@ pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Res
         // Nothing to put in a block: drop the pending events with their reasons.
         store.drop_pending(&seqs, &built.refused)?;
     } else {
-        let prepared = store.prepare_state(chain, built.writes)?;
+        let prepared = view.prepare(built.writes)?;
         let body = HeaderBody {
             network: shared.network,
             chain,

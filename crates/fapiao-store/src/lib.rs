@@ -1,11 +1,12 @@
 //! Fapiao storage on RocksDB: typed column families, atomic block commits, durable
-//! pending events, the state tree's nodes, and replay.
+//! pending events, the state tree's pages, and replay.
 //!
 //! Architecture invariant: this crate knows nothing about the network, HTTP or tokio.
 //! It stores what it is given and checks the chain invariants before writing; it does
 //! not decide what goes into a block (the engine does) nor whether a block is valid
 //! beyond hash links and roots (the domain and replication do).
 
+pub mod pages;
 pub mod replay;
 mod store;
 pub mod tables;

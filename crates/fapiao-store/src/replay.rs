@@ -209,7 +209,8 @@ pub fn replay(
                 height: h,
                 timestamp: hb.timestamp,
             };
-            let executed = match execute_block(&ctx, &bc, &target.state_trusted(chain), &inputs) {
+            let view = target.state_trusted(chain);
+            let executed = match execute_block(&ctx, &bc, &view, &inputs) {
                 Ok(x) => x,
                 Err(e) => return Err(StoreError::from_exec(e, Some(chain))),
             };
@@ -226,7 +227,7 @@ pub fn replay(
                 );
                 break;
             }
-            let prepared = target.prepare_state(chain, executed.writes)?;
+            let prepared = view.prepare(executed.writes)?;
             if prepared.root != hb.state_root {
                 anomaly(
                     h,

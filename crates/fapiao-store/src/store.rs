@@ -1,5 +1,6 @@
 //! The RocksDB store: typed reads, atomic block commits, durable pending events.
 
+use crate::pages::{self, Page};
 use crate::tables::{self, *};
 use crate::StoreError;
 use fapiao_core::event::{DerivedKind, EventKind};
@@ -13,6 +14,7 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
     WriteOptions, DB,
 };
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -435,6 +437,8 @@ impl Store {
             chain,
             snap: self.db.snapshot(),
             verify: true,
+            pages: Default::default(),
+            root: Default::default(),
         }
     }
 
@@ -447,25 +451,20 @@ impl Store {
         }
     }
 
-    /// Computes the tree changes and new root for a block's state writes.
+    /// Computes the tree changes and new root for a block's state writes, over a fresh
+    /// view; [`ChainView::prepare`] does it over the view the block was executed on.
     pub fn prepare_state(
         &self,
         chain: MemberCode,
         writes: BTreeMap<StateKey, StateValue>,
     ) -> Result<PreparedState, StoreError> {
-        let (tree, root) =
-            fapiao_core::state::tree_update(&self.state(chain), &writes).map_err(|e| tree_err(chain, e))?;
-        Ok(PreparedState {
-            chain,
-            writes,
-            tree,
-            root,
-        })
+        self.state(chain).prepare(writes)
     }
 
     /// The stored state root of a chain (the empty root for a chain with no state).
     pub fn state_root(&self, chain: MemberCode) -> Result<Hash32, StoreError> {
-        let root = self.get::<Tree>(&(chain, NodeKey::on_path(0, &smt::EMPTY)))?;
+        let top = NodeKey::on_path(0, &smt::EMPTY);
+        let root = self.get::<Tree>(&(chain, top))?.and_then(|p| p.node(&top));
         Ok(root.map(|n| n.hash()).unwrap_or(smt::EMPTY))
     }
 
@@ -537,7 +536,7 @@ impl Store {
         }
         // What this block overwrites, read before the batch that overwrites it; the
         // undo of the block K heights down is no longer kept.
-        let undo = self.undo_of(chain, c.state)?;
+        let (undo, pages) = self.undo_of(chain, c.state)?;
         self.put::<StateUndo>(&mut b, &(chain, h.height), &undo);
         if let Some(old) = h.height.checked_sub(crate::STATE_VERSIONS_KEPT).filter(|o| *o > 0) {
             self.delete::<StateUndo>(&mut b, &(chain, old));
@@ -545,9 +544,9 @@ impl Store {
         for (k, v) in &c.state.writes {
             self.put::<State>(&mut b, &(chain, k.clone()), v);
         }
-        for (k, v) in &c.state.tree {
-            match v {
-                Some(n) => self.put::<Tree>(&mut b, &(chain, *k), n),
+        for (k, page) in &pages {
+            match page {
+                Some(p) => self.put::<Tree>(&mut b, &(chain, *k), p),
                 None => self.delete::<Tree>(&mut b, &(chain, *k)),
             }
         }
@@ -577,10 +576,16 @@ impl Store {
         self.write_synced(b)
     }
 
-    /// The current bytes of every tree node and record `state` is about to write: one
-    /// batched lookup per table. Tree keys come in byte order (chain, depth, prefix), as
-    /// RocksDB reads them best; record keys are ordered by `StateKey`, not by their bytes.
-    fn undo_of(&self, chain: MemberCode, state: &PreparedState) -> Result<Undo, StoreError> {
+    /// The current bytes of every tree page and record `state` is about to write, and
+    /// the tree pages after its node changes: one batched lookup per table. Tree keys
+    /// come in byte order (chain, depth, prefix), as RocksDB reads them best; record keys
+    /// are ordered by `StateKey`, not by their bytes.
+    #[allow(clippy::type_complexity)]
+    fn undo_of(
+        &self,
+        chain: MemberCode,
+        state: &PreparedState,
+    ) -> Result<(Undo, Vec<(NodeKey, Option<Page>)>), StoreError> {
         let read = |name: &'static str, keys: Vec<Vec<u8>>, sorted: bool| -> Result<Vec<Option<Vec<u8>>>, StoreError> {
             self.db
                 .batched_multi_get_cf(self.cf(name), &keys, sorted)
@@ -588,22 +593,34 @@ impl Store {
                 .map(|r| r.map(|v| v.map(|p| p.to_vec())).map_err(StoreError::rocks))
                 .collect()
         };
-        let tree_keys = state.tree.keys().map(|k| Tree::key(&(chain, *k))).collect();
+        let touched = pages::group(&state.tree);
+        let tree_keys: Vec<Vec<u8>> = touched.keys().map(|k| Tree::key(&(chain, *k))).collect();
+        let old_pages = read(Tree::NAME, tree_keys.clone(), true)?;
+        let mut tree = Vec::with_capacity(touched.len());
+        let mut new_pages = Vec::with_capacity(touched.len());
+        for (((at, changes), old), key) in touched.iter().zip(old_pages).zip(tree_keys) {
+            let page = match &old {
+                None => None,
+                Some(bytes) => Some(codec::decode::<Page>(bytes).map_err(|e| StoreError::Corrupt {
+                    table: Tree::NAME,
+                    key: hex_key(&key),
+                    message: e.to_string(),
+                })?),
+            };
+            new_pages.push((*at, pages::apply(page, changes)));
+            tree.push((*at, old));
+        }
         let record_keys = state.writes.keys().map(|k| State::key(&(chain, k.clone()))).collect();
-        Ok(Undo {
-            tree: state
-                .tree
-                .keys()
-                .copied()
-                .zip(read(Tree::NAME, tree_keys, true)?)
-                .collect(),
+        let undo = Undo {
+            tree,
             records: state
                 .writes
                 .keys()
                 .cloned()
                 .zip(read(State::NAME, record_keys, false)?)
                 .collect(),
-        })
+        };
+        Ok((undo, new_pages))
     }
 
     /// The state of `chain` as of `height`, read from one snapshot: the current state
@@ -834,15 +851,48 @@ fn hex_key(k: &[u8]) -> String {
 }
 
 /// One chain's state, read from one snapshot of the store.
+///
+/// A view keeps every tree page it has read, so the many reads and tree updates of one
+/// block read the shared upper levels of the tree once, not once per record: a block's
+/// thousands of record checks and leaf updates share all but their last few levels.
+/// The snapshot never changes, so neither can what the view keeps.
 pub struct ChainView<'a> {
     store: &'a Store,
     chain: MemberCode,
     snap: rocksdb::Snapshot<'a>,
     /// Check every record against the state tree before returning it.
     verify: bool,
+    /// Tree pages read so far, and their absence.
+    pages: RefCell<HashMap<NodeKey, Option<Page>>>,
+    /// The state root the snapshot's head commits to, once read.
+    root: OnceCell<Hash32>,
 }
 
 impl ChainView<'_> {
+    /// Computes the tree changes and new root for a block's state writes, over the
+    /// nodes this view has already read.
+    pub fn prepare(&self, writes: BTreeMap<StateKey, StateValue>) -> Result<PreparedState, StoreError> {
+        let (tree, root) = fapiao_core::state::tree_update(self, &writes).map_err(|e| tree_err(self.chain, e))?;
+        Ok(PreparedState {
+            chain: self.chain,
+            writes,
+            tree,
+            root,
+        })
+    }
+
+    /// The state root the snapshot's head commits to (empty for a chain with no head).
+    fn head_root(&self) -> Result<Hash32, StoreError> {
+        if let Some(r) = self.root.get() {
+            return Ok(*r);
+        }
+        let r = self
+            .typed::<Heads>(&self.chain)?
+            .map(|h| h.state_root)
+            .unwrap_or(smt::EMPTY);
+        Ok(*self.root.get_or_init(|| r))
+    }
+
     fn raw<T: Table>(&self, key: &T::Key) -> Result<Option<Vec<u8>>, StoreError> {
         self.snap
             .get_cf(self.store.cf(T::NAME), T::key(key))
@@ -869,7 +919,7 @@ impl ChainView<'_> {
     fn check(&self, key: &StateKey, value: Option<&[u8]>) -> Result<(), StoreError> {
         let chain = self.chain;
         let path = smt::key_hash(&key.to_bytes());
-        let mut expected = self.typed::<Heads>(&chain)?.map(|h| h.state_root).unwrap_or(smt::EMPTY);
+        let mut expected = self.head_root()?;
         let mut depth = 0u8;
         let leaf = loop {
             if expected == smt::EMPTY {
@@ -880,7 +930,7 @@ impl ChainView<'_> {
                 detail: format!("state tree node at depth {depth} on the path of {key:?} {what}"),
             };
             let node = self
-                .typed::<Tree>(&(chain, NodeKey::on_path(depth, &path)))?
+                .node(&NodeKey::on_path(depth, &path))?
                 .ok_or_else(|| broken("is missing"))?;
             if node.hash() != expected {
                 return Err(broken(
@@ -1059,14 +1109,17 @@ impl StateAt<'_> {
 impl NodeStore for StateAt<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
-        match self.tree.get(at) {
-            None => self.view.typed::<Tree>(&(self.view.chain, *at)),
+        let page = pages::page_of(at);
+        match self.tree.get(&page) {
+            None => self.view.node(at),
             Some(None) => Ok(None),
-            Some(Some(b)) => codec::decode(b).map(Some).map_err(|e| StoreError::Corrupt {
-                table: StateUndo::NAME,
-                key: hex_key(&Tree::key(&(self.view.chain, *at))),
-                message: e.to_string(),
-            }),
+            Some(Some(b)) => codec::decode::<Page>(b)
+                .map(|p| p.node(at))
+                .map_err(|e| StoreError::Corrupt {
+                    table: StateUndo::NAME,
+                    key: hex_key(&Tree::key(&(self.view.chain, page))),
+                    message: e.to_string(),
+                }),
         }
     }
 }
@@ -1074,6 +1127,13 @@ impl NodeStore for StateAt<'_> {
 impl NodeStore for ChainView<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
-        self.typed::<Tree>(&(self.chain, *at))
+        let page = pages::page_of(at);
+        if let Some(p) = self.pages.borrow().get(&page) {
+            return Ok(p.as_ref().and_then(|p| p.node(at)));
+        }
+        let p = self.typed::<Tree>(&(self.chain, page))?;
+        let node = p.as_ref().and_then(|p| p.node(at));
+        self.pages.borrow_mut().insert(page, p);
+        Ok(node)
     }
 }

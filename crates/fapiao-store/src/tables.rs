@@ -1,7 +1,8 @@
 //! Typed column families: each table has a name, a key type with an order-preserving
 //! byte encoding, and a value type in the canonical encoding.
 
-use fapiao_core::smt::{Node, NodeKey};
+use crate::pages::Page;
+use fapiao_core::smt::NodeKey;
 use fapiao_core::{
     codec, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, InvoiceNumber, MemberCode,
     Timestamp,
@@ -66,11 +67,11 @@ pub struct Head {
 }
 
 /// What one block overwrote in a chain's state: the previous stored bytes of every state
-/// tree node and every state record it wrote (`None`: there was none). Applied from the
+/// tree page and every state record it wrote (`None`: there was none). Applied from the
 /// head down, these give back the state as of an earlier height.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Undo {
-    /// Tree nodes, by position.
+    /// Tree pages, by position.
     pub tree: Vec<(NodeKey, Option<Vec<u8>>)>,
     /// State records, by key.
     pub records: Vec<(StateKey, Option<Vec<u8>>)>,
@@ -228,8 +229,8 @@ tables! {
             let (chain, key) = de_chain_prefix(b)?;
             Some((chain, codec::decode(key).ok()?))
         };
-        /// State tree nodes by (chain, node position).
-        Tree, "tree", (MemberCode, NodeKey), Node, |k| {
+        /// State tree pages by (chain, position of the page's root node); see `pages`.
+        Tree, "tree", (MemberCode, NodeKey), Page, |k| {
             let mut v = ch(k.0).to_vec();
             v.push(k.1.depth);
             v.extend_from_slice(k.1.prefix.as_bytes());
@@ -296,7 +297,7 @@ pub fn describe_row(table: &str, key: &[u8], value: &[u8]) -> (Option<MemberCode
         "tree" => (
             chain_of(key),
             match (key.get(4), key.get(5..)) {
-                (Some(d), Some(p)) => format!("tree node at depth {d}, path {}", hex(p)),
+                (Some(d), Some(p)) => format!("tree page at depth {d}, path {}", hex(p)),
                 _ => format!("undecodable key {}", hex(key)),
             },
         ),

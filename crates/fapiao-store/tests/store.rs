@@ -185,10 +185,18 @@ fn corrupted_state_is_found_at_open_and_rebuild_repairs_it() {
         k.push(0);
         k.extend_from_slice(&[0u8; 32]);
         let v = db.get_cf(cf, &k).unwrap().unwrap();
-        let mut bad = v.clone();
-        let last = bad.len() - 1;
-        bad[last] ^= 0xff;
-        db.put_cf(cf, &k, &bad).unwrap();
+        // The page's root node (its first slot) gets a different hash.
+        let mut page: fapiao_store::pages::Page = codec::decode(&v).unwrap();
+        let top = fapiao_core::smt::NodeKey::on_path(0, &Hash32([0; 32]));
+        let bad = match page.node(&top).unwrap() {
+            fapiao_core::smt::Node::Inner { left, .. } => fapiao_core::smt::Node::Inner { left, right: left },
+            fapiao_core::smt::Node::Leaf { key_hash, .. } => fapiao_core::smt::Node::Leaf {
+                key_hash,
+                value_hash: key_hash,
+            },
+        };
+        page.set(&top, Some(bad));
+        db.put_cf(cf, &k, codec::to_bytes(&page)).unwrap();
     }
     let err = Store::open(dir.path(), &StoreOptions::default())
         .err()
@@ -211,6 +219,72 @@ fn corrupted_state_is_found_at_open_and_rebuild_repairs_it() {
     drop(store);
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     assert_eq!(store.head(chain()).unwrap().unwrap().height, 20);
+}
+
+/// A ledger whose state tree is stored one node per row (the layout before pages) is
+/// refused at open with the repair, and the repair rebuilds the tree in pages.
+#[test]
+fn a_tree_stored_one_node_per_row_is_refused_and_rebuilt_in_pages() {
+    use fapiao_core::smt::{Node, NodeKey};
+    use fapiao_store::pages::{Page, PAGE_LEVELS};
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    build(dir.path(), &g);
+    let row = |at: &NodeKey| {
+        let mut k = chain().get().to_be_bytes().to_vec();
+        k.push(at.depth);
+        k.extend_from_slice(at.prefix.as_bytes());
+        k
+    };
+    let mut nodes = 0;
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(false);
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), fapiao_store::tables::ALL).unwrap();
+        let cf = db.cf_handle("tree").unwrap();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = db
+            .iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect();
+        assert!(rows.len() > 1, "the test ledger's tree spans several pages");
+        for (k, v) in rows {
+            let page: Page = codec::decode(&v).unwrap();
+            let top = NodeKey {
+                depth: k[4],
+                prefix: Hash32(k[5..].try_into().unwrap()),
+            };
+            db.delete_cf(cf, &k).unwrap();
+            // Every position of the page: each depth below its root, each branch.
+            for rel in 0..PAGE_LEVELS {
+                for branch in 0u32..(1 << rel) {
+                    let mut path = top.prefix;
+                    for i in 0..rel {
+                        if branch >> (rel - 1 - i) & 1 == 1 {
+                            let d = (top.depth + i) as usize;
+                            path.0[d / 8] |= 0x80 >> (d % 8);
+                        }
+                    }
+                    let at = NodeKey::on_path(top.depth + rel, &path);
+                    if let Some(n) = page.node(&at) {
+                        db.put_cf(cf, row(&at), codec::to_bytes::<Node>(&n)).unwrap();
+                        nodes += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(nodes > 15);
+    let err = Store::open(dir.path(), &StoreOptions::default())
+        .err()
+        .expect("a ledger with the old tree layout must not open");
+    assert!(err.to_string().contains("fapiao rebuild-state"), "{err}");
+    let store = Store::open_cleared(dir.path(), &StoreOptions::default()).unwrap();
+    let report = replay(&store, &store, &g, ReplayOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.anomalies.is_empty(), "{report:?}");
+    drop(store);
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert_eq!(store.head(chain()).unwrap().unwrap().height, 20);
+    store.prove(chain(), &StateKey::Payment("P7".into())).unwrap();
 }
 
 #[test]
@@ -389,22 +463,25 @@ fn every_tampered_row_is_an_anomaly_and_is_never_served() {
                 let path = fapiao_core::smt::key_hash(&StateKey::Payment("P7".into()).to_bytes());
                 for depth in 1..=255u8 {
                     let at = fapiao_core::smt::NodeKey::on_path(depth, &path);
+                    let page_at = fapiao_store::pages::page_of(&at);
                     let mut k = chain().get().to_be_bytes().to_vec();
-                    k.push(at.depth);
-                    k.extend_from_slice(at.prefix.as_bytes());
+                    k.push(page_at.depth);
+                    k.extend_from_slice(page_at.prefix.as_bytes());
                     let Some(v) = db.get_cf(cf, &k).unwrap() else { continue };
-                    if let fapiao_core::smt::Node::Leaf { key_hash, .. } = codec::decode(&v).unwrap() {
+                    let mut page: fapiao_store::pages::Page = codec::decode(&v).unwrap();
+                    if let Some(fapiao_core::smt::Node::Leaf { key_hash, .. }) = page.node(&at) {
                         let forged = fapiao_core::smt::Node::Leaf {
                             key_hash,
                             value_hash: Hash32([7; 32]),
                         };
-                        db.put_cf(cf, &k, codec::to_bytes(&forged)).unwrap();
+                        page.set(&at, Some(forged));
+                        db.put_cf(cf, &k, codec::to_bytes(&page)).unwrap();
                         return;
                     }
                 }
                 panic!("no leaf on P7's path");
             },
-            anomaly: ("state_tree", "tree node at depth"),
+            anomaly: ("state_tree", "tree page at depth"),
             refused: |s| read_payment(s, "P7"),
         },
         Case {
@@ -550,7 +627,7 @@ fn every_table_key_decodes_back_and_garbage_is_refused() {
     round_trip::<IdxRequest>((c, "R1".into()));
     round_trip::<IdxFailure>((c, 29, "R1".into()));
     round_trip::<State>((c, StateKey::Payment("P1".into())));
-    round_trip::<Tree>((c, NodeKey::on_path(3, &Hash32([9; 32]))));
+    round_trip::<Tree>((c, NodeKey::on_path(4, &Hash32([9; 32]))));
     round_trip::<StateUndo>((c, 9));
     round_trip::<Pending>(77);
     round_trip::<Votes>((c, 1));
