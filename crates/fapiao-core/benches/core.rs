@@ -71,6 +71,23 @@ fn benches(c: &mut Criterion) {
             verify_batch(black_box(&items)).unwrap()
         })
     });
+    // One POS terminal's key signs the whole batch.
+    let pos: Vec<Event> = (0..64u64).map(|i| event(i, &keys[0])).collect();
+    let pos_ids: Vec<Hash32> = pos.iter().map(|e| e.id().0).collect();
+    g.bench_function("batch_one_signer", |b| {
+        b.iter(|| {
+            let items: Vec<BatchItem<'_>> = pos
+                .iter()
+                .zip(&pos_ids)
+                .map(|(e, id)| BatchItem {
+                    key: &e.body.author,
+                    digest: id,
+                    signature: &e.signature,
+                })
+                .collect();
+            verify_batch(black_box(&items)).unwrap()
+        })
+    });
     g.bench_function("one_by_one", |b| {
         b.iter(|| {
             for (e, id) in events.iter().zip(&ids) {

@@ -31,6 +31,7 @@ use curve25519_dalek::{
 use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha512};
+use std::collections::HashMap;
 use std::fmt;
 
 /// An ed25519 public key: 32 bytes, as they appear on the wire. Validity is checked by
@@ -192,8 +193,21 @@ struct Prepared {
     k: Scalar,
 }
 
+/// The checked parts of a signature that do not depend on decoding the key: `R`, `S`
+/// and `k`.
+struct SigParts {
+    r: EdwardsPoint,
+    s: Scalar,
+    k: Scalar,
+}
+
 fn prepare(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<Prepared, SigError> {
     let a = decode_point(&key.0, SigError::KeyEncoding, SigError::KeySmallOrder)?;
+    let SigParts { r, s, k } = sig_parts(key, message, sig)?;
+    Ok(Prepared { a, r, s, k })
+}
+
+fn sig_parts(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<SigParts, SigError> {
     let r = decode_point(&sig.r, SigError::REncoding, SigError::RSmallOrder)?;
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(sig.s)).ok_or(SigError::SNonCanonical)?;
     let mut h = Sha512::new();
@@ -201,7 +215,7 @@ fn prepare(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<Prepared,
     h.update(key.0);
     h.update(message);
     let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-    Ok(Prepared { a, r, s, k })
+    Ok(SigParts { r, s, k })
 }
 
 /// Verifies one signature on a digest under the rule in the module documentation.
@@ -250,21 +264,36 @@ pub struct BatchError {
 /// tens of signatures. Accepts exactly what [`verify`] accepts (see the module
 /// documentation); when the batch fails it verifies each item singly to name the bad
 /// ones.
+///
+/// The work is batched by signer: each distinct key is decoded and checked once, and
+/// contributes one point to the sum, with the coefficients of all its signatures added
+/// up (`sum_i [z_i k_i]A = [sum_i z_i k_i]A`). A batch from one POS terminal's key costs
+/// one key decoding and `n + 2` points instead of `n` decodings and `2n + 1` points.
 pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), BatchError> {
     if items.is_empty() {
         return Ok(());
     }
-    let mut prepared = Vec::with_capacity(items.len());
-    let mut bad = Vec::new();
-    for (i, it) in items.iter().enumerate() {
-        match prepare(it.key, it.digest.as_bytes(), it.signature) {
-            Ok(p) => prepared.push(p),
-            Err(e) => bad.push((i, e)),
+    // Each distinct key once: its point, and the sum of its signatures' coefficients.
+    let mut signers: Vec<(EdwardsPoint, Scalar)> = Vec::new();
+    let mut signer_of: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut parts = Vec::with_capacity(items.len());
+    for it in items {
+        let signer = match signer_of.get(&it.key.0) {
+            Some(i) => *i,
+            None => {
+                // A key that fails its checks fails every signature it made: name them.
+                let Ok(a) = decode_point(&it.key.0, SigError::KeyEncoding, SigError::KeySmallOrder) else {
+                    return Err(name_bad(items));
+                };
+                signers.push((a, Scalar::ZERO));
+                signer_of.insert(it.key.0, signers.len() - 1);
+                signers.len() - 1
+            }
+        };
+        match sig_parts(it.key, it.digest.as_bytes(), it.signature) {
+            Ok(p) => parts.push((signer, p)),
+            Err(_) => return Err(name_bad(items)),
         }
-    }
-    if !bad.is_empty() {
-        // Encoding failures are already named; the rest still need checking singly.
-        return Err(name_bad(items));
     }
     // Random coefficients z_i, derived from the whole batch so they cannot be chosen by
     // any one signer (Fiat-Shamir); 128 bits each.
@@ -287,14 +316,19 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), BatchError> {
             Scalar::from_bytes_mod_order(z)
         })
         .collect();
-    // sum z_i ([S_i]B - R_i - [k_i]A_i) = [sum z_i S_i]B - sum [z_i]R_i - sum [z_i k_i]A_i
-    let b_coeff: Scalar = prepared.iter().zip(&zs).map(|(p, z)| z * p.s).sum();
+    // sum z_i ([S_i]B - R_i - [k_i]A_i)
+    //   = [sum z_i S_i]B - sum [z_i]R_i - sum over signers j of [sum_{i by j} z_i k_i]A_j
+    let mut b_coeff = Scalar::ZERO;
+    for ((signer, p), z) in parts.iter().zip(&zs) {
+        b_coeff += z * p.s;
+        signers[*signer].1 -= z * p.k;
+    }
     let scalars = std::iter::once(b_coeff)
         .chain(zs.iter().map(|z| -z))
-        .chain(prepared.iter().zip(&zs).map(|(p, z)| -(z * p.k)));
+        .chain(signers.iter().map(|(_, c)| *c));
     let points = std::iter::once(ED25519_BASEPOINT_POINT)
-        .chain(prepared.iter().map(|p| p.r))
-        .chain(prepared.iter().map(|p| p.a));
+        .chain(parts.iter().map(|(_, p)| p.r))
+        .chain(signers.iter().map(|(a, _)| *a));
     let sum = EdwardsPoint::vartime_multiscalar_mul(scalars, points);
     if sum.mul_by_cofactor().is_identity() {
         Ok(())
@@ -464,6 +498,51 @@ mod tests {
         let err = run(&sigs).unwrap_err();
         let idx: Vec<usize> = err.bad.iter().map(|b| b.0).collect();
         assert_eq!(idx, vec![17, 40]);
+    }
+
+    /// Batches where keys repeat (one POS terminal, or a few) accept and refuse exactly
+    /// what single verification does, and name the same bad signatures.
+    #[test]
+    fn a_batch_by_few_signers_agrees_with_single_verification() {
+        let keys: Vec<SecretKey> = (1..=3u8).map(|i| SecretKey::from_seed(&[i; 32])).collect();
+        let other = SecretKey::from_seed(&[9; 32]);
+        for signers in 1..=3usize {
+            let pubs: Vec<PublicKey> = (0..64).map(|i| keys[i % signers].public()).collect();
+            let digests: Vec<Hash32> = (0..64u8).map(digest).collect();
+            let good: Vec<Signature> = (0..64).map(|i| keys[i % signers].sign(&digests[i])).collect();
+            let run = |sigs: &[Signature], pubs: &[PublicKey]| {
+                let batch: Vec<BatchItem<'_>> = (0..64)
+                    .map(|i| BatchItem {
+                        key: &pubs[i],
+                        digest: &digests[i],
+                        signature: &sigs[i],
+                    })
+                    .collect();
+                verify_batch(&batch)
+            };
+            assert_eq!(run(&good, &pubs), Ok(()), "{signers} signers");
+            // A signature over another digest, one by another key, one with a bad scalar,
+            // and a torsion-free swap of two signatures by the same key.
+            let mut bad = good.clone();
+            bad[5] = keys[5 % signers].sign(&digest(250));
+            bad[30] = other.sign(&digests[30]);
+            bad[41].s[3] ^= 4;
+            bad.swap(60, 60 - signers);
+            let err = run(&bad, &pubs).unwrap_err();
+            let named: Vec<usize> = err.bad.iter().map(|b| b.0).collect();
+            let single: Vec<usize> = (0..64)
+                .filter(|&i| verify(&pubs[i], &digests[i], &bad[i]).is_err())
+                .collect();
+            assert_eq!(named, single, "{signers} signers");
+            assert_eq!(named, vec![5, 30, 41, 60 - signers, 60], "{signers} signers");
+            // A batch whose shared key is not a valid point fails on every item it signed.
+            let mut broken = pubs.clone();
+            for p in broken.iter_mut().step_by(signers) {
+                *p = PublicKey(small_order_encodings()[1]);
+            }
+            let err = run(&good, &broken).unwrap_err();
+            assert_eq!(err.bad.len(), 64usize.div_ceil(signers), "{signers} signers");
+        }
     }
 
     #[test]
