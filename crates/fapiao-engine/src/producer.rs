@@ -17,7 +17,8 @@ use fapiao_core::block::{entries_root, AttestationBody};
 use fapiao_core::{Block, BlockHash, Certificate, Entry, Event, EventId, Hash32, HeaderBody, Timestamp};
 use fapiao_domain::state::ExecError;
 use fapiao_domain::{execute, BlockContext, ChainContext, Overlay, Rejection};
-use fapiao_store::{BlockCommit, ChainView, RejectedInfo, StoreError};
+use fapiao_store::{BlockCommit, ChainView, PreparedState, RejectedInfo, StoreError};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,62 +45,142 @@ pub(crate) fn producer_loop(shared: Arc<Shared>) {
     }
 }
 
-// Long: the producer thread's loop: when a block is due, the disk guard, and the backoff while storage fails, whose
-// state lives across iterations.
+/// What the producer waits for next.
+enum Next {
+    /// The engine is stopping.
+    Stop,
+    /// The writer reported on the block in flight.
+    Settled(Written),
+    /// A block is due with these pending events (sequence, id, event), in admission
+    /// order, none of them in the block being written.
+    Batch(Vec<(u64, EventId, Event)>),
+}
+
+/// A block handed to the writer and not yet known to be stored: the next block is
+/// built on it (its state laid over the stored one, see `Store::state_after`).
+struct InFlight {
+    height: u64,
+    hash: BlockHash,
+    timestamp: Timestamp,
+    state: Arc<PreparedState>,
+    /// Its pending events, which the next block must not take again.
+    seqs: HashSet<u64>,
+}
+
+/// How writing a block ended, as the writer thread reports it.
+enum Written {
+    Stored,
+    Failed(StoreError),
+    Panicked(String),
+}
+
+/// The producer is a two-stage pipeline: this thread executes, hashes and signs block
+/// N+1 on the state as block N leaves it while a writer thread commits block N (one
+/// synced write, the slowest step). A block is handed to the writer only once the one
+/// before it is stored; if that write failed, the block built on it is dropped unsent
+/// (its header never left this process, so signing another at its height is no
+/// equivocation), and its events, still pending, go into the next attempt.
 fn run(shared: &Shared) {
-    let interval = Duration::from_millis(shared.config.block_interval_ms);
+    std::thread::scope(|scope| {
+        let (to_writer, jobs) = std::sync::mpsc::sync_channel::<Box<Ready>>(1);
+        let (written_tx, written) = std::sync::mpsc::channel::<Written>();
+        let writer = std::thread::Builder::new()
+            .name("block-writer".into())
+            .spawn_scoped(scope, move || {
+                for ready in jobs {
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(shared, ready)));
+                    let report = match outcome {
+                        Ok(Ok(())) => Written::Stored,
+                        Ok(Err(e)) => Written::Failed(e),
+                        Err(panic) => Written::Panicked(panic_text(&*panic)),
+                    };
+                    let _ = written_tx.send(report);
+                    shared.wake.notify_all();
+                }
+            });
+        if writer.is_err() {
+            tracing::error!("cannot start the block writer thread; the node must stop");
+            shared.metrics.thread_failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        pipeline(shared, &to_writer, &written);
+    })
+}
+
+/// Waits for the writer's report on the block in flight.
+fn settle(written: &std::sync::mpsc::Receiver<Written>) -> Result<(), StoreError> {
+    match written.recv() {
+        Ok(report) => outcome(report),
+        Err(_) => panic!("the block writer stopped"),
+    }
+}
+
+/// A writer's report as the producer acts on it: a panic there is the producer's own
+/// invariant broken, so it stops the producer too.
+fn outcome(report: Written) -> Result<(), StoreError> {
+    match report {
+        Written::Stored => Ok(()),
+        Written::Failed(e) => Err(e),
+        Written::Panicked(what) => panic!("the block writer panicked: {what}"),
+    }
+}
+
+// Long: the producer thread's loop: a block due, building it on the one in flight, the handover to the writer, and
+// the backoff while storage fails, whose state lives across iterations.
+fn pipeline(
+    shared: &Shared,
+    to_writer: &std::sync::mpsc::SyncSender<Box<Ready>>,
+    written: &std::sync::mpsc::Receiver<Written>,
+) {
     let mut pause_ms = 0u64;
+    let mut in_flight: Option<InFlight> = None;
     loop {
-        // Wait until a block is due: enough events, or the oldest has waited long enough.
-        let batch: Vec<(u64, EventId, Event)> = {
-            let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                if shared.stopping.load(Ordering::SeqCst) {
-                    return;
+        let attempt = match next(shared, in_flight.as_ref(), written) {
+            Next::Stop => {
+                if in_flight.take().is_some() {
+                    let _ = settle(written);
                 }
-                let held = shared.hold.lock().unwrap_or_else(|p| p.into_inner()).is_some();
-                let due = match pending.oldest {
-                    _ if held => None,
-                    None => None,
-                    Some(_) if pending.len() >= shared.config.block_events_max => Some(Duration::ZERO),
-                    Some(t) => Some(interval.saturating_sub(t.elapsed())),
-                };
-                match due {
-                    Some(d) if d.is_zero() => break,
-                    Some(d) => {
-                        pending = shared
-                            .wake
-                            .wait_timeout(pending, d)
-                            .unwrap_or_else(|p| p.into_inner())
-                            .0;
-                    }
-                    None => {
-                        pending = shared
-                            .wake
-                            .wait_timeout(pending, Duration::from_millis(500))
-                            .unwrap_or_else(|p| p.into_inner())
-                            .0;
-                    }
-                }
+                return;
             }
-            // Input events fill at most half the block's bytes; derived events get the rest.
-            let mut bytes = 0usize;
-            let budget = shared.config.block_bytes_max / 2;
-            pending
-                .by_seq
-                .iter()
-                .take(shared.config.block_events_max)
-                .take_while(|(_, (_, e))| {
-                    let first = bytes == 0;
-                    bytes += fapiao_core::codec::to_bytes(e).len();
-                    first || bytes <= budget
-                })
-                .map(|(s, (id, e))| (*s, *id, e.clone()))
-                .collect()
-        };
-        let attempt = match shared.disk.too_low_to_produce() {
-            Some(free) => Err(Stall::DiskLow(free)),
-            None => produce(shared, batch).map_err(Stall::Store),
+            Next::Settled(report) => {
+                in_flight = None;
+                outcome(report).map_err(Stall::Store)
+            }
+            Next::Batch(batch) => match shared.disk.too_low_to_produce() {
+                Some(free) => {
+                    if in_flight.take().is_some() {
+                        let _ = settle(written);
+                    }
+                    Err(Stall::DiskLow(free))
+                }
+                None => {
+                    let built = build(shared, batch, in_flight.as_ref());
+                    // The block before must be stored before this one is handed on.
+                    let before = match in_flight.take() {
+                        Some(_) => settle(written),
+                        None => Ok(()),
+                    };
+                    match (before, built) {
+                        (Err(e), _) | (Ok(()), Err(e)) => Err(Stall::Store(e)),
+                        (Ok(()), Ok(Outcome::Nothing { seqs, refused })) => {
+                            drop_refused(shared, &seqs, &refused).map_err(Stall::Store)
+                        }
+                        (Ok(()), Ok(Outcome::Block(ready))) => {
+                            in_flight = Some(InFlight {
+                                height: ready.block.header.body.height,
+                                hash: ready.block.header.hash(),
+                                timestamp: ready.block.header.body.timestamp,
+                                state: ready.state.clone(),
+                                seqs: ready.seqs.iter().copied().collect(),
+                            });
+                            if to_writer.send(ready).is_err() {
+                                panic!("the block writer stopped");
+                            }
+                            Ok(())
+                        }
+                    }
+                }
+            },
         };
         match attempt {
             Ok(()) => {
@@ -126,15 +207,67 @@ fn run(shared: &Shared) {
     }
 }
 
-/// Why a block could not be produced now; no event is at fault.
-#[derive(Debug, thiserror::Error)]
-enum Stall {
-    /// The store failed.
-    #[error("storage failed: {0}")]
-    Store(StoreError),
-    /// Free disk is below half the reserve.
-    #[error("free disk ({0} bytes) is below half the reserve")]
-    DiskLow(u64),
+/// Waits until a block is due (enough events, or the oldest has waited long enough),
+/// the block in flight has been written, or the engine stops.
+fn next(shared: &Shared, in_flight: Option<&InFlight>, written: &std::sync::mpsc::Receiver<Written>) -> Next {
+    let interval = Duration::from_millis(shared.config.block_interval_ms);
+    let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return Next::Stop;
+        }
+        let flying = in_flight.map_or(0, |f| f.seqs.len());
+        let waiting = pending.len().saturating_sub(flying);
+        let held = shared.hold.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        let due = match pending.oldest {
+            _ if held || waiting == 0 => None,
+            None => None,
+            Some(_) if waiting >= shared.config.block_events_max => Some(Duration::ZERO),
+            Some(t) => Some(interval.saturating_sub(t.elapsed())),
+        };
+        if due != Some(Duration::ZERO) && in_flight.is_some() {
+            // Nothing to build yet: hear how the block in flight went.
+            if let Ok(report) = written.try_recv() {
+                return Next::Settled(report);
+            }
+        }
+        match due {
+            Some(d) if d.is_zero() => break,
+            Some(d) => {
+                pending = shared
+                    .wake
+                    .wait_timeout(pending, d)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            None => {
+                pending = shared
+                    .wake
+                    .wait_timeout(pending, Duration::from_millis(500))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+    }
+    // Input events fill at most half the block's bytes; derived events get the rest.
+    let mut bytes = 0usize;
+    let budget = shared.config.block_bytes_max / 2;
+    let batch: Vec<(u64, EventId, Event)> = pending
+        .by_seq
+        .iter()
+        .filter(|(s, _)| !in_flight.is_some_and(|f| f.seqs.contains(s)))
+        .take(shared.config.block_events_max)
+        .take_while(|(_, (_, e))| {
+            let first = bytes == 0;
+            bytes += fapiao_core::codec::to_bytes(e).len();
+            first || bytes <= budget
+        })
+        .map(|(s, (id, e))| (*s, *id, e.clone()))
+        .collect();
+    // The events left waiting are timed from now, not from the ones taken.
+    let left = pending.len() - in_flight.map_or(0, |f| f.seqs.len()) - batch.len();
+    pending.oldest = (left > 0).then(Instant::now);
+    Next::Batch(batch)
 }
 
 /// How executing one event ended.
@@ -168,12 +301,7 @@ where
         Err(panic) => {
             // `execute` did not get to drop the event's writes: drop them here.
             overlay.discard_event();
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
-            Ok(Guarded::Poison(format!("execution panicked: {what}")))
+            Ok(Guarded::Poison(format!("execution panicked: {}", panic_text(&*panic))))
         }
     }
 }
@@ -241,107 +369,195 @@ fn execute_all(
     Ok(built)
 }
 
-/// Builds, signs and commits one block from `batch` (in admission order). An `Err` is a
-/// storage failure: nothing was committed and every event of the batch is still pending.
-// Long: one block from its batch: execute each event under its guard, prepare the state root, sign, attest and
-// commit; every step works on the block being built and adds to the timings it records.
-pub(crate) fn produce(shared: &Shared, batch: Vec<(u64, EventId, Event)>) -> Result<(), StoreError> {
+/// Why a block could not be produced now; no event is at fault.
+#[derive(Debug, thiserror::Error)]
+enum Stall {
+    /// The store failed.
+    #[error("storage failed: {0}")]
+    Store(StoreError),
+    /// Free disk is below half the reserve.
+    #[error("free disk ({0} bytes) is below half the reserve")]
+    DiskLow(u64),
+}
+
+/// A panic's message.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// A batch after execution.
+enum Outcome {
+    /// Every event was refused: nothing to put in a block.
+    Nothing {
+        seqs: Vec<u64>,
+        refused: Vec<(EventId, RejectedInfo)>,
+    },
+    /// A signed block, ready to be written.
+    Block(Box<Ready>),
+}
+
+/// A signed block and everything its commit writes.
+struct Ready {
+    block: Block,
+    state: Arc<PreparedState>,
+    seqs: Vec<u64>,
+    refused: Vec<(EventId, RejectedInfo)>,
+    certificate: Option<Certificate>,
+    /// Input events in the block.
+    inputs: usize,
+    started: Instant,
+}
+
+/// Executes `batch` (in admission order) on the state after `on` (the block in flight)
+/// or the stored head, and signs the block. An `Err` is a storage failure: nothing was
+/// built and every event of the batch is still pending.
+// Long: one block from its batch: execute each event under its guard, prepare the state root, sign and attest; every
+// step works on the block being built.
+fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFlight>) -> Result<Outcome, StoreError> {
     let started = Instant::now();
     let store = &shared.store;
     let chain = shared.chain;
-    let head = store.head(chain)?;
-    let (height, parent, last_time) = match head {
-        Some(h) => (h.height + 1, h.hash, h.timestamp.0),
-        None => (1, BlockHash(Hash32::ZERO), 0),
+    let (height, parent, last_time) = match on {
+        Some(f) => (f.height + 1, f.hash, f.timestamp.0),
+        None => match store.head(chain)? {
+            Some(h) => (h.height + 1, h.hash, h.timestamp.0),
+            None => (1, BlockHash(Hash32::ZERO), 0),
+        },
     };
     let timestamp = Timestamp(now_ms().saturating_add(shared.config.clock_offset_ms).max(last_time));
     let seqs: Vec<u64> = batch.iter().map(|(s, _, _)| *s).collect();
     // No event here is already in a block: a block commit removes its pending events
-    // in the same atomic write, and admission dedupes against committed events first.
+    // in the same atomic write, admission dedupes against committed events first, and
+    // the events of the block in flight are not taken again.
     let events: Vec<Event> = batch.into_iter().map(|(_, _, e)| e).collect();
     let ctx = match ChainContext::new(&shared.genesis, chain) {
         Some(c) => c,
         None => unreachable!("the engine starts only for a merchant of genesis"),
     };
     let bc = BlockContext { height, timestamp };
-    // One view for executing and for the tree update: the update walks the tree nodes
+    // One view for executing and for the tree update: the update walks the tree pages
     // the reads' checks already fetched.
-    let view = store.state(chain);
+    let view = match on {
+        Some(f) => store.state_after(chain, f.state.clone()),
+        None => store.state(chain),
+    };
     let built = execute_all(&ctx, &bc, &view, &events)?;
     let m = &shared.metrics;
     m.events_rejected_execution
         .fetch_add(built.rejected_by_rule, Ordering::Relaxed);
     m.events_execution_failed.fetch_add(built.poisoned, Ordering::Relaxed);
     if built.entries.is_empty() {
-        // Nothing to put in a block: drop the pending events with their reasons.
-        store.drop_pending(&seqs, &built.refused)?;
+        return Ok(Outcome::Nothing {
+            seqs,
+            refused: built.refused,
+        });
+    }
+    let prepared = view.prepare(built.writes)?;
+    let body = HeaderBody {
+        network: shared.network,
+        chain,
+        height,
+        parent,
+        timestamp,
+        events_root: entries_root(&built.entries),
+        event_count: built.entries.len() as u32,
+        state_root: prepared.root,
+    };
+    let header = body.sign(&shared.key);
+    let hash = header.hash();
+    // A witness owner attests its own block; with a quorum of one that is a certificate.
+    let attestation = AttestationBody {
+        network: shared.network,
+        chain,
+        height,
+        block: hash,
+        witness: chain,
+    }
+    .sign(&shared.key);
+    let certificate = if shared.genesis.quorum() <= 1 && shared.genesis.witness(chain).is_some() {
+        Certificate::from_attestations([&attestation])
     } else {
-        let prepared = view.prepare(built.writes)?;
-        let body = HeaderBody {
-            network: shared.network,
-            chain,
-            height,
-            parent,
-            timestamp,
-            events_root: entries_root(&built.entries),
-            event_count: built.entries.len() as u32,
-            state_root: prepared.root,
-        };
-        let header = body.sign(&shared.key);
-        let hash = header.hash();
-        // A witness owner attests its own block; with a quorum of one that is a certificate.
-        let attestation = AttestationBody {
-            network: shared.network,
-            chain,
-            height,
-            block: hash,
-            witness: chain,
-        }
-        .sign(&shared.key);
-        let certificate = if shared.genesis.quorum() <= 1 && shared.genesis.witness(chain).is_some() {
-            Certificate::from_attestations([&attestation])
-        } else {
-            None
-        };
-        let block = Block {
+        None
+    };
+    let inputs = events.len() - built.refused.len();
+    Ok(Outcome::Block(Box::new(Ready {
+        block: Block {
             header,
             entries: built.entries,
-        };
-        let inputs = events.len() - built.refused.len();
-        let derived = block.entries.len() - inputs;
-        // A failed write leaves nothing behind: the signed header never left this
-        // process, so signing another block at this height later is no equivocation.
-        store.commit_block(&BlockCommit {
-            block: &block,
-            state: &prepared,
-            pending_done: &seqs,
-            rejected: &built.refused,
-            vote: Some(hash),
-            certificate: certificate.as_ref(),
-        })?;
-        if let Some(hook) = shared.block_hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            hook(&block);
-        }
-        m.blocks_committed.fetch_add(1, Ordering::Relaxed);
-        m.events_committed.fetch_add(inputs as u64, Ordering::Relaxed);
-        m.derived_committed.fetch_add(derived as u64, Ordering::Relaxed);
-        m.head_height.store(height, Ordering::Relaxed);
-        if certificate.is_some() {
-            m.certified_height.store(height, Ordering::Relaxed);
-        }
-        tracing::debug!(height, events = inputs, derived, "block committed");
+        },
+        state: Arc::new(prepared),
+        seqs,
+        refused: built.refused,
+        certificate,
+        inputs,
+        started,
+    })))
+}
+
+/// Writes a block (on the writer thread), then tells the rest of the node: its hook
+/// (gossip), the metrics, and the pending set its events leave.
+fn commit(shared: &Shared, ready: Box<Ready>) -> Result<(), StoreError> {
+    let Ready {
+        block,
+        state,
+        seqs,
+        refused,
+        certificate,
+        inputs,
+        started,
+    } = *ready;
+    let hash = block.header.hash();
+    let height = block.header.body.height;
+    // A failed write leaves nothing behind: the signed header never left this
+    // process, so signing another block at this height later is no equivocation.
+    shared.store.commit_block(&BlockCommit {
+        block: &block,
+        state: &state,
+        pending_done: &seqs,
+        rejected: &refused,
+        vote: Some(hash),
+        certificate: certificate.as_ref(),
+    })?;
+    if let Some(hook) = shared.block_hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        hook(&block);
     }
+    let derived = block.entries.len() - inputs;
+    let m = &shared.metrics;
+    m.blocks_committed.fetch_add(1, Ordering::Relaxed);
+    m.events_committed.fetch_add(inputs as u64, Ordering::Relaxed);
+    m.derived_committed.fetch_add(derived as u64, Ordering::Relaxed);
+    m.head_height.store(height, Ordering::Relaxed);
+    if certificate.is_some() {
+        m.certified_height.store(height, Ordering::Relaxed);
+    }
+    tracing::debug!(height, events = inputs, derived, "block committed");
+    leave_pending(shared, &seqs);
+    m.block_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Drops a batch that put nothing in a block, with the reasons its events were refused.
+fn drop_refused(shared: &Shared, seqs: &[u64], refused: &[(EventId, RejectedInfo)]) -> Result<(), StoreError> {
+    shared.store.drop_pending(seqs, refused)?;
+    leave_pending(shared, seqs);
+    Ok(())
+}
+
+/// Takes stored (or dropped) events out of the pending set.
+fn leave_pending(shared: &Shared, seqs: &[u64]) {
     let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
-    for s in &seqs {
+    for s in seqs {
         pending.remove(*s);
     }
     if !pending.by_seq.is_empty() && pending.oldest.is_none() {
         pending.oldest = Some(Instant::now());
     }
-    m.pending.store(pending.len() as u64, Ordering::Relaxed);
-    m.block_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    Ok(())
+    shared.metrics.pending.store(pending.len() as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]

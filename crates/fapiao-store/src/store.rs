@@ -17,6 +17,7 @@ use rocksdb::{
 use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A stored row as bytes: its key and value.
 pub type RawRow = (Box<[u8]>, Box<[u8]>);
@@ -439,6 +440,20 @@ impl Store {
             verify: true,
             pages: Default::default(),
             root: Default::default(),
+            after: None,
+        }
+    }
+
+    /// The state of `chain` as it is once `after`, a block this process prepared and is
+    /// committing now, is stored: its writes and tree changes laid over the stored state.
+    /// `after` must extend the stored head, or already be stored (its changes are then
+    /// laid over themselves). The block producer executes its next block on this view
+    /// while the previous one is being written.
+    pub fn state_after(&self, chain: MemberCode, after: Arc<PreparedState>) -> ChainView<'_> {
+        assert_eq!(after.chain, chain, "state prepared for another chain");
+        ChainView {
+            after: Some(after),
+            ..self.state(chain)
         }
     }
 
@@ -866,6 +881,10 @@ pub struct ChainView<'a> {
     pages: RefCell<HashMap<NodeKey, Option<Page>>>,
     /// The state root the snapshot's head commits to, once read.
     root: OnceCell<Hash32>,
+    /// A block being committed, seen as stored (see [`Store::state_after`]). Its records
+    /// and nodes come from this process's memory, not from the disk, so they are not
+    /// checked against the tree.
+    after: Option<Arc<PreparedState>>,
 }
 
 impl ChainView<'_> {
@@ -883,6 +902,9 @@ impl ChainView<'_> {
 
     /// The state root the snapshot's head commits to (empty for a chain with no head).
     fn head_root(&self) -> Result<Hash32, StoreError> {
+        if let Some(after) = &self.after {
+            return Ok(after.root);
+        }
         if let Some(r) = self.root.get() {
             return Ok(*r);
         }
@@ -980,6 +1002,7 @@ impl ChainView<'_> {
         after: Option<&StateKey>,
         limit: usize,
     ) -> Result<Vec<(StateKey, Vec<u8>)>, StoreError> {
+        debug_assert!(self.after.is_none(), "scans read the stored state only");
         let mut full = tables::chain_prefix(self.chain);
         full.extend_from_slice(prefix);
         let from = match after {
@@ -1045,6 +1068,9 @@ impl ChainView<'_> {
 impl StateRead for ChainView<'_> {
     type Error = StoreError;
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
+        if let Some(written) = self.after.as_ref().and_then(|a| a.writes.get(key)) {
+            return Ok(Some(written.clone()));
+        }
         let raw = self.raw::<State>(&(self.chain, key.clone()))?;
         if self.verify {
             self.check(key, raw.as_deref())?;
@@ -1127,6 +1153,9 @@ impl NodeStore for StateAt<'_> {
 impl NodeStore for ChainView<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
+        if let Some(changed) = self.after.as_ref().and_then(|a| a.tree.get(at)) {
+            return Ok(*changed);
+        }
         let page = pages::page_of(at);
         if let Some(p) = self.pages.borrow().get(&page) {
             return Ok(p.as_ref().and_then(|p| p.node(at)));
