@@ -44,10 +44,10 @@ fn chain() -> MemberCode {
     MemberCode::new(110_001).unwrap()
 }
 
-/// Executes and commits one block of `kinds` signed by the owner.
-fn commit(store: &Store, g: &Genesis, height: u64, kinds: Vec<EventKind>) {
+/// `kinds` as events signed by the owner for block `height`.
+fn signed(g: &Genesis, height: u64, kinds: Vec<EventKind>) -> Vec<Event> {
     let k = key();
-    let events: Vec<Event> = kinds
+    kinds
         .into_iter()
         .map(|kind| {
             EventBody {
@@ -59,12 +59,22 @@ fn commit(store: &Store, g: &Genesis, height: u64, kinds: Vec<EventKind>) {
             }
             .sign(&k)
         })
-        .collect();
-    let ctx = ChainContext::new(g, chain()).unwrap();
-    let bc = BlockContext {
+        .collect()
+}
+
+fn block_context(height: u64) -> BlockContext {
+    BlockContext {
         height,
         timestamp: Timestamp(1_767_225_600_000 + height),
-    };
+    }
+}
+
+/// Executes and commits one block of `kinds` signed by the owner.
+fn commit(store: &Store, g: &Genesis, height: u64, kinds: Vec<EventKind>) {
+    let k = key();
+    let events = signed(g, height, kinds);
+    let ctx = ChainContext::new(g, chain()).unwrap();
+    let bc = block_context(height);
     let ex = execute_block(&ctx, &bc, &store.state(chain()), &events).unwrap();
     assert!(ex.rejected.is_empty(), "{:?}", ex.rejected);
     let prepared = store.prepare_state(chain(), ex.writes).unwrap();
@@ -219,6 +229,55 @@ fn corrupted_state_is_found_at_open_and_rebuild_repairs_it() {
     drop(store);
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     assert_eq!(store.head(chain()).unwrap().unwrap().height, 20);
+}
+
+/// The producer builds a block on the one still being written: the state after that
+/// block, laid over the stored state, must read, check and update exactly like the
+/// stored state once it is written (and laying it over itself changes nothing).
+#[test]
+fn the_state_after_a_block_in_flight_is_the_state_once_it_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    build(dir.path(), &g);
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let ctx = ChainContext::new(&g, chain()).unwrap();
+    let kinds21 = || vec![pay("P21", 1000), invoice("R21", "P21"), pay("P21b", 500)];
+    let e21 = signed(&g, 21, kinds21());
+    let ex21 = execute_block(&ctx, &block_context(21), &store.state(chain()), &e21).unwrap();
+    let in_flight = std::sync::Arc::new(store.prepare_state(chain(), ex21.writes).unwrap());
+    // Block 22 reads what 21 wrote (P21b), what it did not (P20), and what neither has.
+    let e22 = signed(&g, 22, vec![invoice("R22", "P21b"), pay("P22", 700)]);
+    let over = |store: &Store| {
+        let view = store.state_after(chain(), in_flight.clone());
+        let ex = execute_block(&ctx, &block_context(22), &view, &e22).unwrap();
+        let reads: Vec<_> = ["P21b", "P20", "P99"]
+            .iter()
+            .map(|p| fapiao_domain::StateRead::get(&view, &StateKey::Payment((*p).into())).unwrap())
+            .collect();
+        let root = view.prepare(ex.writes.clone()).unwrap().root;
+        (ex.entries, reads, root)
+    };
+    let before = over(&store);
+    assert!(before.1[0].is_some() && before.1[1].is_some() && before.1[2].is_none());
+    // Now block 21 is stored, as the writer would.
+    commit(&store, &g, 21, kinds21());
+    assert_eq!(store.state_root(chain()).unwrap(), in_flight.root);
+    let stored = {
+        let view = store.state(chain());
+        let ex = execute_block(&ctx, &block_context(22), &view, &e22).unwrap();
+        let reads: Vec<_> = ["P21b", "P20", "P99"]
+            .iter()
+            .map(|p| fapiao_domain::StateRead::get(&view, &StateKey::Payment((*p).into())).unwrap())
+            .collect();
+        let root = view.prepare(ex.writes.clone()).unwrap().root;
+        (ex.entries, reads, root)
+    };
+    assert!(stored.0.len() > e22.len(), "the invoice request was issued");
+    assert_eq!(
+        before, stored,
+        "built on the block in flight, block 22 is the same block"
+    );
+    assert_eq!(over(&store), stored, "the block in flight laid over itself");
 }
 
 /// A ledger whose state tree is stored one node per row (the layout before pages) is
