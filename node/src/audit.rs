@@ -10,6 +10,10 @@ use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+/// The block cache of each store a replay opens, and the write buffers of the one it
+/// writes, in bytes.
+const REPLAY_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Finds the ledger directory and genesis of a node data directory (one holding
 /// `node.toml`, as `fapiao dev` makes) or of explicit paths.
 pub(crate) fn locate(data: &Path, genesis: Option<&Path>) -> Result<(PathBuf, Genesis)> {
@@ -51,11 +55,14 @@ pub(crate) fn run_replay(
     let (ledger, genesis) = locate(data, genesis)?;
     // With signatures verified, the machine's signature limit is the ceiling to state.
     let limit = verify_signatures.then(|| crate::siglimit::Limit::measure(std::time::Duration::from_secs(1)));
+    // Replay reads the blocks once, in order, and writes a fresh store: small caches
+    // keep its memory flat however long the ledger (REPLAY_CACHE_BYTES).
     let source = Store::open(
         &ledger,
         &StoreOptions {
             read_only: true,
             skip_check: true,
+            block_cache_bytes: REPLAY_CACHE_BYTES,
             ..StoreOptions::default()
         },
     )?;
@@ -72,7 +79,14 @@ pub(crate) fn run_replay(
             tmp
         }
     };
-    let target = Store::open(&target_dir, &StoreOptions::default())?;
+    let target = Store::open(
+        &target_dir,
+        &StoreOptions {
+            block_cache_bytes: REPLAY_CACHE_BYTES,
+            memtable_bytes: REPLAY_CACHE_BYTES,
+            ..StoreOptions::default()
+        },
+    )?;
     let total = total_blocks(&source, &genesis)?;
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);

@@ -6,23 +6,15 @@ use anyhow::{bail, Context, Result};
 use fapiao_core::event::*;
 use fapiao_core::{codec, Event, EventBody, Fen, MemberCode, Quantity, SecretKey, TaxRate, Timestamp};
 use rayon::prelude::*;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Pre-signs `n` events: four payments then an invoice request for the last of them,
-/// repeating, so a fifth of the events derive an issued invoice.
-fn presign(key: &SecretKey, network: fapiao_core::NetworkId, n: usize) -> Vec<Event> {
-    presign_for(
-        key,
-        network,
-        MemberCode::new(dev::DEV_CHAIN).unwrap_or_else(|| unreachable!()),
-        n,
-        "B",
-    )
-}
-
-/// As [`presign`], for `chain`, with business ids prefixed by `tag`.
+/// Pre-signs `n` events for `chain`, business ids prefixed by `tag`: four payments then
+/// an invoice request for the last of them, repeating, so a fifth of the events derive
+/// an issued invoice.
 pub(crate) fn presign_for(
     key: &SecretKey,
     network: fapiao_core::NetworkId,
@@ -30,7 +22,18 @@ pub(crate) fn presign_for(
     n: usize,
     tag: &str,
 ) -> Vec<Event> {
-    (0..n)
+    presign_range(key, network, chain, 0..n, tag)
+}
+
+/// Events `range` of the sequence [`presign_for`] makes.
+fn presign_range(
+    key: &SecretKey,
+    network: fapiao_core::NetworkId,
+    chain: MemberCode,
+    range: std::ops::Range<usize>,
+    tag: &str,
+) -> Vec<Event> {
+    range
         .into_par_iter()
         .map(|i| {
             let kind = if i % 5 == 4 {
@@ -74,6 +77,64 @@ pub(crate) fn presign_for(
         .collect()
 }
 
+/// Events pre-signed at a time and written to the event file: the benchmark holds one
+/// such chunk, not the run, so `--events 10000000` fits in bounded memory.
+const PRESIGN_CHUNK: usize = 100_000;
+
+/// How long a submitter waits before offering again the events the node refused as
+/// busy (its pending set is full).
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Pre-signs `events` events into `path`, chunk by chunk: each event's canonical bytes
+/// after their length (4 bytes, little-endian).
+fn presign_to_file(key: &SecretKey, network: fapiao_core::NetworkId, path: &Path, events: usize) -> Result<()> {
+    let chain = MemberCode::new(dev::DEV_CHAIN).unwrap_or_else(|| unreachable!());
+    let mut out = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    for start in (0..events).step_by(PRESIGN_CHUNK) {
+        let end = (start + PRESIGN_CHUNK).min(events);
+        let encoded: Vec<Vec<u8>> = presign_range(key, network, chain, start..end, "B")
+            .par_iter()
+            .map(codec::to_bytes)
+            .collect();
+        for e in encoded {
+            out.write_all(&(e.len() as u32).to_le_bytes())?;
+            out.write_all(&e)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The event file, read a batch at a time by the submitters.
+struct EventFile(BufReader<File>);
+
+impl EventFile {
+    /// The next `n` events (fewer at the end, none after it).
+    fn next_batch(&mut self, n: usize) -> Result<Vec<Vec<u8>>> {
+        let mut batch = Vec::with_capacity(n);
+        let mut len = [0u8; 4];
+        while batch.len() < n {
+            match self.0.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e.into()),
+            }
+            let mut e = vec![0u8; u32::from_le_bytes(len) as usize];
+            self.0.read_exact(&mut e)?;
+            batch.push(e);
+        }
+        Ok(batch)
+    }
+}
+
+/// Peak resident memory of this process so far, in MiB (`VmHWM`).
+pub(crate) fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 // Long: one measured scenario; its phases share the engine and the clock it reads.
 pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients: usize) -> Result<()> {
     if data.exists() {
@@ -84,16 +145,17 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
     println!("{}", limit.describe());
     // An opening fee balance that covers every invoice of the run.
     dev::init_with(data, None, Fen::from_fen(1_000_000_000_000))?;
-    let mut cfg = crate::config::load(&data.join("node.toml"))?;
-    // Measure throughput, not the admission cap: let every event wait for a block.
-    cfg.config.engine.pending_max = events + 10_000;
+    let cfg = crate::config::load(&data.join("node.toml"))?;
     let g = crate::files::read_genesis(&cfg.path(&cfg.config.genesis))?;
     let client_key = crate::files::read_key_file(&data.join("client.key"))?;
     let t0 = Instant::now();
-    let signed = presign(&client_key, g.network_id(), events);
-    eprintln!("pre-signed {events} events in {:.1} s", t0.elapsed().as_secs_f64());
-    let encoded: Vec<Vec<u8>> = signed.par_iter().map(codec::to_bytes).collect();
-    drop(signed);
+    let event_file = data.join("bench-events.bin");
+    presign_to_file(&client_key, g.network_id(), &event_file, events)?;
+    eprintln!(
+        "pre-signed {events} events into {} in {:.1} s",
+        event_file.display(),
+        t0.elapsed().as_secs_f64()
+    );
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let running = crate::run::start(&cfg).await?;
@@ -113,32 +175,53 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
         std::fs::remove_file(&boot)?;
         let engine = running.engine.clone();
         let start_height = engine.store().head(engine.chain())?.map(|h| h.height).unwrap_or(0);
-        let committed_before = engine
-            .metrics()
-            .events_committed
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let chunks: Vec<Vec<Vec<u8>>> = encoded.chunks(batch).map(|c| c.to_vec()).collect();
-        let chunks = Arc::new(std::sync::Mutex::new(chunks.into_iter()));
+        let committed_before = committed_so_far(&engine);
+        let file = Arc::new(std::sync::Mutex::new(EventFile(BufReader::new(File::open(
+            &event_file,
+        )?))));
+        let next = move |file: &std::sync::Mutex<EventFile>| -> Result<Vec<Vec<u8>>> {
+            file.lock().unwrap_or_else(|p| p.into_inner()).next_batch(batch)
+        };
         let started = Instant::now();
+        // The committed count at every tenth of the run, to compare its first and last.
+        let tenths = tokio::spawn(watch_tenths(engine.clone(), committed_before, events, started));
         // Each mode only differs in how events reach the engine; the measuring is shared.
+        // A submitter offers events the node refused as busy again after a pause, as a
+        // client would: the pending set stays within its configured bound.
         let (mode, admitted, server) = if http {
             let mut tasks = Vec::new();
             let url = format!("http://{}", running.addr);
             let server = tokio::spawn(running.serve());
             for _ in 0..clients {
-                let chunks = chunks.clone();
+                let file = file.clone();
                 let url = url.clone();
                 tasks.push(tokio::task::spawn_blocking(move || -> Result<usize> {
                     let http = reqwest::blocking::Client::new();
                     let mut ok = 0;
                     loop {
-                        let Some(c) = chunks.lock().unwrap_or_else(|p| p.into_inner()).next() else {
+                        let mut todo = next(&file)?;
+                        if todo.is_empty() {
                             return Ok(ok);
-                        };
-                        let body = serde_json::json!({"events": c.iter().map(hex::encode).collect::<Vec<_>>()});
-                        let r: serde_json::Value =
-                            http.post(format!("{url}/v1/events/batch")).json(&body).send()?.json()?;
-                        ok += r["accepted"].as_u64().unwrap_or(0) as usize;
+                        }
+                        while !todo.is_empty() {
+                            let body = serde_json::json!({"events": todo.iter().map(hex::encode).collect::<Vec<_>>()});
+                            let r: fapiao_api::dto::BatchResponse =
+                                http.post(format!("{url}/v1/events/batch")).json(&body).send()?.json()?;
+                            ok += r.accepted;
+                            todo = todo
+                                .into_iter()
+                                .zip(r.results)
+                                .filter(|(_, res)| {
+                                    res.error
+                                        .as_ref()
+                                        .is_some_and(|e| e.code == fapiao_domain::ErrorCode::Busy.as_str())
+                                })
+                                .map(|(e, _)| e)
+                                .collect();
+                            if !todo.is_empty() {
+                                std::thread::sleep(BUSY_PAUSE);
+                            }
+                        }
                     }
                 }));
             }
@@ -150,28 +233,44 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
         } else {
             let mut tasks = Vec::new();
             for _ in 0..clients {
-                let chunks = chunks.clone();
+                let file = file.clone();
                 let engine = engine.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut ok = 0usize;
                     loop {
-                        let next = chunks.lock().unwrap_or_else(|p| p.into_inner()).next();
-                        let Some(c) = next else { return ok };
-                        if let Ok(answers) = engine.admit(c).await {
+                        let mut todo = next(&file)?;
+                        if todo.is_empty() {
+                            return Ok::<_, anyhow::Error>(ok);
+                        }
+                        while !todo.is_empty() {
+                            let answers = engine
+                                .admit(todo.clone())
+                                .await
+                                .map_err(|e| anyhow::anyhow!("submission refused: {e}"))?;
                             ok += answers.iter().filter(|a| a.is_ok()).count();
+                            todo = todo
+                                .into_iter()
+                                .zip(answers)
+                                .filter(|(_, a)| matches!(a, Err(fapiao_engine::AdmitError::Busy { .. })))
+                                .map(|(e, _)| e)
+                                .collect();
+                            if !todo.is_empty() {
+                                tokio::time::sleep(BUSY_PAUSE).await;
+                            }
                         }
                     }
                 }));
             }
             let mut admitted = 0;
             for t in tasks {
-                admitted += t.await?;
+                admitted += t.await??;
             }
             ("in-process", admitted, None)
         };
         let admit_secs = started.elapsed().as_secs_f64();
         let total = wait_committed(&engine, committed_before, admitted).await;
         let commit_secs = started.elapsed().as_secs_f64();
+        let tenths = tenths.await?;
         report(
             mode,
             events,
@@ -189,26 +288,65 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
             "  committed rate against the limit: {}",
             limit.ratio(total as f64 / commit_secs)
         );
+        print_tenths(&tenths, events);
+        if let Some(mib) = peak_rss_mib() {
+            println!("  peak resident memory of the benchmark process (node included): {mib:.0} MiB");
+        }
         if let Some(server) = server {
             server.abort();
         }
         let e2 = engine.clone();
         tokio::task::spawn_blocking(move || e2.stop()).await?;
+        std::fs::remove_file(&event_file)?;
         Ok::<_, anyhow::Error>(())
     })
     .context("benchmark failed")
 }
 
+/// Events committed or refused at execution so far.
+fn committed_so_far(engine: &fapiao_engine::Engine) -> u64 {
+    let m = engine.metrics();
+    m.events_committed.load(std::sync::atomic::Ordering::Relaxed)
+        + m.events_rejected_execution.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The seconds since `started` at which each tenth of `events` had been committed.
+async fn watch_tenths(engine: fapiao_engine::Engine, before: u64, events: usize, started: Instant) -> Vec<f64> {
+    let mut at = Vec::with_capacity(10);
+    while at.len() < 10 {
+        let done = committed_so_far(&engine).saturating_sub(before) as usize;
+        while at.len() < 10 && done * 10 >= events * (at.len() + 1) {
+            at.push(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    at
+}
+
+/// The committed rate of each tenth of the run, and the last tenth's against the first.
+fn print_tenths(at: &[f64], events: usize) {
+    let tenth = events as f64 / 10.0;
+    let rates: Vec<f64> = at
+        .iter()
+        .scan(0.0, |prev, t| {
+            let rate = tenth / (t - *prev).max(1e-9);
+            *prev = *t;
+            Some(rate)
+        })
+        .collect();
+    let list: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    println!("  committed events/s by tenth of the run: {}", list.join(", "));
+    if let (Some(first), Some(last)) = (rates.first(), rates.last()) {
+        println!(
+            "  last tenth against the first: {:.0}% (the first tenth includes the start, while admission also runs)",
+            100.0 * last / first
+        );
+    }
+}
+
 async fn wait_committed(engine: &fapiao_engine::Engine, before: u64, admitted: usize) -> u64 {
     loop {
-        let c = engine
-            .metrics()
-            .events_committed
-            .load(std::sync::atomic::Ordering::Relaxed)
-            + engine
-                .metrics()
-                .events_rejected_execution
-                .load(std::sync::atomic::Ordering::Relaxed);
+        let c = committed_so_far(engine);
         if c >= before + admitted as u64 {
             return c - before;
         }
