@@ -131,6 +131,65 @@ fn amounts_at_every_edge_are_refused_at_admission_or_recorded_and_the_node_keeps
 }
 
 /// Rewrites payment `id`'s state record in the stopped node's ledger to `fen`.
+/// A node whose pending set is full answers 503 BUSY with a Retry-After at once, before
+/// any decoding or signature check (a garbage event gets BUSY too, not a 400), loses
+/// none of what it acknowledged, and takes new events again once a block makes room.
+#[test]
+fn a_full_pending_set_refuses_at_the_door_and_takes_events_again_after_a_block() {
+    let _g = serial();
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node");
+    let mut node = DevNode::start(&data, free_port());
+    node.stop();
+    // Three events may wait, and a block is cut only every 4 s.
+    set_engine(&data.join("node.toml"), "pending_max = 3\nblock_interval_ms = 4000");
+    node.spawn();
+    let client = Client::new(&node.url(), Some(node.token()));
+    let waiting: Vec<Event> = (1..=3).map(|i| pay_event(&node, &format!("Q{i}"), 100 * i)).collect();
+    for e in &waiting {
+        assert_eq!(submit(&client, e).0, 202);
+    }
+    let more = pay_event(&node, "Q4", 400);
+    let refused = client.submit(&more).unwrap_err();
+    match &refused {
+        ClientError::Api { status, error, .. } => {
+            assert_eq!((*status, error.code.as_str()), (503, "BUSY"), "{refused:?}");
+            assert!(error.message.contains("3 events waiting"), "{refused:?}");
+        }
+        other => panic!("not refused as busy: {other:?}"),
+    }
+    assert_eq!(refused.retry_after_s(), Some(1));
+    // Not even decoded: bytes that are no event get the same answer while it is full.
+    let garbage = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/events", node.url()))
+        .json(&serde_json::json!({ "event": "00ff00ff" }))
+        .send()
+        .unwrap();
+    assert_eq!(garbage.status().as_u16(), 503);
+    // The block takes the three; the fourth is then admitted and recorded.
+    for e in &waiting {
+        recorded(&client, e);
+    }
+    let started = Instant::now();
+    loop {
+        match submit(&client, &more) {
+            (202, _) => break,
+            (503, code) if code == "BUSY" && started.elapsed() < SETTLE => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            other => panic!("not admitted after the block: {other:?}"),
+        }
+    }
+    recorded(&client, &more);
+    // Once there is room, garbage is refused for what it is.
+    let garbage = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/events", node.url()))
+        .json(&serde_json::json!({ "event": "00ff00ff" }))
+        .send()
+        .unwrap();
+    assert_eq!(garbage.status().as_u16(), 400);
+}
+
 fn rewrite_payment(ledger: &Path, id: &str, fen: i64) {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(false);

@@ -82,7 +82,7 @@ fn presign_range(
 const PRESIGN_CHUNK: usize = 100_000;
 
 /// How long a submitter waits before offering again the events the node refused as
-/// busy (its pending set is full).
+/// busy (its pending set is full; a full set refuses a whole submission at the door).
 const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Pre-signs `events` events into `path`, chunk by chunk: each event's canonical bytes
@@ -205,8 +205,12 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
                         }
                         while !todo.is_empty() {
                             let body = serde_json::json!({"events": todo.iter().map(hex::encode).collect::<Vec<_>>()});
-                            let r: fapiao_api::dto::BatchResponse =
-                                http.post(format!("{url}/v1/events/batch")).json(&body).send()?.json()?;
+                            let sent = http.post(format!("{url}/v1/events/batch")).json(&body).send()?;
+                            if sent.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                                std::thread::sleep(BUSY_PAUSE);
+                                continue;
+                            }
+                            let r: fapiao_api::dto::BatchResponse = sent.error_for_status()?.json()?;
                             ok += r.accepted;
                             todo = todo
                                 .into_iter()
@@ -243,10 +247,14 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
                             return Ok::<_, anyhow::Error>(ok);
                         }
                         while !todo.is_empty() {
-                            let answers = engine
-                                .admit(todo.clone())
-                                .await
-                                .map_err(|e| anyhow::anyhow!("submission refused: {e}"))?;
+                            let answers = match engine.admit(todo.clone()).await {
+                                Ok(a) => a,
+                                Err(fapiao_engine::AdmitError::Busy { .. }) => {
+                                    tokio::time::sleep(BUSY_PAUSE).await;
+                                    continue;
+                                }
+                                Err(e) => anyhow::bail!("submission refused: {e}"),
+                            };
                             ok += answers.iter().filter(|a| a.is_ok()).count();
                             todo = todo
                                 .into_iter()

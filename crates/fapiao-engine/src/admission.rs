@@ -291,9 +291,9 @@ pub(crate) enum Job {
 }
 
 impl Engine {
-    /// Admits a submission of encoded events. Each event gets its own answer; the
-    /// answers are given only once every admitted event is durable.
-    pub async fn admit(&self, encoded: Vec<Vec<u8>>) -> Result<Vec<Result<AdmitOutcome, AdmitError>>, AdmitError> {
+    /// Refuses a submission of `len` events as a whole, before any decoding: no chain,
+    /// maintenance, a full disk, a held chain, too many events, or a full pending set.
+    fn refuse_at_door(&self, len: usize) -> Result<(), AdmitError> {
         let cfg = &self.shared.config;
         if !self.shared.produces {
             return Err(AdmitError::NoChain);
@@ -307,12 +307,27 @@ impl Engine {
         if let Some(hold) = self.production_hold().filter(|h| h.refuse_writes) {
             return Err(AdmitError::OwnChainBehind(hold.reason));
         }
-        if encoded.len() > cfg.batch_events_max {
+        if len > cfg.batch_events_max {
             return Err(AdmitError::BatchTooLarge {
-                len: encoded.len(),
+                len,
                 limit: cfg.batch_events_max,
             });
         }
+        // A full pending set refuses here, before decoding and signature checks: clients
+        // retrying against a node that is behind must not cost it a signature check per
+        // event per retry (the per-event check still applies when a submission only
+        // partly fits).
+        let waiting = self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()).len();
+        if waiting >= cfg.pending_max {
+            return Err(AdmitError::Busy { pending: waiting });
+        }
+        Ok(())
+    }
+
+    /// Admits a submission of encoded events. Each event gets its own answer; the
+    /// answers are given only once every admitted event is durable.
+    pub async fn admit(&self, encoded: Vec<Vec<u8>>) -> Result<Vec<Result<AdmitOutcome, AdmitError>>, AdmitError> {
+        self.refuse_at_door(encoded.len())?;
         let shared = self.shared.clone();
         // Decoding and signature checks are CPU work: off the async threads, batched,
         // and spread over all cores.
