@@ -69,6 +69,17 @@ fn recorded(client: &Client, e: &Event) {
     assert!(matches!(s.status.as_str(), "committed" | "certified"), "{s:?}");
 }
 
+/// Posts bytes that are no event; the HTTP status of the answer.
+fn submit_garbage(node: &DevNode) -> u16 {
+    reqwest::blocking::Client::new()
+        .post(format!("{}/v1/events", node.url()))
+        .json(&serde_json::json!({ "event": "00ff00ff" }))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn metric(node: &DevNode, name: &str) -> u64 {
     metric_at(&node.url(), name)
 }
@@ -160,12 +171,7 @@ fn a_full_pending_set_refuses_at_the_door_and_takes_events_again_after_a_block()
     }
     assert_eq!(refused.retry_after_s(), Some(1));
     // Not even decoded: bytes that are no event get the same answer while it is full.
-    let garbage = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/events", node.url()))
-        .json(&serde_json::json!({ "event": "00ff00ff" }))
-        .send()
-        .unwrap();
-    assert_eq!(garbage.status().as_u16(), 503);
+    assert_eq!(submit_garbage(&node), 503);
     // The block takes the three; the fourth is then admitted and recorded.
     for e in &waiting {
         recorded(&client, e);
@@ -182,12 +188,7 @@ fn a_full_pending_set_refuses_at_the_door_and_takes_events_again_after_a_block()
     }
     recorded(&client, &more);
     // Once there is room, garbage is refused for what it is.
-    let garbage = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/events", node.url()))
-        .json(&serde_json::json!({ "event": "00ff00ff" }))
-        .send()
-        .unwrap();
-    assert_eq!(garbage.status().as_u16(), 400);
+    assert_eq!(submit_garbage(&node), 400);
 }
 
 fn rewrite_payment(ledger: &Path, id: &str, fen: i64) {

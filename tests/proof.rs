@@ -306,6 +306,27 @@ fn an_invoice_verifies_by_date_and_total_a_bounded_number_of_times_a_day() {
     assert_eq!(r.status(), 200);
 }
 
+/// `fapiao proof get` of the status as of `as_of` (a height or a date), into `file`.
+fn get_bundle_as_of(
+    node: &DevNode,
+    number: &str,
+    code: &str,
+    as_of: &str,
+    file: &std::path::Path,
+) -> std::process::Output {
+    node.cli(&[
+        "proof",
+        "get",
+        number,
+        "--check-code",
+        code,
+        "--as-of",
+        as_of,
+        "-o",
+        file.to_str().unwrap(),
+    ])
+}
+
 /// The height a `fapiao proof get` output says the status is proven as of.
 fn proven_as_of(text: &str) -> u64 {
     let rest = text
@@ -324,18 +345,7 @@ fn a_status_is_proven_as_of_an_earlier_height_or_date() {
     ok(node.cli(&["redform", "start", &number, "--reason", "sales_return"]));
     let get = |as_of: &str, file: &str| {
         let path = dir.path().join(file);
-        let o = node.cli(&[
-            "proof",
-            "get",
-            &number,
-            "--check-code",
-            &code,
-            "--as-of",
-            as_of,
-            "-o",
-            path.to_str().unwrap(),
-        ]);
-        (o, path)
+        (get_bundle_as_of(&node, &number, &code, as_of, &path), path)
     };
     // As of the height it was issued at: the status then, verified offline.
     let (o, then) = get(&issued_at.to_string(), "then.bundle");
@@ -407,17 +417,7 @@ fn a_changed_kept_state_is_never_proven() {
     assert!(changed, "the red-letter's block keeps the invoice as it was before");
     node.spawn();
     let file = dir.path().join("then.bundle");
-    let o = node.cli(&[
-        "proof",
-        "get",
-        &number,
-        "--check-code",
-        &code,
-        "--as-of",
-        &issued_at.to_string(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
+    let o = get_bundle_as_of(&node, &number, &code, &issued_at.to_string(), &file);
     assert!(!o.status.success() && out(&o).contains("STORE_DAMAGED"), "{}", out(&o));
     assert!(!file.exists(), "no bundle written");
     // The current status is unaffected.

@@ -35,6 +35,19 @@ fn event(i: u64, key: &SecretKey) -> Event {
     .sign(key)
 }
 
+/// The batch of `events`' signatures over their ids.
+fn batch<'a>(events: &'a [Event], ids: &'a [Hash32]) -> Vec<BatchItem<'a>> {
+    events
+        .iter()
+        .zip(ids)
+        .map(|(e, id)| BatchItem {
+            key: &e.body.author,
+            digest: id,
+            signature: &e.signature,
+        })
+        .collect()
+}
+
 fn benches(c: &mut Criterion) {
     let key = SecretKey::from_seed(&[1; 32]);
     let e = event(1, &key);
@@ -58,35 +71,13 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify64");
     g.throughput(Throughput::Elements(64));
     g.bench_function("batch", |b| {
-        b.iter(|| {
-            let items: Vec<BatchItem<'_>> = events
-                .iter()
-                .zip(&ids)
-                .map(|(e, id)| BatchItem {
-                    key: &e.body.author,
-                    digest: id,
-                    signature: &e.signature,
-                })
-                .collect();
-            verify_batch(black_box(&items)).unwrap()
-        })
+        b.iter(|| verify_batch(black_box(&batch(&events, &ids))).unwrap())
     });
     // One POS terminal's key signs the whole batch.
     let pos: Vec<Event> = (0..64u64).map(|i| event(i, &keys[0])).collect();
     let pos_ids: Vec<Hash32> = pos.iter().map(|e| e.id().0).collect();
     g.bench_function("batch_one_signer", |b| {
-        b.iter(|| {
-            let items: Vec<BatchItem<'_>> = pos
-                .iter()
-                .zip(&pos_ids)
-                .map(|(e, id)| BatchItem {
-                    key: &e.body.author,
-                    digest: id,
-                    signature: &e.signature,
-                })
-                .collect();
-            verify_batch(black_box(&items)).unwrap()
-        })
+        b.iter(|| verify_batch(black_box(&batch(&pos, &pos_ids))).unwrap())
     });
     g.bench_function("one_by_one", |b| {
         b.iter(|| {

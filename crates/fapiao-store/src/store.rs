@@ -616,15 +616,15 @@ impl Store {
         };
         let touched = pages::group(&state.tree);
         let tree_keys: Vec<Vec<u8>> = touched.keys().map(|k| Tree::key(&(chain, *k))).collect();
-        let old_pages = read(Tree::NAME, tree_keys.clone(), true)?;
+        let old_pages = read(Tree::NAME, tree_keys, true)?;
         let mut tree = Vec::with_capacity(touched.len());
         let mut new_pages = Vec::with_capacity(touched.len());
-        for (((at, changes), old), key) in touched.iter().zip(old_pages).zip(tree_keys) {
+        for ((at, changes), old) in touched.iter().zip(old_pages) {
             let page = match &old {
                 None => None,
                 Some(bytes) => Some(codec::decode::<Page>(bytes).map_err(|e| StoreError::Corrupt {
                     table: Tree::NAME,
-                    key: hex_key(&key),
+                    key: hex_key(&Tree::key(&(chain, *at))),
                     message: e.to_string(),
                 })?),
             };

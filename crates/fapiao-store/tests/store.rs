@@ -247,31 +247,23 @@ fn the_state_after_a_block_in_flight_is_the_state_once_it_is_stored() {
     let in_flight = std::sync::Arc::new(store.prepare_state(chain(), ex21.writes).unwrap());
     // Block 22 reads what 21 wrote (P21b), what it did not (P20), and what neither has.
     let e22 = signed(&g, 22, vec![invoice("R22", "P21b"), pay("P22", 700)]);
-    let over = |store: &Store| {
-        let view = store.state_after(chain(), in_flight.clone());
-        let ex = execute_block(&ctx, &block_context(22), &view, &e22).unwrap();
+    // Block 22 on `view`: its entries, the three payments read, and its root.
+    let block22 = |view: &fapiao_store::ChainView<'_>| {
+        let ex = execute_block(&ctx, &block_context(22), view, &e22).unwrap();
         let reads: Vec<_> = ["P21b", "P20", "P99"]
             .iter()
-            .map(|p| fapiao_domain::StateRead::get(&view, &StateKey::Payment((*p).into())).unwrap())
+            .map(|p| fapiao_domain::StateRead::get(view, &StateKey::Payment((*p).into())).unwrap())
             .collect();
         let root = view.prepare(ex.writes.clone()).unwrap().root;
         (ex.entries, reads, root)
     };
+    let over = |store: &Store| block22(&store.state_after(chain(), in_flight.clone()));
     let before = over(&store);
     assert!(before.1[0].is_some() && before.1[1].is_some() && before.1[2].is_none());
     // Now block 21 is stored, as the writer would.
     commit(&store, &g, 21, kinds21());
     assert_eq!(store.state_root(chain()).unwrap(), in_flight.root);
-    let stored = {
-        let view = store.state(chain());
-        let ex = execute_block(&ctx, &block_context(22), &view, &e22).unwrap();
-        let reads: Vec<_> = ["P21b", "P20", "P99"]
-            .iter()
-            .map(|p| fapiao_domain::StateRead::get(&view, &StateKey::Payment((*p).into())).unwrap())
-            .collect();
-        let root = view.prepare(ex.writes.clone()).unwrap().root;
-        (ex.entries, reads, root)
-    };
+    let stored = block22(&store.state(chain()));
     assert!(stored.0.len() > e22.len(), "the invoice request was issued");
     assert_eq!(
         before, stored,
