@@ -4,7 +4,10 @@
 //! is durable before its attestation is published).
 
 use anyhow::{Context, Result};
-use fapiao_chain::{reexecute, Config, Input, Invalid, Ledger, Output, Persisted, Replica, StoredHead, Verdict};
+use fapiao_chain::{
+    reexecute, Config, Input, Invalid, Ledger, Output, Persisted, Replica, Signatures, StoredHead, Verdict,
+};
+use fapiao_core::sig::Cores;
 use fapiao_core::{Block, Genesis, Header, MemberCode, SecretKey, Timestamp};
 use fapiao_engine::{ChainReplication, Engine, ReplicationStatus};
 use fapiao_net::{Command, Gossip, Net, NetEvent, Request, Response, Validation};
@@ -48,25 +51,12 @@ impl Ledger for StoreLedger {
     fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, StoreError> {
         let chain = block.header.body.chain;
         let view = self.store.state(chain);
-        let done = match reexecute(&self.genesis, block, &view) {
+        let done = match reexecute(&self.genesis, block, &view, Signatures::Verify, Cores::All) {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return Ok(Err(e)),
-            Err(fapiao_chain::ReadError::State(e)) => return Err(StoreError::from_exec(e, Some(chain))),
-            // The store's own error where there is one (an IO failure is not damage).
-            Err(fapiao_chain::ReadError::Tree(fapiao_core::smt::TreeError::Read(e))) => return Err(e),
-            Err(fapiao_chain::ReadError::Tree(fapiao_core::smt::TreeError::Corrupt(depth))) => {
-                return Err(StoreError::Inconsistent {
-                    chain,
-                    detail: format!("state tree is malformed at depth {depth}"),
-                })
-            }
+            Err(e) => return Err(StoreError::from_read(e, chain)),
         };
-        let prepared = PreparedState {
-            chain,
-            writes: done.writes,
-            tree: done.tree,
-            root: done.root,
-        };
+        let prepared = PreparedState::new(chain, done);
         self.blocks += 1;
         if chain == self.engine.chain() {
             self.engine.adopt_own_block(block, &prepared)?;

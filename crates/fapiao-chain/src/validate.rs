@@ -5,15 +5,12 @@
 //! requires the same entries, in the same order, and the same state root.
 
 use fapiao_core::block::BlockError;
-use fapiao_core::sig::{self, BatchItem, SigError};
+use fapiao_core::sig::{self, BatchItem, Cores, SigError};
 use fapiao_core::smt::{Node, NodeKey, NodeStore, TreeError};
 use fapiao_core::{Block, Entry, Event, Genesis, Hash32};
 use fapiao_domain::state::ExecError;
 use fapiao_domain::{execute_block, BlockContext, ChainContext, StateKey, StateRead, StateValue};
 use std::collections::BTreeMap;
-
-/// Events whose signatures are checked together (one batch verification).
-const SIGNATURE_BATCH_MAX: usize = 64;
 
 /// Why a block is not a valid next block of its chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,15 +69,40 @@ pub enum ReadError<E> {
     Tree(TreeError<E>),
 }
 
-/// What a valid block does to the chain's state; the host stores it with the block.
+/// What a block does to its chain's state: the records it writes and the tree update
+/// they make. Building a block and re-executing one both end with it; the host stores
+/// it with the block.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reexecuted {
+pub struct StateChange {
     /// State records written.
     pub writes: BTreeMap<StateKey, StateValue>,
     /// Tree nodes changed (`None` = deleted).
     pub tree: BTreeMap<NodeKey, Option<Node>>,
     /// The state root after the block (equal to the header's).
     pub root: Hash32,
+}
+
+impl StateChange {
+    /// The tree update of `writes` over `base`, its leaves hashed on `cores`: the one
+    /// state-tree update every block goes through.
+    pub fn of<S: NodeStore>(
+        base: &S,
+        writes: BTreeMap<StateKey, StateValue>,
+        cores: Cores,
+    ) -> Result<StateChange, TreeError<S::Error>> {
+        let (tree, root) = fapiao_core::state::tree_update_on(base, &writes, cores)?;
+        Ok(StateChange { writes, tree, root })
+    }
+}
+
+/// How re-execution treats a block's event signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signatures {
+    /// Verify them, in batches (a witness).
+    Verify,
+    /// The caller has checked them (replay lists every bad one itself) or was not asked
+    /// to (replay without `--verify-signatures`).
+    Checked,
 }
 
 /// The input events of a block, in order.
@@ -95,35 +117,35 @@ pub fn inputs(block: &Block) -> Vec<Event> {
         .collect()
 }
 
-/// Verifies the input events' signatures in batches; the first bad one is named.
-pub fn verify_event_signatures(events: &[Event]) -> Result<(), Invalid> {
+/// Verifies events' signatures in batches of [`sig::BATCH_ITEMS`] on `cores` and names
+/// every bad one by its index in `events`, in order.
+pub fn bad_event_signatures(events: &[Event], cores: Cores) -> Vec<(usize, SigError)> {
     let ids: Vec<Hash32> = events.iter().map(|e| e.id().0).collect();
-    for start in (0..events.len()).step_by(SIGNATURE_BATCH_MAX) {
-        let end = (start + SIGNATURE_BATCH_MAX).min(events.len());
-        let items: Vec<BatchItem<'_>> = (start..end)
-            .map(|i| BatchItem {
-                key: &events[i].body.author,
-                digest: &ids[i],
-                signature: &events[i].signature,
-            })
-            .collect();
-        if let Err(e) = sig::verify_batch(&items) {
-            let (i, error) = e.bad[0];
-            return Err(Invalid::EventSignature {
-                index: start + i,
-                error,
-            });
-        }
-    }
-    Ok(())
+    let items: Vec<BatchItem<'_>> = events
+        .iter()
+        .zip(&ids)
+        .map(|(e, id)| BatchItem {
+            key: &e.body.author,
+            digest: id,
+            signature: &e.signature,
+        })
+        .collect();
+    sig::verify_batches(&items, cores)
 }
 
-/// Re-executes `block` on `base`, the chain's state after the block's parent. The caller
-/// has checked the header signature, the link to the parent and the timestamp.
+/// Re-executes `block` on `base`, the chain's state after the block's parent, with its
+/// signature batches and leaf hashing on `cores`. The caller has checked the header
+/// signature, the link to the parent and the timestamp.
 ///
 /// Returns `Ok(Err(_))` when the block is invalid and `Err(_)` when the local state
 /// cannot be read.
-pub fn reexecute<S, E>(genesis: &Genesis, block: &Block, base: &S) -> Result<Result<Reexecuted, Invalid>, ReadError<E>>
+pub fn reexecute<S, E>(
+    genesis: &Genesis,
+    block: &Block,
+    base: &S,
+    signatures: Signatures,
+    cores: Cores,
+) -> Result<Result<StateChange, Invalid>, ReadError<E>>
 where
     S: StateRead<Error = E> + NodeStore<Error = E>,
 {
@@ -135,8 +157,13 @@ where
         return Ok(Err(BlockError::UnknownChain(h.chain).into()));
     };
     let events = inputs(block);
-    if let Err(e) = verify_event_signatures(&events) {
-        return Ok(Err(e));
+    if signatures == Signatures::Verify {
+        if let Some((index, error)) = bad_event_signatures(&events, cores).first() {
+            return Ok(Err(Invalid::EventSignature {
+                index: *index,
+                error: *error,
+            }));
+        }
     }
     let bc = BlockContext {
         height: h.height,
@@ -155,16 +182,12 @@ where
             theirs: block.entries.len(),
         }));
     }
-    let (tree, root) = fapiao_core::state::tree_update(base, &executed.writes).map_err(ReadError::Tree)?;
-    if root != h.state_root {
+    let change = StateChange::of(base, executed.writes, cores).map_err(ReadError::Tree)?;
+    if change.root != h.state_root {
         return Ok(Err(Invalid::StateRoot {
-            ours: root,
+            ours: change.root,
             theirs: h.state_root,
         }));
     }
-    Ok(Ok(Reexecuted {
-        writes: executed.writes,
-        tree,
-        root,
-    }))
+    Ok(Ok(change))
 }

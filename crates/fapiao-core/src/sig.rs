@@ -241,6 +241,39 @@ pub fn verify_message(key: &PublicKey, message: &[u8], sig: &Signature) -> Resul
 /// short re-check, and that batches spread over every core.
 pub const BATCH_ITEMS: usize = 64;
 
+/// Where [`verify_batches`] runs its batches. The crate starts no threads of its own:
+/// the caller (a node, replay) chooses; a library that must stay single-threaded (the
+/// simulator, the offline verifier) uses [`Cores::One`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cores {
+    /// One batch after the other on the calling thread.
+    One,
+    /// The batches spread over every core (rayon's global pool).
+    #[cfg(feature = "parallel")]
+    All,
+}
+
+/// Verifies `items` in batches of [`BATCH_ITEMS`] and names every invalid signature by
+/// its index in `items`, in index order (the same answer on one core or on all). The
+/// one batching rule of admission, witnesses' re-execution and replay.
+pub fn verify_batches(items: &[BatchItem<'_>], cores: Cores) -> Vec<(usize, SigError)> {
+    let one = |(k, batch): (usize, &[BatchItem<'_>])| match verify_batch(batch) {
+        Ok(()) => Vec::new(),
+        Err(e) => e.bad.into_iter().map(|(i, err)| (k * BATCH_ITEMS + i, err)).collect(),
+    };
+    match cores {
+        Cores::One => items.chunks(BATCH_ITEMS).enumerate().flat_map(one).collect(),
+        // One batch gains nothing from the pool.
+        #[cfg(feature = "parallel")]
+        Cores::All if items.len() <= BATCH_ITEMS => items.chunks(BATCH_ITEMS).enumerate().flat_map(one).collect(),
+        #[cfg(feature = "parallel")]
+        Cores::All => {
+            use rayon::prelude::*;
+            items.par_chunks(BATCH_ITEMS).enumerate().flat_map_iter(one).collect()
+        }
+    }
+}
+
 /// One item of a batch: key, signed digest, signature.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchItem<'a> {
@@ -543,6 +576,38 @@ mod tests {
             let err = run(&good, &broken).unwrap_err();
             assert_eq!(err.bad.len(), 64usize.div_ceil(signers), "{signers} signers");
         }
+    }
+
+    /// Many batches name their bad signatures by index in the whole list, in order, and
+    /// the same ones on one core or on all.
+    #[test]
+    fn batches_name_bad_signatures_by_their_index_in_the_whole_list() {
+        let key = SecretKey::from_seed(&[4; 32]);
+        let n = 3 * BATCH_ITEMS + 5;
+        let pk = key.public();
+        let digests: Vec<Hash32> = (0..n).map(|i| digest(i as u8)).collect();
+        let mut sigs: Vec<Signature> = digests.iter().map(|d| key.sign(d)).collect();
+        let bad_at = [0, BATCH_ITEMS - 1, BATCH_ITEMS, 2 * BATCH_ITEMS + 7, n - 1];
+        for &i in &bad_at {
+            sigs[i].s[0] ^= 1;
+        }
+        let items: Vec<BatchItem<'_>> = (0..n)
+            .map(|i| BatchItem {
+                key: &pk,
+                digest: &digests[i],
+                signature: &sigs[i],
+            })
+            .collect();
+        let named = |cores| {
+            verify_batches(&items, cores)
+                .into_iter()
+                .map(|b| b.0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(named(Cores::One), bad_at);
+        #[cfg(feature = "parallel")]
+        assert_eq!(named(Cores::All), bad_at);
+        assert!(verify_batches(&items[1..BATCH_ITEMS - 1], Cores::One).is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::event::{
     Allocation, BookingStatus, FormState, InvoiceIssued, InvoiceRequested, InvoiceReversed, MerchantPolicy, Party,
     PaymentRecorded, Permissions, RedLetterReason, RedLetterRequested, RedLetterScope, RED_FORM_WINDOW_MS,
 };
+use crate::sig::Cores;
 use crate::smt::{self, Node, NodeKey, NodeStore, TreeError, TreeUpdate};
 use crate::{codec, EventId, Fen, InvoiceNumber, MemberCode, PublicKey, TaxRate, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -526,9 +527,31 @@ pub fn tree_update<S: NodeStore>(
     nodes: &S,
     writes: &std::collections::BTreeMap<StateKey, StateValue>,
 ) -> Result<(std::collections::BTreeMap<NodeKey, Option<Node>>, crate::Hash32), TreeError<S::Error>> {
+    tree_update_on(nodes, writes, Cores::One)
+}
+
+/// [`tree_update`], with the leaves (each record's key and canonical bytes, encoded and
+/// hashed) computed on `cores` first; the walk down the tree that places them stays on
+/// the calling thread, in key order, so the result is the same however it ran.
+#[allow(clippy::type_complexity)]
+pub fn tree_update_on<S: NodeStore>(
+    nodes: &S,
+    writes: &std::collections::BTreeMap<StateKey, StateValue>,
+    cores: Cores,
+) -> Result<(std::collections::BTreeMap<NodeKey, Option<Node>>, crate::Hash32), TreeError<S::Error>> {
+    let leaf = |(k, v): (&StateKey, &StateValue)| (smt::key_hash(&k.to_bytes()), smt::value_hash(&v.to_bytes()));
+    let leaves: Vec<(crate::Hash32, crate::Hash32)> = match cores {
+        Cores::One => writes.iter().map(leaf).collect(),
+        #[cfg(feature = "parallel")]
+        Cores::All => {
+            use rayon::prelude::*;
+            let records: Vec<(&StateKey, &StateValue)> = writes.iter().collect();
+            records.par_iter().map(|&r| leaf(r)).collect()
+        }
+    };
     let mut update = TreeUpdate::new(nodes);
-    for (k, v) in writes {
-        update.set(&smt::key_hash(&k.to_bytes()), Some(&smt::value_hash(&v.to_bytes())))?;
+    for (k, v) in &leaves {
+        update.set(k, Some(v))?;
     }
     let root = update.root()?;
     Ok((update.into_changes(), root))

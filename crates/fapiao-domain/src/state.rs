@@ -16,6 +16,15 @@ pub trait StateRead {
     type Error;
     /// The value at `key`, if any.
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, Self::Error>;
+
+    /// Whether `error` is damage to the one record read (undecodable, or failing its
+    /// integrity check), so only the event that read it is at fault, rather than storage
+    /// that cannot be used now. A block builder refuses the event for the first and
+    /// stops for the second. Memory never fails, so the default is never.
+    fn is_damage(error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
 }
 
 /// An in-memory state (tests, simulation, replay of small chains).

@@ -409,25 +409,20 @@ fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventI
         .filter(|(_, r)| r.is_ok())
         .map(|(i, _)| i)
         .collect();
-    let bad: Vec<(usize, String)> = ok
-        .par_chunks(sig::BATCH_ITEMS)
-        .flat_map(|chunk| {
-            let items: Vec<BatchItem<'_>> = chunk
-                .iter()
-                .filter_map(|&i| match &out[i] {
-                    Ok((id, e)) => Some(BatchItem {
-                        key: &e.body.author,
-                        digest: &id.0,
-                        signature: &e.signature,
-                    }),
-                    Err(_) => None,
-                })
-                .collect();
-            match sig::verify_batch(&items) {
-                Ok(()) => Vec::new(),
-                Err(err) => err.bad.into_iter().map(|(j, e)| (chunk[j], e.to_string())).collect(),
-            }
+    let items: Vec<BatchItem<'_>> = ok
+        .iter()
+        .filter_map(|&i| match &out[i] {
+            Ok((id, e)) => Some(BatchItem {
+                key: &e.body.author,
+                digest: &id.0,
+                signature: &e.signature,
+            }),
+            Err(_) => None,
         })
+        .collect();
+    let bad: Vec<(usize, String)> = sig::verify_batches(&items, sig::Cores::All)
+        .into_iter()
+        .map(|(j, e)| (ok[j], e.to_string()))
         .collect();
     shared
         .metrics

@@ -4,8 +4,9 @@
 //!
 //! - **An event that cannot be executed** (its execution panicked, or it reads a state
 //!   record that is undecodable or fails its integrity check): the event is the poison,
-//!   so it alone is refused, recorded with its reason (`EXECUTION_FAILED`), counted and
-//!   logged, and the block goes on without it. Nothing an admitted event does can stop
+//!   so the block builder (`fapiao_chain::build`, the one the simulator runs too) leaves
+//!   it out, and it alone is refused, recorded with its reason (`EXECUTION_FAILED`),
+//!   counted and logged, and the block goes on without it. Nothing an admitted event does can stop
 //!   the producer.
 //! - **Storage that cannot be used now** (an IO error, a full disk, a damaged state
 //!   tree): no event is at fault, so none is refused. The events stay durable in the
@@ -13,11 +14,13 @@
 //!   metrics, and tries again; reads and verification go on meanwhile.
 
 use crate::Shared;
-use fapiao_core::block::{entries_root, AttestationBody};
-use fapiao_core::{Block, BlockHash, Certificate, Entry, Event, EventId, Hash32, HeaderBody, Timestamp};
-use fapiao_domain::state::ExecError;
-use fapiao_domain::{execute, BlockContext, ChainContext, Overlay, Rejection};
-use fapiao_store::{BlockCommit, ChainView, PreparedState, RejectedInfo, StoreError};
+use fapiao_chain::build::{build_block, next_block, panic_text, Refusal};
+use fapiao_chain::StoredHead;
+use fapiao_core::block::AttestationBody;
+use fapiao_core::sig::Cores;
+use fapiao_core::{Block, Certificate, Event, EventId, Timestamp};
+use fapiao_domain::ChainContext;
+use fapiao_store::{BlockCommit, PreparedState, RejectedInfo, StoreError};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -59,9 +62,7 @@ enum Next {
 /// A block handed to the writer and not yet known to be stored: the next block is
 /// built on it (its state laid over the stored one, see `Store::state_after`).
 struct InFlight {
-    height: u64,
-    hash: BlockHash,
-    timestamp: Timestamp,
+    head: StoredHead,
     state: Arc<PreparedState>,
     /// Its pending events, which the next block must not take again.
     seqs: HashSet<u64>,
@@ -167,9 +168,11 @@ fn pipeline(
                         }
                         (Ok(()), Ok(Outcome::Block(ready))) => {
                             in_flight = Some(InFlight {
-                                height: ready.block.header.body.height,
-                                hash: ready.block.header.hash(),
-                                timestamp: ready.block.header.body.timestamp,
+                                head: StoredHead {
+                                    height: ready.block.header.body.height,
+                                    hash: ready.block.header.hash(),
+                                    timestamp: ready.block.header.body.timestamp,
+                                },
                                 state: ready.state.clone(),
                                 seqs: ready.seqs.iter().copied().collect(),
                             });
@@ -270,105 +273,6 @@ fn next(shared: &Shared, in_flight: Option<&InFlight>, written: &std::sync::mpsc
     Next::Batch(batch)
 }
 
-/// How executing one event ended.
-pub(crate) enum Guarded {
-    /// Accepted, with its derived events.
-    Accepted(Vec<fapiao_core::Derived>),
-    /// Refused by a ledger rule.
-    Rejected(Rejection),
-    /// Could not be executed: the event is refused with this reason.
-    Poison(String),
-}
-
-/// Executes one event, turning a panic or a damaged record it reads into
-/// [`Guarded::Poison`]; a storage failure that is not the event's (IO) is returned.
-pub(crate) fn execute_guarded<S>(
-    exec: impl FnOnce(&mut Overlay<'_, S>) -> Result<Result<Vec<fapiao_core::Derived>, Rejection>, ExecError<StoreError>>,
-    overlay: &mut Overlay<'_, S>,
-) -> Result<Guarded, StoreError>
-where
-    S: fapiao_domain::StateRead<Error = StoreError>,
-{
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec(&mut *overlay)));
-    match outcome {
-        Ok(Ok(Ok(derived))) => Ok(Guarded::Accepted(derived)),
-        Ok(Ok(Err(r))) => Ok(Guarded::Rejected(r)),
-        Ok(Err(ExecError::Corrupt(key))) => Ok(Guarded::Poison(format!(
-            "state record {key:?} has the wrong type for its key"
-        ))),
-        Ok(Err(ExecError::Read(e))) if e.is_damage() => Ok(Guarded::Poison(e.to_string())),
-        Ok(Err(ExecError::Read(e))) => Err(e),
-        Err(panic) => {
-            // `execute` did not get to drop the event's writes: drop them here.
-            overlay.discard_event();
-            Ok(Guarded::Poison(format!("execution panicked: {}", panic_text(&*panic))))
-        }
-    }
-}
-
-/// The block's contents after guarded execution.
-struct Built {
-    entries: Vec<Entry>,
-    writes: std::collections::BTreeMap<fapiao_domain::StateKey, fapiao_domain::StateValue>,
-    /// Events left out, with why (rule rejections and poison).
-    refused: Vec<(EventId, RejectedInfo)>,
-    rejected_by_rule: u64,
-    poisoned: u64,
-}
-
-fn execute_all(
-    ctx: &ChainContext<'_>,
-    bc: &BlockContext,
-    view: &ChainView<'_>,
-    events: &[Event],
-) -> Result<Built, StoreError> {
-    let mut overlay = Overlay::new(view);
-    let mut built = Built {
-        entries: Vec::with_capacity(events.len() * 2),
-        writes: Default::default(),
-        refused: Vec::new(),
-        rejected_by_rule: 0,
-        poisoned: 0,
-    };
-    let refused = |id, code: &str, message: String, field| {
-        (
-            id,
-            RejectedInfo {
-                code: code.to_string(),
-                message,
-                field,
-                at: bc.timestamp,
-            },
-        )
-    };
-    for e in events {
-        match execute_guarded(|o| execute(ctx, bc, o, e), &mut overlay)? {
-            Guarded::Accepted(derived) => {
-                built.entries.push(Entry::Event(e.clone()));
-                built.entries.extend(derived.into_iter().map(Entry::Derived));
-            }
-            Guarded::Rejected(r) => {
-                built.rejected_by_rule += 1;
-                built
-                    .refused
-                    .push(refused(e.id(), r.code().as_str(), r.to_string(), r.field()));
-            }
-            Guarded::Poison(why) => {
-                built.poisoned += 1;
-                tracing::error!(event = %e.id(), reason = %why, "event refused: it cannot be executed");
-                built.refused.push(refused(
-                    e.id(),
-                    EXECUTION_FAILED,
-                    format!("the node could not execute this event: {why}; it is refused and recorded, the node goes on (see OPERATIONS.md, refused poison event)"),
-                    None,
-                ));
-            }
-        }
-    }
-    built.writes = overlay.into_writes();
-    Ok(built)
-}
-
 /// Why a block could not be produced now; no event is at fault.
 #[derive(Debug, thiserror::Error)]
 enum Stall {
@@ -378,15 +282,6 @@ enum Stall {
     /// Free disk is below half the reserve.
     #[error("free disk ({0} bytes) is below half the reserve")]
     DiskLow(u64),
-}
-
-/// A panic's message.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
 }
 
 /// A batch after execution.
@@ -412,23 +307,24 @@ struct Ready {
     started: Instant,
 }
 
-/// Executes `batch` (in admission order) on the state after `on` (the block in flight)
-/// or the stored head, and signs the block. An `Err` is a storage failure: nothing was
-/// built and every event of the batch is still pending.
-// Long: one block from its batch: execute each event under its guard, prepare the state root, sign and attest; every
-// step works on the block being built.
+/// Builds a block from `batch` (in admission order) on the state after `on` (the block
+/// in flight) or the stored head, with the chain's one block builder
+/// (`fapiao_chain::build_block`, which the simulator runs too), and self-attests it. An
+/// `Err` is a storage failure: nothing was built and every event of the batch is still
+/// pending.
 fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFlight>) -> Result<Outcome, StoreError> {
     let started = Instant::now();
     let store = &shared.store;
     let chain = shared.chain;
-    let (height, parent, last_time) = match on {
-        Some(f) => (f.height + 1, f.hash, f.timestamp.0),
-        None => match store.head(chain)? {
-            Some(h) => (h.height + 1, h.hash, h.timestamp.0),
-            None => (1, BlockHash(Hash32::ZERO), 0),
-        },
+    let tip = match on {
+        Some(f) => Some(f.head),
+        None => store.head(chain)?.map(|h| StoredHead {
+            height: h.height,
+            hash: h.hash,
+            timestamp: h.timestamp,
+        }),
     };
-    let timestamp = Timestamp(now_ms().saturating_add(shared.config.clock_offset_ms).max(last_time));
+    let now = Timestamp(now_ms().saturating_add(shared.config.clock_offset_ms));
     let seqs: Vec<u64> = batch.iter().map(|(s, _, _)| *s).collect();
     // No event here is already in a block: a block commit removes its pending events
     // in the same atomic write, admission dedupes against committed events first, and
@@ -438,37 +334,21 @@ fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFligh
         Some(c) => c,
         None => unreachable!("the engine starts only for a merchant of genesis"),
     };
-    let bc = BlockContext { height, timestamp };
     // One view for executing and for the tree update: the update walks the tree pages
     // the reads' checks already fetched.
     let view = match on {
         Some(f) => store.state_after(chain, f.state.clone()),
         None => store.state(chain),
     };
-    let built = execute_all(&ctx, &bc, &view, &events)?;
-    let m = &shared.metrics;
-    m.events_rejected_execution
-        .fetch_add(built.rejected_by_rule, Ordering::Relaxed);
-    m.events_execution_failed.fetch_add(built.poisoned, Ordering::Relaxed);
-    if built.entries.is_empty() {
-        return Ok(Outcome::Nothing {
-            seqs,
-            refused: built.refused,
-        });
-    }
-    let prepared = view.prepare(built.writes)?;
-    let body = HeaderBody {
-        network: shared.network,
-        chain,
-        height,
-        parent,
-        timestamp,
-        events_root: entries_root(&built.entries),
-        event_count: built.entries.len() as u32,
-        state_root: prepared.root,
+    let built = build_block(&ctx, &shared.key, tip.as_ref(), now, &view, &events, Cores::All)
+        .map_err(|e| StoreError::from_read(e, chain))?;
+    let at = next_block(tip.as_ref(), now).0.timestamp;
+    let refused = refusals(&events, built.refused, at, &shared.metrics);
+    let Some((block, change)) = built.block else {
+        return Ok(Outcome::Nothing { seqs, refused });
     };
-    let header = body.sign(&shared.key);
-    let hash = header.hash();
+    let hash = block.header.hash();
+    let height = block.header.body.height;
     // A witness owner attests its own block; with a quorum of one that is a certificate.
     let attestation = AttestationBody {
         network: shared.network,
@@ -483,19 +363,54 @@ fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFligh
     } else {
         None
     };
-    let inputs = events.len() - built.refused.len();
+    let inputs = events.len() - refused.len();
     Ok(Outcome::Block(Box::new(Ready {
-        block: Block {
-            header,
-            entries: built.entries,
-        },
-        state: Arc::new(prepared),
+        block,
+        state: Arc::new(PreparedState::new(chain, change)),
         seqs,
-        refused: built.refused,
+        refused,
         certificate,
         inputs,
         started,
     })))
+}
+
+/// The events the builder left out, as the pending table records them (code, message,
+/// field, block time), counted and, for poison, logged.
+fn refusals(
+    events: &[Event],
+    refused: Vec<(usize, Refusal)>,
+    at: Timestamp,
+    m: &crate::metrics::Metrics,
+) -> Vec<(EventId, RejectedInfo)> {
+    refused
+        .into_iter()
+        .map(|(i, why)| {
+            let id = events[i].id();
+            let info = match why {
+                Refusal::Rule(r) => {
+                    m.events_rejected_execution.fetch_add(1, Ordering::Relaxed);
+                    RejectedInfo {
+                        code: r.code().as_str().to_string(),
+                        message: r.to_string(),
+                        field: r.field(),
+                        at,
+                    }
+                }
+                Refusal::Poison(why) => {
+                    m.events_execution_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(event = %id, reason = %why, "event refused: it cannot be executed");
+                    RejectedInfo {
+                        code: EXECUTION_FAILED.to_string(),
+                        message: format!("the node could not execute this event: {why}; it is refused and recorded, the node goes on (see OPERATIONS.md, refused poison event)"),
+                        field: None,
+                        at,
+                    }
+                }
+            };
+            (id, info)
+        })
+        .collect()
 }
 
 /// Writes a block (on the writer thread), then tells the rest of the node: its hook
@@ -558,95 +473,4 @@ fn leave_pending(shared: &Shared, seqs: &[u64]) {
         pending.oldest = Some(Instant::now());
     }
     shared.metrics.pending.store(pending.len() as u64, Ordering::Relaxed);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fapiao_domain::{StateKey, StateValue};
-
-    /// A state over memory whose reads fail the way the store's do.
-    struct Faulty(Option<StoreError>);
-
-    impl fapiao_domain::StateRead for Faulty {
-        type Error = StoreError;
-        fn get(&self, _: &StateKey) -> Result<Option<StateValue>, StoreError> {
-            match &self.0 {
-                None => Ok(None),
-                Some(StoreError::Rocks(m)) => Err(StoreError::Rocks(m.clone())),
-                Some(StoreError::Tampered { chain, key, detail }) => Err(StoreError::Tampered {
-                    chain: *chain,
-                    key: key.clone(),
-                    detail: detail.clone(),
-                }),
-                Some(other) => panic!("not used here: {other}"),
-            }
-        }
-    }
-
-    fn check(
-        base: Faulty,
-        exec: impl FnOnce(
-            &mut Overlay<'_, Faulty>,
-        ) -> Result<Result<Vec<fapiao_core::Derived>, Rejection>, ExecError<StoreError>>,
-        expected: &str,
-    ) {
-        let mut overlay = Overlay::new(&base);
-        let got = match execute_guarded(exec, &mut overlay) {
-            Ok(Guarded::Accepted(_)) => "accepted".to_string(),
-            Ok(Guarded::Rejected(r)) => format!("rejected {}", r.code()),
-            Ok(Guarded::Poison(why)) => format!("poison: {why}"),
-            Err(e) => format!("storage: {e}"),
-        };
-        assert!(got.starts_with(expected), "got {got:?}, expected {expected:?}");
-        // Nothing of a failed event survives into the block.
-        if !got.starts_with("accepted") {
-            assert!(overlay.into_writes().is_empty());
-        }
-    }
-
-    #[test]
-    fn a_panic_or_a_damaged_record_is_the_events_fault_an_io_error_is_not() {
-        let chain = fapiao_core::MemberCode::new(110_001).unwrap();
-        let write_then = |then: &'static str| {
-            move |o: &mut Overlay<'_, Faulty>| {
-                // A read first, as an event half-way through its execution.
-                o.get(&StateKey::Meta)?;
-                match then {
-                    "panic" => panic!("arithmetic overflow"),
-                    _ => Ok(Ok(vec![])),
-                }
-            }
-        };
-        check(Faulty(None), write_then("ok"), "accepted");
-        check(
-            Faulty(None),
-            write_then("panic"),
-            "poison: execution panicked: arithmetic overflow",
-        );
-        check(
-            Faulty(None),
-            |_| Err(ExecError::Corrupt(StateKey::Meta)),
-            "poison: state record Meta has the wrong type",
-        );
-        check(
-            Faulty(Some(StoreError::Tampered {
-                chain,
-                key: "Payment(\"S1\")".into(),
-                detail: "its hash is not the state tree's leaf".into(),
-            })),
-            write_then("ok"),
-            "poison: chain 110001: state record Payment(\"S1\")",
-        );
-        check(
-            Faulty(Some(StoreError::Rocks("No space left on device".into()))),
-            write_then("ok"),
-            "storage:",
-        );
-        check(
-            Faulty(None),
-            |_| Ok(Err(Rejection::Overflow("x"))),
-            "rejected AMOUNT_OVERFLOW",
-        );
-    }
 }

@@ -115,6 +115,16 @@ impl StoreError {
         }
     }
 
+    /// A failure of reading `chain`'s state during a block's execution or tree update
+    /// (`fapiao_chain::ReadError`): the store's own error where there is one (an IO
+    /// failure is not damage), damage to a record or to the tree otherwise.
+    pub fn from_read(e: fapiao_chain::ReadError<StoreError>, chain: fapiao_core::MemberCode) -> Self {
+        match e {
+            fapiao_chain::ReadError::State(e) => StoreError::from_exec(e, Some(chain)),
+            fapiao_chain::ReadError::Tree(e) => store::tree_err(chain, e),
+        }
+    }
+
     fn rocks(e: rocksdb::Error) -> Self {
         StoreError::Rocks(e.to_string())
     }

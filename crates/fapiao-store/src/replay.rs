@@ -2,14 +2,14 @@
 //! events root, signature, certificate and state root, and re-executing every block
 //! (the derived events must come out identical).
 
-use crate::{BlockCommit, Store, StoreError};
+use crate::{BlockCommit, PreparedState, Store, StoreError};
+use fapiao_chain::validate::{self, Invalid, Signatures};
 use fapiao_core::event::{DerivedKind, EventKind};
-use fapiao_core::sig::{self, BatchItem};
-use fapiao_core::{Block, BlockHash, Entry, Event, Genesis, Hash32, MemberCode};
+use fapiao_core::sig::Cores;
+use fapiao_core::{Block, BlockHash, Entry, Genesis, Hash32, MemberCode};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, StateKey, StateValue};
-use fapiao_domain::{execute_block, BlockContext, ChainContext};
-use rayon::prelude::*;
+use fapiao_domain::ChainContext;
 use std::collections::BTreeMap;
 
 /// What to check beyond the always-on checks.
@@ -140,7 +140,7 @@ pub fn replay(
                 detail,
             });
         };
-        let Some(ctx) = ChainContext::new(genesis, chain) else {
+        if ChainContext::new(genesis, chain).is_none() {
             anomaly(
                 0,
                 "unknown_chain",
@@ -148,7 +148,7 @@ pub fn replay(
             );
             report.anomalies.extend(found);
             continue;
-        };
+        }
         let mut parent = BlockHash(Hash32::ZERO);
         let mut last_time = None;
         let mut height = 0;
@@ -186,56 +186,31 @@ pub fn replay(
                 anomaly(h, "timestamp", "block time goes back".into());
             }
             last_time = Some(hb.timestamp);
-            if block.check_entries().is_err() {
-                anomaly(h, "events_root", "entries do not match the events root or count".into());
-                break;
-            }
-            let inputs: Vec<Event> = block
-                .entries
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Event(ev) => Some(ev.clone()),
-                    Entry::Derived(_) => None,
-                })
-                .collect();
+            let inputs = validate::inputs(&block);
             if options.verify_signatures {
-                let bad = verify_events(&inputs);
+                // Every bad one is named; re-execution below then takes them as checked.
+                let bad = validate::bad_event_signatures(&inputs, Cores::All);
                 report.counts.signatures_verified += inputs.len() as u64;
                 for (i, err) in bad {
                     anomaly(h, "event_signature", format!("event {} ({}): {err}", inputs[i].id(), i));
                 }
             }
-            let bc = BlockContext {
-                height: h,
-                timestamp: hb.timestamp,
-            };
+            // The witnesses' re-execution, over the view the tree update then reuses.
             let view = target.state_trusted(chain);
-            let executed = match execute_block(&ctx, &bc, &view, &inputs) {
-                Ok(x) => x,
-                Err(e) => return Err(StoreError::from_exec(e, Some(chain))),
+            let change = match validate::reexecute(genesis, &block, &view, Signatures::Checked, Cores::All) {
+                Ok(Ok(change)) => change,
+                Ok(Err(invalid)) => {
+                    let kind = match invalid {
+                        Invalid::StateRoot { .. } => "state_root",
+                        Invalid::Block(_) => "events_root",
+                        _ => "re_execution",
+                    };
+                    anomaly(h, kind, invalid.to_string());
+                    break;
+                }
+                Err(e) => return Err(StoreError::from_read(e, chain)),
             };
-            if !executed.rejected.is_empty() || executed.entries != block.entries {
-                anomaly(
-                    h,
-                    "re_execution",
-                    format!(
-                        "re-executing the block gives different entries ({} rejected, {} vs {} entries)",
-                        executed.rejected.len(),
-                        executed.entries.len(),
-                        block.entries.len()
-                    ),
-                );
-                break;
-            }
-            let prepared = view.prepare(executed.writes)?;
-            if prepared.root != hb.state_root {
-                anomaly(
-                    h,
-                    "state_root",
-                    format!("replayed root {} is not the header's {}", prepared.root, hb.state_root),
-                );
-                break;
-            }
+            let prepared = PreparedState::new(chain, change);
             let cert = source.certificate(chain, h)?;
             let cert = match cert {
                 Some(c) if c.block == block.header.hash() && c.height == h && c.chain == chain => {
@@ -467,31 +442,6 @@ pub fn chain_heights(store: &Store, genesis: &Genesis) -> Result<Vec<(MemberCode
         }
     }
     Ok(out)
-}
-
-/// Verifies event signatures in batches of 64 across all cores; returns the bad ones.
-fn verify_events(events: &[Event]) -> Vec<(usize, sig::SigError)> {
-    let ids: Vec<Hash32> = events.iter().map(|e| e.id().0).collect();
-    let chunks: Vec<(usize, usize)> = (0..events.len())
-        .step_by(64)
-        .map(|s| (s, (s + 64).min(events.len())))
-        .collect();
-    chunks
-        .par_iter()
-        .flat_map(|&(s, e)| {
-            let items: Vec<BatchItem<'_>> = (s..e)
-                .map(|i| BatchItem {
-                    key: &events[i].body.author,
-                    digest: &ids[i],
-                    signature: &events[i].signature,
-                })
-                .collect();
-            match sig::verify_batch(&items) {
-                Ok(()) => Vec::new(),
-                Err(err) => err.bad.into_iter().map(|(i, e)| (s + i, e)).collect(),
-            }
-        })
-        .collect()
 }
 
 fn count(c: &mut Counts, block: &Block) {

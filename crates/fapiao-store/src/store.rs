@@ -3,7 +3,9 @@
 use crate::pages::{self, Page};
 use crate::tables::{self, *};
 use crate::StoreError;
+use fapiao_chain::StateChange;
 use fapiao_core::event::{DerivedKind, EventKind};
+use fapiao_core::sig::Cores;
 use fapiao_core::smt::{self, Node, NodeKey, NodeStore};
 use fapiao_core::{
     codec, Block, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, InvoiceNumber,
@@ -74,6 +76,18 @@ pub struct PreparedState {
     pub tree: BTreeMap<NodeKey, Option<Node>>,
     /// The state root after the block.
     pub root: Hash32,
+}
+
+impl PreparedState {
+    /// `chain`'s state change (from the block builder or a re-execution), to commit.
+    pub fn new(chain: MemberCode, change: StateChange) -> PreparedState {
+        PreparedState {
+            chain,
+            writes: change.writes,
+            tree: change.tree,
+            root: change.root,
+        }
+    }
 }
 
 /// Everything one block commit writes, atomically.
@@ -857,7 +871,7 @@ fn wal_being_recovered(path: &Path) -> Option<String> {
     Some(format!("{number:06}.log"))
 }
 
-fn tree_err(chain: MemberCode, e: smt::TreeError<StoreError>) -> StoreError {
+pub(crate) fn tree_err(chain: MemberCode, e: smt::TreeError<StoreError>) -> StoreError {
     match e {
         smt::TreeError::Read(e) => e,
         smt::TreeError::Corrupt(depth) => StoreError::Inconsistent {
@@ -897,13 +911,8 @@ impl ChainView<'_> {
     /// Computes the tree changes and new root for a block's state writes, over the
     /// nodes this view has already read.
     pub fn prepare(&self, writes: BTreeMap<StateKey, StateValue>) -> Result<PreparedState, StoreError> {
-        let (tree, root) = fapiao_core::state::tree_update(self, &writes).map_err(|e| tree_err(self.chain, e))?;
-        Ok(PreparedState {
-            chain: self.chain,
-            writes,
-            tree,
-            root,
-        })
+        let change = StateChange::of(self, writes, Cores::All).map_err(|e| tree_err(self.chain, e))?;
+        Ok(PreparedState::new(self.chain, change))
     }
 
     /// The state root the snapshot's head commits to (empty for a chain with no head).
@@ -1073,6 +1082,9 @@ impl ChainView<'_> {
 
 impl StateRead for ChainView<'_> {
     type Error = StoreError;
+    fn is_damage(error: &StoreError) -> bool {
+        error.is_damage()
+    }
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
         if let Some(written) = self.after.as_ref().and_then(|a| a.writes.get(key)) {
             return Ok(Some(written.clone()));

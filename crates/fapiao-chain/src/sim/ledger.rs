@@ -2,15 +2,16 @@
 //! ([`MemLedger`]): the [`Ledger`] its replica writes through, which survives a simulated
 //! crash.
 
+use crate::build::{build_block, Refusal};
 use crate::disk::ChainRead;
 use crate::replica::{Ledger, Persisted, StoredHead};
-use crate::validate::{reexecute, Invalid};
-use fapiao_core::block::entries_root;
+use crate::validate::{reexecute, Invalid, Signatures, StateChange};
+use fapiao_core::sig::Cores;
 use fapiao_core::smt::{self, MemNodes, Node, NodeKey, NodeStore};
 use fapiao_core::{
-    Block, BlockHash, Certificate, Equivocation, Genesis, Hash32, Header, HeaderBody, MemberCode, SecretKey, Timestamp,
+    Block, BlockHash, Certificate, Equivocation, Genesis, Hash32, Header, MemberCode, SecretKey, Timestamp,
 };
-use fapiao_domain::{execute_block, BlockContext, ChainContext, MemState, StateKey, StateRead, StateValue};
+use fapiao_domain::{ChainContext, MemState, StateKey, StateRead, StateValue};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
@@ -43,8 +44,7 @@ pub struct MemChain {
 /// A block built on top of a [`MemChain`], with what storing it writes.
 pub(super) struct Built {
     pub(super) block: Block,
-    writes: BTreeMap<StateKey, StateValue>,
-    tree: BTreeMap<NodeKey, Option<Node>>,
+    change: StateChange,
 }
 
 impl StateRead for MemChain {
@@ -82,7 +82,9 @@ impl MemChain {
             .map(|b| b.block)
     }
 
-    /// [`MemChain::build_next`], keeping what storing the block writes.
+    /// [`MemChain::build_next`], keeping what storing the block writes: the node's block
+    /// builder over memory. An event that the builder refuses as poison (its execution
+    /// panicked) is a violation here: the workload's events must all be executable.
     pub(super) fn execute_next(
         &self,
         genesis: &Genesis,
@@ -91,44 +93,21 @@ impl MemChain {
         timestamp: Timestamp,
         events: &[fapiao_core::Event],
     ) -> Option<Built> {
-        let (height, parent, last) = match self.blocks.last() {
-            Some(b) => (b.header.body.height + 1, b.header.hash(), b.header.body.timestamp.0),
-            None => (1, BlockHash(Hash32::ZERO), 0),
-        };
-        let timestamp = Timestamp(timestamp.0.max(last));
         let ctx = ChainContext::new(genesis, chain)?;
-        let bc = BlockContext { height, timestamp };
-        let ex = match execute_block(&ctx, &bc, self, events) {
-            Ok(x) => x,
-            Err(e) => match e {
-                fapiao_domain::state::ExecError::Read(e) => match e {},
-                fapiao_domain::state::ExecError::Corrupt(k) => panic!("in-memory state corrupt at {k:?}"),
-            },
+        let on = self.blocks.last().map(|b| StoredHead {
+            height: b.header.body.height,
+            hash: b.header.hash(),
+            timestamp: b.header.body.timestamp,
+        });
+        let built = match build_block(&ctx, key, on.as_ref(), timestamp, self, events, Cores::One) {
+            Ok(b) => b,
+            Err(e) => unreachable_read(e),
         };
-        if ex.entries.is_empty() {
-            return None;
+        if let Some((i, Refusal::Poison(why))) = built.refused.iter().find(|(_, r)| matches!(r, Refusal::Poison(_))) {
+            panic!("simulated event {} could not be executed: {why}", events[*i].id());
         }
-        let (tree, root) =
-            fapiao_core::state::tree_update(self, &ex.writes).unwrap_or_else(|e| panic!("in-memory tree: {e}"));
-        let header = HeaderBody {
-            network: genesis.network_id(),
-            chain,
-            height,
-            parent,
-            timestamp,
-            events_root: entries_root(&ex.entries),
-            event_count: ex.entries.len() as u32,
-            state_root: root,
-        }
-        .sign(key);
-        Some(Built {
-            block: Block {
-                header,
-                entries: ex.entries,
-            },
-            writes: ex.writes,
-            tree,
-        })
+        let (block, change) = built.block?;
+        Some(Built { block, change })
     }
 
     /// Stores the owner's own block as it executed it, without re-executing it: a
@@ -139,8 +118,8 @@ impl MemChain {
             self.blocks.len() as u64 + 1,
             "an own block extends the head"
         );
-        self.state.apply(built.writes);
-        self.nodes.apply(built.tree);
+        self.state.apply(built.change.writes);
+        self.nodes.apply(built.change.tree);
         self.blocks.push(built.block.clone());
         self.roots.push(self.root());
         built.block
@@ -148,7 +127,7 @@ impl MemChain {
 
     /// Re-executes `block` as the next block and stores it.
     pub fn apply(&mut self, genesis: &Genesis, block: &Block) -> Result<(), Invalid> {
-        let done = match reexecute(genesis, block, self) {
+        let done = match reexecute(genesis, block, self, Signatures::Verify, Cores::One) {
             Ok(x) => x?,
             Err(e) => unreachable_read(e),
         };
