@@ -11,8 +11,10 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// The block cache of each store a replay opens, and the write buffers of the one it
-/// writes, in bytes.
-const REPLAY_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// writes, in bytes: with replay's comparison walking the state a page of records at a
+/// time, these caches and buffers are most of what replay holds, whatever the ledger's
+/// length (BENCHMARKS.md, replay memory).
+const REPLAY_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Finds the ledger directory and genesis of a node data directory (one holding
 /// `node.toml`, as `fapiao dev` makes) or of explicit paths.

@@ -379,6 +379,8 @@ fn compare_derived(
         let view = live.state(chain);
         let mut start = None;
         loop {
+            // Memory stays flat: the tree pages of one page of records at a time.
+            view.forget_pages();
             let page = view.scan_raw(&[], start.as_ref(), STATE_PAGE_ROWS)?;
             let Some(last) = page.last() else { break };
             start = Some(last.0.clone());

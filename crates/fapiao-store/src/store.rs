@@ -109,10 +109,30 @@ pub struct BlockCommit<'a> {
 /// Attempts of a read-only open that raced the node's compaction (see [`Store::open`]).
 const READ_ONLY_OPEN_ATTEMPTS: u32 = 8;
 
-fn cf_options() -> Options {
+/// One column family's options. With `table` (the store's block cache and filters),
+/// every family shares that one cache; without it RocksDB gives each family a block
+/// cache of its own and no bloom filter, so memory would grow with the number of
+/// families and lookups of absent keys would read data blocks.
+fn cf_options(table: Option<&BlockBasedOptions>) -> Options {
     let mut o = Options::default();
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    if let Some(t) = table {
+        o.set_block_based_table_factory(t);
+    }
     o
+}
+
+/// The block-based table options every column family of one store shares: one LRU block
+/// cache of `cache_bytes`, bloom filters, and the index and filter blocks kept in that
+/// cache (charged to it, so a large ledger's table files cannot grow memory without
+/// bound), with level 0's pinned there since every read consults them.
+fn table_options(cache_bytes: usize) -> BlockBasedOptions {
+    let mut t = BlockBasedOptions::default();
+    t.set_block_cache(&Cache::new_lru_cache(cache_bytes));
+    t.set_bloom_filter(10.0, false);
+    t.set_cache_index_and_filter_blocks(true);
+    t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    t
 }
 
 impl Store {
@@ -128,9 +148,7 @@ impl Store {
         // and was never acknowledged: drop it. Damage anywhere else in the log would
         // silently drop acknowledged writes after it, so it refuses the open instead.
         db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
-        let mut table_opts = BlockBasedOptions::default();
-        table_opts.set_block_cache(&Cache::new_lru_cache(options.block_cache_bytes));
-        table_opts.set_bloom_filter(10.0, false);
+        let table_opts = table_options(options.block_cache_bytes);
         db_opts.set_block_based_table_factory(&table_opts);
         db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         db_opts.set_db_write_buffer_size(options.memtable_bytes);
@@ -155,7 +173,7 @@ impl Store {
         } else {
             let cfs = tables::ALL
                 .iter()
-                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options()));
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(Some(&table_opts))));
             DB::open_cf_descriptors(&db_opts, path, cfs)
         }
         .map_err(|e| open_error(path, e))?;
@@ -189,11 +207,11 @@ impl Store {
             db_opts.set_paranoid_checks(false);
             let cfs = tables::ALL
                 .iter()
-                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options()));
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(None)));
             let mut db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
             for name in tables::DERIVED.iter().chain([&tables::Heads::NAME]) {
                 db.drop_cf(name).map_err(StoreError::rocks)?;
-                db.create_cf(name, &cf_options()).map_err(StoreError::rocks)?;
+                db.create_cf(name, &cf_options(None)).map_err(StoreError::rocks)?;
             }
         }
         Store::open(
@@ -1007,6 +1025,14 @@ impl ChainView<'_> {
     /// state tree, as every read does: see [`Store::state`].
     pub fn check_record(&self, key: &StateKey, value: Option<&[u8]>) -> Result<(), StoreError> {
         self.check(key, value)
+    }
+
+    /// Forgets the tree pages this view has kept. A view that walks a whole chain's
+    /// state (replay's comparison) calls it between pages of records, so it keeps at
+    /// most one page of records' paths instead of the whole tree; the snapshot, and so
+    /// every answer, stays the same.
+    pub fn forget_pages(&self) {
+        self.pages.borrow_mut().clear();
     }
 
     /// Records of this chain whose canonical key starts with `prefix`, in key order,
