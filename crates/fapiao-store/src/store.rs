@@ -123,15 +123,14 @@ fn cf_options(table: Option<&BlockBasedOptions>) -> Options {
 }
 
 /// The block-based table options every column family of one store shares: one LRU block
-/// cache of `cache_bytes`, bloom filters, and the index and filter blocks kept in that
-/// cache (charged to it, so a large ledger's table files cannot grow memory without
-/// bound), with level 0's pinned there since every read consults them.
+/// cache of `cache_bytes` and bloom filters. Index and filter blocks stay with their
+/// table files, outside the cache: charged to a small cache they were evicted and read
+/// again on most lookups, which halved replay's rate on a million-event ledger
+/// (BENCHMARKS.md); held, they take about 1.5 bytes per key.
 fn table_options(cache_bytes: usize) -> BlockBasedOptions {
     let mut t = BlockBasedOptions::default();
     t.set_block_cache(&Cache::new_lru_cache(cache_bytes));
     t.set_bloom_filter(10.0, false);
-    t.set_cache_index_and_filter_blocks(true);
-    t.set_pin_l0_filter_and_index_blocks_in_cache(true);
     t
 }
 
