@@ -121,6 +121,8 @@ where
 /// A block built from a batch.
 #[derive(Debug)]
 pub struct Built {
+    /// The block time: the block's, and the time its refusals are recorded at.
+    pub timestamp: Timestamp,
     /// The signed block and what storing it writes; `None` when every event was refused.
     pub block: Option<(Block, StateChange)>,
     /// The events left out, by index in the batch, with why.
@@ -171,6 +173,7 @@ where
     let executed = execute_events(ctx, &bc, base, events).map_err(|e| ReadError::State(ExecError::Read(e)))?;
     if executed.entries.is_empty() {
         return Ok(Built {
+            timestamp: bc.timestamp,
             block: None,
             refused: executed.refused,
         });
@@ -188,6 +191,7 @@ where
     }
     .sign(key);
     Ok(Built {
+        timestamp: bc.timestamp,
         block: Some((
             Block {
                 header,

@@ -261,11 +261,12 @@ pub fn verify_batches(items: &[BatchItem<'_>], cores: Cores) -> Vec<(usize, SigE
         Ok(()) => Vec::new(),
         Err(e) => e.bad.into_iter().map(|(i, err)| (k * BATCH_ITEMS + i, err)).collect(),
     };
+    let in_turn = || items.chunks(BATCH_ITEMS).enumerate().flat_map(one).collect();
     match cores {
-        Cores::One => items.chunks(BATCH_ITEMS).enumerate().flat_map(one).collect(),
+        Cores::One => in_turn(),
         // One batch gains nothing from the pool.
         #[cfg(feature = "parallel")]
-        Cores::All if items.len() <= BATCH_ITEMS => items.chunks(BATCH_ITEMS).enumerate().flat_map(one).collect(),
+        Cores::All if items.len() <= BATCH_ITEMS => in_turn(),
         #[cfg(feature = "parallel")]
         Cores::All => {
             use rayon::prelude::*;

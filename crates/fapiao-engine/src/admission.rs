@@ -403,23 +403,23 @@ fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventI
         })
         .collect();
     // Signatures in batches on all cores; a failed batch names its bad members.
-    let ok: Vec<usize> = out
+    // Each decoded event's index in `out` beside its batch item, so a bad item names
+    // its event.
+    let (ok, items): (Vec<usize>, Vec<BatchItem<'_>>) = out
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.is_ok())
-        .map(|(i, _)| i)
-        .collect();
-    let items: Vec<BatchItem<'_>> = ok
-        .iter()
-        .filter_map(|&i| match &out[i] {
-            Ok((id, e)) => Some(BatchItem {
-                key: &e.body.author,
-                digest: &id.0,
-                signature: &e.signature,
-            }),
-            Err(_) => None,
+        .filter_map(|(i, r)| {
+            let (id, e) = r.as_ref().ok()?;
+            Some((
+                i,
+                BatchItem {
+                    key: &e.body.author,
+                    digest: &id.0,
+                    signature: &e.signature,
+                },
+            ))
         })
-        .collect();
+        .unzip();
     let bad: Vec<(usize, String)> = sig::verify_batches(&items, sig::Cores::All)
         .into_iter()
         .map(|(j, e)| (ok[j], e.to_string()))

@@ -14,7 +14,7 @@
 //!   metrics, and tries again; reads and verification go on meanwhile.
 
 use crate::Shared;
-use fapiao_chain::build::{build_block, next_block, panic_text, Refusal};
+use fapiao_chain::build::{build_block, panic_text, Refusal};
 use fapiao_chain::StoredHead;
 use fapiao_core::block::AttestationBody;
 use fapiao_core::sig::Cores;
@@ -342,8 +342,7 @@ fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFligh
     };
     let built = build_block(&ctx, &shared.key, tip.as_ref(), now, &view, &events, Cores::All)
         .map_err(|e| StoreError::from_read(e, chain))?;
-    let at = next_block(tip.as_ref(), now).0.timestamp;
-    let refused = refusals(&events, built.refused, at, &shared.metrics);
+    let refused = refusals(&events, built.refused, built.timestamp, &shared.metrics);
     let Some((block, change)) = built.block else {
         return Ok(Outcome::Nothing { seqs, refused });
     };

@@ -186,9 +186,9 @@ pub fn replay(
                 anomaly(h, "timestamp", "block time goes back".into());
             }
             last_time = Some(hb.timestamp);
-            let inputs = validate::inputs(&block);
             if options.verify_signatures {
                 // Every bad one is named; re-execution below then takes them as checked.
+                let inputs = validate::inputs(&block);
                 let bad = validate::bad_event_signatures(&inputs, Cores::All);
                 report.counts.signatures_verified += inputs.len() as u64;
                 for (i, err) in bad {

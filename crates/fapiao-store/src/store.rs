@@ -64,29 +64,20 @@ pub struct Store {
     read_only: bool,
 }
 
-/// State writes and state tree changes for one block, prepared before the header is
-/// signed (the header carries the resulting root).
+/// One block's state change (records written, tree nodes changed, the root after it,
+/// from the block builder or a re-execution), for the chain it is committed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedState {
     /// The chain.
     pub chain: MemberCode,
-    /// State records written.
-    pub writes: BTreeMap<StateKey, StateValue>,
-    /// Tree nodes changed (`None` = deleted).
-    pub tree: BTreeMap<NodeKey, Option<Node>>,
-    /// The state root after the block.
-    pub root: Hash32,
+    /// The change.
+    pub change: StateChange,
 }
 
 impl PreparedState {
-    /// `chain`'s state change (from the block builder or a re-execution), to commit.
+    /// `chain`'s state change, to commit.
     pub fn new(chain: MemberCode, change: StateChange) -> PreparedState {
-        PreparedState {
-            chain,
-            writes: change.writes,
-            tree: change.tree,
-            root: change.root,
-        }
+        PreparedState { chain, change }
     }
 }
 
@@ -543,7 +534,7 @@ impl Store {
         assert_eq!(h.parent, expect_parent, "block parent must be the head");
         assert_eq!(c.state.chain, chain, "state prepared for another chain");
         assert_eq!(
-            c.state.root, h.state_root,
+            c.state.change.root, h.state_root,
             "header state root must be the prepared root"
         );
         if let Some(hd) = head {
@@ -593,7 +584,7 @@ impl Store {
         if let Some(old) = h.height.checked_sub(crate::STATE_VERSIONS_KEPT).filter(|o| *o > 0) {
             self.delete::<StateUndo>(&mut b, &(chain, old));
         }
-        for (k, v) in &c.state.writes {
+        for (k, v) in &c.state.change.writes {
             self.put::<State>(&mut b, &(chain, k.clone()), v);
         }
         for (k, page) in &pages {
@@ -645,7 +636,7 @@ impl Store {
                 .map(|r| r.map(|v| v.map(|p| p.to_vec())).map_err(StoreError::rocks))
                 .collect()
         };
-        let touched = pages::group(&state.tree);
+        let touched = pages::group(&state.change.tree);
         let tree_keys: Vec<Vec<u8>> = touched.keys().map(|k| Tree::key(&(chain, *k))).collect();
         let old_pages = read(Tree::NAME, tree_keys, true)?;
         let mut tree = Vec::with_capacity(touched.len());
@@ -662,10 +653,16 @@ impl Store {
             new_pages.push((*at, pages::apply(page, changes)));
             tree.push((*at, old));
         }
-        let record_keys = state.writes.keys().map(|k| State::key(&(chain, k.clone()))).collect();
+        let record_keys = state
+            .change
+            .writes
+            .keys()
+            .map(|k| State::key(&(chain, k.clone())))
+            .collect();
         let undo = Undo {
             tree,
             records: state
+                .change
                 .writes
                 .keys()
                 .cloned()
@@ -935,7 +932,7 @@ impl ChainView<'_> {
     /// The state root the snapshot's head commits to (empty for a chain with no head).
     fn head_root(&self) -> Result<Hash32, StoreError> {
         if let Some(after) = &self.after {
-            return Ok(after.root);
+            return Ok(after.change.root);
         }
         if let Some(r) = self.root.get() {
             return Ok(*r);
@@ -1111,7 +1108,7 @@ impl StateRead for ChainView<'_> {
         error.is_damage()
     }
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
-        if let Some(written) = self.after.as_ref().and_then(|a| a.writes.get(key)) {
+        if let Some(written) = self.after.as_ref().and_then(|a| a.change.writes.get(key)) {
             return Ok(Some(written.clone()));
         }
         let raw = self.raw::<State>(&(self.chain, key.clone()))?;
@@ -1196,7 +1193,7 @@ impl NodeStore for StateAt<'_> {
 impl NodeStore for ChainView<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
-        if let Some(changed) = self.after.as_ref().and_then(|a| a.tree.get(at)) {
+        if let Some(changed) = self.after.as_ref().and_then(|a| a.change.tree.get(at)) {
             return Ok(*changed);
         }
         let page = pages::page_of(at);
