@@ -88,7 +88,7 @@ fn a_wrong_check_code_reveals_nothing() {
     assert_eq!(status, 200, "{body}");
     // The JSON form is the same structure as the canonical bytes.
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], fapiao_proof::BUNDLE_VERSION);
     assert!(!v["bundle"]["number"].is_null(), "{body}");
     assert!(
         v["bundle"]["headers"].as_array().is_some_and(|h| !h.is_empty()),

@@ -158,7 +158,7 @@ impl Network {
     fn wait_bootstrapped(&self) {
         let start = Instant::now();
         for (i, n) in self.nodes.iter().enumerate() {
-            if self.genesis.merchant(self.chain(i)).is_none() {
+            if self.genesis.config().merchant(self.chain(i)).is_none() {
                 continue; // a witness that owns no chain records nothing
             }
             while n.client().status().unwrap().head_height == 0 {
@@ -208,7 +208,12 @@ impl Network {
     /// Node `i`'s member: the members that run nodes, in code order, are the nodes in
     /// order (merchants, then the tax office's node).
     fn chain(&self, i: usize) -> MemberCode {
-        let runs = self.genesis.members().iter().filter(|m| self.genesis.runs_node(m.code));
+        let runs = self
+            .genesis
+            .config()
+            .members()
+            .iter()
+            .filter(|m| self.genesis.config().runs_node(m.code));
         runs.map(|m| m.code).nth(i).expect("a member per node")
     }
 
@@ -250,7 +255,7 @@ impl Network {
     fn converged(&self, among: &[usize]) -> Result<(), String> {
         let mut heads: Vec<(u64, String, String)> = Vec::new();
         for c in 0..self.nodes.len() {
-            if self.genesis.merchant(self.chain(c)).is_none() {
+            if self.genesis.config().merchant(self.chain(c)).is_none() {
                 continue;
             }
             let chain = self.chain(c).to_string();
@@ -268,7 +273,7 @@ impl Network {
             };
             let mut seen: Option<(String, String)> = None;
             for &i in among {
-                if !self.genesis.may_read(self.chain(i), self.chain(c)) {
+                if !self.genesis.config().may_read(self.chain(i), self.chain(c)) {
                     continue;
                 }
                 let st = self.nodes[i].client().status().map_err(|e| e.to_string())?;
@@ -933,7 +938,7 @@ fn a_merchant_that_is_not_a_witness_cannot_obtain_another_merchants_data() {
     let mut net = Network::start_with(&["--nodes", "3", "--merchants", "1", "--tax-office-node"]);
     assert_eq!(net.nodes.len(), 5);
     let (merchant, witness, tax_office) = (3, 0, 4);
-    let roles = |i: usize| net.genesis.member(net.chain(i)).unwrap().roles.to_string();
+    let roles = |i: usize| net.genesis.config().member(net.chain(i)).unwrap().roles.to_string();
     assert_eq!(roles(merchant), "merchant");
     assert_eq!(roles(witness), "witness+merchant");
     assert_eq!(roles(tax_office), "witness+tax_office");
@@ -988,6 +993,7 @@ fn a_merchant_that_is_not_a_witness_cannot_obtain_another_merchants_data() {
         let p2p = fapiao_net::start(
             fapiao_net::NetConfig::new(vec![listen], 4 * 1024 * 1024),
             &net.genesis,
+            net.genesis.config(),
             me,
             &key,
         )
@@ -1149,4 +1155,260 @@ fn a_proof_is_served_while_the_newest_block_awaits_its_certificate() {
         .unwrap();
     let text = ok(o);
     assert!(text.starts_with("VALID") && text.contains("status    issued"), "{text}");
+}
+
+/// `fapiao --client PROFILE ARGS` in node `dir`, asserted to succeed; its output.
+fn cli_in(dir: &Path, args: &[&str]) -> String {
+    let profile = dir.join("client.toml");
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--client", profile.to_str().unwrap()]);
+    common::fapiao_ok(&all)
+}
+
+/// Waits until every node of `among` knows epoch `epoch`.
+fn wait_epoch(net: &Network, among: &[usize], epoch: u32) {
+    let start = Instant::now();
+    for &i in among {
+        while net.nodes[i].client().status().map_or(0, |s| s.epoch) < epoch {
+            assert!(
+                start.elapsed() < Duration::from_secs(CONVERGE_SECS),
+                "node {} never learned epoch {epoch}:\n{}",
+                i + 1,
+                net.nodes[i].log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Pays and requests an invoice on `node` (with its client profile) and returns
+/// (number, check code) once issued.
+fn issue_on(node: &Node, tag: &str) -> (String, String) {
+    let payment = format!("P{tag}");
+    let request = format!("R{tag}");
+    cli_in(
+        &node.dir,
+        &["pay", "--amount", "100.00", "--method", "wechat", "--id", &payment],
+    );
+    let mut args = invoice_request_args(&request, &payment);
+    args.extend_from_slice(&["--buyer-tax-id", "91110000600037341L"]);
+    let out = cli_in(&node.dir, &args);
+    assert!(out.contains("ISSUED"), "{out}");
+    let v = node.get(&format!("/v1/invoices?request_id={request}"));
+    let inv = &v.as_array().unwrap_or_else(|| panic!("{v}"))[0];
+    (
+        inv["number"].as_str().unwrap().to_string(),
+        inv["check_code"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Fetches the invoice's bundle from the node in `dir` and verifies it offline against
+/// the genesis file alone; the verifier's output.
+fn verified_offline(dir: &Path, genesis: &Path, number: &str, code: &str) -> String {
+    let file = dir.join(format!("{number}.bundle"));
+    cli_in(
+        dir,
+        &[
+            "proof",
+            "get",
+            number,
+            "--check-code",
+            code,
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+    common::fapiao_ok(&["verify", file.to_str().unwrap(), "--genesis", genesis.to_str().unwrap()])
+}
+
+/// Writes a node directory for a member the admin is about to add: a fresh key, the
+/// network's genesis file, node.toml on free ports and a client profile signing with the
+/// member key. Returns the directory and the member's peer address.
+fn new_member_dir(net: &Network, name: &str) -> (PathBuf, String) {
+    let dir = net.nodes[0].dir.parent().unwrap().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    common::fapiao_ok(&["keygen", "--out", dir.join("node.key").to_str().unwrap()]);
+    std::fs::copy(net.nodes[0].dir.join("genesis.toml"), dir.join("genesis.toml")).unwrap();
+    std::fs::write(dir.join("read.token"), "a-read-token-for-the-new-member\n").unwrap();
+    let (http, p2p) = (common::free_port(), common::free_port());
+    let address = format!("/ip4/127.0.0.1/tcp/{p2p}");
+    std::fs::write(
+        dir.join("node.toml"),
+        format!(
+            "data_dir = \".\"\ngenesis = \"genesis.toml\"\nmember_key = \"node.key\"\n\
+             http_listen = \"127.0.0.1:{http}\"\nread_token_file = \"read.token\"\n\n[p2p]\nlisten = \"{address}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("client.toml"),
+        format!(
+            "node_url = \"http://127.0.0.1:{http}\"\nread_token = \"a-read-token-for-the-new-member\"\n\
+             key = \"node.key\"\nmember_key = \"node.key\"\n"
+        ),
+    )
+    .unwrap();
+    (dir, address)
+}
+
+/// The consortium lives without a new genesis: a merchant joins a running network,
+/// produces, and its invoice verifies offline with the original genesis file; a
+/// member's key is rotated and its chain continues under the new key, certified; a
+/// member is removed, its chain closes, and its earlier invoice still verifies.
+#[test]
+fn members_join_rotate_keys_and_leave_by_epochs() {
+    let _serial = serial();
+    let mut net = Network::start_with(&["--nodes", "4", "--admin-node"]);
+    let admin = net.nodes[4].dir.clone();
+    let genesis_file = net.nodes[0].dir.join("genesis.toml");
+    let witnesses = [0, 1, 2, 3, 4];
+
+    // Joining: the admin adds a merchant; the new node imports the configuration and runs.
+    let (new_dir, address) = new_member_dir(&net, "joined");
+    let key_file = new_dir.join("node.key");
+    let out = cli_in(
+        &admin,
+        &[
+            "consortium",
+            "propose",
+            "add-member",
+            "--code",
+            "110005",
+            "--name",
+            "Joined Merchant",
+            "--roles",
+            "merchant",
+            "--key",
+            key_file.to_str().unwrap(),
+            "--address",
+            &address,
+        ],
+    );
+    assert!(out.contains("epoch 1: committed"), "{out}");
+    wait_epoch(&net, &witnesses, 1);
+    let export = new_dir.join("configuration.bin");
+    cli_in(
+        &net.nodes[0].dir,
+        &["consortium", "export", "--out", export.to_str().unwrap()],
+    );
+    let joined = common::fapiao_ok(&[
+        "node",
+        "join",
+        "--config",
+        new_dir.join("node.toml").to_str().unwrap(),
+        "--configuration",
+        export.to_str().unwrap(),
+    ]);
+    assert!(joined.contains("member 110005 of epoch 1"), "{joined}");
+    let mut newcomer = node_at(&new_dir);
+    newcomer.start();
+    let (number, code) = issue_on(&newcomer, "J1");
+    let v = verified_offline(&new_dir, &genesis_file, &number, &code);
+    assert!(v.starts_with("VALID") && v.contains("certified by a quorum"), "{v}");
+    // The witnesses hold the new chain, certified.
+    let chain_of = |i: usize| {
+        net.nodes[i]
+            .client()
+            .status()
+            .unwrap()
+            .chains
+            .into_iter()
+            .find(|c| c.chain == "110005")
+            .map_or(0, |c| c.certified)
+    };
+    let start = Instant::now();
+    while (0..4).any(|i| chain_of(i) < 2) {
+        assert!(
+            start.elapsed() < Duration::from_secs(CONVERGE_SECS),
+            "witnesses lack chain 110005"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Key rotation: member 110002's node stops, the admin rotates its key, and the node
+    // comes back with the new key after importing the newer configuration.
+    net.nodes[1].stop();
+    let node2 = net.nodes[1].dir.clone();
+    common::fapiao_ok(&["keygen", "--out", node2.join("new.key").to_str().unwrap()]);
+    let out = cli_in(
+        &admin,
+        &[
+            "consortium",
+            "propose",
+            "rotate-key",
+            "--member",
+            "110002",
+            "--key",
+            node2.join("new.key").to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("epoch 2: committed"), "{out}");
+    wait_epoch(&net, &[0, 2, 3, 4], 2);
+    std::fs::copy(node2.join("new.key"), node2.join("node.key")).unwrap();
+    // Started with the new key on a ledger that knows only epoch 1, the node refuses.
+    let refused = Command::new(bin())
+        .args(["node", "run", "--config", node2.join("node.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success() && common::out(&refused).contains("not a member of epoch 1"),
+        "{}",
+        common::out(&refused)
+    );
+    cli_in(
+        &net.nodes[0].dir,
+        &["consortium", "export", "--out", export.to_str().unwrap()],
+    );
+    common::fapiao_ok(&[
+        "node",
+        "join",
+        "--config",
+        node2.join("node.toml").to_str().unwrap(),
+        "--configuration",
+        export.to_str().unwrap(),
+    ]);
+    net.nodes[1].start();
+    let (number2, code2) = issue_on(&net.nodes[1], "K1");
+    let v = verified_offline(&node2, &genesis_file, &number2, &code2);
+    assert!(v.starts_with("VALID"), "{v}");
+    let head = net.nodes[1].client().status().unwrap().head_height;
+    let b = net.nodes[1].get(&format!("/v1/chains/110002/blocks/{head}"));
+    assert_eq!(
+        b["header"]["epoch"], 2,
+        "the block after the rotation is made in epoch 2: {b}"
+    );
+
+    // Leaving: member 110004 issues an invoice, then the admin removes it.
+    let (number4, code4) = issue_on(&net.nodes[3], "L1");
+    let out = cli_in(&admin, &["consortium", "propose", "remove-member", "--code", "110004"]);
+    assert!(out.contains("epoch 3: committed"), "{out}");
+    wait_epoch(&net, &[0, 1, 2, 3, 4], 3);
+    // Its node stops writing: the chain is closed.
+    let client_key = net.nodes[3].key("client.key");
+    let start = Instant::now();
+    loop {
+        let e = payment(
+            net.genesis.network_id(),
+            net.chain(3),
+            &client_key,
+            "after-leaving",
+            100,
+        );
+        match net.nodes[3].client().submit(&e) {
+            Err(fapiao_api::ClientError::Api { error, .. }) if error.code == "OWN_CHAIN_BEHIND" => break,
+            r => assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "a removed member still admits: {r:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Its earlier invoice still verifies, with a bundle from another member's node.
+    let v = verified_offline(&net.nodes[0].dir, &genesis_file, &number4, &code4);
+    assert!(v.starts_with("VALID"), "{v}");
+    let shown = cli_in(&net.nodes[0].dir, &["consortium", "history"]);
+    for change in ["add_member 110005", "rotate_key 110002", "remove_member 110004"] {
+        assert!(shown.contains(change), "{shown}");
+    }
+    drop(newcomer);
 }

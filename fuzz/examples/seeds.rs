@@ -330,6 +330,7 @@ fn main() {
     let attestation = AttestationBody {
         network: fixed().1,
         chain,
+        epoch: 0,
         height: block.header.body.height,
         block: block.header.hash(),
         witness: chain,

@@ -100,6 +100,7 @@ fn resign(b: &mut Bundle, at: usize, network: &NetworkId) {
     let body = AttestationBody {
         network: *network,
         chain: ch.header.body.chain,
+        epoch: 0,
         height: ch.header.body.height,
         block: ch.header.hash(),
         witness: code(MERCHANT),
@@ -108,6 +109,7 @@ fn resign(b: &mut Bundle, at: usize, network: &NetworkId) {
     ch.certificate = Certificate {
         network: *network,
         chain: ch.header.body.chain,
+        epoch: 0,
         height: ch.header.body.height,
         block: ch.header.hash(),
         signatures: vec![WitnessSignature {

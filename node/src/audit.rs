@@ -40,7 +40,8 @@ pub(crate) fn locate(data: &Path, genesis: Option<&Path>) -> Result<(PathBuf, Ge
 }
 
 fn total_blocks(store: &Store, genesis: &Genesis) -> Result<u64> {
-    Ok(fapiao_store::replay::chain_heights(store, genesis)?
+    let (epochs, _, _) = fapiao_chain::disk::epochs(store, genesis)?;
+    Ok(fapiao_store::replay::chain_heights(store, &epochs)?
         .iter()
         .map(|(_, h)| h)
         .sum())

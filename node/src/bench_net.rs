@@ -109,6 +109,7 @@ pub(crate) fn run(
         witnesses: N,
         merchants: 0,
         tax_office_node: false,
+        admin_node: false,
     };
     let dirs = dev::init_multi(data, topology, dev::DEV_FEE_BALANCE)?;
     let genesis = Genesis::from_toml(&std::fs::read_to_string(dirs[0].join("genesis.toml"))?)?;
@@ -117,7 +118,7 @@ pub(crate) fn run(
         .map(|d| keyfile::from_key_file(&std::fs::read_to_string(d.join("client.key"))?).map_err(anyhow::Error::from))
         .collect::<Result<_>>()?;
     let members = start(&dirs)?;
-    let chains: Vec<_> = genesis.members().iter().map(|m| m.code).collect();
+    let chains: Vec<_> = genesis.config().members().iter().map(|m| m.code).collect();
 
     // Phase 1: throughput.
     let signed: Vec<Vec<Event>> = (0..N)

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod buyer;
+mod consortium;
 mod fees;
 mod invoices;
 mod keys;
@@ -21,6 +22,7 @@ mod ledger;
 mod payments;
 mod reports;
 pub(crate) use buyer::{claim as claim_cmd, redform, ClaimCommand, RedformCommand};
+pub(crate) use consortium::{consortium, ConsortiumCommand};
 pub(crate) use fees::{fee, policy_set, quota, FeeCommand, QuotaCommand};
 pub(crate) use invoices::{invoice, InvoiceCommand};
 pub(crate) use keys::{key, KeyCommand};

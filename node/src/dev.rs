@@ -45,7 +45,7 @@ pub(crate) fn init_with(dir: &Path, port: Option<u16>, fee_balance: Fen) -> Resu
     let verifier = SecretKey::generate();
     let buyer = SecretKey::generate();
     let mut genesis_members = dev_members(&[(DEV_CHAIN, &member, None, true)], fee_balance);
-    genesis_members.extend(dev_others(&operator, &verifier, &buyer, None));
+    genesis_members.extend(dev_others(&operator, &verifier, &buyer, None, None));
     let genesis = dev_genesis_of(genesis_members)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     files::write_key_file(&dir.join("operator.key"), &operator, true)?;
@@ -76,6 +76,7 @@ fn dev_others(
     verifier: &SecretKey,
     buyer: &SecretKey,
     tax_office_node: Option<String>,
+    operator_node: Option<String>,
 ) -> Vec<Member> {
     let tax_office = match tax_office_node {
         Some(_) => Roles::of(&[Role::Witness, Role::TaxOffice]),
@@ -87,7 +88,7 @@ fn dev_others(
             "Dev Consortium Operator",
             Roles::of(&[Role::Operator]),
             operator,
-            None,
+            operator_node,
         ),
         (DEV_VERIFIER, "Dev Tax Office", tax_office, verifier, tax_office_node),
     ]
@@ -176,7 +177,7 @@ fn write_node(
     p2p_listen: Option<String>,
     with_operator_and_verifier: bool,
 ) -> Result<()> {
-    let merchant = MemberCode::new(code).is_some_and(|c| genesis.merchant(c).is_some());
+    let merchant = MemberCode::new(code).is_some_and(|c| genesis.config().merchant(c).is_some());
     let node_toml = dir.join("node.toml");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let client = SecretKey::generate();
@@ -294,6 +295,8 @@ pub(crate) struct Topology {
     pub merchants: usize,
     /// The tax office witnesses too, on its own node.
     pub tax_office_node: bool,
+    /// The operator owns the admin chain and runs its node, last.
+    pub admin_node: bool,
 }
 
 /// Creates a local network of the topology's merchants, plus the dev operator and tax
@@ -302,7 +305,7 @@ pub(crate) struct Topology {
 /// changes and claims work from any of them. Returns each node's directory.
 pub(crate) fn init_multi(dir: &Path, topology: Topology, fee_balance: Fen) -> Result<Vec<std::path::PathBuf>> {
     let n = topology.witnesses + topology.merchants;
-    let nodes = n + usize::from(topology.tax_office_node);
+    let nodes = n + usize::from(topology.tax_office_node) + usize::from(topology.admin_node);
     let dirs: Vec<std::path::PathBuf> = (1..=nodes).map(|i| dir.join(format!("node{i}"))).collect();
     if dirs.iter().all(|d| d.join("node.toml").exists()) {
         return Ok(dirs);
@@ -332,8 +335,14 @@ pub(crate) fn init_multi(dir: &Path, topology: Topology, fee_balance: Fen) -> Re
     let tax_office_addr = topology
         .tax_office_node
         .then(|| format!("/ip4/127.0.0.1/tcp/{}", p2p[n]));
-    all.extend(dev_others(&operator, &verifier, &buyer, tax_office_addr));
-    let genesis = dev_genesis_of(all)?;
+    let operator_addr = topology
+        .admin_node
+        .then(|| format!("/ip4/127.0.0.1/tcp/{}", p2p[nodes - 1]));
+    all.extend(dev_others(&operator, &verifier, &buyer, tax_office_addr, operator_addr));
+    let admin = topology
+        .admin_node
+        .then(|| MemberCode::new(DEV_OPERATOR).unwrap_or_else(|| unreachable!()));
+    let genesis = dev_genesis_of(all)?.with_admin(admin)?;
     for (i, d) in dirs.iter().enumerate() {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         files::write_key_file(&d.join("operator.key"), &operator, true)?;
@@ -350,11 +359,30 @@ pub(crate) fn init_multi(dir: &Path, topology: Topology, fee_balance: Fen) -> Re
                 Some(listen),
                 true,
             )?;
+        } else if topology.admin_node && i == nodes - 1 {
+            write_node(d, &genesis, DEV_OPERATOR, &operator, Some(http[i]), Some(listen), true)?;
         } else {
             write_node(d, &genesis, DEV_VERIFIER, &verifier, Some(http[i]), Some(listen), true)?;
         }
     }
     Ok(dirs)
+}
+
+/// What the node in `dir` is, for the listing `run_multi` prints.
+fn describe_node(genesis: &Genesis, dir: &Path) -> Result<String> {
+    let key = files::read_key_file(&dir.join("node.key"))?;
+    let config = genesis.config();
+    Ok(match config.member_by_key(&key.public()) {
+        Some(m) if m.roles.has(Role::Merchant) => format!("chain {}, {}", m.code, m.roles),
+        Some(m) if config.is_admin_chain(m.code) => {
+            format!(
+                "admin chain {}, {}: `fapiao consortium` with this profile",
+                m.code, m.roles
+            )
+        }
+        Some(m) => format!("member {}, {}, no chain", m.code, m.roles),
+        None => "not a member".into(),
+    })
 }
 
 /// Runs a local network as child processes until Ctrl-C.
@@ -379,18 +407,13 @@ pub(crate) async fn run_multi(dir: &Path, topology: Topology, fee_balance: Fen) 
     println!(
         "fapiao dev network: {} nodes, {} merchants, {} witnesses (quorum {}), data in {}",
         dirs.len(),
-        genesis.with_role(Role::Merchant).count(),
-        genesis.with_role(Role::Witness).count(),
-        genesis.quorum(),
+        genesis.config().with_role(Role::Merchant).count(),
+        genesis.config().with_role(Role::Witness).count(),
+        genesis.config().quorum(),
         dir.display()
     );
     for (i, (http, d, _)) in children.iter().enumerate() {
-        let key = files::read_key_file(&d.join("node.key"))?;
-        let what = match genesis.member_by_key(&key.public()) {
-            Some(m) if m.roles.has(Role::Merchant) => format!("chain {}, {}", m.code, m.roles),
-            Some(m) => format!("member {}, {}, no chain", m.code, m.roles),
-            None => "not a member".into(),
-        };
+        let what = describe_node(&genesis, d)?;
         println!(
             "  node {} ({what}): http://{http}   client profile: {}",
             i + 1,

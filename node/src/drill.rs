@@ -32,22 +32,8 @@ pub(crate) enum Misdeed {
 pub(crate) async fn misbehave(cfg: &Loaded, what: Misdeed, wait_ms: u64) -> Result<()> {
     let genesis = files::read_genesis(&cfg.path(&cfg.config.genesis))?;
     let key = files::read_key_file(&cfg.path(&cfg.config.member_key))?;
-    let member = genesis
-        .member_by_key(&key.public())
-        .context("the key is not a member of genesis")?
-        .code;
+    let (member, latest, block) = head_block(cfg, &genesis, &key)?;
     let p2p = cfg.config.p2p.as_ref().context("node.toml has no [p2p] section")?;
-    let block: Block = {
-        let store = Store::open(
-            &cfg.ledger_dir(),
-            &StoreOptions {
-                read_only: true,
-                ..StoreOptions::default()
-            },
-        )?;
-        let head = store.head(member)?.context("the chain has no block yet")?;
-        store.block(member, head.height)?.context("head block missing")?
-    };
     let mut body = block.header.body.clone();
     body.timestamp = Timestamp(body.timestamp.0 + 1);
     let twin = match what {
@@ -67,6 +53,7 @@ pub(crate) async fn misbehave(cfg: &Loaded, what: Misdeed, wait_ms: u64) -> Resu
     let net = fapiao_net::start(
         NetConfig::new(vec![p2p.listen.clone()], 4 * 1024 * 1024),
         &genesis,
+        &latest,
         member,
         &key,
     )?;
@@ -133,6 +120,7 @@ pub(crate) async fn garbage(cfg: &Loaded, seconds: u64) -> Result<()> {
     let genesis = files::read_genesis(&cfg.path(&cfg.config.genesis))?;
     let key = files::read_key_file(&cfg.path(&cfg.config.member_key))?;
     let me = genesis
+        .config()
         .member_by_key(&key.public())
         .context("the key is not a member of genesis")?
         .code;
@@ -227,6 +215,27 @@ fn fake_head(chain: MemberCode, height: u64, certified: u64) -> HeadSummary {
     }
 }
 
+/// This member's code and newest configuration, from its (stopped) node's ledger, and
+/// the head block of its chain.
+fn head_block(cfg: &Loaded, genesis: &Genesis, key: &SecretKey) -> Result<(MemberCode, fapiao_core::Config, Block)> {
+    let store = Store::open(
+        &cfg.ledger_dir(),
+        &StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )?;
+    let (epochs, _, _) = fapiao_chain::disk::epochs(&store, genesis)?;
+    let latest = epochs.latest().clone();
+    let member = latest
+        .member_by_key(&key.public())
+        .context("the key is not a member of the newest epoch")?
+        .code;
+    let head = store.head(member)?.context("the chain has no block yet")?;
+    let block = store.block(member, head.height)?.context("head block missing")?;
+    Ok((member, latest, block))
+}
+
 /// What the garbage drill builds its messages from.
 struct Kit {
     genesis: Genesis,
@@ -235,6 +244,8 @@ struct Kit {
     key: SecretKey,
     /// Our chain's head as every member holds it (our node is stopped).
     head: Head,
+    /// Its epoch: the drill's blocks are made in it.
+    epoch: u32,
     /// Each chain's head as our store holds it.
     heads: BTreeMap<MemberCode, Head>,
     /// A few real blocks of each chain, for answers that replay them at the wrong place.
@@ -267,6 +278,7 @@ impl Kit {
         )?;
         let heads: BTreeMap<MemberCode, Head> = store.heads()?.into_iter().collect();
         let head = heads.get(&me).copied().context("our chain has no block yet")?;
+        let epoch = store.header(me, head.height)?.map_or(0, |h| h.body.epoch);
         let mut real: BTreeMap<MemberCode, Vec<Block>> = BTreeMap::new();
         for (chain, h) in &heads {
             for height in h.height.saturating_sub(7).max(1)..=h.height {
@@ -295,6 +307,7 @@ impl Kit {
             me,
             key,
             head,
+            epoch,
             heads,
             real,
             filler,
@@ -355,6 +368,7 @@ impl Kit {
         let body = HeaderBody {
             network,
             chain: self.me,
+            epoch: self.epoch,
             height,
             parent,
             timestamp: Timestamp(crate::now().0.max(self.head.timestamp.0)),
@@ -410,6 +424,7 @@ impl Kit {
         AttestationBody {
             network,
             chain,
+            epoch: self.epoch,
             height,
             block,
             witness,

@@ -97,9 +97,12 @@ pub(crate) struct MemberArgs {
     /// Merchants: opening fee balance in fen.
     #[arg(long, default_value_t = 10_000)]
     initial_fee_balance_fen: i64,
+    /// The organisation's unified social credit code, when it buys from the merchants.
+    #[arg(long)]
+    tax_id: Option<String>,
 }
 
-fn parse_member(a: MemberArgs) -> Result<Member> {
+pub(crate) fn parse_member(a: MemberArgs) -> Result<Member> {
     let code: MemberCode = a.code.parse().map_err(|e| anyhow!("--code: {e}"))?;
     let mut roles = Roles::NONE;
     for name in &a.roles {
@@ -140,7 +143,7 @@ fn parse_member(a: MemberArgs) -> Result<Member> {
         addresses: a.addresses,
         policy,
         initial_fee_balance: Fen::from_fen(if merchant { a.initial_fee_balance_fen } else { 0 }),
-        tax_id: None,
+        tax_id: a.tax_id.as_deref().map(fapiao_core::uscc::normalise),
     })
 }
 
@@ -178,7 +181,7 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
             member,
         } => {
             let g = files::read_genesis(&genesis)?;
-            let mut members = g.members().to_vec();
+            let mut members = g.config().members().to_vec();
             members.push(parse_member(member)?);
             // The quorum follows the merchant (witness) count unless given explicitly.
             let g = Genesis::new(
@@ -194,10 +197,10 @@ pub(crate) fn run(cmd: GenesisCommand) -> Result<()> {
             println!(
                 "wrote {} ({} members, {} merchants, {} witnesses; quorum {}, network id {})",
                 genesis.display(),
-                g.members().len(),
-                g.with_role(Role::Merchant).count(),
-                g.with_role(Role::Witness).count(),
-                g.quorum(),
+                g.config().members().len(),
+                g.config().with_role(Role::Merchant).count(),
+                g.config().with_role(Role::Witness).count(),
+                g.config().quorum(),
                 g.network_id()
             );
             Ok(())
@@ -215,7 +218,12 @@ fn show(path: &Path) -> Result<String> {
     let mut s = String::new();
     writeln!(s, "network      {}", g.network_name())?;
     writeln!(s, "network id   {}", g.network_id())?;
-    writeln!(s, "members      {} (quorum {})", g.members().len(), g.quorum())?;
+    writeln!(
+        s,
+        "members      {} (quorum {})",
+        g.config().members().len(),
+        g.config().quorum()
+    )?;
     writeln!(s, "fee/invoice  {} yuan", g.fee_per_invoice())?;
     writeln!(s, "tax codes    {}", g.classifications().len())?;
     for c in g.classifications() {
@@ -227,7 +235,7 @@ fn show(path: &Path) -> Result<String> {
         "{:<8} {:<24} {:<24} {:<18} PUBLIC KEY",
         "CODE", "ROLES", "NAME", "POLICY"
     )?;
-    for m in g.members() {
+    for m in g.config().members() {
         let policy = m
             .policy
             .as_ref()

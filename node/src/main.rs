@@ -11,6 +11,7 @@ mod dev;
 mod drill;
 mod files;
 mod genesis_cmd;
+mod join;
 mod proof_cmd;
 mod render;
 mod replicate;
@@ -21,7 +22,9 @@ mod sim_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use client::{ClaimCommand, ClientOpts, FeeCommand, InvoiceCommand, KeyCommand, QuotaCommand, RedformCommand};
+use client::{
+    ClaimCommand, ClientOpts, ConsortiumCommand, FeeCommand, InvoiceCommand, KeyCommand, QuotaCommand, RedformCommand,
+};
 use std::path::PathBuf;
 
 /// Fapiao: a consortium invoice ledger.
@@ -74,6 +77,11 @@ enum Command {
         /// chain and records no event).
         #[arg(long)]
         tax_office_node: bool,
+        /// The dev operator owns the admin chain and runs its node (last), so the
+        /// configuration can change by epochs: `fapiao consortium propose` with that
+        /// node's client profile adds, removes or re-keys members.
+        #[arg(long)]
+        admin_node: bool,
         /// Only create the network's files (with `--nodes`); start each node yourself
         /// with `fapiao node run --config DIR/nodeN/node.toml`.
         #[arg(long)]
@@ -236,6 +244,14 @@ enum Command {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// The consortium's configuration by epoch: show it, its history, and (the admin)
+    /// propose changes: members joining and leaving, key rotation, roles, quorum.
+    Consortium {
+        #[command(subcommand)]
+        command: ConsortiumCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// The monthly invoicing quota (授信额度) a tax office grants the merchant.
     Quota {
         #[command(subcommand)]
@@ -382,6 +398,18 @@ enum NodeCommand {
         /// node.toml.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Join a running consortium after the admin added this node's member: import the
+    /// admin chain's certified blocks (`fapiao consortium export` from any member's
+    /// node), each checked against genesis and re-executed, so the node knows its epoch.
+    /// Then start it with `fapiao node run`.
+    Join {
+        /// node.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The export.
+        #[arg(long)]
+        configuration: PathBuf,
     },
     /// Switch maintenance mode of the node on this host: while on, writes answer 503
     /// MAINTENANCE (with Retry-After), reads and verification keep working, and events
@@ -546,6 +574,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Genesis { command } => genesis_cmd::run(*command),
         Command::Node {
+            command: NodeCommand::Join {
+                config: path,
+                configuration,
+            },
+        } => {
+            let cfg = config::load(&path)?;
+            let (epoch, me) = join::join(&cfg, &configuration)?;
+            println!("member {me} of epoch {epoch}: the configuration is imported; start with `fapiao node run`");
+            Ok(())
+        }
+        Command::Node {
             command: NodeCommand::Run { config: path },
         } => {
             init_tracing();
@@ -644,6 +683,7 @@ fn run(cli: Cli) -> Result<()> {
             nodes,
             merchants,
             tax_office_node,
+            admin_node,
             init_only,
             fee_balance,
         } => {
@@ -655,8 +695,9 @@ fn run(cli: Cli) -> Result<()> {
                 witnesses: nodes.into(),
                 merchants: merchants.into(),
                 tax_office_node,
+                admin_node,
             };
-            if nodes > 1 || merchants > 0 || tax_office_node {
+            if nodes > 1 || merchants > 0 || tax_office_node || admin_node {
                 let data = if data == std::path::Path::new("data/dev") {
                     PathBuf::from("data/devnet")
                 } else {
@@ -694,6 +735,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Claim { command, opts } => client::claim_cmd(&opts, command),
         Command::Fee { command, opts } => client::fee(&opts, command),
         Command::Quota { command, opts } => client::quota(&opts, command),
+        Command::Consortium { command, opts } => client::consortium(&opts, command),
         Command::Key { command, opts } => client::key(&opts, command),
         Command::Payment { command, opts } => client::payment(&opts, command),
         Command::Block { command, opts } => client::block(&opts, command),

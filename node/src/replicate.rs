@@ -4,14 +4,11 @@
 //! is durable before its attestation is published).
 
 use anyhow::{Context, Result};
-use fapiao_chain::{
-    reexecute, Config, Input, Invalid, Ledger, Output, Persisted, Replica, Signatures, StoredHead, Verdict,
-};
+use fapiao_chain::{reexecute, Config, Input, Invalid, Ledger, Output, Persisted, Replica, Signatures, Verdict};
 use fapiao_core::sig::Cores;
 use fapiao_core::{Block, Genesis, Header, MemberCode, SecretKey, Timestamp};
 use fapiao_engine::{ChainReplication, Engine, ReplicationStatus};
 use fapiao_net::{Command, Gossip, Net, NetEvent, Request, Response, Validation};
-use fapiao_store::tables::{chain_prefix, Certs, Table, Votes};
 use fapiao_store::{BlockCommit, PreparedState, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,10 +45,14 @@ impl Ledger for StoreLedger {
         self.store.header(chain, height)
     }
 
-    fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, StoreError> {
+    fn block(&self, chain: MemberCode, height: u64) -> Result<Option<Block>, StoreError> {
+        self.store.block(chain, height)
+    }
+
+    fn append(&mut self, block: &Block, config: &fapiao_core::Config) -> Result<Result<(), Invalid>, StoreError> {
         let chain = block.header.body.chain;
         let view = self.store.state(chain);
-        let done = match reexecute(&self.genesis, block, &view, Signatures::Verify, Cores::All) {
+        let done = match reexecute(&self.genesis, config, block, &view, Signatures::Verify, Cores::All) {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return Ok(Err(e)),
             Err(e) => return Err(StoreError::from_read(e, chain)),
@@ -74,83 +75,10 @@ impl Ledger for StoreLedger {
     }
 }
 
-/// The store as the protocol reads it ([`fapiao_chain::disk`]): the restart loader and
-/// the sync responder run the same rules here as in the simulator.
-struct StoreRead<'a>(&'a Store);
-
-impl fapiao_chain::disk::ChainRead for StoreRead<'_> {
-    type Error = StoreError;
-
-    fn heads(&self) -> Result<Vec<(MemberCode, StoredHead)>, StoreError> {
-        Ok(self
-            .0
-            .heads()?
-            .into_iter()
-            .map(|(chain, h)| {
-                let head = StoredHead {
-                    height: h.height,
-                    hash: h.hash,
-                    timestamp: h.timestamp,
-                };
-                (chain, head)
-            })
-            .collect())
-    }
-
-    fn block(&self, chain: MemberCode, height: u64) -> Result<Option<Block>, StoreError> {
-        self.0.block(chain, height)
-    }
-
-    fn block_hash(&self, chain: MemberCode, height: u64) -> Result<Option<fapiao_core::BlockHash>, StoreError> {
-        Ok(self.0.header(chain, height)?.map(|h| h.hash()))
-    }
-
-    fn certificate(&self, chain: MemberCode, height: u64) -> Result<Option<fapiao_core::Certificate>, StoreError> {
-        self.0.certificate(chain, height)
-    }
-
-    fn certificates(
-        &self,
-        chain: MemberCode,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<fapiao_core::Certificate>, StoreError> {
-        let start = Certs::key(&(chain, from));
-        Ok(self
-            .0
-            .scan::<Certs>(&chain_prefix(chain), Some(&start), limit)?
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect())
-    }
-
-    fn votes(
-        &self,
-        chain: MemberCode,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, fapiao_core::BlockHash)>, StoreError> {
-        let start = Votes::key(&(chain, from));
-        self.0
-            .scan::<Votes>(&chain_prefix(chain), Some(&start), limit)?
-            .into_iter()
-            .map(|(k, b)| Ok((Votes::decode(&k)?.1, b)))
-            .collect()
-    }
-
-    fn evidence(&self) -> Result<Vec<fapiao_core::Equivocation>, StoreError> {
-        self.0.evidence()
-    }
-
-    fn certified_prefix(&self, chain: MemberCode) -> Result<u64, StoreError> {
-        self.0.certified_prefix(chain)
-    }
-}
-
 /// What the replica needs from disk to resume ([`fapiao_chain::disk::load`]); records
 /// each chain's certified prefix so the next start reads only above it.
 fn persisted(store: &Store, genesis: &Genesis) -> Result<Persisted> {
-    let p = fapiao_chain::disk::load(&StoreRead(store), genesis, fapiao_chain::disk::LoadLimits::default())?;
+    let p = fapiao_chain::disk::load(store, genesis, fapiao_chain::disk::LoadLimits::default())?;
     for (chain, certified) in &p.certified {
         store.set_certified_prefix(*chain, *certified)?;
     }
@@ -331,6 +259,16 @@ impl Loop {
                 tracing::info!(%why, "producing");
                 self.engine.release_production();
             }
+            Output::EpochStarted(config) => {
+                tracing::info!(
+                    epoch = config.epoch(),
+                    members = config.members().len(),
+                    quorum = config.quorum(),
+                    "a certified configuration change started a new epoch"
+                );
+                self.engine.set_epochs(self.replica.epochs().clone());
+                self.send(Command::Members(Box::new(config)));
+            }
             Output::EvidenceFound(ev) => {
                 tracing::error!(
                     chain = %ev.first.body.chain,
@@ -397,7 +335,7 @@ impl Loop {
                     tracing::warn!(peer = %from, %chain, "refused blocks of a chain this member may not read");
                 }
                 (Request::Heads, Response::Heads(heads)) => {
-                    if let Err(e) = fapiao_chain::sync::check_heads(&self.ledger.genesis, &heads) {
+                    if let Err(e) = fapiao_chain::sync::check_heads(&heads) {
                         self.penalise(from, e);
                         return Ok(());
                     }
@@ -442,14 +380,14 @@ impl Loop {
         match request {
             Request::Heads => Ok(Response::Heads(self.replica.heads())),
             Request::Blocks { chain, from, to } => {
-                let read = StoreRead(&self.ledger.store);
+                let read = &*self.ledger.store;
                 // Twice the largest block: the transport's frame holds at least that much
                 // (asserted in fapiao-net's configuration).
                 let bytes_max = self.engine.config().block_bytes_max * 2;
                 let config = self.replica.config();
                 let blocks = fapiao_chain::sync::answer_blocks(
-                    &read,
-                    &self.ledger.genesis,
+                    read,
+                    self.replica.epochs().latest(),
                     config,
                     asker,
                     (*chain, *from, *to),
@@ -464,10 +402,10 @@ impl Loop {
                 ))
             }
             Request::Certificates { chain, from, to } => {
-                let read = StoreRead(&self.ledger.store);
+                let read = &*self.ledger.store;
                 let config = self.replica.config();
                 Ok(Response::Certificates(fapiao_chain::sync::answer_certificates(
-                    &read,
+                    read,
                     config,
                     (*chain, *from, *to),
                 )?))

@@ -29,16 +29,24 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     let ledger = cfg.ledger_dir();
     std::fs::create_dir_all(&ledger).with_context(|| format!("creating {}", ledger.display()))?;
     let store = Store::open(&ledger, &StoreOptions::default())?;
-    // Merchants and witnesses run nodes; with no other, there is nobody to replicate with.
-    let me = genesis
-        .member_by_key(&key.public())
-        .map(|m| m.code)
-        .context("this node's key is not a member of genesis")?;
-    let replicates = genesis.replicates(me);
+    // The newest configuration this ledger knows (the admin chain's certified changes).
+    let (epochs, _, _) = fapiao_chain::disk::epochs(&store, &genesis)?;
+    let latest = epochs.latest();
+    // Merchants, the admin and witnesses run nodes; with no other, there is nobody to
+    // replicate with.
+    let me = latest.member_by_key(&key.public()).map(|m| m.code).with_context(|| {
+        format!(
+            "this node's key is not a member of epoch {}, the newest this ledger knows. A member added, or a key \
+                 rotated, after that epoch first imports the newer configuration: `fapiao consortium export` on any \
+                 member's node, then `fapiao node join` here (OPERATIONS.md, \"Joining\")",
+            latest.epoch()
+        )
+    })?;
+    let replicates = latest.replicates(me);
     // With peers, production waits until one of them has said how far this node's own
     // chain goes (replicate.rs): a restored ledger must not sign heights they hold.
     let engine_config = fapiao_engine::EngineConfig {
-        hold_production_at_start: replicates && genesis.merchant(me).is_some(),
+        hold_production_at_start: replicates && latest.chain_owner(me).is_some(),
         ..cfg.engine_config()
     };
     let engine = Engine::start(Arc::new(store), genesis.clone(), key.clone(), engine_config)?;
@@ -50,7 +58,7 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
             .context("genesis has other members that run nodes: node.toml needs a [p2p] section with `listen`")?;
         let mut net_config = fapiao_net::NetConfig::new(vec![p2p.listen.clone()], engine.config().block_bytes_max);
         net_config.ban_ms = p2p.ban_ms.unwrap_or(net_config.ban_ms);
-        let net = fapiao_net::start(net_config, &genesis, engine.chain(), &key)?;
+        let net = fapiao_net::start(net_config, &genesis, engine.epochs().latest(), engine.chain(), &key)?;
         tracing::info!(peer_id = %net.peer_id, listen = %p2p.listen, "peer transport started");
         Some(crate::replicate::start(&engine, key, net)?)
     } else {

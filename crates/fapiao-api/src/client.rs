@@ -320,6 +320,16 @@ impl Client {
     pub fn status(&self) -> Result<StatusDto, ClientError> {
         self.get("/v1/status")
     }
+
+    /// The admin chain's certified blocks, canonical.
+    pub fn configuration(&self) -> Result<ConfigurationDto, ClientError> {
+        self.get("/v1/consortium/configuration")
+    }
+
+    /// The consortium's configuration and its history.
+    pub fn consortium(&self) -> Result<ConsortiumDto, ClientError> {
+        self.get("/v1/consortium")
+    }
 }
 
 /// What [`enc`] leaves as it is: RFC 3986's unreserved characters (ASCII letters and

@@ -293,7 +293,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Fapiao node API", description = "Submit signed ledger events and read payments, invoices, failures and blocks. Errors are `{code, message, field}`."),
-    paths(events::submit, events::submit_batch, events::event_status, events::event_outcome, payments::payments, payments::payment, invoices::invoice, invoices::invoice_xml, invoices::einvoice_schema, invoices::red_form, invoices::invoice_history, invoices::quota, invoices::invoices, requests::request, requests::failures, requests::catalogue, blocks::blocks, blocks::block, blocks::chain_block, blocks::evidence, invoices::verify_invoice, payments::reconciliation, status),
+    paths(events::submit, events::submit_batch, events::event_status, events::event_outcome, payments::payments, payments::payment, invoices::invoice, invoices::invoice_xml, invoices::einvoice_schema, invoices::red_form, invoices::invoice_history, invoices::quota, invoices::invoices, requests::request, requests::failures, requests::catalogue, blocks::blocks, blocks::block, blocks::chain_block, blocks::evidence, blocks::consortium, blocks::configuration, invoices::verify_invoice, payments::reconciliation, status),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -338,6 +338,8 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/blocks/{height}", get(blocks::block))
         .route("/v1/chains/{chain}/blocks/{height}", get(blocks::chain_block))
         .route("/v1/evidence", get(blocks::evidence))
+        .route("/v1/consortium", get(blocks::consortium))
+        .route("/v1/consortium/configuration", get(blocks::configuration))
         .route("/v1/verify/{number}", get(invoices::verify_invoice))
         .route("/verify", get(crate::verify::page))
         .route("/v1/reconciliation", get(payments::reconciliation))

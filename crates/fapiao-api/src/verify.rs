@@ -271,8 +271,8 @@ fn genuine(s: &AppState, bundle: &Bundle, v: &fapiao_proof::Verified, left: u32)
     let i = &v.issued;
     let seller = s
         .engine
-        .genesis()
-        .member(v.chain)
+        .epochs()
+        .member_ever(v.chain)
         .map_or_else(|| v.chain.to_string(), |m| format!("{} ({})", m.name, m.code));
     let numbers = |ns: &[InvoiceNumber]| ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
     let status = match &v.status {

@@ -151,7 +151,8 @@ pub fn next_block(on: Option<&StoredHead>, now: Timestamp) -> (BlockContext, Blo
     }
 }
 
-/// Builds the next block of `ctx`'s chain after `on` from `events` (in order) on
+/// Builds the next block of `ctx`'s chain, in `ctx`'s epoch, after `on` from `events`
+/// (in order) on
 /// `base`, the state `on` leaves: executes them under their guards, updates the state
 /// tree over the same `base` (so the update walks the pages the reads already fetched;
 /// its leaves hashed on `cores`), and signs the header with `key`. `Err` is a storage
@@ -182,6 +183,7 @@ where
     let header = HeaderBody {
         network: ctx.network(),
         chain: ctx.chain(),
+        epoch: ctx.config().epoch(),
         height: bc.height,
         parent,
         timestamp: bc.timestamp,
@@ -303,6 +305,7 @@ mod tests {
             height: 7,
             hash: BlockHash(Hash32([7; 32])),
             timestamp: Timestamp(9_000),
+            epoch: 0,
         };
         let (late, parent) = next_block(Some(&head), Timestamp(8_000));
         assert_eq!((late.height, late.timestamp, parent), (8, Timestamp(9_000), head.hash));

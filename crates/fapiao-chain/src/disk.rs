@@ -4,7 +4,9 @@
 //! runs; the sync answers built from it are in [`crate::sync`].
 
 use crate::replica::{Persisted, StoredHead};
-use fapiao_core::{Block, BlockHash, Certificate, Equivocation, Genesis, MemberCode};
+use fapiao_core::{
+    Block, BlockHash, Certificate, Entry, Epochs, Equivocation, EventKind, Genesis, MemberCode, Reconfiguration,
+};
 
 /// What the protocol reads from a member's storage. Reads only: the host writes.
 pub trait ChainRead {
@@ -49,45 +51,106 @@ impl Default for LoadLimits {
     }
 }
 
-/// What a restarting replica needs from storage: every head, and per member's chain the
-/// certified prefix (extended from the one recorded at the last start, a certificate
-/// counting only when it certifies the block held at its height), the certificates and
-/// this member's votes above it, and the evidence. Reads a page at a time, only above
-/// each recorded prefix; the host records the new prefixes from `certified`.
+/// What a restarting replica needs from storage: every head; the configuration changes
+/// of the admin chain's certified prefix (so every epoch is known before anything is
+/// checked against one); and per chain that ever existed, the certified prefix
+/// (extended from the one recorded at the last start, a certificate counting only when
+/// it certifies the block held at its height), the certificates and this member's votes
+/// above it; and the evidence. Reads a page at a time, only above each recorded prefix;
+/// the host records the new prefixes from `certified`.
 pub fn load<S: ChainRead>(s: &S, genesis: &Genesis, limits: LoadLimits) -> Result<Persisted, S::Error> {
     let mut p = Persisted::default();
     p.heads.extend(s.heads()?);
-    let page_rows = limits.page_rows.max(1);
-    for m in genesis.members() {
-        let chain = m.code;
-        let head = p.heads.get(&chain).map_or(0, |h| h.height);
-        let mut certified = s.certified_prefix(chain)?.min(head);
+    let (epochs, reconfigurations, admin_applied) = epochs(s, genesis)?;
+    p.reconfigurations = reconfigurations;
+    p.admin_applied = admin_applied;
+    for chain in epochs.every_chain() {
+        let certified = match p.certified.get(&chain) {
+            Some(c) => *c,
+            None => certified_prefix(s, chain, &mut p, limits)?,
+        };
+        // Votes above the prefix: at most the blocks not yet certified. Each is certified
+        // by its parent's epoch (the chain's first at height 1).
         let mut next = certified + 1;
         loop {
-            let page = s.certificates(chain, next, page_rows)?;
-            let Some(last) = page.last() else { break };
-            next = last.height + 1;
-            for cert in page {
-                // A certificate for a block this member does not hold (stored before the
-                // block arrived) does not extend the prefix; the replica matches it later.
-                let holds = cert.height <= head && s.block_hash(chain, cert.height)? == Some(cert.block);
-                if cert.height == certified + 1 && holds {
-                    certified = cert.height;
-                } else if cert.height > certified && p.certificates.len() < limits.certificates_max {
-                    p.certificates.push(cert);
-                }
-            }
-        }
-        p.certified.insert(chain, certified);
-        // Votes above the prefix: at most the blocks not yet certified.
-        let mut next = certified + 1;
-        loop {
-            let page = s.votes(chain, next, page_rows)?;
+            let page = s.votes(chain, next, limits.page_rows.max(1))?;
             let Some(&(last, _)) = page.last() else { break };
             next = last + 1;
-            p.votes.extend(page.into_iter().map(|(h, b)| (chain, h, b)));
+            for (height, block) in page {
+                let epoch = match height {
+                    1 => epochs.first_epoch(chain).unwrap_or(0),
+                    h => s.block(chain, h - 1)?.map_or(0, |b| b.header.body.epoch),
+                };
+                let made_in = s.block(chain, height)?.map_or(epoch, |b| b.header.body.epoch);
+                p.votes.push((chain, height, block, epoch, made_in));
+            }
         }
     }
     p.evidence = s.evidence()?;
     Ok(p)
+}
+
+/// Every epoch known from storage: the configuration changes in the admin chain's
+/// blocks from height 1, each block counting only with a stored certificate for it that
+/// verifies under the epochs before it. Returns the epochs, the changes in order, and
+/// the admin chain height read up to.
+pub fn epochs<S: ChainRead>(s: &S, genesis: &Genesis) -> Result<(Epochs, Vec<Reconfiguration>, u64), S::Error> {
+    let mut epochs = Epochs::new(genesis);
+    let mut changes = Vec::new();
+    let mut applied = 0;
+    let Some(admin) = genesis.config().admin() else {
+        return Ok((epochs, changes, applied));
+    };
+    let network = genesis.network_id();
+    loop {
+        let height = applied + 1;
+        let Some(block) = s.block(admin, height)? else { break };
+        let certified = s
+            .certificate(admin, height)?
+            .is_some_and(|c| c.block == block.header.hash() && c.verify(&epochs, &network).is_ok());
+        if !certified {
+            break;
+        }
+        for entry in &block.entries {
+            if let Entry::Event(e) = entry {
+                if let EventKind::ConfigChanged(r) = &e.body.kind {
+                    if epochs.apply(r).is_ok() {
+                        changes.push(r.clone());
+                    }
+                }
+            }
+        }
+        applied = height;
+    }
+    Ok((epochs, changes, applied))
+}
+
+/// `chain`'s certified prefix, extended from the recorded one over the certificates
+/// stored above it; the certificates above the prefix go into `p`.
+fn certified_prefix<S: ChainRead>(
+    s: &S,
+    chain: MemberCode,
+    p: &mut Persisted,
+    limits: LoadLimits,
+) -> Result<u64, S::Error> {
+    let head = p.heads.get(&chain).map_or(0, |h| h.height);
+    let mut certified = s.certified_prefix(chain)?.min(head);
+    let mut next = certified + 1;
+    loop {
+        let page = s.certificates(chain, next, limits.page_rows.max(1))?;
+        let Some(last) = page.last() else { break };
+        next = last.height + 1;
+        for cert in page {
+            // A certificate for a block this member does not hold (stored before the
+            // block arrived) does not extend the prefix; the replica matches it later.
+            let holds = cert.height <= head && s.block_hash(chain, cert.height)? == Some(cert.block);
+            if cert.height == certified + 1 && holds {
+                certified = cert.height;
+            } else if cert.height > certified && p.certificates.len() < limits.certificates_max {
+                p.certificates.push(cert);
+            }
+        }
+    }
+    p.certified.insert(chain, certified);
+    Ok(certified)
 }

@@ -13,13 +13,14 @@
 use crate::validate::Invalid;
 use fapiao_core::block::BlockError;
 use fapiao_core::{
-    Attestation, AttestationBody, Block, BlockHash, Certificate, Equivocation, Genesis, Hash32, Header, MemberCode,
-    NetworkId, Role, SecretKey, Timestamp,
+    Attestation, AttestationBody, Block, BlockHash, Certificate, Epochs, Equivocation, Genesis, Hash32, Header,
+    MemberCode, NetworkId, Reconfiguration, Role, SecretKey, Timestamp,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod blocks;
 mod certify;
+mod epochs;
 mod own;
 mod sync;
 
@@ -97,6 +98,20 @@ pub struct StoredHead {
     pub hash: BlockHash,
     /// Block time.
     pub timestamp: Timestamp,
+    /// The block's epoch: the epoch that certifies the chain's next block.
+    pub epoch: u32,
+}
+
+impl StoredHead {
+    /// The head a stored block's header makes.
+    pub fn of(header: &Header) -> StoredHead {
+        StoredHead {
+            height: header.body.height,
+            hash: header.hash(),
+            timestamp: header.body.timestamp,
+            epoch: header.body.epoch,
+        }
+    }
 }
 
 /// What a restarting member loads from its disk.
@@ -108,10 +123,15 @@ pub struct Persisted {
     pub certified: BTreeMap<MemberCode, u64>,
     /// Certificates stored above each chain's contiguous certified prefix.
     pub certificates: Vec<Certificate>,
-    /// Our votes above the certified prefix: (chain, height, block).
-    pub votes: Vec<(MemberCode, u64, BlockHash)>,
+    /// Our votes above the certified prefix: (chain, height, block, the epoch that
+    /// certifies it, the epoch it was made in).
+    pub votes: Vec<(MemberCode, u64, BlockHash, u32, u32)>,
     /// Evidence we hold; each freezes its chain.
     pub evidence: Vec<Equivocation>,
+    /// The configuration changes of the admin chain's certified prefix, in order.
+    pub reconfigurations: Vec<Reconfiguration>,
+    /// The admin chain height up to which they were read.
+    pub admin_applied: u64,
 }
 
 /// An input to the state machine.
@@ -270,6 +290,9 @@ pub enum Output {
         /// For the log.
         why: String,
     },
+    /// A certified configuration change started a new epoch: the host admits the new
+    /// configuration's members to its transport, and its producer makes blocks in it.
+    EpochStarted(fapiao_core::Config),
 }
 
 /// How an input was taken.
@@ -284,18 +307,32 @@ pub enum Verdict {
     Invalid(Invalid),
 }
 
+/// The verdict on an object that failed its check: a peer is at fault, unless the
+/// object names an epoch this member does not know yet (it learns it from the admin
+/// chain, and the object comes back through sync).
+fn refused(e: BlockError) -> Verdict {
+    match e {
+        BlockError::UnknownEpoch(_) => Verdict::Ignored("an epoch this member does not know yet"),
+        e => Verdict::Invalid(e.into()),
+    }
+}
+
 /// The chain store the state machine appends to.
 pub trait Ledger {
     /// A storage failure: the host must stop.
     type Error: std::error::Error + Send + Sync + 'static;
     /// The stored header of `chain` at `height`.
     fn header(&self, chain: MemberCode, height: u64) -> Result<Option<Header>, Self::Error>;
+    /// The stored block of `chain` at `height` (the replica reads the admin chain's
+    /// certified blocks for their configuration changes).
+    fn block(&self, chain: MemberCode, height: u64) -> Result<Option<Block>, Self::Error>;
     /// Re-executes `block` (the chain's next block: its parent is the stored head, and
-    /// its time was checked) and, when valid, stores it durably as the new head together
-    /// with our vote for it, in one atomic write. A stored block is always a voted
-    /// block, so a crash between storing and voting cannot leave a block we hold but
-    /// would not count towards its certificate after a restart.
-    fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, Self::Error>;
+    /// its time and epoch were checked) under `config`, its epoch's configuration, and,
+    /// when valid, stores it durably as the new head together with our vote for it, in
+    /// one atomic write. A stored block is always a voted block, so a crash between
+    /// storing and voting cannot leave a block we hold but would not count towards its
+    /// certificate after a restart.
+    fn append(&mut self, block: &Block, config: &fapiao_core::Config) -> Result<Result<(), Invalid>, Self::Error>;
 }
 
 /// A storage failure reported by the [`Ledger`], with the ledger's own error as its source.
@@ -316,6 +353,21 @@ struct PeerView {
     certified: u64,
 }
 
+/// The attestations pooled at one height: by (block, certifying epoch), then witness.
+type Pooled = BTreeMap<(BlockHash, u32), BTreeMap<MemberCode, Attestation>>;
+
+/// Our vote at one height: the block we store there, the epoch whose committee
+/// certifies it, the epoch it was made in, and whether we attested it. A witness of the
+/// certifying epoch attests a block once its parent is certified, and only a block its
+/// chain's current owner key signed ([`Replica::attest_pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Vote {
+    block: BlockHash,
+    epoch: u32,
+    made_in: u32,
+    attested: bool,
+}
+
 #[derive(Debug, Default)]
 struct ChainState {
     head: Option<StoredHead>,
@@ -324,9 +376,9 @@ struct ChainState {
     /// Certificates above `certified`, by height: the certified block.
     certs: BTreeMap<u64, BlockHash>,
     /// The blocks we store above `certified` (our votes, when we are a witness).
-    votes: BTreeMap<u64, BlockHash>,
-    /// Attestations above `certified`: height → block → witness → attestation.
-    pool: BTreeMap<u64, BTreeMap<BlockHash, BTreeMap<MemberCode, Attestation>>>,
+    votes: BTreeMap<u64, Vote>,
+    /// Attestations above `certified`: height → (block, epoch) → witness → attestation.
+    pool: BTreeMap<u64, Pooled>,
     /// Blocks whose parent we do not have yet, with their encoded size.
     buffer: BTreeMap<u64, (Block, usize)>,
     sync: Option<SyncInFlight>,
@@ -390,6 +442,11 @@ impl ChainState {
     fn height(&self) -> u64 {
         self.head.map_or(0, |h| h.height)
     }
+
+    /// The block we store (and voted for) at `height` above the certified prefix.
+    fn voted(&self, height: u64) -> Option<BlockHash> {
+        self.votes.get(&height).map(|v| v.block)
+    }
 }
 
 /// What a member knows of its own chain as its peers hold it (PROTOCOL.md, "Never
@@ -428,7 +485,10 @@ struct Watched {
 /// One member's replication state machine.
 pub struct Replica {
     config: Config,
-    genesis: Genesis,
+    /// Every epoch's configuration known: genesis's, then each certified change.
+    epochs: Epochs,
+    /// The admin chain's height up to which its configuration changes are in `epochs`.
+    admin_applied: u64,
     network: NetworkId,
     me: MemberCode,
     key: SecretKey,
@@ -436,8 +496,6 @@ pub struct Replica {
     chains: Chains,
     /// The chains it may not read: headers only.
     watched: BTreeMap<MemberCode, Watched>,
-    /// Whether this member is a witness: it attests what it holds.
-    witness: bool,
     peers: BTreeSet<MemberCode>,
     outputs: VecDeque<Output>,
     last_heads_poll_ms: u64,
@@ -454,25 +512,39 @@ pub struct Replica {
     /// claims on it are ignored from then on (an honest member never makes one while we
     /// run, so a liar must not hold our production again and again).
     own_liars: BTreeSet<MemberCode>,
+    /// Chains whose certified prefix moved, or that got a new vote: the vote just above
+    /// the prefix may be attested now ([`Replica::attest_pending`], after each input).
+    to_attest: BTreeSet<MemberCode>,
 }
 
 impl Replica {
     /// A replica for member `me` (whose key is `key`), restored from what its host
-    /// persisted. `me` must be a member of genesis and `key` its key.
+    /// persisted. `me` must be a member of the newest configuration persisted, and `key`
+    /// its key there.
     // Long: the replica's fields, each restored from what was persisted.
     pub fn new(config: Config, genesis: Genesis, me: MemberCode, key: SecretKey, persisted: Persisted) -> Replica {
-        assert!(
-            genesis.member(me).is_some_and(|m| m.key == key.public()),
-            "a replica runs for a member of genesis with that member's key"
-        );
         let network = genesis.network_id();
-        let mut chains: BTreeMap<MemberCode, ChainState> = genesis
-            .chains()
-            .filter(|c| genesis.may_read(me, *c))
+        let mut epochs = Epochs::new(&genesis);
+        for r in &persisted.reconfigurations {
+            // Each was valid when its block was executed, on the same configuration.
+            if epochs.apply(r).is_err() {
+                break;
+            }
+        }
+        let latest = epochs.latest();
+        assert!(
+            latest.member(me).is_some_and(|m| m.key == key.public()),
+            "a replica runs for a member of the newest configuration with that member's key"
+        );
+        let mut chains: BTreeMap<MemberCode, ChainState> = epochs
+            .every_chain()
+            .into_iter()
+            .filter(|c| latest.may_read(me, *c))
             .map(|c| (c, ChainState::default()))
             .collect();
-        let watched: BTreeMap<MemberCode, Watched> = genesis
-            .chains()
+        let mut watched: BTreeMap<MemberCode, Watched> = epochs
+            .every_chain()
+            .into_iter()
             .filter(|c| !chains.contains_key(c))
             .map(|c| (c, Watched::default()))
             .collect();
@@ -493,14 +565,23 @@ impl Replica {
                 }
             }
         }
-        for (chain, height, block) in persisted.votes {
+        for (chain, height, block, epoch, made_in) in persisted.votes {
             if let Some(c) = chains.get_mut(&chain) {
                 if height > c.certified {
-                    c.votes.insert(height, block);
+                    // Attested again (the same vote) once its parent is certified here.
+                    let attested = false;
+                    c.votes.insert(
+                        height,
+                        Vote {
+                            block,
+                            epoch,
+                            made_in,
+                            attested,
+                        },
+                    );
                 }
             }
         }
-        let mut watched = watched;
         for ev in persisted.evidence {
             let chain = ev.first.body.chain;
             if let Some(c) = chains.get_mut(&chain) {
@@ -511,8 +592,7 @@ impl Replica {
         }
         // Only other witnesses are sure to hold our chain; with none (or no chain of our
         // own) nothing can lie above our head.
-        let alone = genesis.merchant(me).is_none() || genesis.with_role(Role::Witness).all(|m| m.code == me);
-        let witness = genesis.witness(me).is_some();
+        let alone = latest.chain_owner(me).is_none() || latest.with_role(Role::Witness).all(|m| m.code == me);
         let mut outputs = VecDeque::new();
         if !alone {
             outputs.push_back(Output::HoldProduction {
@@ -520,15 +600,16 @@ impl Replica {
                 refuse_writes: false,
             });
         }
+        let to_attest = chains.keys().copied().collect();
         Replica {
             config,
-            genesis,
+            epochs,
+            admin_applied: persisted.admin_applied,
             network,
             me,
             key,
             chains: Chains(chains),
             watched,
-            witness,
             peers: BTreeSet::new(),
             outputs,
             last_heads_poll_ms: 0,
@@ -541,6 +622,7 @@ impl Replica {
             own_claims: BTreeMap::new(),
             own_fresh_from_ms: 0,
             own_liars: BTreeSet::new(),
+            to_attest,
         }
     }
 
@@ -583,6 +665,13 @@ impl Replica {
     /// Handles one input at time `now`. The outputs it causes are queued for
     /// [`Replica::poll_output`].
     pub fn handle<L: Ledger>(&mut self, now: Timestamp, input: Input, ledger: &mut L) -> Result<Verdict, Fatal> {
+        let verdict = self.take(now, input, ledger)?;
+        self.attest_pending();
+        self.learn_epochs(ledger).map_err(|e| Fatal(Box::new(e)))?;
+        Ok(verdict)
+    }
+
+    fn take<L: Ledger>(&mut self, now: Timestamp, input: Input, ledger: &mut L) -> Result<Verdict, Fatal> {
         let fatal = |e: L::Error| Fatal(Box::new(e));
         if self.own == (OwnChain::Waiting { since_ms: None }) {
             // The wait starts with the first input, not at construction (a host may build
@@ -611,7 +700,7 @@ impl Replica {
                 Ok(Verdict::Accepted)
             }
             Input::PeerConnected(peer) => {
-                if peer != self.me && self.genesis.member(peer).is_some() && self.peers.insert(peer) {
+                if peer != self.me && self.epochs.latest().member(peer).is_some() && self.peers.insert(peer) {
                     self.outputs.push_back(Output::RequestHeads { peer });
                 }
                 Ok(Verdict::Accepted)
@@ -669,16 +758,17 @@ impl Replica {
                     self.outputs.push_back(Output::BroadcastEvidence(ev.clone()));
                     continue;
                 }
-                for (height, block) in c.votes.iter().take(self.config.resend_heights_max as usize) {
-                    if c.certs.contains_key(height) {
+                for (height, vote) in c.votes.iter().take(self.config.resend_heights_max as usize) {
+                    if c.certs.contains_key(height) || !vote.attested {
                         continue;
                     }
                     again.push(
                         AttestationBody {
                             network: self.network,
                             chain: *chain,
+                            epoch: vote.epoch,
                             height: *height,
-                            block: *block,
+                            block: vote.block,
                             witness: self.me,
                         }
                         .sign(&self.key),

@@ -7,7 +7,7 @@
 use fapiao_core::block::BlockError;
 use fapiao_core::sig::{self, BatchItem, Cores, SigError};
 use fapiao_core::smt::{Node, NodeKey, NodeStore, TreeError};
-use fapiao_core::{Block, Entry, Event, Genesis, Hash32};
+use fapiao_core::{Block, Config, Entry, Event, Genesis, Hash32};
 use fapiao_domain::state::ExecError;
 use fapiao_domain::{execute_block, BlockContext, ChainContext, StateKey, StateRead, StateValue};
 use std::collections::BTreeMap;
@@ -133,7 +133,8 @@ pub fn bad_event_signatures(events: &[Event], cores: Cores) -> Vec<(usize, SigEr
     sig::verify_batches(&items, cores)
 }
 
-/// Re-executes `block` on `base`, the chain's state after the block's parent, with its
+/// Re-executes `block` under `config`, its epoch's configuration, on `base`, the
+/// chain's state after the block's parent, with its
 /// signature batches and leaf hashing on `cores`. The caller has checked the header
 /// signature, the link to the parent and the timestamp.
 ///
@@ -141,6 +142,7 @@ pub fn bad_event_signatures(events: &[Event], cores: Cores) -> Vec<(usize, SigEr
 /// cannot be read.
 pub fn reexecute<S, E>(
     genesis: &Genesis,
+    config: &Config,
     block: &Block,
     base: &S,
     signatures: Signatures,
@@ -153,7 +155,10 @@ where
     if let Err(e) = block.check_entries() {
         return Ok(Err(e.into()));
     }
-    let Some(ctx) = ChainContext::new(genesis, h.chain) else {
+    if config.epoch() != h.epoch {
+        return Ok(Err(BlockError::UnknownEpoch(h.epoch).into()));
+    }
+    let Some(ctx) = ChainContext::new(genesis, config, h.chain) else {
         return Ok(Err(BlockError::UnknownChain(h.chain).into()));
     };
     let events = inputs(block);

@@ -24,7 +24,7 @@ struct Setup {
 }
 
 fn code(g: &Genesis, i: usize) -> MemberCode {
-    g.members()[i].code
+    g.config().members()[i].code
 }
 
 fn setup() -> Setup {
@@ -95,9 +95,18 @@ impl Setup {
             .collect();
         let b = self
             .owner
-            .build_next(&self.genesis, chain, key, Timestamp(time), &events)
+            .build_next(
+                &self.genesis,
+                self.genesis.config(),
+                chain,
+                key,
+                Timestamp(time),
+                &events,
+            )
             .expect("payments are accepted");
-        self.owner.apply(&self.genesis, &b).expect("own block applies");
+        self.owner
+            .apply(&self.genesis, self.genesis.config(), &b)
+            .expect("own block applies");
         b
     }
 
@@ -278,6 +287,7 @@ fn a_quorum_of_attestations_is_a_certificate() {
         AttestationBody {
             network: s.genesis.network_id(),
             chain: s.from(),
+            epoch: 0,
             height: 1,
             block: hash,
             witness: code(&s.genesis, i),
@@ -341,6 +351,7 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
     let (sim, mut keys) = genesis(42, 4);
     let operator = SecretKey::from_seed(&[9; 32]);
     let mut members: Vec<Member> = sim
+        .config()
         .members()
         .iter()
         .map(|m| Member {
@@ -407,9 +418,11 @@ fn an_automatic_reissue_after_a_fee_deposit_is_re_derived_by_witnesses() {
     let mut build = |events: &[fapiao_core::Event]| {
         let b = s
             .owner
-            .build_next(&s.genesis, chain, &owner, Timestamp(NOW), events)
+            .build_next(&s.genesis, s.genesis.config(), chain, &owner, Timestamp(NOW), events)
             .expect("accepted");
-        s.owner.apply(&s.genesis, &b).expect("own block applies");
+        s.owner
+            .apply(&s.genesis, s.genesis.config(), &b)
+            .expect("own block applies");
         b
     };
     let first = build(&[pay, request.clone()]);
@@ -557,9 +570,9 @@ fn a_member_that_lost_its_blocks_recovers_them_before_producing() {
             }
             .sign(&key);
             let b = mine
-                .build_next(&s.genesis, me, &key, Timestamp(NOW - 100 + k), &[e])
+                .build_next(&s.genesis, s.genesis.config(), me, &key, Timestamp(NOW - 100 + k), &[e])
                 .expect("accepted");
-            mine.apply(&s.genesis, &b).expect("applies");
+            mine.apply(&s.genesis, s.genesis.config(), &b).expect("applies");
             b
         })
         .collect();
@@ -668,6 +681,7 @@ fn missing_certificates_of_held_blocks_are_asked_for_alone() {
                     AttestationBody {
                         network: s.genesis.network_id(),
                         chain,
+                        epoch: 0,
                         height: b.header.body.height,
                         block: b.header.hash(),
                         witness: code(&s.genesis, w),
@@ -720,9 +734,11 @@ fn block_of(s: &Setup, chain: &mut MemChain, i: usize, time: u64) -> Block {
     }
     .sign(key);
     let b = chain
-        .build_next(&s.genesis, code, key, Timestamp(time), &[event])
+        .build_next(&s.genesis, s.genesis.config(), code, key, Timestamp(time), &[event])
         .expect("a payment is accepted");
-    chain.apply(&s.genesis, &b).expect("own block applies");
+    chain
+        .apply(&s.genesis, s.genesis.config(), &b)
+        .expect("own block applies");
     b
 }
 
@@ -771,6 +787,7 @@ fn a_merchant_that_is_not_a_witness_holds_only_its_own_chain_and_never_attests()
     let att = AttestationBody {
         network: s.genesis.network_id(),
         chain: s.from(),
+        epoch: 0,
         height: 1,
         block: b1.header.hash(),
         witness: code(&s.genesis, 2),
@@ -905,7 +922,7 @@ fn a_member_that_is_not_a_witness_waits_for_enough_witnesses() {
 #[test]
 fn a_witness_that_owns_no_chain_attests_every_chain_and_is_never_held() {
     let (g, keys) = genesis(42, 4);
-    let mut members = g.members().to_vec();
+    let mut members = g.config().members().to_vec();
     members[0].roles = Roles::of(&[Role::Witness]);
     members[0].policy = None;
     members[0].initial_fee_balance = Fen::ZERO;

@@ -1,8 +1,8 @@
 //! Block headers, blocks, attestations, certificates and equivocation evidence.
 
 use crate::codec;
+use crate::config::{Config, Epochs};
 use crate::event::Entry;
-use crate::genesis::Genesis;
 use crate::hash::{hash, Domain, Hash32};
 use crate::ids::{BlockHash, MemberCode, NetworkId, Timestamp};
 use crate::merkle;
@@ -16,6 +16,11 @@ pub struct HeaderBody {
     pub network: NetworkId,
     /// The chain (owner's member code).
     pub chain: MemberCode,
+    /// The epoch this block is made in: its owner's key and the rules it executes under
+    /// are that epoch's, and the chain is in it from this block on. It is certified by
+    /// its parent's epoch (the chain's first epoch at height 1), so the committee the
+    /// chain leaves certifies the block that moves it (PROTOCOL.md "Epochs").
+    pub epoch: u32,
     /// 1 for the first block, then +1.
     pub height: u64,
     /// The previous block's hash; [`Hash32::ZERO`] at height 1.
@@ -58,12 +63,15 @@ pub enum BlockError {
     /// Another network's object.
     #[error("object is for another network")]
     WrongNetwork,
-    /// The chain is not a merchant member of genesis.
-    #[error("chain {0} is not a merchant member of genesis")]
+    /// The chain has no owner in the object's epoch.
+    #[error("chain {0} has no owner in that epoch")]
     UnknownChain(MemberCode),
-    /// An attestation's or certificate's signer is not a witness of genesis.
-    #[error("member {0} is not a witness of genesis")]
+    /// An attestation's or certificate's signer is not a witness of its epoch.
+    #[error("member {0} is not a witness of that epoch")]
     NotAWitness(MemberCode),
+    /// The epoch's configuration is not known (not yet, or never certified).
+    #[error("epoch {0} is not known")]
+    UnknownEpoch(u32),
     /// A signature is invalid.
     #[error("signature by {member} invalid: {error}")]
     Signature {
@@ -97,13 +105,15 @@ impl Header {
         self.body.hash()
     }
 
-    /// Checks network, that the chain is a merchant in genesis, and the owner's signature.
-    pub fn verify(&self, genesis: &Genesis, network: &NetworkId) -> Result<BlockHash, BlockError> {
+    /// Checks network, that the chain has an owner in the header's epoch, and the
+    /// owner's signature under that epoch's key.
+    pub fn verify(&self, epochs: &Epochs, network: &NetworkId) -> Result<BlockHash, BlockError> {
         if self.body.network != *network {
             return Err(BlockError::WrongNetwork);
         }
-        let owner = genesis
-            .merchant(self.body.chain)
+        let config = config_at(epochs, self.body.epoch)?;
+        let owner = config
+            .chain_owner(self.body.chain)
             .ok_or(BlockError::UnknownChain(self.body.chain))?;
         let h = self.hash();
         sig::verify(&owner.key, &h.0, &self.signature).map_err(|error| BlockError::Signature {
@@ -112,6 +122,10 @@ impl Header {
         })?;
         Ok(h)
     }
+}
+
+fn config_at(epochs: &Epochs, epoch: u32) -> Result<&Config, BlockError> {
+    epochs.at(epoch).ok_or(BlockError::UnknownEpoch(epoch))
 }
 
 /// A block: its signed header and its entries.
@@ -148,6 +162,8 @@ pub struct AttestationBody {
     pub network: NetworkId,
     /// The chain.
     pub chain: MemberCode,
+    /// The epoch whose committee certifies the block (its parent's epoch).
+    pub epoch: u32,
     /// The height.
     pub height: u64,
     /// The block.
@@ -179,12 +195,13 @@ pub struct Attestation {
 }
 
 impl Attestation {
-    /// Checks the network, that the signer is a witness, and its signature.
-    pub fn verify(&self, genesis: &Genesis, network: &NetworkId) -> Result<(), BlockError> {
+    /// Checks the network, that the signer is a witness of the attestation's epoch, and
+    /// its signature under that epoch's key.
+    pub fn verify(&self, epochs: &Epochs, network: &NetworkId) -> Result<(), BlockError> {
         if self.body.network != *network {
             return Err(BlockError::WrongNetwork);
         }
-        let m = genesis
+        let m = config_at(epochs, self.body.epoch)?
             .witness(self.body.witness)
             .ok_or(BlockError::NotAWitness(self.body.witness))?;
         sig::verify(&m.key, &self.body.digest(), &self.signature).map_err(|error| BlockError::Signature {
@@ -210,6 +227,8 @@ pub struct Certificate {
     pub network: NetworkId,
     /// The chain.
     pub chain: MemberCode,
+    /// The epoch whose committee signed (the block's parent's epoch).
+    pub epoch: u32,
     /// The height.
     pub height: u64,
     /// The block.
@@ -227,6 +246,7 @@ impl Certificate {
         if atts.iter().any(|a| {
             a.body.network != first.network
                 || a.body.chain != first.chain
+                || a.body.epoch != first.epoch
                 || a.body.height != first.height
                 || a.body.block != first.block
         }) {
@@ -237,6 +257,7 @@ impl Certificate {
         Some(Certificate {
             network: first.network,
             chain: first.chain,
+            epoch: first.epoch,
             height: first.height,
             block: first.block,
             signatures: atts
@@ -249,23 +270,26 @@ impl Certificate {
         })
     }
 
-    /// Checks network, distinct witnesses, every signature (batched), and quorum.
-    pub fn verify(&self, genesis: &Genesis, network: &NetworkId) -> Result<(), BlockError> {
+    /// Checks network, distinct witnesses of the certificate's epoch, every signature
+    /// (batched) under that epoch's keys, and that epoch's quorum.
+    pub fn verify(&self, epochs: &Epochs, network: &NetworkId) -> Result<(), BlockError> {
         if self.network != *network {
             return Err(BlockError::WrongNetwork);
         }
+        let config = config_at(epochs, self.epoch)?;
         if self.signatures.windows(2).any(|w| w[0].witness >= w[1].witness) {
             return Err(BlockError::WitnessesNotDistinct);
         }
         let mut digests = Vec::with_capacity(self.signatures.len());
         let mut keys = Vec::with_capacity(self.signatures.len());
         for ws in &self.signatures {
-            let m = genesis.witness(ws.witness).ok_or(BlockError::NotAWitness(ws.witness))?;
+            let m = config.witness(ws.witness).ok_or(BlockError::NotAWitness(ws.witness))?;
             keys.push(m.key);
             digests.push(
                 AttestationBody {
                     network: self.network,
                     chain: self.chain,
+                    epoch: self.epoch,
                     height: self.height,
                     block: self.block,
                     witness: ws.witness,
@@ -290,7 +314,7 @@ impl Certificate {
                 error,
             });
         }
-        let need = genesis.quorum() as usize;
+        let need = config.quorum() as usize;
         if self.signatures.len() < need {
             return Err(BlockError::BelowQuorum {
                 have: self.signatures.len(),
@@ -323,13 +347,13 @@ impl Equivocation {
 
     /// Checks that both headers are validly signed by the owner for the same network,
     /// chain and height, and differ.
-    pub fn verify(&self, genesis: &Genesis, network: &NetworkId) -> Result<(MemberCode, u64), BlockError> {
+    pub fn verify(&self, epochs: &Epochs, network: &NetworkId) -> Result<(MemberCode, u64), BlockError> {
         let (a, b) = (&self.first.body, &self.second.body);
         if a.chain != b.chain || a.height != b.height || self.first.hash() == self.second.hash() {
             return Err(BlockError::NotEquivocation);
         }
-        self.first.verify(genesis, network)?;
-        self.second.verify(genesis, network)?;
+        self.first.verify(epochs, network)?;
+        self.second.verify(epochs, network)?;
         Ok((a.chain, a.height))
     }
 }

@@ -123,6 +123,9 @@ pub enum EventKind {
     /// The tax office grants, adjusts, suspends, resumes or re-validates the merchant's
     /// invoicing quota (授信额度) for a month.
     QuotaChanged(QuotaChange),
+    /// The admin changes the consortium's configuration, starting the next epoch; only
+    /// on the admin chain, which carries nothing else.
+    ConfigChanged(crate::config::Reconfiguration),
 }
 
 /// A tax office's change to a merchant's monthly invoicing quota.
@@ -181,7 +184,8 @@ impl EventKind {
             | EventKind::FeeDeposited(_)
             | EventKind::MerchantPolicySet(_)
             | EventKind::ClientKeyAuthorized(_)
-            | EventKind::ClientKeyRevoked(_) => None,
+            | EventKind::ClientKeyRevoked(_)
+            | EventKind::ConfigChanged(_) => None,
         }
     }
 
@@ -205,6 +209,7 @@ impl EventKind {
             EventKind::RedFormAnswered(_) => "red_form_answered",
             EventKind::RedFormWithdrawn(_) => "red_form_withdrawn",
             EventKind::QuotaChanged(_) => "quota_changed",
+            EventKind::ConfigChanged(_) => "config_changed",
         }
     }
 }

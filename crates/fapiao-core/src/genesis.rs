@@ -2,6 +2,7 @@
 //! identified by the hash of its canonical encoding (the network id).
 
 use crate::codec;
+pub use crate::config::Config;
 use crate::event::{InvoiceType, MerchantPolicy};
 use crate::hash::{hash, Domain};
 use crate::ids::{MemberCode, NetworkId, Timestamp};
@@ -9,10 +10,9 @@ use crate::money::{Fen, AMOUNT_FEN_MAX};
 use crate::sig::PublicKey;
 use crate::tax::{self, Classification, RateRule, TaxRate};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
 /// The genesis format this code reads and writes.
-pub const GENESIS_FORMAT_VERSION: u16 = 4;
+pub const GENESIS_FORMAT_VERSION: u16 = 5;
 
 /// The largest number of members; bounds certificate size.
 pub const MEMBERS_MAX: usize = 64;
@@ -92,8 +92,8 @@ impl Roles {
         Role::ALL.into_iter().filter(move |r| self.has(*r))
     }
 
-    fn is_valid(self) -> bool {
-        self.0 != 0 && self.0 >> Role::ALL.len() == 0
+    pub(crate) fn bits(self) -> u8 {
+        self.0
     }
 }
 
@@ -128,20 +128,21 @@ pub struct Member {
     pub tax_id: Option<String>,
 }
 
-/// A validated genesis in canonical form: members sorted by code, the classification
-/// table by code, each merchant's rate rules by rate.
+/// A validated genesis in canonical form: the network's rules (name, time, fee, the
+/// classification table by code) and the configuration of epoch 0 (members by code,
+/// each merchant's rate rules by rate, the quorum, the admin chain). Later epochs'
+/// configurations come from the admin chain ([`crate::config`]).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Genesis {
     format_version: u16,
     network_name: String,
     created_at: Timestamp,
-    quorum: u32,
     fee_per_invoice: Fen,
     classifications: Vec<Classification>,
-    members: Vec<Member>,
+    config: Config,
 }
 
-/// Why a genesis is invalid.
+/// Why a genesis or a configuration is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GenesisError {
     /// Not TOML of the expected shape.
@@ -160,7 +161,7 @@ pub enum GenesisError {
     },
 }
 
-fn field_err(field: impl Into<String>, message: impl Into<String>) -> GenesisError {
+pub(crate) fn field_err(field: impl Into<String>, message: impl Into<String>) -> GenesisError {
     GenesisError::Field {
         field: field.into(),
         message: message.into(),
@@ -174,22 +175,19 @@ pub fn default_quorum(n: usize) -> u32 {
 
 impl Genesis {
     /// Validates and canonicalises (sorts members by code, the classification table by
-    /// code and each policy's rate rules).
-    /// `quorum` defaults to `floor(2n/3)+1` where n is the number of witnesses.
-    // Long: genesis's validity rules in FORMAT.md §5's order, each with its own error.
+    /// code and each policy's rate rules). `quorum` defaults to `floor(2n/3)+1` where n
+    /// is the number of witnesses. The consortium has no admin chain (its configuration
+    /// is fixed) until [`Genesis::with_admin`] names one.
     pub fn new(
         network_name: String,
         created_at: Timestamp,
         quorum: Option<u32>,
         fee_per_invoice: Fen,
         mut classifications: Vec<Classification>,
-        mut members: Vec<Member>,
+        members: Vec<Member>,
     ) -> Result<Genesis, GenesisError> {
         if network_name.trim().is_empty() || network_name.len() > 128 {
             return Err(field_err("network_name", "must be 1 to 128 characters"));
-        }
-        if members.is_empty() || members.len() > MEMBERS_MAX {
-            return Err(field_err("members", format!("must list 1 to {MEMBERS_MAX} members")));
         }
         if fee_per_invoice.is_negative() || fee_per_invoice > Fen::MAX {
             return Err(field_err(
@@ -198,96 +196,23 @@ impl Genesis {
             ));
         }
         tax::canonical_classifications(&mut classifications).map_err(|e| field_err("classifications", e))?;
-        members.sort_by_key(|m| m.code);
-        let mut keys = BTreeSet::new();
-        let mut tax_ids = BTreeSet::new();
-        for (i, m) in members.iter_mut().enumerate() {
-            let f = |name: &str| format!("members[{i}].{name}");
-            if m.name.trim().is_empty() || m.name.len() > 256 {
-                return Err(field_err(f("name"), "must be 1 to 256 characters"));
-            }
-            m.key.check().map_err(|e| field_err(f("public_key"), e.to_string()))?;
-            if !keys.insert(m.key) {
-                return Err(field_err(f("public_key"), "two members share a key"));
-            }
-            if m.addresses.len() > 16 || m.addresses.iter().any(|a| a.is_empty() || a.len() > 256) {
-                return Err(field_err(f("addresses"), "at most 16 addresses of 1 to 256 characters"));
-            }
-            if m.initial_fee_balance.is_negative() || m.initial_fee_balance > Fen::MAX {
-                return Err(field_err(
-                    f("initial_fee_balance_fen"),
-                    format!("must be 0 to {AMOUNT_FEN_MAX} fen"),
-                ));
-            }
-            if !m.roles.is_valid() {
-                return Err(field_err(f("roles"), "must hold at least one known role"));
-            }
-            if let Some(t) = &m.tax_id {
-                crate::uscc::validate(t).map_err(|e| field_err(f("tax_id"), e.to_string()))?;
-                if !tax_ids.insert(t.clone()) {
-                    return Err(field_err(f("tax_id"), "two members share a tax id"));
-                }
-            }
-            match (&mut m.policy, m.roles.has(Role::Merchant)) {
-                (Some(p), true) => {
-                    p.permitted_types.sort();
-                    p.permitted_types.dedup();
-                    tax::canonical_rate_rules(&mut p.rates).map_err(|e| field_err(f("tax_rates"), e))?;
-                    if p.max_invoice_total.is_negative() || p.max_invoice_total > Fen::MAX {
-                        return Err(field_err(
-                            f("max_invoice_total_fen"),
-                            format!("must be 0 to {AMOUNT_FEN_MAX} fen"),
-                        ));
-                    }
-                }
-                (None, true) => {
-                    return Err(field_err(f("permitted_invoice_types"), "a merchant needs a policy"));
-                }
-                (Some(_), _) => {
-                    return Err(field_err(f("permitted_invoice_types"), "only merchants have a policy"));
-                }
-                (None, _) => {
-                    if !m.initial_fee_balance.is_zero() {
-                        return Err(field_err(
-                            f("initial_fee_balance_fen"),
-                            "only merchants have a fee balance",
-                        ));
-                    }
-                }
-            }
-        }
-        if members.windows(2).any(|w| w[0].code == w[1].code) {
-            return Err(field_err("members", "two members share a code"));
-        }
-        if !members.iter().any(|m| m.roles.has(Role::Merchant)) {
-            return Err(field_err("members", "at least one member must be a merchant"));
-        }
-        let n = members.iter().filter(|m| m.roles.has(Role::Witness)).count();
-        if n == 0 {
-            return Err(field_err("members", "at least one member must be a witness"));
-        }
-        let quorum = quorum.unwrap_or_else(|| default_quorum(n));
-        // Any two quorums must share a witness, or two blocks could be certified at one
-        // height with no witness at fault. Tolerating f faulty witnesses needs
-        // floor(2n/3)+1, the default; docs/PROTOCOL.md has the arithmetic.
-        if (quorum as usize) <= n / 2 || quorum as usize > n {
-            return Err(field_err(
-                "quorum",
-                format!(
-                    "must be more than half the {n} witnesses and at most {n} (default {})",
-                    default_quorum(n)
-                ),
-            ));
-        }
+        let config = Config::new(0, quorum, None, members, Vec::new())?;
         Ok(Genesis {
             format_version: GENESIS_FORMAT_VERSION,
             network_name,
             created_at,
-            quorum,
             fee_per_invoice,
             classifications,
-            members,
+            config,
         })
+    }
+
+    /// The same genesis with `admin` owning the admin chain (an operator that is not a
+    /// merchant), so the configuration can change by epochs.
+    pub fn with_admin(self, admin: Option<MemberCode>) -> Result<Genesis, GenesisError> {
+        let c = self.config;
+        let config = Config::new(0, Some(c.quorum()), admin, c.members().to_vec(), Vec::new())?;
+        Ok(Genesis { config, ..self })
     }
 
     /// The network id: `H_genesis(canonical(self))`.
@@ -305,11 +230,6 @@ impl Genesis {
         self.created_at
     }
 
-    /// Attestations needed for a certificate.
-    pub fn quorum(&self) -> u32 {
-        self.quorum
-    }
-
     /// Fee charged per issued invoice.
     pub fn fee_per_invoice(&self) -> Fen {
         self.fee_per_invoice
@@ -325,70 +245,10 @@ impl Genesis {
         tax::find_classification(&self.classifications, code)
     }
 
-    /// Members, by code.
-    pub fn members(&self) -> &[Member] {
-        &self.members
-    }
-
-    /// The member with this code.
-    pub fn member(&self, code: MemberCode) -> Option<&Member> {
-        self.members
-            .binary_search_by_key(&code, |m| m.code)
-            .ok()
-            .map(|i| &self.members[i])
-    }
-
-    /// The merchant with this code (the owner of chain `code`).
-    pub fn merchant(&self, code: MemberCode) -> Option<&Member> {
-        self.member(code).filter(|m| m.roles.has(Role::Merchant))
-    }
-
-    /// The witness with this code: its attestations count towards certificates.
-    pub fn witness(&self, code: MemberCode) -> Option<&Member> {
-        self.member(code).filter(|m| m.roles.has(Role::Witness))
-    }
-
-    /// The members holding `role`, by code.
-    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Member> {
-        self.members.iter().filter(move |m| m.roles.has(role))
-    }
-
-    /// The merchant chains, by code.
-    pub fn chains(&self) -> impl Iterator<Item = MemberCode> + '_ {
-        self.with_role(Role::Merchant).map(|m| m.code)
-    }
-
-    /// Whether member `reader` may hold chain `chain`'s blocks and read its business
-    /// data: its owner, every witness (which re-executes it) and every tax office or
-    /// auditor. Everyone else gets headers and certificates only (PROTOCOL.md,
-    /// "Confidentiality").
-    pub fn may_read(&self, reader: MemberCode, chain: MemberCode) -> bool {
-        reader == chain
-            || self
-                .member(reader)
-                .is_some_and(|m| m.roles.has(Role::Witness) || m.roles.has(Role::TaxOffice))
-    }
-
-    /// Whether member `code` runs a node: merchants produce their chains, witnesses
-    /// validate every chain.
-    pub fn runs_node(&self, code: MemberCode) -> bool {
-        self.member(code)
-            .is_some_and(|m| m.roles.has(Role::Merchant) || m.roles.has(Role::Witness))
-    }
-
-    /// Whether a member's node has anyone to replicate with: another member runs a node.
-    pub fn replicates(&self, code: MemberCode) -> bool {
-        self.members.iter().any(|m| m.code != code && self.runs_node(m.code))
-    }
-
-    /// The member with this key.
-    pub fn member_by_key(&self, key: &PublicKey) -> Option<&Member> {
-        self.members.iter().find(|m| m.key == *key)
-    }
-
-    /// The member whose tax id is `tax_id` (a buyer inside the consortium).
-    pub fn member_by_tax_id(&self, tax_id: &str) -> Option<&Member> {
-        self.members.iter().find(|m| m.tax_id.as_deref() == Some(tax_id))
+    /// The configuration of epoch 0: the members, roles and keys the network starts
+    /// with. Anything that must hold in a later epoch asks [`crate::config::Epochs`].
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Decodes canonical bytes and re-validates; the result must re-encode to `bytes`.
@@ -403,11 +263,12 @@ impl Genesis {
         let again = Genesis::new(
             g.network_name.clone(),
             g.created_at,
-            Some(g.quorum),
+            Some(g.config.quorum()),
             g.fee_per_invoice,
             g.classifications.clone(),
-            g.members.clone(),
-        )?;
+            g.config.members().to_vec(),
+        )?
+        .with_admin(g.config.admin())?;
         if again != g {
             return Err(field_err("members", "not in canonical order"));
         }
@@ -499,6 +360,12 @@ impl Genesis {
                 })
                 .collect(),
             members,
+        )?
+        .with_admin(
+            file.admin
+                .as_deref()
+                .map(|a| a.parse().map_err(|e: crate::ids::ParseError| field_err("admin", e.0)))
+                .transpose()?,
         )
     }
 
@@ -508,7 +375,8 @@ impl Genesis {
             format_version: self.format_version,
             network_name: self.network_name.clone(),
             created_at_ms: self.created_at.0,
-            quorum: Some(self.quorum),
+            quorum: Some(self.config.quorum()),
+            admin: self.config.admin().map(|a| a.to_string()),
             fee_per_invoice_fen: self.fee_per_invoice.fen(),
             classifications: self
                 .classifications
@@ -519,7 +387,8 @@ impl Genesis {
                 })
                 .collect(),
             members: self
-                .members
+                .config
+                .members()
                 .iter()
                 .map(|m| MemberFile {
                     code: m.code.to_string(),
@@ -561,6 +430,8 @@ struct GenesisFile {
     created_at_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     quorum: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    admin: Option<String>,
     fee_per_invoice_fen: i64,
     classifications: Vec<ClassificationFile>,
     members: Vec<MemberFile>,

@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod codec;
+pub mod config;
 pub mod event;
 pub mod genesis;
 pub mod hash;
@@ -21,6 +22,7 @@ pub mod tax;
 pub mod uscc;
 
 pub use block::{Attestation, AttestationBody, Block, Certificate, Equivocation, Header, HeaderBody};
+pub use config::{Config, ConfigChange, Epochs, Reconfiguration};
 pub use event::{Derived, DerivedKind, Entry, Event, EventBody, EventKind};
 pub use genesis::{Genesis, Member, Role, Roles};
 pub use hash::Hash32;

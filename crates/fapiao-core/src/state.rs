@@ -42,6 +42,9 @@ pub enum StateKey {
     QuotaBlocked,
     /// The quota of a month that has ended, by `YYYYMM`, kept for reconciliation.
     QuotaMonth(u32),
+    /// On the admin chain only: the consortium's configuration as of the newest change
+    /// (absent: genesis's, epoch 0).
+    Config,
 }
 
 impl StateKey {
@@ -88,6 +91,8 @@ pub enum StateValue {
     QuotaBlocked(FeeBlockedQueue),
     /// For [`StateKey::QuotaMonth`].
     QuotaMonth(QuotaRecord),
+    /// For [`StateKey::Config`].
+    Config(crate::config::Config),
 }
 
 impl StateValue {
@@ -113,6 +118,7 @@ impl StateValue {
                 | (StateKey::Quota, StateValue::Quota(_))
                 | (StateKey::QuotaBlocked, StateValue::QuotaBlocked(_))
                 | (StateKey::QuotaMonth(_), StateValue::QuotaMonth(_))
+                | (StateKey::Config, StateValue::Config(_))
         )
     }
 }

@@ -390,6 +390,7 @@ fn header() -> impl Strategy<Value = Header> {
                 body: HeaderBody {
                     network: NetworkId(n),
                     chain,
+                    epoch: 0,
                     height,
                     parent: BlockHash(parent),
                     timestamp: Timestamp(t),
@@ -412,6 +413,7 @@ fn attestation() -> impl Strategy<Value = Attestation> {
             body: AttestationBody {
                 network: NetworkId(n),
                 chain,
+                epoch: 0,
                 height,
                 block: BlockHash(b),
                 witness,
@@ -432,6 +434,7 @@ fn certificate() -> impl Strategy<Value = Certificate> {
         .prop_map(|(n, chain, height, b, s)| Certificate {
             network: NetworkId(n),
             chain,
+            epoch: 0,
             height,
             block: BlockHash(b),
             signatures: s

@@ -19,6 +19,27 @@ fn vectors() -> Vec<(&'static str, String)> {
     v.push(("genesis.canonical", hex::encode(to_bytes(&g))));
     v.push(("genesis.network_id", net.0.to_hex()));
     v.push(("key.public", key(1).public().to_hex()));
+    // A configuration change on the admin chain (§5.1): a second merchant joins.
+    let first = &g.config().members()[0];
+    let joining = Member {
+        code: MemberCode::new(110_002).unwrap(),
+        name: "Tea 2".into(),
+        key: key(2).public(),
+        addresses: vec!["/ip4/127.0.0.1/tcp/7002".into()],
+        roles: Roles::of(&[Role::Merchant]),
+        ..first.clone()
+    };
+    let change = Reconfiguration {
+        epoch: 1,
+        change: ConfigChange::AddMember(joining),
+    };
+    let next = g.config().apply(&change.change).unwrap();
+    assert_eq!(
+        (next.epoch(), next.members().len()),
+        (1, 2),
+        "the change applies to genesis"
+    );
+    v.push(("config.change", hex::encode(to_bytes(&change))));
 
     let pay = EventBody {
         network: net,
@@ -139,6 +160,7 @@ fn vectors() -> Vec<(&'static str, String)> {
     let header = HeaderBody {
         network: net,
         chain,
+        epoch: 0,
         height: 1,
         parent: BlockHash(Hash32::ZERO),
         timestamp: Timestamp(1_767_225_603_000),
@@ -154,6 +176,7 @@ fn vectors() -> Vec<(&'static str, String)> {
     let att = AttestationBody {
         network: net,
         chain,
+        epoch: 0,
         height: 1,
         block: header.hash(),
         witness: chain,
@@ -164,6 +187,7 @@ fn vectors() -> Vec<(&'static str, String)> {
     let cert = Certificate {
         network: net,
         chain,
+        epoch: 0,
         height: 1,
         block: header.hash(),
         signatures: vec![WitnessSignature {
@@ -171,7 +195,7 @@ fn vectors() -> Vec<(&'static str, String)> {
             signature: att.signature,
         }],
     };
-    cert.verify(&g, &net).unwrap();
+    cert.verify(&Epochs::new(&g), &net).unwrap();
     v.push(("certificate", hex::encode(to_bytes(&cert))));
     state_vectors(&mut v, number, check, req.id());
     v
@@ -482,6 +506,7 @@ fn signatures_in_vectors_verify() {
     let body = HeaderBody {
         network: g.network_id(),
         chain: MemberCode::new(110_001).unwrap(),
+        epoch: 0,
         height: 1,
         parent: BlockHash(Hash32::ZERO),
         timestamp: Timestamp(0),
@@ -490,18 +515,18 @@ fn signatures_in_vectors_verify() {
         state_root: Hash32::ZERO,
     };
     let h = body.sign(&key(1));
-    assert_eq!(h.verify(&g, &g.network_id()).unwrap(), h.hash());
+    assert_eq!(h.verify(&Epochs::new(&g), &g.network_id()).unwrap(), h.hash());
     let other = Genesis::new(
         "other".into(),
         Timestamp(0),
         None,
         Fen::from_fen(0),
         fapiao_core::tax::sample_classifications(),
-        g.members().to_vec(),
+        g.config().members().to_vec(),
     )
     .unwrap();
     assert!(
-        h.verify(&other, &other.network_id()).is_err(),
+        h.verify(&Epochs::new(&other), &other.network_id()).is_err(),
         "a header of another network is refused"
     );
 }

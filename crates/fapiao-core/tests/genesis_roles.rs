@@ -10,7 +10,7 @@ fn key(n: u8) -> String {
 /// A genesis file with one member per `(code, roles, merchant policy)`.
 fn file(members: &[(&str, &str, bool)], quorum: Option<u32>) -> String {
     let mut s = String::from(
-        "format_version = 4\nnetwork_name = \"roles\"\ncreated_at_ms = 1767225600000\n\
+        "format_version = 5\nnetwork_name = \"roles\"\ncreated_at_ms = 1767225600000\n\
          fee_per_invoice_fen = 10\n\
          classifications = [{ code = \"3070401000000000000\", short_name = \"餐饮服务\" }]\n",
     );
@@ -58,22 +58,25 @@ fn the_quorum_counts_witnesses_and_reading_follows_the_roles() {
         None,
     ))
     .unwrap();
-    assert_eq!(g.quorum(), 3, "floor(2*3/3)+1 over the three witnesses");
-    assert_eq!(g.with_role(Role::Witness).count(), 3);
-    let chains: Vec<MemberCode> = g.chains().collect();
+    assert_eq!(g.config().quorum(), 3, "floor(2*3/3)+1 over the three witnesses");
+    assert_eq!(g.config().with_role(Role::Witness).count(), 3);
+    let chains: Vec<MemberCode> = g.config().chains().collect();
     assert_eq!(chains, vec![code(110001), code(110002), code(110003), code(110004)]);
     // A chain: its owner, the witnesses and the tax office; not another merchant, not
     // the operator.
-    assert!(g.may_read(code(110004), code(110004)));
-    assert!(g.may_read(code(110001), code(110004)));
-    assert!(g.may_read(code(800001), code(110004)));
-    assert!(!g.may_read(code(110004), code(110001)));
-    assert!(!g.may_read(code(900001), code(110001)));
+    assert!(g.config().may_read(code(110004), code(110004)));
+    assert!(g.config().may_read(code(110001), code(110004)));
+    assert!(g.config().may_read(code(800001), code(110004)));
+    assert!(!g.config().may_read(code(110004), code(110001)));
+    assert!(!g.config().may_read(code(900001), code(110001)));
     // Nodes: merchants and witnesses; the operator and the tax office sign only.
-    assert!(g.runs_node(code(110004)) && !g.runs_node(code(800001)));
+    assert!(g.config().runs_node(code(110004)) && !g.config().runs_node(code(800001)));
     // The TOML form round-trips, roles and all.
     assert_eq!(Genesis::from_toml(&g.to_toml()).unwrap(), g);
-    assert_eq!(g.member(code(110001)).unwrap().roles.to_string(), "witness+merchant");
+    assert_eq!(
+        g.config().member(code(110001)).unwrap().roles.to_string(),
+        "witness+merchant"
+    );
 }
 
 #[test]
@@ -103,9 +106,9 @@ fn genesis_files_with_wrong_roles_are_refused_naming_the_field() {
     ];
     assert!(refused(&two, Some(3)).contains("quorum"));
     assert!(refused(&two, Some(1)).contains("quorum"));
-    assert_eq!(Genesis::from_toml(&file(&two, Some(2))).unwrap().quorum(), 2);
+    assert_eq!(Genesis::from_toml(&file(&two, Some(2))).unwrap().config().quorum(), 2);
     // Format version 1 files (one `role` per member) are not read.
-    let old = file(&[m(r#"["witness", "merchant"]"#)], None).replace("format_version = 4", "format_version = 1");
+    let old = file(&[m(r#"["witness", "merchant"]"#)], None).replace("format_version = 5", "format_version = 1");
     assert!(Genesis::from_toml(&old)
         .unwrap_err()
         .to_string()
@@ -116,7 +119,7 @@ fn genesis_files_with_wrong_roles_are_refused_naming_the_field() {
 fn tax_rules_are_data_and_wrong_ones_are_refused_naming_the_field() {
     let one = [("110001", r#"["witness", "merchant"]"#, true)];
     let g = Genesis::from_toml(&file(&one, None)).unwrap();
-    let rates = &g.member(code(110001)).unwrap().policy.as_ref().unwrap().rates;
+    let rates = &g.config().member(code(110001)).unwrap().policy.as_ref().unwrap().rates;
     let shown: Vec<String> = rates.iter().map(|r| r.describe()).collect();
     assert_eq!(
         shown,

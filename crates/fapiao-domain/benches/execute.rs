@@ -48,7 +48,7 @@ fn requests(w: &World, prefix: &str, from: usize) -> Vec<Event> {
 /// The context of the block after `w`'s last.
 fn next(w: &World) -> (ChainContext<'_>, BlockContext) {
     (
-        ChainContext::new(&w.genesis, w.chain).unwrap(),
+        ChainContext::new(&w.genesis, w.genesis.config(), w.chain).unwrap(),
         BlockContext {
             height: w.height + 1,
             timestamp: Timestamp(w.time + 1000),

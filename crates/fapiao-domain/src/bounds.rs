@@ -109,6 +109,9 @@ pub fn check_event(kind: &EventKind) -> Result<(), Rejection> {
             }
             Ok(())
         }
+        // Every field of a change is bounded by the configuration rules, which execution
+        // checks on the configuration it would make (`Config::apply`).
+        EventKind::ConfigChanged(_) => Ok(()),
         EventKind::FeeDeposited(d) => {
             check_id("deposit_id", &d.deposit_id)?;
             check_amount("amount", d.amount)

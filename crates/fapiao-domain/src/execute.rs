@@ -25,8 +25,8 @@ use fapiao_core::genesis::Role;
 use fapiao_core::hash::{hash, Domain};
 use fapiao_core::tax::{self, RateRule, TaxRate};
 use fapiao_core::{
-    codec, CheckCode, Derived, DerivedKind, Entry, Event, EventBody, EventId, EventKind, Fen, Genesis, InvoiceNumber,
-    MemberCode, NetworkId, PublicKey, Quantity, Timestamp,
+    codec, CheckCode, Config, Derived, DerivedKind, Entry, Event, EventBody, EventId, EventKind, Fen, Genesis,
+    InvoiceNumber, MemberCode, NetworkId, PublicKey, Quantity, Timestamp,
 };
 use std::collections::BTreeMap;
 
@@ -41,25 +41,34 @@ pub const FEE_BLOCKED_MAX: usize = 1000;
 /// next deposit (or a manual retry).
 pub const AUTO_REISSUE_BYTES_MAX: usize = 1024 * 1024;
 
-/// The chain being executed and the rules it runs under.
+/// The chain being executed and the rules it runs under: the network's (genesis) and
+/// those of the block's epoch (members, roles, keys).
 #[derive(Debug, Clone, Copy)]
 pub struct ChainContext<'g> {
     genesis: &'g Genesis,
+    config: &'g Config,
     network: NetworkId,
     chain: MemberCode,
     owner: PublicKey,
 }
 
 impl<'g> ChainContext<'g> {
-    /// The context of merchant `chain`'s chain, or `None` if it is not a merchant.
-    pub fn new(genesis: &'g Genesis, chain: MemberCode) -> Option<Self> {
-        let owner = genesis.merchant(chain)?.key;
+    /// The context of chain `chain` in the epoch of `config`, or `None` if the chain has
+    /// no owner in that epoch (not a merchant, not the admin chain).
+    pub fn new(genesis: &'g Genesis, config: &'g Config, chain: MemberCode) -> Option<Self> {
+        let owner = config.chain_owner(chain)?.key;
         Some(ChainContext {
             genesis,
+            config,
             network: genesis.network_id(),
             chain,
             owner,
         })
+    }
+
+    /// The configuration of the block's epoch.
+    pub fn config(&self) -> &'g Config {
+        self.config
     }
 
     /// The chain.
@@ -82,9 +91,10 @@ impl<'g> ChainContext<'g> {
         self.genesis
     }
 
-    /// The merchant meta implied by genesis, before any event changed it.
+    /// The merchant meta implied by the merchant's entry (in genesis, or in the
+    /// configuration change that added it), before any event changed it.
     pub fn genesis_meta(&self) -> MerchantMeta {
-        let m = self.genesis.merchant(self.chain);
+        let m = self.config.merchant(self.chain);
         MerchantMeta {
             fee_balance: m.map(|m| m.initial_fee_balance).unwrap_or(Fen::ZERO),
             policy: m.and_then(|m| m.policy.clone()).unwrap_or(MerchantPolicy {
@@ -258,7 +268,12 @@ pub fn authorize<S: StateRead>(
             _ => Err(unauthorized()),
         })
     };
-    let member = |roles: &[Role]| match ctx.genesis.member_by_key(author) {
+    // The admin chain carries configuration changes by its owner and nothing else; no
+    // other chain carries one.
+    if ctx.config.is_admin_chain(ctx.chain) != matches!(kind, EventKind::ConfigChanged(_)) {
+        return Ok(Err(unauthorized()));
+    }
+    let member = |roles: &[Role]| match ctx.config.member_by_key(author) {
         Some(m) if roles.iter().any(|r| m.roles.has(*r)) => Ok(Some(m.code)),
         _ => Err(unauthorized()),
     };
@@ -270,11 +285,13 @@ pub fn authorize<S: StateRead>(
         EventKind::InvoiceClaimRequested(_) => Ok(member(&[Role::Verifier, Role::TaxOffice])),
         EventKind::FeeDeposited(_) | EventKind::MerchantPolicySet(_) => Ok(member(&[Role::Operator])),
         EventKind::QuotaChanged(_) => Ok(member(&[Role::TaxOffice])),
-        EventKind::ClientKeyAuthorized(_) | EventKind::ClientKeyRevoked(_) => Ok(if *author == ctx.owner {
-            Ok(None)
-        } else {
-            Err(unauthorized())
-        }),
+        EventKind::ClientKeyAuthorized(_) | EventKind::ClientKeyRevoked(_) | EventKind::ConfigChanged(_) => {
+            Ok(if *author == ctx.owner {
+                Ok(None)
+            } else {
+                Err(unauthorized())
+            })
+        }
         EventKind::InvoiceClaimUnlocked(_) | EventKind::InvoiceClaimClosed(_) => {
             Ok(member(&[Role::Verifier, Role::TaxOffice]))
         }
@@ -355,6 +372,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
             EventKind::MerchantPolicySet(p) => self.set_policy(p).map(|()| vec![]),
             EventKind::ClientKeyAuthorized(a) => self.authorize_key(a).map(|()| vec![]),
             EventKind::ClientKeyRevoked(r) => self.revoke_key(r).map(|()| vec![]),
+            EventKind::ConfigChanged(r) => self.reconfigure(r).map(|()| vec![]),
             EventKind::InvoiceClaimUnlocked(a) => self.unlock_claim(a, member_signer(signer)).map(one),
             EventKind::InvoiceClaimClosed(a) => self.close_claim(a, member_signer(signer)).map(one),
             EventKind::InvoiceBookingSet(b) => self.set_booking(b, member_signer(signer)).map(one),

@@ -208,6 +208,15 @@ impl<'a, S: StateRead> Overlay<'a, S> {
         }
     }
 
+    /// The admin chain's configuration record (`None`: still genesis's).
+    pub fn config(&self) -> Result<Option<fapiao_core::Config>, ExecError<S::Error>> {
+        match self.get(&StateKey::Config)? {
+            None => Ok(None),
+            Some(StateValue::Config(c)) => Ok(Some(c)),
+            Some(_) => Err(ExecError::Corrupt(StateKey::Config)),
+        }
+    }
+
     /// The merchant meta record, or its genesis default.
     pub fn meta(&self, default: impl FnOnce() -> MerchantMeta) -> Result<MerchantMeta, ExecError<S::Error>> {
         match self.get(&StateKey::Meta)? {

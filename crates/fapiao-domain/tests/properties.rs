@@ -266,7 +266,7 @@ fn check_state(w: &World, deposits: i128) {
     sequences.sort();
     let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
     assert_eq!(sequences, expected, "invoice numbers are gap-free");
-    let initial = i128::from(w.genesis.merchant(w.chain).unwrap().initial_fee_balance.fen());
+    let initial = i128::from(w.genesis.config().merchant(w.chain).unwrap().initial_fee_balance.fen());
     assert_eq!(
         i128::from(w.fee_balance().fen()),
         initial + deposits - i128::from(blue_issued) * i128::from(w.genesis.fee_per_invoice().fen()),

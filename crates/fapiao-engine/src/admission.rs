@@ -445,8 +445,12 @@ fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventI
 /// Who may sign it (the domain's rule, against the committed state), then the event's
 /// own bounds: both exactly as execution will check them, so a client hears at once.
 fn authorized(shared: &Shared, e: &Event) -> Result<(), AdmitError> {
-    let Some(ctx) = fapiao_domain::ChainContext::new(&shared.genesis, shared.chain) else {
-        unreachable!("the engine starts only for a merchant of genesis")
+    let epochs = shared.epochs();
+    let Some(ctx) = fapiao_domain::ChainContext::new(&shared.genesis, epochs.latest(), shared.chain) else {
+        return Err(AdmitError::Unauthorized {
+            author: e.body.author.to_hex(),
+            kind: e.body.kind.name(),
+        });
     };
     let view = shared.store.state(shared.chain);
     let overlay = fapiao_domain::Overlay::new(&view);

@@ -36,7 +36,7 @@ pub fn wall_clock() -> fapiao_core::Timestamp {
 }
 pub use proof::{AsOf, Factors, ProofError};
 pub use queries::{
-    EventOutcome, EventStatus, FailureCursor, FailureRow, HistoryEntry, NodeStatus, PaymentView,
+    EpochRecord, EventOutcome, EventStatus, FailureCursor, FailureRow, HistoryEntry, NodeStatus, PaymentView,
     FAILURE_ROWS_SCANNED_MAX, HISTORY_PAGE_MAX,
 };
 pub use reconcile::{
@@ -44,7 +44,7 @@ pub use reconcile::{
     Reconciliation, RECON_LIST_MAX,
 };
 
-use fapiao_core::{Genesis, MemberCode, NetworkId, SecretKey};
+use fapiao_core::{Epochs, Genesis, MemberCode, NetworkId, SecretKey};
 use fapiao_store::{Store, StoreError};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -116,6 +116,9 @@ pub enum EngineError {
 pub(crate) struct Shared {
     pub(crate) store: Arc<Store>,
     pub(crate) genesis: Arc<Genesis>,
+    /// Every epoch known: loaded from the admin chain at start, replaced by replication
+    /// as certified configuration changes arrive.
+    pub(crate) epochs: std::sync::RwLock<Arc<Epochs>>,
     pub(crate) network: NetworkId,
     pub(crate) chain: MemberCode,
     pub(crate) produces: bool,
@@ -135,6 +138,12 @@ pub(crate) struct Shared {
     pub(crate) disk: disk::DiskGuard,
     /// Why block production is held, if it is.
     pub(crate) hold: Mutex<Option<ProductionHold>>,
+}
+
+impl Shared {
+    pub(crate) fn epochs(&self) -> Arc<Epochs> {
+        self.epochs.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Why block production is held (see [`Engine::hold_production`]).
@@ -192,14 +201,16 @@ impl Engine {
         key: SecretKey,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let member = genesis
+        let (epochs, _, _) = fapiao_chain::disk::epochs(&*store, &genesis)?;
+        let latest = epochs.latest();
+        let member = latest
             .member_by_key(&key.public())
-            .filter(|m| genesis.runs_node(m.code))
+            .filter(|m| latest.runs_node(m.code))
             .ok_or_else(|| EngineError::RunsNoNode(key.public().to_hex()))?;
         let chain = member.code;
-        // A witness that is not a merchant owns no chain: it admits nothing and produces
-        // nothing; its node validates, attests and serves the chains it holds.
-        let produces = member.roles.has(fapiao_core::Role::Merchant);
+        // A witness that owns no chain (neither a merchant nor the admin) admits nothing
+        // and produces nothing; its node validates, attests and serves the chains it holds.
+        let produces = latest.chain_owner(chain).is_some();
         let pending = admission::PendingSet::load(&store)?;
         let store_path = store.path().to_path_buf();
         let disk_reserve = config.disk_reserve_bytes;
@@ -214,6 +225,7 @@ impl Engine {
             produces,
             store,
             genesis,
+            epochs: std::sync::RwLock::new(Arc::new(epochs)),
             key,
             config,
             pending: Mutex::new(pending),
@@ -286,6 +298,16 @@ impl Engine {
     /// The genesis.
     pub fn genesis(&self) -> &Genesis {
         &self.shared.genesis
+    }
+
+    /// Every epoch known (a snapshot).
+    pub fn epochs(&self) -> Arc<Epochs> {
+        self.shared.epochs()
+    }
+
+    /// Replication learned a new epoch: blocks are made, and events authorised, in it.
+    pub fn set_epochs(&self, epochs: Epochs) {
+        *self.shared.epochs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(epochs);
     }
 
     /// The store.

@@ -168,11 +168,7 @@ fn pipeline(
                         }
                         (Ok(()), Ok(Outcome::Block(ready))) => {
                             in_flight = Some(InFlight {
-                                head: StoredHead {
-                                    height: ready.block.header.body.height,
-                                    hash: ready.block.header.hash(),
-                                    timestamp: ready.block.header.body.timestamp,
-                                },
+                                head: StoredHead::of(&ready.block.header),
                                 state: ready.state.clone(),
                                 seqs: ready.seqs.iter().copied().collect(),
                             });
@@ -318,11 +314,9 @@ fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFligh
     let chain = shared.chain;
     let tip = match on {
         Some(f) => Some(f.head),
-        None => store.head(chain)?.map(|h| StoredHead {
-            height: h.height,
-            hash: h.hash,
-            timestamp: h.timestamp,
-        }),
+        None => store
+            .header(chain, store.head(chain)?.map_or(0, |h| h.height))?
+            .map(|h| StoredHead::of(&h)),
     };
     let now = Timestamp(now_ms().saturating_add(shared.config.clock_offset_ms));
     let seqs: Vec<u64> = batch.iter().map(|(s, _, _)| *s).collect();
@@ -330,9 +324,19 @@ fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFligh
     // in the same atomic write, admission dedupes against committed events first, and
     // the events of the block in flight are not taken again.
     let events: Vec<Event> = batch.into_iter().map(|(_, _, e)| e).collect();
-    let ctx = match ChainContext::new(&shared.genesis, chain) {
-        Some(c) => c,
-        None => unreachable!("the engine starts only for a merchant of genesis"),
+    // The block is made in the newest epoch known. A chain closed by it (or a key
+    // rotated away) has production held by replication; until that lands, nothing is
+    // built and the events stay pending.
+    let epochs = shared.epochs();
+    let latest = epochs.latest();
+    let ctx = match ChainContext::new(&shared.genesis, latest, chain) {
+        Some(c) if c.owner() == shared.key.public() => c,
+        _ => {
+            return Ok(Outcome::Nothing {
+                seqs,
+                refused: Vec::new(),
+            })
+        }
     };
     // One view for executing and for the tree update: the update walks the tree pages
     // the reads' checks already fetched.
@@ -348,20 +352,7 @@ fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFligh
     };
     let hash = block.header.hash();
     let height = block.header.body.height;
-    // A witness owner attests its own block; with a quorum of one that is a certificate.
-    let attestation = AttestationBody {
-        network: shared.network,
-        chain,
-        height,
-        block: hash,
-        witness: chain,
-    }
-    .sign(&shared.key);
-    let certificate = if shared.genesis.quorum() <= 1 && shared.genesis.witness(chain).is_some() {
-        Certificate::from_attestations([&attestation])
-    } else {
-        None
-    };
+    let certificate = self_certificate(shared, &epochs, tip.as_ref(), chain, height, hash);
     let inputs = events.len() - refused.len();
     Ok(Outcome::Block(Box::new(Ready {
         block,
@@ -372,6 +363,37 @@ fn build(shared: &Shared, batch: Vec<(u64, EventId, Event)>, on: Option<&InFligh
         inputs,
         started,
     })))
+}
+
+/// A witness owner attests its own block in the epoch that certifies it (its parent's,
+/// the chain's first at height 1); with a quorum of one that is a certificate.
+fn self_certificate(
+    shared: &Shared,
+    epochs: &fapiao_core::Epochs,
+    tip: Option<&StoredHead>,
+    chain: fapiao_core::MemberCode,
+    height: u64,
+    hash: fapiao_core::BlockHash,
+) -> Option<Certificate> {
+    let certifying = match tip {
+        Some(t) => t.epoch,
+        None => epochs.first_epoch(chain).unwrap_or(0),
+    };
+    let committee = epochs.at(certifying)?;
+    let mine = committee.witness(chain).is_some_and(|m| m.key == shared.key.public());
+    if committee.quorum() > 1 || !mine {
+        return None;
+    }
+    let attestation = AttestationBody {
+        network: shared.network,
+        chain,
+        epoch: certifying,
+        height,
+        block: hash,
+        witness: chain,
+    }
+    .sign(&shared.key);
+    Certificate::from_attestations([&attestation])
 }
 
 /// The events the builder left out, as the pending table records them (code, message,

@@ -5,7 +5,7 @@ use fapiao_core::event::DerivedKind;
 use fapiao_core::event::InvoiceIssued;
 use fapiao_core::state::{InvoiceRecord, StateKey, StateValue};
 use fapiao_core::{merkle, smt, CheckCode, Entry, Fen, Hash32, InvoiceNumber, MemberCode};
-use fapiao_proof::{Bundle, CertifiedHeader, EntryProof, StatusProof, BUNDLE_VERSION};
+use fapiao_proof::{Bundle, CertifiedHeader, ConfigBlock, EntryProof, StatusProof, BUNDLE_VERSION};
 use fapiao_store::tables::IdxInvoice;
 use fapiao_store::{EntryLoc, StoreError};
 
@@ -94,7 +94,7 @@ impl Engine {
     /// (`Store::state_at`), so a block awaiting its certificate never holds it back.
     pub fn proof_bundle(&self, number: &InvoiceNumber, factors: &Factors, as_of: AsOf) -> Result<Bundle, ProofError> {
         let chain = number.member();
-        if self.genesis().merchant(chain).is_none() {
+        if self.epochs().first_epoch(chain).is_none() || self.epochs().latest().is_admin_chain(chain) {
             return Err(ProofError::NotFound);
         }
         let store = self.store();
@@ -145,6 +145,7 @@ impl Engine {
         Ok(Bundle {
             version: BUNDLE_VERSION,
             network: self.network(),
+            configuration: self.configuration_blocks()?,
             number: *number,
             headers,
             request,
@@ -183,6 +184,34 @@ impl Engine {
         };
         let request_loc = store.locate(&cause)?.ok_or(ProofError::NotFound)?;
         Ok((request_loc, issue_loc))
+    }
+
+    /// The admin chain's certified blocks from height 1, up to the first one not held or
+    /// not certified: every configuration change a verifier, or a member joining, needs
+    /// to know each epoch from genesis alone.
+    pub fn configuration_blocks(&self) -> Result<Vec<ConfigBlock>, StoreError> {
+        let Some(admin) = self.genesis().config().admin() else {
+            return Ok(Vec::new());
+        };
+        let store = self.store();
+        let mut out = Vec::new();
+        for height in 1.. {
+            let Some(header) = store.header(admin, height)? else {
+                break;
+            };
+            let Some(certificate) = store.certificate(admin, height)?.filter(|c| c.block == header.hash()) else {
+                break;
+            };
+            let header = CertifiedHeader { header, certificate };
+            let Some(block) = store.block(admin, height)? else {
+                break;
+            };
+            out.push(ConfigBlock {
+                header,
+                entries: block.entries,
+            });
+        }
+        Ok(out)
     }
 
     /// The header at `height` of `chain` with its certificate, if it is certified.

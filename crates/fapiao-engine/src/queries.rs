@@ -142,6 +142,17 @@ impl FailureCursor {
 /// there, so a listing costs the same however many failures a chain holds.
 pub const FAILURE_ROWS_SCANNED_MAX: usize = 5000;
 
+/// A configuration change and the certified admin block that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochRecord {
+    /// The admin chain height.
+    pub height: u64,
+    /// The block time.
+    pub timestamp: fapiao_core::Timestamp,
+    /// The change, with the epoch it started.
+    pub change: fapiao_core::Reconfiguration,
+}
+
 /// Node status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -157,6 +168,8 @@ pub struct NodeStatus {
     pub certified_height: u64,
     /// Pending events.
     pub pending: u64,
+    /// The newest epoch this node knows.
+    pub epoch: u32,
     /// Members in genesis.
     pub members: usize,
     /// Quorum.
@@ -553,9 +566,57 @@ impl Engine {
         Ok(Some((b, self.store().certificate(chain, height)?)))
     }
 
+    /// Every configuration change in the admin chain's certified blocks, oldest first,
+    /// with the block that holds it (empty when the configuration is fixed).
+    pub fn epoch_history(&self) -> Result<Vec<EpochRecord>, StoreError> {
+        let Some(admin) = self.genesis().config().admin() else {
+            return Ok(Vec::new());
+        };
+        let store = self.store();
+        let mut out = Vec::new();
+        for height in 1.. {
+            let Some(block) = store.block(admin, height)? else {
+                break;
+            };
+            let certified = store
+                .certificate(admin, height)?
+                .is_some_and(|c| c.block == block.header.hash());
+            if !certified {
+                break;
+            }
+            for entry in &block.entries {
+                if let fapiao_core::Entry::Event(e) = entry {
+                    if let fapiao_core::EventKind::ConfigChanged(r) = &e.body.kind {
+                        out.push(EpochRecord {
+                            height,
+                            timestamp: block.header.body.timestamp,
+                            change: r.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// On the admin's own node, the epoch its chain's newest block (certified or not)
+    /// records: a new change must start the one after it. `None` elsewhere.
+    pub fn recorded_epoch(&self) -> Result<Option<u32>, StoreError> {
+        let latest = self.epochs();
+        if !latest.latest().is_admin_chain(self.chain()) {
+            return Ok(None);
+        }
+        match self.store().state(self.chain()).get(&StateKey::Config)? {
+            Some(StateValue::Config(c)) => Ok(Some(c.epoch())),
+            _ => Ok(Some(0)),
+        }
+    }
+
     /// The node's status.
     pub fn status(&self) -> Result<NodeStatus, StoreError> {
         let g = self.genesis();
+        let epochs = self.epochs();
+        let latest = epochs.latest();
         Ok(NodeStatus {
             network: self.network(),
             network_name: g.network_name().to_string(),
@@ -563,8 +624,9 @@ impl Engine {
             head: self.store().head(self.chain())?,
             certified_height: self.metrics().certified_height.load(Ordering::Relaxed),
             pending: self.metrics().pending.load(Ordering::Relaxed),
-            members: g.members().len(),
-            quorum: g.quorum(),
+            epoch: latest.epoch(),
+            members: latest.members().len(),
+            quorum: latest.quorum(),
             replication: self.replication(),
             maintenance: self.maintenance(),
         })

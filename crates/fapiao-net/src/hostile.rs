@@ -186,7 +186,7 @@ pub fn start_hostile(
     let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
     let mut members: HashMap<PeerId, MemberCode> = HashMap::new();
     let mut addresses: BTreeMap<MemberCode, Vec<Multiaddr>> = BTreeMap::new();
-    for m in genesis.members() {
+    for m in genesis.config().members() {
         if m.code == me || m.addresses.is_empty() {
             continue;
         }

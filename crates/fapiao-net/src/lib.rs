@@ -16,7 +16,7 @@ mod codec;
 pub mod hostile;
 pub mod wire;
 
-use fapiao_core::{codec as canonical, Block, Genesis, MemberCode, PublicKey, SecretKey};
+use fapiao_core::{codec as canonical, Block, Config, Genesis, MemberCode, PublicKey, SecretKey};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel};
@@ -237,6 +237,9 @@ pub enum Command {
     Deliver(MemberCode, Block),
     /// Disconnect and ban a member's node for a while (it sent invalid sync data).
     Penalise(MemberCode, String),
+    /// A new epoch: admit exactly this configuration's members (a member that left is
+    /// disconnected and refused from now on; one that joined is dialled).
+    Members(Box<Config>),
 }
 
 /// Counters the host can show.
@@ -365,14 +368,13 @@ fn build_swarm(key: &SecretKey, cfg: &NetConfig, allowed: Option<&[PeerId]>) -> 
     Ok(swarm)
 }
 
-/// Starts the transport for member `me` on the current tokio runtime.
-pub fn start(cfg: NetConfig, genesis: &Genesis, me: MemberCode, key: &SecretKey) -> Result<Net, NetError> {
-    if genesis.member(me).is_none_or(|m| m.key != key.public()) {
-        return Err(NetError::NotAMember(me));
-    }
+/// The other members of `config` by peer id, and their addresses.
+type Admitted = (HashMap<PeerId, MemberCode>, BTreeMap<MemberCode, Vec<Multiaddr>>);
+
+fn admitted(config: &Config, me: MemberCode) -> Result<Admitted, NetError> {
     let mut members: HashMap<PeerId, MemberCode> = HashMap::new();
     let mut addresses: BTreeMap<MemberCode, Vec<Multiaddr>> = BTreeMap::new();
-    for m in genesis.members() {
+    for m in config.members() {
         if m.code == me {
             continue;
         }
@@ -389,6 +391,23 @@ pub fn start(cfg: NetConfig, genesis: &Genesis, me: MemberCode, key: &SecretKey)
             .collect::<Result<Vec<_>, _>>()?;
         addresses.insert(m.code, addrs);
     }
+    Ok((members, addresses))
+}
+
+/// Starts the transport for member `me` on the current tokio runtime, admitting the
+/// other members of `config` (the newest configuration known; [`Command::Members`]
+/// replaces it).
+pub fn start(
+    cfg: NetConfig,
+    genesis: &Genesis,
+    config: &Config,
+    me: MemberCode,
+    key: &SecretKey,
+) -> Result<Net, NetError> {
+    if config.member(me).is_none_or(|m| m.key != key.public()) {
+        return Err(NetError::NotAMember(me));
+    }
+    let (members, addresses) = admitted(config, me)?;
     let allowed: Vec<PeerId> = members.keys().copied().collect();
     let mut swarm = build_swarm(key, &cfg, Some(&allowed))?;
     let topics = Topics::new(genesis);
@@ -413,6 +432,7 @@ pub fn start(cfg: NetConfig, genesis: &Genesis, me: MemberCode, key: &SecretKey)
     let task = Task {
         swarm,
         cfg,
+        me,
         topics,
         members,
         addresses,
@@ -438,6 +458,7 @@ pub fn start(cfg: NetConfig, genesis: &Genesis, me: MemberCode, key: &SecretKey)
 struct Task {
     swarm: Swarm<Behaviour>,
     cfg: NetConfig,
+    me: MemberCode,
     topics: Topics,
     members: HashMap<PeerId, MemberCode>,
     addresses: BTreeMap<MemberCode, Vec<Multiaddr>>,
@@ -623,7 +644,49 @@ impl Task {
                     self.penalise(peer, &reason);
                 }
             }
+            Command::Members(config) => self.set_members(&config),
         }
+    }
+
+    /// Admits exactly `config`'s other members from now on.
+    fn set_members(&mut self, config: &Config) {
+        let (members, addresses) = match admitted(config, self.me) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, epoch = config.epoch(), "the new configuration's members are not admitted");
+                return;
+            }
+        };
+        let gone: Vec<PeerId> = self
+            .members
+            .keys()
+            .filter(|p| !members.contains_key(p))
+            .copied()
+            .collect();
+        let new: Vec<PeerId> = members
+            .keys()
+            .filter(|p| !self.members.contains_key(p))
+            .copied()
+            .collect();
+        if let Some(allowed) = self.swarm.behaviour_mut().allowed.as_mut() {
+            for p in &gone {
+                allowed.disallow_peer(*p);
+            }
+            for p in &new {
+                allowed.allow_peer(*p);
+            }
+        }
+        for p in gone {
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
+        tracing::info!(
+            epoch = config.epoch(),
+            members = members.len(),
+            "members admitted for the new epoch"
+        );
+        self.members = members;
+        self.addresses = addresses;
+        self.redial();
     }
 
     fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

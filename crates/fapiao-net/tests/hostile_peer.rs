@@ -71,14 +71,14 @@ async fn start(tune: impl FnOnce(&mut NetConfig), mut host: Host) -> (Arc<NetSta
     let p = pair();
     let mut cfg = NetConfig::new(vec![p.addrs[0].clone()], 4 * 1024 * 1024);
     tune(&mut cfg);
-    let a_code = p.genesis.members()[0].code;
-    let b_code = p.genesis.members()[1].code;
+    let a_code = p.genesis.config().members()[0].code;
+    let b_code = p.genesis.config().members()[1].code;
     let Net {
         commands,
         events,
         stats,
         ..
-    } = fapiao_net::start(cfg, &p.genesis, a_code, &p.keys[0]).unwrap();
+    } = fapiao_net::start(cfg, &p.genesis, p.genesis.config(), a_code, &p.keys[0]).unwrap();
     std::thread::spawn(move || {
         for ev in events {
             if let Some(c) = host(&ev) {
@@ -153,7 +153,7 @@ async fn a_peer_that_never_reads_holds_a_bounded_amount_of_answers() {
         _ => None,
     });
     let (stats, b, p) = start(|c| c.peer_responses_bytes_max = 2 * 1024 * 1024, host).await;
-    let a = p.genesis.members()[0].code;
+    let a = p.genesis.config().members()[0].code;
     for _ in 0..10 {
         b.commands
             .send(HostileCommand::Request {
@@ -172,7 +172,7 @@ async fn a_peer_that_never_reads_holds_a_bounded_amount_of_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_gets_at_most_two_connections() {
     let (stats, b, p) = start(|_| {}, Box::new(|_| None)).await;
-    let a = p.genesis.members()[0].code;
+    let a = p.genesis.config().members()[0].code;
     for _ in 0..4 {
         b.commands.send(HostileCommand::Dial(a)).await.unwrap();
     }
@@ -196,13 +196,14 @@ async fn gossip_awaiting_judgement_is_bounded_in_bytes() {
     // Headers of B's chain (about 200 bytes each): they decode, and the host would judge
     // them, but it never does.
     let key = &p.keys[1];
-    let chain = p.genesis.members()[1].code;
+    let chain = p.genesis.config().members()[1].code;
     // Wait for A's subscriptions to reach B.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for h in 0..80u64 {
         let body = fapiao_core::HeaderBody {
             network: p.genesis.network_id(),
             chain,
+            epoch: 0,
             height: 1_000 + h,
             parent: BlockHash(Hash32::ZERO),
             timestamp: Timestamp(1),

@@ -11,11 +11,13 @@
 use fapiao_core::block::BlockError;
 use fapiao_core::event::{DerivedKind, EventKind, InvoiceIssued};
 use fapiao_core::state::{InvoiceRecord, InvoiceStatus, StateKey, StateValue};
-use fapiao_core::{codec, merkle, smt, Certificate, Entry, Genesis, Header, InvoiceNumber, MemberCode, NetworkId};
+use fapiao_core::{
+    codec, merkle, smt, Block, Certificate, Entry, Epochs, Genesis, Header, InvoiceNumber, MemberCode, NetworkId,
+};
 use serde::{Deserialize, Serialize};
 
 /// The bundle format version this crate writes and reads.
-pub const BUNDLE_VERSION: u16 = 1;
+pub const BUNDLE_VERSION: u16 = 2;
 /// Largest encoded bundle accepted.
 pub const BUNDLE_BYTES_MAX: usize = 1024 * 1024;
 
@@ -53,13 +55,27 @@ pub struct StatusProof {
     pub proof: smt::StateProof,
 }
 
-/// A proof bundle, version 1.
+/// A certified block of the admin chain, whole: its entries are configuration changes
+/// (the admin chain carries nothing else), each starting the next epoch.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ConfigBlock {
+    /// Its header and certificate.
+    pub header: CertifiedHeader,
+    /// Its entries, which hash to the header's events root.
+    pub entries: Vec<Entry>,
+}
+
+/// A proof bundle, version 2.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Bundle {
     /// [`BUNDLE_VERSION`].
     pub version: u16,
     /// The network (hash of genesis).
     pub network: NetworkId,
+    /// The admin chain's certified blocks from height 1, in order, up to the last
+    /// configuration change the node knew: from them and genesis alone the verifier
+    /// learns every epoch's members and keys, so a certificate of any epoch checks.
+    pub configuration: Vec<ConfigBlock>,
     /// The invoice.
     pub number: InvoiceNumber,
     /// Every header referred to, each with its certificate, by increasing height.
@@ -172,6 +188,15 @@ pub enum Problem {
     /// A certificate is for another block than its header.
     #[error("header {0}: the certificate is for another block")]
     CertificateMismatch(usize),
+    /// A configuration block fails: not the admin chain's next certified block, or a
+    /// change it holds does not apply.
+    #[error("configuration block {index}: {why}")]
+    Configuration {
+        /// Which block.
+        index: usize,
+        /// Why.
+        why: String,
+    },
     /// Headers of another chain, or not in increasing height order.
     #[error("headers must be of the invoice's chain, by increasing height")]
     HeaderOrder,
@@ -205,6 +230,53 @@ pub enum Problem {
     },
 }
 
+/// The epochs the bundle's configuration blocks define, from genesis
+/// ([`configuration_epochs`]).
+pub fn epochs_of(bundle: &Bundle, genesis: &Genesis) -> Result<Epochs, Problem> {
+    configuration_epochs(&bundle.configuration, genesis)
+}
+
+/// The epochs the admin chain's `blocks` (from height 1) define, from genesis: each must
+/// be the admin chain's next block, signed and certified under the epochs before it,
+/// with its entries whole, and each change in it must apply.
+pub fn configuration_epochs(blocks: &[ConfigBlock], genesis: &Genesis) -> Result<Epochs, Problem> {
+    let network = genesis.network_id();
+    let mut epochs = Epochs::new(genesis);
+    let admin = genesis.config().admin();
+    let mut parent = fapiao_core::BlockHash(fapiao_core::Hash32::ZERO);
+    for (index, b) in blocks.iter().enumerate() {
+        let fail = |why: String| Problem::Configuration { index, why };
+        let h = &b.header.header;
+        if Some(h.body.chain) != admin || h.body.height != index as u64 + 1 || h.body.parent != parent {
+            return Err(fail("not the admin chain's next block".into()));
+        }
+        let hash = h.verify(&epochs, &network).map_err(|e| fail(e.to_string()))?;
+        let c = &b.header.certificate;
+        if c.chain != h.body.chain || c.height != h.body.height || c.block != hash {
+            return Err(fail("the certificate is for another block".into()));
+        }
+        c.verify(&epochs, &network).map_err(|e| fail(e.to_string()))?;
+        let whole = Block {
+            header: h.clone(),
+            entries: b.entries.clone(),
+        };
+        whole.check_entries().map_err(|e| fail(e.to_string()))?;
+        for entry in &b.entries {
+            match entry {
+                Entry::Event(e) => match &e.body.kind {
+                    EventKind::ConfigChanged(r) => {
+                        epochs.apply(r).map_err(|e| fail(e.to_string()))?;
+                    }
+                    _ => return Err(fail("an entry is not a configuration change".into())),
+                },
+                Entry::Derived(_) => return Err(fail("an entry is not a configuration change".into())),
+            }
+        }
+        parent = hash;
+    }
+    Ok(epochs)
+}
+
 /// Checks every hash, signature, certificate quorum, inclusion proof and the status
 /// proof of `bundle` against `genesis`. `now_ms` and `max_age_ms` check freshness.
 /// Returns every problem found (the checks that depend on a failed one are skipped).
@@ -224,10 +296,15 @@ pub fn verify(
     if bundle.network != network {
         return Err(vec![Problem::Network]);
     }
+    let epochs = match epochs_of(bundle, genesis) {
+        Ok(e) => e,
+        Err(p) => return Err(vec![p]),
+    };
     let chain = bundle.number.member();
-    // Headers: owner signature, certificate for that very block, quorum.
+    // Headers: owner signature, certificate for that very block, quorum, each in its
+    // own epoch.
     for (index, ch) in bundle.headers.iter().enumerate() {
-        let hash = match ch.header.verify(genesis, &network) {
+        let hash = match ch.header.verify(&epochs, &network) {
             Ok(h) => h,
             Err(error) => {
                 problems.push(Problem::Header { index, error });
@@ -237,7 +314,7 @@ pub fn verify(
         let c = &ch.certificate;
         if c.chain != ch.header.body.chain || c.height != ch.header.body.height || c.block != hash {
             problems.push(Problem::CertificateMismatch(index));
-        } else if let Err(error) = c.verify(genesis, &network) {
+        } else if let Err(error) = c.verify(&epochs, &network) {
             problems.push(Problem::Header { index, error });
         }
     }

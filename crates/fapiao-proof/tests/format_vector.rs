@@ -120,6 +120,7 @@ fn bundle() -> (Bundle, Genesis) {
     let header = HeaderBody {
         network: net,
         chain,
+        epoch: 0,
         height: 1,
         parent: BlockHash(Hash32::ZERO),
         timestamp: Timestamp(1_767_225_603_000),
@@ -131,6 +132,7 @@ fn bundle() -> (Bundle, Genesis) {
     let attestation = AttestationBody {
         network: net,
         chain,
+        epoch: 0,
         height: 1,
         block: header.hash(),
         witness: chain,
@@ -139,6 +141,7 @@ fn bundle() -> (Bundle, Genesis) {
     let certificate = Certificate {
         network: net,
         chain,
+        epoch: 0,
         height: 1,
         block: header.hash(),
         signatures: vec![WitnessSignature {
@@ -161,6 +164,7 @@ fn bundle() -> (Bundle, Genesis) {
     let bundle = Bundle {
         version: BUNDLE_VERSION,
         network: net,
+        configuration: Vec::new(),
         number,
         headers: vec![CertifiedHeader { header, certificate }],
         request: entry(1),

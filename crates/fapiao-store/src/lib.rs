@@ -6,6 +6,7 @@
 //! not decide what goes into a block (the engine does) nor whether a block is valid
 //! beyond hash links and roots (the domain and replication do).
 
+mod chain_read;
 pub mod pages;
 pub mod replay;
 mod store;

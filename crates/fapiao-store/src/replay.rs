@@ -6,10 +6,9 @@ use crate::{BlockCommit, PreparedState, Store, StoreError};
 use fapiao_chain::validate::{self, Invalid, Signatures};
 use fapiao_core::event::{DerivedKind, EventKind};
 use fapiao_core::sig::Cores;
-use fapiao_core::{Block, BlockHash, Entry, Genesis, Hash32, MemberCode};
+use fapiao_core::{Block, BlockHash, Entry, Epochs, Genesis, Hash32, MemberCode};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, StateKey, StateValue};
-use fapiao_domain::ChainContext;
 use std::collections::BTreeMap;
 
 /// What to check beyond the always-on checks.
@@ -124,7 +123,10 @@ pub fn replay(
 ) -> Result<ReplayReport, StoreError> {
     let network = genesis.network_id();
     let mut report = ReplayReport::default();
-    let heads = chain_heights(source, genesis)?;
+    // Every epoch first, from the admin chain's certified blocks, so each block below is
+    // checked against its own epoch's configuration.
+    let (epochs, _, _) = fapiao_chain::disk::epochs(source, genesis)?;
+    let heads = chain_heights(source, &epochs)?;
     let live_roots: BTreeMap<MemberCode, Hash32> = heads
         .iter()
         .map(|(c, _)| source.state_root(*c).map(|r| (*c, r)))
@@ -140,11 +142,11 @@ pub fn replay(
                 detail,
             });
         };
-        if ChainContext::new(genesis, chain).is_none() {
+        if epochs.first_epoch(chain).is_none() {
             anomaly(
                 0,
                 "unknown_chain",
-                format!("chain {chain} is not a merchant of this genesis"),
+                format!("chain {chain} is no chain of any certified epoch"),
             );
             report.anomalies.extend(found);
             continue;
@@ -178,7 +180,7 @@ pub fn replay(
                 anomaly(h, "parent_link", "parent hash is not the previous block's hash".into());
                 break;
             }
-            if let Err(e) = block.header.verify(genesis, &network) {
+            if let Err(e) = block.header.verify(&epochs, &network) {
                 anomaly(h, "header_signature", e.to_string());
                 break;
             }
@@ -197,7 +199,15 @@ pub fn replay(
             }
             // The witnesses' re-execution, over the view the tree update then reuses.
             let view = target.state_trusted(chain);
-            let change = match validate::reexecute(genesis, &block, &view, Signatures::Checked, Cores::All) {
+            let Some(config) = epochs.at(hb.epoch) else {
+                anomaly(
+                    h,
+                    "epoch",
+                    format!("epoch {} is not certified on the admin chain", hb.epoch),
+                );
+                break;
+            };
+            let change = match validate::reexecute(genesis, config, &block, &view, Signatures::Checked, Cores::All) {
                 Ok(Ok(change)) => change,
                 Ok(Err(invalid)) => {
                     let kind = match invalid {
@@ -214,7 +224,7 @@ pub fn replay(
             let cert = source.certificate(chain, h)?;
             let cert = match cert {
                 Some(c) if c.block == block.header.hash() && c.height == h && c.chain == chain => {
-                    match c.verify(genesis, &network) {
+                    match c.verify(&epochs, &network) {
                         Ok(()) => {
                             certified += 1;
                             Some(c)
@@ -433,14 +443,14 @@ fn push_difference(
 /// Records read per page when walking one chain's state.
 const STATE_PAGE_ROWS: usize = 1024;
 
-/// Every merchant chain with blocks, with the height of its last stored header (read
+/// Every chain of any epoch with blocks, with the height of its last stored header (read
 /// from the headers, so it works after the heads were cleared for a rebuild).
-pub fn chain_heights(store: &Store, genesis: &Genesis) -> Result<Vec<(MemberCode, u64)>, StoreError> {
+pub fn chain_heights(store: &Store, epochs: &Epochs) -> Result<Vec<(MemberCode, u64)>, StoreError> {
     let mut out = Vec::new();
-    for m in genesis.members() {
-        let prefix = crate::tables::chain_prefix(m.code);
+    for chain in epochs.every_chain() {
+        let prefix = crate::tables::chain_prefix(chain);
         if let Some((_, h)) = store.last::<crate::tables::Headers>(&prefix)? {
-            out.push((m.code, h.body.height));
+            out.push((chain, h.body.height));
         }
     }
     Ok(out)

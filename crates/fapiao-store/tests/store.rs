@@ -73,7 +73,7 @@ fn block_context(height: u64) -> BlockContext {
 fn commit(store: &Store, g: &Genesis, height: u64, kinds: Vec<EventKind>) {
     let k = key();
     let events = signed(g, height, kinds);
-    let ctx = ChainContext::new(g, chain()).unwrap();
+    let ctx = ChainContext::new(g, g.config(), chain()).unwrap();
     let bc = block_context(height);
     let ex = execute_block(&ctx, &bc, &store.state(chain()), &events).unwrap();
     assert!(ex.rejected.is_empty(), "{:?}", ex.rejected);
@@ -86,6 +86,7 @@ fn commit(store: &Store, g: &Genesis, height: u64, kinds: Vec<EventKind>) {
     let header = HeaderBody {
         network: g.network_id(),
         chain: chain(),
+        epoch: 0,
         height,
         parent,
         timestamp: bc.timestamp,
@@ -240,7 +241,7 @@ fn the_state_after_a_block_in_flight_is_the_state_once_it_is_stored() {
     let g = genesis();
     build(dir.path(), &g);
     let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-    let ctx = ChainContext::new(&g, chain()).unwrap();
+    let ctx = ChainContext::new(&g, g.config(), chain()).unwrap();
     let kinds21 = || vec![pay("P21", 1000), invoice("R21", "P21"), pay("P21b", 500)];
     let e21 = signed(&g, 21, kinds21());
     let ex21 = execute_block(&ctx, &block_context(21), &store.state(chain()), &e21).unwrap();

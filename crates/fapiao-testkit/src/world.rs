@@ -136,7 +136,7 @@ impl World {
     pub fn block(&mut self, events: &[Event]) -> Executed {
         self.height += 1;
         self.time += 1000;
-        let ctx = ChainContext::new(&self.genesis, self.chain).unwrap();
+        let ctx = ChainContext::new(&self.genesis, self.genesis.config(), self.chain).unwrap();
         let bc = BlockContext {
             height: self.height,
             timestamp: Timestamp(self.time),
@@ -208,7 +208,7 @@ impl World {
     pub fn fee_balance(&self) -> Fen {
         match self.get(StateKey::Meta) {
             Some(StateValue::Meta(m)) => m.fee_balance,
-            _ => self.genesis.merchant(self.chain).unwrap().initial_fee_balance,
+            _ => self.genesis.config().merchant(self.chain).unwrap().initial_fee_balance,
         }
     }
 }

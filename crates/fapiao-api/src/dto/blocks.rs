@@ -7,6 +7,8 @@ use super::*;
 pub struct HeaderDto {
     /// Chain.
     pub chain: String,
+    /// The epoch it was made in (its parent's epoch certifies it).
+    pub epoch: u32,
     /// Height.
     pub height: u64,
     /// Block hash.
@@ -31,6 +33,7 @@ impl HeaderDto {
         let b = &h.body;
         HeaderDto {
             chain: b.chain.to_string(),
+            epoch: b.epoch,
             height: b.height,
             hash: h.hash().to_string(),
             parent: b.parent.to_string(),
@@ -71,7 +74,9 @@ pub struct StatusDto {
     pub certified_height: u64,
     /// Events waiting for a block.
     pub pending: u64,
-    /// Members in genesis.
+    /// The newest epoch this node knows (0: genesis's configuration).
+    pub epoch: u32,
+    /// Members in that epoch.
     pub members: usize,
     /// Quorum.
     pub quorum: u32,
@@ -123,6 +128,7 @@ impl From<&NodeStatus> for StatusDto {
             head_hash: s.head.map(|h| h.hash.to_string()),
             certified_height: s.certified_height,
             pending: s.pending,
+            epoch: s.epoch,
             members: s.members,
             quorum: s.quorum,
             version: env!("CARGO_PKG_VERSION").into(),
@@ -150,4 +156,104 @@ impl From<&NodeStatus> for StatusDto {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// The consortium's configuration: the newest epoch and how every epoch began.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConsortiumDto {
+    /// Network id (the genesis hash; it never changes).
+    pub network_id: String,
+    /// The newest epoch this node knows.
+    pub epoch: u32,
+    /// On the admin's own node, the epoch the admin chain's newest block records,
+    /// certified or not: a new change starts the one after it.
+    pub recorded_epoch: Option<u32>,
+    /// Its quorum.
+    pub quorum: u32,
+    /// The member owning the admin chain (none: the configuration is fixed).
+    pub admin: Option<String>,
+    /// Its members, by code.
+    pub members: Vec<MemberDto>,
+    /// Codes of members that left, never used again.
+    pub retired: Vec<String>,
+    /// Every configuration change, oldest first.
+    pub history: Vec<EpochDto>,
+}
+
+/// A member as a configuration lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MemberDto {
+    /// Member code.
+    pub code: String,
+    /// Registered name.
+    pub name: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Key, hex.
+    pub key: String,
+    /// Node addresses.
+    pub addresses: Vec<String>,
+    /// Unified social credit code, when it buys inside the consortium.
+    pub tax_id: Option<String>,
+}
+
+/// One configuration change: the certified admin block that holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EpochDto {
+    /// Admin chain height of the block.
+    pub height: u64,
+    /// Its block time, ms.
+    pub timestamp_ms: u64,
+    /// The change, with the epoch it started.
+    pub change: ConfigChangedDto,
+}
+
+impl ConsortiumDto {
+    /// The newest configuration and the changes that led to it.
+    pub fn new(
+        network: fapiao_core::NetworkId,
+        latest: &fapiao_core::Config,
+        recorded_epoch: Option<u32>,
+        history: &[fapiao_engine::EpochRecord],
+    ) -> Self {
+        ConsortiumDto {
+            network_id: network.to_string(),
+            epoch: latest.epoch(),
+            recorded_epoch,
+            quorum: latest.quorum(),
+            admin: latest.admin().map(|a| a.to_string()),
+            members: latest
+                .members()
+                .iter()
+                .map(|m| MemberDto {
+                    code: m.code.to_string(),
+                    name: m.name.clone(),
+                    roles: m.roles.iter().map(|r| r.name().to_string()).collect(),
+                    key: m.key.to_hex(),
+                    addresses: m.addresses.clone(),
+                    tax_id: m.tax_id.clone(),
+                })
+                .collect(),
+            retired: latest.retired().iter().map(ToString::to_string).collect(),
+            history: history
+                .iter()
+                .map(|r| EpochDto {
+                    height: r.height,
+                    timestamp_ms: r.timestamp.0,
+                    change: ConfigChangedDto::new(&r.change),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The admin chain's certified blocks, canonical: what a member joining imports
+/// (`fapiao node join`) and what every proof bundle carries, checked against genesis.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfigurationDto {
+    /// How many blocks.
+    pub blocks: usize,
+    /// The canonical encoding of the list of blocks, hex (docs/FORMAT.md §12,
+    /// `configuration`).
+    pub configuration_hex: String,
 }

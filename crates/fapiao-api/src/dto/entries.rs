@@ -77,6 +77,73 @@ pub enum EventDataDto {
     RedFormWithdrawn(RedFormRefDto),
     /// The tax office changed a month's quota.
     QuotaChanged(QuotaChangedDto),
+    /// The admin changed the consortium's configuration (on the admin chain).
+    ConfigChanged(ConfigChangedDto),
+}
+
+/// A configuration change, starting an epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ConfigChangedDto {
+    /// The epoch it starts.
+    pub epoch: u32,
+    /// `add_member`, `remove_member`, `rotate_key`, `set_roles`, `set_addresses` or
+    /// `set_quorum`.
+    #[schema(schema_with = config_changes_schema)]
+    pub change: String,
+    /// The member it is about (all but `set_quorum`).
+    pub member: Option<String>,
+    /// A member's name (`add_member`).
+    pub name: Option<String>,
+    /// A member's key, hex (`add_member`, `rotate_key`).
+    pub key: Option<String>,
+    /// A member's roles (`add_member`, `set_roles`).
+    pub roles: Option<Vec<String>>,
+    /// A member's addresses (`add_member`, `set_addresses`).
+    pub addresses: Option<Vec<String>>,
+    /// The quorum set (`set_quorum`; absent: the default for the witnesses).
+    pub quorum: Option<u32>,
+}
+
+impl ConfigChangedDto {
+    /// The JSON shape of a change.
+    pub fn new(r: &fapiao_core::Reconfiguration) -> Self {
+        use fapiao_core::ConfigChange as C;
+        let roles = |r: &fapiao_core::Roles| Some(r.iter().map(|x| x.name().to_string()).collect());
+        let mut d = ConfigChangedDto {
+            epoch: r.epoch,
+            change: r.change.name().into(),
+            member: None,
+            name: None,
+            key: None,
+            roles: None,
+            addresses: None,
+            quorum: None,
+        };
+        match &r.change {
+            C::AddMember(m) => {
+                d.member = Some(m.code.to_string());
+                d.name = Some(m.name.clone());
+                d.key = Some(m.key.to_hex());
+                d.roles = roles(&m.roles);
+                d.addresses = Some(m.addresses.clone());
+            }
+            C::RemoveMember(m) => d.member = Some(m.to_string()),
+            C::RotateKey { member, key } => {
+                d.member = Some(member.to_string());
+                d.key = Some(key.to_hex());
+            }
+            C::SetRoles { member, roles: r } => {
+                d.member = Some(member.to_string());
+                d.roles = roles(r);
+            }
+            C::SetAddresses { member, addresses } => {
+                d.member = Some(member.to_string());
+                d.addresses = Some(addresses.clone());
+            }
+            C::SetQuorum(q) => d.quorum = *q,
+        }
+        d
+    }
 }
 
 /// A payment taken.
@@ -578,6 +645,20 @@ pub enum RedFormRefusalDto {
     },
 }
 
+fn config_changes_schema() -> utoipa::openapi::Object {
+    closed_set(
+        [
+            "add_member",
+            "remove_member",
+            "rotate_key",
+            "set_roles",
+            "set_addresses",
+            "set_quorum",
+        ],
+        false,
+    )
+}
+
 fn quota_actions_schema() -> utoipa::openapi::Object {
     closed_set(["grant", "suspend", "resume", "revalidate"], false)
 }
@@ -707,6 +788,7 @@ impl EventDataDto {
                 form: f.form,
             }),
             EventKind::QuotaChanged(c) => EventDataDto::QuotaChanged(quota_changed(c)),
+            EventKind::ConfigChanged(r) => EventDataDto::ConfigChanged(ConfigChangedDto::new(r)),
         }
     }
 }

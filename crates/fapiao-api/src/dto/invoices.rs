@@ -327,15 +327,15 @@ impl InvoiceDto {
     /// From an invoice record; the seller's name comes from `genesis`; forms are shown
     /// as of `now` (a waiting form past its deadline is void).
     // Long: one field per DTO field, blue and red.
-    pub fn new(r: &InvoiceRecord, genesis: &fapiao_core::Genesis, now: fapiao_core::Timestamp) -> Self {
+    pub fn new(r: &InvoiceRecord, epochs: &fapiao_core::Epochs, now: fapiao_core::Timestamp) -> Self {
         let number = match r {
             InvoiceRecord::Blue(b) => b.issued.number,
             InvoiceRecord::Red(r) => r.red_number,
         };
         let seller = number.member();
         let seller_code = seller.to_string();
-        let seller_name = genesis.member(seller).map(|m| m.name.clone()).unwrap_or_default();
-        let seller_tax_id = genesis.member(seller).and_then(|m| m.tax_id.clone());
+        let seller_name = epochs.member_ever(seller).map(|m| m.name.clone()).unwrap_or_default();
+        let seller_tax_id = epochs.member_ever(seller).and_then(|m| m.tax_id.clone());
         match r {
             InvoiceRecord::Blue(b) => {
                 let i = &b.issued;

@@ -69,7 +69,8 @@ pub(super) async fn chain_block(
 ) -> Result<Json<BlockDto>, Failure> {
     authorize(&s, &headers)?;
     let Path((chain, height)) = path.map_err(path_rejection)?;
-    let Some(chain) = fapiao_core::MemberCode::new(chain).filter(|c| s.engine.genesis().merchant(*c).is_some()) else {
+    let Some(chain) = fapiao_core::MemberCode::new(chain).filter(|c| s.engine.epochs().first_epoch(*c).is_some())
+    else {
         return Err(Failure::new(
             ErrorCode::NotFound,
             format!("no merchant chain {chain} in genesis"),
@@ -114,4 +115,37 @@ pub(super) async fn evidence(State(s): State<AppState>) -> Result<Json<Vec<Evide
             })
             .collect(),
     ))
+}
+
+/// The consortium's configuration as this node knows it: the newest epoch's members,
+/// roles, keys and quorum, and every certified configuration change that led there.
+#[utoipa::path(get, path = "/v1/consortium", security(("bearer" = [])),
+    responses((status = 200, body = ConsortiumDto), (status = 401, body = ApiError)))]
+pub(super) async fn consortium(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<ConsortiumDto>, Failure> {
+    authorize(&s, &headers)?;
+    let history = s.engine.epoch_history().map_err(store)?;
+    let recorded = s.engine.recorded_epoch().map_err(store)?;
+    let epochs = s.engine.epochs();
+    Ok(Json(ConsortiumDto::new(
+        s.engine.network(),
+        epochs.latest(),
+        recorded,
+        &history,
+    )))
+}
+
+/// The admin chain's certified blocks from height 1, canonical: from them and the
+/// genesis file alone anyone learns every epoch's members and keys.
+#[utoipa::path(get, path = "/v1/consortium/configuration", security(("bearer" = [])),
+    responses((status = 200, body = ConfigurationDto), (status = 401, body = ApiError)))]
+pub(super) async fn configuration(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ConfigurationDto>, Failure> {
+    authorize(&s, &headers)?;
+    let blocks = s.engine.configuration_blocks().map_err(store)?;
+    Ok(Json(ConfigurationDto {
+        blocks: blocks.len(),
+        configuration_hex: hex::encode(fapiao_core::codec::to_bytes(&blocks)),
+    }))
 }

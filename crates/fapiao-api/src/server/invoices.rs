@@ -30,7 +30,7 @@ pub(super) fn parse_number(number: &str) -> Result<InvoiceNumber, Failure> {
 
 pub(super) fn invoice_dto(s: &AppState, n: &InvoiceNumber) -> Result<InvoiceDto, Failure> {
     match s.engine.invoice(n).map_err(store)? {
-        Some(i) => Ok(InvoiceDto::new(&i, s.engine.genesis(), wall_now())),
+        Some(i) => Ok(InvoiceDto::new(&i, &s.engine.epochs(), wall_now())),
         None => Err(Failure::new(
             ErrorCode::NotFound,
             format!("no invoice {n}"),
@@ -215,7 +215,7 @@ pub(super) async fn invoices(
     let mut out = Vec::new();
     for n in numbers {
         if let Some(i) = s.engine.invoice(&n).map_err(store)? {
-            out.push(InvoiceDto::new(&i, s.engine.genesis(), wall_now()));
+            out.push(InvoiceDto::new(&i, &s.engine.epochs(), wall_now()));
         }
     }
     Ok(Json(out))

@@ -15,8 +15,8 @@ impl Replica {
     ) -> Result<Verdict, L::Error> {
         let b = &block.header.body;
         let (chain, height) = (b.chain, b.height);
-        if let Err(e) = block.header.verify(&self.genesis, &self.network) {
-            return Ok(Verdict::Invalid(e.into()));
+        if let Err(e) = block.header.verify(&self.epochs, &self.network) {
+            return Ok(refused(e));
         }
         if height == 0 {
             return Ok(Verdict::Invalid(Invalid::Link("height 0".into())));
@@ -117,8 +117,8 @@ impl Replica {
         header: Header,
         ledger: &mut L,
     ) -> Result<Verdict, L::Error> {
-        if let Err(e) = header.verify(&self.genesis, &self.network) {
-            return Ok(Verdict::Invalid(e.into()));
+        if let Err(e) = header.verify(&self.epochs, &self.network) {
+            return Ok(refused(e));
         }
         let (chain, height, hash) = (header.body.chain, header.body.height, header.hash());
         if height == 0 {
@@ -189,9 +189,9 @@ impl Replica {
     ) -> Result<Verdict, L::Error> {
         let (chain, height, hash) = (header.body.chain, header.body.height, header.hash());
         let c = self.chains.held(chain);
-        let ours = match (c.head, c.votes.get(&height)) {
+        let ours = match (c.head, c.voted(height)) {
             (Some(h), _) if h.height == height => Some(h.hash),
-            (_, Some(v)) => Some(*v),
+            (_, Some(v)) => Some(v),
             _ => ledger.header(chain, height)?.map(|h| h.hash()),
         };
         if ours == Some(hash) {
@@ -233,7 +233,8 @@ impl Replica {
         let b = &block.header.body;
         let chain = b.chain;
         let c = self.chains.held(chain);
-        let (parent, last_time) = match c.head {
+        let head = c.head;
+        let (parent, last_time) = match head {
             Some(h) => (h.hash, Some(h.timestamp)),
             None => (BlockHash(Hash32::ZERO), None),
         };
@@ -260,12 +261,17 @@ impl Replica {
                 "block time is ahead of our clock by more than the skew",
             ));
         }
-        if let Err(e) = ledger.append(&block)? {
+        let (certifying, config) = match self.epoch_of(chain, head, b.epoch) {
+            Ok(x) => x,
+            Err(v) => return Ok(v),
+        };
+        if let Err(e) = ledger.append(&block, config)? {
             return Ok(Verdict::Invalid(e));
         }
         let hash = block.header.hash();
         let height = b.height;
         let timestamp = b.timestamp;
+        let epoch = b.epoch;
         if chain == self.me {
             // A block of ours taken back: answers from before it (and the poll in
             // flight) may be stale.
@@ -276,11 +282,33 @@ impl Replica {
             height,
             hash,
             timestamp,
+            epoch,
         });
         c.ahead = c.ahead.split_off(&(height + 1));
-        self.attest(chain, height, hash);
+        self.attest(chain, height, hash, certifying, epoch);
         self.after_append(chain, height, hash);
         Ok(Verdict::Accepted)
+    }
+
+    /// The epoch that certifies the block after `head` on `chain`, made in `epoch`, and
+    /// that epoch's configuration; or the verdict on a block whose epoch goes back
+    /// (invalid) or is not known yet (ignored: it comes back through sync).
+    fn epoch_of(
+        &self,
+        chain: MemberCode,
+        head: Option<StoredHead>,
+        epoch: u32,
+    ) -> Result<(u32, &fapiao_core::Config), Verdict> {
+        let certifying = self.certifying_epoch(chain, head);
+        if epoch < certifying {
+            return Err(Verdict::Invalid(Invalid::Link(format!(
+                "epoch {epoch} is before its parent's {certifying}"
+            ))));
+        }
+        match self.epochs.at(epoch) {
+            Some(config) => Ok((certifying, config)),
+            None => Err(Verdict::Ignored("an epoch this member does not know yet")),
+        }
     }
 
     /// After a block is stored: certificates that were waiting for it.
@@ -326,18 +354,21 @@ impl Replica {
         let (chain, height) = (b.chain, b.height);
         assert_eq!(chain, self.me, "own blocks are on our own chain");
         let hash = block.header.hash();
+        let certifying = self.certifying_epoch(chain, self.chains.held(chain).head);
         let c = self.chains.held_mut(chain);
         assert_eq!(height, c.height() + 1, "own blocks extend our head");
         c.head = Some(StoredHead {
             height,
             hash,
             timestamp: b.timestamp,
+            epoch: b.epoch,
         });
+        let latest = self.epochs.latest();
         let entitled: Vec<MemberCode> = self
             .peers
             .iter()
             .copied()
-            .filter(|p| self.genesis.may_read(*p, self.me))
+            .filter(|p| latest.may_read(*p, self.me))
             .collect();
         self.outputs.push_back(Output::AnnounceHeader(block.header.clone()));
         for peer in entitled {
@@ -346,7 +377,7 @@ impl Replica {
                 block: block.clone(),
             });
         }
-        self.attest(chain, height, hash);
+        self.attest(chain, height, hash, certifying, b.epoch);
         self.after_append(chain, height, hash);
         Verdict::Accepted
     }

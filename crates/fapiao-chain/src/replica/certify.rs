@@ -4,19 +4,29 @@
 use super::*;
 
 impl Replica {
-    /// Records that we store (chain, height, hash) and, as a witness, votes for it, unless
-    /// we voted for another block there.
-    pub(super) fn attest(&mut self, chain: MemberCode, height: u64, hash: BlockHash) {
+    /// Records that we store (chain, height, hash), a block made in `epoch` and
+    /// certified by `certifying`, unless we voted for another block there. The
+    /// attestation follows in [`Replica::attest_pending`] once the block's parent is
+    /// certified.
+    pub(super) fn attest(&mut self, chain: MemberCode, height: u64, hash: BlockHash, certifying: u32, epoch: u32) {
         let c = self.chains.held_mut(chain);
-        match c.votes.get(&height) {
-            Some(v) if *v != hash => {
+        match c.voted(height) {
+            Some(v) if v != hash => {
                 // We stored a block at this height after voting for another: impossible
                 // unless the store was replaced. Never vote twice.
                 return;
             }
             Some(_) => {}
             None => {
-                c.votes.insert(height, hash);
+                c.votes.insert(
+                    height,
+                    Vote {
+                        block: hash,
+                        epoch: certifying,
+                        made_in: epoch,
+                        attested: false,
+                    },
+                );
                 self.outputs.push_back(Output::PersistVote {
                     chain,
                     height,
@@ -24,24 +34,46 @@ impl Replica {
                 });
             }
         }
-        if !self.witness {
-            return;
+        self.to_attest.insert(chain);
+    }
+
+    /// Attests, on every chain whose prefix moved or that got a vote, the block we hold
+    /// just above the certified prefix, if [`Replica::may_attest`] allows it: a witness
+    /// attests a block only once its parent is certified. Certified blocks then form one
+    /// chain whatever epochs they were made in (PROTOCOL.md, "Safety across an epoch
+    /// change"). Our own attestation may complete a certificate, which moves the prefix
+    /// again: the loop runs until nothing is left.
+    pub(super) fn attest_pending(&mut self) {
+        while let Some(chain) = self.to_attest.pop_first() {
+            let Some(c) = self.chains.get(&chain) else { continue };
+            let height = c.certified + 1;
+            let Some(v) = c.votes.get(&height).copied() else {
+                continue;
+            };
+            if v.attested || c.frozen.is_some() || !self.may_attest(chain, v.epoch, v.made_in) {
+                continue;
+            }
+            self.chains
+                .held_mut(chain)
+                .votes
+                .insert(height, Vote { attested: true, ..v });
+            let att = AttestationBody {
+                network: self.network,
+                chain,
+                epoch: v.epoch,
+                height,
+                block: v.block,
+                witness: self.me,
+            }
+            .sign(&self.key);
+            self.outputs.push_back(Output::BroadcastAttestation(att.clone()));
+            self.add_attestation(att);
         }
-        let att = AttestationBody {
-            network: self.network,
-            chain,
-            height,
-            block: hash,
-            witness: self.me,
-        }
-        .sign(&self.key);
-        self.outputs.push_back(Output::BroadcastAttestation(att.clone()));
-        self.add_attestation(att);
     }
 
     pub(super) fn on_attestation(&mut self, att: Attestation) -> Verdict {
-        if let Err(e) = att.verify(&self.genesis, &self.network) {
-            return Verdict::Invalid(e.into());
+        if let Err(e) = att.verify(&self.epochs, &self.network) {
+            return refused(e);
         }
         let (chain, height) = (att.body.chain, att.body.height);
         let Some(c) = self.chains.get(&chain) else {
@@ -66,21 +98,24 @@ impl Replica {
         }
     }
 
-    /// Pools an attestation; at quorum, forms and records the certificate.
+    /// Pools an attestation (checked: its epoch is known); at its epoch's quorum, forms
+    /// and records the certificate. Attestations for one block in different epochs are
+    /// pooled apart: a certificate is one committee's.
     pub(super) fn add_attestation(&mut self, att: Attestation) -> bool {
-        let quorum = self.genesis.quorum() as usize;
         let (chain, height, block, witness) = (att.body.chain, att.body.height, att.body.block, att.body.witness);
+        let epoch = att.body.epoch;
+        let quorum = self.epochs.at(epoch).map_or(usize::MAX, |c| c.quorum() as usize);
         let c = self.chains.held_mut(chain);
         if height <= c.certified || c.certs.contains_key(&height) {
             return false;
         }
         let at = c.pool.entry(height).or_default();
-        if at.iter().any(|(b, w)| *b != block && w.contains_key(&witness)) {
+        if at.iter().any(|((b, _), w)| *b != block && w.contains_key(&witness)) {
             // The witness attested another block here: it equivocated as a witness. Its
             // second vote counts for nothing.
             return false;
         }
-        let voters = at.entry(block).or_default();
+        let voters = at.entry((block, epoch)).or_default();
         if voters.insert(witness, att).is_some() {
             return false;
         }
@@ -102,8 +137,8 @@ impl Replica {
         c.pool.remove(&height);
         self.outputs.push_back(Output::PersistCertificate(cert));
         // Every block we store above the certified prefix carries our vote.
-        match c.votes.get(&height) {
-            Some(v) if *v == block => self.outputs.push_back(Output::BlockCertified { chain, height, block }),
+        match c.voted(height) {
+            Some(v) if v == block => self.outputs.push_back(Output::BlockCertified { chain, height, block }),
             Some(_) => {
                 // A quorum certified another block than the one we hold: the owner forked
                 // and we hold the losing side. Fetching the certified block turns that into
@@ -134,7 +169,7 @@ impl Replica {
             }
             // The certified block must be the one we store (and voted for); a certificate
             // for another block means the owner forked and we hold the losing side.
-            if c.votes.get(&h) != Some(&block) {
+            if c.voted(h) != Some(block) {
                 break;
             }
             c.certs.remove(&h);
@@ -143,12 +178,13 @@ impl Replica {
         let floor = c.certified + 1;
         c.votes = c.votes.split_off(&floor);
         c.pool = c.pool.split_off(&floor);
+        self.to_attest.insert(chain);
     }
 
     pub(super) fn on_evidence(&mut self, ev: Equivocation, found_here: bool) -> Verdict {
-        let (chain, _) = match ev.verify(&self.genesis, &self.network) {
+        let (chain, _) = match ev.verify(&self.epochs, &self.network) {
             Ok(x) => x,
-            Err(e) => return Verdict::Invalid(e.into()),
+            Err(e) => return refused(e),
         };
         if let Some(c) = self.chains.get_mut(&chain) {
             if c.frozen.is_some() {

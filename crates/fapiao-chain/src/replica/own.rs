@@ -64,7 +64,7 @@ impl Replica {
         let shown = blocks.first().is_some_and(|(b, _)| {
             b.header.body.height == ours + 1
                 && b.header.body.chain == self.me
-                && b.header.verify(&self.genesis, &self.network).is_ok()
+                && b.header.verify(&self.epochs, &self.network).is_ok()
         });
         if shown {
             self.own = OwnChain::Recovering { since_ms: since };
@@ -107,11 +107,10 @@ impl Replica {
             OwnChain::Recovering { since_ms: since } => since,
             OwnChain::Checking { .. } | OwnChain::Clear | OwnChain::Behind => return,
         };
-        let witnesses = self.genesis.with_role(Role::Witness).count();
-        let others = witnesses - usize::from(self.witness);
-        let need = (witnesses + 1)
-            .saturating_sub(self.genesis.quorum() as usize)
-            .min(others);
+        let latest = self.epochs.latest();
+        let witnesses = latest.with_role(Role::Witness).count();
+        let others = witnesses - usize::from(latest.witness(self.me).is_some());
+        let need = (witnesses + 1).saturating_sub(latest.quorum() as usize).min(others);
         let fresh = |p: &MemberCode| {
             self.own_claims
                 .get(p)
@@ -120,12 +119,12 @@ impl Replica {
         let heard = self
             .own_claims
             .keys()
-            .filter(|p| fresh(p) && self.genesis.witness(**p).is_some());
+            .filter(|p| fresh(p) && latest.witness(**p).is_some());
         let answered = heard.count() >= need.max(1);
         let everyone = self
             .peers
             .iter()
-            .filter(|p| self.genesis.may_read(**p, self.me))
+            .filter(|p| latest.may_read(**p, self.me))
             .all(|p| fresh(p) || self.own_liars.contains(p));
         let waited = now.saturating_sub(since) >= self.config.own_chain_wait_ms;
         let ours = self.own_height();

@@ -21,7 +21,7 @@ impl Replica {
     }
 
     pub(super) fn on_heads(&mut self, now: Timestamp, from: MemberCode, heads: &[HeadSummary]) {
-        if self.genesis.merchant(self.me).is_some() && self.genesis.may_read(from, self.me) {
+        if self.latest().chain_owner(self.me).is_some() && self.latest().may_read(from, self.me) {
             // Only a member that may read our chain holds it; the others' heads omit it.
             let claimed = heads.iter().find(|h| h.chain == self.me).map_or(0, |h| h.height);
             self.own_claimed(now.0, from, claimed);
@@ -100,7 +100,7 @@ impl Replica {
         // owner forked and we hold the losing side. The certified block, asked for again,
         // turns that into evidence.
         let next = c.certified + 1;
-        let forked = c.certs.get(&next).is_some_and(|b| c.votes.get(&next) != Some(b));
+        let forked = c.certs.get(&next).is_some_and(|b| c.voted(next) != Some(*b));
         let output = if forked {
             Output::RequestBlocks {
                 peer: view.peer,
@@ -178,8 +178,8 @@ impl Replica {
                 if c.frozen.is_some() || height <= c.certified || c.certs.contains_key(&height) {
                     continue;
                 }
-                if let Err(e) = cert.verify(&self.genesis, &self.network) {
-                    return Ok(Verdict::Invalid(e.into()));
+                if let Err(e) = cert.verify(&self.epochs, &self.network) {
+                    return Ok(refused(e));
                 }
                 self.record_certificate(cert);
                 verdict = Verdict::Accepted;
@@ -234,8 +234,8 @@ impl Replica {
             if c.frozen.is_some() || cert.height <= c.certified || c.certs.contains_key(&cert.height) {
                 continue;
             }
-            if let Err(e) = cert.verify(&self.genesis, &self.network) {
-                return Verdict::Invalid(e.into());
+            if let Err(e) = cert.verify(&self.epochs, &self.network) {
+                return refused(e);
             }
             self.record_certificate(cert);
             verdict = Verdict::Accepted;

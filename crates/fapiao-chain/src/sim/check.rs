@@ -33,7 +33,7 @@ impl World {
         let World { members, held, .. } = self;
         let m = &mut members[i];
         for (chain, c) in &m.disk.chains {
-            if !c.blocks.is_empty() && !m.disk.genesis.may_read(m.code, *chain) {
+            if !c.blocks.is_empty() && !m.disk.genesis.config().may_read(m.code, *chain) {
                 broken.push(format!(
                     "member {} holds blocks of chain {chain}, which it may not read",
                     m.code
@@ -104,7 +104,7 @@ impl World {
                 .map(|x| (x.blocks.len(), x.root()));
             for &i in &honest {
                 let m = &self.members[i];
-                if !m.disk.genesis.may_read(m.code, chain) {
+                if !m.disk.genesis.config().may_read(m.code, chain) {
                     continue;
                 }
                 let theirs = m.disk.chains.get(&chain).map(|x| (x.blocks.len(), x.root()));
@@ -175,7 +175,7 @@ impl World {
             };
             for &i in &honest {
                 let m = &self.members[i];
-                if !m.disk.genesis.may_read(m.code, chain) {
+                if !m.disk.genesis.config().may_read(m.code, chain) {
                     continue;
                 }
                 let Some(theirs) = m.disk.chains.get(&chain) else {
@@ -197,6 +197,7 @@ impl World {
             let opening = self.members[c]
                 .disk
                 .genesis
+                .config()
                 .merchant(chain)
                 .map_or(Fen::ZERO, |m| m.initial_fee_balance);
             books_balance(&own.state, opening).map_err(|e| format!("chain {chain}: {e}"))?;

@@ -9,7 +9,7 @@ use crate::validate::{reexecute, Invalid, Signatures, StateChange};
 use fapiao_core::sig::Cores;
 use fapiao_core::smt::{self, MemNodes, Node, NodeKey, NodeStore};
 use fapiao_core::{
-    Block, BlockHash, Certificate, Equivocation, Genesis, Hash32, Header, MemberCode, SecretKey, Timestamp,
+    Block, BlockHash, Certificate, Config, Equivocation, Genesis, Hash32, Header, MemberCode, SecretKey, Timestamp,
 };
 use fapiao_domain::{ChainContext, MemState, StateKey, StateRead, StateValue};
 use std::collections::BTreeMap;
@@ -73,12 +73,13 @@ impl MemChain {
     pub fn build_next(
         &self,
         genesis: &Genesis,
+        config: &Config,
         chain: MemberCode,
         key: &SecretKey,
         timestamp: Timestamp,
         events: &[fapiao_core::Event],
     ) -> Option<Block> {
-        self.execute_next(genesis, chain, key, timestamp, events)
+        self.execute_next(genesis, config, chain, key, timestamp, events)
             .map(|b| b.block)
     }
 
@@ -88,17 +89,14 @@ impl MemChain {
     pub(super) fn execute_next(
         &self,
         genesis: &Genesis,
+        config: &Config,
         chain: MemberCode,
         key: &SecretKey,
         timestamp: Timestamp,
         events: &[fapiao_core::Event],
     ) -> Option<Built> {
-        let ctx = ChainContext::new(genesis, chain)?;
-        let on = self.blocks.last().map(|b| StoredHead {
-            height: b.header.body.height,
-            hash: b.header.hash(),
-            timestamp: b.header.body.timestamp,
-        });
+        let ctx = ChainContext::new(genesis, config, chain)?;
+        let on = self.blocks.last().map(|b| StoredHead::of(&b.header));
         let built = match build_block(&ctx, key, on.as_ref(), timestamp, self, events, Cores::One) {
             Ok(b) => b,
             Err(e) => unreachable_read(e),
@@ -126,8 +124,8 @@ impl MemChain {
     }
 
     /// Re-executes `block` as the next block and stores it.
-    pub fn apply(&mut self, genesis: &Genesis, block: &Block) -> Result<(), Invalid> {
-        let done = match reexecute(genesis, block, self, Signatures::Verify, Cores::One) {
+    pub fn apply(&mut self, genesis: &Genesis, config: &Config, block: &Block) -> Result<(), Invalid> {
+        let done = match reexecute(genesis, config, block, self, Signatures::Verify, Cores::One) {
             Ok(x) => x?,
             Err(e) => unreachable_read(e),
         };
@@ -175,9 +173,13 @@ impl Ledger for MemLedger {
             .map(|b| b.header.clone()))
     }
 
-    fn append(&mut self, block: &Block) -> Result<Result<(), Invalid>, Infallible> {
+    fn block(&self, chain: MemberCode, height: u64) -> Result<Option<Block>, Infallible> {
+        Ok(self.block_at(chain, height).cloned())
+    }
+
+    fn append(&mut self, block: &Block, config: &Config) -> Result<Result<(), Invalid>, Infallible> {
         let c = self.chains.entry(block.header.body.chain).or_default();
-        if let Err(e) = c.apply(&self.genesis, block) {
+        if let Err(e) = c.apply(&self.genesis, config, block) {
             return Ok(Err(e));
         }
         // The vote goes with the block, atomically (see `Ledger::append`).
@@ -228,14 +230,7 @@ impl ChainRead for MemLedger {
             .iter()
             .filter_map(|(chain, c)| {
                 let b = c.blocks.last()?;
-                Some((
-                    *chain,
-                    StoredHead {
-                        height: b.header.body.height,
-                        hash: b.header.hash(),
-                        timestamp: b.header.body.timestamp,
-                    },
-                ))
+                Some((*chain, StoredHead::of(&b.header)))
             })
             .collect())
     }

@@ -448,7 +448,7 @@ impl World {
             .into_iter()
             .enumerate()
             .map(|(i, key)| {
-                let code = genesis.members()[i].code;
+                let code = genesis.config().members()[i].code;
                 let disk = MemLedger::new(genesis.clone());
                 Node {
                     code,
@@ -732,6 +732,16 @@ impl World {
             }
             Output::HoldProduction { .. } => self.members[i].held = true,
             Output::ReleaseProduction { .. } => self.members[i].held = false,
+            // The simulated network connects every member of every epoch.
+            Output::EpochStarted(_) => {}
+        }
+    }
+
+    /// The newest configuration member `i` knows (genesis's while it is down).
+    fn latest_config(&self, i: usize) -> fapiao_core::Config {
+        match &self.members[i].replica {
+            Some(r) => r.epochs().latest().clone(),
+            None => self.members[i].disk.genesis.config().clone(),
         }
     }
 
@@ -809,7 +819,7 @@ impl World {
             }
             Msg::Heads(heads) => {
                 // The node's check of an answer; an honest peer's always passes.
-                if let Err(e) = crate::sync::check_heads(&self.members[to].disk.genesis, &heads) {
+                if let Err(e) = crate::sync::check_heads(&heads) {
                     self.violation(format!("heads from {from_code}: {e}"));
                     return;
                 }
@@ -823,10 +833,11 @@ impl World {
                 from: lo,
                 to: hi,
             } => {
+                let latest = self.latest_config(to);
                 let d = &self.members[to].disk;
                 // The node's rule, with no frame limit: the simulated network has none.
                 let answer =
-                    crate::sync::answer_blocks(d, &d.genesis, &self.config, from_code, (chain, lo, hi), usize::MAX);
+                    crate::sync::answer_blocks(d, &latest, &self.config, from_code, (chain, lo, hi), usize::MAX);
                 let Some(blocks) = answer.unwrap_or_else(|e| match e {}) else {
                     // The node's responder refuses too (PROTOCOL.md, "Confidentiality").
                     self.violation(format!(
@@ -991,7 +1002,12 @@ impl World {
         let m = &self.members[i];
         let empty = MemChain::default();
         let c = m.disk.chains.get(&m.code).unwrap_or(&empty);
-        c.execute_next(genesis, m.code, &m.key, Timestamp(self.now), events)
+        // The producer makes its block in the newest epoch its replica knows.
+        let config = match &m.replica {
+            Some(r) => r.epochs().latest().clone(),
+            None => genesis.config().clone(),
+        };
+        c.execute_next(genesis, &config, m.code, &m.key, Timestamp(self.now), events)
     }
 
     fn run(&mut self) -> Result<(), SimFailure> {

@@ -311,7 +311,7 @@ impl Workload {
                 (Pick::BuyerSide, 8),
                 (Pick::Deposit, deposit_weight),
                 (Pick::Policy, 2),
-                (Pick::Quota, if quota_queue_len(state) > 0 { 6 } else { 2 }),
+                (Pick::Quota, if quota_queue_len(state) > 0 { 12 } else { 2 }),
             ];
             let total: u64 = table.iter().map(|(_, w)| w).sum();
             let mut roll = self.rng.range(0, total - 1);
@@ -820,6 +820,17 @@ impl Workload {
             _ => 0,
         };
         let mut month = fapiao_core::Timestamp(now).utc8_month();
+        // Requests wait for a grant: half the time the tax office answers them with one
+        // for this month (what re-runs the queue).
+        if quota_queue_len(state) > 0 && self.rng.chance(50) {
+            let action = QuotaAction::Grant(Fen::from_fen((used + 5_000_000).min(AMOUNT_FEN_MAX)));
+            return self.sign(
+                who,
+                who.verifier,
+                now,
+                EventKind::QuotaChanged(QuotaChange { month, action }),
+            );
+        }
         if self.rng.chance(3) {
             month += 1;
         }

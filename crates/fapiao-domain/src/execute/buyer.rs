@@ -99,7 +99,7 @@ impl<S: StateRead> Exec<'_, '_, '_, '_, S> {
 
     /// Whether `member` is on the buyer's side of `blue`.
     fn is_buyer(&self, blue: &BlueInvoice, member: MemberCode) -> bool {
-        let by_tax_id = match (&blue.issued.buyer.tax_id, self.ctx.genesis().member(member)) {
+        let by_tax_id = match (&blue.issued.buyer.tax_id, self.ctx.config().member(member)) {
             (Some(t), Some(m)) => m.tax_id.as_deref() == Some(t.as_str()),
             _ => false,
         };

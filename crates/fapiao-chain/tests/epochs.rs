@@ -1,0 +1,397 @@
+//! Epochs at the replica: member 1 (the node under test, a witness) holds the admin
+//! chain, learns each certified configuration change, and from then on judges blocks,
+//! attestations and certificates in their own epochs (PROTOCOL.md "Epochs").
+
+use fapiao_chain::sim::{consortium, MemChain, MemLedger};
+use fapiao_chain::{Config, Input, Invalid, Output, Persisted, Replica, Verdict};
+use fapiao_core::block::BlockError;
+use fapiao_core::event::{Currency, PaymentMethod, PaymentRecorded};
+use fapiao_core::{
+    AttestationBody, Block, ConfigChange, EventBody, EventKind, Fen, Genesis, MemberCode, Reconfiguration, SecretKey,
+    Timestamp,
+};
+
+const NOW: u64 = 1_000_000;
+const ADMIN: u32 = 900_001;
+
+struct World {
+    genesis: Genesis,
+    merchants: Vec<SecretKey>,
+    admin_key: SecretKey,
+    replica: Replica,
+    ledger: MemLedger,
+    /// The admin chain as the admin builds it.
+    admin_chain: MemChain,
+    /// Member 2's chain as its owner builds it.
+    owner: MemChain,
+    /// The configuration the admin chain is at (what its next change applies to).
+    config: fapiao_core::Config,
+}
+
+fn code(n: u32) -> MemberCode {
+    MemberCode::new(n).unwrap()
+}
+
+fn world() -> World {
+    let c = consortium(7, 4, 0);
+    let genesis = c.genesis.with_admin(Some(code(ADMIN))).unwrap();
+    let me = genesis.config().members()[0].code;
+    let mut replica = Replica::new(
+        Config::default(),
+        genesis.clone(),
+        me,
+        c.merchants[0].clone(),
+        Persisted::default(),
+    );
+    while replica.poll_output().is_some() {}
+    World {
+        ledger: MemLedger::new(genesis.clone()),
+        config: genesis.config().clone(),
+        genesis,
+        merchants: c.merchants,
+        admin_key: c.operator,
+        replica,
+        admin_chain: MemChain::default(),
+        owner: MemChain::default(),
+    }
+}
+
+impl World {
+    fn member(&self, i: usize) -> MemberCode {
+        self.genesis.config().members()[i].code
+    }
+
+    fn feed(&mut self, input: Input) -> (Verdict, Vec<Output>) {
+        let v = self
+            .replica
+            .handle(Timestamp(NOW), input, &mut self.ledger)
+            .expect("in-memory ledger");
+        let mut out = Vec::new();
+        while let Some(o) = self.replica.poll_output() {
+            out.push(o);
+        }
+        (v, out)
+    }
+
+    /// Witness `i`'s attestation for `block`, certified by `epoch`.
+    fn attestation(&self, i: usize, block: &Block, epoch: u32) -> fapiao_core::Attestation {
+        AttestationBody {
+            network: self.genesis.network_id(),
+            chain: block.header.body.chain,
+            epoch,
+            height: block.header.body.height,
+            block: block.header.hash(),
+            witness: self.member(i),
+        }
+        .sign(&self.merchants[i])
+    }
+
+    /// The admin proposes `change`; the block holding it reaches member 1, which attests
+    /// it, and witnesses 2 and 3 attest it too: a certificate (quorum 3 of 4). Returns
+    /// the outputs of the last attestation (the new epoch's announcement among them).
+    fn certify_change(&mut self, change: ConfigChange) -> Vec<Output> {
+        let r = Reconfiguration {
+            epoch: self.config.epoch() + 1,
+            change,
+        };
+        self.config = self.config.apply(&r.change).expect("a valid change");
+        let admin = code(ADMIN);
+        let event = EventBody {
+            network: self.genesis.network_id(),
+            chain: admin,
+            author: self.admin_key.public(),
+            timestamp: Timestamp(NOW - 1_000),
+            kind: EventKind::ConfigChanged(r),
+        }
+        .sign(&self.admin_key);
+        let latest = self.replica.epochs().latest().clone();
+        let block = self
+            .admin_chain
+            .build_next(
+                &self.genesis,
+                &latest,
+                admin,
+                &self.admin_key,
+                Timestamp(NOW - 1_000),
+                &[event],
+            )
+            .expect("the admin's change executes");
+        self.admin_chain
+            .apply(&self.genesis, &latest, &block)
+            .expect("the admin's own block applies");
+        let (v, _) = self.feed(Input::Block {
+            from: admin,
+            block: block.clone(),
+        });
+        assert_eq!(v, Verdict::Accepted);
+        let certifying = latest.epoch();
+        let (v, _) = self.feed(Input::Attestation {
+            from: self.member(1),
+            attestation: self.attestation(1, &block, certifying),
+        });
+        assert_eq!(v, Verdict::Accepted);
+        let (_, out) = self.feed(Input::Attestation {
+            from: self.member(2),
+            attestation: self.attestation(2, &block, certifying),
+        });
+        out
+    }
+
+    /// Member 2's next block: one payment, made in `config`'s epoch and signed by `key`.
+    fn owner_block(&mut self, config: &fapiao_core::Config, key: &SecretKey, id: &str) -> Block {
+        let chain = self.member(1);
+        let event = EventBody {
+            network: self.genesis.network_id(),
+            chain,
+            author: key.public(),
+            timestamp: Timestamp(NOW - 500),
+            kind: EventKind::PaymentRecorded(PaymentRecorded {
+                payment_id: id.into(),
+                amount: Fen::from_fen(100),
+                currency: Currency::Cny,
+                method: PaymentMethod::Card,
+                terminal_id: "t".into(),
+                external_ref: "r".into(),
+            }),
+        }
+        .sign(key);
+        self.owner
+            .build_next(&self.genesis, config, chain, key, Timestamp(NOW - 500), &[event])
+            .expect("a payment is accepted")
+    }
+}
+
+fn attested(out: &[Output]) -> Vec<(u64, u32)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::BroadcastAttestation(a) => Some((a.body.height, a.body.epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn epoch_started(out: &[Output]) -> Option<u32> {
+    out.iter().find_map(|o| match o {
+        Output::EpochStarted(c) => Some(c.epoch()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_certified_change_starts_an_epoch_and_an_uncertified_one_does_not() {
+    let mut w = world();
+    let new_key = SecretKey::from_seed(&[77; 32]);
+    let member = w.member(1);
+    // The admin's block is stored and attested, but one attestation more is not a quorum.
+    let r = Reconfiguration {
+        epoch: 1,
+        change: ConfigChange::RotateKey {
+            member,
+            key: new_key.public(),
+        },
+    };
+    let admin = code(ADMIN);
+    let event = EventBody {
+        network: w.genesis.network_id(),
+        chain: admin,
+        author: w.admin_key.public(),
+        timestamp: Timestamp(NOW - 1_000),
+        kind: EventKind::ConfigChanged(r.clone()),
+    }
+    .sign(&w.admin_key);
+    let g = w.genesis.clone();
+    let block = w
+        .admin_chain
+        .build_next(&g, g.config(), admin, &w.admin_key, Timestamp(NOW - 1_000), &[event])
+        .unwrap();
+    let (v, out) = w.feed(Input::Block {
+        from: admin,
+        block: block.clone(),
+    });
+    assert_eq!((v, attested(&out)), (Verdict::Accepted, vec![(1, 0)]));
+    let (_, out) = w.feed(Input::Attestation {
+        from: w.member(1),
+        attestation: w.attestation(1, &block, 0),
+    });
+    assert_eq!(epoch_started(&out), None, "two of four attested: not certified yet");
+    assert_eq!(w.replica.epochs().current(), 0);
+    let (_, out) = w.feed(Input::Attestation {
+        from: w.member(2),
+        attestation: w.attestation(2, &block, 0),
+    });
+    assert_eq!(epoch_started(&out), Some(1), "{out:?}");
+    let latest = w.replica.epochs().latest();
+    assert_eq!(latest.member(member).unwrap().key, new_key.public());
+}
+
+#[test]
+fn after_a_rotation_the_old_key_certifies_nothing_and_the_new_key_continues() {
+    let mut w = world();
+    let old_key = w.merchants[1].clone();
+    let new_key = SecretKey::from_seed(&[77; 32]);
+    let member = w.member(1);
+    let out = w.certify_change(ConfigChange::RotateKey {
+        member,
+        key: new_key.public(),
+    });
+    assert_eq!(epoch_started(&out), Some(1));
+    let epoch0 = w.genesis.config().clone();
+    let epoch1 = w.replica.epochs().latest().clone();
+
+    // A header made in epoch 1 but signed with the old key: invalid, the sender is at fault.
+    let forged = w.owner_block(&epoch1, &new_key, "forged").header.body.sign(&old_key);
+    let (v, _) = w.feed(Input::Header {
+        from: member,
+        header: forged,
+    });
+    assert!(
+        matches!(v, Verdict::Invalid(Invalid::Block(BlockError::Signature { .. }))),
+        "{v:?}"
+    );
+    // A block made in epoch 0 with the old key, after the change: stored (a quorum
+    // that had not heard of the change could still certify it), never attested here.
+    let stale = w.owner_block(&epoch0, &old_key, "stale");
+    let (v, out) = w.feed(Input::Block {
+        from: member,
+        block: stale.clone(),
+    });
+    assert_eq!((v, attested(&out)), (Verdict::Accepted, vec![]), "{out:?}");
+
+    // On a fresh replica that knows epoch 1, the chain goes on under the new key: its
+    // first block (epoch 1) is certified by epoch 0, its chain's first epoch.
+    let mut w = world();
+    w.certify_change(ConfigChange::RotateKey {
+        member,
+        key: new_key.public(),
+    });
+    let first = w.owner_block(&epoch1, &new_key, "p1");
+    w.owner.apply(&w.genesis.clone(), &epoch1, &first).unwrap();
+    let (v, out) = w.feed(Input::Block {
+        from: member,
+        block: first.clone(),
+    });
+    assert_eq!((v, attested(&out)), (Verdict::Accepted, vec![(1, 0)]));
+    // The second block waits for the first one's certificate before it is attested, and
+    // is then attested in epoch 1, its parent's.
+    let second = w.owner_block(&epoch1, &new_key, "p2");
+    let (v, out) = w.feed(Input::Block {
+        from: member,
+        block: second,
+    });
+    assert_eq!(
+        (v, attested(&out)),
+        (Verdict::Accepted, vec![]),
+        "parent not certified yet"
+    );
+    let (v, _) = w.feed(Input::Attestation {
+        from: w.member(2),
+        attestation: w.attestation(2, &first, 0),
+    });
+    assert_eq!(v, Verdict::Accepted);
+    let (_, out) = w.feed(Input::Attestation {
+        from: w.member(3),
+        attestation: w.attestation(3, &first, 0),
+    });
+    assert_eq!(attested(&out), vec![(2, 1)], "{out:?}");
+}
+
+#[test]
+fn a_removed_members_chain_is_closed_and_its_attestations_count_for_nothing() {
+    let mut w = world();
+    let member = w.member(1);
+    w.certify_change(ConfigChange::RemoveMember(member));
+    assert_eq!(w.replica.epochs().current(), 1);
+    let epoch0 = w.genesis.config().clone();
+    let key = w.merchants[1].clone();
+    // Its block made in epoch 0 after it left is never attested.
+    let late = w.owner_block(&epoch0, &key, "late");
+    let (v, out) = w.feed(Input::Block {
+        from: member,
+        block: late.clone(),
+    });
+    assert_eq!((v, attested(&out)), (Verdict::Accepted, vec![]));
+    // In epoch 1 it owns no chain.
+    let mut header = late.header.body.clone();
+    header.epoch = 1;
+    header.height = 2;
+    header.parent = late.header.hash();
+    let (v, _) = w.feed(Input::Header {
+        from: member,
+        header: header.sign(&key),
+    });
+    assert_eq!(v, Verdict::Invalid(Invalid::Block(BlockError::UnknownChain(member))));
+    // As a witness of epoch 1 it is nobody: its attestation of an epoch-1 certified
+    // block is invalid.
+    let other = w.member(2);
+    let body = AttestationBody {
+        network: w.genesis.network_id(),
+        chain: other,
+        epoch: 1,
+        height: 1,
+        block: late.header.hash(),
+        witness: member,
+    };
+    let (v, _) = w.feed(Input::Attestation {
+        from: member,
+        attestation: body.sign(&key),
+    });
+    assert_eq!(v, Verdict::Invalid(Invalid::Block(BlockError::NotAWitness(member))));
+}
+
+#[test]
+fn an_object_of_an_epoch_not_known_yet_is_ignored_not_penalised() {
+    let mut w = world();
+    let member = w.member(1);
+    let key = w.merchants[1].clone();
+    let block = w.owner_block(&w.genesis.config().clone(), &key, "p");
+    let mut body = block.header.body.clone();
+    body.epoch = 5;
+    let (v, _) = w.feed(Input::Header {
+        from: member,
+        header: body.sign(&key),
+    });
+    assert!(matches!(v, Verdict::Ignored(_)), "{v:?}");
+    let mut att = w.attestation(2, &block, 0);
+    att.body.epoch = 5;
+    let att = att.body.sign(&w.merchants[2]);
+    let (v, _) = w.feed(Input::Attestation {
+        from: w.member(2),
+        attestation: att,
+    });
+    assert!(matches!(v, Verdict::Ignored(_)), "{v:?}");
+}
+
+#[test]
+fn a_change_that_breaks_a_rule_is_refused_by_execution_and_starts_no_epoch() {
+    let w = world();
+    // Removing the admin, or every witness but one with the quorum kept, is refused.
+    let c = w.genesis.config();
+    assert!(c.apply(&ConfigChange::RemoveMember(code(ADMIN))).is_err());
+    assert!(
+        c.apply(&ConfigChange::SetQuorum(Some(1))).is_err(),
+        "1 of 4 is not above half"
+    );
+    assert!(
+        c.apply(&ConfigChange::SetQuorum(Some(5))).is_err(),
+        "more than the witnesses"
+    );
+    let removed = c.apply(&ConfigChange::RemoveMember(w.member(3))).unwrap();
+    assert_eq!(
+        (removed.quorum(), removed.retired().len()),
+        (3, 1),
+        "default quorum of 3 witnesses"
+    );
+    let back = w.genesis.config().members()[3].clone();
+    assert!(
+        removed.apply(&ConfigChange::AddMember(back)).is_err(),
+        "a retired code never returns"
+    );
+    let merchant_role = ConfigChange::SetRoles {
+        member: w.member(0),
+        roles: fapiao_core::Roles::of(&[fapiao_core::Role::Witness]),
+    };
+    assert!(
+        c.apply(&merchant_role).is_err(),
+        "the merchant role goes only with the member"
+    );
+}
