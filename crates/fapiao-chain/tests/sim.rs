@@ -43,6 +43,7 @@ fn check_seeds(shard: u64) {
     let mut total = WorkloadCounts::default();
     let (mut runs, mut crashes, mut equivocator_crashes) = (0, 0, 0);
     let (mut restores, mut recovered) = (0, 0);
+    let (mut reconfigurations, mut refused) = (0, 0);
     // Runs in which nothing was produced or certified: crashes and losses kept the
     // members from hearing enough peers to start producing within the fault window. They
     // exercise nothing, and must stay rare.
@@ -59,6 +60,8 @@ fn check_seeds(shard: u64) {
                 equivocator_crashes += report.equivocator_crashes;
                 restores += report.restores;
                 recovered += report.recovered_blocks;
+                reconfigurations += report.reconfigurations;
+                refused += report.refused;
             }
             Err(f) => failures.push(format!("{f}\n  {}", rerun(f.seed))),
         }
@@ -70,7 +73,8 @@ fn check_seeds(shard: u64) {
     );
     println!(
         "shard {shard}: {runs} seeds, {crashes} crashes ({equivocator_crashes} of the equivocator), \
-         {restores} restores ({recovered} blocks behind), {empty} empty, {total:?}"
+         {restores} restores ({recovered} blocks behind), {reconfigurations} configuration changes ({refused} \
+         messages of removed members refused), {empty} empty, {total:?}"
     );
     if runs < FAMILY_SEEDS_MIN {
         return;
@@ -79,6 +83,12 @@ fn check_seeds(shard: u64) {
     assert!(
         crashes > runs && equivocator_crashes > 0,
         "{crashes} crashes in {runs} runs, {equivocator_crashes} of the equivocator"
+    );
+    // Most runs changed the configuration while blocks were in flight, and removed
+    // members kept sending.
+    assert!(
+        reconfigurations * 2 > runs && refused > 0,
+        "{reconfigurations} configuration changes in {runs} runs, {refused} messages refused"
     );
     // Restored members had blocks of their own chain to take back from their peers.
     assert!(

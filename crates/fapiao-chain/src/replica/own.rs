@@ -61,10 +61,16 @@ impl Replica {
         if blocks.first().is_some_and(|(b, _)| b.header.body.height <= ours) {
             return None; // heights we hold: not an answer to the check
         }
+        // A block of an epoch this member does not know yet (a ledger restored from before
+        // a configuration change) cannot be checked, nor refuted: it counts as shown, so
+        // production stays held while the epoch is learned and the block taken back.
         let shown = blocks.first().is_some_and(|(b, _)| {
             b.header.body.height == ours + 1
                 && b.header.body.chain == self.me
-                && b.header.verify(&self.epochs, &self.network).is_ok()
+                && matches!(
+                    b.header.verify(&self.epochs, &self.network),
+                    Ok(_) | Err(BlockError::UnknownEpoch(_))
+                )
         });
         if shown {
             self.own = OwnChain::Recovering { since_ms: since };

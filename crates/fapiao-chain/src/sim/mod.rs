@@ -19,6 +19,7 @@
 
 mod check;
 mod ledger;
+mod reconfigure;
 mod workload;
 
 pub use ledger::{MemChain, MemLedger};
@@ -92,6 +93,9 @@ pub struct SimConfig {
     /// One member, chosen by the seed, signs two blocks at some heights and sends the
     /// second to one honest peer.
     pub equivocate: bool,
+    /// The operator's node produces the admin chain, which makes one configuration change
+    /// during the faults (a witness removed, the quorum raised, or a key rotated).
+    pub reconfigure: bool,
     /// One honest member, chosen by the seed, is backed up (a copy of its disk) at some
     /// time during the faults and, at a later time, stopped and started on that copy.
     /// Not with `equivocate`: a restored witness may vote again at heights whose votes the
@@ -120,6 +124,7 @@ impl SimConfig {
             crashes_max: 2,
             equivocate: seed % 3 != 2,
             restore: seed % 3 == 2,
+            reconfigure: true,
             block_interval_ms: 400,
             block_events_max: 6,
         }
@@ -135,6 +140,9 @@ pub struct SimReport {
     pub delivered: u64,
     /// Messages dropped by the network.
     pub lost: u64,
+    /// Messages a receiver's transport refused: their sender is no member of the newest
+    /// configuration the receiver knows.
+    pub refused: u64,
     /// Blocks produced by honest members.
     pub honest_blocks: u64,
     /// Conflicting blocks the equivocator sent.
@@ -153,6 +161,8 @@ pub struct SimReport {
     /// Heights a restored member signed again because the block it had signed there
     /// reached no reachable member (lost in flight before the member stopped).
     pub resigned_unseen: u64,
+    /// Configuration changes the admin proposed (one per run at most).
+    pub reconfigurations: u64,
     /// Virtual time at which every honest member had converged.
     pub converged_at_ms: u64,
     /// What the honest chains hold, as every honest member re-derived it.
@@ -270,6 +280,15 @@ struct World {
     restore: Option<Restore>,
     /// Every block an honest member signed for its own chain: (chain, height) → block.
     signed: BTreeMap<(MemberCode, u64), BlockHash>,
+    /// The operator's node, which produces the admin chain.
+    admin: Option<usize>,
+    /// The run's configuration change.
+    change: Option<reconfigure::Change>,
+    /// A member the change removed: its node keeps running, its chain is closed, and the
+    /// end-of-run liveness checks leave it out.
+    left: Option<usize>,
+    /// A member stopped for its key rotation, until it comes back under the new key.
+    paused: Option<usize>,
     report: SimReport,
     /// The first broken invariant.
     failure: Option<SimFailure>,
@@ -379,6 +398,9 @@ pub const SIM_FEE_FEN: i64 = 10;
 /// deposits that re-issue them come early in every run.
 pub const SIM_OPENING_FEE_FEN: i64 = 4 * SIM_FEE_FEN;
 
+/// The simulated operator's member code (it owns the admin chain).
+pub const OPERATOR_CODE: u32 = 900_001;
+
 /// The simulator's consortium for `seed`: `n` merchants that witness and then `m` that
 /// do not, with a small fee balance and a policy up to the amount bound, the operator
 /// (code 900001) and a verifier (800001), which sign events but run no node and do not
@@ -443,8 +465,13 @@ impl World {
             operator,
             verifier,
         } = consortium(cfg.seed, cfg.members, cfg.merchants_only);
+        // The operator owns the admin chain and runs its node, last.
+        let admin_code = MemberCode::new(OPERATOR_CODE).unwrap_or_else(|| unreachable!());
+        let genesis = genesis
+            .with_admin(Some(admin_code))
+            .unwrap_or_else(|e| panic!("the operator may own the admin chain: {e}"));
         let mut rng = Rng::new(cfg.seed);
-        let members = merchants
+        let mut members: Vec<Node> = merchants
             .into_iter()
             .enumerate()
             .map(|(i, key)| {
@@ -464,6 +491,20 @@ impl World {
                 }
             })
             .collect();
+        members.push(Node {
+            code: admin_code,
+            key: operator.clone(),
+            disk: MemLedger::new(genesis.clone()),
+            replica: None,
+            // It produces only the run's configuration change.
+            next_block_ms: u64::MAX,
+            next_tick_ms: rng.range(1, 100),
+            workload: workload::Workload::new(Rng::new(rng.next_u64())),
+            checked: BTreeMap::new(),
+            held: true,
+            peer_heights: BTreeMap::new(),
+        });
+        let admin = Some(members.len() - 1);
         let n = (cfg.members + cfg.merchants_only) as u64;
         let mut crashes = Vec::new();
         if cfg.crashes_max > 0 {
@@ -484,6 +525,14 @@ impl World {
                 backup: None,
             }
         });
+        let avoid: Vec<usize> = equivocator
+            .into_iter()
+            .chain(restore.as_ref().map(|r| r.member))
+            .collect();
+        let change = cfg
+            .reconfigure
+            .then(|| reconfigure::Change::draw(&mut rng, cfg.fault_ms, cfg.members, &avoid))
+            .flatten();
         let mut w = World {
             cfg,
             config: Config::default(),
@@ -502,6 +551,10 @@ impl World {
             restarts: Vec::new(),
             restore,
             signed: BTreeMap::new(),
+            admin,
+            change,
+            left: None,
+            paused: None,
             report: SimReport::default(),
             failure: None,
         };
@@ -536,17 +589,28 @@ impl World {
 
     /// Starts (or restarts) member `i` from its disk and connects it to every live peer.
     fn start(&mut self, i: usize) {
+        if self.paused == Some(i) {
+            return; // stopped for its key rotation: it comes back under the new key
+        }
         let m = &mut self.members[i];
         let genesis = m.disk.genesis.clone();
-        m.held = self.cfg.members + self.cfg.merchants_only > 1;
+        let persisted = m.disk.persisted();
+        let mut epochs = fapiao_core::Epochs::new(&genesis);
+        for r in &persisted.reconfigurations {
+            let _ = epochs.apply(r);
+        }
+        if epochs.latest().member(m.code).is_none_or(|x| x.key != m.key.public()) {
+            // A member its own disk says was removed stays down, as the node refuses to
+            // start with a key that is no member of the newest epoch it knows.
+            return;
+        }
         m.peer_heights.clear();
-        m.replica = Some(Replica::new(
-            self.config,
-            genesis,
-            m.code,
-            m.key.clone(),
-            m.disk.persisted(),
-        ));
+        let replica = Replica::new(self.config, genesis, m.code, m.key.clone(), persisted);
+        // Held from the start exactly when the replica holds it (it has a chain and
+        // another witness may hold blocks of it).
+        let latest = replica.epochs().latest();
+        m.held = latest.chain_owner(m.code).is_some() && latest.with_role(Role::Witness).any(|w| w.code != m.code);
+        m.replica = Some(replica);
         let codes: Vec<(usize, MemberCode)> = self.members.iter().enumerate().map(|(j, m)| (j, m.code)).collect();
         for (j, code) in codes {
             if j != i && self.up(j) {
@@ -786,8 +850,14 @@ impl World {
 
     // Long: one arm per message kind, as the node's transport dispatches them.
     fn deliver(&mut self, to: usize, from: usize, msg: Msg) {
-        self.report.delivered += 1;
         let from_code = self.members[from].code;
+        if self.up(to) && self.latest_config(to).member(from_code).is_none() {
+            // The node's transport admits only members of the newest configuration it
+            // knows: a removed member's messages go nowhere.
+            self.report.refused += 1;
+            return;
+        }
+        self.report.delivered += 1;
         match msg {
             Msg::Header(header) => self.input(
                 to,
@@ -1044,6 +1114,7 @@ impl World {
             for i in due {
                 self.start(i);
             }
+            self.reconfigure_due();
             while let Some(entry) = self.queue.first_entry() {
                 if entry.key().0 > self.now {
                     break;
@@ -1094,5 +1165,11 @@ impl World {
         (0..self.members.len())
             .filter(|i| Some(*i) != self.equivocator)
             .collect()
+    }
+
+    /// The honest members still in the consortium: the end-of-run liveness checks are
+    /// theirs (a removed member's chain is closed, its last blocks never certified).
+    fn staying(&self) -> Vec<usize> {
+        self.honest().into_iter().filter(|i| Some(*i) != self.left).collect()
     }
 }
