@@ -776,6 +776,10 @@ impl Replica {
                 }
             }
             self.outputs.extend(again.into_iter().map(Output::BroadcastAttestation));
+            // Evidence found from headers alone (a chain this member only watches) is
+            // re-sent too: it may be the only copy, and gossip loses messages.
+            let watched: Vec<Equivocation> = self.watched.values().filter_map(|w| w.frozen.clone()).collect();
+            self.outputs.extend(watched.into_iter().map(Output::BroadcastEvidence));
         }
     }
 }
