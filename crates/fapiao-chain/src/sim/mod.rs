@@ -531,7 +531,7 @@ impl World {
             .collect();
         let change = cfg
             .reconfigure
-            .then(|| reconfigure::Change::draw(&mut rng, cfg.fault_ms, cfg.members, &avoid))
+            .then(|| reconfigure::Change::draw(&mut rng, cfg.fault_ms, cfg.members, &avoid, restore.is_some()))
             .flatten();
         let mut w = World {
             cfg,

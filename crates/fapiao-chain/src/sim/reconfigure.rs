@@ -32,8 +32,18 @@ pub(super) struct Change {
 
 impl Change {
     /// The seed's change: kind, time within the faults, and a witness that is neither
-    /// the equivocator nor the restored member (`avoid`).
-    pub(super) fn draw(rng: &mut Rng, fault_ms: u64, witnesses: usize, avoid: &[usize]) -> Option<Change> {
+    /// the equivocator nor the restored member (`avoid`). With a restore in the run
+    /// (`restoring`) the change is the quorum's: a rotated member is stopped for a while
+    /// and a removed one is refused, and a restored member whose only copy of an
+    /// uncertified block of its own sits on such a member cannot find it (the limit
+    /// PROTOCOL.md "Never signing a height twice" states).
+    pub(super) fn draw(
+        rng: &mut Rng,
+        fault_ms: u64,
+        witnesses: usize,
+        avoid: &[usize],
+        restoring: bool,
+    ) -> Option<Change> {
         // With fewer than four witnesses the change itself could not be certified while
         // a rotated member is stopped, or the quorum kept after a removal.
         let candidates: Vec<usize> = (0..witnesses).filter(|i| !avoid.contains(i)).collect();
@@ -41,6 +51,7 @@ impl Change {
             return None;
         }
         let kind = match rng.range(0, 2) {
+            _ if restoring => ChangeKind::Quorum,
             0 => ChangeKind::Remove,
             1 => ChangeKind::Quorum,
             _ => ChangeKind::Rotate,
