@@ -162,7 +162,7 @@ fn print_history(d: &ConsortiumDto) {
         println!("no configuration change: every chain is in epoch 0 (genesis)");
         return;
     }
-    println!("{:<6} {:<8} {:<20} CHANGE", "EPOCH", "HEIGHT", "AT (UTC+8)");
+    println!("{:<6} {:<8} {:<28} CHANGE", "EPOCH", "HEIGHT", "AT");
     for e in &d.history {
         let at = fapiao_engine::format_time(e.timestamp_ms);
         println!(
