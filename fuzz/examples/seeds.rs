@@ -411,7 +411,7 @@ fn main() {
     // The proof bundle of the claimed invoice: the fixture and the verifier seeds.
     let bundle = h
         .engine
-        .proof_bundle(&n1, &fapiao_engine::Factors::CheckCode(c1))
+        .proof_bundle(&n1, &fapiao_engine::Factors::CheckCode(c1), fapiao_engine::AsOf::NewestCertified)
         .unwrap_or_else(|e| panic!("proof bundle of {n1}: {e}"));
     let bytes = bundle.to_bytes();
     std::fs::create_dir_all(out.0.join("fixtures")).unwrap_or_else(|e| panic!("fixtures: {e}"));

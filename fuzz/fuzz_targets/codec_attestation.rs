@@ -8,6 +8,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some(v) = canonical::<fapiao_core::Attestation>(data) else { return };
-    let (genesis, network) = fixed();
-    let _ = v.verify(genesis, network);
+    let (_, network) = fixed();
+    let _ = v.verify(fapiao_fuzz::epochs(), network);
 });

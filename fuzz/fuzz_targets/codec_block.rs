@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some(v) = canonical::<fapiao_core::Block>(data) else { return };
-    let (genesis, network) = fixed();
+    let (_, network) = fixed();
     let _ = v.check_entries();
-    let _ = v.header.verify(genesis, network);
+    let _ = v.header.verify(fapiao_fuzz::epochs(), network);
 });

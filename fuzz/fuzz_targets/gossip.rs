@@ -17,16 +17,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let Ok(gossip) = decode_gossip(topic, payload) else { return };
     assert_eq!(encode_gossip(&gossip), payload, "the payload re-encodes to other bytes");
-    let (genesis, network) = fapiao_fuzz::fixed();
+    let (_, network) = fapiao_fuzz::fixed();
     match &gossip {
         Gossip::Header(h) => {
-            let _ = h.verify(genesis, network);
+            let _ = h.verify(fapiao_fuzz::epochs(), network);
         }
         Gossip::Attestation(a) => {
-            let _ = a.verify(genesis, network);
+            let _ = a.verify(fapiao_fuzz::epochs(), network);
         }
         Gossip::Evidence(e) => {
-            let _ = e.verify(genesis, network);
+            let _ = e.verify(fapiao_fuzz::epochs(), network);
         }
     }
 });

@@ -20,20 +20,20 @@ fuzz_target!(|data: &[u8]| {
     let Ok(response) = decode_response_frame(data, frame_bytes_max()) else { return };
     let frame = encode_frame(&response).unwrap_or_else(|e| panic!("a response encodes: {e}"));
     assert_eq!(frame, data[..frame.len()], "the frame re-encodes to other bytes");
-    let (genesis, network) = fapiao_fuzz::fixed();
+    let (_, network) = fapiao_fuzz::fixed();
     match &response {
         Response::Blocks(blocks) => {
             for (b, c) in blocks {
                 let _ = b.check_entries();
-                let _ = b.header.verify(genesis, network);
+                let _ = b.header.verify(fapiao_fuzz::epochs(), network);
                 if let Some(c) = c {
-                    let _ = c.verify(genesis, network);
+                    let _ = c.verify(fapiao_fuzz::epochs(), network);
                 }
             }
         }
         Response::Certificates(certs) => {
             for c in certs {
-                let _ = c.verify(genesis, network);
+                let _ = c.verify(fapiao_fuzz::epochs(), network);
             }
         }
         Response::Heads(_) | Response::Unavailable | Response::NotEntitled => {}

@@ -78,6 +78,13 @@ pub fn fixed() -> &'static (Genesis, NetworkId) {
     })
 }
 
+/// The epochs of [`genesis`] (epoch 0 only), what headers, attestations, certificates
+/// and evidence are checked against.
+pub fn epochs() -> &'static fapiao_core::Epochs {
+    static EPOCHS: OnceLock<fapiao_core::Epochs> = OnceLock::new();
+    EPOCHS.get_or_init(|| fapiao_core::Epochs::new(&fixed().0))
+}
+
 /// Decodes `bytes` with the canonical decoder. The property every decoder target checks:
 /// whatever decodes re-encodes to exactly the same bytes (one encoding per value,
 /// FORMAT.md §1). A failure here means two byte strings for one value: a hash or a
