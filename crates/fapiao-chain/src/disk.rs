@@ -77,12 +77,16 @@ pub fn load<S: ChainRead>(s: &S, genesis: &Genesis, limits: LoadLimits) -> Resul
             let Some(&(last, _)) = page.last() else { break };
             next = last + 1;
             for (height, block) in page {
-                let epoch = match height {
-                    1 => epochs.first_epoch(chain).unwrap_or(0),
-                    h => s.block(chain, h - 1)?.map_or(0, |b| b.header.body.epoch),
+                // A vote whose blocks are not both held cannot be placed in its epoch: it
+                // is left out (never attested again), rather than guessed.
+                let certifying = match height {
+                    1 => epochs.first_epoch(chain),
+                    h => s.block(chain, h - 1)?.map(|b| b.header.body.epoch),
                 };
-                let made_in = s.block(chain, height)?.map_or(epoch, |b| b.header.body.epoch);
-                p.votes.push((chain, height, block, epoch, made_in));
+                let made_in = s.block(chain, height)?.map(|b| b.header.body.epoch);
+                if let (Some(epoch), Some(made_in)) = (certifying, made_in) {
+                    p.votes.push((chain, height, block, epoch, made_in));
+                }
             }
         }
     }
@@ -102,12 +106,14 @@ pub fn epochs<S: ChainRead>(s: &S, genesis: &Genesis) -> Result<(Epochs, Vec<Rec
         return Ok((epochs, changes, applied));
     };
     let network = genesis.network_id();
+    // The epoch that certifies the next admin block: its parent's (0 at height 1).
+    let mut certifying = 0;
     loop {
         let height = applied + 1;
         let Some(block) = s.block(admin, height)? else { break };
-        let certified = s
-            .certificate(admin, height)?
-            .is_some_and(|c| c.block == block.header.hash() && c.verify(&epochs, &network).is_ok());
+        let certified = s.certificate(admin, height)?.is_some_and(|c| {
+            c.block == block.header.hash() && c.epoch == certifying && c.verify(&epochs, &network).is_ok()
+        });
         if !certified {
             break;
         }
@@ -121,6 +127,7 @@ pub fn epochs<S: ChainRead>(s: &S, genesis: &Genesis) -> Result<(Epochs, Vec<Rec
             }
         }
         applied = height;
+        certifying = block.header.body.epoch;
     }
     Ok((epochs, changes, applied))
 }

@@ -666,6 +666,10 @@ impl Replica {
     /// [`Replica::poll_output`].
     pub fn handle<L: Ledger>(&mut self, now: Timestamp, input: Input, ledger: &mut L) -> Result<Verdict, Fatal> {
         let verdict = self.take(now, input, ledger)?;
+        // A change certified by this input is known before anything is attested, so a
+        // block signed by a key it rotates away is not attested in the same breath. Our
+        // own attestations can certify an admin block in turn: learn again after them.
+        self.learn_epochs(ledger).map_err(|e| Fatal(Box::new(e)))?;
         self.attest_pending();
         self.learn_epochs(ledger).map_err(|e| Fatal(Box::new(e)))?;
         Ok(verdict)

@@ -395,3 +395,69 @@ fn a_change_that_breaks_a_rule_is_refused_by_execution_and_starts_no_epoch() {
         "the merchant role goes only with the member"
     );
 }
+
+#[test]
+fn a_retired_committee_certifies_nothing_of_a_later_epoch() {
+    let mut w = world();
+    let removed = w.member(3);
+    w.certify_change(ConfigChange::RemoveMember(removed));
+    let epoch1 = w.replica.epochs().latest().clone();
+    let key = w.merchants[1].clone();
+    let chain = w.member(1);
+    // Block 1 of member 2's chain, made in epoch 1, is certified by epoch 0 (its chain's
+    // first); block 2 by epoch 1 (its parent's).
+    let first = w.owner_block(&epoch1, &key, "p1");
+    w.owner.apply(&w.genesis.clone(), &epoch1, &first).unwrap();
+    let (v, _) = w.feed(Input::Block {
+        from: chain,
+        block: first.clone(),
+    });
+    assert_eq!(v, Verdict::Accepted);
+    for i in [2, 3] {
+        let (v, _) = w.feed(Input::Attestation {
+            from: w.member(i),
+            attestation: w.attestation(i, &first, 0),
+        });
+        assert_eq!(v, Verdict::Accepted);
+    }
+    let second = w.owner_block(&epoch1, &key, "p2");
+    let (v, _) = w.feed(Input::Block {
+        from: chain,
+        block: second.clone(),
+    });
+    assert_eq!(v, Verdict::Accepted);
+    let certified = |out: &[Output]| {
+        out.iter().any(|o| {
+            matches!(
+                o,
+                Output::BlockCertified { height: 2, .. } | Output::PersistCertificate(_)
+            )
+        })
+    };
+    // Members 2, 3 and the removed member 4 were epoch 0's witnesses: valid signatures
+    // under epoch 0, a quorum of it, but not the committee that certifies height 2.
+    let retired: Vec<_> = [1, 2, 3].iter().map(|&i| w.attestation(i, &second, 0)).collect();
+    let cert = fapiao_core::Certificate::from_attestations(&retired).unwrap();
+    cert.verify(w.replica.epochs(), &w.genesis.network_id())
+        .expect("valid in its own epoch");
+    let (_, out) = w.feed(Input::Certificates {
+        from: w.member(1),
+        chain,
+        certificates: vec![cert],
+    });
+    assert!(
+        !certified(&out),
+        "an epoch-0 quorum certified an epoch-1 height: {out:?}"
+    );
+    // Epoch 1's committee (members 1 to 3, quorum 3) does.
+    let (v, _) = w.feed(Input::Attestation {
+        from: w.member(1),
+        attestation: w.attestation(1, &second, 1),
+    });
+    assert_eq!(v, Verdict::Accepted);
+    let (_, out) = w.feed(Input::Attestation {
+        from: w.member(2),
+        attestation: w.attestation(2, &second, 1),
+    });
+    assert!(certified(&out), "{out:?}");
+}

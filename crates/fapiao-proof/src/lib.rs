@@ -244,16 +244,27 @@ pub fn configuration_epochs(blocks: &[ConfigBlock], genesis: &Genesis) -> Result
     let mut epochs = Epochs::new(genesis);
     let admin = genesis.config().admin();
     let mut parent = fapiao_core::BlockHash(fapiao_core::Hash32::ZERO);
+    // The epoch that certifies the next admin block: its parent's (0 at height 1).
+    let mut certifying = 0;
     for (index, b) in blocks.iter().enumerate() {
         let fail = |why: String| Problem::Configuration { index, why };
         let h = &b.header.header;
         if Some(h.body.chain) != admin || h.body.height != index as u64 + 1 || h.body.parent != parent {
             return Err(fail("not the admin chain's next block".into()));
         }
+        if h.body.epoch < certifying {
+            return Err(fail("its epoch is before its parent's".into()));
+        }
         let hash = h.verify(&epochs, &network).map_err(|e| fail(e.to_string()))?;
         let c = &b.header.certificate;
         if c.chain != h.body.chain || c.height != h.body.height || c.block != hash {
             return Err(fail("the certificate is for another block".into()));
+        }
+        if c.epoch != certifying {
+            return Err(fail(format!(
+                "certified by epoch {}, not by its parent's epoch {certifying}",
+                c.epoch
+            )));
         }
         c.verify(&epochs, &network).map_err(|e| fail(e.to_string()))?;
         let whole = Block {
@@ -273,6 +284,7 @@ pub fn configuration_epochs(blocks: &[ConfigBlock], genesis: &Genesis) -> Result
             }
         }
         parent = hash;
+        certifying = h.body.epoch;
     }
     Ok(epochs)
 }
@@ -312,7 +324,9 @@ pub fn verify(
             }
         };
         let c = &ch.certificate;
-        if c.chain != ch.header.body.chain || c.height != ch.header.body.height || c.block != hash {
+        // A block is certified by its parent's epoch, never a later one than its own.
+        let epoch_ok = c.epoch <= ch.header.body.epoch;
+        if c.chain != ch.header.body.chain || c.height != ch.header.body.height || c.block != hash || !epoch_ok {
             problems.push(Problem::CertificateMismatch(index));
         } else if let Err(error) = c.verify(&epochs, &network) {
             problems.push(Problem::Header { index, error });

@@ -152,6 +152,7 @@ pub fn replay(
             continue;
         }
         let mut parent = BlockHash(Hash32::ZERO);
+        let mut parent_epoch = 0;
         let mut last_time = None;
         let mut height = 0;
         let mut certified = 0;
@@ -224,13 +225,26 @@ pub fn replay(
             let cert = source.certificate(chain, h)?;
             let cert = match cert {
                 Some(c) if c.block == block.header.hash() && c.height == h && c.chain == chain => {
-                    match c.verify(&epochs, &network) {
+                    // Certified by its parent's epoch (the chain's first at height 1).
+                    let certifying = match h {
+                        1 => epochs.first_epoch(chain).unwrap_or(0),
+                        _ => parent_epoch,
+                    };
+                    let by_committee = match c.verify(&epochs, &network) {
+                        Ok(()) if c.epoch == certifying => Ok(()),
+                        Ok(()) => Err(format!(
+                            "certified by epoch {}, not by its parent's epoch {certifying}",
+                            c.epoch
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match by_committee {
                         Ok(()) => {
                             certified += 1;
                             Some(c)
                         }
                         Err(e) => {
-                            anomaly(h, "certificate", e.to_string());
+                            anomaly(h, "certificate", e);
                             None
                         }
                     }
@@ -251,6 +265,7 @@ pub fn replay(
                 certificate: cert.as_ref(),
             })?;
             parent = block.header.hash();
+            parent_epoch = hb.epoch;
             height = h;
             done += 1;
             progress(done);

@@ -127,18 +127,21 @@ impl Replica {
         true
     }
 
+    /// Records a verified certificate, if it is by the committee that certifies its
+    /// height: the epoch of the block below it (the chain's first at height 1). A
+    /// certificate of any other epoch (a retired committee's keys, still valid for their
+    /// own epoch) certifies nothing here; one for a height whose parent we do not hold yet
+    /// cannot be judged and is dropped (attestations are re-sent, and sync brings
+    /// certificates with their blocks). A certificate for another block than the one we
+    /// hold is not recorded either: the block it names is fetched, to become evidence.
     pub(super) fn record_certificate(&mut self, cert: Certificate) {
         let (chain, height, block) = (cert.chain, cert.height, cert.block);
-        let c = self.chains.held_mut(chain);
+        let c = self.chains.held(chain);
         if height <= c.certified || c.certs.contains_key(&height) {
             return;
         }
-        c.certs.insert(height, block);
-        c.pool.remove(&height);
-        self.outputs.push_back(Output::PersistCertificate(cert));
-        // Every block we store above the certified prefix carries our vote.
-        match c.voted(height) {
-            Some(v) if v == block => self.outputs.push_back(Output::BlockCertified { chain, height, block }),
+        let certifying = match c.votes.get(&height) {
+            Some(v) if v.block == block => Some(v.epoch),
             Some(_) => {
                 // A quorum certified another block than the one we hold: the owner forked
                 // and we hold the losing side. Fetching the certified block turns that into
@@ -151,8 +154,21 @@ impl Replica {
                         to: height,
                     });
                 }
+                return;
             }
-            None => {}
+            None if height == c.height() + 1 => Some(self.certifying_epoch(chain, c.head)),
+            None => None,
+        };
+        if certifying != Some(cert.epoch) {
+            return;
+        }
+        let c = self.chains.held_mut(chain);
+        c.certs.insert(height, block);
+        c.pool.remove(&height);
+        self.outputs.push_back(Output::PersistCertificate(cert));
+        // Every block we store above the certified prefix carries our vote.
+        if c.voted(height) == Some(block) {
+            self.outputs.push_back(Output::BlockCertified { chain, height, block });
         }
         self.fold_certified(chain);
     }
