@@ -569,27 +569,15 @@ impl Engine {
     /// Every configuration change in the admin chain's certified blocks, oldest first,
     /// with the block that holds it (empty when the configuration is fixed).
     pub fn epoch_history(&self) -> Result<Vec<EpochRecord>, StoreError> {
-        let Some(admin) = self.genesis().config().admin() else {
-            return Ok(Vec::new());
-        };
-        let store = self.store();
         let mut out = Vec::new();
-        for height in 1.. {
-            let Some(block) = store.block(admin, height)? else {
-                break;
-            };
-            let certified = store
-                .certificate(admin, height)?
-                .is_some_and(|c| c.block == block.header.hash());
-            if !certified {
-                break;
-            }
-            for entry in &block.entries {
+        for b in self.configuration_blocks()? {
+            let header = &b.header.header.body;
+            for entry in &b.entries {
                 if let fapiao_core::Entry::Event(e) = entry {
                     if let fapiao_core::EventKind::ConfigChanged(r) = &e.body.kind {
                         out.push(EpochRecord {
-                            height,
-                            timestamp: block.header.body.timestamp,
+                            height: header.height,
+                            timestamp: header.timestamp,
                             change: r.clone(),
                         });
                     }
