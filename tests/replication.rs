@@ -1165,6 +1165,15 @@ fn cli_in(dir: &Path, args: &[&str]) -> String {
     common::fapiao_ok(&all)
 }
 
+/// A proposal's output: the change is in an admin block (certified already, or about
+/// to be).
+fn assert_proposed(out: &str, epoch: u32) {
+    let ok = ["committed", "certified"]
+        .iter()
+        .any(|s| out.contains(&format!("configuration change for epoch {epoch}: {s}")));
+    assert!(ok, "{out}");
+}
+
 /// Waits until every node of `among` knows epoch `epoch`.
 fn wait_epoch(net: &Network, among: &[usize], epoch: u32) {
     let start = Instant::now();
@@ -1284,7 +1293,7 @@ fn members_join_rotate_keys_and_leave_by_epochs() {
             &address,
         ],
     );
-    assert!(out.contains("epoch 1: committed"), "{out}");
+    assert_proposed(&out, 1);
     wait_epoch(&net, &witnesses, 1);
     let export = new_dir.join("configuration.bin");
     cli_in(
@@ -1342,7 +1351,7 @@ fn members_join_rotate_keys_and_leave_by_epochs() {
             node2.join("new.key").to_str().unwrap(),
         ],
     );
-    assert!(out.contains("epoch 2: committed"), "{out}");
+    assert_proposed(&out, 2);
     wait_epoch(&net, &[0, 2, 3, 4], 2);
     std::fs::copy(node2.join("new.key"), node2.join("node.key")).unwrap();
     // Started with the new key on a ledger that knows only epoch 1, the node refuses.
@@ -1381,7 +1390,7 @@ fn members_join_rotate_keys_and_leave_by_epochs() {
     // Leaving: member 110004 issues an invoice, then the admin removes it.
     let (number4, code4) = issue_on(&net.nodes[3], "L1");
     let out = cli_in(&admin, &["consortium", "propose", "remove-member", "--code", "110004"]);
-    assert!(out.contains("epoch 3: committed"), "{out}");
+    assert_proposed(&out, 3);
     wait_epoch(&net, &[0, 1, 2, 3, 4], 3);
     // Its node stops writing: the chain is closed.
     let client_key = net.nodes[3].key("client.key");
@@ -1411,4 +1420,151 @@ fn members_join_rotate_keys_and_leave_by_epochs() {
         assert!(shown.contains(change), "{shown}");
     }
     drop(newcomer);
+}
+
+/// Chain recovery: member 110003 signs two blocks at one height and every other node
+/// freezes its chain. Its node, started again before anyone acts, admits payments into
+/// blocks nobody certifies. The admin resets the chain to its certified prefix under a
+/// successor key; the node comes back with that key: its uncertified blocks are set
+/// aside, their payments recorded again under the new key and certified everywhere, the
+/// evidence stays on record without freezing the chain, and an invoice issued after the
+/// reset verifies offline with the original genesis file.
+#[test]
+fn an_equivocating_members_chain_is_reset_under_a_successor_key_and_certifies_again() {
+    let _serial = serial();
+    let mut net = Network::start_with(&["--nodes", "4", "--admin-node"]);
+    let admin = net.nodes[4].dir.clone();
+    let genesis_file = net.nodes[0].dir.join("genesis.toml");
+    let culprit = 2;
+    let chain = net.chain(culprit).to_string();
+    net.pay(culprit, "a", 5);
+    net.wait_converged(&net.all());
+    net.nodes[culprit].stop();
+    let out = Command::new(bin())
+        .args(["drill", "equivocate", "--config"])
+        .arg(net.nodes[culprit].dir.join("node.toml"))
+        .env("FAPIAO_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::out(&out));
+    // The merchants witness every chain; the admin's node watches headers only.
+    let others = [0, 1, 3];
+    let chain_status = |net: &Network, i: usize| {
+        net.nodes[i]
+            .client()
+            .status()
+            .unwrap()
+            .chains
+            .into_iter()
+            .find(|c| c.chain == chain)
+            .unwrap()
+    };
+    let start = Instant::now();
+    while others.iter().any(|i| !chain_status(&net, *i).frozen) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the chain is not frozen everywhere"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let prefix = chain_status(&net, 0).certified;
+    // Started again with the key that equivocated, the node admits payments into blocks
+    // that no witness takes.
+    net.nodes[culprit].start();
+    net.pay(culprit, "f", 3);
+    let own = net.nodes[culprit].client().status().unwrap();
+    assert!(own.head_height > prefix, "blocks above the certified prefix");
+    assert!(others.iter().all(|i| chain_status(&net, *i).certified == prefix));
+    net.nodes[culprit].stop();
+
+    // The admin resets the chain to its certified prefix under a successor key.
+    let dir = net.nodes[culprit].dir.clone();
+    common::fapiao_ok(&["keygen", "--out", dir.join("successor.key").to_str().unwrap()]);
+    let out = cli_in(
+        &admin,
+        &[
+            "consortium",
+            "propose",
+            "reset-chain",
+            "--chain",
+            &chain,
+            "--height",
+            &prefix.to_string(),
+            "--key",
+            dir.join("successor.key").to_str().unwrap(),
+        ],
+    );
+    assert_proposed(&out, 1);
+    wait_epoch(&net, &[0, 1, 3, 4], 1);
+    let start = Instant::now();
+    for i in others {
+        // The status shows the replica as of its last tick.
+        while chain_status(&net, i).frozen {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "node {} still freezes the reset chain:\n{}",
+                i + 1,
+                net.nodes[i].log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let ev = net.nodes[i].get("/v1/evidence");
+        assert!(
+            ev.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["chain"] == Value::String(chain.clone()) && e["superseded_in_epoch"] == 1),
+            "node {}: the evidence is no longer on record: {ev}",
+            i + 1
+        );
+    }
+    // The node comes back with the successor key, after importing the configuration.
+    std::fs::copy(dir.join("successor.key"), dir.join("node.key")).unwrap();
+    let export = dir.join("configuration.bin");
+    cli_in(
+        &net.nodes[0].dir,
+        &["consortium", "export", "--out", export.to_str().unwrap()],
+    );
+    common::fapiao_ok(&[
+        "node",
+        "join",
+        "--config",
+        dir.join("node.toml").to_str().unwrap(),
+        "--configuration",
+        export.to_str().unwrap(),
+    ]);
+    net.nodes[culprit].start();
+    assert!(
+        net.nodes[culprit].log().contains("set aside"),
+        "{}",
+        net.nodes[culprit].log()
+    );
+    // Every payment acknowledged while the chain was frozen is on it again, then
+    // certified everywhere.
+    let start = Instant::now();
+    for k in 0..3 {
+        while net.nodes[culprit].get(&format!("/v1/payments/f-{culprit}-{k}"))["payment_id"]
+            != format!("f-{culprit}-{k}")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(CONVERGE_SECS),
+                "payment f-{culprit}-{k} is not recorded again:\n{}",
+                net.nodes[culprit].log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    net.wait_converged(&net.all());
+    let b = net.nodes[0].get(&format!("/v1/chains/{chain}/blocks/{}", prefix + 1));
+    assert_eq!(
+        (b["header"]["epoch"].clone(), b["header"]["certified"].clone()),
+        (Value::from(1), Value::Bool(true)),
+        "{b}"
+    );
+    // And the chain goes on: an invoice issued now verifies with the genesis file alone.
+    let (number, code) = issue_on(&net.nodes[culprit], "RESET1");
+    let v = verified_offline(&dir, &genesis_file, &number, &code);
+    assert!(v.starts_with("VALID") && v.contains("certified by a quorum"), "{v}");
+    let shown = cli_in(&net.nodes[0].dir, &["consortium", "history"]);
+    assert!(shown.contains(&format!("reset_chain {chain}")), "{shown}");
 }

@@ -15,6 +15,7 @@ mod join;
 mod proof_cmd;
 mod render;
 mod replicate;
+mod reset;
 mod run;
 mod siglimit;
 #[cfg(feature = "sim")]

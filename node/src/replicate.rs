@@ -269,6 +269,13 @@ impl Loop {
                 self.engine.set_epochs(self.replica.epochs().clone());
                 self.send(Command::Members(Box::new(config)));
             }
+            Output::ChainReset {
+                chain,
+                height,
+                epoch,
+                set_aside,
+                certified_voided,
+            } => self.chain_reset(chain, height, epoch, set_aside, certified_voided)?,
             Output::EvidenceFound(ev) => {
                 tracing::error!(
                     chain = %ev.first.body.chain,
@@ -278,6 +285,28 @@ impl Loop {
                 store.put_evidence(&ev)?;
             }
         }
+        Ok(())
+    }
+
+    /// Performs [`Output::ChainReset`]: our copy of `chain` above `height` is set aside
+    /// (our own chain waits for the next start, under the successor key: the producer
+    /// may hold a block of it in flight now) and its evidence goes on record.
+    fn chain_reset(&self, chain: MemberCode, height: u64, epoch: u32, set_aside: bool, voided: u64) -> Result<()> {
+        let store = &self.ledger.store;
+        if voided > 0 {
+            tracing::error!(
+                %chain,
+                kept = height,
+                certified_voided = voided,
+                "a chain reset named a height below blocks this node held certified: they are set aside too"
+            );
+        }
+        if set_aside && chain != self.engine.chain() {
+            let blocks = store.set_aside(chain, height)?;
+            tracing::warn!(%chain, kept = height, epoch, set_aside = blocks.len(), "chain reset: blocks set aside");
+        }
+        store.supersede_evidence(chain, epoch)?;
+        tracing::info!(%chain, kept = height, epoch, "chain reset: the chain resumes under a successor key");
         Ok(())
     }
 

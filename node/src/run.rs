@@ -42,6 +42,9 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
             latest.epoch()
         )
     })?;
+    // What certified chain resets set aside leaves the chains before anything reads them.
+    crate::reset::apply(&store, &epochs)?;
+    let resubmit = crate::reset::to_resubmit(&store, me)?;
     let replicates = latest.replicates(me);
     // With peers, production waits until one of them has said how far this node's own
     // chain goes (replicate.rs): a restored ledger must not sign heights they hold.
@@ -50,6 +53,11 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
         ..cfg.engine_config()
     };
     let engine = Engine::start(Arc::new(store), genesis.clone(), key.clone(), engine_config)?;
+    if let Err(e) = crate::reset::resubmit(&engine, resubmit).await {
+        // The events stay on record with their blocks, and their clients' outboxes hold
+        // them until certified: nothing is lost, only later.
+        tracing::warn!(error = %e, "the events of set-aside blocks could not be submitted again now");
+    }
     let replication_failed = if replicates {
         let p2p = cfg
             .config

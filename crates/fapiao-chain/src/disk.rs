@@ -80,18 +80,47 @@ pub fn load<S: ChainRead>(s: &S, genesis: &Genesis, limits: LoadLimits) -> Resul
                 // A vote whose blocks are not both held cannot be placed in its epoch: it
                 // is left out (never attested again), rather than guessed.
                 let certifying = match height {
-                    1 => epochs.first_epoch(chain),
-                    h => s.block(chain, h - 1)?.map(|b| b.header.body.epoch),
+                    1 => Some(epochs.certifying(chain, None)),
+                    h => s
+                        .block(chain, h - 1)?
+                        .map(|b| epochs.certifying(chain, Some((h - 1, b.header.body.epoch)))),
                 };
                 let made_in = s.block(chain, height)?.map(|b| b.header.body.epoch);
                 if let (Some(epoch), Some(made_in)) = (certifying, made_in) {
-                    p.votes.push((chain, height, block, epoch, made_in));
+                    if epochs.set_aside(chain, height, made_in).is_none() {
+                        p.votes.push((chain, height, block, epoch, made_in));
+                    }
                 }
             }
         }
     }
     p.evidence = s.evidence()?;
     Ok(p)
+}
+
+/// The chains whose stored blocks a reset set aside, each with the height it kept and
+/// the reset's epoch: the host sets those blocks aside before [`load`] (a node stopped, or
+/// stopped by a crash, between learning a reset and performing
+/// [`crate::replica::Output::ChainReset`], and the owner's node, which sets its own chain
+/// aside when it starts with the successor key).
+pub fn set_aside_due<S: ChainRead>(s: &S, epochs: &Epochs) -> Result<Vec<(MemberCode, u64, u32)>, S::Error> {
+    let mut due = Vec::new();
+    for (chain, head) in s.heads()? {
+        let mut lowest: Option<(u64, u32)> = None;
+        for r in epochs.resets(chain) {
+            if head.height <= r.height || lowest.is_some_and(|(h, _)| h <= r.height) {
+                continue;
+            }
+            let next = s.block(chain, r.height + 1)?;
+            if next.is_some_and(|b| epochs.set_aside(chain, r.height + 1, b.header.body.epoch).is_some()) {
+                lowest = Some((r.height, r.epoch));
+            }
+        }
+        if let Some((height, epoch)) = lowest {
+            due.push((chain, height, epoch));
+        }
+    }
+    Ok(due)
 }
 
 /// Every epoch known from storage: the configuration changes in the admin chain's

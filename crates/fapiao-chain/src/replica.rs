@@ -293,6 +293,25 @@ pub enum Output {
     /// A certified configuration change started a new epoch: the host admits the new
     /// configuration's members to its transport, and its producer makes blocks in it.
     EpochStarted(fapiao_core::Config),
+    /// The reset that starts `epoch` resumed `chain` after `height`. The host moves the
+    /// chain's stored evidence, which no longer freezes it, to the record of superseded
+    /// evidence; and with `set_aside`, it sets aside the blocks it stores above `height`
+    /// (all made before `epoch`) with their certificates and our votes, rewinding the
+    /// chain's state and indexes to `height`. Performed before anything that follows.
+    ChainReset {
+        /// The chain.
+        chain: MemberCode,
+        /// The last height kept.
+        height: u64,
+        /// The reset's epoch.
+        epoch: u32,
+        /// Whether stored blocks above `height` are set aside.
+        set_aside: bool,
+        /// Heights above `height` this member held certified, now void: the reset
+        /// named a height below the chain's certified prefix (PROTOCOL.md "Chain
+        /// recovery": the admin must name the prefix a witness shows). 0 normally.
+        certified_voided: u64,
+    },
 }
 
 /// How an input was taken.
@@ -583,6 +602,10 @@ impl Replica {
             }
         }
         for ev in persisted.evidence {
+            if epochs.superseded(&ev) {
+                // On record, but a reset has since resumed the chain.
+                continue;
+            }
             let chain = ev.first.body.chain;
             if let Some(c) = chains.get_mut(&chain) {
                 c.frozen.get_or_insert(ev);

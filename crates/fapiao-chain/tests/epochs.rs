@@ -461,3 +461,133 @@ fn a_retired_committee_certifies_nothing_of_a_later_epoch() {
     });
     assert!(certified(&out), "{out:?}");
 }
+
+/// The outputs' chain resets, performed on the test's ledger as the node's store does.
+fn reset_on(w: &mut World, out: &[Output]) -> Vec<(u64, bool)> {
+    let mut done = Vec::new();
+    for o in out {
+        if let Output::ChainReset {
+            chain,
+            height,
+            set_aside,
+            ..
+        } = o
+        {
+            if *set_aside {
+                let epochs = w.replica.epochs().clone();
+                w.ledger.set_aside(&epochs, *chain, *height);
+            }
+            done.push((*height, *set_aside));
+        }
+    }
+    done
+}
+
+#[test]
+fn a_frozen_chain_reset_under_a_successor_key_sets_aside_its_uncertified_block_and_certifies_again() {
+    let mut w = world();
+    let chain = w.member(1);
+    let old_key = w.merchants[1].clone();
+    let new_key = SecretKey::from_seed(&[78; 32]);
+    let epoch0 = w.genesis.config().clone();
+    // Block 1 is certified (our vote and witnesses 2 and 3).
+    let first = w.owner_block(&epoch0, &old_key, "p1");
+    w.owner.apply(&w.genesis.clone(), &epoch0, &first).unwrap();
+    let (_, out) = w.feed(Input::Block {
+        from: chain,
+        block: first.clone(),
+    });
+    assert_eq!(attested(&out), vec![(1, 0)]);
+    for i in [2, 3] {
+        let attestation = w.attestation(i, &first, 0);
+        let _ = w.feed(Input::Attestation {
+            from: w.member(i),
+            attestation,
+        });
+    }
+    assert_eq!(
+        w.replica.heads().iter().find(|h| h.chain == chain).unwrap().certified,
+        1
+    );
+    // The owner signs two blocks at height 2: we store and attest one, the other's header
+    // is evidence, and the chain freezes with block 2 uncertified.
+    let second = w.owner_block(&epoch0, &old_key, "p2");
+    let twin = w.owner_block(&epoch0, &old_key, "p2-twin");
+    let (v, out) = w.feed(Input::Block {
+        from: chain,
+        block: second.clone(),
+    });
+    assert_eq!((v, attested(&out)), (Verdict::Accepted, vec![(2, 0)]));
+    let (v, _) = w.feed(Input::Header {
+        from: chain,
+        header: twin.header.clone(),
+    });
+    assert_eq!(v, Verdict::Accepted);
+    let evidence = w.replica.evidence();
+    assert_eq!(evidence.len(), 1);
+    assert!(w.replica.heads().iter().any(|h| h.chain == chain && h.frozen));
+
+    // The admin resets the chain to its certified prefix, height 1, under a new key.
+    let out = w.certify_change(ConfigChange::ResetChain {
+        chain,
+        height: 1,
+        key: new_key.public(),
+    });
+    assert_eq!(epoch_started(&out), Some(1));
+    assert_eq!(reset_on(&mut w, &out), vec![(1, true)], "{out:?}");
+    let head = *w.replica.heads().iter().find(|h| h.chain == chain).unwrap();
+    assert_eq!((head.height, head.certified, head.frozen), (1, 1, false));
+    assert_eq!(w.ledger.chain(chain).unwrap().blocks().len(), 1, "block 2 set aside");
+    // The evidence stays valid but no longer freezes; the old block is nobody's now.
+    let (v, _) = w.feed(Input::Evidence {
+        from: w.member(2),
+        evidence: evidence[0].clone(),
+    });
+    assert_eq!(v, Verdict::Ignored("superseded by a chain reset"));
+    let (v, _) = w.feed(Input::Block {
+        from: w.member(2),
+        block: second.clone(),
+    });
+    assert_eq!(v, Verdict::Ignored("set aside by a chain reset"));
+
+    // The successor key's block 2, made in epoch 1: we voted at height 2 before, and we
+    // attest again, in epoch 1, whose committee certifies the reset chain's next block.
+    let epoch1 = w.replica.epochs().latest().clone();
+    let resumed = w.owner_block(&epoch1, &new_key, "p2-again");
+    let (v, out) = w.feed(Input::Block {
+        from: chain,
+        block: resumed.clone(),
+    });
+    assert_eq!((v, attested(&out)), (Verdict::Accepted, vec![(2, 1)]), "{out:?}");
+    // An attestation for it in epoch 0 (the parent's epoch) certifies nothing.
+    let (_, out) = w.feed(Input::Attestation {
+        from: w.member(2),
+        attestation: w.attestation(2, &resumed, 0),
+    });
+    assert!(!out.iter().any(|o| matches!(o, Output::BlockCertified { .. })));
+    let mut certified = false;
+    for i in [2, 3] {
+        let attestation = w.attestation(i, &resumed, 1);
+        let (_, out) = w.feed(Input::Attestation {
+            from: w.member(i),
+            attestation,
+        });
+        certified |= out
+            .iter()
+            .any(|o| matches!(o, Output::BlockCertified { height: 2, block, .. } if *block == resumed.header.hash()));
+    }
+    assert!(certified, "the reset chain certifies again");
+    // Evidence that pairs the set-aside block with the new one is no evidence.
+    let ev = fapiao_core::Equivocation::new(second.header.clone(), resumed.header.clone());
+    let (v, _) = w.feed(Input::Evidence {
+        from: w.member(2),
+        evidence: ev,
+    });
+    assert_eq!(v, Verdict::Ignored("superseded by a chain reset"));
+    // A restart loads the same: the chain unfrozen, the stale vote gone.
+    let persisted = w.ledger.persisted();
+    assert!(persisted
+        .votes
+        .iter()
+        .all(|v| v.0 != chain || v.2 != second.header.hash()));
+}

@@ -56,6 +56,20 @@ pub enum ConfigChange {
     },
     /// The quorum is set; `None` is the default for the number of witnesses.
     SetQuorum(Option<u32>),
+    /// A merchant's chain resumes after its block at `height` under a successor `key`
+    /// (a frozen chain, or a lost key): from the next epoch its blocks above `height`
+    /// made in an earlier epoch are set aside, equivocation evidence against it made
+    /// before is superseded, and its next block is certified by the new epoch's
+    /// committee (PROTOCOL.md "Chain recovery"). `height` is the chain's certified
+    /// prefix; 0 resumes it from its first block.
+    ResetChain {
+        /// The chain (its merchant's code).
+        chain: MemberCode,
+        /// The height of the last block kept.
+        height: u64,
+        /// The successor key.
+        key: PublicKey,
+    },
 }
 
 impl ConfigChange {
@@ -68,6 +82,7 @@ impl ConfigChange {
             ConfigChange::SetRoles { .. } => "set_roles",
             ConfigChange::SetAddresses { .. } => "set_addresses",
             ConfigChange::SetQuorum(_) => "set_quorum",
+            ConfigChange::ResetChain { .. } => "reset_chain",
         }
     }
 }
@@ -281,6 +296,16 @@ impl Config {
                 members[i].addresses = addresses.clone();
             }
             ConfigChange::SetQuorum(q) => quorum = *q,
+            ConfigChange::ResetChain { chain, key, .. } => {
+                let i = find(&mut members, *chain)?;
+                if !members[i].roles.has(Role::Merchant) {
+                    return Err(field_err("chain", format!("{chain} owns no merchant chain")));
+                }
+                if members[i].key == *key {
+                    return Err(field_err("key", "a reset needs a successor key, not the current key"));
+                }
+                members[i].key = *key;
+            }
         }
         let checked: BTreeSet<PublicKey> = self.members.iter().map(|m| m.key).collect();
         Config::validated(self.epoch + 1, quorum, self.admin, members, retired, &checked)
@@ -394,6 +419,19 @@ impl Config {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Epochs {
     configs: Vec<Config>,
+    resets: Vec<ChainReset>,
+}
+
+/// A chain reset as the epochs record it: chain `chain` resumes after its block at
+/// `height` from epoch `epoch` on (the epoch the [`ConfigChange::ResetChain`] starts).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ChainReset {
+    /// The chain.
+    pub chain: MemberCode,
+    /// The last height kept.
+    pub height: u64,
+    /// The epoch from which the chain continues.
+    pub epoch: u32,
 }
 
 impl Epochs {
@@ -401,6 +439,7 @@ impl Epochs {
     pub fn new(genesis: &crate::Genesis) -> Epochs {
         Epochs {
             configs: vec![genesis.config().clone()],
+            resets: Vec::new(),
         }
     }
 
@@ -436,7 +475,55 @@ impl Epochs {
         }
         let config = self.latest().apply(&r.change)?;
         self.configs.push(config);
+        if let ConfigChange::ResetChain { chain, height, .. } = r.change {
+            self.resets.push(ChainReset {
+                chain,
+                height,
+                epoch: next,
+            });
+        }
         Ok(())
+    }
+
+    /// The resets of chain `chain`, oldest first.
+    pub fn resets(&self, chain: MemberCode) -> impl Iterator<Item = &ChainReset> {
+        self.resets.iter().filter(move |r| r.chain == chain)
+    }
+
+    /// Whether a block of `chain` at `height` made in epoch `made_in` was set aside by a
+    /// reset: it lies above the height a later epoch's reset kept. Such a block is part
+    /// of no chain any more, certified or not.
+    pub fn set_aside(&self, chain: MemberCode, height: u64, made_in: u32) -> Option<&ChainReset> {
+        self.resets(chain)
+            .filter(|r| height > r.height && made_in < r.epoch)
+            .last()
+    }
+
+    /// The epoch whose committee certifies the block of `chain` after `parent` (its
+    /// height and epoch; `None` at height 1): the parent's epoch, or the chain's first
+    /// epoch at height 1, unless a reset resumed the chain after that parent, whose
+    /// epoch then certifies it. So a chain moves to a new epoch in one of its own blocks,
+    /// certified by the committee it leaves, and a reset chain's next block is certified
+    /// by the committee that reset it (PROTOCOL.md "Safety across an epoch change").
+    pub fn certifying(&self, chain: MemberCode, parent: Option<(u64, u32)>) -> u32 {
+        let (height, base) = match parent {
+            Some(p) => p,
+            None => (0, self.first_epoch(chain).unwrap_or(0)),
+        };
+        self.resets(chain)
+            .filter(|r| r.height == height)
+            .map(|r| r.epoch)
+            .fold(base, u32::max)
+    }
+
+    /// Whether equivocation evidence no longer freezes its chain: a reset since resumed
+    /// it under a successor key, and the evidence is either about a block the reset set
+    /// aside or signed entirely before it. It stays on record.
+    pub fn superseded(&self, ev: &crate::Equivocation) -> bool {
+        let (a, b) = (&ev.first.body, &ev.second.body);
+        self.set_aside(a.chain, a.height, a.epoch).is_some()
+            || self.set_aside(b.chain, b.height, b.epoch).is_some()
+            || self.resets(a.chain).any(|r| a.epoch.max(b.epoch) < r.epoch)
     }
 
     /// The first epoch in which chain `code` existed (the epoch its first block is

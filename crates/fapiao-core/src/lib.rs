@@ -22,7 +22,7 @@ pub mod tax;
 pub mod uscc;
 
 pub use block::{Attestation, AttestationBody, Block, Certificate, Equivocation, Header, HeaderBody};
-pub use config::{Config, ConfigChange, Epochs, Reconfiguration};
+pub use config::{ChainReset, Config, ConfigChange, Epochs, Reconfiguration};
 pub use event::{Derived, DerivedKind, Entry, Event, EventBody, EventKind};
 pub use genesis::{Genesis, Member, Role, Roles};
 pub use hash::Hash32;

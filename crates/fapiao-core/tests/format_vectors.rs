@@ -40,6 +40,22 @@ fn vectors() -> Vec<(&'static str, String)> {
         "the change applies to genesis"
     );
     v.push(("config.change", hex::encode(to_bytes(&change))));
+    // A chain reset (§5.1): the merchant's chain resumes after height 7 under key 3.
+    let reset = Reconfiguration {
+        epoch: 2,
+        change: ConfigChange::ResetChain {
+            chain,
+            height: 7,
+            key: key(3).public(),
+        },
+    };
+    let after = next.apply(&reset.change).unwrap();
+    assert_eq!(
+        after.member(chain).unwrap().key,
+        key(3).public(),
+        "the reset rotates the key"
+    );
+    v.push(("config.reset", hex::encode(to_bytes(&reset))));
 
     let pay = EventBody {
         network: net,

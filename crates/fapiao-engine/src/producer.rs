@@ -375,10 +375,7 @@ fn self_certificate(
     height: u64,
     hash: fapiao_core::BlockHash,
 ) -> Option<Certificate> {
-    let certifying = match tip {
-        Some(t) => t.epoch,
-        None => epochs.first_epoch(chain).unwrap_or(0),
-    };
+    let certifying = epochs.certifying(chain, tip.map(|t| (t.height, t.epoch)));
     let committee = epochs.at(certifying)?;
     let mine = committee.witness(chain).is_some_and(|m| m.key == shared.key.public());
     if committee.quorum() > 1 || !mine {

@@ -219,9 +219,16 @@ impl Engine {
         Ok(EventStatus::Unknown)
     }
 
-    /// The equivocation evidence this node holds, one per frozen chain.
-    pub fn evidence(&self) -> Result<Vec<fapiao_core::Equivocation>, StoreError> {
-        self.store().evidence()
+    /// The equivocation evidence this node holds: one per frozen chain (`None`), then
+    /// what chain resets superseded, on record, with the reset's epoch.
+    pub fn evidence(&self) -> Result<Vec<(Option<u32>, fapiao_core::Equivocation)>, StoreError> {
+        let frozen = self.store().evidence()?.into_iter().map(|e| (None, e));
+        let superseded = self
+            .store()
+            .superseded_evidence()?
+            .into_iter()
+            .map(|(epoch, e)| (Some(epoch), e));
+        Ok(frozen.chain(superseded).collect())
     }
 
     /// What executing an event of this node's chain produced: the derived entries that

@@ -188,6 +188,18 @@ pub enum Problem {
     /// A certificate is for another block than its header.
     #[error("header {0}: the certificate is for another block")]
     CertificateMismatch(usize),
+    /// A header of a block a chain reset set aside: part of no chain, certified or not.
+    #[error("header {index}: made in epoch {epoch} above height {kept}, which the chain's reset in epoch {reset} kept; the block was set aside")]
+    SetAside {
+        /// The header's place in the bundle.
+        index: usize,
+        /// The header's epoch.
+        epoch: u32,
+        /// The height the reset kept.
+        kept: u64,
+        /// The reset's epoch.
+        reset: u32,
+    },
     /// A configuration block fails: not the admin chain's next certified block, or a
     /// change it holds does not apply.
     #[error("configuration block {index}: {why}")]
@@ -323,6 +335,16 @@ pub fn verify(
                 continue;
             }
         };
+        let b = &ch.header.body;
+        if let Some(r) = epochs.set_aside(b.chain, b.height, b.epoch) {
+            problems.push(Problem::SetAside {
+                index,
+                epoch: b.epoch,
+                kept: r.height,
+                reset: r.epoch,
+            });
+            continue;
+        }
         let c = &ch.certificate;
         // A block is certified by its parent's epoch, never a later one than its own.
         let epoch_ok = c.epoch <= ch.header.body.epoch;

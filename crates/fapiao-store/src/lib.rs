@@ -9,6 +9,7 @@
 mod chain_read;
 pub mod pages;
 pub mod replay;
+mod set_aside;
 mod store;
 pub mod tables;
 

@@ -185,6 +185,17 @@ pub fn replay(
                 anomaly(h, "header_signature", e.to_string());
                 break;
             }
+            if let Some(r) = epochs.set_aside(chain, h, hb.epoch) {
+                anomaly(
+                    h,
+                    "set_aside",
+                    format!(
+                        "made in epoch {} above height {}, which the reset of epoch {} kept; start the node to set it aside",
+                        hb.epoch, r.height, r.epoch
+                    ),
+                );
+                break;
+            }
             if last_time.is_some_and(|t| hb.timestamp < t) {
                 anomaly(h, "timestamp", "block time goes back".into());
             }
@@ -227,8 +238,8 @@ pub fn replay(
                 Some(c) if c.block == block.header.hash() && c.height == h && c.chain == chain => {
                     // Certified by its parent's epoch (the chain's first at height 1).
                     let certifying = match h {
-                        1 => epochs.first_epoch(chain).unwrap_or(0),
-                        _ => parent_epoch,
+                        1 => epochs.certifying(chain, None),
+                        _ => epochs.certifying(chain, Some((h - 1, parent_epoch))),
                     };
                     let by_committee = match c.verify(&epochs, &network) {
                         Ok(()) if c.epoch == certifying => Ok(()),

@@ -27,6 +27,15 @@ pub type RawRow = (Box<[u8]>, Box<[u8]>);
 /// A stored row: its raw key and typed value.
 pub type Row<T> = (Vec<u8>, <T as Table>::Value);
 
+/// Whether [`Store::index_block`] writes a block's index rows or deletes them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Index {
+    /// The block is committed.
+    Add,
+    /// The block is set aside.
+    Remove,
+}
+
 /// Tuning for opening the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -245,7 +254,7 @@ impl Store {
         &self.path
     }
 
-    fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
+    pub(crate) fn cf(&self, name: &'static str) -> &rocksdb::ColumnFamily {
         match self.db.cf_handle(name) {
             Some(cf) => cf,
             None => panic!("column family {name} is created at open"),
@@ -320,15 +329,15 @@ impl Store {
         }
     }
 
-    fn put<T: Table>(&self, batch: &mut WriteBatch, key: &T::Key, value: &T::Value) {
+    pub(crate) fn put<T: Table>(&self, batch: &mut WriteBatch, key: &T::Key, value: &T::Value) {
         batch.put_cf(self.cf(T::NAME), T::key(key), codec::to_bytes(value));
     }
 
-    fn delete<T: Table>(&self, batch: &mut WriteBatch, key: &T::Key) {
+    pub(crate) fn delete<T: Table>(&self, batch: &mut WriteBatch, key: &T::Key) {
         batch.delete_cf(self.cf(T::NAME), T::key(key));
     }
 
-    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if self.read_only {
             return Err(StoreError::ReadOnly);
         }
@@ -548,35 +557,10 @@ impl Store {
         let mut b = WriteBatch::default();
         let hash = c.block.header.hash();
         self.put::<Headers>(&mut b, &(chain, h.height), &c.block.header);
-        // A derived failure names no invoice: it is about the invoice its cause is about.
-        let about: HashMap<EventId, InvoiceNumber> = c
-            .block
-            .entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Event(ev) => ev.body.kind.invoice().map(|n| (ev.id(), n)),
-                Entry::Derived(_) => None,
-            })
-            .collect();
         for (i, entry) in c.block.entries.iter().enumerate() {
-            let loc = EntryLoc {
-                chain,
-                height: h.height,
-                index: i as u32,
-            };
-            self.put::<Entries>(&mut b, &(chain, h.height, loc.index), entry);
-            self.index_entry(&mut b, entry, loc);
-            let invoices = match entry {
-                Entry::Event(e) => e.body.kind.invoice().into_iter().collect(),
-                Entry::Derived(d) => match d.kind.invoices() {
-                    v if v.is_empty() => about.get(&d.cause).copied().into_iter().collect(),
-                    v => v,
-                },
-            };
-            for n in invoices {
-                self.put::<IdxInvoiceHistory>(&mut b, &(n, chain, h.height, loc.index), &loc);
-            }
+            self.put::<Entries>(&mut b, &(chain, h.height, i as u32), entry);
         }
+        self.index_block(&mut b, c.block, Index::Add);
         // What this block overwrites, read before the batch that overwrites it; the
         // undo of the block K heights down is no longer kept.
         let (undo, pages) = self.undo_of(chain, c.state)?;
@@ -701,23 +685,63 @@ impl Store {
         Ok(Some(at))
     }
 
-    fn index_entry(&self, b: &mut WriteBatch, entry: &Entry, loc: EntryLoc) {
-        self.put::<Events>(b, &entry.id(), &loc);
+    /// Writes (or, to set the block aside, deletes) every index row of `block`'s entries:
+    /// the entry index by id, the business indexes and each invoice's history.
+    pub(crate) fn index_block(&self, b: &mut WriteBatch, block: &Block, op: Index) {
+        let (chain, height) = (block.header.body.chain, block.header.body.height);
+        // A derived failure names no invoice: it is about the invoice its cause is about.
+        let about: HashMap<EventId, InvoiceNumber> = block
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Event(ev) => ev.body.kind.invoice().map(|n| (ev.id(), n)),
+                Entry::Derived(_) => None,
+            })
+            .collect();
+        for (i, entry) in block.entries.iter().enumerate() {
+            let loc = EntryLoc {
+                chain,
+                height,
+                index: i as u32,
+            };
+            self.index_entry(b, entry, loc, op);
+            let invoices = match entry {
+                Entry::Event(e) => e.body.kind.invoice().into_iter().collect(),
+                Entry::Derived(d) => match d.kind.invoices() {
+                    v if v.is_empty() => about.get(&d.cause).copied().into_iter().collect(),
+                    v => v,
+                },
+            };
+            for n in invoices {
+                self.row::<IdxInvoiceHistory>(b, &(n, chain, height, loc.index), &loc, op);
+            }
+        }
+    }
+
+    fn row<T: Table>(&self, b: &mut WriteBatch, key: &T::Key, value: &T::Value, op: Index) {
+        match op {
+            Index::Add => self.put::<T>(b, key, value),
+            Index::Remove => self.delete::<T>(b, key),
+        }
+    }
+
+    fn index_entry(&self, b: &mut WriteBatch, entry: &Entry, loc: EntryLoc, op: Index) {
+        self.row::<Events>(b, &entry.id(), &loc, op);
         let chain = loc.chain;
         match entry {
             Entry::Event(e) => match &e.body.kind {
-                EventKind::PaymentRecorded(p) => self.put::<IdxPayment>(b, &(chain, p.payment_id.clone()), &loc),
-                EventKind::InvoiceRequested(r) => self.put::<IdxRequest>(b, &(chain, r.request_id.clone()), &loc),
+                EventKind::PaymentRecorded(p) => self.row::<IdxPayment>(b, &(chain, p.payment_id.clone()), &loc, op),
+                EventKind::InvoiceRequested(r) => self.row::<IdxRequest>(b, &(chain, r.request_id.clone()), &loc, op),
                 EventKind::InvoiceRedLetterRequested(r) => {
-                    self.put::<IdxRequest>(b, &(chain, r.request_id.clone()), &loc)
+                    self.row::<IdxRequest>(b, &(chain, r.request_id.clone()), &loc, op)
                 }
                 _ => {}
             },
             Entry::Derived(d) => match &d.kind {
-                DerivedKind::InvoiceIssued(i) => self.put::<IdxInvoice>(b, &i.number, &loc),
-                DerivedKind::InvoiceReversed(r) => self.put::<IdxInvoice>(b, &r.red_number, &loc),
+                DerivedKind::InvoiceIssued(i) => self.row::<IdxInvoice>(b, &i.number, &loc, op),
+                DerivedKind::InvoiceReversed(r) => self.row::<IdxInvoice>(b, &r.red_number, &loc, op),
                 DerivedKind::InvoiceFailed(f) => {
-                    self.put::<IdxFailure>(b, &(chain, failure_index(f.reason), f.request_id.clone()), &loc)
+                    self.row::<IdxFailure>(b, &(chain, failure_index(f.reason), f.request_id.clone()), &loc, op)
                 }
                 _ => {}
             },

@@ -4,8 +4,8 @@
 use crate::pages::Page;
 use fapiao_core::smt::NodeKey;
 use fapiao_core::{
-    codec, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, InvoiceNumber, MemberCode,
-    Timestamp,
+    codec, Block, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, InvoiceNumber,
+    MemberCode, Timestamp,
 };
 use fapiao_domain::{StateKey, StateValue};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -262,6 +262,28 @@ tables! {
         /// the next start resumes from it instead of reading every certificate ever stored
         /// (node-local).
         CertifiedPrefix, "certified_prefix", MemberCode, u64, |k| ch(*k).to_vec(), |b| de_chain(b);
+        /// Equivocation evidence a chain reset superseded, by (chain, the reset's epoch):
+        /// on record, no longer freezing the chain (node-local).
+        EvidenceSuperseded, "evidence_superseded", (MemberCode, u32), Equivocation, |k| {
+            let mut v = ch(k.0).to_vec();
+            v.extend_from_slice(&k.1.to_be_bytes());
+            v
+        }, |b| {
+            let (chain, epoch) = de_chain_prefix(b)?;
+            Some((chain, u32::from_be_bytes(epoch.try_into().ok()?)))
+        };
+        /// Blocks a chain reset set aside, by (chain, height, block hash): kept on record
+        /// with their events, which their clients (or this node, for its own chain)
+        /// resubmit (node-local).
+        SetAsideBlocks, "set_aside", (MemberCode, u64, BlockHash), Block, |k| {
+            let mut v = chain_height(k.0, k.1);
+            v.extend_from_slice(&k.2 .0 .0);
+            v
+        }, |b| {
+            let (ch_h, hash) = b.split_at_checked(12)?;
+            let (chain, height) = de_chain_height(ch_h)?;
+            Some((chain, height, BlockHash(Hash32(hash.try_into().ok()?))))
+        };
     }
 }
 

@@ -687,10 +687,12 @@ fn every_table_key_decodes_back_and_garbage_is_refused() {
     round_trip::<Heads>(c);
     round_trip::<EvidenceTable>(c);
     round_trip::<CertifiedPrefix>(c);
+    round_trip::<EvidenceSuperseded>((c, 3));
+    round_trip::<SetAsideBlocks>((c, 9, BlockHash(Hash32([5; 32]))));
     // A member code above 999999 is no member: refused, not decoded.
     assert!(Heads::decode(&[0xff; 4]).is_err());
     // Every table in ALL is one of the above.
-    assert_eq!(ALL.len(), 18);
+    assert_eq!(ALL.len(), 20);
 }
 
 /// The state as of every kept height reads back: its root is the one that height's
@@ -760,4 +762,67 @@ fn state_versions_older_than_the_kept_window_are_refused() {
         .raw_rows(<fapiao_store::tables::StateUndo as fapiao_store::tables::Table>::NAME)
         .count() as u64;
     assert_eq!(rows, kept, "one undo row per kept block");
+}
+
+/// A chain reset sets aside the blocks above the height it keeps: the chain, its state,
+/// its state tree and every index are then exactly those of a ledger that never held
+/// them (replay compares every derived row), the blocks stay on record, and the
+/// business ids they used are free to be recorded again.
+#[test]
+fn blocks_set_aside_by_a_reset_leave_the_ledger_as_if_never_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    build(dir.path(), &g);
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let kept = store.header(chain(), 12).unwrap().unwrap();
+        let p15 = store.block(chain(), 15).unwrap().unwrap().entries[0].id();
+        assert!(store.locate(&p15).unwrap().is_some());
+        let aside = store.set_aside(chain(), 12).unwrap();
+        assert_eq!(
+            aside.iter().map(|b| b.header.body.height).collect::<Vec<_>>(),
+            (13..=20).collect::<Vec<_>>()
+        );
+        let head = store.head(chain()).unwrap().unwrap();
+        assert_eq!((head.height, head.hash), (12, kept.hash()));
+        assert_eq!(store.state_root(chain()).unwrap(), kept.body.state_root);
+        assert!(store.block(chain(), 13).unwrap().is_none());
+        assert!(store.locate(&p15).unwrap().is_none(), "the entry index forgets it");
+        assert_eq!(read_payment(&store, "P15").ok(), Some(()));
+        assert!(
+            fapiao_domain::StateRead::get(&store.state(chain()), &StateKey::Payment("P15".into()))
+                .unwrap()
+                .is_none(),
+            "the state is as of height 12"
+        );
+        assert!(
+            fapiao_domain::StateRead::get(&store.state(chain()), &StateKey::Payment("P12".into()))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.set_aside_blocks(chain()).unwrap(), aside, "on record");
+        // Nothing above the head: setting aside again changes nothing.
+        assert!(store.set_aside(chain(), 12).unwrap().is_empty());
+        // The payment ids of the set-aside blocks can be recorded again.
+        commit(&store, &g, 13, vec![pay("P15", 1000), pay("P13", 500)]);
+    }
+    let report = audit(dir.path(), &g);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.counts.payments, 14);
+}
+
+/// More blocks above the kept height than the state undo covers: refused, nothing
+/// changed.
+#[test]
+fn a_set_aside_deeper_than_the_undo_kept_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let deep = fapiao_store::STATE_VERSIONS_KEPT + 2;
+    for h in 1..=deep {
+        commit(&store, &g, h, vec![pay(&format!("P{h}"), 100)]);
+    }
+    let err = store.set_aside(chain(), 1).unwrap_err();
+    assert!(matches!(err, StoreError::Inconsistent { .. }), "{err}");
+    assert_eq!(store.head(chain()).unwrap().unwrap().height, deep);
 }

@@ -74,6 +74,34 @@ pub(crate) enum ProposeCommand {
         /// The quorum.
         quorum: String,
     },
+    /// Resume a merchant's chain (frozen by equivocation evidence, or whose key is lost)
+    /// after its certified prefix, under a successor key: from the next epoch its blocks
+    /// above --height made before are set aside (their events are submitted again), the
+    /// evidence stays on record and no longer freezes it. OPERATIONS.md, "Chain recovery".
+    ResetChain {
+        /// The chain (its merchant's code).
+        #[arg(long)]
+        chain: String,
+        /// The chain's certified prefix, as a witness's node shows it (`fapiao status` on
+        /// it: the chain's `certified`). Nothing certified above it may exist.
+        #[arg(long)]
+        height: u64,
+        /// The successor key file (its public key is proposed).
+        #[arg(long, conflicts_with = "public_key")]
+        key: Option<PathBuf>,
+        /// The successor public key in hex, instead of --key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+}
+
+/// The key a proposal names: from a key file, or in hex.
+fn proposed_key(key: Option<PathBuf>, public_key: Option<String>) -> Result<PublicKey> {
+    match (key, public_key) {
+        (Some(path), None) => Ok(files::read_key_file(&path)?.public()),
+        (None, Some(hex)) => PublicKey::from_hex(&hex).map_err(|e| anyhow!("--public-key: {e}")),
+        _ => bail!("give the new key with --key FILE or --public-key HEX"),
+    }
 }
 
 fn code(s: &str, flag: &str) -> Result<MemberCode> {
@@ -89,17 +117,20 @@ fn change_of(cmd: ProposeCommand) -> Result<ConfigChange> {
             member,
             key,
             public_key,
-        } => {
-            let key = match (key, public_key) {
-                (Some(path), None) => files::read_key_file(&path)?.public(),
-                (None, Some(hex)) => PublicKey::from_hex(&hex).map_err(|e| anyhow!("--public-key: {e}"))?,
-                _ => bail!("give the new key with --key FILE or --public-key HEX"),
-            };
-            ConfigChange::RotateKey {
-                member: code(&member, "--member")?,
-                key,
-            }
-        }
+        } => ConfigChange::RotateKey {
+            member: code(&member, "--member")?,
+            key: proposed_key(key, public_key)?,
+        },
+        ProposeCommand::ResetChain {
+            chain,
+            height,
+            key,
+            public_key,
+        } => ConfigChange::ResetChain {
+            chain: code(&chain, "--chain")?,
+            height,
+            key: proposed_key(key, public_key)?,
+        },
         ProposeCommand::SetRoles { member, roles } => {
             let mut set = Roles::NONE;
             for name in &roles {
@@ -132,6 +163,7 @@ fn describe(c: &ConfigChangedDto) -> String {
     parts.extend(c.roles.as_ref().map(|r| r.join("+")));
     parts.extend(c.key.as_ref().map(|k| format!("key {k}")));
     parts.extend(c.addresses.as_ref().filter(|a| !a.is_empty()).map(|a| a.join(" ")));
+    parts.extend(c.height.map(|h| format!("keeps height {h}")));
     if c.change == "set_quorum" {
         parts.push(c.quorum.map_or_else(|| "default".to_string(), |q| q.to_string()));
     }

@@ -201,8 +201,12 @@ pub(crate) fn evidence(opts: &ClientOpts) -> Result<()> {
         println!("no equivocation evidence: no chain is frozen");
     }
     for e in &all {
+        let state = match e.superseded_in_epoch {
+            None => "FROZEN".to_string(),
+            Some(epoch) => format!("RESET in epoch {epoch}, on record:"),
+        };
         println!(
-            "FROZEN chain {} at height {}: two blocks signed by its owner: {}",
+            "{state} chain {} at height {}: two blocks signed by its owner: {}",
             e.chain,
             e.height,
             e.blocks.join(" and ")

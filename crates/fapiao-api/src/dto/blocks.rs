@@ -108,7 +108,7 @@ pub struct ChainStatusDto {
 /// Equivocation evidence: two headers signed by one chain's owner for one height.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EvidenceDto {
-    /// The frozen chain.
+    /// The chain it is about.
     pub chain: String,
     /// The height signed twice.
     pub height: u64,
@@ -116,6 +116,10 @@ pub struct EvidenceDto {
     pub blocks: Vec<String>,
     /// The evidence in canonical bytes (hex), verifiable offline with the genesis.
     pub canonical_hex: String,
+    /// The epoch of the chain reset that superseded it: the chain resumed under a
+    /// successor key and is no longer frozen; the evidence stays on record. Absent while
+    /// it freezes the chain.
+    pub superseded_in_epoch: Option<u32>,
 }
 
 impl From<&NodeStatus> for StatusDto {

@@ -86,15 +86,16 @@ pub enum EventDataDto {
 pub struct ConfigChangedDto {
     /// The epoch it starts.
     pub epoch: u32,
-    /// `add_member`, `remove_member`, `rotate_key`, `set_roles`, `set_addresses` or
-    /// `set_quorum`.
+    /// `add_member`, `remove_member`, `rotate_key`, `set_roles`, `set_addresses`,
+    /// `set_quorum` or `reset_chain`.
     #[schema(schema_with = config_changes_schema)]
     pub change: String,
     /// The member it is about (all but `set_quorum`).
     pub member: Option<String>,
     /// A member's name (`add_member`).
     pub name: Option<String>,
-    /// A member's key, hex (`add_member`, `rotate_key`).
+    /// A member's key, hex (`add_member`, `rotate_key`; the successor key of
+    /// `reset_chain`).
     pub key: Option<String>,
     /// A member's roles (`add_member`, `set_roles`).
     pub roles: Option<Vec<String>>,
@@ -102,6 +103,9 @@ pub struct ConfigChangedDto {
     pub addresses: Option<Vec<String>>,
     /// The quorum set (`set_quorum`; absent: the default for the witnesses).
     pub quorum: Option<u32>,
+    /// The last height a reset chain keeps (`reset_chain`): its blocks above it made
+    /// before the new epoch are set aside.
+    pub height: Option<u64>,
 }
 
 impl ConfigChangedDto {
@@ -118,6 +122,7 @@ impl ConfigChangedDto {
             roles: None,
             addresses: None,
             quorum: None,
+            height: None,
         };
         match &r.change {
             C::AddMember(m) => {
@@ -141,6 +146,11 @@ impl ConfigChangedDto {
                 d.addresses = Some(addresses.clone());
             }
             C::SetQuorum(q) => d.quorum = *q,
+            C::ResetChain { chain, height, key } => {
+                d.member = Some(chain.to_string());
+                d.height = Some(*height);
+                d.key = Some(key.to_hex());
+            }
         }
         d
     }
@@ -654,6 +664,7 @@ fn config_changes_schema() -> utoipa::openapi::Object {
             "set_roles",
             "set_addresses",
             "set_quorum",
+            "reset_chain",
         ],
         false,
     )

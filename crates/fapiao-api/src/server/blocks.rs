@@ -100,14 +100,16 @@ pub(super) fn block_response(
     }
 }
 
-/// Equivocation evidence held by this node: each names a frozen chain. Public: it holds
-/// two block headers and no business data.
+/// Equivocation evidence held by this node: each names a frozen chain, or the chain
+/// reset that superseded it (kept on record). Public: it holds two block headers and no
+/// business data.
 #[utoipa::path(get, path = "/v1/evidence", responses((status = 200, body = Vec<EvidenceDto>)))]
 pub(super) async fn evidence(State(s): State<AppState>) -> Result<Json<Vec<EvidenceDto>>, Failure> {
     let all = s.engine.evidence().map_err(store)?;
     Ok(Json(
         all.iter()
-            .map(|e| EvidenceDto {
+            .map(|(superseded, e)| EvidenceDto {
+                superseded_in_epoch: *superseded,
                 chain: e.first.body.chain.to_string(),
                 height: e.first.body.height,
                 blocks: vec![e.first.hash().to_string(), e.second.hash().to_string()],

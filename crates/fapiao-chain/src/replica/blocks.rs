@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Why a block or header of a reset chain's old lineage is ignored: a peer that does not
+/// know the reset yet may still hold and send it, which is no fault.
+pub(super) const SET_ASIDE: &str = "set aside by a chain reset";
+
 impl Replica {
     // Long: a received block's checks one after the other (header, height, entries, chain, link, time) and then
     // storing and voting; each check ends in its own verdict.
@@ -15,8 +19,8 @@ impl Replica {
     ) -> Result<Verdict, L::Error> {
         let b = &block.header.body;
         let (chain, height) = (b.chain, b.height);
-        if let Err(e) = block.header.verify(&self.epochs, &self.network) {
-            return Ok(refused(e));
+        if let Some(v) = self.refuse_header(&block.header) {
+            return Ok(v);
         }
         if height == 0 {
             return Ok(Verdict::Invalid(Invalid::Link("height 0".into())));
@@ -117,8 +121,8 @@ impl Replica {
         header: Header,
         ledger: &mut L,
     ) -> Result<Verdict, L::Error> {
-        if let Err(e) = header.verify(&self.epochs, &self.network) {
-            return Ok(refused(e));
+        if let Some(v) = self.refuse_header(&header) {
+            return Ok(v);
         }
         let (chain, height, hash) = (header.body.chain, header.body.height, header.hash());
         if height == 0 {
@@ -177,6 +181,18 @@ impl Replica {
         let peer = self.block_source(chain, from);
         self.request_missing(now.0, chain, peer);
         Ok(Verdict::Accepted)
+    }
+
+    /// The verdict on a header that fails its own checks: its owner's signature in its
+    /// epoch, and not of a block a chain reset set aside.
+    fn refuse_header(&self, header: &Header) -> Option<Verdict> {
+        if let Err(e) = header.verify(&self.epochs, &self.network) {
+            return Some(refused(e));
+        }
+        let b = &header.body;
+        self.epochs
+            .set_aside(b.chain, b.height, b.epoch)
+            .map(|_| Verdict::Ignored(SET_ASIDE))
     }
 
     /// A validly signed header at a height of a chain we hold: the block we hold

@@ -202,6 +202,9 @@ impl Replica {
             Ok(x) => x,
             Err(e) => return refused(e),
         };
+        if self.epochs.superseded(&ev) {
+            return Verdict::Ignored("superseded by a chain reset");
+        }
         if let Some(c) = self.chains.get_mut(&chain) {
             if c.frozen.is_some() {
                 return Verdict::Ignored("chain already frozen");

@@ -21,10 +21,7 @@ impl Replica {
     /// leaves certifies the block that moves it, and two blocks at one height are always
     /// certified by one committee.
     pub(super) fn certifying_epoch(&self, chain: MemberCode, parent: Option<StoredHead>) -> u32 {
-        match parent {
-            Some(p) => p.epoch,
-            None => self.epochs.first_epoch(chain).unwrap_or(0),
-        }
+        self.epochs.certifying(chain, parent.map(|p| (p.height, p.epoch)))
     }
 
     /// Whether this member attests a block of `chain` made in `epoch` and certified by
@@ -64,12 +61,76 @@ impl Replica {
                         // configuration, which is this one.
                         if self.epochs.apply(r).is_ok() {
                             self.epoch_started();
+                            if let fapiao_core::ConfigChange::ResetChain { chain, height, .. } = r.change {
+                                self.chain_reset(ledger, chain, height)?;
+                            }
                         }
                     }
                 }
             }
             self.admin_applied = height;
         }
+        Ok(())
+    }
+
+    /// A reset resumed `chain` after `height` under a successor key: evidence against it
+    /// from before no longer freezes it (it stays on record), and what is held above
+    /// `height` from before the reset is dropped. On a chain we hold, blocks stored above
+    /// it are set aside by the host ([`Output::ChainReset`]) with our votes for them, so
+    /// this member attests the chain's new block there. Our own chain is set aside by the
+    /// host when it starts again with the successor key (production is held until then).
+    fn chain_reset<L: Ledger>(&mut self, ledger: &L, chain: MemberCode, height: u64) -> Result<(), L::Error> {
+        let epoch = self.epochs.current();
+        if let Some(w) = self.watched.get_mut(&chain) {
+            if w.frozen.as_ref().is_some_and(|ev| self.epochs.superseded(ev)) {
+                w.frozen = None;
+            }
+            w.headers.split_off(&(height + 1));
+            return Ok(());
+        }
+        let Some(c) = self.chains.get(&chain) else {
+            return Ok(());
+        };
+        let mut aside = false;
+        if chain != self.me && c.height() > height {
+            let next = ledger.header(chain, height + 1)?;
+            aside = next.is_some_and(|h| self.epochs.set_aside(chain, height + 1, h.body.epoch).is_some());
+        }
+        let kept = match (aside, height) {
+            (true, 0) | (false, _) => None,
+            (true, h) => ledger.header(chain, h)?.map(|h| StoredHead::of(&h)),
+        };
+        let superseded = self
+            .chains
+            .held(chain)
+            .frozen
+            .as_ref()
+            .is_some_and(|ev| self.epochs.superseded(ev));
+        let c = self.chains.held_mut(chain);
+        let certified_voided = c.certified.saturating_sub(height);
+        if superseded {
+            c.frozen = None;
+        }
+        c.certs.split_off(&(height + 1));
+        c.pool.split_off(&(height + 1));
+        c.buffer.clear();
+        c.ahead.clear();
+        c.sync = None;
+        c.behind = None;
+        c.best = None;
+        if aside {
+            c.head = kept;
+            c.certified = c.certified.min(height);
+            c.votes.split_off(&(height + 1));
+        }
+        self.outputs.push_back(Output::ChainReset {
+            chain,
+            height,
+            epoch,
+            set_aside: aside,
+            certified_voided,
+        });
+        self.to_attest.insert(chain);
         Ok(())
     }
 

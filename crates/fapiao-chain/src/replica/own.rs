@@ -61,6 +61,16 @@ impl Replica {
         if blocks.first().is_some_and(|(b, _)| b.header.body.height <= ours) {
             return None; // heights we hold: not an answer to the check
         }
+        if blocks.first().is_some_and(|(b, _)| {
+            let h = &b.header.body;
+            self.epochs.set_aside(h.chain, h.height, h.epoch).is_some()
+        }) {
+            // A peer that has not learned our chain's reset yet: no fault, and no claim
+            // until its next heads answer.
+            self.own_claims.remove(&from);
+            self.own = OwnChain::Waiting { since_ms: Some(since) };
+            return Some(Verdict::Ignored(blocks::SET_ASIDE));
+        }
         // A block of an epoch this member does not know yet (a ledger restored from before
         // a configuration change) cannot be checked, nor refuted: it counts as shown, so
         // production stays held while the epoch is learned and the block taken back.

@@ -201,6 +201,29 @@ impl MemLedger {
         }
     }
 
+    /// What the node's store does for [`crate::Output::ChainReset`] with `set_aside`:
+    /// `chain`'s blocks above `height` leave it with their votes and certificates, and
+    /// its state is as of `height` (rebuilt here by applying the kept blocks again, each
+    /// under its epoch's configuration in `epochs`). Returns the blocks set aside.
+    pub fn set_aside(&mut self, epochs: &fapiao_core::Epochs, chain: MemberCode, height: u64) -> Vec<Block> {
+        let Some(c) = self.chains.get_mut(&chain) else {
+            return Vec::new();
+        };
+        let aside = c.blocks.split_off((height as usize).min(c.blocks.len()));
+        let kept = std::mem::take(&mut c.blocks);
+        let mut rebuilt = MemChain::default();
+        for b in &kept {
+            let config = epochs.at(b.header.body.epoch).expect("a stored block's epoch is known");
+            rebuilt
+                .apply(&self.genesis, config, b)
+                .expect("a stored block re-executes on the blocks below it");
+        }
+        *c = rebuilt;
+        self.votes.retain(|(ch, h), _| *ch != chain || *h <= height);
+        self.certs.retain(|(ch, h), _| *ch != chain || *h <= height);
+        aside
+    }
+
     /// A chain as stored here.
     pub fn chain(&self, chain: MemberCode) -> Option<&MemChain> {
         self.chains.get(&chain)

@@ -798,6 +798,11 @@ impl World {
             Output::ReleaseProduction { .. } => self.members[i].held = false,
             // The simulated network connects every member of every epoch.
             Output::EpochStarted(_) => {}
+            // Its workload's changes reset no chain (the reset is tested in
+            // tests/epochs.rs, against the node's store and across processes).
+            Output::ChainReset { chain, .. } => self.violation(format!(
+                "member {code} reset chain {chain}, which the workload never proposes"
+            )),
         }
     }
 
