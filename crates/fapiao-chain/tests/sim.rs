@@ -43,7 +43,7 @@ fn check_seeds(shard: u64) {
     let mut total = WorkloadCounts::default();
     let (mut runs, mut crashes, mut equivocator_crashes) = (0, 0, 0);
     let (mut restores, mut recovered) = (0, 0);
-    let (mut reconfigurations, mut refused) = (0, 0);
+    let (mut reconfigurations, mut refused, mut resets, mut resumed) = (0, 0, 0, 0);
     // Runs in which nothing was produced or certified: crashes and losses kept the
     // members from hearing enough peers to start producing within the fault window. They
     // exercise nothing, and must stay rare.
@@ -61,6 +61,8 @@ fn check_seeds(shard: u64) {
                 restores += report.restores;
                 recovered += report.recovered_blocks;
                 reconfigurations += report.reconfigurations;
+                resets += report.resets;
+                resumed += report.resets_resumed;
                 refused += report.refused;
             }
             Err(f) => failures.push(format!("{f}\n  {}", rerun(f.seed))),
@@ -73,8 +75,8 @@ fn check_seeds(shard: u64) {
     );
     println!(
         "shard {shard}: {runs} seeds, {crashes} crashes ({equivocator_crashes} of the equivocator), \
-         {restores} restores ({recovered} blocks behind), {reconfigurations} configuration changes ({refused} \
-         messages of removed members refused), {empty} empty, {total:?}"
+         {restores} restores ({recovered} blocks behind), {reconfigurations} configuration changes ({resets} \
+         chain resets, {resumed} certified again; {refused} messages of removed members refused), {empty} empty, {total:?}"
     );
     if runs < FAMILY_SEEDS_MIN {
         return;
@@ -87,8 +89,9 @@ fn check_seeds(shard: u64) {
     // Most runs changed the configuration while blocks were in flight, and removed
     // members kept sending.
     assert!(
-        reconfigurations * 2 > runs && refused > 0,
-        "{reconfigurations} configuration changes in {runs} runs, {refused} messages refused"
+        reconfigurations * 2 > runs && refused > 0 && resumed > 0,
+        "{reconfigurations} configuration changes ({resets} resets, {resumed} certified again) in {runs} runs, \
+         {refused} messages refused"
     );
     // Restored members had blocks of their own chain to take back from their peers.
     assert!(

@@ -163,6 +163,11 @@ pub struct SimReport {
     pub resigned_unseen: u64,
     /// Configuration changes the admin proposed (one per run at most).
     pub reconfigurations: u64,
+    /// Of those, chain resets under a successor key.
+    pub resets: u64,
+    /// Runs whose reset chain had its next block certified, by the reset's committee,
+    /// before the run ended.
+    pub resets_resumed: u64,
     /// Virtual time at which every honest member had converged.
     pub converged_at_ms: u64,
     /// What the honest chains hold, as every honest member re-derived it.
@@ -594,11 +599,19 @@ impl World {
         }
         let m = &mut self.members[i];
         let genesis = m.disk.genesis.clone();
-        let persisted = m.disk.persisted();
-        let mut epochs = fapiao_core::Epochs::new(&genesis);
-        for r in &persisted.reconfigurations {
-            let _ = epochs.apply(r);
+        // As the node's start does: what certified resets set aside leaves the disk first.
+        let epochs = match crate::disk::epochs(&m.disk, &genesis) {
+            Ok((epochs, _, _)) => epochs,
+            Err(e) => match e {},
+        };
+        let due = match crate::disk::set_aside_due(&m.disk, &epochs) {
+            Ok(due) => due,
+            Err(e) => match e {},
+        };
+        for (chain, height, _) in due {
+            m.disk.set_aside(&epochs, chain, height);
         }
+        let persisted = m.disk.persisted();
         if epochs.latest().member(m.code).is_none_or(|x| x.key != m.key.public()) {
             // A member its own disk says was removed stays down, as the node refuses to
             // start with a key that is no member of the newest epoch it knows.
@@ -736,6 +749,7 @@ impl World {
         self.check_held(i);
     }
 
+    // Long: one arm per replica output, each what the node's host does with it.
     fn perform(&mut self, i: usize, o: Output) {
         let code = self.members[i].code;
         match o {
@@ -798,11 +812,38 @@ impl World {
             Output::ReleaseProduction { .. } => self.members[i].held = false,
             // The simulated network connects every member of every epoch.
             Output::EpochStarted(_) => {}
-            // Its workload's changes reset no chain (the reset is tested in
-            // tests/epochs.rs, against the node's store and across processes).
-            Output::ChainReset { chain, .. } => self.violation(format!(
-                "member {code} reset chain {chain}, which the workload never proposes"
-            )),
+            // What the node's host does: set aside another member's chain (its own at its
+            // next start), and the superseded evidence no longer freezes anything.
+            Output::ChainReset {
+                chain,
+                height,
+                set_aside,
+                certified_voided,
+                ..
+            } => self.chain_reset(i, chain, height, set_aside, certified_voided),
+        }
+    }
+
+    /// What the node's host does for [`Output::ChainReset`] on member `i`: another
+    /// member's chain is set aside above `height` (its own at its next start), and
+    /// superseded evidence no longer freezes anything. A reset that voids a certified
+    /// height is a violation: the simulated admin names the certified head.
+    fn chain_reset(&mut self, i: usize, chain: MemberCode, height: u64, set_aside: bool, voided: u64) {
+        let code = self.members[i].code;
+        if voided > 0 {
+            self.violation(format!(
+                "member {code}: the reset of chain {chain} at {height} voided {voided} certified heights"
+            ));
+        }
+        let Some(epochs) = self.members[i].replica.as_ref().map(|r| r.epochs().clone()) else {
+            return;
+        };
+        let disk = &mut self.members[i].disk;
+        if set_aside && chain != code {
+            disk.set_aside(&epochs, chain, height);
+        }
+        if disk.evidence.get(&chain).is_some_and(|ev| epochs.superseded(ev)) {
+            disk.evidence.remove(&chain);
         }
     }
 
@@ -1157,6 +1198,10 @@ impl World {
     fn finish(&mut self) -> Result<(), SimFailure> {
         self.report.converged_at_ms = self.now;
         self.check_final_state().map_err(|m| self.fail(m))?;
+        if let Some((target, Some(kept))) = self.change.as_ref().map(|c| (c.target, c.kept)) {
+            let code = self.members[target].code;
+            self.report.resets_resumed += u64::from(self.certified.contains_key(&(code, kept + 1)));
+        }
         for i in self.honest() {
             let m = &self.members[i];
             if let Some(c) = m.disk.chains.get(&m.code) {

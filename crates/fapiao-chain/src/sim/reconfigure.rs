@@ -1,9 +1,10 @@
 //! The simulated admin: one configuration change per run, proposed at a time the seed
 //! picks while blocks are in flight, on the admin chain the operator's node produces.
 //! The seed picks which: a witness removed (its node keeps running and sending), the
-//! quorum raised to every witness, or a witness's key rotated (its node stops first,
-//! as the runbook says, and comes back under the new key once the change is
-//! certified, after importing the admin chain as `fapiao node join` does).
+//! quorum raised to every witness, a witness's key rotated, or a merchant's chain reset
+//! at its certified head under a successor key (for both, its node stops first, as the
+//! runbook says, and comes back under the new key once the change is certified, after
+//! importing the admin chain as `fapiao node join` does).
 
 use super::{Rng, World};
 use fapiao_core::{ConfigChange, EventBody, EventKind, MemberCode, Reconfiguration, SecretKey, Timestamp};
@@ -17,6 +18,9 @@ pub(super) enum ChangeKind {
     Quorum,
     /// A witness's key is replaced.
     Rotate,
+    /// A merchant's chain is reset at its certified head under a successor key: its next
+    /// block is certified by the reset's committee.
+    Reset,
 }
 
 /// The run's configuration change.
@@ -26,8 +30,10 @@ pub(super) struct Change {
     /// The member it is about (a witness, never the equivocator nor the restored one).
     pub(super) target: usize,
     pub(super) proposed: bool,
-    /// For a rotation: the new key, until the member runs with it.
+    /// For a rotation or a reset: the new key, until the member runs with it.
     pub(super) new_key: Option<SecretKey>,
+    /// For a reset: the height it keeps.
+    pub(super) kept: Option<u64>,
 }
 
 impl Change {
@@ -50,11 +56,12 @@ impl Change {
         if witnesses < 4 || candidates.is_empty() {
             return None;
         }
-        let kind = match rng.range(0, 2) {
+        let kind = match rng.range(0, 3) {
             _ if restoring => ChangeKind::Quorum,
             0 => ChangeKind::Remove,
             1 => ChangeKind::Quorum,
-            _ => ChangeKind::Rotate,
+            2 => ChangeKind::Rotate,
+            _ => ChangeKind::Reset,
         };
         let target = candidates[rng.range(0, candidates.len() as u64 - 1) as usize];
         Some(Change {
@@ -62,7 +69,9 @@ impl Change {
             kind,
             target,
             proposed: false,
-            new_key: (kind == ChangeKind::Rotate).then(|| SecretKey::from_seed(&[0xAD ^ (target as u8); 32])),
+            kept: None,
+            new_key: matches!(kind, ChangeKind::Rotate | ChangeKind::Reset)
+                .then(|| SecretKey::from_seed(&[0xAD ^ (target as u8); 32])),
         })
     }
 }
@@ -85,7 +94,7 @@ impl World {
             return;
         }
         if !change.proposed && change.at <= self.now {
-            if kind == ChangeKind::Rotate {
+            if matches!(kind, ChangeKind::Rotate | ChangeKind::Reset) {
                 if !self.fully_certified(target) {
                     return; // blocks of the old key still await their certificates
                 }
@@ -99,24 +108,37 @@ impl World {
                 return;
             }
             let code = self.members[target].code;
+            let head = self.members[target]
+                .disk
+                .chains
+                .get(&code)
+                .map_or(0, |c| c.blocks.len() as u64);
+            let new_key = self
+                .change
+                .as_ref()
+                .and_then(|c| c.new_key.as_ref())
+                .map(SecretKey::public);
             let c = match kind {
                 ChangeKind::Remove => ConfigChange::RemoveMember(code),
                 ChangeKind::Quorum => ConfigChange::SetQuorum(Some(self.cfg.members as u32)),
                 ChangeKind::Rotate => ConfigChange::RotateKey {
                     member: code,
-                    key: self
-                        .change
-                        .as_ref()
-                        .and_then(|c| c.new_key.as_ref())
-                        .map(SecretKey::public)
-                        .unwrap_or_else(|| unreachable!()),
+                    key: new_key.unwrap_or_else(|| unreachable!()),
+                },
+                // Its chain is certified to the head its disk holds (checked above).
+                ChangeKind::Reset => ConfigChange::ResetChain {
+                    chain: code,
+                    height: head,
+                    key: new_key.unwrap_or_else(|| unreachable!()),
                 },
             };
             if self.propose(admin, c) {
                 if let Some(ch) = &mut self.change {
                     ch.proposed = true;
+                    ch.kept = (kind == ChangeKind::Reset).then_some(head);
                 }
                 self.report.reconfigurations += 1;
+                self.report.resets += u64::from(kind == ChangeKind::Reset);
                 if kind == ChangeKind::Remove {
                     self.left = Some(target);
                 }
