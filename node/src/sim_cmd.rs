@@ -53,6 +53,8 @@ pub(crate) fn run(args: &SimArgs) -> Result<()> {
     let mut failures: Vec<SimFailure> = Vec::new();
     let mut totals = WorkloadCounts::default();
     let mut done = 0u64;
+    // Configuration changes, chain resets among them, and resets whose chain certified again.
+    let (mut changes, mut resets, mut resumed) = (0u64, 0u64, 0u64);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let tx = tx.clone();
@@ -72,7 +74,12 @@ pub(crate) fn run(args: &SimArgs) -> Result<()> {
         for (_seed, result) in rx {
             done += 1;
             match result {
-                Ok(report) => totals.add(&report.workload),
+                Ok(report) => {
+                    totals.add(&report.workload);
+                    changes += report.reconfigurations;
+                    resets += report.resets;
+                    resumed += report.resets_resumed;
+                }
                 Err(f) => {
                     println!("FAILED {f}");
                     println!("  rerun: fapiao sim --seeds 1 --from {}", f.seed);
@@ -96,6 +103,9 @@ pub(crate) fn run(args: &SimArgs) -> Result<()> {
         elapsed.as_secs_f64(),
         rate(done, elapsed),
         failures.len()
+    );
+    println!(
+        "configuration changes: {changes} ({resets} chain resets, {resumed} of those certified the chain's next block)"
     );
     println!("what the honest chains recorded, over every passing seed:");
     for (family, n) in totals.families() {
