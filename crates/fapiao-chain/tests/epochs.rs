@@ -394,6 +394,22 @@ fn a_change_that_breaks_a_rule_is_refused_by_execution_and_starts_no_epoch() {
         c.apply(&merchant_role).is_err(),
         "the merchant role goes only with the member"
     );
+    // A reset needs a merchant's chain and a successor key: not the admin chain, not a
+    // stranger, not the key that signed twice, not another member's key.
+    let reset = |chain: MemberCode, key: fapiao_core::PublicKey| ConfigChange::ResetChain { chain, height: 3, key };
+    let fresh = SecretKey::from_seed(&[91; 32]).public();
+    assert!(c.apply(&reset(code(ADMIN), fresh)).is_err(), "the admin chain");
+    assert!(c.apply(&reset(code(123_456), fresh)).is_err(), "no member");
+    assert!(
+        c.apply(&reset(w.member(1), w.merchants[1].public())).is_err(),
+        "its current key"
+    );
+    assert!(
+        c.apply(&reset(w.member(1), w.merchants[2].public())).is_err(),
+        "another member's key"
+    );
+    let after = c.apply(&reset(w.member(1), fresh)).unwrap();
+    assert_eq!(after.member(w.member(1)).unwrap().key, fresh);
 }
 
 #[test]
@@ -534,9 +550,25 @@ fn a_frozen_chain_reset_under_a_successor_key_sets_aside_its_uncertified_block_a
         key: new_key.public(),
     });
     assert_eq!(epoch_started(&out), Some(1));
+    // A member stopped before acting on it finds at its start what is due.
+    let due = fapiao_chain::disk::set_aside_due(&w.ledger, w.replica.epochs()).unwrap();
+    assert_eq!(due, vec![(chain, 1, 1)]);
     assert_eq!(reset_on(&mut w, &out), vec![(1, true)], "{out:?}");
+    let due = fapiao_chain::disk::set_aside_due(&w.ledger, w.replica.epochs()).unwrap();
+    assert!(due.is_empty(), "done once");
     let head = *w.replica.heads().iter().find(|h| h.chain == chain).unwrap();
     assert_eq!((head.height, head.certified, head.frozen), (1, 1, false));
+    // The epochs' rules, which replay and the verifier apply too: above height 1, a
+    // block made before epoch 1 is set aside, one made in it is not; height 2 is
+    // certified by epoch 1 whatever its parent's epoch; other chains are untouched.
+    let epochs = w.replica.epochs().clone();
+    assert!(epochs.set_aside(chain, 2, 0).is_some() && epochs.set_aside(chain, 5, 0).is_some());
+    assert!(epochs.set_aside(chain, 1, 0).is_none() && epochs.set_aside(chain, 2, 1).is_none());
+    assert!(epochs.set_aside(w.member(2), 2, 0).is_none());
+    assert_eq!(epochs.certifying(chain, Some((1, 0))), 1);
+    assert_eq!(epochs.certifying(chain, Some((2, 1))), 1);
+    assert_eq!(epochs.certifying(w.member(2), Some((1, 0))), 0);
+    assert!(epochs.superseded(&evidence[0]));
     assert_eq!(w.ledger.chain(chain).unwrap().blocks().len(), 1, "block 2 set aside");
     // The evidence stays valid but no longer freezes; the old block is nobody's now.
     let (v, _) = w.feed(Input::Evidence {
