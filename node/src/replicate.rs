@@ -288,22 +288,27 @@ impl Loop {
         Ok(())
     }
 
-    /// Performs [`Output::ChainReset`]: our copy of `chain` above `height` is set aside
-    /// (our own chain waits for the next start, under the successor key: the producer
-    /// may hold a block of it in flight now) and its evidence goes on record.
+    /// Performs [`Output::ChainReset`]: our copy of `chain` above `height` (blocks, when
+    /// `set_aside`, and any certificate or vote) is set aside, and its evidence goes on
+    /// record. Our own chain waits for the next start, under the successor key: the
+    /// producer may hold a block of it in flight now.
     fn chain_reset(&self, chain: MemberCode, height: u64, epoch: u32, set_aside: bool, voided: u64) -> Result<()> {
         let store = &self.ledger.store;
+        let own = chain == self.engine.chain();
         if voided > 0 {
             tracing::error!(
                 %chain,
                 kept = height,
                 certified_voided = voided,
-                "a chain reset named a height below blocks this node held certified: they are set aside too"
+                "a chain reset named a height below blocks this node held certified: they are set aside too{}",
+                if own { " (this node's own chain: at its next start)" } else { "" }
             );
         }
-        if set_aside && chain != self.engine.chain() {
-            let blocks = store.set_aside(chain, height)?;
-            tracing::warn!(%chain, kept = height, epoch, set_aside = blocks.len(), "chain reset: blocks set aside");
+        if !own {
+            let blocks = store.set_aside(self.engine.genesis(), self.replica.epochs(), chain, height)?;
+            if set_aside || !blocks.is_empty() {
+                tracing::warn!(%chain, kept = height, epoch, set_aside = blocks.len(), "chain reset: blocks set aside");
+            }
         }
         store.supersede_evidence(chain, epoch)?;
         tracing::info!(%chain, kept = height, epoch, "chain reset: the chain resumes under a successor key");

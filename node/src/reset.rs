@@ -4,7 +4,7 @@
 //! set-aside blocks are submitted again, to be recorded once under its successor key.
 
 use anyhow::Result;
-use fapiao_core::{codec, Entry, Epochs, Event, MemberCode};
+use fapiao_core::{codec, Entry, Epochs, Event, Genesis, MemberCode};
 use fapiao_engine::Engine;
 use fapiao_store::Store;
 
@@ -12,9 +12,9 @@ use fapiao_store::Store;
 /// record. Idempotent: run at every start, before the engine, so a node stopped (or
 /// crashed) between learning a reset and acting on it, and the owner's node, which acts
 /// on its own chain's reset only here (it restarts with the successor key), catch up.
-pub(crate) fn apply(store: &Store, epochs: &Epochs) -> Result<()> {
+pub(crate) fn apply(store: &Store, genesis: &Genesis, epochs: &Epochs) -> Result<()> {
     for (chain, height, epoch) in fapiao_chain::disk::set_aside_due(store, epochs)? {
-        let blocks = store.set_aside(chain, height)?;
+        let blocks = store.set_aside(genesis, epochs, chain, height)?;
         tracing::warn!(
             %chain,
             kept = height,

@@ -43,7 +43,7 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
         )
     })?;
     // What certified chain resets set aside leaves the chains before anything reads them.
-    crate::reset::apply(&store, &epochs)?;
+    crate::reset::apply(&store, &genesis, &epochs)?;
     let resubmit = crate::reset::to_resubmit(&store, me)?;
     let replicates = latest.replicates(me);
     // With peers, production waits until one of them has said how far this node's own

@@ -578,6 +578,9 @@ impl Replica {
             }
         }
         for cert in persisted.certificates {
+            if epochs.set_aside(cert.chain, cert.height, cert.epoch).is_some() {
+                continue; // a set-aside block's, stored before the reset was learned
+            }
             if let Some(c) = chains.get_mut(&cert.chain) {
                 if cert.height > c.certified {
                     c.certs.insert(cert.height, cert.block);

@@ -591,12 +591,20 @@ fn a_frozen_chain_reset_under_a_successor_key_sets_aside_its_uncertified_block_a
         block: resumed.clone(),
     });
     assert_eq!((v, attested(&out)), (Verdict::Accepted, vec![(2, 1)]), "{out:?}");
-    // An attestation for it in epoch 0 (the parent's epoch) certifies nothing.
-    let (_, out) = w.feed(Input::Attestation {
+    // An attestation for it in epoch 0 (the parent's epoch) certifies nothing, and a
+    // witness that has not learned the reset yet and re-sends its vote for the set-aside
+    // block loses nothing by it: ignored, it does not shadow its vote in epoch 1.
+    let (v, out) = w.feed(Input::Attestation {
         from: w.member(2),
         attestation: w.attestation(2, &resumed, 0),
     });
+    assert_eq!(v, Verdict::Ignored("set aside by a chain reset"));
     assert!(!out.iter().any(|o| matches!(o, Output::BlockCertified { .. })));
+    let (v, _) = w.feed(Input::Attestation {
+        from: w.member(2),
+        attestation: w.attestation(2, &second, 0),
+    });
+    assert_eq!(v, Verdict::Ignored("set aside by a chain reset"));
     let mut certified = false;
     for i in [2, 3] {
         let attestation = w.attestation(i, &resumed, 1);
@@ -616,10 +624,62 @@ fn a_frozen_chain_reset_under_a_successor_key_sets_aside_its_uncertified_block_a
         evidence: ev,
     });
     assert_eq!(v, Verdict::Ignored("superseded by a chain reset"));
-    // A restart loads the same: the chain unfrozen, the stale vote gone.
-    let persisted = w.ledger.persisted();
+    // A restart loads the same: the chain unfrozen, the stale vote gone; and a
+    // certificate for the set-aside block stored before the reset was learned (one can
+    // arrive before its block) counts for nothing, so height 2 is the new block's.
+    let mut persisted = w.ledger.persisted();
     assert!(persisted
         .votes
         .iter()
         .all(|v| v.0 != chain || v.2 != second.header.hash()));
+    let old_votes: Vec<_> = [0, 2, 3].iter().map(|i| w.attestation(*i, &second, 0)).collect();
+    let stale = fapiao_core::Certificate::from_attestations(old_votes.iter()).unwrap();
+    persisted.certificates.push(stale);
+    // What this test's ledger does not keep (it performs no PersistCertificate): the
+    // admin chain's certified change and the chain's certified block 1.
+    persisted.reconfigurations = vec![Reconfiguration {
+        epoch: 1,
+        change: ConfigChange::ResetChain {
+            chain,
+            height: 1,
+            key: new_key.public(),
+        },
+    }];
+    persisted.admin_applied = 1;
+    persisted.certified.insert(code(ADMIN), 1);
+    persisted.certified.insert(chain, 1);
+    for v in persisted.votes.iter_mut().filter(|v| v.0 == chain && v.1 == 2) {
+        v.3 = 1; // the loader, knowing the reset, places the vote in epoch 1
+    }
+    let me = w.member(0);
+    let mut restarted = Replica::new(
+        Config::default(),
+        w.genesis.clone(),
+        me,
+        w.merchants[0].clone(),
+        persisted,
+    );
+    let h = *restarted.heads().iter().find(|h| h.chain == chain).unwrap();
+    assert_eq!((h.height, h.certified, h.frozen), (2, 1, false), "{h:?}");
+    for i in [2, 3] {
+        let attestation = w.attestation(i, &resumed, 1);
+        let v = restarted
+            .handle(
+                Timestamp(NOW),
+                Input::Attestation {
+                    from: w.member(i),
+                    attestation,
+                },
+                &mut w.ledger,
+            )
+            .unwrap();
+        assert_eq!(
+            v,
+            Verdict::Accepted,
+            "witness {i}: not shadowed by the stale certificate"
+        );
+        while restarted.poll_output().is_some() {}
+    }
+    let h = *restarted.heads().iter().find(|h| h.chain == chain).unwrap();
+    assert_eq!(h.certified, 2, "the new block certifies after the restart: {h:?}");
 }

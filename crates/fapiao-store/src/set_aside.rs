@@ -4,8 +4,10 @@
 
 use crate::store::Index;
 use crate::tables::*;
-use crate::{Store, StoreError, STATE_VERSIONS_KEPT};
-use fapiao_core::{Block, MemberCode};
+use crate::{BlockCommit, PreparedState, Store, StoreError, STATE_VERSIONS_KEPT};
+use fapiao_chain::validate::{self, Signatures};
+use fapiao_core::sig::Cores;
+use fapiao_core::{Block, Epochs, Genesis, MemberCode};
 use rocksdb::WriteBatch;
 
 impl Store {
@@ -14,25 +16,45 @@ impl Store {
     /// node's vote, its index rows and its invoices' history rows are removed; the
     /// chain's state and state tree are rewound to `height` with the undo each block
     /// recorded; the head becomes the block at `height` (none at 0). Returns the blocks
-    /// set aside, lowest first, so their events can be resubmitted. Refused when more
-    /// blocks lie above `height` than the undo kept ([`STATE_VERSIONS_KEPT`]).
+    /// set aside, lowest first, so their events can be resubmitted. When more blocks lie
+    /// above `height` than the undo keeps ([`STATE_VERSIONS_KEPT`]), the chain's state is
+    /// instead dropped in that write and rebuilt from its blocks up to `height`, each
+    /// re-executed under its epoch's configuration in `epochs` (slower; a crash
+    /// meanwhile leaves the head at the last block rebuilt, and the node takes the
+    /// rest again from its peers).
     // Long: the rows of every block set aside in one atomic WriteBatch; splitting it would split the write.
-    pub fn set_aside(&self, chain: MemberCode, height: u64) -> Result<Vec<Block>, StoreError> {
-        let Some(head) = self.head(chain)? else {
-            return Ok(Vec::new());
-        };
-        if head.height <= height {
-            return Ok(Vec::new());
-        }
-        let inconsistent = |detail: String| StoreError::Inconsistent { chain, detail };
-        if head.height - height > STATE_VERSIONS_KEPT {
-            return Err(inconsistent(format!(
-                "a reset kept height {height}, but {} blocks lie above it and the state undo covers the last \
-                 {STATE_VERSIONS_KEPT}",
-                head.height - height
-            )));
-        }
+    pub fn set_aside(
+        &self,
+        genesis: &Genesis,
+        epochs: &Epochs,
+        chain: MemberCode,
+        height: u64,
+    ) -> Result<Vec<Block>, StoreError> {
         let mut b = WriteBatch::default();
+        // Certificates and votes above `height` are a set-aside lineage's, whether or not
+        // their blocks are held (a certificate can arrive before its block).
+        let above = block_prefix(chain, height.saturating_add(1));
+        let end = (chain.get() + 1).to_be_bytes();
+        for name in [Certs::NAME, Votes::NAME] {
+            b.delete_range_cf(self.cf(name), above.as_slice(), end.as_slice());
+        }
+        let head = match self.head(chain)? {
+            Some(head) if head.height > height => head,
+            _ => {
+                self.write_synced(b)?;
+                return Ok(Vec::new());
+            }
+        };
+        let inconsistent = |detail: String| StoreError::Inconsistent { chain, detail };
+        // Past the undo window, or with undo missing (an earlier set-aside deleted some),
+        // the state is rebuilt instead of rewound.
+        let mut deep = head.height - height > STATE_VERSIONS_KEPT;
+        for h in height + 1..=head.height {
+            if deep {
+                break;
+            }
+            deep = self.get::<StateUndo>(&(chain, h))?.is_none();
+        }
         let mut blocks = Vec::new();
         // From the head down: the undo of the lowest block written last wins, which is the
         // state as of `height`.
@@ -40,9 +62,10 @@ impl Store {
             let block = self
                 .block(chain, h)?
                 .ok_or_else(|| inconsistent(format!("block {h} below the head is missing")))?;
-            let undo = self
-                .get::<StateUndo>(&(chain, h))?
-                .ok_or_else(|| inconsistent(format!("the state undo of block {h} is missing")))?;
+            let undo = match deep {
+                true => Undo::default(),
+                false => self.get::<StateUndo>(&(chain, h))?.unwrap_or_default(),
+            };
             for (at, old) in &undo.tree {
                 let key = Tree::key(&(chain, *at));
                 match old {
@@ -62,13 +85,20 @@ impl Store {
             for i in 0..block.entries.len() {
                 self.delete::<Entries>(&mut b, &(chain, h, i as u32));
             }
-            self.delete::<Certs>(&mut b, &(chain, h));
-            self.delete::<Votes>(&mut b, &(chain, h));
             self.index_block(&mut b, &block, Index::Remove);
             self.put::<SetAsideBlocks>(&mut b, &(chain, h, block.header.hash()), &block);
             blocks.push(block);
         }
+        if deep {
+            // Every state row of the chain goes; the blocks kept build it again below.
+            let from = chain_prefix(chain);
+            let to = (chain.get() + 1).to_be_bytes();
+            for name in [State::NAME, Tree::NAME, StateUndo::NAME] {
+                b.delete_range_cf(self.cf(name), from.as_slice(), to.as_slice());
+            }
+        }
         match height {
+            _ if deep => self.delete::<Heads>(&mut b, &chain),
             0 => self.delete::<Heads>(&mut b, &chain),
             _ => {
                 let kept = self
@@ -87,8 +117,44 @@ impl Store {
             self.put::<CertifiedPrefix>(&mut b, &chain, &height);
         }
         self.write_synced(b)?;
+        if deep {
+            self.rebuild_chain(genesis, epochs, chain, height)?;
+        }
         blocks.reverse();
         Ok(blocks)
+    }
+
+    /// Builds `chain`'s state from nothing by re-executing its stored blocks `1..=to`
+    /// (their signatures were checked when stored) and committing each again: the
+    /// witnesses' re-execution, as replay runs it.
+    fn rebuild_chain(&self, genesis: &Genesis, epochs: &Epochs, chain: MemberCode, to: u64) -> Result<(), StoreError> {
+        let inconsistent = |detail: String| StoreError::Inconsistent { chain, detail };
+        for h in 1..=to {
+            let block = self
+                .block(chain, h)?
+                .ok_or_else(|| inconsistent(format!("block {h}, which the reset keeps, is missing")))?;
+            let epoch = block.header.body.epoch;
+            let config = epochs
+                .at(epoch)
+                .ok_or_else(|| inconsistent(format!("block {h} is of epoch {epoch}, which is not known")))?;
+            let change = {
+                let view = self.state_trusted(chain);
+                match validate::reexecute(genesis, config, &block, &view, Signatures::Checked, Cores::All) {
+                    Ok(Ok(change)) => change,
+                    Ok(Err(invalid)) => return Err(inconsistent(format!("block {h} does not re-execute: {invalid}"))),
+                    Err(e) => return Err(StoreError::from_read(e, chain)),
+                }
+            };
+            self.commit_block(&BlockCommit {
+                block: &block,
+                state: &PreparedState::new(chain, change),
+                pending_done: &[],
+                rejected: &[],
+                vote: None,
+                certificate: None,
+            })?;
+        }
+        Ok(())
     }
 
     /// Moves `chain`'s stored evidence, which the reset of `epoch` superseded, to the

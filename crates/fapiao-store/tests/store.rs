@@ -778,7 +778,7 @@ fn blocks_set_aside_by_a_reset_leave_the_ledger_as_if_never_held() {
         let kept = store.header(chain(), 12).unwrap().unwrap();
         let p15 = store.block(chain(), 15).unwrap().unwrap().entries[0].id();
         assert!(store.locate(&p15).unwrap().is_some());
-        let aside = store.set_aside(chain(), 12).unwrap();
+        let aside = store.set_aside(&g, &Epochs::new(&g), chain(), 12).unwrap();
         assert_eq!(
             aside.iter().map(|b| b.header.body.height).collect::<Vec<_>>(),
             (13..=20).collect::<Vec<_>>()
@@ -802,7 +802,7 @@ fn blocks_set_aside_by_a_reset_leave_the_ledger_as_if_never_held() {
         );
         assert_eq!(store.set_aside_blocks(chain()).unwrap(), aside, "on record");
         // Nothing above the head: setting aside again changes nothing.
-        assert!(store.set_aside(chain(), 12).unwrap().is_empty());
+        assert!(store.set_aside(&g, &Epochs::new(&g), chain(), 12).unwrap().is_empty());
         // The payment ids of the set-aside blocks can be recorded again.
         commit(&store, &g, 13, vec![pay("P15", 1000), pay("P13", 500)]);
     }
@@ -811,18 +811,27 @@ fn blocks_set_aside_by_a_reset_leave_the_ledger_as_if_never_held() {
     assert_eq!(report.counts.payments, 14);
 }
 
-/// More blocks above the kept height than the state undo covers: refused, nothing
-/// changed.
+/// More blocks above the kept height than the state undo covers: the chain's state is
+/// rebuilt from the blocks kept, to the same ledger.
 #[test]
-fn a_set_aside_deeper_than_the_undo_kept_is_refused() {
+fn a_set_aside_deeper_than_the_undo_kept_rebuilds_the_state() {
     let dir = tempfile::tempdir().unwrap();
     let g = genesis();
-    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-    let deep = fapiao_store::STATE_VERSIONS_KEPT + 2;
-    for h in 1..=deep {
-        commit(&store, &g, h, vec![pay(&format!("P{h}"), 100)]);
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let deep = fapiao_store::STATE_VERSIONS_KEPT + 4;
+        for h in 1..=deep {
+            commit(&store, &g, h, vec![pay(&format!("P{h}"), 100)]);
+        }
+        let kept = store.header(chain(), 3).unwrap().unwrap();
+        let aside = store.set_aside(&g, &Epochs::new(&g), chain(), 3).unwrap();
+        assert_eq!(aside.len() as u64, deep - 3);
+        let head = store.head(chain()).unwrap().unwrap();
+        assert_eq!((head.height, head.hash), (3, kept.hash()));
+        assert_eq!(store.state_root(chain()).unwrap(), kept.body.state_root);
+        commit(&store, &g, 4, vec![pay("P9", 100)]);
     }
-    let err = store.set_aside(chain(), 1).unwrap_err();
-    assert!(matches!(err, StoreError::Inconsistent { .. }), "{err}");
-    assert_eq!(store.head(chain()).unwrap().unwrap().height, deep);
+    let report = audit(dir.path(), &g);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.counts.payments, 4);
 }

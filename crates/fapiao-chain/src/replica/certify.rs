@@ -76,6 +76,11 @@ impl Replica {
             return refused(e);
         }
         let (chain, height) = (att.body.chain, att.body.height);
+        if self.epochs.set_aside(chain, height, att.body.epoch).is_some() {
+            // Certified by a committee before a reset that resumed the chain below this
+            // height: for a block set aside (its witness may not know the reset yet).
+            return Verdict::Ignored(super::blocks::SET_ASIDE);
+        }
         let Some(c) = self.chains.get(&chain) else {
             if self.watched.contains_key(&chain) {
                 return Verdict::Ignored("a chain this member does not hold");
@@ -139,6 +144,9 @@ impl Replica {
         let c = self.chains.held(chain);
         if height <= c.certified || c.certs.contains_key(&height) {
             return;
+        }
+        if self.epochs.set_aside(chain, height, cert.epoch).is_some() {
+            return; // a committee before a reset below this height: a set-aside block's
         }
         let certifying = match c.votes.get(&height) {
             Some(v) if v.block == block => Some(v.epoch),

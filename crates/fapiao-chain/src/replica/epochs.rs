@@ -78,7 +78,8 @@ impl Replica {
     /// `height` from before the reset is dropped. On a chain we hold, blocks stored above
     /// it are set aside by the host ([`Output::ChainReset`]) with our votes for them, so
     /// this member attests the chain's new block there. Our own chain is set aside by the
-    /// host when it starts again with the successor key (production is held until then).
+    /// host when it starts again with the successor key (production is held until then;
+    /// meanwhile its votes and certified prefix above `height` are dropped here).
     fn chain_reset<L: Ledger>(&mut self, ledger: &L, chain: MemberCode, height: u64) -> Result<(), L::Error> {
         let epoch = self.epochs.current();
         if let Some(w) = self.watched.get_mut(&chain) {
@@ -86,6 +87,14 @@ impl Replica {
                 w.frozen = None;
             }
             w.headers.split_off(&(height + 1));
+            // The host moves the evidence it stored to the record.
+            self.outputs.push_back(Output::ChainReset {
+                chain,
+                height,
+                epoch,
+                set_aside: false,
+                certified_voided: 0,
+            });
             return Ok(());
         }
         let Some(c) = self.chains.get(&chain) else {
@@ -120,9 +129,11 @@ impl Replica {
         c.best = None;
         if aside {
             c.head = kept;
-            c.certified = c.certified.min(height);
-            c.votes.split_off(&(height + 1));
         }
+        // Our own chain's blocks above `height` stay stored until the node starts again
+        // with the successor key, but nothing of them is voted for or counted here.
+        c.certified = c.certified.min(height);
+        c.votes.split_off(&(height + 1));
         self.outputs.push_back(Output::ChainReset {
             chain,
             height,
