@@ -1174,6 +1174,25 @@ fn assert_proposed(out: &str, epoch: u32) {
     assert!(ok, "{out}");
 }
 
+/// Imports the admin chain's certified blocks into the node directory `dir`, as a member
+/// added, rotated or reset while its node was stopped does: `consortium export` on node 1,
+/// then `node join` there.
+fn import_configuration(net: &Network, dir: &Path) -> String {
+    let export = dir.join("configuration.bin");
+    cli_in(
+        &net.nodes[0].dir,
+        &["consortium", "export", "--out", export.to_str().unwrap()],
+    );
+    common::fapiao_ok(&[
+        "node",
+        "join",
+        "--config",
+        dir.join("node.toml").to_str().unwrap(),
+        "--configuration",
+        export.to_str().unwrap(),
+    ])
+}
+
 /// Waits until every node of `among` knows epoch `epoch`.
 fn wait_epoch(net: &Network, among: &[usize], epoch: u32) {
     let start = Instant::now();
@@ -1295,19 +1314,7 @@ fn members_join_rotate_keys_and_leave_by_epochs() {
     );
     assert_proposed(&out, 1);
     wait_epoch(&net, &witnesses, 1);
-    let export = new_dir.join("configuration.bin");
-    cli_in(
-        &net.nodes[0].dir,
-        &["consortium", "export", "--out", export.to_str().unwrap()],
-    );
-    let joined = common::fapiao_ok(&[
-        "node",
-        "join",
-        "--config",
-        new_dir.join("node.toml").to_str().unwrap(),
-        "--configuration",
-        export.to_str().unwrap(),
-    ]);
+    let joined = import_configuration(&net, &new_dir);
     assert!(joined.contains("member 110005 of epoch 1"), "{joined}");
     let mut newcomer = node_at(&new_dir);
     newcomer.start();
@@ -1364,18 +1371,7 @@ fn members_join_rotate_keys_and_leave_by_epochs() {
         "{}",
         common::out(&refused)
     );
-    cli_in(
-        &net.nodes[0].dir,
-        &["consortium", "export", "--out", export.to_str().unwrap()],
-    );
-    common::fapiao_ok(&[
-        "node",
-        "join",
-        "--config",
-        node2.join("node.toml").to_str().unwrap(),
-        "--configuration",
-        export.to_str().unwrap(),
-    ]);
+    let _ = import_configuration(&net, &node2);
     net.nodes[1].start();
     let (number2, code2) = issue_on(&net.nodes[1], "K1");
     let v = verified_offline(&node2, &genesis_file, &number2, &code2);
@@ -1520,19 +1516,7 @@ fn an_equivocating_members_chain_is_reset_under_a_successor_key_and_certifies_ag
     }
     // The node comes back with the successor key, after importing the configuration.
     std::fs::copy(dir.join("successor.key"), dir.join("node.key")).unwrap();
-    let export = dir.join("configuration.bin");
-    cli_in(
-        &net.nodes[0].dir,
-        &["consortium", "export", "--out", export.to_str().unwrap()],
-    );
-    common::fapiao_ok(&[
-        "node",
-        "join",
-        "--config",
-        dir.join("node.toml").to_str().unwrap(),
-        "--configuration",
-        export.to_str().unwrap(),
-    ]);
+    let _ = import_configuration(&net, &dir);
     net.nodes[culprit].start();
     assert!(
         net.nodes[culprit].log().contains("set aside"),

@@ -46,15 +46,21 @@ impl Store {
             }
         };
         let inconsistent = |detail: String| StoreError::Inconsistent { chain, detail };
-        // Past the undo window, or with undo missing (an earlier set-aside deleted some),
-        // the state is rebuilt instead of rewound.
-        let mut deep = head.height - height > STATE_VERSIONS_KEPT;
-        for h in height + 1..=head.height {
-            if deep {
-                break;
+        // Each block's undo, read once; past the undo window, or with undo missing (an
+        // earlier set-aside deleted some), none, and the state is rebuilt instead.
+        let mut undos = Vec::new();
+        if head.height - height <= STATE_VERSIONS_KEPT {
+            for h in height + 1..=head.height {
+                match self.get::<StateUndo>(&(chain, h))? {
+                    Some(undo) => undos.push(undo),
+                    None => {
+                        undos.clear();
+                        break;
+                    }
+                }
             }
-            deep = self.get::<StateUndo>(&(chain, h))?.is_none();
         }
+        let deep = undos.is_empty();
         let mut blocks = Vec::new();
         // From the head down: the undo of the lowest block written last wins, which is the
         // state as of `height`.
@@ -62,10 +68,7 @@ impl Store {
             let block = self
                 .block(chain, h)?
                 .ok_or_else(|| inconsistent(format!("block {h} below the head is missing")))?;
-            let undo = match deep {
-                true => Undo::default(),
-                false => self.get::<StateUndo>(&(chain, h))?.unwrap_or_default(),
-            };
+            let undo = undos.pop().unwrap_or_default();
             for (at, old) in &undo.tree {
                 let key = Tree::key(&(chain, *at));
                 match old {

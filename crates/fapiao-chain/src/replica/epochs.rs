@@ -81,40 +81,42 @@ impl Replica {
     /// host when it starts again with the successor key (production is held until then;
     /// meanwhile its votes and certified prefix above `height` are dropped here).
     fn chain_reset<L: Ledger>(&mut self, ledger: &L, chain: MemberCode, height: u64) -> Result<(), L::Error> {
-        let epoch = self.epochs.current();
-        if let Some(w) = self.watched.get_mut(&chain) {
+        let (set_aside, certified_voided) = if let Some(w) = self.watched.get_mut(&chain) {
             if w.frozen.as_ref().is_some_and(|ev| self.epochs.superseded(ev)) {
                 w.frozen = None;
             }
             w.headers.split_off(&(height + 1));
-            // The host moves the evidence it stored to the record.
-            self.outputs.push_back(Output::ChainReset {
-                chain,
-                height,
-                epoch,
-                set_aside: false,
-                certified_voided: 0,
-            });
-            return Ok(());
-        }
-        let Some(c) = self.chains.get(&chain) else {
+            (false, 0)
+        } else if self.chains.contains_key(&chain) {
+            self.reset_held(ledger, chain, height)?
+        } else {
             return Ok(());
         };
+        // The host sets aside what `set_aside` says and moves stored evidence to the record.
+        self.outputs.push_back(Output::ChainReset {
+            chain,
+            height,
+            epoch: self.epochs.current(),
+            set_aside,
+            certified_voided,
+        });
+        Ok(())
+    }
+
+    /// [`Replica::chain_reset`] on a chain we hold: whether blocks we store above
+    /// `height` are set aside, and how many heights above it we held certified.
+    fn reset_held<L: Ledger>(&mut self, ledger: &L, chain: MemberCode, height: u64) -> Result<(bool, u64), L::Error> {
+        let c = self.chains.held(chain);
         let mut aside = false;
         if chain != self.me && c.height() > height {
             let next = ledger.header(chain, height + 1)?;
             aside = next.is_some_and(|h| self.epochs.set_aside(chain, height + 1, h.body.epoch).is_some());
         }
-        let kept = match (aside, height) {
-            (true, 0) | (false, _) => None,
-            (true, h) => ledger.header(chain, h)?.map(|h| StoredHead::of(&h)),
+        let kept = match aside && height > 0 {
+            true => ledger.header(chain, height)?.map(|h| StoredHead::of(&h)),
+            false => None,
         };
-        let superseded = self
-            .chains
-            .held(chain)
-            .frozen
-            .as_ref()
-            .is_some_and(|ev| self.epochs.superseded(ev));
+        let superseded = c.frozen.as_ref().is_some_and(|ev| self.epochs.superseded(ev));
         let c = self.chains.held_mut(chain);
         let certified_voided = c.certified.saturating_sub(height);
         if superseded {
@@ -134,15 +136,8 @@ impl Replica {
         // with the successor key, but nothing of them is voted for or counted here.
         c.certified = c.certified.min(height);
         c.votes.split_off(&(height + 1));
-        self.outputs.push_back(Output::ChainReset {
-            chain,
-            height,
-            epoch,
-            set_aside: aside,
-            certified_voided,
-        });
         self.to_attest.insert(chain);
-        Ok(())
+        Ok((aside, certified_voided))
     }
 
     /// What a new epoch changes here: new chains are held or watched, and a member whose
