@@ -72,6 +72,11 @@ pub struct NetConfig {
     pub peer_connections_max: u32,
     /// How long a peer that sent invalid data stays disconnected.
     pub ban_ms: u64,
+    /// How long a member that a new epoch removed stays connected before it is
+    /// disconnected and refused: meanwhile it still receives gossip, so the attestations
+    /// that certify its removal reach it and its node learns that it left (its own
+    /// messages are refused at once).
+    pub leave_grace_ms: u64,
 }
 
 impl NetConfig {
@@ -94,6 +99,7 @@ impl NetConfig {
             peer_responses_bytes_max: 2 * sync_frame_bytes_max,
             peer_connections_max: 2,
             ban_ms: 60_000,
+            leave_grace_ms: 5_000,
         }
     }
 }
@@ -440,6 +446,7 @@ pub fn start(
         stats: stats.clone(),
         connected: HashMap::new(),
         bans: Vec::new(),
+        leaving: Vec::new(),
         inbound: HashMap::new(),
         answering: HashMap::new(),
         outbound: HashMap::new(),
@@ -467,6 +474,8 @@ struct Task {
     /// Open connections per member peer.
     connected: HashMap<PeerId, u32>,
     bans: Vec<(Instant, PeerId)>,
+    /// Peers of members a new epoch removed, and when their grace ends.
+    leaving: Vec<(Instant, PeerId)>,
     /// Inbound requests awaiting the host's answer.
     inbound: HashMap<RequestToken, (ResponseChannel<codec::Answer>, PeerId, InboundRequestId)>,
     /// Answers given and not yet read by their peer: their encoded size.
@@ -542,6 +551,19 @@ impl Task {
 
     fn redial(&mut self) {
         let now = Instant::now();
+        let left: Vec<PeerId> = self
+            .leaving
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, p)| *p)
+            .collect();
+        self.leaving.retain(|(t, _)| *t > now);
+        for p in left {
+            if let Some(allowed) = self.swarm.behaviour_mut().allowed.as_mut() {
+                allowed.disallow_peer(p);
+            }
+            let _ = self.swarm.disconnect_peer_id(p);
+        }
         let expired: Vec<PeerId> = self.bans.iter().filter(|(t, _)| *t <= now).map(|(_, p)| *p).collect();
         self.bans.retain(|(t, _)| *t > now);
         for p in expired {
@@ -669,16 +691,14 @@ impl Task {
             .copied()
             .collect();
         if let Some(allowed) = self.swarm.behaviour_mut().allowed.as_mut() {
-            for p in &gone {
-                allowed.disallow_peer(*p);
-            }
             for p in &new {
                 allowed.allow_peer(*p);
             }
         }
-        for p in gone {
-            let _ = self.swarm.disconnect_peer_id(p);
-        }
+        // A member rejoining within its grace is simply kept.
+        self.leaving.retain(|(_, p)| !new.contains(p));
+        let until = Instant::now() + Duration::from_millis(self.cfg.leave_grace_ms);
+        self.leaving.extend(gone.into_iter().map(|p| (until, p)));
         tracing::info!(
             epoch = config.epoch(),
             members = members.len(),
