@@ -379,7 +379,7 @@ fn a_status_is_proven_as_of_an_earlier_height_or_date() {
 fn a_changed_kept_state_is_never_proven() {
     use fapiao_core::codec;
     use fapiao_domain::{state::InvoiceRecord, StateKey, StateValue};
-    use fapiao_store::tables::{StateUndo, Table, Undo};
+    use fapiao_store::tables::{StateVersions, Table};
     let dir = tempfile::tempdir().unwrap();
     let mut node = DevNode::start(&dir.path().join("n"), free_port());
     let (number, code) = issue(&node, "1");
@@ -392,26 +392,23 @@ fn a_changed_kept_state_is_never_proven() {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(false);
     let db = rocksdb::DB::open_cf(&opts, &ledger, fapiao_store::tables::ALL).unwrap();
-    let cf = db.cf_handle(StateUndo::NAME).unwrap();
+    let cf = db.cf_handle(StateVersions::NAME).unwrap();
     let mut changed = false;
     for row in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
         let (k, v) = row.unwrap();
-        let (_, height) = StateUndo::decode(&k).unwrap();
-        let mut undo: Undo = codec::decode(&v).unwrap();
-        for (record, old) in &mut undo.records {
-            if *record != key || height <= issued_at {
-                continue;
-            }
-            let Some(bytes) = old else { continue };
-            let mut value: StateValue = codec::decode(bytes).unwrap();
-            match &mut value {
-                StateValue::Invoice(InvoiceRecord::Blue(b)) => b.issued.buyer.name = "Someone Else".into(),
-                other => panic!("{other:?}"),
-            }
-            *bytes = codec::to_bytes(&value);
-            changed = true;
+        let (_, record, height) = StateVersions::decode(&k).unwrap();
+        let old: Option<Vec<u8>> = codec::decode(&v).unwrap();
+        let (true, Some(bytes)) = (record == key && height > issued_at, old) else {
+            continue;
+        };
+        let mut value: StateValue = codec::decode(&bytes).unwrap();
+        match &mut value {
+            StateValue::Invoice(InvoiceRecord::Blue(b)) => b.issued.buyer.name = "Someone Else".into(),
+            other => panic!("{other:?}"),
         }
-        db.put_cf(cf, &k, codec::to_bytes(&undo)).unwrap();
+        db.put_cf(cf, &k, codec::to_bytes(&Some(codec::to_bytes(&value))))
+            .unwrap();
+        changed = true;
     }
     drop(db);
     assert!(changed, "the red-letter's block keeps the invoice as it was before");

@@ -297,6 +297,8 @@ pub(crate) fn run(data: &Path, events: usize, batch: usize, http: bool, clients:
             limit.ratio(total as f64 / commit_secs)
         );
         print_tenths(&tenths, events);
+        print_proofs(&engine, &g)?;
+        print_disk(&engine, total)?;
         if let Some(mib) = peak_rss_mib() {
             println!("  peak resident memory of the benchmark process (node included): {mib:.0} MiB");
         }
@@ -389,5 +391,73 @@ fn report(
         rejected,
         m.derived_committed.load(std::sync::atomic::Ordering::Relaxed),
     );
+    Ok(())
+}
+
+/// What the ledger takes, and how much of it is state versions (FORMAT.md §10).
+fn print_disk(engine: &fapiao_engine::Engine, events: u64) -> Result<()> {
+    let sizes = engine.store().table_bytes()?;
+    let total: u64 = sizes.iter().map(|(_, b)| b).sum();
+    let versions: u64 = sizes
+        .iter()
+        .filter(|(name, _)| fapiao_store::tables::VERSIONED.contains(name))
+        .map(|(_, b)| b)
+        .sum();
+    let per = |b: u64| b as f64 / events.max(1) as f64;
+    println!(
+        "  ledger {:.0} MB ({:.0} bytes per event), of which state versions {:.0} MB ({:.0} bytes per event)",
+        total as f64 / 1e6,
+        per(total),
+        versions as f64 / 1e6,
+        per(versions)
+    );
+    Ok(())
+}
+
+/// How many times each bundle is verified for its median.
+const VERIFY_RUNS: usize = 101;
+
+/// The proof bundle of the run's first invoice, its status as of the newest certified
+/// block and as of the block that issued it (an old height on a long run), each with
+/// its size and median offline verification time.
+fn print_proofs(engine: &fapiao_engine::Engine, g: &fapiao_core::Genesis) -> Result<()> {
+    use fapiao_core::state::{InvoiceRecord, StateKey, StateValue};
+    use fapiao_engine::{AsOf, Factors};
+    use fapiao_store::tables::IdxInvoice;
+    let store = engine.store();
+    let Some((key, loc)) = store.scan::<IdxInvoice>(&[], None, 1)?.into_iter().next() else {
+        println!("  proofs: the run issued no invoice");
+        return Ok(());
+    };
+    let number: fapiao_core::InvoiceNumber = codec::decode(&key)?;
+    let record = fapiao_domain::StateRead::get(&store.state(number.member()), &StateKey::Invoice(number))?;
+    let Some(StateValue::Invoice(InvoiceRecord::Blue(blue))) = record else {
+        bail!("invoice {number} has no issued record");
+    };
+    let factors = Factors::CheckCode(blue.issued.check_code);
+    for (what, as_of) in [
+        ("newest certified block".to_string(), AsOf::NewestCertified),
+        (
+            format!("block {}, where it was issued", loc.height),
+            AsOf::Height(loc.height),
+        ),
+    ] {
+        let bundle = engine.proof_bundle(&number, &factors, as_of)?;
+        let bytes = codec::to_bytes(&bundle).len();
+        let mut times = Vec::with_capacity(VERIFY_RUNS);
+        for _ in 0..VERIFY_RUNS {
+            let t = Instant::now();
+            let verified = fapiao_proof::verify(&bundle, g, fapiao_engine::wall_clock().0, None);
+            times.push(t.elapsed());
+            if let Err(problems) = verified {
+                bail!("the bundle of invoice {number} as of the {what} does not verify: {problems:?}");
+            }
+        }
+        times.sort();
+        println!(
+            "  proof of invoice {number} as of the {what}: {bytes} bytes, verified offline in {:.0} µs (median of {VERIFY_RUNS})",
+            times[VERIFY_RUNS / 2].as_secs_f64() * 1e6
+        );
+    }
     Ok(())
 }

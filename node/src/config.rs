@@ -50,6 +50,9 @@ pub(crate) struct EngineSection {
     /// Moves this node's block clock forward by this many ms (drills and tests only; see
     /// OPERATIONS.md "Configuration").
     pub(crate) clock_offset_ms: u64,
+    /// Days of block time each chain's state versions are kept, so a status can be
+    /// proven as of any height in them (besides each chain's last 256 blocks; default 45).
+    pub(crate) state_history_days: u64,
 }
 
 impl Default for EngineSection {
@@ -62,6 +65,7 @@ impl Default for EngineSection {
             batch_events_max: d.batch_events_max,
             disk_reserve_mb: d.disk_reserve_bytes / (1024 * 1024),
             clock_offset_ms: 0,
+            state_history_days: fapiao_store::STATE_HISTORY_DAYS,
         }
     }
 }

@@ -473,7 +473,8 @@ enum ProofCommand {
         total: Option<String>,
         /// Prove the status as of this certified height of the invoice's chain, or as of
         /// the end of this date (YYYY-MM-DD, UTC+8); by default as of its newest
-        /// certified block. The node keeps each chain's last 256 blocks.
+        /// certified block. The node keeps each chain's state as of its last 256 blocks
+        /// and its last 45 days (`[engine] state_history_days`).
         #[arg(long, value_name = "HEIGHT|DATE")]
         as_of: Option<String>,
         /// Where to write the bundle.

@@ -28,7 +28,13 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
     let key = files::read_key_file(&cfg.path(&cfg.config.member_key))?;
     let ledger = cfg.ledger_dir();
     std::fs::create_dir_all(&ledger).with_context(|| format!("creating {}", ledger.display()))?;
-    let store = Store::open(&ledger, &StoreOptions::default())?;
+    let store = Store::open(
+        &ledger,
+        &StoreOptions {
+            state_history_days: cfg.config.engine.state_history_days,
+            ..StoreOptions::default()
+        },
+    )?;
     // The newest configuration this ledger knows (the admin chain's certified changes).
     let (epochs, _, _) = fapiao_chain::disk::epochs(&store, &genesis)?;
     let latest = epochs.latest();

@@ -111,7 +111,7 @@ pub(crate) enum Checked {
     /// certified.
     NotCertified,
     /// The height asked for is older than the node keeps.
-    NotKept { oldest: u64, kept: u64 },
+    NotKept { oldest: u64, days: u64 },
 }
 
 fn booking_words(b: fapiao_core::event::BookingStatus) -> &'static str {
@@ -175,7 +175,7 @@ pub(crate) async fn check(s: &AppState, number: &str, q: &VerifyQuery) -> Result
         }
         Err(ProofError::NotFound) => Ok(Checked::NotFound),
         Err(ProofError::NotCertified) => Ok(Checked::NotCertified),
-        Err(ProofError::NotKept { oldest, kept }) => Ok(Checked::NotKept { oldest, kept }),
+        Err(ProofError::NotKept { oldest, days }) => Ok(Checked::NotKept { oldest, days }),
         Err(ProofError::Store(e)) => Err(CheckFailed::Store(e)),
     }
 }

@@ -20,12 +20,12 @@ pub enum ProofError {
     #[error("the invoice's chain has no certified state covering it yet; retry shortly")]
     NotCertified,
     /// The state as of the height asked for is older than this node keeps.
-    #[error("this node keeps the state of each chain's last {kept} blocks: the oldest height it proves is {oldest}")]
+    #[error("this node keeps each chain's state as of its last 256 blocks and its last {days} days: the oldest height of this chain it proves is {oldest}")]
     NotKept {
         /// The oldest height this node can still prove a status as of.
         oldest: u64,
-        /// How many blocks' state it keeps.
-        kept: u64,
+        /// How many days of block time of state versions it keeps.
+        days: u64,
     },
     /// Storage failed.
     #[error(transparent)]
@@ -100,10 +100,9 @@ impl Engine {
         let store = self.store();
         let head = store.head(chain)?.ok_or(ProofError::NotFound)?;
         let height = self.status_height(chain, head.height, as_of)?;
-        let kept = fapiao_store::STATE_VERSIONS_KEPT;
         let not_kept = ProofError::NotKept {
-            oldest: head.height.saturating_sub(kept).max(1),
-            kept,
+            oldest: store.oldest_kept(chain)?,
+            days: store.history_days(),
         };
         let state = store.state_at(chain, height)?.ok_or(not_kept)?;
         let key = StateKey::Invoice(*number);
@@ -230,7 +229,7 @@ impl Engine {
         let store = self.store();
         let height = match as_of {
             AsOf::NewestCertified => {
-                let lowest = head.saturating_sub(fapiao_store::STATE_VERSIONS_KEPT).max(1);
+                let lowest = store.oldest_kept(chain)?;
                 for h in (lowest..=head).rev() {
                     if self.certified_header(chain, h)?.is_some() {
                         return Ok(h);

@@ -14,12 +14,22 @@ mod store;
 pub mod tables;
 
 pub use store::{failure_index, BlockCommit, ChainView, PreparedState, RawRow, Row, StateAt, Store, StoreOptions};
-pub use tables::{EntryLoc, Head, RejectedInfo, Undo};
+pub use tables::{EntryLoc, Head, RejectedInfo, Written};
 
-/// How many of its latest blocks each chain keeps the undo of: the state as of any of
-/// those heights can be read and proven (a proof as of the newest certified height, or
-/// as of an earlier height or date). Older undo is deleted as blocks commit.
+/// How many of its latest blocks each chain keeps the state versions of, whatever their
+/// age: the state as of any of those heights can be read and proven (a proof as of the
+/// newest certified height, or as of an earlier height or date).
 pub const STATE_VERSIONS_KEPT: u64 = 256;
+
+/// How many days of block time each chain keeps the state versions of by default (besides
+/// its last [`STATE_VERSIONS_KEPT`] blocks): a monthly VAT return is filed by the 15th of
+/// the next month, so a tax office can ask for any invoice's status as of any day of
+/// the period being filed. `StoreOptions::state_history_days` sets it.
+pub const STATE_HISTORY_DAYS: u64 = 45;
+
+/// At most how many of its oldest blocks' versions one block's commit prunes: enough to
+/// catch up after the retention is shortened, bounded so a commit stays one small write.
+pub const PRUNE_PER_COMMIT: u64 = 8;
 
 use fapiao_core::MemberCode;
 use std::path::PathBuf;

@@ -4,20 +4,23 @@
 
 use crate::store::Index;
 use crate::tables::*;
-use crate::{BlockCommit, PreparedState, Store, StoreError, STATE_VERSIONS_KEPT};
+use crate::{BlockCommit, PreparedState, Store, StoreError};
 use fapiao_chain::validate::{self, Signatures};
 use fapiao_core::sig::Cores;
+use fapiao_core::smt::NodeKey;
 use fapiao_core::{Block, Epochs, Genesis, MemberCode};
+use fapiao_domain::StateKey;
 use rocksdb::WriteBatch;
 
 impl Store {
     /// Sets aside `chain`'s blocks above `height`, in one synced write: each block is
     /// kept on record in the `set_aside` table; its header, entries, certificate, this
     /// node's vote, its index rows and its invoices' history rows are removed; the
-    /// chain's state and state tree are rewound to `height` with the undo each block
-    /// recorded; the head becomes the block at `height` (none at 0). Returns the blocks
-    /// set aside, lowest first, so their events can be resubmitted. When more blocks lie
-    /// above `height` than the undo keeps ([`STATE_VERSIONS_KEPT`]), the chain's state is
+    /// chain's state and state tree are rewound to `height` with the versions each block
+    /// kept of what it overwrote, and those versions go; the head becomes the block at
+    /// `height` (none at 0). Returns the blocks set aside, lowest first, so their events
+    /// can be resubmitted. When a block above `height` no longer has its versions (pruned
+    /// past the retention, see [`crate::STATE_HISTORY_DAYS`]), the chain's state is
     /// instead dropped in that write and rebuilt from its blocks up to `height`, each
     /// re-executed under its epoch's configuration in `epochs` (slower; a crash
     /// meanwhile leaves the head at the last block rebuilt, and the node takes the
@@ -46,44 +49,45 @@ impl Store {
             }
         };
         let inconsistent = |detail: String| StoreError::Inconsistent { chain, detail };
-        // Each block's undo, read once; past the undo window, or with undo missing (an
-        // earlier set-aside deleted some), none, and the state is rebuilt instead.
-        let mut undos = Vec::new();
-        if head.height - height <= STATE_VERSIONS_KEPT {
-            for h in height + 1..=head.height {
-                match self.get::<StateUndo>(&(chain, h))? {
-                    Some(undo) => undos.push(undo),
-                    None => {
-                        undos.clear();
-                        break;
-                    }
+        // What each block overwrote, read once; with the versions of one of the blocks
+        // missing (pruned past the retention, or deleted by an earlier set-aside), none,
+        // and the state is rebuilt instead.
+        let mut overwritten = Vec::new();
+        for h in height + 1..=head.height {
+            match self.overwritten(chain, h)? {
+                Some(old) => overwritten.push(old),
+                None => {
+                    overwritten.clear();
+                    break;
                 }
             }
         }
-        let deep = undos.is_empty();
+        let deep = overwritten.is_empty();
         let mut blocks = Vec::new();
-        // From the head down: the undo of the lowest block written last wins, which is the
-        // state as of `height`.
+        // From the head down: what the lowest block overwrote is written last and wins,
+        // which is the state as of `height`.
         for h in (height + 1..=head.height).rev() {
             let block = self
                 .block(chain, h)?
                 .ok_or_else(|| inconsistent(format!("block {h} below the head is missing")))?;
-            let undo = undos.pop().unwrap_or_default();
-            for (at, old) in &undo.tree {
+            let (tree, records) = overwritten.pop().unwrap_or_default();
+            for (at, old) in &tree {
                 let key = Tree::key(&(chain, *at));
                 match old {
                     Some(bytes) => b.put_cf(self.cf(Tree::NAME), key, bytes),
                     None => b.delete_cf(self.cf(Tree::NAME), key),
                 }
             }
-            for (k, old) in &undo.records {
+            for (k, old) in &records {
                 let key = State::key(&(chain, k.clone()));
                 match old {
                     Some(bytes) => b.put_cf(self.cf(State::NAME), key, bytes),
                     None => b.delete_cf(self.cf(State::NAME), key),
                 }
             }
-            self.delete::<StateUndo>(&mut b, &(chain, h));
+            if !deep {
+                self.delete_versions(&mut b, chain, h)?;
+            }
             self.delete::<Headers>(&mut b, &(chain, h));
             for i in 0..block.entries.len() {
                 self.delete::<Entries>(&mut b, &(chain, h, i as u32));
@@ -96,9 +100,16 @@ impl Store {
             // Every state row of the chain goes; the blocks kept build it again below.
             let from = chain_prefix(chain);
             let to = (chain.get() + 1).to_be_bytes();
-            for name in [State::NAME, Tree::NAME, StateUndo::NAME] {
+            for name in [
+                State::NAME,
+                Tree::NAME,
+                StateWritten::NAME,
+                TreeVersions::NAME,
+                StateVersions::NAME,
+            ] {
                 b.delete_range_cf(self.cf(name), from.as_slice(), to.as_slice());
             }
+            self.delete::<HistoryFrom>(&mut b, &chain);
         }
         match height {
             _ if deep => self.delete::<Heads>(&mut b, &chain),
@@ -125,6 +136,38 @@ impl Store {
         }
         blocks.reverse();
         Ok(blocks)
+    }
+
+    /// What block `height` of `chain` overwrote, from its versions: each tree page's and
+    /// record's bytes before it. `None` when its versions are not kept.
+    #[allow(clippy::type_complexity)]
+    fn overwritten(
+        &self,
+        chain: MemberCode,
+        height: u64,
+    ) -> Result<Option<(Vec<(NodeKey, Option<Vec<u8>>)>, Vec<(StateKey, Option<Vec<u8>>)>)>, StoreError> {
+        let Some(written) = self.get::<StateWritten>(&(chain, height))? else {
+            return Ok(None);
+        };
+        let missing = |what: String| StoreError::Inconsistent {
+            chain,
+            detail: format!("block {height} lists {what} as written, but its version is missing"),
+        };
+        let mut tree = Vec::with_capacity(written.pages.len());
+        for at in written.pages {
+            let old = self
+                .get::<TreeVersions>(&(chain, at, height))?
+                .ok_or_else(|| missing(format!("tree page {at:?}")))?;
+            tree.push((at, old));
+        }
+        let mut records = Vec::with_capacity(written.records.len());
+        for key in written.records {
+            let old = self
+                .get::<StateVersions>(&(chain, key.clone(), height))?
+                .ok_or_else(|| missing(format!("record {key:?}")))?;
+            records.push((key, old));
+        }
+        Ok(Some((tree, records)))
     }
 
     /// Builds `chain`'s state from nothing by re-executing its stored blocks `1..=to`

@@ -52,6 +52,9 @@ pub struct StoreOptions {
     /// Read every row of every table file at open, checksums verified, so a damaged file
     /// refuses the start instead of failing a read later (see [`Store::verify_files`]).
     pub verify_files: bool,
+    /// How many days of block time of each chain's state versions are kept (besides its
+    /// last [`crate::STATE_VERSIONS_KEPT`] blocks); older ones are pruned as blocks commit.
+    pub state_history_days: u64,
 }
 
 impl Default for StoreOptions {
@@ -62,6 +65,7 @@ impl Default for StoreOptions {
             read_only: false,
             skip_check: false,
             verify_files: true,
+            state_history_days: crate::STATE_HISTORY_DAYS,
         }
     }
 }
@@ -71,7 +75,14 @@ pub struct Store {
     db: DB,
     path: PathBuf,
     read_only: bool,
+    /// How long each chain's state versions are kept, in ms of block time.
+    history_ms: u64,
 }
+
+/// The column family in which ledgers written before versioned state kept each block's
+/// undo. Opening such a ledger drops it and starts its chains' versions at their heads
+/// (see [`Store::open`]).
+const LEGACY_UNDO: &str = "state_undo";
 
 /// One block's state change (records written, tree nodes changed, the root after it,
 /// from the block builder or a re-execution), for the chain it is committed to.
@@ -106,6 +117,13 @@ pub struct BlockCommit<'a> {
     pub certificate: Option<&'a Certificate>,
 }
 
+/// What one block overwrote in its chain's state: the stored bytes of each tree page and
+/// record before it (`None`: there was none).
+struct Versions {
+    tree: Vec<(NodeKey, Option<Vec<u8>>)>,
+    records: Vec<(StateKey, Option<Vec<u8>>)>,
+}
+
 /// Attempts of a read-only open that raced the node's compaction (see [`Store::open`]).
 const READ_ONLY_OPEN_ATTEMPTS: u32 = 8;
 
@@ -113,9 +131,16 @@ const READ_ONLY_OPEN_ATTEMPTS: u32 = 8;
 /// every family shares that one cache; without it RocksDB gives each family a block
 /// cache of its own and no bloom filter, so memory would grow with the number of
 /// families and lookups of absent keys would read data blocks.
-fn cf_options(table: Option<&BlockBasedOptions>) -> Options {
+fn cf_options(name: &str, table: Option<&BlockBasedOptions>) -> Options {
     let mut o = Options::default();
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    if name == State::NAME || name == Tree::NAME {
+        // A bloom filter over each memtable's keys: most reads of the state and its tree
+        // are of rows written long ago, which without it searched the whole skiplist of
+        // every memtable before the table files (a twentieth of the producer's time).
+        o.set_memtable_prefix_bloom_ratio(0.02);
+        o.set_memtable_whole_key_filtering(true);
+    }
     if let Some(t) = table {
         o.set_block_based_table_factory(t);
     }
@@ -152,6 +177,13 @@ impl Store {
         db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         db_opts.set_db_write_buffer_size(options.memtable_bytes);
         db_opts.increase_parallelism(2);
+        let legacy = DB::list_cf(&db_opts, path).is_ok_and(|cfs| cfs.iter().any(|c| c == LEGACY_UNDO));
+        if legacy && options.read_only {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                message: "this ledger was written before versioned state; start its node once (which upgrades it in place) before reading it".into(),
+            });
+        }
         let db = if options.read_only {
             // A read-only open of a ledger its node is writing (an audit of a running
             // node) can lose a race: the node's compaction deletes a table file between
@@ -172,15 +204,20 @@ impl Store {
         } else {
             let cfs = tables::ALL
                 .iter()
-                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(Some(&table_opts))));
+                .chain(legacy.then_some(&LEGACY_UNDO))
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, Some(&table_opts))));
             DB::open_cf_descriptors(&db_opts, path, cfs)
         }
         .map_err(|e| open_error(path, e))?;
-        let store = Store {
+        let mut store = Store {
             db,
             path: path.to_path_buf(),
             read_only: options.read_only,
+            history_ms: options.state_history_days.saturating_mul(86_400_000),
         };
+        if legacy && !options.read_only {
+            store.take_up_versions()?;
+        }
         if !options.skip_check {
             store.check_heads()?;
             if options.verify_files && !options.read_only {
@@ -188,6 +225,17 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Upgrades a ledger written before versioned state: its per-block undo is dropped,
+    /// and each chain keeps versions from its head on (older heights answer as not kept).
+    fn take_up_versions(&mut self) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        for (chain, head) in self.heads()? {
+            self.put::<HistoryFrom>(&mut b, &chain, &(head.height + 1));
+        }
+        self.write_synced(b)?;
+        self.db.drop_cf(LEGACY_UNDO).map_err(StoreError::rocks)
     }
 
     /// Opens the store for `rebuild-state`: every table derived from blocks (state,
@@ -204,13 +252,21 @@ impl Store {
             #[allow(deprecated)]
             db_opts.set_skip_checking_sst_file_sizes_on_db_open(true);
             db_opts.set_paranoid_checks(false);
+            let legacy = DB::list_cf(&db_opts, path).is_ok_and(|cfs| cfs.iter().any(|c| c == LEGACY_UNDO));
             let cfs = tables::ALL
                 .iter()
-                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(None)));
+                .chain(legacy.then_some(&LEGACY_UNDO))
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, None)));
             let mut db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
-            for name in tables::DERIVED.iter().chain([&tables::Heads::NAME]) {
+            for name in tables::DERIVED
+                .iter()
+                .chain([&tables::Heads::NAME, &tables::HistoryFrom::NAME])
+            {
                 db.drop_cf(name).map_err(StoreError::rocks)?;
-                db.create_cf(name, &cf_options(None)).map_err(StoreError::rocks)?;
+                db.create_cf(name, &cf_options(name, None)).map_err(StoreError::rocks)?;
+            }
+            if legacy {
+                db.drop_cf(LEGACY_UNDO).map_err(StoreError::rocks)?;
             }
         }
         Store::open(
@@ -561,19 +617,17 @@ impl Store {
             self.put::<Entries>(&mut b, &(chain, h.height, i as u32), entry);
         }
         self.index_block(&mut b, c.block, Index::Add);
-        // What this block overwrites, read before the batch that overwrites it; the
-        // undo of the block K heights down is no longer kept.
-        let (undo, pages) = self.undo_of(chain, c.state)?;
-        self.put::<StateUndo>(&mut b, &(chain, h.height), &undo);
-        if let Some(old) = h.height.checked_sub(crate::STATE_VERSIONS_KEPT).filter(|o| *o > 0) {
-            self.delete::<StateUndo>(&mut b, &(chain, old));
-        }
+        // What this block overwrites, read before the batch that overwrites it, is kept
+        // as a version under this height; versions past the retention go.
+        let (versions, pages) = self.versions_of(chain, c.state)?;
+        self.put_versions(&mut b, chain, h.height, versions);
+        self.prune_versions(&mut b, chain, h.height, h.timestamp.0)?;
         for (k, v) in &c.state.change.writes {
             self.put::<State>(&mut b, &(chain, k.clone()), v);
         }
         for (k, page) in &pages {
             match page {
-                Some(p) => self.put::<Tree>(&mut b, &(chain, *k), p),
+                Some(p) => b.put_cf(self.cf(Tree::NAME), Tree::key(&(chain, *k)), p.to_bytes()),
                 None => self.delete::<Tree>(&mut b, &(chain, *k)),
             }
         }
@@ -603,16 +657,68 @@ impl Store {
         self.write_synced(b)
     }
 
+    /// Writes one block's versions: what it overwrote, under its height, and the list
+    /// of what it wrote.
+    fn put_versions(&self, b: &mut WriteBatch, chain: MemberCode, height: u64, versions: Versions) {
+        let mut written = Written::default();
+        for (at, old) in versions.tree {
+            self.put::<TreeVersions>(b, &(chain, at, height), &old);
+            written.pages.push(at);
+        }
+        for (key, old) in versions.records {
+            let k = (chain, key, height);
+            self.put::<StateVersions>(b, &k, &old);
+            written.records.push(k.1);
+        }
+        self.put::<StateWritten>(b, &(chain, height), &written);
+    }
+
+    /// Deletes the versions of `chain`'s oldest blocks that are past the retention once
+    /// the block at `height`, made at `time`, is the head: a block's versions go when it
+    /// is more than [`crate::STATE_VERSIONS_KEPT`] blocks below the head and older than
+    /// the retention in block time; at most [`crate::PRUNE_PER_COMMIT`] blocks' per call.
+    fn prune_versions(&self, b: &mut WriteBatch, chain: MemberCode, height: u64, time: u64) -> Result<(), StoreError> {
+        let from = self.get::<HistoryFrom>(&chain)?.unwrap_or(1);
+        let cutoff = time.saturating_sub(self.history_ms);
+        let mut next = from;
+        while next < from + crate::PRUNE_PER_COMMIT && next + crate::STATE_VERSIONS_KEPT <= height {
+            match self.header(chain, next)? {
+                Some(old) if old.body.timestamp.0 < cutoff => {}
+                _ => break,
+            }
+            self.delete_versions(b, chain, next)?;
+            next += 1;
+        }
+        if next != from {
+            self.put::<HistoryFrom>(b, &chain, &next);
+        }
+        Ok(())
+    }
+
+    /// Deletes the versions block `height` of `chain` wrote, and their list.
+    pub(crate) fn delete_versions(&self, b: &mut WriteBatch, chain: MemberCode, height: u64) -> Result<(), StoreError> {
+        if let Some(written) = self.get::<StateWritten>(&(chain, height))? {
+            for at in written.pages {
+                self.delete::<TreeVersions>(b, &(chain, at, height));
+            }
+            for key in written.records {
+                self.delete::<StateVersions>(b, &(chain, key, height));
+            }
+        }
+        self.delete::<StateWritten>(b, &(chain, height));
+        Ok(())
+    }
+
     /// The current bytes of every tree page and record `state` is about to write, and
     /// the tree pages after its node changes: one batched lookup per table. Tree keys
     /// come in byte order (chain, depth, prefix), as RocksDB reads them best; record keys
     /// are ordered by `StateKey`, not by their bytes.
     #[allow(clippy::type_complexity)]
-    fn undo_of(
+    fn versions_of(
         &self,
         chain: MemberCode,
         state: &PreparedState,
-    ) -> Result<(Undo, Vec<(NodeKey, Option<Page>)>), StoreError> {
+    ) -> Result<(Versions, Vec<(NodeKey, Option<Page>)>), StoreError> {
         let read = |name: &'static str, keys: Vec<Vec<u8>>, sorted: bool| -> Result<Vec<Option<Vec<u8>>>, StoreError> {
             self.db
                 .batched_multi_get_cf(self.cf(name), &keys, sorted)
@@ -628,11 +734,7 @@ impl Store {
         for ((at, changes), old) in touched.iter().zip(old_pages) {
             let page = match &old {
                 None => None,
-                Some(bytes) => Some(codec::decode::<Page>(bytes).map_err(|e| StoreError::Corrupt {
-                    table: Tree::NAME,
-                    key: hex_key(&Tree::key(&(chain, *at))),
-                    message: e.to_string(),
-                })?),
+                Some(bytes) => Some(page_from(Tree::NAME, &Tree::key(&(chain, *at)), bytes)?),
             };
             new_pages.push((*at, pages::apply(page, changes)));
             tree.push((*at, old));
@@ -643,7 +745,7 @@ impl Store {
             .keys()
             .map(|k| State::key(&(chain, k.clone())))
             .collect();
-        let undo = Undo {
+        let versions = Versions {
             tree,
             records: state
                 .change
@@ -653,36 +755,55 @@ impl Store {
                 .zip(read(State::NAME, record_keys, false)?)
                 .collect(),
         };
-        Ok((undo, new_pages))
+        Ok((versions, new_pages))
     }
 
-    /// The state of `chain` as of `height`, read from one snapshot: the current state
-    /// with the undo of every later block applied. `None` when `height` is above the
-    /// head, or older than the undo kept ([`crate::STATE_VERSIONS_KEPT`] blocks).
+    /// The state of `chain` as of `height`, read from one snapshot: each tree page and
+    /// record is its first version above `height` (what the next block to overwrite it
+    /// overwrote) or, with none, its current bytes. `None` when `height` is above the
+    /// head, or older than the versions kept (see [`crate::STATE_HISTORY_DAYS`]).
     pub fn state_at(&self, chain: MemberCode, height: u64) -> Result<Option<StateAt<'_>>, StoreError> {
         let view = self.state_trusted(chain);
         let Some(head) = view.typed::<Heads>(&chain)? else {
             return Ok(None);
         };
-        if height > head.height {
+        if height > head.height || height + 1 < view.typed::<HistoryFrom>(&chain)?.unwrap_or(1) {
             return Ok(None);
         }
-        let mut at = StateAt {
+        Ok(Some(StateAt {
             view,
             height,
-            tree: BTreeMap::new(),
-            records: BTreeMap::new(),
-        };
-        // From the head down: the value before the earliest block after `height` that
-        // wrote a key is its value as of `height`.
-        for h in (height + 1..=head.height).rev() {
-            let Some(undo) = at.view.typed::<StateUndo>(&(chain, h))? else {
-                return Ok(None);
-            };
-            at.tree.extend(undo.tree);
-            at.records.extend(undo.records);
-        }
-        Ok(Some(at))
+            pages: RefCell::new(HashMap::new()),
+        }))
+    }
+
+    /// The bytes each column family takes: its table files on disk and its memtables.
+    pub fn table_bytes(&self) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        tables::ALL
+            .iter()
+            .map(|name| {
+                let prop = |p: &str| {
+                    self.db
+                        .property_int_value_cf(self.cf(name), p)
+                        .map(|v| v.unwrap_or(0))
+                        .map_err(StoreError::rocks)
+                };
+                Ok((
+                    *name,
+                    prop("rocksdb.total-sst-files-size")? + prop("rocksdb.cur-size-all-mem-tables")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// How many days of block time of each chain's state versions this store keeps.
+    pub fn history_days(&self) -> u64 {
+        self.history_ms / 86_400_000
+    }
+
+    /// The oldest height of `chain` whose state is kept (see [`Store::state_at`]).
+    pub fn oldest_kept(&self, chain: MemberCode) -> Result<u64, StoreError> {
+        Ok(self.get::<HistoryFrom>(&chain)?.unwrap_or(1).saturating_sub(1).max(1))
     }
 
     /// Writes (or, to set the block aside, deletes) every index row of `block`'s entries:
@@ -823,7 +944,7 @@ impl Store {
     /// Deletes every block-derived table (state, tree, indexes) so they can be rebuilt
     /// from the blocks. Blocks, certificates, votes and pending events are kept.
     pub fn clear_derived(&self) -> Result<(), StoreError> {
-        for name in tables::DERIVED {
+        for name in tables::DERIVED.iter().chain([&HistoryFrom::NAME]) {
             let cf = self.cf(name);
             let mut b = WriteBatch::default();
             b.delete_range_cf(cf, [0u8; 0].as_slice(), [0xffu8; 64].as_slice());
@@ -919,6 +1040,16 @@ pub(crate) fn tree_err(chain: MemberCode, e: smt::TreeError<StoreError>) -> Stor
     }
 }
 
+/// A tree page from its stored bytes in `table` under `key`; bytes that encode none are
+/// [`StoreError::Corrupt`].
+fn page_from(table: &'static str, key: &[u8], bytes: &[u8]) -> Result<Page, StoreError> {
+    Page::from_bytes(bytes).map_err(|message| StoreError::Corrupt {
+        table,
+        key: hex_key(key),
+        message,
+    })
+}
+
 fn hex_key(k: &[u8]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -972,6 +1103,15 @@ impl ChainView<'_> {
         self.snap
             .get_cf(self.store.cf(T::NAME), T::key(key))
             .map_err(StoreError::rocks)
+    }
+
+    /// The stored tree page at `at`, decoded directly ([`Page::from_bytes`]).
+    fn page(&self, at: NodeKey) -> Result<Option<Page>, StoreError> {
+        let key = (self.chain, at);
+        match self.raw::<Tree>(&key)? {
+            None => Ok(None),
+            Some(bytes) => page_from(Tree::NAME, &Tree::key(&key), &bytes).map(Some),
+        }
     }
 
     fn typed<T: Table>(&self, key: &T::Key) -> Result<Option<T::Value>, StoreError> {
@@ -1151,12 +1291,12 @@ impl StateRead for ChainView<'_> {
 }
 
 /// A chain's state as of an earlier height ([`Store::state_at`]): a snapshot of the
-/// current state with what later blocks overwrote laid over it.
+/// current state with each page and record read at its version as of that height.
 pub struct StateAt<'a> {
     view: ChainView<'a>,
     height: u64,
-    tree: BTreeMap<NodeKey, Option<Vec<u8>>>,
-    records: BTreeMap<StateKey, Option<Vec<u8>>>,
+    /// Pages read so far, as of `height` (`None`: no page there).
+    pages: RefCell<HashMap<NodeKey, Option<Page>>>,
 }
 
 impl StateAt<'_> {
@@ -1173,17 +1313,45 @@ impl StateAt<'_> {
             .unwrap_or(smt::EMPTY))
     }
 
+    /// The first version under `prefix` above `self.height` in `table`: the bytes as of
+    /// this height (`Some(None)`: absent then), or `None` when nothing overwrote them
+    /// since, so the current bytes are.
+    fn version(&self, table: &'static str, prefix: Vec<u8>) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let mut from = prefix.clone();
+        from.extend_from_slice(&(self.height + 1).to_be_bytes());
+        let mut upper = prefix.clone();
+        upper.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&self.view.snap);
+        ro.set_iterate_upper_bound(upper);
+        let mut iter = self.view.store.db.raw_iterator_cf_opt(self.view.store.cf(table), ro);
+        iter.seek(&from);
+        match (iter.key(), iter.value()) {
+            (Some(k), Some(v)) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => {
+                codec::decode::<Option<Vec<u8>>>(v)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        table,
+                        key: hex_key(k),
+                        message: e.to_string(),
+                    })
+            }
+            _ => iter.status().map(|()| None).map_err(StoreError::rocks),
+        }
+    }
+
     /// The record under `key` as of this height.
     pub fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
-        let (table, bytes) = match self.records.get(key) {
-            Some(old) => (StateUndo::NAME, old.clone()),
-            None => (State::NAME, self.view.raw::<State>(&(self.view.chain, key.clone()))?),
+        let chain = self.view.chain;
+        let (table, bytes) = match self.version(StateVersions::NAME, tables::state_version_prefix(chain, key))? {
+            Some(old) => (StateVersions::NAME, old),
+            None => (State::NAME, self.view.raw::<State>(&(chain, key.clone()))?),
         };
         bytes
             .map(|b| {
                 codec::decode(&b).map_err(|e| StoreError::Corrupt {
                     table,
-                    key: hex_key(&State::key(&(self.view.chain, key.clone()))),
+                    key: hex_key(&State::key(&(chain, key.clone()))),
                     message: e.to_string(),
                 })
             })
@@ -1200,17 +1368,22 @@ impl NodeStore for StateAt<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
         let page = pages::page_of(at);
-        match self.tree.get(&page) {
-            None => self.view.node(at),
-            Some(None) => Ok(None),
-            Some(Some(b)) => codec::decode::<Page>(b)
-                .map(|p| p.node(at))
-                .map_err(|e| StoreError::Corrupt {
-                    table: StateUndo::NAME,
-                    key: hex_key(&Tree::key(&(self.view.chain, page))),
-                    message: e.to_string(),
-                }),
+        if let Some(p) = self.pages.borrow().get(&page) {
+            return Ok(p.as_ref().and_then(|p| p.node(at)));
         }
+        let chain = self.view.chain;
+        let p = match self.version(TreeVersions::NAME, tables::tree_version_prefix(chain, &page))? {
+            None => self.view.page(page)?,
+            Some(None) => None,
+            Some(Some(b)) => Some(page_from(
+                TreeVersions::NAME,
+                &TreeVersions::key(&(chain, page, self.height + 1)),
+                &b,
+            )?),
+        };
+        let node = p.as_ref().and_then(|p| p.node(at));
+        self.pages.borrow_mut().insert(page, p);
+        Ok(node)
     }
 }
 
@@ -1224,7 +1397,7 @@ impl NodeStore for ChainView<'_> {
         if let Some(p) = self.pages.borrow().get(&page) {
             return Ok(p.as_ref().and_then(|p| p.node(at)));
         }
-        let p = self.typed::<Tree>(&(self.chain, page))?;
+        let p = self.page(page)?;
         let node = p.as_ref().and_then(|p| p.node(at));
         self.pages.borrow_mut().insert(page, p);
         Ok(node)

@@ -66,16 +66,44 @@ pub struct Head {
     pub timestamp: Timestamp,
 }
 
-/// What one block overwrote in a chain's state: the previous stored bytes of every state
-/// tree page and every state record it wrote (`None`: there was none). Applied from the
-/// head down, these give back the state as of an earlier height.
+/// What one block wrote in its chain's state: the position of every state tree page and
+/// the key of every state record. Each of them has a version row (`tree_versions`,
+/// `state_versions`) under this block's height holding what the block overwrote, so
+/// the block can be rewound (a chain reset) and its versions pruned together.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-pub struct Undo {
+pub struct Written {
     /// Tree pages, by position.
-    pub tree: Vec<(NodeKey, Option<Vec<u8>>)>,
+    pub pages: Vec<NodeKey>,
     /// State records, by key.
-    pub records: Vec<(StateKey, Option<Vec<u8>>)>,
+    pub records: Vec<StateKey>,
 }
+
+/// The key prefix of every version of tree page `at`: a version's key is this prefix
+/// and the big-endian height of the block that overwrote it.
+pub fn tree_version_prefix(chain: MemberCode, at: &NodeKey) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + 1 + 32 + 8);
+    v.extend_from_slice(&ch(chain));
+    v.push(at.depth);
+    v.extend_from_slice(at.prefix.as_bytes());
+    v
+}
+
+/// The key prefix of every version of state record `key`: the record key's length (two
+/// bytes, so no key's prefix is another's) and bytes; a version's key adds the
+/// big-endian height of the block that overwrote it.
+pub fn state_version_prefix(chain: MemberCode, key: &StateKey) -> Vec<u8> {
+    let bytes = key.to_bytes();
+    let mut v = Vec::with_capacity(4 + 2 + bytes.len() + 8);
+    v.extend_from_slice(&ch(chain));
+    v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    v.extend_from_slice(&bytes);
+    v
+}
+
+/// The tables of state versions: pruned by a retention (`Store::open`'s
+/// `state_history_days`), so two stores holding the same blocks may keep different
+/// versions. Replay compares the rows both hold, not which rows each holds.
+pub const VERSIONED: [&str; 3] = [StateWritten::NAME, TreeVersions::NAME, StateVersions::NAME];
 
 /// Why an admitted event did not make it into a block (node-local).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -240,10 +268,35 @@ tables! {
             let (&depth, prefix) = rest.split_first()?;
             Some((chain, NodeKey { depth, prefix: Hash32(prefix.try_into().ok()?) }))
         };
-        /// What each block overwrote in its chain's state, by (chain, height): kept for the
-        /// last [`crate::STATE_VERSIONS_KEPT`] blocks of each chain, so the state as of
-        /// any of those heights can be read back and proven (`Store::state_at`).
-        StateUndo, "state_undo", (MemberCode, u64), Undo, |k| chain_height(k.0, k.1), |b| de_chain_height(b);
+        /// What each block wrote in its chain's state, by (chain, height): kept while the
+        /// block's versions are (see [`VERSIONED`]).
+        StateWritten, "state_written", (MemberCode, u64), Written, |k| chain_height(k.0, k.1), |b| de_chain_height(b);
+        /// Versions of state tree pages by (chain, page position, height of the block that
+        /// overwrote it): the page's stored bytes before that block (`None`: there was no
+        /// page). The page as of height `v` is its first version above `v`, or, with none,
+        /// the current page (`Store::state_at`).
+        TreeVersions, "tree_versions", (MemberCode, NodeKey, u64), Option<Vec<u8>>, |k| {
+            let mut v = tree_version_prefix(k.0, &k.1);
+            v.extend_from_slice(&k.2.to_be_bytes());
+            v
+        }, |b| {
+            let (chain, rest) = de_chain_prefix(b)?;
+            let (&depth, rest) = rest.split_first()?;
+            let (prefix, height) = rest.split_at_checked(32)?;
+            Some((chain, NodeKey { depth, prefix: Hash32(prefix.try_into().ok()?) }, u64::from_be_bytes(height.try_into().ok()?)))
+        };
+        /// Versions of state records by (chain, record key, height of the block that
+        /// overwrote it): the record's stored bytes before that block (`None`: absent).
+        StateVersions, "state_versions", (MemberCode, StateKey, u64), Option<Vec<u8>>, |k| {
+            let mut v = state_version_prefix(k.0, &k.1);
+            v.extend_from_slice(&k.2.to_be_bytes());
+            v
+        }, |b| {
+            let (chain, rest) = de_chain_prefix(b)?;
+            let (len, rest) = rest.split_at_checked(2)?;
+            let (key, height) = rest.split_at_checked(u16::from_be_bytes(len.try_into().ok()?) as usize)?;
+            Some((chain, codec::decode(key).ok()?, u64::from_be_bytes(height.try_into().ok()?)))
+        };
     }
     // This node's own records (pending events, votes, heads, evidence).
     local {
@@ -272,6 +325,11 @@ tables! {
             let (chain, epoch) = de_chain_prefix(b)?;
             Some((chain, u32::from_be_bytes(epoch.try_into().ok()?)))
         };
+        /// Per chain, the lowest height whose versions are still kept (absent: 1): the
+        /// state can be read as of any height from one below it to the head. Older
+        /// versions were pruned (node-local: it depends on this node's retention and on
+        /// when its ledger took up versions).
+        HistoryFrom, "state_history_from", MemberCode, u64, |k| ch(*k).to_vec(), |b| de_chain(b);
         /// Blocks a chain reset set aside, by (chain, height, block hash): kept on record
         /// with their events, which their clients (or this node, for its own chain)
         /// resubmit (node-local).

@@ -71,10 +71,18 @@ fn block_context(height: u64) -> BlockContext {
 
 /// Executes and commits one block of `kinds` signed by the owner.
 fn commit(store: &Store, g: &Genesis, height: u64, kinds: Vec<EventKind>) {
+    commit_at(store, g, height, block_context(height).timestamp, kinds);
+}
+
+/// [`commit`], the block made at `time`.
+fn commit_at(store: &Store, g: &Genesis, height: u64, time: Timestamp, kinds: Vec<EventKind>) {
     let k = key();
     let events = signed(g, height, kinds);
     let ctx = ChainContext::new(g, g.config(), chain()).unwrap();
-    let bc = block_context(height);
+    let bc = BlockContext {
+        height,
+        timestamp: time,
+    };
     let ex = execute_block(&ctx, &bc, &store.state(chain()), &events).unwrap();
     assert!(ex.rejected.is_empty(), "{:?}", ex.rejected);
     let prepared = store.prepare_state(chain(), ex.writes).unwrap();
@@ -680,7 +688,10 @@ fn every_table_key_decodes_back_and_garbage_is_refused() {
     round_trip::<IdxFailure>((c, 29, "R1".into()));
     round_trip::<State>((c, StateKey::Payment("P1".into())));
     round_trip::<Tree>((c, NodeKey::on_path(4, &Hash32([9; 32]))));
-    round_trip::<StateUndo>((c, 9));
+    round_trip::<StateWritten>((c, 9));
+    round_trip::<TreeVersions>((c, NodeKey::on_path(4, &Hash32([9; 32])), 9));
+    round_trip::<StateVersions>((c, StateKey::Payment("P1".into()), u64::MAX));
+    round_trip::<HistoryFrom>(c);
     round_trip::<Pending>(77);
     round_trip::<Votes>((c, 1));
     round_trip::<Rejected>(id);
@@ -692,7 +703,7 @@ fn every_table_key_decodes_back_and_garbage_is_refused() {
     // A member code above 999999 is no member: refused, not decoded.
     assert!(Heads::decode(&[0xff; 4]).is_err());
     // Every table in ALL is one of the above.
-    assert_eq!(ALL.len(), 20);
+    assert_eq!(ALL.len(), 23);
 }
 
 /// The state as of every kept height reads back: its root is the one that height's
@@ -736,19 +747,27 @@ fn the_state_as_of_every_kept_height_reads_back_and_proves() {
     assert!(store.state_at(chain(), 21).unwrap().is_none(), "above the head");
 }
 
-/// Only the last `STATE_VERSIONS_KEPT` heights are kept: older ones are refused, not
-/// served wrong, and a store rebuilt from its blocks keeps the same ones.
+fn history_days(days: u64) -> StoreOptions {
+    StoreOptions {
+        state_history_days: days,
+        ..StoreOptions::default()
+    }
+}
+
+/// With no days of retention, only the last `STATE_VERSIONS_KEPT` heights are kept:
+/// older ones are refused, not served wrong.
 #[test]
 fn state_versions_older_than_the_kept_window_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let g = genesis();
-    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let store = Store::open(dir.path(), &history_days(0)).unwrap();
     let kept = fapiao_store::STATE_VERSIONS_KEPT;
     let head = kept + 4;
     for h in 1..=head {
         commit(&store, &g, h, vec![pay(&format!("P{h}"), 1000)]);
     }
     let oldest = head - kept;
+    assert_eq!(store.oldest_kept(chain()).unwrap(), oldest);
     assert!(store.state_at(chain(), oldest - 1).unwrap().is_none());
     let at = store
         .state_at(chain(), oldest)
@@ -759,9 +778,158 @@ fn state_versions_older_than_the_kept_window_are_refused() {
         store.header(chain(), oldest).unwrap().unwrap().body.state_root
     );
     let rows = store
-        .raw_rows(<fapiao_store::tables::StateUndo as fapiao_store::tables::Table>::NAME)
+        .raw_rows(<fapiao_store::tables::StateWritten as fapiao_store::tables::Table>::NAME)
         .count() as u64;
-    assert_eq!(rows, kept, "one undo row per kept block");
+    assert_eq!(rows, kept, "one list of versions per kept block");
+}
+
+/// Checks that the state as of `v` has the root block `v` commits to, and proves the
+/// payment recorded at `v` against it, and holds nothing recorded later.
+fn assert_proves_as_of(store: &Store, v: u64) {
+    let at = store.state_at(chain(), v).unwrap().expect("kept");
+    let root = store.header(chain(), v).unwrap().unwrap().body.state_root;
+    assert_eq!(at.root().unwrap(), root, "root as of {v}");
+    assert_eq!(at.get(&StateKey::Payment(format!("P{}", v + 1))).unwrap(), None);
+    let k = StateKey::Payment(format!("P{v}"));
+    let value = at.get(&k).unwrap().expect("recorded at its own height");
+    let proof = at.prove(&k).unwrap();
+    fapiao_core::smt::verify(
+        &root,
+        &fapiao_core::smt::key_hash(&k.to_bytes()),
+        Some(&fapiao_core::smt::value_hash(&value.to_bytes())),
+        &proof,
+    )
+    .unwrap();
+}
+
+/// State versions are kept for the retention's days of block time however many blocks
+/// that is, so a status is proven as of any height in them; past the retention they are
+/// pruned, oldest first and a few per commit, and those heights are refused. The last
+/// `STATE_VERSIONS_KEPT` blocks stay whatever their age.
+#[test]
+fn state_versions_are_kept_for_the_retention_days_and_pruned_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let day0 = block_context(0).timestamp.0;
+    let day = 86_400_000;
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        for h in 1..=300 {
+            commit(&store, &g, h, vec![pay(&format!("P{h}"), 1000)]);
+        }
+        assert_eq!(store.oldest_kept(chain()).unwrap(), 1);
+        for v in [1, 2, 44, 150, 299, 300] {
+            assert_proves_as_of(&store, v);
+        }
+    }
+    // Reopened with one day of retention, two days later: each commit prunes a few of
+    // the oldest blocks' versions until only the last 256 blocks are left.
+    let store = Store::open(dir.path(), &history_days(1)).unwrap();
+    for h in 301..=303 {
+        commit_at(
+            &store,
+            &g,
+            h,
+            Timestamp(day0 + 2 * day + h),
+            vec![pay(&format!("P{h}"), 1000)],
+        );
+    }
+    let pruned = 3 * fapiao_store::PRUNE_PER_COMMIT;
+    assert_eq!(store.oldest_kept(chain()).unwrap(), pruned);
+    assert!(store.state_at(chain(), pruned - 1).unwrap().is_none());
+    assert_proves_as_of(&store, pruned);
+    for h in 304..=330 {
+        commit_at(
+            &store,
+            &g,
+            h,
+            Timestamp(day0 + 2 * day + h),
+            vec![pay(&format!("P{h}"), 1000)],
+        );
+    }
+    assert_eq!(
+        store.oldest_kept(chain()).unwrap(),
+        330 - fapiao_store::STATE_VERSIONS_KEPT
+    );
+    assert_proves_as_of(&store, 330 - fapiao_store::STATE_VERSIONS_KEPT);
+    // The blocks made within the day are all kept.
+    let rows = store
+        .raw_rows(<fapiao_store::tables::StateWritten as fapiao_store::tables::Table>::NAME)
+        .count() as u64;
+    assert_eq!(rows, fapiao_store::STATE_VERSIONS_KEPT);
+    drop(store);
+    // Replay rebuilds with the default retention, which keeps every version: a version
+    // only one side keeps is no difference, and the ones both keep are equal.
+    let report = audit(dir.path(), &g);
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// A version changed on disk differs from the one replay derives, and is reported.
+#[test]
+fn a_state_version_changed_on_disk_is_found_by_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    build(dir.path(), &g);
+    {
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), fapiao_store::tables::ALL).unwrap();
+        let cf = db.cf_handle("state_versions").unwrap();
+        let (k, _) = db
+            .iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .next()
+            .unwrap()
+            .unwrap();
+        db.put_cf(cf, &k, fapiao_core::codec::to_bytes(&Some(vec![1u8, 2, 3])))
+            .unwrap();
+    }
+    let report = audit(dir.path(), &g);
+    assert!(
+        report
+            .anomalies
+            .iter()
+            .any(|a| a.kind == "state_version" && a.detail.contains("differs")),
+        "{report:?}"
+    );
+}
+
+/// A ledger written before versioned state (one undo row per block in `state_undo`) is
+/// upgraded in place when its node opens it: the old undo goes, and the state is kept as
+/// of the head on, as new blocks commit.
+#[test]
+fn a_ledger_with_per_block_undo_takes_up_versions_at_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    build(dir.path(), &g);
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(false);
+        let mut db = rocksdb::DB::open_cf(&opts, dir.path(), fapiao_store::tables::ALL).unwrap();
+        db.create_cf("state_undo", &rocksdb::Options::default()).unwrap();
+        for name in ["state_written", "tree_versions", "state_versions"] {
+            db.drop_cf(name).unwrap();
+        }
+    }
+    let err = Store::open(
+        dir.path(),
+        &StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .err()
+    .expect("a read-only open cannot upgrade");
+    assert!(err.to_string().contains("before versioned state"), "{err}");
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert!(
+        store.state_at(chain(), 19).unwrap().is_none(),
+        "no versions below the head"
+    );
+    assert!(store.state_at(chain(), 20).unwrap().is_some());
+    commit(&store, &g, 21, vec![pay("P21", 1000)]);
+    assert_proves_as_of(&store, 20);
+    assert_proves_as_of(&store, 21);
+    drop(store);
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+    assert!(!cfs.iter().any(|c| c == "state_undo"), "{cfs:?}");
 }
 
 /// A chain reset sets aside the blocks above the height it keeps: the chain, its state,
@@ -811,14 +979,14 @@ fn blocks_set_aside_by_a_reset_leave_the_ledger_as_if_never_held() {
     assert_eq!(report.counts.payments, 14);
 }
 
-/// More blocks above the kept height than the state undo covers: the chain's state is
-/// rebuilt from the blocks kept, to the same ledger.
+/// More blocks above the kept height than the state versions cover (pruned past the
+/// retention): the chain's state is rebuilt from the blocks kept, to the same ledger.
 #[test]
-fn a_set_aside_deeper_than_the_undo_kept_rebuilds_the_state() {
+fn a_set_aside_deeper_than_the_versions_kept_rebuilds_the_state() {
     let dir = tempfile::tempdir().unwrap();
     let g = genesis();
     {
-        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let store = Store::open(dir.path(), &history_days(0)).unwrap();
         let deep = fapiao_store::STATE_VERSIONS_KEPT + 4;
         for h in 1..=deep {
             commit(&store, &g, h, vec![pay(&format!("P{h}"), 100)]);

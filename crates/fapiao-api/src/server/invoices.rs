@@ -280,9 +280,9 @@ pub(super) async fn verify_invoice(
             );
             Ok(f.into_response())
         }
-        Checked::NotKept { oldest, kept } => Err(Failure::new(
+        Checked::NotKept { oldest, days } => Err(Failure::new(
             ErrorCode::StateNotKept,
-            format!("this node keeps the state of each chain's last {kept} blocks: the oldest height it proves a status as of is {oldest}"),
+            format!("this node keeps each chain's state as of its last 256 blocks and its last {days} days: the oldest height of this chain it proves a status as of is {oldest}"),
             Some("as_of"),
         )),
     }
