@@ -17,7 +17,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 use std::cell::{OnceCell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -532,6 +532,8 @@ impl Store {
             snap: self.db.snapshot(),
             verify: true,
             pages: Default::default(),
+            verified: Default::default(),
+            records: Default::default(),
             root: Default::default(),
             after: None,
         }
@@ -1068,6 +1070,12 @@ pub struct ChainView<'a> {
     verify: bool,
     /// Tree pages read so far, and their absence.
     pages: RefCell<HashMap<NodeKey, Option<Page>>>,
+    /// Tree nodes already found to hash to what their parent (or the root) records, so a
+    /// later path through them is not hashed again.
+    verified: RefCell<HashSet<NodeKey>>,
+    /// Records already read (and checked): a block reads some, such as its client's key,
+    /// once per event.
+    records: RefCell<HashMap<StateKey, Option<StateValue>>>,
     /// The state root the snapshot's head commits to, once read.
     root: OnceCell<Hash32>,
     /// A block being committed, seen as stored (see [`Store::state_after`]). Its records
@@ -1144,13 +1152,15 @@ impl ChainView<'_> {
                 chain,
                 detail: format!("state tree node at depth {depth} on the path of {key:?} {what}"),
             };
-            let node = self
-                .node(&NodeKey::on_path(depth, &path))?
-                .ok_or_else(|| broken("is missing"))?;
-            if node.hash() != expected {
-                return Err(broken(
-                    "does not hash to what its parent (or the head's state root) records",
-                ));
+            let at = NodeKey::on_path(depth, &path);
+            let node = self.node(&at)?.ok_or_else(|| broken("is missing"))?;
+            if !self.verified.borrow().contains(&at) {
+                if node.hash() != expected {
+                    return Err(broken(
+                        "does not hash to what its parent (or the head's state root) records",
+                    ));
+                }
+                self.verified.borrow_mut().insert(at);
             }
             match node {
                 Node::Leaf { key_hash, value_hash } => break (key_hash == path).then_some(value_hash),
@@ -1193,6 +1203,8 @@ impl ChainView<'_> {
     /// every answer, stays the same.
     pub fn forget_pages(&self) {
         self.pages.borrow_mut().clear();
+        self.verified.borrow_mut().clear();
+        self.records.borrow_mut().clear();
     }
 
     /// Records of this chain whose canonical key starts with `prefix`, in key order,
@@ -1275,18 +1287,23 @@ impl StateRead for ChainView<'_> {
         if let Some(written) = self.after.as_ref().and_then(|a| a.change.writes.get(key)) {
             return Ok(Some(written.clone()));
         }
+        if let Some(known) = self.records.borrow().get(key) {
+            return Ok(known.clone());
+        }
         let raw = self.raw::<State>(&(self.chain, key.clone()))?;
         if self.verify {
             self.check(key, raw.as_deref())?;
         }
-        match raw {
-            None => Ok(None),
-            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
+        let value = match raw {
+            None => None,
+            Some(bytes) => Some(codec::decode(&bytes).map_err(|e| StoreError::Corrupt {
                 table: State::NAME,
                 key: hex_key(&State::key(&(self.chain, key.clone()))),
                 message: e.to_string(),
-            }),
-        }
+            })?),
+        };
+        self.records.borrow_mut().insert(key.clone(), value.clone());
+        Ok(value)
     }
 }
 
