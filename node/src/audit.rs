@@ -87,6 +87,9 @@ pub(crate) fn run_replay(
         &StoreOptions {
             block_cache_bytes: REPLAY_CACHE_BYTES,
             memtable_bytes: REPLAY_CACHE_BYTES,
+            // Built from the blocks, and built again after a crash: no log, and one
+            // flush at the end when it is kept.
+            scratch: true,
             ..StoreOptions::default()
         },
     )?;
@@ -118,6 +121,9 @@ pub(crate) fn run_replay(
     let secs = started.elapsed().as_secs_f64();
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if into.is_some() {
+        target.flush()?;
     }
     drop(target);
     if into.is_none() {

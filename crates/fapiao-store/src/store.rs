@@ -55,6 +55,10 @@ pub struct StoreOptions {
     /// How many days of block time of each chain's state versions are kept (besides its
     /// last [`crate::STATE_VERSIONS_KEPT`] blocks); older ones are pruned as blocks commit.
     pub state_history_days: u64,
+    /// A scratch store this process builds from blocks and can build again (replay's
+    /// target): its writes skip the write-ahead log, so a crash loses them all, and
+    /// [`Store::flush`] makes them durable.
+    pub scratch: bool,
 }
 
 impl Default for StoreOptions {
@@ -66,6 +70,7 @@ impl Default for StoreOptions {
             skip_check: false,
             verify_files: true,
             state_history_days: crate::STATE_HISTORY_DAYS,
+            scratch: false,
         }
     }
 }
@@ -75,6 +80,8 @@ pub struct Store {
     db: DB,
     path: PathBuf,
     read_only: bool,
+    /// Writes skip the write-ahead log ([`StoreOptions::scratch`]).
+    scratch: bool,
     /// How long each chain's state versions are kept, in ms of block time.
     history_ms: u64,
 }
@@ -213,6 +220,7 @@ impl Store {
             db,
             path: path.to_path_buf(),
             read_only: options.read_only,
+            scratch: options.scratch,
             history_ms: options.state_history_days.saturating_mul(86_400_000),
         };
         if legacy && !options.read_only {
@@ -398,7 +406,11 @@ impl Store {
             return Err(StoreError::ReadOnly);
         }
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        if self.scratch {
+            wo.disable_wal(true);
+        } else {
+            wo.set_sync(true);
+        }
         self.db.write_opt(batch, &wo).map_err(StoreError::rocks)
     }
 
