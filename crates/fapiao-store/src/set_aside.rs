@@ -70,7 +70,7 @@ impl Store {
             let block = self
                 .block(chain, h)?
                 .ok_or_else(|| inconsistent(format!("block {h} below the head is missing")))?;
-            let (tree, records) = overwritten.pop().unwrap_or_default();
+            let (written, tree, records) = overwritten.pop().unwrap_or_default();
             for (at, old) in &tree {
                 let key = Tree::key(&(chain, *at));
                 match old {
@@ -86,7 +86,7 @@ impl Store {
                 }
             }
             if !deep {
-                self.delete_versions(&mut b, chain, h)?;
+                self.delete_written(&mut b, chain, h, &written);
             }
             self.delete::<Headers>(&mut b, &(chain, h));
             for i in 0..block.entries.len() {
@@ -138,14 +138,21 @@ impl Store {
         Ok(blocks)
     }
 
-    /// What block `height` of `chain` overwrote, from its versions: each tree page's and
-    /// record's bytes before it. `None` when its versions are not kept.
+    /// What block `height` of `chain` overwrote, from its versions: their list, and each
+    /// tree page's and record's bytes before it. `None` when its versions are not kept.
     #[allow(clippy::type_complexity)]
     fn overwritten(
         &self,
         chain: MemberCode,
         height: u64,
-    ) -> Result<Option<(Vec<(NodeKey, Option<Vec<u8>>)>, Vec<(StateKey, Option<Vec<u8>>)>)>, StoreError> {
+    ) -> Result<
+        Option<(
+            Written,
+            Vec<(NodeKey, Option<Vec<u8>>)>,
+            Vec<(StateKey, Option<Vec<u8>>)>,
+        )>,
+        StoreError,
+    > {
         let Some(written) = self.get::<StateWritten>(&(chain, height))? else {
             return Ok(None);
         };
@@ -154,20 +161,20 @@ impl Store {
             detail: format!("block {height} lists {what} as written, but its version is missing"),
         };
         let mut tree = Vec::with_capacity(written.pages.len());
-        for at in written.pages {
+        for at in &written.pages {
             let old = self
-                .get::<TreeVersions>(&(chain, at, height))?
+                .get::<TreeVersions>(&(chain, *at, height))?
                 .ok_or_else(|| missing(format!("tree page {at:?}")))?;
-            tree.push((at, old));
+            tree.push((*at, old));
         }
         let mut records = Vec::with_capacity(written.records.len());
-        for key in written.records {
+        for key in &written.records {
             let old = self
                 .get::<StateVersions>(&(chain, key.clone(), height))?
                 .ok_or_else(|| missing(format!("record {key:?}")))?;
-            records.push((key, old));
+            records.push((key.clone(), old));
         }
-        Ok(Some((tree, records)))
+        Ok(Some((written, tree, records)))
     }
 
     /// Builds `chain`'s state from nothing by re-executing its stored blocks `1..=to`

@@ -710,17 +710,22 @@ impl Store {
     }
 
     /// Deletes the versions block `height` of `chain` wrote, and their list.
-    pub(crate) fn delete_versions(&self, b: &mut WriteBatch, chain: MemberCode, height: u64) -> Result<(), StoreError> {
-        if let Some(written) = self.get::<StateWritten>(&(chain, height))? {
-            for at in written.pages {
-                self.delete::<TreeVersions>(b, &(chain, at, height));
-            }
-            for key in written.records {
-                self.delete::<StateVersions>(b, &(chain, key, height));
-            }
+    fn delete_versions(&self, b: &mut WriteBatch, chain: MemberCode, height: u64) -> Result<(), StoreError> {
+        let written = self.get::<StateWritten>(&(chain, height))?.unwrap_or_default();
+        self.delete_written(b, chain, height, &written);
+        Ok(())
+    }
+
+    /// Deletes the versions `written` lists, which block `height` of `chain` wrote, and
+    /// the list.
+    pub(crate) fn delete_written(&self, b: &mut WriteBatch, chain: MemberCode, height: u64, written: &Written) {
+        for at in &written.pages {
+            self.delete::<TreeVersions>(b, &(chain, *at, height));
+        }
+        for key in &written.records {
+            self.delete::<StateVersions>(b, &(chain, key.clone(), height));
         }
         self.delete::<StateWritten>(b, &(chain, height));
-        Ok(())
     }
 
     /// The current bytes of every tree page and record `state` is about to write, and
