@@ -10,11 +10,17 @@ use serde_json::json;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-/// The block cache of each store a replay opens, and the write buffers of the one it
-/// writes, in bytes: with replay's comparison walking the state a page of records at a
-/// time, these caches and buffers are most of what replay holds, whatever the ledger's
-/// length (BENCHMARKS.md, replay memory).
+/// The block cache of the ledger a replay reads, in bytes. Both stores a replay opens
+/// bound their memory (`StoreOptions::bounded_memory`): index and filter blocks are
+/// charged to the cache instead of growing with the ledger, so these caches, the
+/// memtables charged to the target's, and the blocks in flight are what replay holds
+/// whatever the ledger's length (BENCHMARKS.md, replay memory).
 const REPLAY_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// The block cache of the store a replay writes, in bytes: the state it re-executes on
+/// is read at random, so it gets the larger share.
+const REPLAY_TARGET_CACHE_BYTES: usize = 128 * 1024 * 1024;
+/// The memtables of the store a replay writes, charged to its block cache, in bytes.
+const REPLAY_MEMTABLE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Finds the ledger directory and genesis of a node data directory (one holding
 /// `node.toml`, as `fapiao dev` makes) or of explicit paths.
@@ -66,6 +72,7 @@ pub(crate) fn run_replay(
             read_only: true,
             skip_check: true,
             block_cache_bytes: REPLAY_CACHE_BYTES,
+            bounded_memory: true,
             ..StoreOptions::default()
         },
     )?;
@@ -85,8 +92,9 @@ pub(crate) fn run_replay(
     let target = Store::open(
         &target_dir,
         &StoreOptions {
-            block_cache_bytes: REPLAY_CACHE_BYTES,
-            memtable_bytes: REPLAY_CACHE_BYTES,
+            block_cache_bytes: REPLAY_TARGET_CACHE_BYTES,
+            memtable_bytes: REPLAY_MEMTABLE_BYTES,
+            bounded_memory: true,
             // Built from the blocks, and built again after a crash: no log, and one
             // flush at the end when it is kept. It keeps the versions of each chain's
             // last 256 blocks only (the comparison checks the versions both keep): with

@@ -191,6 +191,106 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
         Ok(())
     }
 
+    /// Sets (`Some`) or removes (`None`) many keys in one pass: `ops` sorted by key
+    /// hash, each key at most once. Each node the batch changes is read, checked and
+    /// hashed once, however many of the keys pass through it, where [`Self::set`] per key
+    /// would rehash the shared upper levels once per key. The nodes written are those
+    /// the keys set one by one would leave, so the tree and its root are the same.
+    pub fn set_sorted(&mut self, ops: &[(Hash32, Option<Hash32>)]) -> Result<(), TreeError<S::Error>> {
+        assert!(
+            ops.windows(2).all(|w| w[0].0 < w[1].0),
+            "set_sorted takes keys in strictly increasing order"
+        );
+        let root = self.root()?;
+        self.update_many(NodeKey::on_path(0, &EMPTY), ops, root)?;
+        Ok(())
+    }
+
+    /// Updates the subtree at `at`, whose hash is `expected` now, with `ops` (sorted, all
+    /// below `at`), and returns its new hash.
+    fn update_many(
+        &mut self,
+        at: NodeKey,
+        ops: &[(Hash32, Option<Hash32>)],
+        expected: Hash32,
+    ) -> Result<Hash32, TreeError<S::Error>> {
+        match ops {
+            [] => return Ok(expected),
+            [(kh, vh)] => return self.update(at, kh, vh.as_ref(), expected),
+            _ => {}
+        }
+        match self.get_checked(&at, &expected)? {
+            None => {
+                let leaves: Vec<(Hash32, Hash32)> = ops.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+                self.build(at, &leaves)
+            }
+            Some(Node::Leaf { key_hash, value_hash }) => {
+                let mut leaves: Vec<(Hash32, Hash32)> = ops.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+                if ops.binary_search_by(|(k, _)| k.cmp(&key_hash)).is_err() {
+                    // No op names the leaf's key: it stays, among the new leaves.
+                    if leaves.is_empty() {
+                        return Ok(expected);
+                    }
+                    let j = leaves.partition_point(|(k, _)| *k < key_hash);
+                    leaves.insert(j, (key_hash, value_hash));
+                }
+                self.put(at, None);
+                self.build(at, &leaves)
+            }
+            Some(Node::Inner { left, right }) => {
+                if at.depth == u8::MAX {
+                    return Err(TreeError::Corrupt(at.depth));
+                }
+                let split = ops.partition_point(|(k, _)| bit(k, at.depth) == 0);
+                let l = self.update_many(at.child(0), &ops[..split], left)?;
+                let r = self.update_many(at.child(1), &ops[split..], right)?;
+                self.settle(at, l, r)
+            }
+        }
+    }
+
+    /// Writes the inner node at `at` over children now hashing to `l` and `r`, keeping
+    /// the tree canonical: no node over an empty subtree, no lone leaf below an inner
+    /// node (it moves up to `at`).
+    fn settle(&mut self, at: NodeKey, l: Hash32, r: Hash32) -> Result<Hash32, TreeError<S::Error>> {
+        if l == EMPTY && r == EMPTY {
+            self.put(at, None);
+            return Ok(EMPTY);
+        }
+        if l == EMPTY || r == EMPTY {
+            let other = at.child(if l == EMPTY { 1 } else { 0 });
+            let other_hash = if l == EMPTY { r } else { l };
+            if let Some(leaf @ Node::Leaf { .. }) = self.get_checked(&other, &other_hash)? {
+                self.put(other, None);
+                self.put(at, Some(leaf));
+                return Ok(leaf.hash());
+            }
+        }
+        let inner = Node::Inner { left: l, right: r };
+        self.put(at, Some(inner));
+        Ok(inner.hash())
+    }
+
+    /// Builds the subtree at `at`, where nothing is stored now, holding exactly
+    /// `leaves` (sorted, all below `at`), and returns its hash.
+    fn build(&mut self, at: NodeKey, leaves: &[(Hash32, Hash32)]) -> Result<Hash32, TreeError<S::Error>> {
+        match leaves {
+            [] => Ok(EMPTY),
+            [(kh, vh)] => Ok(self.put_leaf(at, kh, vh)),
+            _ => {
+                if at.depth == u8::MAX {
+                    return Err(TreeError::Corrupt(at.depth));
+                }
+                let split = leaves.partition_point(|(k, _)| bit(k, at.depth) == 0);
+                let l = self.build(at.child(0), &leaves[..split])?;
+                let r = self.build(at.child(1), &leaves[split..])?;
+                let inner = Node::Inner { left: l, right: r };
+                self.put(at, Some(inner));
+                Ok(inner.hash())
+            }
+        }
+    }
+
     /// The node at `at`, which its parent records as hashing to `expected`: a stored
     /// node that does not is damage, and building on it would sign a wrong root.
     fn get_checked(&self, at: &NodeKey, expected: &Hash32) -> Result<Option<Node>, TreeError<S::Error>> {
@@ -259,23 +359,7 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
                 let below = if side == 0 { left } else { right };
                 let child = self.update(at.child(side), kh, vh, below)?;
                 let (l, r) = if side == 0 { (child, right) } else { (left, child) };
-                if l == EMPTY && r == EMPTY {
-                    self.put(at, None);
-                    return Ok(EMPTY);
-                }
-                // A lone leaf below moves up, so the tree stays canonical.
-                if l == EMPTY || r == EMPTY {
-                    let other = at.child(if l == EMPTY { 1 } else { 0 });
-                    let other_hash = if l == EMPTY { r } else { l };
-                    if let Some(leaf @ Node::Leaf { .. }) = self.get_checked(&other, &other_hash)? {
-                        self.put(other, None);
-                        self.put(at, Some(leaf));
-                        return Ok(leaf.hash());
-                    }
-                }
-                let inner = Node::Inner { left: l, right: r };
-                self.put(at, Some(inner));
-                Ok(inner.hash())
+                self.settle(at, l, r)
             }
         }
     }
@@ -426,11 +510,35 @@ mod tests {
         root
     }
 
+    /// The same batch through [`TreeUpdate::set_sorted`]: the root and the nodes it
+    /// leaves must be those of the keys set one by one.
+    fn apply_sorted(nodes: &mut MemNodes, ops: &[(u16, Option<u16>)]) -> Hash32 {
+        let mut last: Map<Hash32, Option<Hash32>> = Map::new();
+        for (k, v) in ops {
+            last.insert(kh(*k), v.map(vh));
+        }
+        let sorted: Vec<(Hash32, Option<Hash32>)> = last.into_iter().collect();
+        let mut u = TreeUpdate::new(&*nodes);
+        u.set_sorted(&sorted).unwrap();
+        let root = u.root().unwrap();
+        let changes = u.into_changes();
+        nodes.apply(changes);
+        root
+    }
+
     /// The root of a set of pairs built from scratch in key order.
     fn fresh_root(model: &Map<u16, u16>) -> Hash32 {
         let mut n = MemNodes::default();
         let ops: Vec<(u16, Option<u16>)> = model.iter().map(|(k, v)| (*k, Some(*v))).collect();
         apply(&mut n, &ops)
+    }
+
+    #[test]
+    fn a_sorted_batch_refuses_keys_out_of_order() {
+        let n = MemNodes::default();
+        let mut u = TreeUpdate::new(&n);
+        let twice = [(kh(1), Some(vh(1))), (kh(1), None)];
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| u.set_sorted(&twice))).is_err());
     }
 
     #[test]
@@ -447,6 +555,18 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
+        /// Larger batches over a larger tree, where whole subtrees are built, merged
+        /// with a leaf, emptied or collapsed in one pass.
+        #[test]
+        fn a_sorted_batch_leaves_the_tree_of_keys_set_one_by_one(batches in prop::collection::vec(prop::collection::vec((0u16..600, prop::option::of(0u16..4)), 0..300), 1..5)) {
+            let (mut one, mut batched) = (MemNodes::default(), MemNodes::default());
+            for b in &batches {
+                let root = apply(&mut one, b);
+                prop_assert_eq!(apply_sorted(&mut batched, b), root);
+                prop_assert_eq!(&batched.0, &one.0);
+            }
+        }
+
         /// The root depends only on the final contents, and every key's proof verifies
         /// (presence and absence); tampering with any proof hash fails.
         #[test]
@@ -454,8 +574,11 @@ mod tests {
             let mut n = MemNodes::default();
             let mut model = Map::new();
             let mut root = EMPTY;
+            let mut batched = MemNodes::default();
             for b in &batches {
                 root = apply(&mut n, b);
+                prop_assert_eq!(apply_sorted(&mut batched, b), root);
+                prop_assert_eq!(&batched.0, &n.0, "one sorted batch leaves the nodes the keys set one by one leave");
                 for (k, v) in b {
                     match v { Some(v) => { model.insert(*k, *v); } None => { model.remove(k); } }
                 }

@@ -537,8 +537,8 @@ pub fn tree_update<S: NodeStore>(
 }
 
 /// [`tree_update`], with the leaves (each record's key and canonical bytes, encoded and
-/// hashed) computed on `cores` first; the walk down the tree that places them stays on
-/// the calling thread, in key order, so the result is the same however it ran.
+/// hashed) computed on `cores` first; then one sorted pass down the tree places them all
+/// ([`TreeUpdate::set_sorted`]), hashing each changed node once.
 #[allow(clippy::type_complexity)]
 pub fn tree_update_on<S: NodeStore>(
     nodes: &S,
@@ -546,7 +546,7 @@ pub fn tree_update_on<S: NodeStore>(
     cores: Cores,
 ) -> Result<(std::collections::BTreeMap<NodeKey, Option<Node>>, crate::Hash32), TreeError<S::Error>> {
     let leaf = |(k, v): (&StateKey, &StateValue)| (smt::key_hash(&k.to_bytes()), smt::value_hash(&v.to_bytes()));
-    let leaves: Vec<(crate::Hash32, crate::Hash32)> = match cores {
+    let mut leaves: Vec<(crate::Hash32, crate::Hash32)> = match cores {
         Cores::One => writes.iter().map(leaf).collect(),
         #[cfg(feature = "parallel")]
         Cores::All => {
@@ -555,10 +555,10 @@ pub fn tree_update_on<S: NodeStore>(
             records.par_iter().map(|&r| leaf(r)).collect()
         }
     };
+    leaves.sort_unstable_by_key(|l| l.0);
+    let ops: Vec<(crate::Hash32, Option<crate::Hash32>)> = leaves.into_iter().map(|(k, v)| (k, Some(v))).collect();
     let mut update = TreeUpdate::new(nodes);
-    for (k, v) in &leaves {
-        update.set(k, Some(v))?;
-    }
+    update.set_sorted(&ops)?;
     let root = update.root()?;
     Ok((update.into_changes(), root))
 }

@@ -10,6 +10,7 @@ use fapiao_core::{Block, BlockHash, Entry, Epochs, Genesis, Hash32, MemberCode};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, StateKey, StateValue};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What to check beyond the always-on checks.
 #[derive(Debug, Clone, Copy, Default)]
@@ -109,6 +110,14 @@ impl ReplayReport {
     }
 }
 
+/// A block handed to replay's writer thread, with the state it leaves and its
+/// certificate when that checked out.
+struct InFlight {
+    block: Block,
+    state: Arc<PreparedState>,
+    certificate: Option<fapiao_core::Certificate>,
+}
+
 /// Replays every chain of `source` into `target` (an empty store, or the same store
 /// after `clear_derived`). `progress` is called after each block with the number of
 /// blocks done.
@@ -151,42 +160,82 @@ pub fn replay(
             report.anomalies.extend(found);
             continue;
         }
+        // A target that keeps no days of history keeps the versions of each chain's last
+        // blocks only: it writes only those.
+        if target.history_days() == 0 && !std::ptr::eq(source, target) {
+            target.version_from(
+                chain,
+                (head_height + 1).saturating_sub(crate::STATE_VERSIONS_KEPT).max(1),
+            )?;
+        }
         let mut parent = BlockHash(Hash32::ZERO);
         let mut parent_epoch = 0;
         let mut last_time = None;
         let mut height = 0;
         let mut certified = 0;
-        for h in 1..=head_height {
-            let block = match source.block(chain, h) {
-                Ok(Some(b)) => b,
-                Ok(None) => {
-                    anomaly(h, "missing_block", "block is missing".into());
-                    break;
+        // Blocks are committed on a second thread: block h is read, checked and
+        // re-executed, on the state as block h-1 leaves it, while h-1 is written, as the
+        // block producer does. At most one block is in flight, and it is stored before
+        // the chain's result is read.
+        std::thread::scope(|scope| -> Result<(), StoreError> {
+            let (to_writer, jobs) = std::sync::mpsc::sync_channel::<InFlight>(1);
+            let (acks, written) = std::sync::mpsc::channel::<Result<(), StoreError>>();
+            scope.spawn(move || {
+                for job in jobs {
+                    let stored = target.commit_block(&BlockCommit {
+                        block: &job.block,
+                        state: &job.state,
+                        pending_done: &[],
+                        rejected: &[],
+                        vote: None,
+                        certificate: job.certificate.as_ref(),
+                    });
+                    let failed = stored.is_err();
+                    if acks.send(stored).is_err() || failed {
+                        break;
+                    }
                 }
-                Err(e) => {
-                    anomaly(h, "unreadable_block", e.to_string());
-                    break;
+            });
+            let mut in_flight: Option<Arc<PreparedState>> = None;
+            let mut settle = |in_flight: &mut Option<Arc<PreparedState>>| -> Result<(), StoreError> {
+                if in_flight.take().is_some() {
+                    written.recv().expect("replay's block writer stopped")?;
+                    done += 1;
+                    progress(done);
                 }
+                Ok(())
             };
-            let hb = &block.header.body;
-            if hb.height != h || hb.chain != chain {
-                anomaly(
-                    h,
-                    "misplaced_block",
-                    format!("stored block says chain {} height {}", hb.chain, hb.height),
-                );
-                break;
-            }
-            if hb.parent != parent {
-                anomaly(h, "parent_link", "parent hash is not the previous block's hash".into());
-                break;
-            }
-            if let Err(e) = block.header.verify(&epochs, &network) {
-                anomaly(h, "header_signature", e.to_string());
-                break;
-            }
-            if let Some(r) = epochs.set_aside(chain, h, hb.epoch) {
-                anomaly(
+            for h in 1..=head_height {
+                let block = match source.block(chain, h) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        anomaly(h, "missing_block", "block is missing".into());
+                        break;
+                    }
+                    Err(e) => {
+                        anomaly(h, "unreadable_block", e.to_string());
+                        break;
+                    }
+                };
+                let hb = &block.header.body;
+                if hb.height != h || hb.chain != chain {
+                    anomaly(
+                        h,
+                        "misplaced_block",
+                        format!("stored block says chain {} height {}", hb.chain, hb.height),
+                    );
+                    break;
+                }
+                if hb.parent != parent {
+                    anomaly(h, "parent_link", "parent hash is not the previous block's hash".into());
+                    break;
+                }
+                if let Err(e) = block.header.verify(&epochs, &network) {
+                    anomaly(h, "header_signature", e.to_string());
+                    break;
+                }
+                if let Some(r) = epochs.set_aside(chain, h, hb.epoch) {
+                    anomaly(
                     h,
                     "set_aside",
                     format!(
@@ -194,93 +243,97 @@ pub fn replay(
                         hb.epoch, r.height, r.epoch
                     ),
                 );
-                break;
-            }
-            if last_time.is_some_and(|t| hb.timestamp < t) {
-                anomaly(h, "timestamp", "block time goes back".into());
-            }
-            last_time = Some(hb.timestamp);
-            if options.verify_signatures {
-                // Every bad one is named; re-execution below then takes them as checked.
-                let inputs = validate::inputs(&block);
-                let bad = validate::bad_event_signatures(&inputs, Cores::All);
-                report.counts.signatures_verified += inputs.len() as u64;
-                for (i, err) in bad {
-                    anomaly(h, "event_signature", format!("event {} ({}): {err}", inputs[i].id(), i));
-                }
-            }
-            // The witnesses' re-execution, over the view the tree update then reuses.
-            let view = target.state_trusted(chain);
-            let Some(config) = epochs.at(hb.epoch) else {
-                anomaly(
-                    h,
-                    "epoch",
-                    format!("epoch {} is not certified on the admin chain", hb.epoch),
-                );
-                break;
-            };
-            let change = match validate::reexecute(genesis, config, &block, &view, Signatures::Checked, Cores::All) {
-                Ok(Ok(change)) => change,
-                Ok(Err(invalid)) => {
-                    let kind = match invalid {
-                        Invalid::StateRoot { .. } => "state_root",
-                        Invalid::Block(_) => "events_root",
-                        _ => "re_execution",
-                    };
-                    anomaly(h, kind, invalid.to_string());
                     break;
                 }
-                Err(e) => return Err(StoreError::from_read(e, chain)),
-            };
-            let prepared = PreparedState::new(chain, change);
-            let cert = source.certificate(chain, h)?;
-            let cert = match cert {
-                Some(c) if c.block == block.header.hash() && c.height == h && c.chain == chain => {
-                    // Certified by its parent's epoch (the chain's first at height 1).
-                    let certifying = match h {
-                        1 => epochs.certifying(chain, None),
-                        _ => epochs.certifying(chain, Some((h - 1, parent_epoch))),
-                    };
-                    let by_committee = match c.verify(&epochs, &network) {
-                        Ok(()) if c.epoch == certifying => Ok(()),
-                        Ok(()) => Err(format!(
-                            "certified by epoch {}, not by its parent's epoch {certifying}",
-                            c.epoch
-                        )),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match by_committee {
-                        Ok(()) => {
-                            certified += 1;
-                            Some(c)
-                        }
-                        Err(e) => {
-                            anomaly(h, "certificate", e);
-                            None
-                        }
+                if last_time.is_some_and(|t| hb.timestamp < t) {
+                    anomaly(h, "timestamp", "block time goes back".into());
+                }
+                last_time = Some(hb.timestamp);
+                if options.verify_signatures {
+                    // Every bad one is named; re-execution below then takes them as checked.
+                    let inputs = validate::inputs(&block);
+                    let bad = validate::bad_event_signatures(&inputs, Cores::All);
+                    report.counts.signatures_verified += inputs.len() as u64;
+                    for (i, err) in bad {
+                        anomaly(h, "event_signature", format!("event {} ({}): {err}", inputs[i].id(), i));
                     }
                 }
-                Some(_) => {
-                    anomaly(h, "certificate", "certificate is for another block".into());
-                    None
-                }
-                None => None,
-            };
-            count(&mut report.counts, &block);
-            target.commit_block(&BlockCommit {
-                block: &block,
-                state: &prepared,
-                pending_done: &[],
-                rejected: &[],
-                vote: None,
-                certificate: cert.as_ref(),
-            })?;
-            parent = block.header.hash();
-            parent_epoch = hb.epoch;
-            height = h;
-            done += 1;
-            progress(done);
-        }
+                // The witnesses' re-execution, over the view the tree update then reuses.
+                let view = match &in_flight {
+                    Some(before) => target.state_after(chain, before.clone()).trusted(),
+                    None => target.state_trusted(chain),
+                };
+                let Some(config) = epochs.at(hb.epoch) else {
+                    anomaly(
+                        h,
+                        "epoch",
+                        format!("epoch {} is not certified on the admin chain", hb.epoch),
+                    );
+                    break;
+                };
+                let change = match validate::reexecute(genesis, config, &block, &view, Signatures::Checked, Cores::All)
+                {
+                    Ok(Ok(change)) => change,
+                    Ok(Err(invalid)) => {
+                        let kind = match invalid {
+                            Invalid::StateRoot { .. } => "state_root",
+                            Invalid::Block(_) => "events_root",
+                            _ => "re_execution",
+                        };
+                        anomaly(h, kind, invalid.to_string());
+                        break;
+                    }
+                    Err(e) => return Err(StoreError::from_read(e, chain)),
+                };
+                let prepared = Arc::new(PreparedState::new(chain, change));
+                let cert = source.certificate(chain, h)?;
+                let cert = match cert {
+                    Some(c) if c.block == block.header.hash() && c.height == h && c.chain == chain => {
+                        // Certified by its parent's epoch (the chain's first at height 1).
+                        let certifying = match h {
+                            1 => epochs.certifying(chain, None),
+                            _ => epochs.certifying(chain, Some((h - 1, parent_epoch))),
+                        };
+                        let by_committee = match c.verify(&epochs, &network) {
+                            Ok(()) if c.epoch == certifying => Ok(()),
+                            Ok(()) => Err(format!(
+                                "certified by epoch {}, not by its parent's epoch {certifying}",
+                                c.epoch
+                            )),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        match by_committee {
+                            Ok(()) => {
+                                certified += 1;
+                                Some(c)
+                            }
+                            Err(e) => {
+                                anomaly(h, "certificate", e);
+                                None
+                            }
+                        }
+                    }
+                    Some(_) => {
+                        anomaly(h, "certificate", "certificate is for another block".into());
+                        None
+                    }
+                    None => None,
+                };
+                count(&mut report.counts, &block);
+                parent = block.header.hash();
+                parent_epoch = hb.epoch;
+                height = h;
+                settle(&mut in_flight)?;
+                in_flight = Some(prepared.clone());
+                let job = InFlight {
+                    block,
+                    state: prepared,
+                    certificate: cert,
+                };
+                to_writer.send(job).expect("replay's block writer stopped");
+            }
+            settle(&mut in_flight)
+        })?;
         report.anomalies.extend(found);
         let state_root = target.state_root(chain)?;
         let live = live_roots.get(&chain).copied().unwrap_or(fapiao_core::smt::EMPTY);

@@ -59,6 +59,12 @@ pub struct StoreOptions {
     /// target): its writes skip the write-ahead log, so a crash loses them all, and
     /// [`Store::flush`] makes them durable.
     pub scratch: bool,
+    /// Bound the store's memory by `block_cache_bytes`, whatever the ledger's size:
+    /// index and filter blocks are partitioned and charged to the block cache (only
+    /// their small top levels are pinned), and memtables are charged to it too, flushed
+    /// once they pass `memtable_bytes`. Replay uses it; a
+    /// node, whose reads are random, keeps its index and filter blocks out of the cache.
+    pub bounded_memory: bool,
 }
 
 impl Default for StoreOptions {
@@ -71,6 +77,7 @@ impl Default for StoreOptions {
             verify_files: true,
             state_history_days: crate::STATE_HISTORY_DAYS,
             scratch: false,
+            bounded_memory: false,
         }
     }
 }
@@ -159,11 +166,45 @@ fn cf_options(name: &str, table: Option<&BlockBasedOptions>) -> Options {
 /// table files, outside the cache: charged to a small cache they were evicted and read
 /// again on most lookups, which halved replay's rate on a million-event ledger
 /// (BENCHMARKS.md); held, they take about 1.5 bytes per key.
-fn table_options(cache_bytes: usize) -> BlockBasedOptions {
+fn table_options(cache: &Cache, bounded: bool) -> BlockBasedOptions {
     let mut t = BlockBasedOptions::default();
-    t.set_block_cache(&Cache::new_lru_cache(cache_bytes));
+    t.set_block_cache(cache);
     t.set_bloom_filter(10.0, false);
+    if bounded {
+        // StoreOptions::bounded_memory.
+        t.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+        t.set_partition_filters(true);
+        t.set_cache_index_and_filter_blocks(true);
+        t.set_pin_top_level_index_and_filter(true);
+        t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    }
     t
+}
+
+/// The database's options and the table options every column family shares.
+fn db_options(options: &StoreOptions) -> (Options, BlockBasedOptions) {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(!options.read_only);
+    db_opts.create_missing_column_families(!options.read_only);
+    db_opts.set_paranoid_checks(true);
+    // Every write is synced, so a torn record can only end the log after a crash
+    // and was never acknowledged: drop it. Damage anywhere else in the log would
+    // silently drop acknowledged writes after it, so it refuses the open instead.
+    db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+    let cache = Cache::new_lru_cache(options.block_cache_bytes);
+    let table_opts = table_options(&cache, options.bounded_memory);
+    db_opts.set_block_based_table_factory(&table_opts);
+    if options.bounded_memory {
+        db_opts.set_write_buffer_manager(&rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            options.memtable_bytes,
+            false,
+            cache,
+        ));
+    }
+    db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    db_opts.set_db_write_buffer_size(options.memtable_bytes);
+    db_opts.increase_parallelism(2);
+    (db_opts, table_opts)
 }
 
 impl Store {
@@ -171,19 +212,7 @@ impl Store {
     /// the head block's hash, its parent link, and that the stored state tree's root is
     /// the head's state root. A mismatch refuses to open with the repair command.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(!options.read_only);
-        db_opts.create_missing_column_families(!options.read_only);
-        db_opts.set_paranoid_checks(true);
-        // Every write is synced, so a torn record can only end the log after a crash
-        // and was never acknowledged: drop it. Damage anywhere else in the log would
-        // silently drop acknowledged writes after it, so it refuses the open instead.
-        db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
-        let table_opts = table_options(options.block_cache_bytes);
-        db_opts.set_block_based_table_factory(&table_opts);
-        db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        db_opts.set_db_write_buffer_size(options.memtable_bytes);
-        db_opts.increase_parallelism(2);
+        let (mut db_opts, table_opts) = db_options(options);
         let legacy = DB::list_cf(&db_opts, path).is_ok_and(|cfs| cfs.iter().any(|c| c == LEGACY_UNDO));
         if legacy && options.read_only {
             return Err(StoreError::Open {
@@ -633,8 +662,13 @@ impl Store {
         self.index_block(&mut b, c.block, Index::Add);
         // What this block overwrites, read before the batch that overwrites it, is kept
         // as a version under this height; versions past the retention go.
-        let (versions, pages) = self.versions_of(chain, c.state)?;
-        self.put_versions(&mut b, chain, h.height, versions);
+        // A chain's blocks below its first versioned height keep no versions (a ledger
+        // versioned from its upgrade on, or replay's scratch store; see `version_from`).
+        let versioned = h.height >= self.get::<HistoryFrom>(&chain)?.unwrap_or(1);
+        let (versions, pages) = self.versions_of(chain, c.state, versioned)?;
+        if versioned {
+            self.put_versions(&mut b, chain, h.height, versions);
+        }
         self.prune_versions(&mut b, chain, h.height, h.timestamp.0)?;
         for (k, v) in &c.state.change.writes {
             self.put::<State>(&mut b, &(chain, k.clone()), v);
@@ -737,6 +771,7 @@ impl Store {
         &self,
         chain: MemberCode,
         state: &PreparedState,
+        records: bool,
     ) -> Result<(Versions, Vec<(NodeKey, Option<Page>)>), StoreError> {
         let read = |name: &'static str, keys: Vec<Vec<u8>>, sorted: bool| -> Result<Vec<Option<Vec<u8>>>, StoreError> {
             self.db
@@ -758,22 +793,25 @@ impl Store {
             new_pages.push((*at, pages::apply(page, changes)));
             tree.push((*at, old));
         }
-        let record_keys = state
-            .change
-            .writes
-            .keys()
-            .map(|k| State::key(&(chain, k.clone())))
-            .collect();
-        let versions = Versions {
-            tree,
-            records: state
-                .change
-                .writes
-                .keys()
-                .cloned()
-                .zip(read(State::NAME, record_keys, false)?)
-                .collect(),
+        let records = match records {
+            false => Vec::new(),
+            true => {
+                let keys = state
+                    .change
+                    .writes
+                    .keys()
+                    .map(|k| State::key(&(chain, k.clone())))
+                    .collect();
+                state
+                    .change
+                    .writes
+                    .keys()
+                    .cloned()
+                    .zip(read(State::NAME, keys, false)?)
+                    .collect()
+            }
         };
+        let versions = Versions { tree, records };
         Ok((versions, new_pages))
     }
 
@@ -813,6 +851,20 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// Versions `chain`'s state from block `height` on: the blocks below it, not yet
+    /// committed, will keep none, as if pruned. Replay's scratch store, which keeps only
+    /// the last [`crate::STATE_VERSIONS_KEPT`] blocks' versions in the end, writes only
+    /// those instead of writing every block's and pruning them behind it.
+    pub(crate) fn version_from(&self, chain: MemberCode, height: u64) -> Result<(), StoreError> {
+        assert!(
+            self.head(chain)?.is_none(),
+            "versions start before a chain's first block"
+        );
+        let mut b = WriteBatch::default();
+        self.put::<HistoryFrom>(&mut b, &chain, &height);
+        self.write_synced(b)
     }
 
     /// How many days of block time of each chain's state versions this store keeps.
@@ -1102,6 +1154,11 @@ pub struct ChainView<'a> {
 }
 
 impl ChainView<'_> {
+    /// This view without the record check (see [`Store::state_trusted`]).
+    pub(crate) fn trusted(self) -> Self {
+        ChainView { verify: false, ..self }
+    }
+
     /// Computes the tree changes and new root for a block's state writes, over the
     /// nodes this view has already read.
     pub fn prepare(&self, writes: BTreeMap<StateKey, StateValue>) -> Result<PreparedState, StoreError> {

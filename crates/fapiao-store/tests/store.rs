@@ -848,6 +848,62 @@ fn state_versions_are_kept_for_the_retention_days_and_pruned_after() {
     assert!(report.is_clean(), "{report:?}");
 }
 
+/// Replay's scratch store (no days of retention, unlogged, bounded memory) ends as a
+/// node with no days of retention would: the versions of each chain's last
+/// `STATE_VERSIONS_KEPT` blocks, which prove as of those heights, and none older. (It
+/// writes only those, instead of writing every block's and pruning behind it; this
+/// holds that shortcut to the end pruning reaches.)
+#[test]
+fn a_scratch_replay_versions_only_the_last_blocks_it_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let head = fapiao_store::STATE_VERSIONS_KEPT + 30;
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        for h in 1..=head {
+            commit(&store, &g, h, vec![pay(&format!("P{h}"), 1000)]);
+        }
+    }
+    let source = Store::open(
+        dir.path(),
+        &StoreOptions {
+            read_only: true,
+            bounded_memory: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let target = Store::open(
+        fresh.path(),
+        &StoreOptions {
+            scratch: true,
+            bounded_memory: true,
+            state_history_days: 0,
+            block_cache_bytes: 8 << 20,
+            memtable_bytes: 4 << 20,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let report = replay(&source, &target, &g, ReplayOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let oldest = head - fapiao_store::STATE_VERSIONS_KEPT;
+    assert_eq!(target.oldest_kept(chain()).unwrap(), oldest);
+    assert!(target.state_at(chain(), oldest - 1).unwrap().is_none());
+    for v in [oldest, oldest + 1, head - 1, head] {
+        assert_proves_as_of(&target, v);
+    }
+    let rows = |store: &Store, table: &'static str| store.raw_rows(table).count() as u64;
+    use fapiao_store::tables::{StateVersions, StateWritten, Table, TreeVersions};
+    assert_eq!(rows(&target, StateWritten::NAME), fapiao_store::STATE_VERSIONS_KEPT);
+    // The source keeps every block's versions (45 days); the target far fewer.
+    assert_eq!(rows(&source, StateWritten::NAME), head);
+    for table in [StateVersions::NAME, TreeVersions::NAME] {
+        assert!(rows(&target, table) < rows(&source, table), "{table}");
+    }
+}
+
 /// A version changed on disk differs from the one replay derives, and is reported.
 #[test]
 fn a_state_version_changed_on_disk_is_found_by_replay() {
