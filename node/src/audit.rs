@@ -11,10 +11,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// The block cache of the ledger a replay reads, in bytes. Both stores a replay opens
-/// bound their memory (`StoreOptions::bounded_memory`): index and filter blocks are
-/// charged to the cache instead of growing with the ledger, so these caches, the
-/// memtables charged to the target's, and the blocks in flight are what replay holds
-/// whatever the ledger's length (BENCHMARKS.md, replay memory).
+/// charge their index and filter blocks, and the target its memtables, to their caches
+/// (`StoreOptions::bounded_memory`); BENCHMARKS.md has the peak memory measured.
 const REPLAY_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// The block cache of the store a replay writes, in bytes: the state it re-executes on
 /// is read at random, so it gets the larger share.
