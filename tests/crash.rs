@@ -200,8 +200,14 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
     }
     node.stop();
 
-    // The chain verifies and replays to the live state root.
+    // The chain verifies and replays to the live state root. Its scratch store goes in
+    // a temporary directory of the test's own, where a killed replay (a process id
+    // above the kernel's maximum, never running) left its store.
     let report = dir.path().join("replay.json");
+    let tmp = dir.path().join("tmp");
+    let killed = tmp.join("fapiao-replay-4194305");
+    std::fs::create_dir_all(&killed).unwrap();
+    std::fs::write(killed.join("CURRENT"), "MANIFEST-000005\n").unwrap();
     let o = std::process::Command::new(bin())
         .args([
             "replay",
@@ -211,6 +217,7 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
             "--report",
             report.to_str().unwrap(),
         ])
+        .env("TMPDIR", &tmp)
         .output()
         .unwrap();
     assert!(
@@ -218,6 +225,17 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
         "replay failed: {}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
+    );
+    // The killed replay's store is removed, and so is this one's once it ended.
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the scratch store of a replay that was killed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "scratch stores left behind"
     );
     // A replay that verifies signatures states the machine's ceiling and its share of it.
     let stdout = String::from_utf8_lossy(&o.stdout);

@@ -12,6 +12,7 @@ use fapiao_api::{Client, ClientError};
 use fapiao_core::event::*;
 use fapiao_core::money::AMOUNT_FEN_MAX;
 use fapiao_core::{codec, Event, EventBody, Fen, SecretKey, Timestamp};
+use fapiao_testkit::disk::SmallDisk;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -281,59 +282,6 @@ fn a_rewritten_record_is_never_served_poisons_only_the_event_that_reads_it_and_r
         .output()
         .unwrap();
     assert!(clean.status.success(), "{}", out(&clean));
-}
-
-/// A tmpfs of `mb` MiB mounted at `dir`, unmounted on drop. Tests run as root (the
-/// README's test command is run as root on the CI machine).
-struct SmallDisk {
-    dir: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(dir: &Path, mb: u64) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let o = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mb}m"),
-                "tmpfs",
-                dir.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "mounting a small tmpfs for the full-disk test needs root: {}",
-            out(&o)
-        );
-        SmallDisk { dir: dir.to_path_buf() }
-    }
-
-    fn free_mb(&self) -> u64 {
-        let s = rustix::fs::statvfs(&self.dir).unwrap();
-        s.f_bavail * s.f_frsize / (1024 * 1024)
-    }
-
-    /// Fills the disk until `leave_mb` MiB are left, with a file `name`.
-    fn fill(&self, name: &str, leave_mb: u64) {
-        let free = self.free_mb();
-        let size = free.saturating_sub(leave_mb) * 1024 * 1024;
-        let f = std::fs::File::create(self.dir.join(name)).unwrap();
-        std::io::Write::write_all(&mut &f, &vec![0u8; size as usize]).unwrap();
-        f.sync_all().unwrap();
-    }
-
-    fn free(&self, name: &str) {
-        std::fs::remove_file(self.dir.join(name)).unwrap();
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").args(["-l", self.dir.to_str().unwrap()]).status();
-    }
 }
 
 #[test]

@@ -51,6 +51,42 @@ fn total_blocks(store: &Store, genesis: &Genesis) -> Result<u64> {
         .sum())
 }
 
+/// The name of a replay's scratch store in the temporary directory, before its pid.
+const SCRATCH_PREFIX: &str = "fapiao-replay-";
+
+/// A replay's scratch store, removed when the replay ends however it ends (its report, an
+/// error such as a full disk, a panic). Declared before the store, so the store closes
+/// first. A killed replay cannot remove it: [`sweep_scratch`] does, at the next replay.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes, from the temporary directory `tmp`, the scratch stores of replays that were
+/// killed (a replay of a 10M-event ledger leaves 6.5 GB): each `fapiao-replay-PID`
+/// directory whose process is gone and which holds a store (a `CURRENT` file) or
+/// nothing. Returns what it removed.
+fn sweep_scratch(tmp: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let pid: u32 = name.strip_prefix(SCRATCH_PREFIX)?.parse().ok()?;
+            let dir = e.path();
+            let running = Path::new("/proc").join(pid.to_string()).exists();
+            let a_store = dir.join("CURRENT").is_file() || std::fs::read_dir(&dir).ok()?.next().is_none();
+            (!running && e.file_type().ok()?.is_dir() && a_store && std::fs::remove_dir_all(&dir).is_ok())
+                .then_some(dir)
+        })
+        .collect()
+}
+
 // Long: the replay command: options, progress, the run and its report.
 pub(crate) fn run_replay(
     data: &Path,
@@ -74,7 +110,7 @@ pub(crate) fn run_replay(
             ..StoreOptions::default()
         },
     )?;
-    let tmp;
+    let mut scratch = None;
     let target_dir = match into {
         Some(d) => {
             if d.exists() && std::fs::read_dir(d)?.next().is_some() {
@@ -83,8 +119,15 @@ pub(crate) fn run_replay(
             d.to_path_buf()
         }
         None => {
-            tmp = std::env::temp_dir().join(format!("fapiao-replay-{}", std::process::id()));
-            tmp
+            let tmp = std::env::temp_dir();
+            for left in sweep_scratch(&tmp) {
+                eprintln!(
+                    "removed {}, the scratch store of a replay that was killed",
+                    left.display()
+                );
+            }
+            let dir = tmp.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+            scratch.insert(Scratch(dir)).0.clone()
         }
     };
     let target = Store::open(
@@ -135,9 +178,7 @@ pub(crate) fn run_replay(
         target.flush()?;
     }
     drop(target);
-    if into.is_none() {
-        let _ = std::fs::remove_dir_all(&target_dir);
-    }
+    drop(scratch);
     print_report(&r, secs);
     if let Some(limit) = &limit {
         println!("{}", limit.describe());
@@ -460,5 +501,36 @@ pub(crate) fn answer_backup_requests(store: &Store, dir: &Path) {
             tracing::warn!(error = %e, "cannot answer a checkpoint request");
         }
         let _ = std::fs::remove_file(&taken);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the stores of replays whose process is gone are removed: not a running
+    /// replay's, not a directory holding something else, not another name.
+    #[test]
+    fn the_sweep_removes_only_stores_of_replays_that_are_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |name: &str, file: Option<&str>| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            if let Some(f) = file {
+                std::fs::write(d.join(f), "x").unwrap();
+            }
+            d
+        };
+        // 4194305 is above the kernel's largest process id: never running.
+        let killed = dir("fapiao-replay-4194305", Some("CURRENT"));
+        let empty = dir("fapiao-replay-4194306", None);
+        let running = dir(&format!("fapiao-replay-{}", std::process::id()), Some("CURRENT"));
+        let foreign = dir("fapiao-replay-4194307", Some("notes.txt"));
+        let other = dir("fapiao-replay-x", Some("CURRENT"));
+        let mut removed = sweep_scratch(tmp.path());
+        removed.sort();
+        assert_eq!(removed, vec![killed.clone(), empty.clone()]);
+        assert!(!killed.exists() && !empty.exists());
+        assert!(running.exists() && foreign.exists() && other.exists());
     }
 }

@@ -219,13 +219,12 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
             [(kh, vh)] => return self.update(at, kh, vh.as_ref(), expected),
             _ => {}
         }
+        // The leaves the ops set (deletions dropped), for a subtree built afresh.
+        let set = || -> Vec<(Hash32, Hash32)> { ops.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect() };
         match self.get_checked(&at, &expected)? {
-            None => {
-                let leaves: Vec<(Hash32, Hash32)> = ops.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
-                self.build(at, &leaves)
-            }
+            None => self.build(at, &set()),
             Some(Node::Leaf { key_hash, value_hash }) => {
-                let mut leaves: Vec<(Hash32, Hash32)> = ops.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+                let mut leaves = set();
                 if ops.binary_search_by(|(k, _)| k.cmp(&key_hash)).is_err() {
                     // No op names the leaf's key: it stays, among the new leaves.
                     if leaves.is_empty() {

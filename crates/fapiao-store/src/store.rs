@@ -222,6 +222,16 @@ impl Store {
                 message: "this ledger was written before versioned state; start its node once (which upgrades it in place) before reading it".into(),
             });
         }
+        // Every family with the store's options (and the legacy one, to drop it):
+        // opened by name alone, each would have RocksDB's defaults instead, a block cache
+        // of its own and its index and filter blocks held outside any cache (850 MB on a
+        // 10M-event ledger).
+        let families = || {
+            tables::ALL
+                .iter()
+                .chain(legacy.then_some(&LEGACY_UNDO))
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, Some(&table_opts))))
+        };
         let db = if options.read_only {
             // A read-only open of a ledger its node is writing (an audit of a running
             // node) can lose a race: the node's compaction deletes a table file between
@@ -231,13 +241,7 @@ impl Store {
             db_opts.set_max_open_files(-1);
             let mut attempt = 0;
             loop {
-                // Each family with the store's options: opened by name alone, each had
-                // RocksDB's defaults instead, a block cache of its own and its index and
-                // filter blocks held outside any cache (850 MB on a 10M-event ledger).
-                let cfs = tables::ALL
-                    .iter()
-                    .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, Some(&table_opts))));
-                match DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false) {
+                match DB::open_cf_descriptors_read_only(&db_opts, path, families(), false) {
                     Err(e) if attempt < READ_ONLY_OPEN_ATTEMPTS && e.to_string().contains("No such file") => {
                         attempt += 1;
                         std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
@@ -246,11 +250,7 @@ impl Store {
                 }
             }
         } else {
-            let cfs = tables::ALL
-                .iter()
-                .chain(legacy.then_some(&LEGACY_UNDO))
-                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, Some(&table_opts))));
-            DB::open_cf_descriptors(&db_opts, path, cfs)
+            DB::open_cf_descriptors(&db_opts, path, families())
         }
         .map_err(|e| open_error(path, e))?;
         let mut store = Store {
@@ -672,12 +672,13 @@ impl Store {
         // as a version under this height; versions past the retention go.
         // A chain's blocks below its first versioned height keep no versions (a ledger
         // versioned from its upgrade on, or replay's scratch store; see `version_from`).
-        let versioned = h.height >= self.get::<HistoryFrom>(&chain)?.unwrap_or(1);
+        let history_from = self.get::<HistoryFrom>(&chain)?.unwrap_or(1);
+        let versioned = h.height >= history_from;
         let (versions, pages) = self.versions_of(chain, c.state, versioned)?;
         if versioned {
             self.put_versions(&mut b, chain, h.height, versions);
         }
-        self.prune_versions(&mut b, chain, h.height, h.timestamp.0)?;
+        self.prune_versions(&mut b, chain, history_from, h.height, h.timestamp.0)?;
         for (k, v) in &c.state.change.writes {
             self.put::<State>(&mut b, &(chain, k.clone()), v);
         }
@@ -729,12 +730,19 @@ impl Store {
         self.put::<StateWritten>(b, &(chain, height), &written);
     }
 
-    /// Deletes the versions of `chain`'s oldest blocks that are past the retention once
-    /// the block at `height`, made at `time`, is the head: a block's versions go when it
-    /// is more than [`crate::STATE_VERSIONS_KEPT`] blocks below the head and older than
-    /// the retention in block time; at most [`crate::PRUNE_PER_COMMIT`] blocks' per call.
-    fn prune_versions(&self, b: &mut WriteBatch, chain: MemberCode, height: u64, time: u64) -> Result<(), StoreError> {
-        let from = self.get::<HistoryFrom>(&chain)?.unwrap_or(1);
+    /// Deletes the versions of `chain`'s oldest blocks, from its first versioned height
+    /// `from` on, that are past the retention once the block at `height`, made at `time`,
+    /// is the head: a block's versions go when it is more than
+    /// [`crate::STATE_VERSIONS_KEPT`] blocks below the head and older than the retention
+    /// in block time; at most [`crate::PRUNE_PER_COMMIT`] blocks' per call.
+    fn prune_versions(
+        &self,
+        b: &mut WriteBatch,
+        chain: MemberCode,
+        from: u64,
+        height: u64,
+        time: u64,
+    ) -> Result<(), StoreError> {
         let cutoff = time.saturating_sub(self.history_ms);
         let mut next = from;
         while next < from + crate::PRUNE_PER_COMMIT && next + crate::STATE_VERSIONS_KEPT <= height {

@@ -904,6 +904,79 @@ fn a_scratch_replay_versions_only_the_last_blocks_it_keeps() {
     }
 }
 
+/// Replays the ledger at `source` into a fresh scratch store at `target` with tiny
+/// memtables (so blocks reach the disk as they are replayed) on another thread, and
+/// fails the test if it takes over a minute: a replay must end, with its report or an
+/// error. (Memtables charged to the cache with writes allowed to stall on them hung
+/// replay for good; the test below then fails here.) Returns the result and the number of
+/// blocks written.
+fn replay_within_a_minute(
+    source: &std::path::Path,
+    target: &std::path::Path,
+) -> (Result<fapiao_store::replay::ReplayReport, StoreError>, u64) {
+    let (source, target) = (source.to_path_buf(), target.to_path_buf());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let source = Store::open(
+            &source,
+            &StoreOptions {
+                read_only: true,
+                bounded_memory: true,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let target = Store::open(
+            &target,
+            &StoreOptions {
+                scratch: true,
+                bounded_memory: true,
+                state_history_days: 0,
+                block_cache_bytes: 4 << 20,
+                memtable_bytes: 256 << 10,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        let mut blocks = 0;
+        let result = replay(&source, &target, &genesis(), ReplayOptions::default(), &mut |n| {
+            blocks = n
+        });
+        let _ = tx.send((result, blocks));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the replay neither finished nor failed in a minute: it hangs")
+}
+
+/// A replay whose store fills its disk stops with the store's error, naming the full
+/// disk, instead of hanging or panicking on the thread that writes its blocks; the
+/// ledger it reads is untouched and replays clean once there is room.
+#[test]
+fn a_replay_that_fills_its_disk_stops_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        for h in 1..=300 {
+            let pays = (0..10).map(|i| pay(&format!("P{h}-{i}"), 1000 + i)).collect();
+            commit(&store, &g, h, pays);
+        }
+    }
+    let root = tempfile::tempdir().unwrap();
+    let disk = fapiao_testkit::disk::SmallDisk::mount(&root.path().join("disk"), 2);
+    let (result, blocks) = replay_within_a_minute(dir.path(), &disk.dir.join("replay"));
+    let err = result.unwrap_err();
+    assert!(err.is_no_space(), "{err}");
+    // It failed on the thread that writes blocks, some blocks in: not at the start.
+    assert!((1..300).contains(&blocks), "{blocks} blocks written before the error");
+    drop(disk);
+    let roomy = tempfile::tempdir().unwrap();
+    let (result, blocks) = replay_within_a_minute(dir.path(), roomy.path());
+    let report = result.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((blocks, report.counts.events), (300, 3000));
+}
+
 /// A version changed on disk differs from the one replay derives, and is reported.
 #[test]
 fn a_state_version_changed_on_disk_is_found_by_replay() {

@@ -3,9 +3,10 @@
 //! builders, and the reader of the vectors the document holds.
 //!
 //! Architecture invariant: a dev-dependency only; it depends on `fapiao-core` and the pure
-//! `fapiao-domain` (for [`world`]), so every crate's tests can use it, and nothing
-//! outside tests ever links it.
+//! `fapiao-domain` (for [`world`]), and on `rustix` for [`disk`]'s free space, so every
+//! crate's tests can use it, and nothing outside tests ever links it.
 
+pub mod disk;
 pub mod world;
 
 use fapiao_core::event::{
