@@ -245,6 +245,9 @@ fn kill_minus_nine_loses_nothing_acknowledged() {
     );
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["clean"], true, "{r}");
+    // It states its peak memory, as the kernel counted it.
+    assert!(stdout.contains("peak memory: "), "{stdout}");
+    assert!(r["peak_resident_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{r}");
     assert_eq!(r["chains"][0]["matches_live_state"], true, "{r}");
 
     // Exactly once: export every entry and count input event ids.

@@ -12,13 +12,15 @@ use std::path::{Path, PathBuf};
 
 /// The block cache of the ledger a replay reads, in bytes. Both stores a replay opens
 /// charge their index and filter blocks, and the target its memtables, to their caches
-/// (`StoreOptions::bounded_memory`); BENCHMARKS.md has the peak memory measured.
-const REPLAY_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// (`StoreOptions::bounded_memory`); BENCHMARKS.md has the peak memory measured. The
+/// ledger is read once, in order: a small cache serves it.
+const REPLAY_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// The block cache of the store a replay writes, in bytes: the state it re-executes on
 /// is read at random, so it gets the larger share.
-const REPLAY_TARGET_CACHE_BYTES: usize = 128 * 1024 * 1024;
-/// The memtables of the store a replay writes, charged to its block cache, in bytes.
-const REPLAY_MEMTABLE_BYTES: usize = 64 * 1024 * 1024;
+const REPLAY_TARGET_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// The memtables of the store a replay writes, charged to its block cache, in bytes;
+/// each family's at most half of it, twice.
+const REPLAY_MEMTABLE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Finds the ledger directory and genesis of a node data directory (one holding
 /// `node.toml`, as `fapiao dev` makes) or of explicit paths.
@@ -49,6 +51,18 @@ fn total_blocks(store: &Store, genesis: &Genesis) -> Result<u64> {
         .iter()
         .map(|(_, h)| h)
         .sum())
+}
+
+/// The most memory this process has held resident so far (the kernel's high-water mark,
+/// `VmHWM`), in bytes; `None` where the kernel does not say.
+fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?;
+    kb.trim().parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
 /// The name of a replay's scratch store in the temporary directory, before its pid.
@@ -137,7 +151,8 @@ pub(crate) fn run_replay(
             memtable_bytes: REPLAY_MEMTABLE_BYTES,
             bounded_memory: true,
             // Built from the blocks, and built again after a crash: no log, and one
-            // flush at the end when it is kept. It keeps the versions of each chain's
+            // flush after the last block, before the comparison (which makes a store
+            // `--into` keeps durable). It keeps the versions of each chain's
             // last 256 blocks only (the comparison checks the versions both keep): with
             // the node's retention it took as much disk again as the ledger's versions.
             scratch: true,
@@ -174,12 +189,13 @@ pub(crate) fn run_replay(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if into.is_some() {
-        target.flush()?;
-    }
     drop(target);
     drop(scratch);
     print_report(&r, secs);
+    let peak = peak_resident_bytes();
+    if let Some(bytes) = peak {
+        println!("peak memory: {} MiB resident", bytes >> 20);
+    }
     if let Some(limit) = &limit {
         println!("{}", limit.describe());
         println!(
@@ -188,7 +204,7 @@ pub(crate) fn run_replay(
         );
     }
     if let Some(path) = report {
-        let text = serde_json::to_string_pretty(&report_json(&r, secs))?;
+        let text = serde_json::to_string_pretty(&report_json(&r, secs, peak))?;
         files::write_atomic(path, &text)?;
         println!("report written to {}", path.display());
     }
@@ -284,10 +300,11 @@ fn fen_json(fen: i128) -> serde_json::Value {
     i64::try_from(fen).map_or_else(|_| json!(fen.to_string()), |v| json!(v))
 }
 
-fn report_json(r: &ReplayReport, secs: f64) -> serde_json::Value {
+fn report_json(r: &ReplayReport, secs: f64, peak_resident_bytes: Option<u64>) -> serde_json::Value {
     let c = &r.counts;
     json!({
         "seconds": secs,
+        "peak_resident_bytes": peak_resident_bytes,
         "clean": r.is_clean(),
         "chains": r.chains.iter().map(|ch| json!({
             "chain": ch.chain.to_string(), "height": ch.height, "source_height": ch.source_height,

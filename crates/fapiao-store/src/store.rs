@@ -62,8 +62,11 @@ pub struct StoreOptions {
     /// Bound the store's memory by `block_cache_bytes`, whatever the ledger's size:
     /// index and filter blocks are charged to the block cache (and partitioned in the
     /// files this store writes), none pinned, and memtables are charged to it too, flushed
-    /// once they pass `memtable_bytes`. Replay uses it; a
-    /// node, whose reads are random, keeps its index and filter blocks out of the cache.
+    /// once they pass `memtable_bytes`. Each family's memtable is also capped at half of
+    /// `memtable_bytes`, two at most (one filling, one flushing): a write that would need
+    /// a third waits for the flush. Without that cap memtables waiting to be flushed
+    /// piled up to five times `memtable_bytes` in a replay. Replay uses it; a node, whose
+    /// reads are random, keeps its index and filter blocks out of the cache.
     pub bounded_memory: bool,
 }
 
@@ -144,9 +147,14 @@ const READ_ONLY_OPEN_ATTEMPTS: u32 = 8;
 /// One column family's options. With `table` (the store's block cache and filters),
 /// every family shares that one cache; without it RocksDB gives each family a block
 /// cache of its own and no bloom filter, so memory would grow with the number of
-/// families and lookups of absent keys would read data blocks.
-fn cf_options(name: &str, table: Option<&BlockBasedOptions>) -> Options {
+/// families and lookups of absent keys would read data blocks. `memtable_cap` caps the
+/// family's memtables (see [`StoreOptions::bounded_memory`]).
+fn cf_options(name: &str, table: Option<&BlockBasedOptions>, memtable_cap: Option<usize>) -> Options {
     let mut o = Options::default();
+    if let Some(cap) = memtable_cap {
+        o.set_write_buffer_size(cap);
+        o.set_max_write_buffer_number(2);
+    }
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     if name == State::NAME || name == Tree::NAME {
         // A bloom filter over each memtable's keys: most reads of the state and its tree
@@ -226,11 +234,12 @@ impl Store {
         // opened by name alone, each would have RocksDB's defaults instead, a block cache
         // of its own and its index and filter blocks held outside any cache (850 MB on a
         // 10M-event ledger).
+        let memtable_cap = options.bounded_memory.then_some(options.memtable_bytes / 2);
         let families = || {
             tables::ALL
                 .iter()
                 .chain(legacy.then_some(&LEGACY_UNDO))
-                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, Some(&table_opts))))
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, Some(&table_opts), memtable_cap)))
         };
         let db = if options.read_only {
             // A read-only open of a ledger its node is writing (an audit of a running
@@ -301,14 +310,15 @@ impl Store {
             let cfs = tables::ALL
                 .iter()
                 .chain(legacy.then_some(&LEGACY_UNDO))
-                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, None)));
+                .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, None, None)));
             let mut db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
             for name in tables::DERIVED
                 .iter()
                 .chain([&tables::Heads::NAME, &tables::HistoryFrom::NAME])
             {
                 db.drop_cf(name).map_err(StoreError::rocks)?;
-                db.create_cf(name, &cf_options(name, None)).map_err(StoreError::rocks)?;
+                db.create_cf(name, &cf_options(name, None, None))
+                    .map_err(StoreError::rocks)?;
             }
             if legacy {
                 db.drop_cf(LEGACY_UNDO).map_err(StoreError::rocks)?;
