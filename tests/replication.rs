@@ -1210,7 +1210,8 @@ fn wait_epoch(net: &Network, among: &[usize], epoch: u32) {
 }
 
 /// Pays and requests an invoice on `node` (with its client profile) and returns
-/// (number, check code) once issued.
+/// (number, check code) once issued and certified: a bundle proves status as of the
+/// newest certified height, which until then does not include the invoice.
 fn issue_on(node: &Node, tag: &str) -> (String, String) {
     let payment = format!("P{tag}");
     let request = format!("R{tag}");
@@ -1224,10 +1225,22 @@ fn issue_on(node: &Node, tag: &str) -> (String, String) {
     assert!(out.contains("ISSUED"), "{out}");
     let v = node.get(&format!("/v1/invoices?request_id={request}"));
     let inv = &v.as_array().unwrap_or_else(|| panic!("{v}"))[0];
-    (
-        inv["number"].as_str().unwrap().to_string(),
-        inv["check_code"].as_str().unwrap().to_string(),
-    )
+    let number = inv["number"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let h = node.get(&format!("/v1/invoices/{number}/history"));
+        let entries = h["entries"].as_array().unwrap_or_else(|| panic!("{h}"));
+        if !entries.is_empty() && entries.iter().all(|e| e["certified"] == true) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(CONVERGE_SECS),
+            "invoice {number} was never certified: {h}\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (number, inv["check_code"].as_str().unwrap().to_string())
 }
 
 /// Fetches the invoice's bundle from the node in `dir` and verifies it offline against
