@@ -1157,6 +1157,58 @@ fn a_proof_is_served_while_the_newest_block_awaits_its_certificate() {
     assert!(text.starts_with("VALID") && text.contains("status    issued"), "{text}");
 }
 
+/// Without a quorum a chain's certification stops. Its owner then cuts blocks at the
+/// certify pace (`certify_wait_ms`, a second) instead of every block interval, so the
+/// events that trickle in share a few larger blocks; none is lost or left pending, and
+/// once the witnesses are back every block is certified.
+#[test]
+fn a_chain_awaiting_certificates_cuts_fewer_larger_blocks_and_loses_nothing() {
+    let _serial = serial();
+    let mut net = Network::start();
+    net.pay(0, "a", 1);
+    net.wait_converged(&net.all());
+    net.nodes[2].kill9();
+    net.nodes[3].kill9();
+    let head = |n: &Node| n.get("/v1/status")["head_height"].as_u64().unwrap();
+    let before = head(&net.nodes[0]);
+    let key = net.nodes[0].key("client.key");
+    let events: Vec<_> = (0..30)
+        .map(|k| {
+            payment(
+                net.genesis.network_id(),
+                net.chain(0),
+                &key,
+                &format!("trickle-{k}"),
+                100 + k,
+            )
+        })
+        .collect();
+    let client = net.nodes[0].client();
+    for e in &events {
+        let r = client.submit_batch(std::slice::from_ref(e)).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap()["refused"], 0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let start = Instant::now();
+    for e in &events {
+        while client.event_status(&e.id()).unwrap().status == "pending" {
+            assert!(start.elapsed() < Duration::from_secs(30), "an event stays pending");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let blocks = head(&net.nodes[0]) - before;
+    // One block per 100 ms interval would be about 30.
+    assert!(
+        (1..=10).contains(&blocks),
+        "30 events over 3 s with no certificates: {blocks} blocks"
+    );
+    net.nodes[2].start();
+    net.nodes[3].start();
+    net.wait_converged(&net.all());
+    let status = net.nodes[0].get("/v1/status");
+    assert_eq!(status["certified_height"], status["head_height"], "{status}");
+}
+
 /// `fapiao --client PROFILE ARGS` in node `dir`, asserted to succeed; its output.
 fn cli_in(dir: &Path, args: &[&str]) -> String {
     let profile = dir.join("client.toml");

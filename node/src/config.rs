@@ -42,6 +42,11 @@ pub(crate) struct P2pSection {
 pub(crate) struct EngineSection {
     pub(crate) block_events_max: usize,
     pub(crate) block_interval_ms: u64,
+    /// This chain's blocks awaiting certificates before the next one waits for a
+    /// certificate (PROTOCOL.md, "Block size under load").
+    pub(crate) uncertified_blocks_max: u64,
+    /// Longest an admitted event waits for a block while that is so.
+    pub(crate) certify_wait_ms: u64,
     pub(crate) pending_max: usize,
     pub(crate) batch_events_max: usize,
     /// Free disk kept in reserve, MiB: below it writes answer 503 STORAGE_FULL, below
@@ -61,6 +66,8 @@ impl Default for EngineSection {
         EngineSection {
             block_events_max: d.block_events_max,
             block_interval_ms: d.block_interval_ms,
+            uncertified_blocks_max: d.uncertified_blocks_max,
+            certify_wait_ms: d.certify_wait_ms,
             pending_max: d.pending_max,
             batch_events_max: d.batch_events_max,
             disk_reserve_mb: d.disk_reserve_bytes / (1024 * 1024),
@@ -134,6 +141,8 @@ impl Loaded {
         fapiao_engine::EngineConfig {
             block_events_max: e.block_events_max.clamp(1, 100_000),
             block_interval_ms: e.block_interval_ms.clamp(1, 60_000),
+            uncertified_blocks_max: e.uncertified_blocks_max.max(1),
+            certify_wait_ms: e.certify_wait_ms.clamp(1, 60_000),
             pending_max: e.pending_max.max(1),
             batch_events_max: e.batch_events_max.clamp(1, 100_000),
             disk_reserve_bytes: e.disk_reserve_mb.saturating_mul(1024 * 1024),

@@ -10,9 +10,9 @@ use fapiao_core::{Block, Genesis, Header, MemberCode, SecretKey, Timestamp};
 use fapiao_engine::{ChainReplication, Engine, ReplicationStatus};
 use fapiao_net::{Command, Gossip, Net, NetEvent, Request, Response, Validation};
 use fapiao_store::{BlockCommit, PreparedState, Store, StoreError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,6 +157,15 @@ fn forward(events: Receiver<NetEvent>, tx: SyncSender<Inbox>) -> Result<()> {
     Ok(())
 }
 
+/// Inputs that cost little to handle and that other chains' progress may wait on:
+/// gossip, and peers coming and going (see [`Loop::run`]).
+fn is_light(item: &Inbox) -> bool {
+    matches!(
+        item,
+        Inbox::Net(NetEvent::Gossip { .. } | NetEvent::Connected(_) | NetEvent::Disconnected(_))
+    )
+}
+
 struct Loop {
     replica: Replica,
     ledger: StoreLedger,
@@ -171,21 +180,66 @@ struct Loop {
 }
 
 impl Loop {
+    /// Takes inputs in turn, except that gossip (attestations, headers, evidence) and
+    /// peers coming and going overtake blocks and sync traffic queued before them: one
+    /// block's re-execution takes tens of milliseconds, an attestation's check tens of
+    /// microseconds, and a chain certifies one block per round of attestations, so an
+    /// attestation waiting behind other chains' blocks slows every chain. The replica
+    /// takes inputs in any order (the network gives no order either).
     fn run(&mut self, rx: Receiver<Inbox>) -> Result<()> {
         let tick = Duration::from_millis(TICK_MS);
         let mut last_tick = std::time::Instant::now();
+        let mut heavy: VecDeque<Inbox> = VecDeque::new();
         loop {
-            match rx.recv_timeout(tick) {
-                Ok(Inbox::OwnBlock(b)) => self.feed(Input::OwnBlock(b))?,
-                Ok(Inbox::Net(ev)) => self.net_event(ev)?,
+            let next = if heavy.is_empty() {
+                rx.recv_timeout(tick)
+            } else {
+                rx.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            };
+            match next {
+                Ok(first) => {
+                    // What is queued now, the light at once and the heavy behind them. At
+                    // most a queue's worth per heavy input, and at most a queue's worth of
+                    // heavy held here: a member flooding gossip delays a block no more
+                    // than a full queue did, and the queue still pushes back on the
+                    // transport.
+                    let mut item = Some(first);
+                    let mut taken = 0;
+                    while let Some(i) = item {
+                        if is_light(&i) {
+                            self.take(i)?;
+                        } else {
+                            heavy.push_back(i);
+                        }
+                        taken += 1;
+                        item = if taken < INBOX_MAX && heavy.len() < INBOX_MAX {
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        };
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            if let Some(item) = heavy.pop_front() {
+                self.take(item)?;
             }
             if last_tick.elapsed() >= tick {
                 last_tick = std::time::Instant::now();
                 self.feed(Input::Tick)?;
                 self.publish_status();
             }
+        }
+    }
+
+    fn take(&mut self, item: Inbox) -> Result<()> {
+        match item {
+            Inbox::OwnBlock(b) => self.feed(Input::OwnBlock(b)),
+            Inbox::Net(ev) => self.net_event(ev),
         }
     }
 
@@ -247,10 +301,7 @@ impl Loop {
             Output::PersistCertificate(cert) => store.put_certificate(&cert)?,
             Output::BlockCertified { chain, height, .. } => {
                 if chain == self.engine.chain() {
-                    self.engine
-                        .metrics()
-                        .certified_height
-                        .fetch_max(height, Ordering::Relaxed);
+                    self.engine.own_certified(height);
                 }
                 tracing::debug!(%chain, height, "block certified");
             }

@@ -343,6 +343,61 @@ fn a_quorum_of_attestations_is_a_certificate() {
     );
 }
 
+/// Attestations can outrun the blocks they attest (a busy witness stores blocks behind
+/// its gossip). A quorum's attestations for a height two above our head cannot be judged
+/// when they arrive; they stay pooled, and the block is certified the moment it is
+/// stored, with no message more. Dropped, they came back only through sync, seconds
+/// later, and this member could not attest the next height meanwhile.
+#[test]
+fn attestations_that_arrive_before_their_block_certify_it_once_stored() {
+    let mut s = setup();
+    let blocks: Vec<Block> = (0..3).map(|k| s.next_block(1, NOW + k)).collect();
+    let att = |s: &Setup, i: usize, b: &Block| {
+        AttestationBody {
+            network: s.genesis.network_id(),
+            chain: s.from(),
+            epoch: 0,
+            height: b.header.body.height,
+            block: b.header.hash(),
+            witness: code(&s.genesis, i),
+        }
+        .sign(&s.keys[i])
+    };
+    let certified = |s: &Setup| {
+        s.replica
+            .heads()
+            .iter()
+            .find(|h| h.chain == s.from())
+            .map(|h| h.certified)
+    };
+    check(s.block(blocks[0].clone()), &Verdict::Accepted, |_| true);
+    // Heights 1, 2 and 3 attested by the three others before 2 and 3 are delivered.
+    for b in &blocks {
+        for i in 1..4 {
+            let attestation = att(&s, i, b);
+            let got = s.feed(Input::Attestation {
+                from: s.from(),
+                attestation,
+            });
+            assert!(
+                matches!(got.0, Verdict::Accepted | Verdict::Ignored("height already certified")),
+                "{:?}",
+                got.0
+            );
+        }
+    }
+    assert_eq!(certified(&s), Some(1));
+    check(s.block(blocks[1].clone()), &Verdict::Accepted, |o| {
+        o.iter().any(|x| matches!(x, Output::BlockCertified { height: 2, .. }))
+    });
+    check(s.block(blocks[2].clone()), &Verdict::Accepted, |o| {
+        o.iter()
+            .any(|x| matches!(x, Output::PersistCertificate(c) if c.height == 3 && c.signatures.len() >= 3))
+            && o.iter().any(|x| matches!(x, Output::BlockCertified { height: 3, .. }))
+    });
+    assert_eq!(certified(&s), Some(3));
+}
+
 /// A fee deposit that covers a fee-blocked request issues it in the deposit's block, as a
 /// derived entry every witness re-derives: the honest block is voted, and the same block
 /// with the automatic issue left out is invalid.

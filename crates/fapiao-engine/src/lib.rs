@@ -53,8 +53,20 @@ use std::sync::{Arc, Condvar, Mutex};
 pub struct EngineConfig {
     /// Most events in one block.
     pub block_events_max: usize,
-    /// Longest an admitted event waits before a block is cut.
+    /// Longest an admitted event waits before a block is cut, while the chain's
+    /// certification keeps up (see `uncertified_blocks_max`).
     pub block_interval_ms: u64,
+    /// Blocks of this chain that may wait for their certificates while the next one is
+    /// cut early: with this many uncertified, the next block waits (up to
+    /// `certify_wait_ms`) for a certificate or until it is full. Witnesses attest a block
+    /// only once its parent is certified, so a chain certifies one block per round of
+    /// attestations; blocks cut faster than that only queue, each paying the per-block
+    /// costs on every member. Waiting grows the blocks instead (PROTOCOL.md, "Block
+    /// size under load").
+    pub uncertified_blocks_max: u64,
+    /// Longest an admitted event waits for a block while the chain's certification is
+    /// behind: with witnesses away, blocks are still cut, at this pace.
+    pub certify_wait_ms: u64,
     /// Most admitted events waiting for a block; beyond it admission answers "busy".
     pub pending_max: usize,
     /// Largest encoded event accepted.
@@ -86,6 +98,8 @@ impl Default for EngineConfig {
         EngineConfig {
             block_events_max: 2000,
             block_interval_ms: 100,
+            uncertified_blocks_max: 1,
+            certify_wait_ms: 1_000,
             pending_max: 200_000,
             event_bytes_max: 64 * 1024,
             batch_events_max: 2000,
@@ -359,6 +373,17 @@ impl Engine {
             .production_held
             .store(1, std::sync::atomic::Ordering::Relaxed);
         *self.shared.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(ProductionHold { reason, refuse_writes });
+    }
+
+    /// Records that this node's own chain is certified up to `height` (a quorum's
+    /// certificate, learned by replication). A block waiting for its chain's
+    /// certification to catch up (`EngineConfig::uncertified_blocks_max`) is cut now.
+    pub fn own_certified(&self, height: u64) {
+        self.shared
+            .metrics
+            .certified_height
+            .fetch_max(height, std::sync::atomic::Ordering::Relaxed);
+        self.shared.wake.notify_all();
     }
 
     /// Ends a hold: production resumes with the events that waited.

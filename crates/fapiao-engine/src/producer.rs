@@ -210,6 +210,7 @@ fn pipeline(
 /// the block in flight has been written, or the engine stops.
 fn next(shared: &Shared, in_flight: Option<&InFlight>, written: &std::sync::mpsc::Receiver<Written>) -> Next {
     let interval = Duration::from_millis(shared.config.block_interval_ms);
+    let certify_wait = Duration::from_millis(shared.config.certify_wait_ms.max(shared.config.block_interval_ms));
     let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
@@ -218,11 +219,16 @@ fn next(shared: &Shared, in_flight: Option<&InFlight>, written: &std::sync::mpsc
         let flying = in_flight.map_or(0, |f| f.seqs.len());
         let waiting = pending.len().saturating_sub(flying);
         let held = shared.hold.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        let wait = if uncertified(shared, in_flight) >= shared.config.uncertified_blocks_max {
+            certify_wait
+        } else {
+            interval
+        };
         let due = match pending.oldest {
             _ if held || waiting == 0 => None,
             None => None,
             Some(_) if waiting >= shared.config.block_events_max => Some(Duration::ZERO),
-            Some(t) => Some(interval.saturating_sub(t.elapsed())),
+            Some(t) => Some(wait.saturating_sub(t.elapsed())),
         };
         if due != Some(Duration::ZERO) && in_flight.is_some() {
             // Nothing to build yet: hear how the block in flight went.
@@ -267,6 +273,13 @@ fn next(shared: &Shared, in_flight: Option<&InFlight>, written: &std::sync::mpsc
     let left = pending.len() - in_flight.map_or(0, |f| f.seqs.len()) - batch.len();
     pending.oldest = (left > 0).then(Instant::now);
     Next::Batch(batch)
+}
+
+/// Blocks of this chain, the one in flight included, that have no certificate yet.
+fn uncertified(shared: &Shared, in_flight: Option<&InFlight>) -> u64 {
+    let m = &shared.metrics;
+    let head = in_flight.map_or_else(|| m.head_height.load(Ordering::Relaxed), |f| f.head.height);
+    head.saturating_sub(m.certified_height.load(Ordering::Relaxed))
 }
 
 /// Why a block could not be produced now; no event is at fault.

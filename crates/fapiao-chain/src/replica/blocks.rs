@@ -327,7 +327,8 @@ impl Replica {
         }
     }
 
-    /// After a block is stored: certificates that were waiting for it.
+    /// After a block is stored: certificates that were waiting for it, and attestations
+    /// that arrived before it and now form one.
     pub(super) fn after_append(&mut self, chain: MemberCode, height: u64, hash: BlockHash) {
         let c = self.chains.held_mut(chain);
         if c.certs.get(&height) == Some(&hash) {
@@ -337,6 +338,7 @@ impl Replica {
                 block: hash,
             });
         }
+        self.certify_pooled(chain, height);
         self.fold_certified(chain);
     }
 

@@ -125,19 +125,43 @@ impl Replica {
             return false;
         }
         if voters.len() >= quorum {
+            // Recorded, the pool at this height goes. A certificate that cannot be
+            // judged yet (its block, or the one below, is not stored here) leaves the
+            // attestations pooled, for `certify_pooled` once the block is stored:
+            // dropped, they would come back only with sync, seconds later, and this
+            // member could not attest the next height meanwhile.
             let cert = Certificate::from_attestations(voters.values()).unwrap_or_else(|| unreachable!());
-            c.pool.remove(&height);
             self.record_certificate(cert);
         }
         true
+    }
+
+    /// Records the certificate a quorum of pooled attestations forms at `height`, if
+    /// any: called once the block there is stored, for attestations that arrived first.
+    pub(super) fn certify_pooled(&mut self, chain: MemberCode, height: u64) {
+        let Some(at) = self.chains.held(chain).pool.get(&height) else {
+            return;
+        };
+        let formed = at.iter().find_map(|((_, epoch), voters)| {
+            let quorum = self.epochs.at(*epoch).map_or(usize::MAX, |c| c.quorum() as usize);
+            if voters.len() >= quorum {
+                Certificate::from_attestations(voters.values())
+            } else {
+                None
+            }
+        });
+        if let Some(cert) = formed {
+            self.record_certificate(cert);
+        }
     }
 
     /// Records a verified certificate, if it is by the committee that certifies its
     /// height: the epoch of the block below it (the chain's first at height 1). A
     /// certificate of any other epoch (a retired committee's keys, still valid for their
     /// own epoch) certifies nothing here; one for a height whose parent we do not hold yet
-    /// cannot be judged and is dropped (attestations are re-sent, and sync brings
-    /// certificates with their blocks). A certificate for another block than the one we
+    /// cannot be judged and is not recorded (formed from gossiped attestations, those
+    /// stay pooled until the block is stored; sync brings certificates with their
+    /// blocks). A certificate for another block than the one we
     /// hold is not recorded either: the block it names is fetched, to become evidence.
     pub(super) fn record_certificate(&mut self, cert: Certificate) {
         let (chain, height, block) = (cert.chain, cert.height, cert.block);
