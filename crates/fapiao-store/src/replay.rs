@@ -2,7 +2,7 @@
 //! events root, signature, certificate and state root, and re-executing every block
 //! (the derived events must come out identical).
 
-use crate::{BlockCommit, PreparedState, Store, StoreError};
+use crate::{BlockCommit, PreparedState, RawRow, Store, StoreError};
 use fapiao_chain::validate::{self, Invalid, Signatures};
 use fapiao_core::event::{DerivedKind, EventKind};
 use fapiao_core::sig::Cores;
@@ -376,7 +376,6 @@ const DIFFERENCES_PER_TABLE_MAX: usize = 50;
 /// walked in key order, one row at a time, so memory stays flat however large the
 /// ledger. Rows of chains not in `chains` (not replayed to their head) are skipped, except
 /// rows of no merchant at all, which cannot exist.
-// Long: one merge-walk of two sorted row streams, table by table.
 fn compare_derived(
     live: &Store,
     replayed: &Store,
@@ -390,80 +389,19 @@ fn compare_derived(
             _ if crate::tables::VERSIONED.contains(&table) => "state_version",
             _ => "index",
         };
-        let versioned = crate::tables::VERSIONED.contains(&table);
-        let mut a = live.raw_rows(table).peekable();
-        let mut b = replayed.raw_rows(table).peekable();
-        let mut found = 0usize;
-        let mut differences = 0usize;
-        loop {
-            let order = match (a.peek(), b.peek()) {
-                (None, None) => break,
-                (Some(Err(_)), _) => return Err(a.next().and_then(Result::err).unwrap_or(StoreError::ReadOnly)),
-                (_, Some(Err(_))) => return Err(b.next().and_then(Result::err).unwrap_or(StoreError::ReadOnly)),
-                (Some(Ok(x)), Some(Ok(y))) => x.0.cmp(&y.0),
-                (Some(Ok(_)), None) => std::cmp::Ordering::Less,
-                (None, Some(Ok(_))) => std::cmp::Ordering::Greater,
-            };
-            let (what, key, value) = match order {
-                std::cmp::Ordering::Equal => {
-                    let (k, lv) = a.next().and_then(Result::ok).unwrap_or_else(|| unreachable!());
-                    let (_, rv) = b.next().and_then(Result::ok).unwrap_or_else(|| unreachable!());
-                    if lv == rv {
-                        continue;
-                    }
-                    ("differs from what replay derives", k, lv)
-                }
-                // Each store prunes its versions by its own retention: a version only one
-                // of them still keeps is no difference.
-                std::cmp::Ordering::Less | std::cmp::Ordering::Greater if versioned => {
-                    if order == std::cmp::Ordering::Less {
-                        a.next()
-                    } else {
-                        b.next()
-                    };
-                    continue;
-                }
-                std::cmp::Ordering::Less => {
-                    let (k, v) = a.next().and_then(Result::ok).unwrap_or_else(|| unreachable!());
-                    ("is in the live store, but replay derives no such row", k, v)
-                }
-                std::cmp::Ordering::Greater => {
-                    let (k, v) = b.next().and_then(Result::ok).unwrap_or_else(|| unreachable!());
-                    ("is missing from the live store", k, v)
-                }
-            };
-            let (chain, described) = crate::tables::describe_row(table, &key, &value);
-            let Some(chain) = chain else {
-                // A row naming no valid chain: report it against the first chain.
-                if let Some(first) = chains.first() {
-                    push_difference(
-                        anomalies,
-                        &mut found,
-                        &mut differences,
-                        *first,
-                        kind,
-                        table,
-                        &described,
-                        what,
-                    );
-                }
-                continue;
-            };
-            if !chains.contains(&chain) {
-                continue;
-            }
-            push_difference(
-                anomalies,
-                &mut found,
-                &mut differences,
-                chain,
-                kind,
-                table,
-                &described,
-                what,
-            );
+        let mut found = Differences {
+            table,
+            kind,
+            chains,
+            listed: 0,
+            counted: 0,
+        };
+        if crate::tables::VERSIONED.contains(&table) {
+            compare_versions(live, replayed, &mut found, anomalies)?;
+        } else {
+            merge_walk(live, replayed, &mut found, anomalies)?;
         }
-        if differences > found {
+        if found.counted > found.listed {
             anomalies.push(Anomaly {
                 chain: chains
                     .first()
@@ -472,12 +410,19 @@ fn compare_derived(
                 height: 0,
                 kind,
                 detail: format!(
-                    "table {table}: {} more rows differ (the first {found} are listed)",
-                    differences - found
+                    "table {table}: {} more rows differ (the first {} are listed)",
+                    found.counted - found.listed,
+                    found.listed
                 ),
             });
         }
     }
+    check_leaves(live, chains, anomalies)
+}
+
+/// Each live record against its live leaf, once the row comparison found a state record
+/// or tree row that differs.
+fn check_leaves(live: &Store, chains: &[MemberCode], anomalies: &mut Vec<Anomaly>) -> Result<(), StoreError> {
     // Each live record against its live leaf: says whether the record or the tree was
     // changed (the row comparison above says that something was). With every live
     // record and tree page equal to the ones replay built together, each record is
@@ -521,27 +466,116 @@ fn compare_derived(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn push_difference(
-    anomalies: &mut Vec<Anomaly>,
-    found: &mut usize,
-    differences: &mut usize,
-    chain: MemberCode,
+/// The differences found in one table: the first [`DIFFERENCES_PER_TABLE_MAX`] listed as
+/// anomalies, the rest counted.
+struct Differences<'a> {
+    table: &'static str,
     kind: &'static str,
-    table: &str,
-    described: &str,
-    what: &str,
-) {
-    *differences += 1;
-    if *found < DIFFERENCES_PER_TABLE_MAX {
-        *found += 1;
-        anomalies.push(Anomaly {
-            chain,
-            height: 0,
-            kind,
-            detail: format!("table {table}, {described}: {what}"),
-        });
+    chains: &'a [MemberCode],
+    listed: usize,
+    counted: usize,
+}
+
+impl Differences<'_> {
+    /// A row (`key`, `value` as one store has it) that differs: `what` says how.
+    fn push(&mut self, anomalies: &mut Vec<Anomaly>, key: &[u8], value: &[u8], what: &str) {
+        let (chain, described) = crate::tables::describe_row(self.table, key, value);
+        let chain = match chain {
+            Some(c) if self.chains.contains(&c) => c,
+            // A chain not replayed to its head.
+            Some(_) => return,
+            // A row naming no valid chain: reported against the first chain.
+            None => match self.chains.first() {
+                Some(first) => *first,
+                None => return,
+            },
+        };
+        self.counted += 1;
+        if self.listed < DIFFERENCES_PER_TABLE_MAX {
+            self.listed += 1;
+            anomalies.push(Anomaly {
+                chain,
+                height: 0,
+                kind: self.kind,
+                detail: format!("table {}, {described}: {what}", self.table),
+            });
+        }
     }
+}
+
+/// Both stores' rows of an unversioned table, walked side by side in key order.
+fn merge_walk(
+    live: &Store,
+    replayed: &Store,
+    found: &mut Differences<'_>,
+    anomalies: &mut Vec<Anomaly>,
+) -> Result<(), StoreError> {
+    let mut a = live.raw_rows(found.table).peekable();
+    let mut b = replayed.raw_rows(found.table).peekable();
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => return Ok(()),
+            (Some(Err(_)), _) => return Err(a.next().and_then(Result::err).unwrap_or(StoreError::ReadOnly)),
+            (_, Some(Err(_))) => return Err(b.next().and_then(Result::err).unwrap_or(StoreError::ReadOnly)),
+            (Some(Ok(x)), Some(Ok(y))) => x.0.cmp(&y.0),
+            (Some(Ok(_)), None) => std::cmp::Ordering::Less,
+            (None, Some(Ok(_))) => std::cmp::Ordering::Greater,
+        };
+        let next = |i: &mut std::iter::Peekable<_>| -> RawRow {
+            i.next()
+                .and_then(Result::<RawRow, StoreError>::ok)
+                .unwrap_or_else(|| unreachable!())
+        };
+        match order {
+            std::cmp::Ordering::Equal => {
+                let (k, lv) = next(&mut a);
+                let (_, rv) = next(&mut b);
+                if lv != rv {
+                    found.push(anomalies, &k, &lv, "differs from what replay derives");
+                }
+            }
+            std::cmp::Ordering::Less => {
+                let (k, v) = next(&mut a);
+                found.push(
+                    anomalies,
+                    &k,
+                    &v,
+                    "is in the live store, but replay derives no such row",
+                );
+            }
+            std::cmp::Ordering::Greater => {
+                let (k, v) = next(&mut b);
+                found.push(anomalies, &k, &v, "is missing from the live store");
+            }
+        }
+    }
+}
+
+/// The rows of a versioned table both stores keep, compared. Each store prunes its
+/// versions by its own retention, so only a row both keep is compared, and the replayed
+/// store keeps the fewer (a scratch store keeps its chains' last 256 blocks; the live
+/// store its retention's days too: 16 GB of a ten-million-event ledger, which a walk of
+/// both read whole for the few rows it compared). The live side seeks to each replayed
+/// row, reading only the blocks that hold one.
+fn compare_versions(
+    live: &Store,
+    replayed: &Store,
+    found: &mut Differences<'_>,
+    anomalies: &mut Vec<Anomaly>,
+) -> Result<(), StoreError> {
+    let mut cursor = live.raw_cursor(found.table);
+    for row in replayed.raw_rows(found.table) {
+        let (key, replayed_value) = row?;
+        cursor.seek(&key);
+        cursor.status().map_err(StoreError::rocks)?;
+        if let (Some(k), Some(v)) = (cursor.key(), cursor.value()) {
+            if k == &key[..] && v != &replayed_value[..] {
+                let v = v.to_vec();
+                found.push(anomalies, &key, &v, "differs from what replay derives");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records read per page when walking one chain's state.
