@@ -94,6 +94,11 @@ pub struct Store {
     scratch: bool,
     /// How long each chain's state versions are kept, in ms of block time.
     history_ms: u64,
+    /// The block cache every family shares (memtables charged to it when bounded).
+    cache: Cache,
+    /// Its share for data, index and filter blocks: all of it, less the memtables'
+    /// budget in a `bounded_memory` store ([`Store::done_writing`]).
+    read_cache_bytes: usize,
 }
 
 /// The column family in which ledgers written before versioned state kept each block's
@@ -207,7 +212,7 @@ fn table_options(cache: &Cache, bounded: bool) -> BlockBasedOptions {
 }
 
 /// The database's options and the table options every column family shares.
-fn db_options(options: &StoreOptions) -> (Options, BlockBasedOptions) {
+fn db_options(options: &StoreOptions) -> (Options, BlockBasedOptions, Cache) {
     let mut db_opts = Options::default();
     db_opts.create_if_missing(!options.read_only);
     db_opts.create_missing_column_families(!options.read_only);
@@ -223,13 +228,13 @@ fn db_options(options: &StoreOptions) -> (Options, BlockBasedOptions) {
         db_opts.set_write_buffer_manager(&rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
             options.memtable_bytes,
             false,
-            cache,
+            cache.clone(),
         ));
     }
     db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     db_opts.set_db_write_buffer_size(options.memtable_bytes);
     db_opts.increase_parallelism(2);
-    (db_opts, table_opts)
+    (db_opts, table_opts, cache)
 }
 
 impl Store {
@@ -237,7 +242,7 @@ impl Store {
     /// the head block's hash, its parent link, and that the stored state tree's root is
     /// the head's state root. A mismatch refuses to open with the repair command.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let (mut db_opts, table_opts) = db_options(options);
+        let (mut db_opts, table_opts, cache) = db_options(options);
         let legacy = DB::list_cf(&db_opts, path).is_ok_and(|cfs| cfs.iter().any(|c| c == LEGACY_UNDO));
         if legacy && options.read_only {
             return Err(StoreError::Open {
@@ -274,6 +279,12 @@ impl Store {
             read_only: options.read_only,
             scratch: options.scratch,
             history_ms: options.state_history_days.saturating_mul(86_400_000),
+            cache,
+            read_cache_bytes: if options.bounded_memory {
+                options.block_cache_bytes.saturating_sub(options.memtable_bytes)
+            } else {
+                options.block_cache_bytes
+            },
         };
         if legacy && !options.read_only {
             store.take_up_versions()?;
@@ -349,6 +360,16 @@ impl Store {
                 item.map_err(|e| open_error(&self.path, e))?;
             }
         }
+        Ok(())
+    }
+
+    /// After the last write (replay's store, before its comparison): the memtables go to
+    /// the files, and the cache gives up the memtables' share, so the reads that follow
+    /// fill what blocks had while writing, not the whole cache: the comparison of a
+    /// ten-million-event replay otherwise grew its peak memory by a tenth (BENCHMARKS.md).
+    pub fn done_writing(&self) -> Result<(), StoreError> {
+        self.flush()?;
+        self.cache.clone().set_capacity(self.read_cache_bytes);
         Ok(())
     }
 
