@@ -570,8 +570,7 @@ fn compare_versions(
         cursor.status().map_err(StoreError::rocks)?;
         if let (Some(k), Some(v)) = (cursor.key(), cursor.value()) {
             if k == &key[..] && v != &replayed_value[..] {
-                let v = v.to_vec();
-                found.push(anomalies, &key, &v, "differs from what replay derives");
+                found.push(anomalies, &key, v, "differs from what replay derives");
             }
         }
     }

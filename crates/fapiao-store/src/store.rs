@@ -446,21 +446,6 @@ impl Store {
         self.db.raw_iterator_cf(self.cf(table))
     }
 
-    /// The raw values of `keys` in `table`, read in one batch (`sorted`: the keys are in
-    /// stored order, which saves RocksDB sorting them).
-    fn raw_get_many<K: AsRef<[u8]>>(
-        &self,
-        table: &'static str,
-        keys: &[K],
-        sorted: bool,
-    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.db
-            .batched_multi_get_cf(self.cf(table), keys, sorted)
-            .into_iter()
-            .map(|r| r.map(|v| v.map(|p| p.to_vec())).map_err(StoreError::rocks))
-            .collect()
-    }
-
     /// The last typed value whose key starts with `prefix`.
     pub fn last<T: Table>(&self, prefix: &[u8]) -> Result<Option<Row<T>>, StoreError> {
         let mut upper = prefix.to_vec();
@@ -844,7 +829,13 @@ impl Store {
         state: &PreparedState,
         records: bool,
     ) -> Result<(Versions, Vec<(NodeKey, Option<Page>)>), StoreError> {
-        let read = |name: &'static str, keys: Vec<Vec<u8>>, sorted: bool| self.raw_get_many(name, &keys, sorted);
+        let read = |name: &'static str, keys: Vec<Vec<u8>>, sorted: bool| -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            self.db
+                .batched_multi_get_cf(self.cf(name), &keys, sorted)
+                .into_iter()
+                .map(|r| r.map(|v| v.map(|p| p.to_vec())).map_err(StoreError::rocks))
+                .collect()
+        };
         let touched = pages::group(&state.change.tree);
         let tree_keys: Vec<Vec<u8>> = touched.keys().map(|k| Tree::key(&(chain, *k))).collect();
         let old_pages = read(Tree::NAME, tree_keys, true)?;

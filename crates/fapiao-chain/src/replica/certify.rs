@@ -109,7 +109,7 @@ impl Replica {
     pub(super) fn add_attestation(&mut self, att: Attestation) -> bool {
         let (chain, height, block, witness) = (att.body.chain, att.body.height, att.body.block, att.body.witness);
         let epoch = att.body.epoch;
-        let quorum = self.epochs.at(epoch).map_or(usize::MAX, |c| c.quorum() as usize);
+        let quorum = self.quorum_of(epoch);
         let c = self.chains.held_mut(chain);
         if height <= c.certified || c.certs.contains_key(&height) {
             return false;
@@ -136,20 +136,22 @@ impl Replica {
         true
     }
 
+    /// Attestations that make a certificate in `epoch` (none suffice in an epoch not
+    /// known here).
+    fn quorum_of(&self, epoch: u32) -> usize {
+        self.epochs.at(epoch).map_or(usize::MAX, |c| c.quorum() as usize)
+    }
+
     /// Records the certificate a quorum of pooled attestations forms at `height`, if
     /// any: called once the block there is stored, for attestations that arrived first.
     pub(super) fn certify_pooled(&mut self, chain: MemberCode, height: u64) {
         let Some(at) = self.chains.held(chain).pool.get(&height) else {
             return;
         };
-        let formed = at.iter().find_map(|((_, epoch), voters)| {
-            let quorum = self.epochs.at(*epoch).map_or(usize::MAX, |c| c.quorum() as usize);
-            if voters.len() >= quorum {
-                Certificate::from_attestations(voters.values())
-            } else {
-                None
-            }
-        });
+        let formed = at
+            .iter()
+            .filter(|((_, epoch), voters)| voters.len() >= self.quorum_of(*epoch))
+            .find_map(|(_, voters)| Certificate::from_attestations(voters.values()));
         if let Some(cert) = formed {
             self.record_certificate(cert);
         }
