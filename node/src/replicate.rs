@@ -158,7 +158,7 @@ fn forward(events: Receiver<NetEvent>, tx: SyncSender<Inbox>) -> Result<()> {
 }
 
 /// Inputs that cost little to handle and that other chains' progress may wait on:
-/// gossip, and peers coming and going (see [`Loop::run`]).
+/// gossip, and peers coming and going (see [`Schedule`]).
 fn is_light(item: &Inbox) -> bool {
     matches!(
         item,
@@ -179,61 +179,93 @@ struct Loop {
     stats: Arc<fapiao_net::NetStats>,
 }
 
+/// The order the replication loop takes its inputs in: in turn, except that light inputs
+/// (gossip: attestations, headers, evidence; peers coming and going) overtake heavy ones
+/// (blocks, sync traffic) queued before them. One block's re-execution takes tens of
+/// milliseconds, an attestation's check tens of microseconds, and a chain certifies one
+/// block per round of attestations, so an attestation waiting behind other chains' blocks
+/// slows every chain. The replica takes inputs in any order (the network gives no order
+/// either).
+///
+/// Bounds, so that a member flooding gossip gains nothing: each round takes at most `max`
+/// inputs off the queue before the next heavy one, and holds at most `max` heavy ones
+/// aside (then it stops reading, and the bounded queue pushes back on the transport). A
+/// heavy input is therefore taken after no more inputs than were queued ahead of it, plus
+/// at most `max` light ones that arrived after it.
+struct Schedule<T> {
+    heavy: VecDeque<T>,
+    is_light: fn(&T) -> bool,
+    max: usize,
+}
+
+impl<T> Schedule<T> {
+    fn new(is_light: fn(&T) -> bool, max: usize) -> Self {
+        Schedule {
+            heavy: VecDeque::new(),
+            is_light,
+            max,
+        }
+    }
+
+    /// One round: waits up to `wait` for an input when none is held, then hands `take`
+    /// every light input already queued (at most `max` inputs read) and the oldest heavy
+    /// one. Returns false once the queue is closed.
+    fn round<E>(
+        &mut self,
+        rx: &Receiver<T>,
+        wait: Duration,
+        mut take: impl FnMut(T) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let next = if self.heavy.is_empty() {
+            rx.recv_timeout(wait)
+        } else {
+            rx.try_recv().map_err(|e| match e {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        };
+        match next {
+            Ok(first) => {
+                let mut item = Some(first);
+                let mut read = 0;
+                while let Some(i) = item {
+                    if (self.is_light)(&i) {
+                        take(i)?;
+                    } else {
+                        self.heavy.push_back(i);
+                    }
+                    read += 1;
+                    item = if read < self.max && self.heavy.len() < self.max {
+                        rx.try_recv().ok()
+                    } else {
+                        None
+                    };
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(false),
+        }
+        if let Some(item) = self.heavy.pop_front() {
+            take(item)?;
+        }
+        Ok(true)
+    }
+}
+
 impl Loop {
-    /// Takes inputs in turn, except that gossip (attestations, headers, evidence) and
-    /// peers coming and going overtake blocks and sync traffic queued before them: one
-    /// block's re-execution takes tens of milliseconds, an attestation's check tens of
-    /// microseconds, and a chain certifies one block per round of attestations, so an
-    /// attestation waiting behind other chains' blocks slows every chain. The replica
-    /// takes inputs in any order (the network gives no order either).
+    /// Takes inputs in the [`Schedule`]'s order, and ticks the state machine's clock.
     fn run(&mut self, rx: Receiver<Inbox>) -> Result<()> {
         let tick = Duration::from_millis(TICK_MS);
         let mut last_tick = std::time::Instant::now();
-        let mut heavy: VecDeque<Inbox> = VecDeque::new();
-        loop {
-            let next = if heavy.is_empty() {
-                rx.recv_timeout(tick)
-            } else {
-                rx.try_recv().map_err(|e| match e {
-                    TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                })
-            };
-            match next {
-                Ok(first) => {
-                    // What is queued now, the light at once and the heavy behind them. At
-                    // most a queue's worth per heavy input, and at most a queue's worth of
-                    // heavy held here: a member flooding gossip delays a block no more
-                    // than a full queue did, and the queue still pushes back on the
-                    // transport.
-                    let mut item = Some(first);
-                    let mut taken = 0;
-                    while let Some(i) = item {
-                        if is_light(&i) {
-                            self.take(i)?;
-                        } else {
-                            heavy.push_back(i);
-                        }
-                        taken += 1;
-                        item = if taken < INBOX_MAX && heavy.len() < INBOX_MAX {
-                            rx.try_recv().ok()
-                        } else {
-                            None
-                        };
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-            if let Some(item) = heavy.pop_front() {
-                self.take(item)?;
-            }
+        let mut schedule = Schedule::new(is_light, INBOX_MAX);
+        while schedule.round(&rx, tick, |item| self.take(item))? {
             if last_tick.elapsed() >= tick {
                 last_tick = std::time::Instant::now();
                 self.feed(Input::Tick)?;
                 self.publish_status();
             }
         }
+        Ok(())
     }
 
     fn take(&mut self, item: Inbox) -> Result<()> {
@@ -546,5 +578,112 @@ impl Loop {
             })
             .collect();
         self.engine.set_replication(ReplicationStatus { peers, chains });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Schedule;
+    use std::convert::Infallible;
+    use std::sync::mpsc::sync_channel;
+    use std::time::Duration;
+
+    /// A light input (gossip) or a heavy one (a block), numbered in the order queued.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Item {
+        Gossip(usize),
+        Block(usize),
+    }
+
+    fn light(i: &Item) -> bool {
+        matches!(i, Item::Gossip(_))
+    }
+
+    /// Queues `items` and returns the order the schedule takes them in, and how many
+    /// heavy inputs it held aside at most once a round had taken its heavy one.
+    fn taken(items: &[Item], max: usize) -> (Vec<Item>, usize) {
+        let (tx, rx) = sync_channel(items.len());
+        for i in items {
+            tx.send(*i).unwrap();
+        }
+        let mut schedule = Schedule::new(light, max);
+        let mut order = Vec::new();
+        let mut held = 0;
+        for _ in 0..2 * items.len() {
+            let open = schedule
+                .round::<Infallible>(&rx, Duration::from_millis(1), |i| {
+                    order.push(i);
+                    Ok(())
+                })
+                .unwrap();
+            assert!(open);
+            held = held.max(schedule.heavy.len());
+            if order.len() == items.len() {
+                break;
+            }
+        }
+        drop(tx);
+        (order, held)
+    }
+
+    #[test]
+    fn gossip_queued_behind_blocks_is_taken_before_them() {
+        let items = [
+            Item::Block(0),
+            Item::Block(1),
+            Item::Gossip(2),
+            Item::Block(3),
+            Item::Gossip(4),
+        ];
+        let (order, _) = taken(&items, 16);
+        assert_eq!(
+            order,
+            [
+                Item::Gossip(2),
+                Item::Gossip(4),
+                Item::Block(0),
+                Item::Block(1),
+                Item::Block(3)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gossip_flood_delays_a_block_no_more_than_a_queue_in_turn_would() {
+        let max = 64;
+        // A member floods gossip: ten queues' worth, with a block after every queue's worth
+        // and a half, and more gossip after each block.
+        let mut items = Vec::new();
+        for n in 0..10 * max {
+            items.push(Item::Gossip(items.len()));
+            if n % (max + max / 2) == max + max / 2 - 1 {
+                items.push(Item::Block(items.len()));
+            }
+        }
+        let blocks = items.iter().filter(|i| !light(i)).count();
+        assert!(blocks >= 6);
+        let (order, held) = taken(&items, max);
+        assert_eq!(order.len(), items.len(), "every input is taken once");
+        assert!(held < max, "held {held} blocks aside");
+        for (at, item) in order.iter().enumerate() {
+            if let Item::Block(queued) = *item {
+                // Taken after no more inputs than were queued ahead of it, plus at most
+                // one round's worth of gossip that arrived after it.
+                assert!(at <= queued + max, "block queued at {queued} taken at {at}");
+            }
+        }
+        // Blocks keep their order among themselves.
+        let block_order: Vec<_> = order.iter().filter(|i| !light(i)).collect();
+        let queued_order: Vec<_> = items.iter().filter(|i| !light(i)).collect();
+        assert_eq!(block_order, queued_order);
+    }
+
+    #[test]
+    fn a_queue_of_blocks_is_held_aside_at_most_max_at_a_time() {
+        let max = 8;
+        let items: Vec<_> = (0..5 * max).map(Item::Block).collect();
+        let (order, held) = taken(&items, max);
+        assert_eq!(order, items);
+        assert!(held < max, "held {held}");
     }
 }
