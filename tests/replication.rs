@@ -1207,6 +1207,23 @@ fn a_chain_awaiting_certificates_cuts_fewer_larger_blocks_and_loses_nothing() {
     net.wait_converged(&net.all());
     let status = net.nodes[0].get("/v1/status");
     assert_eq!(status["certified_height"], status["head_height"], "{status}");
+    // Every block node 1 committed is observed once in the certification histogram, and
+    // those that waited for the witnesses' return waited more than a second.
+    let metrics = reqwest::blocking::get(format!("{}/metrics", net.nodes[0].url()))
+        .unwrap()
+        .text()
+        .unwrap();
+    let sample = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let observed = sample("fapiao_certification_seconds_count ");
+    assert_eq!(observed, status["head_height"].as_u64().unwrap(), "{metrics}");
+    let within_a_second = sample("fapiao_certification_seconds_bucket{le=\"1.0\"} ");
+    assert!(observed - within_a_second >= 1, "{metrics}");
 }
 
 /// `fapiao --client PROFILE ARGS` in node `dir`, asserted to succeed; its output.

@@ -383,6 +383,7 @@ impl Engine {
             .metrics
             .certified_height
             .fetch_max(height, std::sync::atomic::Ordering::Relaxed);
+        self.shared.metrics.certification.certified(height);
         self.shared.wake.notify_all();
     }
 

@@ -4,8 +4,12 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// The engine's metrics.
 #[derive(Default, Debug)]
@@ -63,6 +67,65 @@ pub struct Metrics {
     pub gossip_dropped: AtomicU64,
     /// Blocks of other chains validated and stored.
     pub blocks_replicated: AtomicU64,
+    /// How long this node's blocks wait for their certificates.
+    pub certification: Certification,
+}
+
+/// The upper bounds, in seconds, of the certification histogram's buckets: a round on a
+/// quiet loopback network takes milliseconds, under load tens to hundreds, and without a
+/// quorum blocks wait until one returns.
+const CERTIFICATION_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Blocks remembered while they wait for a certificate; past that the oldest is
+/// forgotten, not observed (a node without a quorum for hours).
+const AWAITING_MAX: usize = 4_096;
+
+/// Seconds from committing each block of this node's chain to learning of its
+/// certificate (`fapiao_certification_seconds`): the round of attestations the producer
+/// paces itself on (PROTOCOL.md, "Block size under load"). A block certified as it is
+/// committed (a quorum of one) counts as 0. Blocks committed before the node started are
+/// not observed.
+#[derive(Debug)]
+pub struct Certification {
+    histogram: Histogram,
+    /// Blocks committed and not yet known certified: height → when committed.
+    awaiting: Mutex<BTreeMap<u64, Instant>>,
+}
+
+impl Default for Certification {
+    fn default() -> Self {
+        Certification {
+            histogram: Histogram::new(CERTIFICATION_BUCKETS),
+            awaiting: Mutex::default(),
+        }
+    }
+}
+
+impl Certification {
+    /// A block of this node's chain at `height` was committed; `certified` if its
+    /// certificate was written with it.
+    pub fn committed(&self, height: u64, certified: bool) {
+        if certified {
+            self.histogram.observe(0.0);
+            return;
+        }
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+        awaiting.insert(height, Instant::now());
+        while awaiting.len() > AWAITING_MAX {
+            awaiting.pop_first();
+        }
+    }
+
+    /// This node's chain is certified up to `height`: every block at or below it that was
+    /// waiting is observed.
+    pub fn certified(&self, height: u64) {
+        let mut awaiting = self.awaiting.lock().unwrap_or_else(|p| p.into_inner());
+        let above = awaiting.split_off(&height.saturating_add(1));
+        let done = std::mem::replace(&mut *awaiting, above);
+        drop(awaiting);
+        for committed in done.into_values() {
+            self.histogram.observe(committed.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// How a value is exposed.
@@ -217,6 +280,12 @@ impl Metrics {
                 Gauge => registry.register(name, help, ConstGauge::new(value)),
             }
         }
+        registry.register_with_unit(
+            "certification",
+            "Seconds from committing a block of this node's chain to its certificate",
+            Unit::Seconds,
+            self.certification.histogram.clone(),
+        );
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &registry);
@@ -235,11 +304,59 @@ mod tests {
         m.block_micros.store(2_500_000, Ordering::Relaxed);
         let text = m.render();
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 25, "{text}");
+        // 25 values, and the histogram's sum, count and 13 buckets.
+        assert_eq!(samples.len(), 25 + 15, "{text}");
         assert!(samples.contains(&"fapiao_http_errors_total 1"), "{text}");
         assert!(samples.contains(&"fapiao_block_seconds_total 2"), "{text}");
         assert!(samples.contains(&"fapiao_pending_events 0"), "{text}");
         assert!(!text.contains("_total_total"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    fn sample<'a>(text: &'a str, name: &str) -> &'a str {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {text}"));
+        line.rsplit(' ').next().unwrap_or_default()
+    }
+
+    #[test]
+    fn certification_observes_each_block_once_when_its_certificate_arrives() {
+        let m = Metrics::default();
+        // A quorum of one: certified as committed.
+        m.certification.committed(1, true);
+        m.certification.committed(2, false);
+        m.certification.committed(3, false);
+        m.certification.committed(4, false);
+        let text = m.render();
+        assert_eq!(sample(&text, "fapiao_certification_seconds_count"), "1", "{text}");
+        // One certificate for height 3 certifies 2 and 3 (a certificate covers its
+        // ancestors); 4 still waits.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        m.certification.certified(3);
+        m.certification.certified(3);
+        let text = m.render();
+        assert_eq!(sample(&text, "fapiao_certification_seconds_count"), "3", "{text}");
+        let sum: f64 = sample(&text, "fapiao_certification_seconds_sum").parse().unwrap();
+        assert!(sum >= 0.06, "two blocks waited at least 30 ms each: {text}");
+        assert_eq!(
+            sample(&text, "fapiao_certification_seconds_bucket{le=\"0.005\"}"),
+            "1",
+            "only the quorum-of-one block is under 5 ms: {text}"
+        );
+        m.certification.certified(10);
+        assert_eq!(sample(&m.render(), "fapiao_certification_seconds_count"), "4");
+    }
+
+    #[test]
+    fn certification_forgets_the_oldest_blocks_past_its_bound() {
+        let c = Certification::default();
+        for h in 0..(AWAITING_MAX as u64 + 10) {
+            c.committed(h, false);
+        }
+        let awaiting = c.awaiting.lock().unwrap();
+        assert_eq!(awaiting.len(), AWAITING_MAX);
+        assert_eq!(awaiting.keys().next(), Some(&10));
     }
 }

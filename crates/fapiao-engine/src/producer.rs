@@ -468,6 +468,8 @@ fn commit(shared: &Shared, ready: Box<Ready>) -> Result<(), StoreError> {
         vote: Some(hash),
         certificate: certificate.as_ref(),
     })?;
+    // Before the hook hands the block to replication, so its certificate cannot come first.
+    shared.metrics.certification.committed(height, certificate.is_some());
     if let Some(hook) = shared.block_hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
         hook(&block);
     }
