@@ -233,6 +233,18 @@ fn db_options(options: &StoreOptions) -> (Options, BlockBasedOptions, Cache) {
     }
     db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     db_opts.set_db_write_buffer_size(options.memtable_bytes);
+    // A node's compactions run niced (the flush keeps its priority): on a busy machine
+    // they take the CPU the node's own threads leave, instead of stretching rounds of
+    // attestations into the slow stretches that made bench-net's p99 (BENCHMARKS.md,
+    // fifteenth session). RocksDB's thread pools are the process's: a node's process lowers
+    // them; a replay's, whose stores are bounded and whose compactions must keep up with
+    // its writes, does not.
+    if !options.bounded_memory {
+        if let Ok(mut env) = rocksdb::Env::new() {
+            env.lower_thread_pool_cpu_priority();
+            db_opts.set_env(&env);
+        }
+    }
     db_opts.increase_parallelism(2);
     (db_opts, table_opts, cache)
 }
