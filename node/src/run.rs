@@ -32,6 +32,7 @@ pub(crate) async fn start(cfg: &Loaded) -> Result<Running> {
         &ledger,
         &StoreOptions {
             state_history_days: cfg.config.engine.state_history_days,
+            nice_compactions: true,
             ..StoreOptions::default()
         },
     )?;

@@ -68,6 +68,13 @@ pub struct StoreOptions {
     /// piled up to five times `memtable_bytes` in a replay. Replay uses it; a node, whose
     /// reads are random, keeps its index and filter blocks out of the cache.
     pub bounded_memory: bool,
+    /// Run compactions at the lowest CPU priority (the flush keeps its own), so that on
+    /// a busy machine they take the CPU the node's threads leave instead of stretching
+    /// rounds of attestations (BENCHMARKS.md, fifteenth session). RocksDB's thread pools
+    /// are the process's, so this lowers them for every store the process opens: the
+    /// node's ledger sets it; replay, whose compactions must keep up with its writes, and
+    /// tests, which run many stores in one process, do not.
+    pub nice_compactions: bool,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +88,7 @@ impl Default for StoreOptions {
             state_history_days: crate::STATE_HISTORY_DAYS,
             scratch: false,
             bounded_memory: false,
+            nice_compactions: false,
         }
     }
 }
@@ -233,13 +241,7 @@ fn db_options(options: &StoreOptions) -> (Options, BlockBasedOptions, Cache) {
     }
     db_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     db_opts.set_db_write_buffer_size(options.memtable_bytes);
-    // A node's compactions run niced (the flush keeps its priority): on a busy machine
-    // they take the CPU the node's own threads leave, instead of stretching rounds of
-    // attestations into the slow stretches that made bench-net's p99 (BENCHMARKS.md,
-    // fifteenth session). RocksDB's thread pools are the process's: a node's process lowers
-    // them; a replay's, whose stores are bounded and whose compactions must keep up with
-    // its writes, does not.
-    if !options.bounded_memory {
+    if options.nice_compactions {
         if let Ok(mut env) = rocksdb::Env::new() {
             env.lower_thread_pool_cpu_priority();
             db_opts.set_env(&env);
