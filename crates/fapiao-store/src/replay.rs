@@ -9,7 +9,7 @@ use fapiao_core::sig::Cores;
 use fapiao_core::{Block, BlockHash, Entry, Epochs, Genesis, Hash32, MemberCode};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, StateKey, StateValue};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// What to check beyond the always-on checks.
@@ -556,7 +556,9 @@ fn merge_walk(
 /// store keeps the fewer (a scratch store keeps its chains' last 256 blocks; the live
 /// store its retention's days too: 16 GB of a ten-million-event ledger, which a walk of
 /// both read whole for the few rows it compared). The live side seeks to each replayed
-/// row, reading only the blocks that hold one.
+/// row, reading only the blocks that hold one. A replayed row the live store lacks is
+/// reported when the live store still keeps its block's versions (its height is at or
+/// above the live chain's first versioned height): pruned, it is expected to be gone.
 fn compare_versions(
     live: &Store,
     replayed: &Store,
@@ -564,13 +566,43 @@ fn compare_versions(
     anomalies: &mut Vec<Anomaly>,
 ) -> Result<(), StoreError> {
     let mut cursor = live.raw_cursor(found.table);
+    let mut kept_from: HashMap<MemberCode, u64> = HashMap::new();
     for row in replayed.raw_rows(found.table) {
         let (key, replayed_value) = row?;
         cursor.seek(&key);
         cursor.status().map_err(StoreError::rocks)?;
-        if let (Some(k), Some(v)) = (cursor.key(), cursor.value()) {
-            if k == &key[..] && v != &replayed_value[..] {
-                found.push(anomalies, &key, v, "differs from what replay derives");
+        match (cursor.key(), cursor.value()) {
+            (Some(k), Some(v)) if k == &key[..] => {
+                if v != &replayed_value[..] {
+                    found.push(anomalies, &key, v, "differs from what replay derives");
+                }
+            }
+            _ => {
+                // Every versioned table's key starts with the chain and ends with the
+                // height of the block that wrote the row.
+                let (Some(chain), Some(height)) = (
+                    key.first_chunk::<4>()
+                        .and_then(|c| MemberCode::new(u32::from_be_bytes(*c))),
+                    key.last_chunk::<8>().map(|h| u64::from_be_bytes(*h)),
+                ) else {
+                    continue;
+                };
+                let from = match kept_from.get(&chain) {
+                    Some(f) => *f,
+                    None => {
+                        let f = live.first_versioned(chain)?;
+                        kept_from.insert(chain, f);
+                        f
+                    }
+                };
+                if height >= from {
+                    found.push(
+                        anomalies,
+                        &key,
+                        &replayed_value,
+                        "is missing from the live store, which keeps this block's versions",
+                    );
+                }
             }
         }
     }

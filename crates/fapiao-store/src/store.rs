@@ -726,7 +726,7 @@ impl Store {
         // as a version under this height; versions past the retention go.
         // A chain's blocks below its first versioned height keep no versions (a ledger
         // versioned from its upgrade on, or replay's scratch store; see `version_from`).
-        let history_from = self.get::<HistoryFrom>(&chain)?.unwrap_or(1);
+        let history_from = self.first_versioned(chain)?;
         let versioned = h.height >= history_from;
         let (versions, pages) = self.versions_of(chain, c.state, versioned)?;
         if versioned {
@@ -944,7 +944,13 @@ impl Store {
 
     /// The oldest height of `chain` whose state is kept (see [`Store::state_at`]).
     pub fn oldest_kept(&self, chain: MemberCode) -> Result<u64, StoreError> {
-        Ok(self.get::<HistoryFrom>(&chain)?.unwrap_or(1).saturating_sub(1).max(1))
+        Ok(self.first_versioned(chain)?.saturating_sub(1).max(1))
+    }
+
+    /// The lowest height of `chain` whose block's versions the store keeps (1 when it
+    /// never pruned any): every version row of a block at or above it is present.
+    pub(crate) fn first_versioned(&self, chain: MemberCode) -> Result<u64, StoreError> {
+        Ok(self.get::<HistoryFrom>(&chain)?.unwrap_or(1))
     }
 
     /// Writes (or, to set the block aside, deletes) every index row of `block`'s entries:
