@@ -578,13 +578,7 @@ fn compare_versions(
                 }
             }
             _ => {
-                // Every versioned table's key starts with the chain and ends with the
-                // height of the block that wrote the row.
-                let (Some(chain), Some(height)) = (
-                    key.first_chunk::<4>()
-                        .and_then(|c| MemberCode::new(u32::from_be_bytes(*c))),
-                    key.last_chunk::<8>().map(|h| u64::from_be_bytes(*h)),
-                ) else {
+                let Some((chain, height)) = crate::tables::versioned_row_block(found.table, &key) else {
                     continue;
                 };
                 let from = match kept_from.get(&chain) {

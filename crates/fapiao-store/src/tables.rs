@@ -102,8 +102,21 @@ pub fn state_version_prefix(chain: MemberCode, key: &StateKey) -> Vec<u8> {
 
 /// The tables of state versions: pruned by a retention (`Store::open`'s
 /// `state_history_days`), so two stores holding the same blocks may keep different
-/// versions. Replay compares the rows both hold, not which rows each holds.
+/// versions. Replay compares the rows of the blocks both keep.
 pub const VERSIONED: [&str; 3] = [StateWritten::NAME, TreeVersions::NAME, StateVersions::NAME];
+
+/// The chain and height of the block that wrote a row of a [`VERSIONED`] table, read
+/// from the row's key; `None` for another table or a key that encodes no row.
+pub fn versioned_row_block(table: &str, key: &[u8]) -> Option<(MemberCode, u64)> {
+    match table {
+        StateWritten::NAME => StateWritten::decode(key).ok(),
+        TreeVersions::NAME => TreeVersions::decode(key).ok().map(|(chain, _, height)| (chain, height)),
+        StateVersions::NAME => StateVersions::decode(key)
+            .ok()
+            .map(|(chain, _, height)| (chain, height)),
+        _ => None,
+    }
+}
 
 /// Why an admitted event did not make it into a block (node-local).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
