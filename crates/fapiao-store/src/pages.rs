@@ -125,6 +125,245 @@ impl Page {
     }
 }
 
+/// The first byte of a [`PageDelta`]'s stored bytes. A whole page's bytes, the version
+/// rows of ledgers written before deltas, begin with its node count (0 to 15).
+const DELTA_MARK: u8 = 0xff;
+
+/// The bytes of one node in a [`PageDelta`]: its variant (0 leaf, 1 inner) and its two
+/// hashes.
+const DELTA_NODE_BYTES: usize = 1 + 32 + 32;
+
+/// What one block overwrote in one tree page: which slots held a node before the block,
+/// and, of the slots the block changed, the node each held. A version of a page is kept
+/// this way rather than as the whole page before the block: a block changes a path of
+/// four nodes in most of the pages it touches, and the whole page is up to fifteen, so
+/// the whole page stored as a version was about two and a half times the bytes, which
+/// the commit's batch, the log, the memtables and the compactions all carried.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct PageDelta {
+    /// The slots holding a node before the block: bit `s - 1` for slot `s`.
+    occupied: u16,
+    /// The slots the block changed, the same way.
+    changed: u16,
+    /// Each changed slot's node before the block (`None` for slots not changed, or empty).
+    old: [Option<Node>; SLOTS],
+}
+
+impl PageDelta {
+    /// What a block that applies `changes` overwrites in the page `old` (`None`: there
+    /// was no page).
+    pub fn of(old: Option<&Page>, changes: &[(NodeKey, Option<Node>)]) -> PageDelta {
+        let mut d = PageDelta::default();
+        if let Some(page) = old {
+            for (i, n) in page.slots.iter().enumerate() {
+                if n.is_some() {
+                    d.occupied |= 1 << i;
+                }
+            }
+        }
+        for (at, _) in changes {
+            let i = slot(at) - 1;
+            d.changed |= 1 << i;
+            d.old[i] = old.and_then(|p| p.slots[i]);
+        }
+        d
+    }
+
+    /// The stored bytes: [`DELTA_MARK`], the occupied and changed slot masks (little-endian
+    /// `u16`), then, in slot order, each changed slot that held a node: its variant (one
+    /// byte: 0 leaf, 1 inner) and two hashes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let stored = self.changed & self.occupied;
+        let mut out = Vec::with_capacity(5 + stored.count_ones() as usize * DELTA_NODE_BYTES);
+        out.push(DELTA_MARK);
+        out.extend_from_slice(&self.occupied.to_le_bytes());
+        out.extend_from_slice(&self.changed.to_le_bytes());
+        for node in (0..SLOTS).filter(|i| stored & (1 << i) != 0).map(|i| self.old[i]) {
+            let (variant, a, b) = match node {
+                Some(Node::Leaf { key_hash, value_hash }) => (0u8, key_hash, value_hash),
+                Some(Node::Inner { left, right }) => (1u8, left, right),
+                None => unreachable!("an occupied slot holds a node"),
+            };
+            out.push(variant);
+            out.extend_from_slice(&a.0);
+            out.extend_from_slice(&b.0);
+        }
+        out
+    }
+
+    /// The delta `bytes` encode ([`PageDelta::to_bytes`]); other bytes are refused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<PageDelta, String> {
+        let (head, mut rest) = bytes
+            .split_at_checked(5)
+            .ok_or("a page delta's bytes end before its slot masks")?;
+        if head[0] != DELTA_MARK {
+            return Err(format!("a page delta begins with {:#04x}", head[0]));
+        }
+        let mut d = PageDelta {
+            occupied: u16::from_le_bytes([head[1], head[2]]),
+            changed: u16::from_le_bytes([head[3], head[4]]),
+            old: [None; SLOTS],
+        };
+        if (d.occupied | d.changed) >> SLOTS != 0 {
+            return Err("a page delta names a slot past the page's fifteen".into());
+        }
+        let stored = d.changed & d.occupied;
+        if rest.len() != stored.count_ones() as usize * DELTA_NODE_BYTES {
+            return Err(format!(
+                "a page delta of {} old nodes cannot be {} bytes long",
+                stored.count_ones(),
+                bytes.len()
+            ));
+        }
+        for i in (0..SLOTS).filter(|i| stored & (1 << i) != 0) {
+            let (node, tail) = rest.split_at(DELTA_NODE_BYTES);
+            rest = tail;
+            let (a, b) = node[1..].split_at(32);
+            let (a, b) = (
+                Hash32(a.try_into().map_err(|_| "a hash")?),
+                Hash32(b.try_into().map_err(|_| "a hash")?),
+            );
+            d.old[i] = Some(match node[0] {
+                0 => Node::Leaf {
+                    key_hash: a,
+                    value_hash: b,
+                },
+                1 => Node::Inner { left: a, right: b },
+                v => return Err(format!("node variant {v} is neither a leaf nor an inner node")),
+            });
+        }
+        Ok(d)
+    }
+}
+
+/// A version row of a tree page: what the block at its height overwrote in the page.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum PageVersion {
+    /// The whole page before the block (`None`: there was no page). Rows written before
+    /// deltas are all whole pages; a block that creates a page still writes `None`.
+    Whole(Option<Page>),
+    /// The slots the block changed (see [`PageDelta`]).
+    Delta(PageDelta),
+}
+
+impl PageVersion {
+    /// What a block that applies `changes` to the page `old` keeps as its version.
+    pub fn of(old: Option<&Page>, changes: &[(NodeKey, Option<Node>)]) -> PageVersion {
+        match old {
+            None => PageVersion::Whole(None),
+            Some(_) => PageVersion::Delta(PageDelta::of(old, changes)),
+        }
+    }
+
+    /// The row's value (`tables::TreeVersions`): `None`, or the bytes of a whole page
+    /// or of a delta.
+    pub fn to_stored(&self) -> Option<Vec<u8>> {
+        match self {
+            PageVersion::Whole(page) => page.as_ref().map(Page::to_bytes),
+            PageVersion::Delta(d) => Some(d.to_bytes()),
+        }
+    }
+
+    /// The version a row's value holds: a delta's bytes begin with [`DELTA_MARK`], a
+    /// whole page's with its node count.
+    pub fn from_stored(value: Option<&[u8]>) -> Result<PageVersion, String> {
+        match value {
+            None => Ok(PageVersion::Whole(None)),
+            Some(b) if b.first() == Some(&DELTA_MARK) => PageDelta::from_bytes(b).map(PageVersion::Delta),
+            Some(b) => Page::from_bytes(b).map(|p| PageVersion::Whole(Some(p))),
+        }
+    }
+
+    /// The slots that held a node before the block.
+    fn occupied(&self) -> u16 {
+        match self {
+            PageVersion::Whole(None) => 0,
+            PageVersion::Whole(Some(p)) => (0..SLOTS).filter(|&i| p.slots[i].is_some()).fold(0, |m, i| m | 1 << i),
+            PageVersion::Delta(d) => d.occupied,
+        }
+    }
+
+    /// The slots whose node before the block this version holds (all, for a whole page).
+    fn known(&self) -> u16 {
+        match self {
+            PageVersion::Whole(_) => (1 << SLOTS) - 1,
+            PageVersion::Delta(d) => d.changed,
+        }
+    }
+
+    /// The node before the block of slot index `i`, which [`PageVersion::known`] holds.
+    fn old(&self, i: usize) -> Option<Node> {
+        match self {
+            PageVersion::Whole(p) => p.as_ref().and_then(|p| p.slots[i]),
+            PageVersion::Delta(d) => d.old[i],
+        }
+    }
+
+    /// Whether `self` and `other`, versions of the same page at the same height, say
+    /// the same of it: equal, or one a whole page (a ledger written before deltas) and
+    /// the other a delta of it (what the block, executed again, keeps now).
+    pub fn agrees_with(&self, other: &PageVersion) -> bool {
+        match (self, other) {
+            (PageVersion::Whole(_), PageVersion::Delta(_)) => other.agrees_with(self),
+            (PageVersion::Delta(d), PageVersion::Whole(Some(_))) => {
+                other.occupied() == d.occupied
+                    && (0..SLOTS).all(|i| d.changed & (1 << i) == 0 || other.old(i) == d.old[i])
+            }
+            _ => self == other,
+        }
+    }
+
+    /// The page before the block, from the page `after` it.
+    pub fn undo(&self, after: Option<Page>) -> Option<Page> {
+        match self {
+            PageVersion::Whole(before) => before.clone(),
+            PageVersion::Delta(d) => {
+                let mut page = after.unwrap_or_default();
+                for i in (0..SLOTS).filter(|i| d.changed & (1 << i) != 0) {
+                    page.slots[i] = d.old[i];
+                }
+                (!page.is_empty()).then_some(page)
+            }
+        }
+    }
+}
+
+/// A page as of a height, from its versions above that height, oldest first: the
+/// first tells which slots held a node then; each such slot's node is the one the first
+/// version to change it holds, or, when none changed it, the one `current()` (the
+/// page now) holds. `versions` is read only until every slot is known, and `current`
+/// only if some slot is left. With no version, the page now is the page then.
+pub fn page_as_of<E>(
+    mut versions: impl Iterator<Item = Result<PageVersion, E>>,
+    current: impl FnOnce() -> Result<Option<Page>, E>,
+) -> Result<Option<Page>, E> {
+    let Some(first) = versions.next().transpose()? else {
+        return current();
+    };
+    let mut page = Page::default();
+    let mut missing = first.occupied();
+    let mut version = Some(first);
+    while missing != 0 {
+        let Some(v) = version else {
+            let now = current()?.unwrap_or_default();
+            for i in (0..SLOTS).filter(|i| missing & (1 << i) != 0) {
+                page.slots[i] = now.slots[i];
+            }
+            break;
+        };
+        let found = missing & v.known();
+        for i in (0..SLOTS).filter(|i| found & (1 << i) != 0) {
+            page.slots[i] = v.old(i);
+        }
+        missing &= !found;
+        version = match missing {
+            0 => None,
+            _ => versions.next().transpose()?,
+        };
+    }
+    Ok((!page.is_empty()).then_some(page))
+}
+
 impl From<Page> for Vec<(u8, Node)> {
     fn from(p: Page) -> Self {
         (1u8..).zip(p.slots).filter_map(|(s, n)| n.map(|n| (s, n))).collect()
@@ -265,6 +504,150 @@ mod tests {
                 prop_assert_eq!(Page::from_bytes(b).ok(), codec::decode::<Page>(b).ok());
             }
         }
+    }
+
+    proptest! {
+        /// Every delta reads back from its bytes, and whatever bytes read as a delta are
+        /// that delta's own bytes: one delta, one encoding. A whole page's bytes are
+        /// never read as a delta.
+        #[test]
+        fn a_delta_has_one_encoding(
+            nodes in proptest::collection::vec(proptest::option::of(any_node()), SLOTS),
+            changed in any::<u16>(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut page = Page::default();
+            page.slots.copy_from_slice(&nodes);
+            let changes: Vec<(NodeKey, Option<Node>)> = (0..SLOTS)
+                .filter(|i| changed & (1 << i) != 0)
+                .map(|i| (slot_key(i + 1), None))
+                .collect();
+            let delta = PageDelta::of(Some(&page), &changes);
+            let bytes = delta.to_bytes();
+            prop_assert_eq!(PageDelta::from_bytes(&bytes), Ok(delta));
+            let mut other = bytes.clone();
+            let i = at.index(other.len());
+            other[i] = byte;
+            if let Ok(d) = PageDelta::from_bytes(&other) {
+                prop_assert_eq!(d.to_bytes(), other);
+            }
+            prop_assert!(PageDelta::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+            prop_assert!(PageDelta::from_bytes(&page.to_bytes()).is_err());
+            prop_assert_eq!(
+                PageVersion::from_stored(Some(&page.to_bytes())),
+                Ok(PageVersion::Whole(Some(page)))
+            );
+        }
+    }
+
+    /// The position of the node in slot `s` of the root page.
+    fn slot_key(s: usize) -> NodeKey {
+        let depth = s.ilog2() as u8;
+        let mut path = [0u8; 32];
+        path[0] = ((s - (1 << depth)) as u8) << (8 - depth.max(1));
+        let at = NodeKey::on_path(depth, &Hash32(path));
+        assert_eq!(slot(&at), s);
+        at
+    }
+
+    /// A page as of each earlier block, read from the versions of the blocks after it
+    /// (`page_as_of`) and undone block by block from the page now (`undo`), is the page
+    /// that block left: with deltas, and with whole pages as ledgers written before
+    /// deltas kept, mixed.
+    #[test]
+    fn a_page_as_of_every_block_is_read_back_from_its_versions() {
+        let mut nodes = MemNodes::default();
+        let mut pages: BTreeMap<NodeKey, Page> = BTreeMap::new();
+        // The pages after each block, and each block's version of each page it changed.
+        let mut after: Vec<BTreeMap<NodeKey, Page>> = vec![pages.clone()];
+        let mut versions: BTreeMap<NodeKey, Vec<(usize, PageVersion)>> = BTreeMap::new();
+        for block in 1..=8usize {
+            let mut u = TreeUpdate::new(&nodes);
+            for k in 0..400u16 {
+                // Each block writes a different few keys, and deletes some.
+                if (k as usize * 7 + block * 3) % 5 != 0 {
+                    continue;
+                }
+                let key = smt::key_hash(&k.to_le_bytes());
+                let value =
+                    ((k as usize + block) % 4 != 0).then(|| smt::value_hash(&(k as usize + block).to_le_bytes()));
+                u.set(&key, value.as_ref()).unwrap();
+            }
+            let changes = u.into_changes();
+            for (at, group) in group(&changes) {
+                let old = pages.remove(&at);
+                let version = match block % 3 {
+                    // As a ledger written before deltas kept it.
+                    0 => PageVersion::Whole(old.clone()),
+                    _ => PageVersion::of(old.as_ref(), &group),
+                };
+                // Through its stored bytes, as the store keeps it.
+                let stored = codec::to_bytes(&version.to_stored());
+                let back: Option<Vec<u8>> = codec::decode(&stored).unwrap();
+                let version = PageVersion::from_stored(back.as_deref()).unwrap();
+                versions.entry(at).or_default().push((block, version));
+                if let Some(p) = apply(old, &group) {
+                    pages.insert(at, p);
+                }
+            }
+            nodes.apply(changes);
+            after.push(pages.clone());
+        }
+        let now = after.last().unwrap().clone();
+        let mut read_versions = 0;
+        for (v, then) in after.iter().enumerate() {
+            for at in versions.keys() {
+                let later = versions[at].iter().filter(|(b, _)| *b > v);
+                let mut read = 0;
+                let got = page_as_of::<()>(
+                    later.clone().map(|(_, x)| {
+                        read += 1;
+                        Ok(x.clone())
+                    }),
+                    || Ok(now.get(at).cloned()),
+                )
+                .unwrap();
+                read_versions += read;
+                assert_eq!(got.as_ref(), then.get(at), "page {at:?} as of block {v}");
+                let undone = later.rev().fold(now.get(at).cloned(), |p, (_, x)| x.undo(p));
+                assert_eq!(undone.as_ref(), then.get(at), "page {at:?} undone to block {v}");
+            }
+        }
+        assert!(read_versions > 0);
+    }
+
+    /// A whole page and the delta of a block that changed it say the same of it; a
+    /// delta of another page, or with another changed node, does not.
+    #[test]
+    fn a_whole_page_agrees_with_its_delta_only() {
+        let mut page = Page::default();
+        for s in [1, 2, 3, 5, 9] {
+            page.slots[s - 1] = Some(leaf(s as u8));
+        }
+        let changes = [
+            (slot_key(2), None),
+            (slot_key(5), Some(leaf(7))),
+            (slot_key(6), Some(leaf(8))),
+        ];
+        let whole = PageVersion::Whole(Some(page.clone()));
+        let delta = PageVersion::of(Some(&page), &changes);
+        assert!(whole.agrees_with(&delta) && delta.agrees_with(&whole));
+        assert!(delta.agrees_with(&delta) && whole.agrees_with(&whole));
+        let mut other = page.clone();
+        other.slots[4] = Some(leaf(99));
+        assert!(
+            !PageVersion::Whole(Some(other.clone())).agrees_with(&delta),
+            "another node of a changed slot"
+        );
+        other.slots[4] = page.slots[4];
+        other.slots[13] = Some(leaf(14));
+        assert!(
+            !PageVersion::Whole(Some(other)).agrees_with(&delta),
+            "another slot held"
+        );
+        assert!(!PageVersion::Whole(None).agrees_with(&delta));
+        assert!(!delta.agrees_with(&PageVersion::of(Some(&page), &changes[..2])));
     }
 
     /// Pages built from a tree update's node changes hold exactly the tree's nodes.

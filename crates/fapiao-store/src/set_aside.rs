@@ -2,7 +2,8 @@
 //! change resumed the chain after a height under a successor key, and the blocks this
 //! node stores above that height, made before the reset, are part of no chain any more.
 
-use crate::store::Index;
+use crate::pages::{Page, PageVersion};
+use crate::store::{hex_key, Index};
 use crate::tables::*;
 use crate::{BlockCommit, PreparedState, Store, StoreError};
 use fapiao_chain::validate::{self, Signatures};
@@ -11,6 +12,7 @@ use fapiao_core::smt::NodeKey;
 use fapiao_core::{Block, Epochs, Genesis, MemberCode};
 use fapiao_domain::StateKey;
 use rocksdb::WriteBatch;
+use std::collections::BTreeMap;
 
 impl Store {
     /// Sets aside `chain`'s blocks above `height`, in one synced write: each block is
@@ -64,6 +66,9 @@ impl Store {
         }
         let deep = overwritten.is_empty();
         let mut blocks = Vec::new();
+        // Each tree page the blocks changed, undone block by block from the head down,
+        // from the page now to the page as of `height` (`None`: no page).
+        let mut pages: BTreeMap<NodeKey, Option<Page>> = BTreeMap::new();
         // From the head down: what the lowest block overwrote is written last and wins,
         // which is the state as of `height`.
         for h in (height + 1..=head.height).rev() {
@@ -71,12 +76,12 @@ impl Store {
                 .block(chain, h)?
                 .ok_or_else(|| inconsistent(format!("block {h} below the head is missing")))?;
             let (written, tree, records) = overwritten.pop().unwrap_or_default();
-            for (at, old) in &tree {
-                let key = Tree::key(&(chain, *at));
-                match old {
-                    Some(bytes) => b.put_cf(self.cf(Tree::NAME), key, bytes),
-                    None => b.delete_cf(self.cf(Tree::NAME), key),
-                }
+            for (at, version) in &tree {
+                let after = match pages.remove(at) {
+                    Some(page) => page,
+                    None => self.tree_page(chain, *at)?,
+                };
+                pages.insert(*at, version.undo(after));
             }
             for (k, old) in &records {
                 let key = State::key(&(chain, k.clone()));
@@ -95,6 +100,13 @@ impl Store {
             self.index_block(&mut b, &block, Index::Remove);
             self.put::<SetAsideBlocks>(&mut b, &(chain, h, block.header.hash()), &block);
             blocks.push(block);
+        }
+        for (at, page) in &pages {
+            let key = Tree::key(&(chain, *at));
+            match page {
+                Some(p) => b.put_cf(self.cf(Tree::NAME), key, p.to_bytes()),
+                None => b.delete_cf(self.cf(Tree::NAME), key),
+            }
         }
         if deep {
             // Every state row of the chain goes; the blocks kept build it again below.
@@ -145,14 +157,7 @@ impl Store {
         &self,
         chain: MemberCode,
         height: u64,
-    ) -> Result<
-        Option<(
-            Written,
-            Vec<(NodeKey, Option<Vec<u8>>)>,
-            Vec<(StateKey, Option<Vec<u8>>)>,
-        )>,
-        StoreError,
-    > {
+    ) -> Result<Option<(Written, Vec<(NodeKey, PageVersion)>, Vec<(StateKey, Option<Vec<u8>>)>)>, StoreError> {
         let Some(written) = self.get::<StateWritten>(&(chain, height))? else {
             return Ok(None);
         };
@@ -162,10 +167,16 @@ impl Store {
         };
         let mut tree = Vec::with_capacity(written.pages.len());
         for at in &written.pages {
+            let key = (chain, *at, height);
             let old = self
-                .get::<TreeVersions>(&(chain, *at, height))?
+                .get::<TreeVersions>(&key)?
                 .ok_or_else(|| missing(format!("tree page {at:?}")))?;
-            tree.push((*at, old));
+            let version = PageVersion::from_stored(old.as_deref()).map_err(|message| StoreError::Corrupt {
+                table: TreeVersions::NAME,
+                key: hex_key(&TreeVersions::key(&key)),
+                message,
+            })?;
+            tree.push((*at, version));
         }
         let mut records = Vec::with_capacity(written.records.len());
         for key in &written.records {

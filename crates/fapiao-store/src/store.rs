@@ -1,6 +1,6 @@
 //! The RocksDB store: typed reads, atomic block commits, durable pending events.
 
-use crate::pages::{self, Page};
+use crate::pages::{self, Page, PageVersion};
 use crate::tables::{self, *};
 use crate::StoreError;
 use fapiao_chain::StateChange;
@@ -860,8 +860,10 @@ impl Store {
                 None => None,
                 Some(bytes) => Some(page_from(Tree::NAME, &Tree::key(&(chain, *at)), bytes)?),
             };
+            if records {
+                tree.push((*at, PageVersion::of(page.as_ref(), changes).to_stored()));
+            }
             new_pages.push((*at, pages::apply(page, changes)));
-            tree.push((*at, old));
         }
         let records = match records {
             false => Vec::new(),
@@ -921,6 +923,19 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// The current tree page of `chain` at `at` (`None`: no page there).
+    pub(crate) fn tree_page(&self, chain: MemberCode, at: NodeKey) -> Result<Option<Page>, StoreError> {
+        let key = Tree::key(&(chain, at));
+        match self
+            .db
+            .get_pinned_cf(self.cf(Tree::NAME), &key)
+            .map_err(StoreError::rocks)?
+        {
+            None => Ok(None),
+            Some(bytes) => page_from(Tree::NAME, &key, &bytes).map(Some),
+        }
     }
 
     /// Versions `chain`'s state from block `height` on: the blocks below it, not yet
@@ -1197,7 +1212,7 @@ fn page_from(table: &'static str, key: &[u8], bytes: &[u8]) -> Result<Page, Stor
     })
 }
 
-fn hex_key(k: &[u8]) -> String {
+pub(crate) fn hex_key(k: &[u8]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -1480,10 +1495,9 @@ impl StateAt<'_> {
             .unwrap_or(smt::EMPTY))
     }
 
-    /// The first version under `prefix` above `self.height` in `table`: the bytes as of
-    /// this height (`Some(None)`: absent then), or `None` when nothing overwrote them
-    /// since, so the current bytes are.
-    fn version(&self, table: &'static str, prefix: Vec<u8>) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    /// The versions under `prefix` above `self.height` in `table`, oldest first, each
+    /// with its key: what each later block overwrote.
+    fn versions(&self, table: &'static str, prefix: Vec<u8>) -> VersionRows<'_> {
         let mut from = prefix.clone();
         from.extend_from_slice(&(self.height + 1).to_be_bytes());
         let mut upper = prefix.clone();
@@ -1493,17 +1507,29 @@ impl StateAt<'_> {
         ro.set_iterate_upper_bound(upper);
         let mut iter = self.view.store.db.raw_iterator_cf_opt(self.view.store.cf(table), ro);
         iter.seek(&from);
-        match (iter.key(), iter.value()) {
-            (Some(k), Some(v)) if k.len() == prefix.len() + 8 && k.starts_with(&prefix) => {
-                codec::decode::<Option<Vec<u8>>>(v)
+        VersionRows {
+            iter,
+            key_len: prefix.len() + 8,
+            started: false,
+        }
+    }
+
+    /// The first version under `prefix` above `self.height` in `table`: the bytes as of
+    /// this height (`Some(None)`: absent then), or `None` when nothing overwrote them
+    /// since, so the current bytes are.
+    fn version(&self, table: &'static str, prefix: Vec<u8>) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        match self.versions(table, prefix).next() {
+            None => Ok(None),
+            Some(row) => {
+                let (key, value) = row?;
+                codec::decode::<Option<Vec<u8>>>(&value)
                     .map(Some)
                     .map_err(|e| StoreError::Corrupt {
                         table,
-                        key: hex_key(k),
+                        key: hex_key(&key),
                         message: e.to_string(),
                     })
             }
-            _ => iter.status().map(|()| None).map_err(StoreError::rocks),
         }
     }
 
@@ -1531,6 +1557,34 @@ impl StateAt<'_> {
     }
 }
 
+/// The version rows under one prefix above a height ([`StateAt::versions`]), oldest
+/// first: each row's key and value.
+struct VersionRows<'a> {
+    iter: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    /// The length of a key of this prefix: longer keys are another prefix's.
+    key_len: usize,
+    /// Whether the iterator was read (it starts on the first row).
+    started: bool,
+}
+
+impl Iterator for VersionRows<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>), StoreError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if std::mem::replace(&mut self.started, true) {
+            self.iter.next();
+        }
+        loop {
+            match (self.iter.key(), self.iter.value()) {
+                (Some(k), Some(v)) if k.len() == self.key_len => return Some(Ok((k.to_vec(), v.to_vec()))),
+                // A longer key of another prefix that starts with this one (a record key
+                // that extends another): not this prefix's row.
+                (Some(_), Some(_)) => self.iter.next(),
+                _ => return self.iter.status().err().map(|e| Err(StoreError::rocks(e))),
+            }
+        }
+    }
+}
+
 impl NodeStore for StateAt<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
@@ -1539,15 +1593,19 @@ impl NodeStore for StateAt<'_> {
             return Ok(p.as_ref().and_then(|p| p.node(at)));
         }
         let chain = self.view.chain;
-        let p = match self.version(TreeVersions::NAME, tables::tree_version_prefix(chain, &page))? {
-            None => self.view.page(page)?,
-            Some(None) => None,
-            Some(Some(b)) => Some(page_from(
-                TreeVersions::NAME,
-                &TreeVersions::key(&(chain, page, self.height + 1)),
-                &b,
-            )?),
-        };
+        let versions = self
+            .versions(TreeVersions::NAME, tables::tree_version_prefix(chain, &page))
+            .map(|row| {
+                let (key, value) = row?;
+                let corrupt = |message: String| StoreError::Corrupt {
+                    table: TreeVersions::NAME,
+                    key: hex_key(&key),
+                    message,
+                };
+                let stored = codec::decode::<Option<Vec<u8>>>(&value).map_err(|e| corrupt(e.to_string()))?;
+                PageVersion::from_stored(stored.as_deref()).map_err(corrupt)
+            });
+        let p = pages::page_as_of(versions, || self.view.page(page))?;
         let node = p.as_ref().and_then(|p| p.node(at));
         self.pages.borrow_mut().insert(page, p);
         Ok(node)

@@ -1030,6 +1030,103 @@ fn a_state_version_deleted_on_disk_is_found_by_replay() {
     }
 }
 
+/// Rewrites every page version of the ledger at `dir` as the whole page before its
+/// block, as ledgers written before deltas kept them: each page's versions undone from
+/// its current page down, newest first. Returns how many rows were deltas.
+fn page_versions_as_whole_pages(dir: &std::path::Path) -> usize {
+    use fapiao_store::pages::{Page, PageVersion};
+    use fapiao_store::tables::{Table, Tree, TreeVersions};
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, fapiao_store::tables::ALL).unwrap();
+    let (tree, versions) = (
+        db.cf_handle(Tree::NAME).unwrap(),
+        db.cf_handle(TreeVersions::NAME).unwrap(),
+    );
+    let rows: Vec<_> = db
+        .iterator_cf(versions, rocksdb::IteratorMode::End)
+        .map(|r| r.unwrap())
+        .collect();
+    let mut deltas = 0;
+    let mut after: Option<(Vec<u8>, Option<Page>)> = None;
+    for (key, value) in rows {
+        let (chain, at, _) = TreeVersions::decode(&key).unwrap();
+        let page_key = Tree::key(&(chain, at));
+        let now = match after.take() {
+            Some((k, page)) if k == page_key => page,
+            _ => db
+                .get_cf(tree, &page_key)
+                .unwrap()
+                .map(|b| Page::from_bytes(&b).unwrap()),
+        };
+        let stored: Option<Vec<u8>> = fapiao_core::codec::decode(&value).unwrap();
+        let version = PageVersion::from_stored(stored.as_deref()).unwrap();
+        deltas += matches!(version, PageVersion::Delta(_)) as usize;
+        let before = version.undo(now);
+        let whole = PageVersion::Whole(before.clone()).to_stored();
+        db.put_cf(versions, &key, fapiao_core::codec::to_bytes(&whole)).unwrap();
+        after = Some((page_key, before));
+    }
+    deltas
+}
+
+/// A ledger written before page versions held only what each block changed keeps the
+/// whole page before each block: it still reads and proves its state as of every kept
+/// height, its audit finds the whole pages the same as the deltas replay derives, a
+/// whole page that says otherwise is still found, and a reset rewinds through them.
+#[test]
+fn page_versions_kept_as_whole_pages_still_prove_audit_and_rewind() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    build(dir.path(), &g);
+    assert!(page_versions_as_whole_pages(dir.path()) > 0, "the commit keeps deltas");
+    assert_eq!(page_versions_as_whole_pages(dir.path()), 0, "all whole now");
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        for v in 1..=20 {
+            assert_proves_as_of(&store, v);
+        }
+        commit(&store, &g, 21, vec![pay("P21", 1000)]);
+        assert_proves_as_of(&store, 20);
+        assert_proves_as_of(&store, 3);
+    }
+    let report = audit(dir.path(), &g);
+    assert!(report.is_clean(), "{report:?}");
+    // One whole page changed on disk: its first node's hash.
+    let damaged = tempfile::tempdir().unwrap();
+    build(damaged.path(), &g);
+    page_versions_as_whole_pages(damaged.path());
+    {
+        use fapiao_store::tables::{Table, TreeVersions};
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), damaged.path(), fapiao_store::tables::ALL).unwrap();
+        let cf = db.cf_handle(TreeVersions::NAME).unwrap();
+        let (k, v) = db
+            .iterator_cf(cf, rocksdb::IteratorMode::End)
+            .map(|r| r.unwrap())
+            .find(|(_, v)| v.len() > 40)
+            .unwrap();
+        let mut v = v.to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        db.put_cf(cf, &k, v).unwrap();
+    }
+    let report = audit(damaged.path(), &g);
+    assert!(
+        report
+            .anomalies
+            .iter()
+            .any(|a| a.kind == "state_version" && a.detail.contains("tree_versions") && a.detail.contains("differs")),
+        "{report:?}"
+    );
+    // A reset rewinds the state through the whole pages.
+    {
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let kept = store.header(chain(), 12).unwrap().unwrap();
+        store.set_aside(&g, &Epochs::new(&g), chain(), 12).unwrap();
+        assert_eq!(store.state_root(chain()).unwrap(), kept.body.state_root);
+    }
+    let report = audit(dir.path(), &g);
+    assert!(report.is_clean(), "{report:?}");
+}
+
 /// A ledger written before versioned state (one undo row per block in `state_undo`) is
 /// upgraded in place when its node opens it: the old undo goes, and the state is kept as
 /// of the head on, as new blocks commit.
