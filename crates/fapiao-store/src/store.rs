@@ -1561,7 +1561,7 @@ impl StateAt<'_> {
 /// first: each row's key and value.
 struct VersionRows<'a> {
     iter: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
-    /// The length of a key of this prefix: longer keys are another prefix's.
+    /// The length of a version row's key under this prefix.
     key_len: usize,
     /// Whether the iterator was read (it starts on the first row).
     started: bool,
@@ -1576,8 +1576,8 @@ impl Iterator for VersionRows<'_> {
         loop {
             match (self.iter.key(), self.iter.value()) {
                 (Some(k), Some(v)) if k.len() == self.key_len => return Some(Ok((k.to_vec(), v.to_vec()))),
-                // A longer key of another prefix that starts with this one (a record key
-                // that extends another): not this prefix's row.
+                // Every key in the range starts with the prefix; one of another length
+                // encodes no version row (damage) and is passed over.
                 (Some(_), Some(_)) => self.iter.next(),
                 _ => return self.iter.status().err().map(|e| Err(StoreError::rocks(e))),
             }
