@@ -832,8 +832,9 @@ impl Store {
         self.delete::<StateWritten>(b, &(chain, height));
     }
 
-    /// The current bytes of every tree page and record `state` is about to write, and
-    /// the tree pages after its node changes: one batched lookup per table. Tree keys
+    /// What `state` overwrites, when its block keeps versions (`versioned`): the delta of
+    /// every tree page it changes and the current bytes of every record it writes; and
+    /// the tree pages after its node changes. One batched lookup per table. Tree keys
     /// come in byte order (chain, depth, prefix), as RocksDB reads them best; record keys
     /// are ordered by `StateKey`, not by their bytes.
     #[allow(clippy::type_complexity)]
@@ -841,55 +842,41 @@ impl Store {
         &self,
         chain: MemberCode,
         state: &PreparedState,
-        records: bool,
+        versioned: bool,
     ) -> Result<(Versions, Vec<(NodeKey, Option<Page>)>), StoreError> {
-        let read = |name: &'static str, keys: Vec<Vec<u8>>, sorted: bool| -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-            self.db
-                .batched_multi_get_cf(self.cf(name), &keys, sorted)
-                .into_iter()
-                .map(|r| r.map(|v| v.map(|p| p.to_vec())).map_err(StoreError::rocks))
-                .collect()
-        };
         let touched = pages::group(&state.change.tree);
         let tree_keys: Vec<Vec<u8>> = touched.keys().map(|k| Tree::key(&(chain, *k))).collect();
-        let old_pages = read(Tree::NAME, tree_keys, true)?;
+        let old_pages = self.db.batched_multi_get_cf(self.cf(Tree::NAME), &tree_keys, true);
         let mut tree = Vec::with_capacity(touched.len());
         let mut new_pages = Vec::with_capacity(touched.len());
-        for ((at, changes), old) in touched.iter().zip(old_pages) {
-            let page = match &old {
+        for (((at, changes), old), key) in touched.iter().zip(old_pages).zip(&tree_keys) {
+            let page = match old.map_err(StoreError::rocks)? {
                 None => None,
-                Some(bytes) => Some(page_from(Tree::NAME, &Tree::key(&(chain, *at)), bytes)?),
+                Some(bytes) => Some(page_from(Tree::NAME, key, &bytes)?),
             };
-            if records {
+            if versioned {
                 tree.push((*at, PageVersion::of(page.as_ref(), changes).to_stored()));
             }
             new_pages.push((*at, pages::apply(page, changes)));
         }
-        let records = match records {
-            false => Vec::new(),
-            true => {
-                let keys = state
-                    .change
-                    .writes
-                    .keys()
-                    .map(|k| State::key(&(chain, k.clone())))
-                    .collect();
-                state
-                    .change
-                    .writes
-                    .keys()
-                    .cloned()
-                    .zip(read(State::NAME, keys, false)?)
-                    .collect()
+        let mut records = Vec::new();
+        if versioned {
+            let writes = &state.change.writes;
+            let keys: Vec<Vec<u8>> = writes.keys().map(|k| State::key(&(chain, k.clone()))).collect();
+            let old = self.db.batched_multi_get_cf(self.cf(State::NAME), &keys, false);
+            records.reserve(keys.len());
+            for (key, old) in writes.keys().zip(old) {
+                records.push((key.clone(), old.map_err(StoreError::rocks)?.map(|v| v.to_vec())));
             }
-        };
+        }
         let versions = Versions { tree, records };
         Ok((versions, new_pages))
     }
 
-    /// The state of `chain` as of `height`, read from one snapshot: each tree page and
-    /// record is its first version above `height` (what the next block to overwrite it
-    /// overwrote) or, with none, its current bytes. `None` when `height` is above the
+    /// The state of `chain` as of `height`, read from one snapshot: each record is its
+    /// first version above `height` (what the next block to overwrite it overwrote) or,
+    /// with none, its current bytes; each tree page is read from its versions above
+    /// `height` in the same way, node by node ([`pages::page_as_of`]). `None` when `height` is above the
     /// head, or older than the versions kept (see [`crate::STATE_HISTORY_DAYS`]).
     pub fn state_at(&self, chain: MemberCode, height: u64) -> Result<Option<StateAt<'_>>, StoreError> {
         let view = self.state_trusted(chain);
