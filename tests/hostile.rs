@@ -192,6 +192,17 @@ fn a_full_pending_set_refuses_at_the_door_and_takes_events_again_after_a_block()
     assert_eq!(submit_garbage(&node), 400);
 }
 
+fn delete_payment(ledger: &Path, id: &str) {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(false);
+    let db = rocksdb::DB::open_cf(&opts, ledger, fapiao_store::tables::ALL).unwrap();
+    let cf = db.cf_handle("state").unwrap();
+    let mut k = dev_chain().get().to_be_bytes().to_vec();
+    k.extend_from_slice(&fapiao_domain::StateKey::Payment(id.into()).to_bytes());
+    assert!(db.get_cf(cf, &k).unwrap().is_some());
+    db.delete_cf(cf, &k).unwrap();
+}
+
 fn rewrite_payment(ledger: &Path, id: &str, fen: i64) {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(false);
@@ -213,16 +224,33 @@ fn a_rewritten_record_is_never_served_poisons_only_the_event_that_reads_it_and_r
     let dir = tempfile::tempdir().unwrap();
     let mut node = DevNode::start(dir.path(), free_port());
     let client = Client::new(&node.url(), Some(node.token()));
-    for (id, fen) in [("S1", 500), ("S2", 700)] {
+    for (id, fen) in [("S1", 500), ("S2", 700), ("S4", 300)] {
         let e = pay_event(&node, id, fen);
         submit(&client, &e);
         committed(&client, &e);
     }
     node.stop();
-    // The case: S1 (5.00) rewritten to 999.99 in RocksDB while the node is down.
+    // The case: S1 (5.00) rewritten to 999.99 in RocksDB while the node is down;
+    // and S4's record deleted.
     rewrite_payment(&dir.path().join("ledger"), "S1", 99_999);
+    delete_payment(&dir.path().join("ledger"), "S4");
     node.spawn();
     let client = Client::new(&node.url(), Some(node.token()));
+    // Admission names the event that holds a payment id only from a record checked
+    // against the tree: the rewritten S1 is refused as damage, not named.
+    let again = pay_event(&node, "S1", 100);
+    assert_eq!(submit(&client, &again), (503, "UNAVAILABLE".into()));
+    // Admission finds no S4 record and admits a second S4 (it does not walk the tree
+    // for an id it does not find); execution reads the record checked and refuses it.
+    let twice = pay_event(&node, "S4", 400);
+    assert_eq!(submit(&client, &twice).0, 202);
+    let st = committed(&client, &twice);
+    assert_eq!(
+        (st.status.as_str(), st.code.as_deref()),
+        ("rejected", Some("EXECUTION_FAILED")),
+        "{st:?}"
+    );
+    assert!(st.message.as_deref().unwrap_or("").contains("S4"), "{st:?}");
     match client.payment("S1") {
         Err(ClientError::Api { status, error, .. }) => {
             assert_eq!((status, error.code.as_str()), (500, "STORE_DAMAGED"), "{error:?}");
@@ -254,7 +282,7 @@ fn a_rewritten_record_is_never_served_poisons_only_the_event_that_reads_it_and_r
     );
     assert!(st.message.as_deref().unwrap_or("").contains("S1"), "{st:?}");
     recorded(&client, &next);
-    assert_eq!(metric(&node, "fapiao_events_execution_failed_total"), 1);
+    assert_eq!(metric(&node, "fapiao_events_execution_failed_total"), 2);
     assert_eq!(metric(&node, "fapiao_thread_failures_total"), 0);
     let health = reqwest::blocking::get(format!("{}/health", node.url())).unwrap();
     assert_eq!(health.status().as_u16(), 200);
@@ -277,6 +305,7 @@ fn a_rewritten_record_is_never_served_poisons_only_the_event_that_reads_it_and_r
     node.spawn();
     let client = Client::new(&node.url(), Some(node.token()));
     assert_eq!(client.payment("S1").unwrap().amount_fen, 500);
+    assert_eq!(client.payment("S4").unwrap().amount_fen, 300);
     let clean = Command::new(bin())
         .args(["replay", "--data", dir.path().to_str().unwrap()])
         .output()

@@ -643,16 +643,28 @@ fn classify(
     if let Some(other) = pending.business.get(&b).or_else(|| claimed.get(&b)) {
         return Err(conflict(*other));
     }
-    // Committed: the state record names the event that created it.
-    let view = shared.store.state(shared.chain);
+    // Committed: the state record names the event that created it. Most ids are new,
+    // so the record is first looked up without its check against the state tree (a
+    // walk of the tree from its root, hashing each node, on a view of its own: most of
+    // admission's time). Only a record found is read again, checked, before it is named
+    // in the answer. An id whose record was deleted on disk is admitted here and refused
+    // when its block is built: execution reads the record checked, finds the tree's leaf
+    // without it, and leaves the event out with that reason (`fapiao_chain::build`).
     let key = match &b {
         BusinessId::Payment(p) => StateKey::Payment(p.clone()),
         BusinessId::Refund(r) => StateKey::Refund(r.clone()),
         BusinessId::Request(r) => StateKey::Request(r.clone()),
         BusinessId::Deposit(d) => StateKey::Deposit(d.clone()),
     };
+    use fapiao_domain::StateRead;
     use fapiao_domain::StateValue as V;
-    let existing = fapiao_domain::StateRead::get(&view, &key).map_err(unavailable)?;
+    if StateRead::get(&shared.store.state_trusted(shared.chain), &key)
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let existing = StateRead::get(&shared.store.state(shared.chain), &key).map_err(unavailable)?;
     let original = match existing {
         None => return Ok(None),
         Some(V::Payment(p)) => p.event,

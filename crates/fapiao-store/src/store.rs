@@ -656,7 +656,9 @@ impl Store {
     }
 
     /// A view that skips the record check, for a store this process is building itself
-    /// from blocks it verified (the target of a replay).
+    /// from blocks it verified (the target of a replay), or for a first look whose answer
+    /// is checked before it is served (admission looks up a business id this way, and
+    /// reads a record it finds again, checked).
     pub fn state_trusted(&self, chain: MemberCode) -> ChainView<'_> {
         ChainView {
             verify: false,
