@@ -5,7 +5,7 @@ use fapiao_core::event::EventKind;
 use fapiao_core::sig::{self, BatchItem};
 use fapiao_core::{codec, Event, EventId};
 use fapiao_domain::{ErrorCode, StateKey};
-use fapiao_store::{Store, StoreError};
+use fapiao_store::{ChainView, Store, StoreError};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -431,10 +431,15 @@ fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventI
     for (i, msg) in bad {
         out[i] = Err(AdmitError::BadSignature(msg));
     }
-    // Authorisation against the committed state.
+    // Authorisation against the committed state, from one snapshot for the whole
+    // submission: the records its events share (the key of the client that signed them
+    // all) are read and checked against the state tree once, not once per event.
+    let epochs = shared.epochs();
+    let ctx = fapiao_domain::ChainContext::new(&shared.genesis, epochs.latest(), shared.chain);
+    let view = shared.store.state(shared.chain);
     for r in out.iter_mut() {
         if let Ok((_, e)) = r {
-            if let Err(err) = authorized(shared, e) {
+            if let Err(err) = authorized(ctx.as_ref(), &view, e) {
                 *r = Err(err);
             }
         }
@@ -442,19 +447,22 @@ fn check_envelopes(shared: &Shared, encoded: Vec<Vec<u8>>) -> Vec<Result<(EventI
     out
 }
 
-/// Who may sign it (the domain's rule, against the committed state), then the event's
-/// own bounds: both exactly as execution will check them, so a client hears at once.
-fn authorized(shared: &Shared, e: &Event) -> Result<(), AdmitError> {
-    let epochs = shared.epochs();
-    let Some(ctx) = fapiao_domain::ChainContext::new(&shared.genesis, epochs.latest(), shared.chain) else {
+/// Who may sign it (the domain's rule, against the committed state `view`, under the
+/// chain's context `ctx`, none for a chain of no member), then the event's own bounds:
+/// both exactly as execution will check them, so a client hears at once.
+fn authorized(
+    ctx: Option<&fapiao_domain::ChainContext<'_>>,
+    view: &ChainView<'_>,
+    e: &Event,
+) -> Result<(), AdmitError> {
+    let Some(ctx) = ctx else {
         return Err(AdmitError::Unauthorized {
             author: e.body.author.to_hex(),
             kind: e.body.kind.name(),
         });
     };
-    let view = shared.store.state(shared.chain);
-    let overlay = fapiao_domain::Overlay::new(&view);
-    match fapiao_domain::authorize(&ctx, &overlay, &e.body.author, &e.body.kind) {
+    let overlay = fapiao_domain::Overlay::new(view);
+    match fapiao_domain::authorize(ctx, &overlay, &e.body.author, &e.body.kind) {
         Ok(Ok(_)) => {}
         Ok(Err(fapiao_domain::Rejection::Unauthorized { author, kind })) => {
             return Err(AdmitError::Unauthorized {
@@ -643,37 +651,40 @@ fn classify(
     if let Some(other) = pending.business.get(&b).or_else(|| claimed.get(&b)) {
         return Err(conflict(*other));
     }
-    // Committed: the state record names the event that created it. Most ids are new,
-    // so the record is first looked up without its check against the state tree (a
-    // walk of the tree from its root, hashing each node, on a view of its own: most of
-    // admission's time). Only a record found is read again, checked, before it is named
-    // in the answer. An id whose record was deleted on disk is admitted here and refused
-    // when its block is built: execution reads the record checked, finds the tree's leaf
-    // without it, and leaves the event out with that reason (`fapiao_chain::build`).
-    let key = match &b {
+    match committed_holder(shared, &b).map_err(unavailable)? {
+        None => Ok(None),
+        Some(original) => Err(conflict(original)),
+    }
+}
+
+/// The event whose committed state record holds business id `b`, if one does.
+///
+/// Most ids are new, so the record is first looked up without its check against the
+/// state tree (a walk of the tree from its root, hashing each node, on a view of its
+/// own: most of admission's time). Only a record found is read again, checked, before
+/// its event is named. An id whose record was deleted on disk is admitted, and refused
+/// when its block is built: execution reads the record checked, finds the tree's leaf
+/// without it, and leaves the event out with that reason (`fapiao_chain::build`).
+fn committed_holder(shared: &Shared, b: &BusinessId) -> Result<Option<EventId>, StoreError> {
+    use fapiao_domain::StateRead;
+    use fapiao_domain::StateValue as V;
+    let key = match b {
         BusinessId::Payment(p) => StateKey::Payment(p.clone()),
         BusinessId::Refund(r) => StateKey::Refund(r.clone()),
         BusinessId::Request(r) => StateKey::Request(r.clone()),
         BusinessId::Deposit(d) => StateKey::Deposit(d.clone()),
     };
-    use fapiao_domain::StateRead;
-    use fapiao_domain::StateValue as V;
-    if StateRead::get(&shared.store.state_trusted(shared.chain), &key)
-        .map_err(unavailable)?
-        .is_none()
-    {
+    if StateRead::get(&shared.store.state_trusted(shared.chain), &key)?.is_none() {
         return Ok(None);
     }
-    let existing = StateRead::get(&shared.store.state(shared.chain), &key).map_err(unavailable)?;
-    let original = match existing {
-        None => return Ok(None),
-        Some(V::Payment(p)) => p.event,
-        Some(V::Refund(r)) => r.event,
-        Some(V::Request(r)) => r.event,
-        Some(V::Deposit(d)) => d.event,
+    Ok(match StateRead::get(&shared.store.state(shared.chain), &key)? {
+        None => None,
+        Some(V::Payment(p)) => Some(p.event),
+        Some(V::Refund(r)) => Some(r.event),
+        Some(V::Request(r)) => Some(r.event),
+        Some(V::Deposit(d)) => Some(d.event),
         // The store checks a value's variant against its key when it reads it, so this
         // is a broken invariant, not a corrupt disk.
         Some(other) => unreachable!("state value {other:?} under key {key:?}"),
-    };
-    Err(conflict(original))
+    })
 }
