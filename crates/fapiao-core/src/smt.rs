@@ -34,12 +34,14 @@ pub struct NodeKey {
 impl NodeKey {
     /// The node at `depth` on the path `path`.
     pub fn on_path(depth: u8, path: &Hash32) -> Self {
-        let mut prefix = [0u8; 32];
-        let full = depth as usize / 8;
-        prefix[..full].copy_from_slice(&path.0[..full]);
-        let rem = depth % 8;
-        if rem > 0 {
-            prefix[full] = path.0[full] & (0xffu8 << (8 - rem));
+        // Each byte masked to the bits of it that lie above `depth`: a fixed loop over
+        // the 32 bytes, without a copy of variable length (the store finds the page of
+        // every node it reads and writes this way; a copy of `depth / 8` bytes and a
+        // branch took 8% of the block writer).
+        let mut prefix = path.0;
+        for (i, b) in prefix.iter_mut().enumerate() {
+            let kept = (depth as u32).saturating_sub(8 * i as u32).min(8);
+            *b &= !0xffu8.checked_shr(kept).unwrap_or(0);
         }
         NodeKey {
             depth,
@@ -487,6 +489,25 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
+    /// A node's prefix is its path's first `depth` bits, the rest zero, at every depth.
+    #[test]
+    fn a_prefix_keeps_exactly_the_bits_above_its_depth() {
+        for path in [
+            [0xffu8; 32],
+            [0xa5; 32],
+            std::array::from_fn(|i| (i as u8).wrapping_mul(37)),
+        ] {
+            let path = Hash32(path);
+            for depth in 0..=255u8 {
+                let at = NodeKey::on_path(depth, &path);
+                for i in 0..=255u8 {
+                    let want = if i < depth { bit(&path, i) } else { 0 };
+                    assert_eq!(bit(&at.prefix, i), want, "bit {i} at depth {depth}");
+                }
+            }
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap as Map;
