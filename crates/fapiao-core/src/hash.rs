@@ -11,8 +11,35 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 
 /// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct Hash32(pub [u8; 32]);
+
+/// Byte order, as the derived order of the bytes would be, compared as four big-endian
+/// words: the store's ordered maps of tree nodes compare their prefixes on every step,
+/// and the derived order called `memcmp` for each (a fifth of the block producer's
+/// time in a profile).
+impl Ord for Hash32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let word = |h: &Hash32, i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&h.0[8 * i..8 * i + 8]);
+            u64::from_be_bytes(w)
+        };
+        for i in 0..4 {
+            match word(self, i).cmp(&word(other, i)) {
+                std::cmp::Ordering::Equal => {}
+                unequal => return unequal,
+            }
+        }
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl PartialOrd for Hash32 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Hash32 {
     /// The all-zero value, used as the parent of a chain's first block.
@@ -135,6 +162,19 @@ pub fn sha256(parts: &[&[u8]]) -> Hash32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Hashes order as their bytes do, also when they share all but a few bytes.
+        #[test]
+        fn hashes_order_as_their_bytes(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), shared in 0usize..=32) {
+            let mut b = b;
+            b[..shared].copy_from_slice(&a[..shared]);
+            prop_assert_eq!(Hash32(a).cmp(&Hash32(b)), a.cmp(&b));
+            prop_assert_eq!(Hash32(b).cmp(&Hash32(a)), b.cmp(&a));
+            prop_assert_eq!(Hash32(a).partial_cmp(&Hash32(b)), Some(a.cmp(&b)));
+        }
+    }
 
     #[test]
     fn tags_are_distinct_prefix_free_and_never_start_with_merkle_prefixes() {
