@@ -192,30 +192,34 @@ fn a_full_pending_set_refuses_at_the_door_and_takes_events_again_after_a_block()
     assert_eq!(submit_garbage(&node), 400);
 }
 
-fn delete_payment(ledger: &Path, id: &str) {
+/// Opens the ledger at `ledger` (its node stopped) and hands `change` the database, its
+/// state table and the key of payment `id`'s record.
+fn with_payment_row(ledger: &Path, id: &str, change: impl FnOnce(&rocksdb::DB, &rocksdb::ColumnFamily, &[u8])) {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(false);
     let db = rocksdb::DB::open_cf(&opts, ledger, fapiao_store::tables::ALL).unwrap();
     let cf = db.cf_handle("state").unwrap();
     let mut k = dev_chain().get().to_be_bytes().to_vec();
     k.extend_from_slice(&fapiao_domain::StateKey::Payment(id.into()).to_bytes());
-    assert!(db.get_cf(cf, &k).unwrap().is_some());
-    db.delete_cf(cf, &k).unwrap();
+    change(&db, cf, &k);
+}
+
+fn delete_payment(ledger: &Path, id: &str) {
+    with_payment_row(ledger, id, |db, cf, k| {
+        assert!(db.get_cf(cf, k).unwrap().is_some());
+        db.delete_cf(cf, k).unwrap();
+    });
 }
 
 fn rewrite_payment(ledger: &Path, id: &str, fen: i64) {
-    let mut opts = rocksdb::Options::default();
-    opts.create_if_missing(false);
-    let db = rocksdb::DB::open_cf(&opts, ledger, fapiao_store::tables::ALL).unwrap();
-    let cf = db.cf_handle("state").unwrap();
-    let mut k = dev_chain().get().to_be_bytes().to_vec();
-    k.extend_from_slice(&fapiao_domain::StateKey::Payment(id.into()).to_bytes());
-    let mut v: fapiao_domain::StateValue = codec::decode(&db.get_cf(cf, &k).unwrap().unwrap()).unwrap();
-    match &mut v {
-        fapiao_domain::StateValue::Payment(p) => p.recorded.amount = Fen::from_fen(fen),
-        other => panic!("{other:?}"),
-    }
-    db.put_cf(cf, &k, codec::to_bytes(&v)).unwrap();
+    with_payment_row(ledger, id, |db, cf, k| {
+        let mut v: fapiao_domain::StateValue = codec::decode(&db.get_cf(cf, k).unwrap().unwrap()).unwrap();
+        match &mut v {
+            fapiao_domain::StateValue::Payment(p) => p.recorded.amount = Fen::from_fen(fen),
+            other => panic!("{other:?}"),
+        }
+        db.put_cf(cf, k, codec::to_bytes(&v)).unwrap();
+    });
 }
 
 #[test]

@@ -274,6 +274,13 @@ impl PageVersion {
         }
     }
 
+    /// The version a stored `tree_versions` value holds: its canonical `Option<bytes>`,
+    /// read as [`PageVersion::from_stored`] reads it.
+    pub fn from_row(value: &[u8]) -> Result<PageVersion, String> {
+        let stored: Option<Vec<u8>> = fapiao_core::codec::decode(value).map_err(|e| e.to_string())?;
+        PageVersion::from_stored(stored.as_deref())
+    }
+
     /// The slots that held a node before the block.
     fn occupied(&self) -> u16 {
         match self {

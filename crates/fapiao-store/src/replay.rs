@@ -8,7 +8,7 @@ use crate::{BlockCommit, PreparedState, RawRow, Store, StoreError};
 use fapiao_chain::validate::{self, Invalid, Signatures};
 use fapiao_core::event::{DerivedKind, EventKind};
 use fapiao_core::sig::Cores;
-use fapiao_core::{codec, Block, BlockHash, Entry, Epochs, Genesis, Hash32, MemberCode};
+use fapiao_core::{Block, BlockHash, Entry, Epochs, Genesis, Hash32, MemberCode};
 use fapiao_domain::catalogue;
 use fapiao_domain::state::{InvoiceRecord, StateKey, StateValue};
 use std::collections::{BTreeMap, HashMap};
@@ -609,14 +609,9 @@ fn compare_versions(
 /// versions of a tree page that say the same: a ledger written before deltas keeps the
 /// whole page where replay keeps the delta of it (FORMAT.md §10, "Versions").
 fn same_page_version(table: &str, live: &[u8], replayed: &[u8]) -> bool {
-    let version = |bytes: &[u8]| {
-        codec::decode::<Option<Vec<u8>>>(bytes)
-            .ok()
-            .and_then(|stored| PageVersion::from_stored(stored.as_deref()).ok())
-    };
     table == TreeVersions::NAME
-        && match (version(live), version(replayed)) {
-            (Some(a), Some(b)) => a.agrees_with(&b),
+        && match (PageVersion::from_row(live), PageVersion::from_row(replayed)) {
+            (Ok(a), Ok(b)) => a.agrees_with(&b),
             _ => false,
         }
 }

@@ -69,6 +69,7 @@ impl Store {
         // Each tree page the blocks changed, undone block by block from the head down,
         // from the page now to the page as of `height` (`None`: no page).
         let mut pages: BTreeMap<NodeKey, Option<Page>> = BTreeMap::new();
+        let now = self.state_trusted(chain);
         // From the head down: what the lowest block overwrote is written last and wins,
         // which is the state as of `height`.
         for h in (height + 1..=head.height).rev() {
@@ -79,7 +80,7 @@ impl Store {
             for (at, version) in &tree {
                 let after = match pages.remove(at) {
                     Some(page) => page,
-                    None => self.tree_page(chain, *at)?,
+                    None => now.page(*at)?,
                 };
                 pages.insert(*at, version.undo(after));
             }

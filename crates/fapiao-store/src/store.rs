@@ -914,19 +914,6 @@ impl Store {
             .collect()
     }
 
-    /// The current tree page of `chain` at `at` (`None`: no page there).
-    pub(crate) fn tree_page(&self, chain: MemberCode, at: NodeKey) -> Result<Option<Page>, StoreError> {
-        let key = Tree::key(&(chain, at));
-        match self
-            .db
-            .get_pinned_cf(self.cf(Tree::NAME), &key)
-            .map_err(StoreError::rocks)?
-        {
-            None => Ok(None),
-            Some(bytes) => page_from(Tree::NAME, &key, &bytes).map(Some),
-        }
-    }
-
     /// Versions `chain`'s state from block `height` on: the blocks below it, not yet
     /// committed, will keep none, as if pruned. Replay's scratch store, which keeps only
     /// the last [`crate::STATE_VERSIONS_KEPT`] blocks' versions in the end, writes only
@@ -1268,7 +1255,7 @@ impl ChainView<'_> {
     }
 
     /// The stored tree page at `at`, decoded directly ([`Page::from_bytes`]).
-    fn page(&self, at: NodeKey) -> Result<Option<Page>, StoreError> {
+    pub(crate) fn page(&self, at: NodeKey) -> Result<Option<Page>, StoreError> {
         let key = (self.chain, at);
         match self.raw::<Tree>(&key)? {
             None => Ok(None),
@@ -1586,13 +1573,11 @@ impl NodeStore for StateAt<'_> {
             .versions(TreeVersions::NAME, tables::tree_version_prefix(chain, &page))
             .map(|row| {
                 let (key, value) = row?;
-                let corrupt = |message: String| StoreError::Corrupt {
+                PageVersion::from_row(&value).map_err(|message| StoreError::Corrupt {
                     table: TreeVersions::NAME,
                     key: hex_key(&key),
                     message,
-                };
-                let stored = codec::decode::<Option<Vec<u8>>>(&value).map_err(|e| corrupt(e.to_string()))?;
-                PageVersion::from_stored(stored.as_deref()).map_err(corrupt)
+                })
             });
         let p = pages::page_as_of(versions, || self.view.page(page))?;
         let node = p.as_ref().and_then(|p| p.node(at));
