@@ -18,6 +18,12 @@ use crate::hash::{hash, hash_parts, Domain, Hash32};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// A hash map keyed by tree positions, hashed with foldhash rather than SipHash: a
+/// block's update reads and writes tens of thousands of nodes, and a position is the
+/// prefix of a hash, nothing a client chooses. [`TreeUpdate`] keeps its changes in one
+/// and hands them on as the block's index of changed nodes.
+pub type NodeMap<V> = foldhash::HashMap<NodeKey, V>;
+
 /// The root of the empty tree.
 pub const EMPTY: Hash32 = Hash32::ZERO;
 
@@ -151,7 +157,7 @@ impl MemNodes {
 /// A batch of updates over a store: reads see earlier writes of the batch.
 pub struct TreeUpdate<'a, S> {
     store: &'a S,
-    changes: BTreeMap<NodeKey, Option<Node>>,
+    changes: NodeMap<Option<Node>>,
 }
 
 /// A state tree with a corrupt shape (an inner node where a leaf must be, a path deeper
@@ -171,7 +177,7 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
     pub fn new(store: &'a S) -> Self {
         TreeUpdate {
             store,
-            changes: BTreeMap::new(),
+            changes: NodeMap::default(),
         }
     }
 
@@ -310,8 +316,13 @@ impl<'a, S: NodeStore> TreeUpdate<'a, S> {
             .unwrap_or(EMPTY))
     }
 
-    /// The node changes to persist (`None` = delete).
+    /// The node changes to persist (`None` = delete), in key order.
     pub fn into_changes(self) -> BTreeMap<NodeKey, Option<Node>> {
+        self.changes.into_iter().collect()
+    }
+
+    /// The node changes to persist (`None` = delete), unordered.
+    pub fn into_map(self) -> NodeMap<Option<Node>> {
         self.changes
     }
 

@@ -533,18 +533,20 @@ pub fn tree_update<S: NodeStore>(
     nodes: &S,
     writes: &std::collections::BTreeMap<StateKey, StateValue>,
 ) -> Result<(std::collections::BTreeMap<NodeKey, Option<Node>>, crate::Hash32), TreeError<S::Error>> {
-    tree_update_on(nodes, writes, Cores::One)
+    let (changes, root) = tree_update_on(nodes, writes, Cores::One)?;
+    Ok((changes.into_iter().collect(), root))
 }
 
 /// [`tree_update`], with the leaves (each record's key and canonical bytes, encoded and
 /// hashed) computed on `cores` first; then one sorted pass down the tree places them all
-/// ([`TreeUpdate::set_sorted`]), hashing each changed node once.
+/// ([`TreeUpdate::set_sorted`]), hashing each changed node once. The changes come
+/// unordered, as the update kept them.
 #[allow(clippy::type_complexity)]
 pub fn tree_update_on<S: NodeStore>(
     nodes: &S,
     writes: &std::collections::BTreeMap<StateKey, StateValue>,
     cores: Cores,
-) -> Result<(std::collections::BTreeMap<NodeKey, Option<Node>>, crate::Hash32), TreeError<S::Error>> {
+) -> Result<(smt::NodeMap<Option<Node>>, crate::Hash32), TreeError<S::Error>> {
     let leaf = |(k, v): (&StateKey, &StateValue)| (smt::key_hash(&k.to_bytes()), smt::value_hash(&v.to_bytes()));
     let mut leaves: Vec<(crate::Hash32, crate::Hash32)> = match cores {
         Cores::One => writes.iter().map(leaf).collect(),
@@ -560,7 +562,7 @@ pub fn tree_update_on<S: NodeStore>(
     let mut update = TreeUpdate::new(nodes);
     update.set_sorted(&ops)?;
     let root = update.root()?;
-    Ok((update.into_changes(), root))
+    Ok((update.into_map(), root))
 }
 
 #[cfg(test)]

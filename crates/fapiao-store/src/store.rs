@@ -6,7 +6,7 @@ use crate::StoreError;
 use fapiao_chain::StateChange;
 use fapiao_core::event::{DerivedKind, EventKind};
 use fapiao_core::sig::Cores;
-use fapiao_core::smt::{self, Node, NodeKey, NodeStore};
+use fapiao_core::smt::{self, Node, NodeKey, NodeMap, NodeStore};
 use fapiao_core::{
     codec, Block, BlockHash, Certificate, Entry, Equivocation, Event, EventId, Hash32, Header, InvoiceNumber,
     MemberCode,
@@ -17,7 +17,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 use std::cell::{OnceCell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -891,7 +891,7 @@ impl Store {
         Ok(Some(StateAt {
             view,
             height,
-            pages: RefCell::new(HashMap::new()),
+            pages: RefCell::default(),
         }))
     }
 
@@ -1205,13 +1205,13 @@ pub struct ChainView<'a> {
     /// Check every record against the state tree before returning it.
     verify: bool,
     /// Tree pages read so far, and their absence.
-    pages: RefCell<HashMap<NodeKey, Option<Page>>>,
+    pages: RefCell<NodeMap<Option<Page>>>,
     /// Tree nodes already found to hash to what their parent (or the root) records, so a
     /// later path through them is not hashed again.
-    verified: RefCell<HashSet<NodeKey>>,
+    verified: RefCell<foldhash::HashSet<NodeKey>>,
     /// Records already read (and checked): a block reads some, such as its client's key,
     /// once per event.
-    records: RefCell<HashMap<StateKey, Option<StateValue>>>,
+    records: RefCell<foldhash::HashMap<StateKey, Option<StateValue>>>,
     /// The state root the snapshot's head commits to, once read.
     root: OnceCell<Hash32>,
     /// A block being committed, seen as stored (see [`Store::state_after`]). Its records
@@ -1454,7 +1454,7 @@ pub struct StateAt<'a> {
     view: ChainView<'a>,
     height: u64,
     /// Pages read so far, as of `height` (`None`: no page there).
-    pages: RefCell<HashMap<NodeKey, Option<Page>>>,
+    pages: RefCell<NodeMap<Option<Page>>>,
 }
 
 impl StateAt<'_> {
@@ -1589,8 +1589,8 @@ impl NodeStore for StateAt<'_> {
 impl NodeStore for ChainView<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
-        if let Some(changed) = self.after.as_ref().and_then(|a| a.change.tree.get(at)) {
-            return Ok(*changed);
+        if let Some(changed) = self.after.as_ref().and_then(|a| a.change.node(at)) {
+            return Ok(changed);
         }
         let page = pages::page_of(at);
         if let Some(p) = self.pages.borrow().get(&page) {
