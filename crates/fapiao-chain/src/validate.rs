@@ -72,18 +72,16 @@ pub enum ReadError<E> {
 /// What a block does to its chain's state: the records it writes and the tree update
 /// they make. Building a block and re-executing one both end with it; the host stores
 /// it with the block.
-#[derive(Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateChange {
     /// State records written.
     pub writes: BTreeMap<StateKey, StateValue>,
-    /// Tree nodes changed (`None` = deleted), in key order (the store groups them by
-    /// page).
-    pub tree: BTreeMap<NodeKey, Option<Node>>,
+    /// Tree nodes changed (`None` = deleted), hashed: the next block, built while this
+    /// one is written, reads every node it passes through here first
+    /// ([`StateChange::node`]); the store groups them by page.
+    pub tree: NodeMap<Option<Node>>,
     /// The state root after the block (equal to the header's).
     pub root: Hash32,
-    /// `tree` again, hashed: the next block, built while this one is written, reads
-    /// every node it passes through here first ([`StateChange::node`]).
-    index: NodeMap<Option<Node>>,
 }
 
 impl StateChange {
@@ -94,39 +92,14 @@ impl StateChange {
         writes: BTreeMap<StateKey, StateValue>,
         cores: Cores,
     ) -> Result<StateChange, TreeError<S::Error>> {
-        let (index, root) = fapiao_core::state::tree_update_on(base, &writes, cores)?;
-        let tree = index.iter().map(|(k, v)| (*k, *v)).collect();
-        Ok(StateChange {
-            writes,
-            tree,
-            root,
-            index,
-        })
+        let (tree, root) = fapiao_core::state::tree_update_on(base, &writes, cores)?;
+        Ok(StateChange { writes, tree, root })
     }
 
     /// The node at `at` after the block, if the block changed it: `Some(None)` when
     /// the block deleted it, `None` when it left it as it was.
     pub fn node(&self, at: &NodeKey) -> Option<Option<Node>> {
-        self.index.get(at).copied()
-    }
-}
-
-/// The index repeats `tree`, so it takes no part in comparing or printing a change.
-impl PartialEq for StateChange {
-    fn eq(&self, other: &Self) -> bool {
-        self.writes == other.writes && self.tree == other.tree && self.root == other.root
-    }
-}
-
-impl Eq for StateChange {}
-
-impl std::fmt::Debug for StateChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateChange")
-            .field("writes", &self.writes)
-            .field("tree", &self.tree)
-            .field("root", &self.root)
-            .finish_non_exhaustive()
+        self.tree.get(at).copied()
     }
 }
 

@@ -144,7 +144,7 @@ impl NodeStore for MemNodes {
 
 impl MemNodes {
     /// Applies the changes of a finished update.
-    pub fn apply(&mut self, changes: BTreeMap<NodeKey, Option<Node>>) {
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = (NodeKey, Option<Node>)>) {
         for (k, v) in changes {
             match v {
                 Some(n) => self.0.insert(k, n),

@@ -393,9 +393,12 @@ impl TryFrom<Vec<(u8, Node)>> for Page {
     }
 }
 
-/// The pages a block's node changes touch: the position of each, grouped with the
-/// changes that fall in it, in key order.
-pub fn group(changes: &BTreeMap<NodeKey, Option<Node>>) -> BTreeMap<NodeKey, Vec<(NodeKey, Option<Node>)>> {
+/// The pages a block's node changes touch: the position of each, in key order, grouped
+/// with the changes that fall in it (in the order given; a page's slots do not depend
+/// on it).
+pub fn group<'a>(
+    changes: impl IntoIterator<Item = (&'a NodeKey, &'a Option<Node>)>,
+) -> BTreeMap<NodeKey, Vec<(NodeKey, Option<Node>)>> {
     let mut pages: BTreeMap<NodeKey, Vec<(NodeKey, Option<Node>)>> = BTreeMap::new();
     for (at, node) in changes {
         pages.entry(page_of(at)).or_default().push((*at, *node));
