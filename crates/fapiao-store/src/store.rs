@@ -498,11 +498,36 @@ impl Store {
         }
         let mut wo = WriteOptions::default();
         if self.scratch {
-            wo.disable_wal(true);
-        } else {
-            wo.set_sync(true);
+            return self.write_scratch(batch);
         }
+        wo.set_sync(true);
         self.db.write_opt(batch, &wo).map_err(StoreError::rocks)
+    }
+
+    /// A scratch store's write, without the log, which never waits inside RocksDB: a
+    /// write that would stall for a flush is refused (`no_slowdown`) and tried again
+    /// here, every millisecond, until it goes through or the store reports the flush's
+    /// error. Waiting inside RocksDB, a write stalled on a flush that then failed for a
+    /// full disk waited for good: RocksDB keeps such writes waiting while it polls for
+    /// free space to recover by itself, and a replay's disk stays full. A node's ledger
+    /// keeps that wait (its disk reserve stops writes before the disk fills, and it
+    /// resumes once there is room again). The batch's bytes are kept for the retries:
+    /// RocksDB takes the batch.
+    fn write_scratch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        wo.set_no_slowdown(true);
+        let bytes = batch.data().to_vec();
+        let mut batch = batch;
+        loop {
+            match self.db.write_opt(batch, &wo) {
+                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    batch = WriteBatch::from_data(&bytes);
+                }
+                other => return other.map_err(StoreError::rocks),
+            }
+        }
     }
 
     /// A chain's head.
@@ -1600,5 +1625,70 @@ impl NodeStore for ChainView<'_> {
         let node = p.as_ref().and_then(|p| p.node(at));
         self.pages.borrow_mut().insert(page, p);
         Ok(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch store's write that waits for a flush the full disk fails returns the
+    /// no-space error. (RocksDB keeps a stalled write waiting while it polls for free
+    /// space to recover by itself, which on a disk that stays full is forever: replay
+    /// hung on it.) Batches larger than a memtable make nearly every write wait for a
+    /// flush, so the disk fills while one waits.
+    #[test]
+    fn a_scratch_write_stalled_on_a_full_disk_fails_with_the_error() {
+        let root = tempfile::tempdir().unwrap();
+        let disk = fapiao_testkit::disk::SmallDisk::mount(&root.path().join("disk"), 2);
+        let path = disk.dir.join("scratch");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let store = Store::open(
+                &path,
+                &StoreOptions {
+                    scratch: true,
+                    bounded_memory: true,
+                    block_cache_bytes: 4 << 20,
+                    memtable_bytes: 256 << 10,
+                    ..StoreOptions::default()
+                },
+            )
+            .unwrap();
+            // Incompressible bytes, so each batch takes its size on the disk.
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut bytes = |n: usize| -> Vec<u8> {
+                (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            };
+            let mut written = 0u32;
+            let result = loop {
+                let mut b = WriteBatch::default();
+                for i in 0..4u32 {
+                    b.put_cf(
+                        store.cf(Tree::NAME),
+                        [written.to_be_bytes(), i.to_be_bytes()].concat(),
+                        bytes(64 << 10),
+                    );
+                }
+                match store.write_synced(b) {
+                    Ok(()) if written < 10_000 => written += 1,
+                    other => break other,
+                }
+            };
+            let _ = tx.send((result, written));
+        });
+        let (result, written) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a write on the full disk neither finished nor failed in a minute: it hangs");
+        let err = result.unwrap_err();
+        assert!(err.is_no_space(), "{err}");
+        assert!(written > 0, "it failed before the disk was full");
     }
 }
