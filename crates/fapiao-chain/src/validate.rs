@@ -6,7 +6,7 @@
 
 use fapiao_core::block::BlockError;
 use fapiao_core::sig::{self, BatchItem, Cores, SigError};
-use fapiao_core::smt::{Node, NodeKey, NodeMap, NodeStore, TreeError};
+use fapiao_core::smt::{Node, NodeMap, NodeStore, TreeError};
 use fapiao_core::{Block, Config, Entry, Event, Genesis, Hash32};
 use fapiao_domain::state::ExecError;
 use fapiao_domain::{execute_block, BlockContext, ChainContext, StateKey, StateRead, StateValue};
@@ -76,9 +76,8 @@ pub enum ReadError<E> {
 pub struct StateChange {
     /// State records written.
     pub writes: BTreeMap<StateKey, StateValue>,
-    /// Tree nodes changed (`None` = deleted), hashed: the next block, built while this
-    /// one is written, reads every node it passes through here first
-    /// ([`StateChange::node`]); the store groups them by page.
+    /// Tree nodes changed (`None` = deleted), hashed (the tree update looks each node it
+    /// passes through up here first); the store groups them by page.
     pub tree: NodeMap<Option<Node>>,
     /// The state root after the block (equal to the header's).
     pub root: Hash32,
@@ -94,12 +93,6 @@ impl StateChange {
     ) -> Result<StateChange, TreeError<S::Error>> {
         let (tree, root) = fapiao_core::state::tree_update_on(base, &writes, cores)?;
         Ok(StateChange { writes, tree, root })
-    }
-
-    /// The node at `at` after the block, if the block changed it: `Some(None)` when
-    /// the block deleted it, `None` when it left it as it was.
-    pub fn node(&self, at: &NodeKey) -> Option<Option<Node>> {
-        self.tree.get(at).copied()
     }
 }
 

@@ -16,10 +16,9 @@
 //! then `2s` and `2s + 1` for the children of slot `s`), in ascending slot order, so
 //! equal pages have equal bytes (replay compares them row by row).
 
-use fapiao_core::smt::{bit, Node, NodeKey};
+use fapiao_core::smt::{bit, Node, NodeKey, NodeMap};
 use fapiao_core::Hash32;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Tree levels per page.
 pub const PAGE_LEVELS: u8 = 4;
@@ -393,15 +392,20 @@ impl TryFrom<Vec<(u8, Node)>> for Page {
     }
 }
 
-/// The pages a block's node changes touch: the position of each, in key order, grouped
-/// with the changes that fall in it (in the order given; a page's slots do not depend
-/// on it).
-pub fn group<'a>(
-    changes: impl IntoIterator<Item = (&'a NodeKey, &'a Option<Node>)>,
-) -> BTreeMap<NodeKey, Vec<(NodeKey, Option<Node>)>> {
-    let mut pages: BTreeMap<NodeKey, Vec<(NodeKey, Option<Node>)>> = BTreeMap::new();
+/// A block's node changes (`None` = deleted) by the position of the page that holds
+/// them, each page's in key order. Hashed: the next block looks a page up in it for
+/// each page it reads, and the commit sorts the positions once.
+pub type Changes = NodeMap<Vec<(NodeKey, Option<Node>)>>;
+
+/// The pages a block's node changes touch, with the changes that fall in each ([`Changes`]:
+/// the same changes, in whatever order given, group the same).
+pub fn group<'a>(changes: impl IntoIterator<Item = (&'a NodeKey, &'a Option<Node>)>) -> Changes {
+    let mut pages = Changes::default();
     for (at, node) in changes {
         pages.entry(page_of(at)).or_default().push((*at, *node));
+    }
+    for changes in pages.values_mut() {
+        changes.sort_unstable_by_key(|(at, _)| *at);
     }
     pages
 }
@@ -421,6 +425,7 @@ mod tests {
     use fapiao_core::codec;
     use fapiao_core::smt::{self, MemNodes, NodeStore, TreeUpdate};
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn leaf(n: u8) -> Node {
         Node::Leaf {

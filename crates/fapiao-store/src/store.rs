@@ -115,19 +115,32 @@ pub struct Store {
 const LEGACY_UNDO: &str = "state_undo";
 
 /// One block's state change (records written, tree nodes changed, the root after it,
-/// from the block builder or a re-execution), for the chain it is committed to.
+/// from the block builder or a re-execution), for the chain it is committed to, with
+/// its node changes grouped by the tree page that holds them: as the commit writes
+/// them, and as the next block, built while this one is written, reads them (a page
+/// read from the store is brought up to date once, and its nodes are then read from it,
+/// instead of every node read looking the block's changes up first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedState {
     /// The chain.
     pub chain: MemberCode,
-    /// The change.
-    pub change: StateChange,
+    /// The state records written.
+    pub writes: BTreeMap<StateKey, StateValue>,
+    /// The state root after the block (equal to its header's).
+    pub root: Hash32,
+    /// The tree node changes (`None` = deleted) by page, in page-key order.
+    pages: pages::Changes,
 }
 
 impl PreparedState {
     /// `chain`'s state change, to commit.
     pub fn new(chain: MemberCode, change: StateChange) -> PreparedState {
-        PreparedState { chain, change }
+        PreparedState {
+            chain,
+            pages: pages::group(&change.tree),
+            writes: change.writes,
+            root: change.root,
+        }
     }
 }
 
@@ -731,7 +744,7 @@ impl Store {
         assert_eq!(h.parent, expect_parent, "block parent must be the head");
         assert_eq!(c.state.chain, chain, "state prepared for another chain");
         assert_eq!(
-            c.state.change.root, h.state_root,
+            c.state.root, h.state_root,
             "header state root must be the prepared root"
         );
         if let Some(hd) = head {
@@ -760,7 +773,7 @@ impl Store {
             self.put_versions(&mut b, chain, h.height, versions);
         }
         self.prune_versions(&mut b, chain, history_from, h.height, h.timestamp.0)?;
-        for (k, v) in &c.state.change.writes {
+        for (k, v) in &c.state.writes {
             self.put::<State>(&mut b, &(chain, k.clone()), v);
         }
         for (k, page) in &pages {
@@ -871,12 +884,13 @@ impl Store {
         state: &PreparedState,
         versioned: bool,
     ) -> Result<(Versions, Vec<(NodeKey, Option<Page>)>), StoreError> {
-        let touched = pages::group(&state.change.tree);
-        let tree_keys: Vec<Vec<u8>> = touched.keys().map(|k| Tree::key(&(chain, *k))).collect();
+        let mut touched: Vec<_> = state.pages.iter().collect();
+        touched.sort_unstable_by_key(|(at, _)| **at);
+        let tree_keys: Vec<Vec<u8>> = touched.iter().map(|(at, _)| Tree::key(&(chain, **at))).collect();
         let old_pages = self.db.batched_multi_get_cf(self.cf(Tree::NAME), &tree_keys, true);
         let mut tree = Vec::with_capacity(touched.len());
         let mut new_pages = Vec::with_capacity(touched.len());
-        for (((at, changes), old), key) in touched.iter().zip(old_pages).zip(&tree_keys) {
+        for ((&(at, changes), old), key) in touched.iter().zip(old_pages).zip(&tree_keys) {
             let page = match old.map_err(StoreError::rocks)? {
                 None => None,
                 Some(bytes) => Some(page_from(Tree::NAME, key, &bytes)?),
@@ -888,7 +902,7 @@ impl Store {
         }
         let mut records = Vec::new();
         if versioned {
-            let writes = &state.change.writes;
+            let writes = &state.writes;
             let keys: Vec<Vec<u8>> = writes.keys().map(|k| State::key(&(chain, k.clone()))).collect();
             let old = self.db.batched_multi_get_cf(self.cf(State::NAME), &keys, false);
             records.reserve(keys.len());
@@ -1229,8 +1243,9 @@ pub struct ChainView<'a> {
     snap: rocksdb::Snapshot<'a>,
     /// Check every record against the state tree before returning it.
     verify: bool,
-    /// Tree pages read so far, and their absence.
-    pages: RefCell<NodeMap<Option<Page>>>,
+    /// Tree pages read so far, and their absence. (Boxed: a page is a kilobyte, and
+    /// the table's probes and growth then move pointers, not pages.)
+    pages: RefCell<NodeMap<Option<Box<Page>>>>,
     /// Tree nodes already found to hash to what their parent (or the root) records, so a
     /// later path through them is not hashed again.
     verified: RefCell<foldhash::HashSet<NodeKey>>,
@@ -1261,7 +1276,7 @@ impl ChainView<'_> {
     /// The state root the snapshot's head commits to (empty for a chain with no head).
     fn head_root(&self) -> Result<Hash32, StoreError> {
         if let Some(after) = &self.after {
-            return Ok(after.change.root);
+            return Ok(after.root);
         }
         if let Some(r) = self.root.get() {
             return Ok(*r);
@@ -1450,7 +1465,7 @@ impl StateRead for ChainView<'_> {
         error.is_damage()
     }
     fn get(&self, key: &StateKey) -> Result<Option<StateValue>, StoreError> {
-        if let Some(written) = self.after.as_ref().and_then(|a| a.change.writes.get(key)) {
+        if let Some(written) = self.after.as_ref().and_then(|a| a.writes.get(key)) {
             return Ok(Some(written.clone()));
         }
         if let Some(known) = self.records.borrow().get(key) {
@@ -1479,7 +1494,7 @@ pub struct StateAt<'a> {
     view: ChainView<'a>,
     height: u64,
     /// Pages read so far, as of `height` (`None`: no page there).
-    pages: RefCell<NodeMap<Option<Page>>>,
+    pages: RefCell<NodeMap<Option<Box<Page>>>>,
 }
 
 impl StateAt<'_> {
@@ -1606,7 +1621,7 @@ impl NodeStore for StateAt<'_> {
             });
         let p = pages::page_as_of(versions, || self.view.page(page))?;
         let node = p.as_ref().and_then(|p| p.node(at));
-        self.pages.borrow_mut().insert(page, p);
+        self.pages.borrow_mut().insert(page, p.map(Box::new));
         Ok(node)
     }
 }
@@ -1614,16 +1629,18 @@ impl NodeStore for StateAt<'_> {
 impl NodeStore for ChainView<'_> {
     type Error = StoreError;
     fn node(&self, at: &NodeKey) -> Result<Option<Node>, StoreError> {
-        if let Some(changed) = self.after.as_ref().and_then(|a| a.change.node(at)) {
-            return Ok(changed);
-        }
         let page = pages::page_of(at);
         if let Some(p) = self.pages.borrow().get(&page) {
             return Ok(p.as_ref().and_then(|p| p.node(at)));
         }
-        let p = self.page(page)?;
+        let mut p = self.page(page)?;
+        // The page as the block in flight leaves it. (Applying its changes again to a
+        // page that already has them, once it is written, changes nothing.)
+        if let Some(changes) = self.after.as_ref().and_then(|a| a.pages.get(&page)) {
+            p = pages::apply(p, changes);
+        }
         let node = p.as_ref().and_then(|p| p.node(at));
-        self.pages.borrow_mut().insert(page, p);
+        self.pages.borrow_mut().insert(page, p.map(Box::new));
         Ok(node)
     }
 }

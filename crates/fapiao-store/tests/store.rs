@@ -100,7 +100,7 @@ fn commit_at(store: &Store, g: &Genesis, height: u64, time: Timestamp, kinds: Ve
         timestamp: bc.timestamp,
         events_root: entries_root(&ex.entries),
         event_count: ex.entries.len() as u32,
-        state_root: prepared.change.root,
+        state_root: prepared.root,
     }
     .sign(&k);
     let block = Block {
@@ -263,7 +263,7 @@ fn the_state_after_a_block_in_flight_is_the_state_once_it_is_stored() {
             .iter()
             .map(|p| fapiao_domain::StateRead::get(view, &StateKey::Payment((*p).into())).unwrap())
             .collect();
-        let root = view.prepare(ex.writes.clone()).unwrap().change.root;
+        let root = view.prepare(ex.writes.clone()).unwrap().root;
         (ex.entries, reads, root)
     };
     let over = |store: &Store| block22(&store.state_after(chain(), in_flight.clone()));
@@ -271,7 +271,7 @@ fn the_state_after_a_block_in_flight_is_the_state_once_it_is_stored() {
     assert!(before.1[0].is_some() && before.1[1].is_some() && before.1[2].is_none());
     // Now block 21 is stored, as the writer would.
     commit(&store, &g, 21, kinds21());
-    assert_eq!(store.state_root(chain()).unwrap(), in_flight.change.root);
+    assert_eq!(store.state_root(chain()).unwrap(), in_flight.root);
     let stored = block22(&store.state(chain()));
     assert!(stored.0.len() > e22.len(), "the invoice request was issued");
     assert_eq!(
