@@ -76,8 +76,8 @@ pub enum ReadError<E> {
 pub struct StateChange {
     /// State records written.
     pub writes: BTreeMap<StateKey, StateValue>,
-    /// Tree nodes changed (`None` = deleted), hashed (the tree update looks each node it
-    /// passes through up here first); the store groups them by page.
+    /// Tree nodes changed (`None` = deleted), as the tree update leaves them; the store
+    /// groups them by page.
     pub tree: NodeMap<Option<Node>>,
     /// The state root after the block (equal to the header's).
     pub root: Hash32,

@@ -128,7 +128,7 @@ pub struct PreparedState {
     pub writes: BTreeMap<StateKey, StateValue>,
     /// The state root after the block (equal to its header's).
     pub root: Hash32,
-    /// The tree node changes (`None` = deleted) by page, in page-key order.
+    /// The tree node changes (`None` = deleted) by page.
     pages: pages::Changes,
 }
 
@@ -509,10 +509,10 @@ impl Store {
         if self.read_only {
             return Err(StoreError::ReadOnly);
         }
-        let mut wo = WriteOptions::default();
         if self.scratch {
             return self.write_scratch(batch);
         }
+        let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo).map_err(StoreError::rocks)
     }
@@ -525,7 +525,8 @@ impl Store {
     /// free space to recover by itself, and a replay's disk stays full. A node's ledger
     /// keeps that wait (its disk reserve stops writes before the disk fills, and it
     /// resumes once there is room again). The batch's bytes are kept for the retries:
-    /// RocksDB takes the batch.
+    /// RocksDB takes the batch. A refusal that names a background error instead of the
+    /// stall is that error.
     fn write_scratch(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
@@ -534,7 +535,7 @@ impl Store {
         let mut batch = batch;
         loop {
             match self.db.write_opt(batch, &wo) {
-                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => {
+                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete && e.to_string().ends_with("Write stall") => {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                     batch = WriteBatch::from_data(&bytes);
                 }
